@@ -1,0 +1,19 @@
+"""Imported once by the forkserver so that each case's child starts with the stack loaded.
+
+Nothing here may initialise CUDA (a forked CUDA context is unusable), and unsloth is not
+imported: it patches transformers and trl globally, which would leak into every case.
+"""
+import warnings
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import datasets  # noqa: E402,F401
+import peft  # noqa: E402,F401
+import torch  # noqa: E402,F401
+import transformers  # noqa: E402,F401
+import trl  # noqa: E402,F401
+from trl import SFTConfig, SFTTrainer  # noqa: E402,F401  (trl's lazy modules: resolve them now)
+
+import suite.backends.hf  # noqa: E402,F401
+import suite.measure  # noqa: E402,F401
+import suite.train  # noqa: E402,F401

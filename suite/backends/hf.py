@@ -1,0 +1,43 @@
+"""full / lora / qlora through trl's SFTTrainer, loading the model from its local directory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from suite import models, train
+from suite.cases import Case
+
+
+def build_trainer(case: Case, model_path: str, device: str, precision: str, dtype, output_dir: Path,
+                  dataset, callbacks):
+    from trl import SFTTrainer
+
+    tokenizer = models.load_tokenizer(model_path)
+    train.ensure_chat_template(tokenizer)
+    load_kwargs = train.model_init_kwargs(case, device, dtype)
+    quant = load_kwargs.pop("quantization_config", None)
+    args = train._sft_config(case, output_dir, device, precision, load_kwargs)
+    # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.
+    trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=train._lora_config(case) if case.is_adapter else None,
+                         quantization_config=quant, callbacks=callbacks)
+    if quant is not None:
+        load_kwargs["quantization_config"] = quant
+    return trainer, tokenizer, load_kwargs
+
+
+def reload(case: Case, model_path: str, checkpoint: Path, load_kwargs: dict):
+    """Read the checkpoint back as a user would and return its logits on the probe input."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = models.load_tokenizer(model_path)
+    device = "cuda" if load_kwargs.get("device_map") else "cpu"
+    if case.is_adapter:
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
+        model = PeftModel.from_pretrained(base, str(checkpoint))
+        loader = "PeftModel.from_pretrained"
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(checkpoint), **load_kwargs)
+        loader = "AutoModelForCausalLM.from_pretrained"
+    return train._probe_logits(model, tokenizer, device), loader

@@ -1,0 +1,55 @@
+"""Learnable synthetic data sets in every format trl's SFTTrainer accepts.
+
+The task is deterministic and small-vocabulary (colour/animal facts and counting), so a
+tiny model's loss falls within a few dozen steps and any regression that breaks learning
+shows up as a flat curve.
+"""
+from __future__ import annotations
+
+import random
+
+FORMATS = ("text", "messages", "prompt_completion", "conversational_pc")
+
+COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "brown"]
+ANIMALS = ["cat", "dog", "fox", "owl", "cow", "pig", "hen", "bee", "ant", "elk", "yak", "emu"]
+NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+# Fixed facts: the model must memorise a mapping, which a short run can do.
+FACTS = {animal: COLOURS[(i * 3) % len(COLOURS)] for i, animal in enumerate(ANIMALS)}
+TEMPLATE_WORDS = ["what", "colour", "is", "the", "count", "from", "it", "next", "after", "?", "."]
+
+
+def vocabulary() -> list[str]:
+    """Every word the generated data can contain (the tiny tokenizer's word list)."""
+    return sorted(set(COLOURS + ANIMALS + NUMBERS + TEMPLATE_WORDS))
+
+
+def _example(rng: random.Random) -> tuple[str, str]:
+    """One (prompt, completion) pair; completions follow from prompts deterministically."""
+    if rng.random() < 0.5:
+        animal = rng.choice(ANIMALS)
+        return f"what colour is the {animal} ?", f"the {animal} is {FACTS[animal]} ."
+    start = rng.randrange(0, 5)
+    length = rng.randrange(3, 6)
+    seq = " ".join(NUMBERS[start : start + length])
+    return f"count from {NUMBERS[start]} ?", f"{seq} ."
+
+
+def generate(fmt: str, n: int, seed: int = 0) -> list[dict]:
+    """Rows of the data set in the given trl format."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        prompt, completion = _example(rng)
+        if fmt == "text":
+            rows.append({"text": f"{prompt} {completion}"})
+        elif fmt == "messages":
+            rows.append({"messages": [{"role": "user", "content": prompt},
+                                      {"role": "assistant", "content": completion}]})
+        elif fmt == "prompt_completion":
+            rows.append({"prompt": prompt + " ", "completion": completion})
+        else:
+            rows.append({"prompt": [{"role": "user", "content": prompt}],
+                         "completion": [{"role": "assistant", "content": completion}]})
+    return rows

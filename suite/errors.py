@@ -1,0 +1,22 @@
+"""Errors raised where input enters the suite, each naming the file and the field at fault."""
+from __future__ import annotations
+
+
+class SuiteError(Exception):
+    """Base of the errors a user can act on."""
+
+
+class CaseError(SuiteError):
+    """A case file is malformed, names something unknown, or asks for an impossible combination."""
+
+    def __init__(self, file: str, field: str, message: str):
+        self.file, self.field, self.message = file, field, message
+        super().__init__(f"{file}: {field}: {message}")
+
+
+class RecordError(SuiteError):
+    """A result record is corrupt, truncated or of a schema this suite cannot read."""
+
+    def __init__(self, path: str, message: str):
+        self.path, self.message = path, message
+        super().__init__(f"{path}: {message}")

@@ -1,0 +1,181 @@
+"""Model sources: tiny models built offline from a config, and real checkpoints by hub id or path.
+
+Tiny models are materialised once into a local directory (config, random weights, a tokenizer
+built in code) so that every case, tiny or 7B, goes through the same `from_pretrained(path)`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from suite import data
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|end|>"]
+
+# {% generation %} marks what assistant_only_loss trains on; the end-of-turn token is inside it
+# so the model learns to stop (trl warns otherwise).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}<|assistant|> {% generation %}{{ message['content'] }} <|end|>{% endgeneration %} "
+    "{% else %}<|{{ message['role'] }}|> {{ message['content'] }} <|end|> {% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+# Small enough to train in seconds on two CPU cores, big enough to have every module type
+# a LoRA targets. hidden_size is a multiple of 64 so bitsandbytes' 4-bit blocks fit.
+TINY_ARCHS: dict[str, dict] = {
+    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  tie_word_embeddings=False),
+    "qwen2": dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  tie_word_embeddings=False),
+    "mistral": dict(model_type="mistral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                    tie_word_embeddings=False, sliding_window=None),
+}
+
+
+TINY_MARKER = "ftsuite-tiny.json"  # written last: a directory without it is incomplete
+
+
+class ModelNotAvailable(Exception):
+    """The weights of a model are not on this machine; the message says how to provide them."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: str  # a local directory holding config, weights and tokenizer
+    source: str  # "tiny", "env", "hf-cache", "path"
+
+
+def build_tokenizer():
+    """A word-level fast tokenizer over the synthetic data's vocabulary, with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + data.vocabulary())}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        additional_special_tokens=["<|user|>", "<|assistant|>", "<|end|>"],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer saved in a model directory.
+
+    transformers 5 lets AutoTokenizer prefer the architecture's own tokenizer class (Qwen2's
+    BPE) over the saved tokenizer.json, which would silently replace the tiny word-level
+    tokenizer; tiny directories are therefore read with the generic fast class.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (Path(path) / TINY_MARKER).exists():
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def tiny_config(arch: str, vocab_size: int):
+    from transformers import AutoConfig
+
+    if arch not in TINY_ARCHS:
+        raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHS)}")
+    spec = dict(TINY_ARCHS[arch])
+    model_type = spec.pop("model_type")
+    return AutoConfig.for_model(model_type, vocab_size=vocab_size, pad_token_id=0, bos_token_id=2,
+                                eos_token_id=3, **spec)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FTSUITE_CACHE", Path.home() / ".cache" / "ftsuite"))
+
+
+def materialise_tiny(arch: str, seed: int = 0, root: Path | None = None) -> Path:
+    """Build (once) a tiny random model and its tokenizer into a directory and return it."""
+    spec_key = json.dumps({"arch": TINY_ARCHS.get(arch), "vocab": data.vocabulary(),
+                           "template": CHAT_TEMPLATE, "seed": seed}, sort_keys=True)
+    digest = hashlib.sha256(spec_key.encode()).hexdigest()[:12]
+    out = (root or cache_root()) / "tiny" / f"{arch}-{digest}"
+    if (out / TINY_MARKER).exists():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, len(tokenizer)))
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / TINY_MARKER).write_text(spec_key + "\n")
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first: theirs is identical
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _hf_cache_snapshot(hub_id: str) -> Path | None:
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE")
+                     or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    repo_dir = hub_cache / ("models--" + hub_id.replace("/", "--"))
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        snap = repo_dir / "snapshots" / ref.read_text().strip()
+        if (snap / "config.json").is_file():
+            return snap
+    snaps = sorted((repo_dir / "snapshots").glob("*/config.json")) if repo_dir.is_dir() else []
+    return snaps[-1].parent if snaps else None
+
+
+def _check_model_dir(path: Path, where: str) -> None:
+    if not path.is_dir():
+        raise ModelNotAvailable(f"{where} points at {path}, which is not a directory")
+    if not (path / "config.json").is_file():
+        raise ModelNotAvailable(f"{where} points at {path}, which has no config.json")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ModelNotAvailable(f"{where} points at {path}, which holds no weights (*.safetensors or *.bin)")
+
+
+def resolve(kind: str, *, arch: str | None = None, hub_id: str | None = None, env: str | None = None,
+            path: str | None = None) -> ResolvedModel:
+    """Find the local directory of a model, or raise ModelNotAvailable saying what to set."""
+    if kind == "tiny":
+        return ResolvedModel(str(materialise_tiny(arch or "llama")), "tiny")
+    if path:
+        _check_model_dir(Path(path).expanduser(), "the case's `path`")
+        return ResolvedModel(str(Path(path).expanduser()), "path")
+    if env and os.environ.get(env):
+        p = Path(os.environ[env]).expanduser()
+        _check_model_dir(p, f"${env}")
+        return ResolvedModel(str(p), "env")
+    snap = _hf_cache_snapshot(hub_id) if hub_id else None
+    if snap is not None:
+        return ResolvedModel(str(snap), "hf-cache")
+    raise ModelNotAvailable(
+        f"weights of {hub_id} not found: set {env} to a local directory holding them "
+        f"(config.json + safetensors), or put the model in the Hugging Face cache "
+        f"(HF_HOME / HF_HUB_CACHE); nothing is downloaded at run time"
+    )
+
+
+def fallback_chat_template() -> str:
+    """A plain-text chat template with generation markers, for base models that ship none."""
+    return (
+        "{% for message in messages %}"
+        "{% if message['role'] == 'assistant' %}### Assistant:\n{% generation %}{{ message['content'] }}{{ eos_token }}{% endgeneration %}\n"
+        "{% else %}### {{ message['role'] | capitalize }}:\n{{ message['content'] }}\n{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}### Assistant:\n{% endif %}"
+    )

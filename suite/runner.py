@@ -1,0 +1,138 @@
+"""One case, one child process; whatever happens to the child becomes a recorded outcome.
+
+Children are forked from a forkserver that has already imported torch, transformers, trl and
+peft (never CUDA), so each case pays for its own work and not for imports; peak memory is
+measured in the child, so it is the case's own.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from suite.cases import Case
+
+PRELOAD = ["suite._preload"]
+STDERR_TAIL_CHARS = 4000
+# The stack must not reach the network: every model and data set is local.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "DISABLE_TQDM": "1"}
+
+
+@dataclass
+class Outcome:
+    """What came back from a child: ok with a payload, or a failure kind with the evidence."""
+
+    status: str  # "ok" | "exception" | "crash" | "timeout" | "oom"
+    payload: dict = field(default_factory=dict)
+    message: str = ""
+    stderr_tail: str = ""
+    exitcode: int | None = None
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+_CTX: mp.context.BaseContext | None = None
+
+
+def context(preload: bool = True) -> mp.context.BaseContext:
+    """The forkserver context, its server preloaded with the training stack (started once)."""
+    global _CTX
+    if _CTX is None:
+        os.environ.update({k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()})
+        ctx = mp.get_context("forkserver")
+        if preload:
+            ctx.set_forkserver_preload(PRELOAD)
+        _CTX = ctx
+    return _CTX
+
+
+def _child(target: Callable[..., dict], args: tuple, result_path: str, log_path: str, started: float) -> None:
+    """Body of the child: send output to the log, run, write the result file."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        payload = target(*args, process_start=started)
+        out = {"status": "ok", "payload": payload}
+    except BaseException as exc:  # noqa: BLE001 - everything becomes an outcome
+        text = "".join(traceback.format_exception(exc))
+        print(text, flush=True)
+        status = "oom" if _is_oom(exc) else "exception"
+        out = {"status": status, "message": f"{type(exc).__name__}: {exc}"[:2000], "traceback": text[-8000:]}
+    tmp = result_path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(out, fh, default=str)
+    os.replace(tmp, result_path)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def _tail(path: Path, chars: int = STDERR_TAIL_CHARS) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - chars))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def run_in_child(target: Callable[..., dict], args: tuple, workdir: Path, timeout_s: float,
+                 preload: bool = True) -> Outcome:
+    """Run target(*args, process_start=...) in a forked child; never raises for the child's sake."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    result_path, log_path = workdir / "child-result.json", workdir / "child.log"
+    for p in (result_path, log_path):
+        p.unlink(missing_ok=True)
+    ctx = context(preload)
+    started = time.time()
+    proc = ctx.Process(target=_child, args=(target, args, str(result_path), str(log_path), started), daemon=False)
+    proc.start()
+    proc.join(timeout_s)
+    wall = time.time() - started
+    if proc.is_alive():
+        proc.kill()
+        proc.join(30)
+        return Outcome("timeout", message=f"no result after {timeout_s:.0f} s: the child was killed",
+                       stderr_tail=_tail(log_path), exitcode=proc.exitcode, wall_s=wall)
+    tail = _tail(log_path)
+    if result_path.is_file():
+        try:
+            res: dict[str, Any] = json.loads(result_path.read_text())
+        except json.JSONDecodeError as exc:
+            return Outcome("crash", message=f"unreadable result file: {exc}", stderr_tail=tail,
+                           exitcode=proc.exitcode, wall_s=wall)
+        if res["status"] == "ok":
+            return Outcome("ok", payload=res["payload"], stderr_tail=tail, exitcode=proc.exitcode, wall_s=wall)
+        return Outcome(res["status"], message=res.get("message", ""), stderr_tail=tail,
+                       exitcode=proc.exitcode, wall_s=wall)
+    code = proc.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        kind = "oom" if code == -signal.SIGKILL else "crash"
+        hint = " (SIGKILL with no result: most likely the out-of-memory killer)" if kind == "oom" else ""
+        return Outcome(kind, message=f"child died of signal {name}{hint}", stderr_tail=tail, exitcode=code,
+                       wall_s=wall)
+    return Outcome("crash", message=f"child exited with code {code} without writing a result",
+                   stderr_tail=tail, exitcode=code, wall_s=wall)
+
+
+def train_case(case: Case, workdir: Path, process_start: float) -> dict:
+    """Child entry point for a matrix case (imported lazily so the parent stays light)."""
+    from suite import train
+
+    return train.run(case, workdir, process_start)

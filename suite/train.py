@@ -1,0 +1,208 @@
+"""One case's training, run inside its child process: the only code that drives trl.
+
+It returns measurements; judging them is suite/checks.py's job, in the parent.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+from suite import compat, data, models
+from suite.cases import Case
+
+# Fixed input for the reload check: the trained model in memory and the checkpoint read back
+# must give the same logits on it.
+PROBE_TEXTS = ["what colour is the cat ? the cat is", "count from two ? two three four"]
+
+
+def _device_and_dtype(case: Case):
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if case.training.precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    else:
+        precision = case.training.precision
+    if precision not in ("bf16", "fp32", "fp16"):
+        raise ValueError(f"training.precision: unknown precision {precision!r} (auto, bf16, fp16, fp32)")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    return ("cuda" if cuda else "cpu"), precision, dtype
+
+
+def _dataset(case: Case):
+    from datasets import Dataset
+
+    return Dataset.from_list(data.generate(case.dataset, case.training.num_samples, seed=case.training.seed))
+
+
+def _sft_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
+    from trl import SFTConfig
+
+    t = case.training
+    unknown = compat.unknown_sft_fields(dict(t.extra))
+    if unknown:
+        raise ValueError(f"{case.source}: training.extra: {', '.join(unknown)} not a field of the installed "
+                         f"trl's SFTConfig")
+    kwargs = dict(
+        output_dir=str(output_dir), max_steps=case.steps, per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
+        seed=t.seed, data_seed=t.seed, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, use_cpu=device == "cpu", bf16=precision == "bf16", fp16=precision == "fp16",
+        packing="packing" in case.features, dataloader_num_workers=0,
+        neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
+        **compat.checkpointing_args("gradient_checkpointing" in case.features),
+        **compat.max_length_args(t.max_length),
+    )
+    if case.effective_loss == "assistant_only":
+        kwargs["assistant_only_loss"] = True
+    elif case.dataset in ("prompt_completion", "conversational_pc"):
+        kwargs["completion_only_loss"] = case.effective_loss == "completion_only"
+    if model_init_kwargs is not None:
+        kwargs["model_init_kwargs"] = model_init_kwargs
+    kwargs.update(dict(t.extra))
+    return SFTConfig(**kwargs)
+
+
+def _bnb_config(dtype):
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def _lora_config(case: Case):
+    from peft import LoraConfig
+
+    target = case.lora.target_modules
+    return LoraConfig(r=case.lora.r, lora_alpha=case.lora.alpha, lora_dropout=case.lora.dropout,
+                      target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM")
+
+
+def model_init_kwargs(case: Case, device: str, dtype) -> dict:
+    kwargs = {**compat.dtype_kwarg(dtype), "attn_implementation": case.attention,
+              "device_map": {"": 0} if device == "cuda" else None}
+    if case.method == "qlora":
+        kwargs["quantization_config"] = _bnb_config(dtype)
+    return kwargs
+
+
+def ensure_chat_template(tokenizer) -> None:
+    """Base 7B tokenizers ship no chat template; give them a plain one with generation markers."""
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = models.fallback_chat_template()
+
+
+def _probe_logits(model, tokenizer, device: str):
+    import torch
+
+    enc = tokenizer(PROBE_TEXTS, return_tensors="pt", padding=True).to(model.device if device == "cuda" else "cpu")
+    model.eval()
+    with torch.no_grad():
+        return model(**enc).logits.float().cpu()
+
+
+def _param_summary(model, is_adapter: bool) -> dict:
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if hasattr(model, "get_nb_trainable_parameters"):  # counts 4-bit packed weights correctly
+        n_trainable, n_total = model.get_nb_trainable_parameters()
+    else:
+        n_trainable = sum(p.numel() for _, p in trainable)
+        n_total = sum(p.numel() for p in model.parameters())
+    out = {
+        "trainable": int(n_trainable), "total": int(n_total),
+        "trainable_bytes": int(sum(p.numel() * p.element_size() for _, p in trainable)),
+        "trainable_dtypes": sorted({str(p.dtype).replace("torch.", "") for _, p in trainable}),
+        "trainable_tensors": len(trainable),
+    }
+    if not is_adapter:
+        sd = model.state_dict()
+        tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+        keys = [k for k in sd if k not in tied]
+        out["state_dict_keys"] = keys
+        out["state_dict_bytes"] = int(sum(sd[k].numel() * sd[k].element_size() for k in keys))
+    return out
+
+
+def _memory(device: str, sampler) -> dict:
+    import torch
+
+    mem = {"device": device, "peak_rss_bytes": sampler.peak_bytes, "start_rss_bytes": sampler.start_bytes}
+    if device == "cuda":
+        mem["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated()
+        mem["cuda_max_reserved_bytes"] = torch.cuda.max_memory_reserved()
+    return mem
+
+
+def run(case: Case, workdir: Path, process_start: float) -> dict:
+    """Train the case, save and reload its checkpoint; return what was measured."""
+    import torch
+    from transformers import set_seed
+
+    from suite.measure import MeasureCallback, RssSampler
+
+    device, precision, dtype = _device_and_dtype(case)
+    set_seed(case.training.seed)
+    torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
+    resolved = models.resolve(case.model.size, arch=case.model.arch, hub_id=case.model.hub_id,
+                              env=case.model.env, path=case.model.path)
+    measure = MeasureCallback()
+    timing: dict[str, float] = {}
+    with RssSampler() as sampler, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        if case.method == "unsloth":
+            from suite.backends import unsloth as backend
+        else:
+            from suite.backends import hf as backend
+        trainer, tokenizer, load_kwargs = backend.build_trainer(case, resolved.path, device, precision, dtype,
+                                                                workdir / "trainer", _dataset(case), [measure])
+        timing["build_s"] = time.perf_counter() - t0
+        params = _param_summary(trainer.model, case.is_adapter)
+        t0 = time.perf_counter()
+        result = trainer.train()
+        timing["train_s"] = time.perf_counter() - t0
+        probe = _probe_logits(trainer.model, tokenizer, device)
+        ckpt = workdir / "checkpoint"
+        t0 = time.perf_counter()
+        trainer.save_model(str(ckpt))
+        timing["save_s"] = time.perf_counter() - t0
+    memory = _memory(device, sampler)  # before the reload, which would count a second model
+    t0 = time.perf_counter()
+    reloaded, loader = backend.reload(case, resolved.path, ckpt, load_kwargs)
+    diff = (reloaded - probe).abs().max().item() if reloaded.shape == probe.shape else float("inf")
+    timing["reload_s"] = time.perf_counter() - t0
+    if measure.first_step_at is not None:
+        timing["setup_s"] = measure.first_step_at - process_start
+    args = trainer.args
+    return {
+        "loss_curve": measure.losses,
+        "step_times_s": measure.step_times,
+        "train": {"steps": trainer.state.global_step, "runtime_s": result.metrics.get("train_runtime"),
+                  "epochs": trainer.state.epoch,
+                  "tokens": int(measure.losses[-1].get("num_tokens", 0)) if measure.losses else 0,
+                  "samples": trainer.state.global_step * args.per_device_train_batch_size
+                  * args.gradient_accumulation_steps},
+        "params": params,
+        "memory": memory,
+        "timing": timing,
+        "checkpoint": {"dir": str(ckpt), "kind": "adapter" if case.is_adapter else "full"},
+        "reload": {"loader": loader, "max_abs_logit_diff": diff, "probe_shape": list(probe.shape)},
+        "device": {"type": device, "precision": precision,
+                   "name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"},
+        "resolved": {
+            "model_path": resolved.path, "model_source": resolved.source,
+            "attention": getattr(trainer.model.config, "_attn_implementation", None),
+            "args": {k: _jsonable(getattr(args, k, None)) for k in (
+                "max_steps", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+                "packing", "padding_free", "neftune_noise_alpha", "gradient_checkpointing", "max_length",
+                "max_seq_length", "completion_only_loss", "assistant_only_loss", "bf16", "fp16", "use_cpu",
+                "seed", "loss_type")},
+        },
+        "warnings": sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
+    }
+
+
+def _jsonable(value):
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
