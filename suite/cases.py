@@ -193,14 +193,14 @@ def _read_yaml(path: Path) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(document)"
-        raise CaseError(str(path), where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise CaseError(_display(path), where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise CaseError(str(path), "(document)", f"must be a mapping, got {type(doc).__name__}")
+        raise CaseError(_display(path), "(document)", f"must be a mapping, got {type(doc).__name__}")
     unknown = set(doc) - {"defaults", "models", "matrix"}
     if unknown:
-        raise CaseError(str(path), sorted(unknown)[0], "unknown top-level key; known: defaults, models, matrix")
+        raise CaseError(_display(path), sorted(unknown)[0], "unknown top-level key; known: defaults, models, matrix")
     return doc
 
 
@@ -411,13 +411,21 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
     return cases
 
 
+def _display(path: Path) -> str:
+    """A case file's name as errors and records show it: relative to the working directory if inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def load_cases(directory: str | Path = "cases", mode: str = "regression") -> list[Case]:
     """Every case declared under `directory`, validated, in file order."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CaseError(str(directory), "(directory)", "case directory not found")
     files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
-    docs = [(str(p), _read_yaml(p)) for p in files]
+    docs = [(_display(p), _read_yaml(p)) for p in files]
     defaults = _Defaults()
     models: dict[str, ModelSpec] = {}
     model_file: dict[str, str] = {}
