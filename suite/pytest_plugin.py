@@ -33,6 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, doc in cases_mod.MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
+    if not config.option.help:
+        _load(config)  # a bad case file stops the session here, with its file and field named
 
 
 def _load(config: pytest.Config) -> list[cases_mod.Case]:

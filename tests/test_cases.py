@@ -1,0 +1,165 @@
+"""Case loading, matrix expansion, ids, markers, fingerprints, and every kind of bad input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suite.cases import MARKERS, load_cases
+from suite.errors import CaseError
+from tests.helpers import write_cases
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_shipped_matrix_loads_and_covers_every_axis():
+    cases = load_cases(ROOT / "cases")
+    ids = [c.id for c in cases]
+    assert len(ids) == len(set(ids))
+    for marker in ("full", "lora", "qlora", "unsloth", "packing", "neftune", "flash_attn", "tiny", "7b", "gpu",
+                   "messages", "prompt_completion", "conversational_pc", "assistant_only", "completion_only",
+                   "gradient_checkpointing", "eager"):
+        assert any(marker in c.markers for c in cases), marker
+    assert {c.model.arch for c in cases if c.model.size == "tiny"} >= {"llama", "qwen2"}
+    for c in cases:
+        assert set(c.markers) <= set(MARKERS), c.id
+    assert cases[0].model.size == "tiny"  # tiny rows first
+
+
+def test_matrix_entry_expands_to_the_product_of_its_axes(tmp_path):
+    d = write_cases(tmp_path, """
+        matrix:
+          - models: [tiny-llama, tiny-qwen2]
+            methods: [full, lora]
+            features: [base, packing+neftune, [neftune, packing]]
+            datasets: [text, messages:assistant_only]
+    """)
+    with pytest.raises(CaseError, match="already declared"):  # [neftune, packing] == packing+neftune
+        load_cases(d)
+    (d / "matrix.yaml").write_text((d / "matrix.yaml").read_text().replace(", [neftune, packing]", ""))
+    cases = load_cases(d)
+    assert len(cases) == 2 * 2 * 2 * 2
+    ids = {c.id for c in cases}
+    assert "tiny-llama/lora/packing+neftune" in ids
+    assert "tiny-qwen2/full/base/messages:assistant_only" in ids
+
+
+def test_ids_markers_and_derived_fields():
+    cases = {c.id: c for c in load_cases(ROOT / "cases")}
+    c = cases["tiny-llama/qlora/packing"]
+    assert c.slug == "tiny-llama__qlora__packing"
+    assert {"qlora", "tiny", "packing", "adapter", "llama", "case"} <= set(c.markers)
+    assert "gpu" not in c.markers
+    pc = cases["tiny-llama/lora/base/prompt_completion"]
+    assert pc.effective_loss == "completion_only" and "completion_only" in pc.markers
+    big = next(c for c in cases.values() if c.model.size == "7b")
+    assert {"7b", "large", "gpu"} <= set(big.markers)
+    assert cases["tiny-llama/lora/eager"].attention == "eager"
+    assert cases["tiny-llama/lora/base"].attention == "sdpa"
+
+
+def test_layered_defaults_method_then_size_then_entry(tmp_path):
+    d = write_cases(tmp_path, """
+        matrix:
+          - {models: [tiny-llama], methods: [lora]}
+          - {models: [big], methods: [lora]}
+          - {models: [tiny-qwen2], methods: [lora], training: {learning_rate: 0.5}, lora: {r: 4}}
+    """, defaults="""
+        defaults:
+          training: {learning_rate: 0.1}
+          by_method: {lora: {training: {learning_rate: 0.2}}}
+          by_size: {7b: {training: {learning_rate: 0.3, max_steps: 40}}}
+    """)
+    lr = {c.model.name: c.training.learning_rate for c in load_cases(d)}
+    assert lr == {"tiny-llama": 0.2, "big": 0.3, "tiny-qwen2": 0.5}
+    assert next(c for c in load_cases(d) if c.model.name == "tiny-qwen2").lora.r == 4
+
+
+def test_fingerprint_tracks_training_settings_and_mode_not_source(tmp_path):
+    base = "matrix:\n  - {models: [tiny-llama], methods: [lora]%s}\n"
+    a = load_cases(write_cases(tmp_path / "a", base % ""))[0]
+    b = load_cases(write_cases(tmp_path / "b", base % ""))[0]
+    c = load_cases(write_cases(tmp_path / "c", base % ", training: {learning_rate: 0.5}"))[0]
+    assert a.source != b.source and a.fingerprint == b.fingerprint
+    assert a.fingerprint != c.fingerprint
+    assert a.fingerprint != a.with_mode("benchmark").fingerprint
+    assert a.with_mode("benchmark").steps == a.training.benchmark_steps
+
+
+BAD_INPUTS = [
+    # (matrix file text, field named in the error, words in the message)
+    ("matrix: [\n  - {models: [tiny-llama]", "line", "not valid YAML"),
+    ("- just\n- a list\n", "(document)", "must be a mapping"),
+    ("matrixx: []\n", "matrixx", "unknown top-level key"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [qlor]}\n", "matrix[0].methods[0]", "unknown method 'qlor'"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [pakcing]}\n", "matrix[0].features[0]",
+     "unknown feature 'pakcing'"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], datasets: [csv]}\n", "matrix[0].datasets[0].format",
+     "unknown dataset format 'csv'"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], datasets: ['messages:prompt_only']}\n",
+     "matrix[0].datasets[0].loss", "unknown loss"),
+    ("matrix:\n  - {models: [tiny-lama], methods: [lora]}\n", "matrix[0].models[0]", "unknown model 'tiny-lama'"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], training: {learnign_rate: 1}}\n",
+     "matrix[0].training.learnign_rate", "unknown field"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], training: {max_steps: many}}\n",
+     "matrix[0].training.max_steps", "expected int"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], training: {learning_rate: -1.0}}\n",
+     "matrix[0].training.learning_rate", "must not be negative"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], epochs: 3}\n", "matrix[0].epochs", "unknown field"),
+    ("matrix:\n  - {models: [tiny-llama]}\n", "matrix[0].methods", "required"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [eager+sdpa]}\n", "matrix[0]",
+     "at most one attention variant"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], datasets: ['text:assistant_only']}\n", "matrix[0]",
+     "assistant_only loss needs a conversational format"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], datasets: ['messages:completion_only']}\n", "matrix[0]",
+     "completion_only loss needs a prompt-completion format"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [unsloth], features: [eager]}\n", "matrix[0]",
+     "unsloth picks its own attention"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], training: {max_steps: 4}}\n", "matrix[0]",
+     "must be at least 2 x checks.loss_window"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora]}\n  - {models: [tiny-llama], methods: [lora]}\n",
+     "matrix[1]", "already declared in"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [packing+packing]}\n",
+     "matrix[0].features[0]", "listed twice"),
+    ("matrix:\n  - {models: [tiny-llama], methods: []}\n", "matrix[0].methods", "non-empty list"),
+]
+
+
+@pytest.mark.parametrize("text,field,words", BAD_INPUTS, ids=[b[2] for b in BAD_INPUTS])
+def test_bad_matrix_input_names_file_and_field(tmp_path, text, field, words):
+    d = write_cases(tmp_path, "")
+    (d / "matrix.yaml").write_text(text)
+    with pytest.raises(CaseError) as err:
+        load_cases(d)
+    assert err.value.file.endswith("matrix.yaml")
+    assert err.value.field.startswith(field), err.value
+    assert words in err.value.message, err.value
+
+
+@pytest.mark.parametrize("models,field,words", [
+    ("models:\n  m: {size: 13b, arch: llama}\n", "models.m.size", "must be one of"),
+    ("models:\n  m: {size: tiny, arch: gpt2}\n", "models.m.arch", "needs arch"),
+    ("models:\n  m: {size: 7b}\n", "models.m.hub_id", "needs hub_id"),
+    ("models:\n  m: {size: 7b, hub_id: a/b, revision: main}\n", "models.m.revision", "unknown field"),
+    ("models:\n  m: [tiny]\n", "models.m", "must be a mapping"),
+])
+def test_bad_model_declarations(tmp_path, models, field, words):
+    d = write_cases(tmp_path, "matrix: []\n", models=models)
+    with pytest.raises(CaseError) as err:
+        load_cases(d)
+    assert err.value.file.endswith("models.yaml") and err.value.field == field and words in err.value.message
+
+
+def test_bad_defaults(tmp_path):
+    d = write_cases(tmp_path, "matrix: []\n", defaults="defaults:\n  by_method: {qlora2: {}}\n")
+    with pytest.raises(CaseError, match=r"_base.yaml: defaults.by_method.qlora2: unknown value"):
+        load_cases(d)
+    (d / "other.yaml").write_text("defaults: {timeout_s: 5}\n")
+    (d / "_base.yaml").write_text("defaults: {timeout_s: 10}\n")
+    with pytest.raises(CaseError, match="declare defaults once"):
+        load_cases(d)
+
+
+def test_missing_case_directory(tmp_path):
+    with pytest.raises(CaseError, match="case directory not found"):
+        load_cases(tmp_path / "nope")
