@@ -68,6 +68,7 @@ class Training:
     weight_decay: float = 0.0
     seed: int = 0
     num_samples: int = 512
+    turns: int = 1  # question/answer pairs per example: longer sequences for benchmarks of big models
     neftune_alpha: float = 5.0
     precision: str = "auto"  # auto: bf16 where the GPU supports it, else fp32
     extra: tuple[tuple[str, Any], ...] = ()  # further SFTConfig fields, checked against trl in the child
@@ -90,6 +91,11 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class BenchSpec:
+    warmup_steps: int = 5  # first steps left out of step-time and throughput figures
+
+
+@dataclass(frozen=True)
 class Case:
     model: ModelSpec
     method: str
@@ -102,6 +108,7 @@ class Case:
     timeout_s: float
     source: str  # the case file this case was declared in
     mode: str = "regression"
+    benchmark: BenchSpec = BenchSpec()
 
     @property
     def id(self) -> str:
@@ -174,17 +181,18 @@ class Case:
     def fingerprint(self) -> str:
         """Hash of everything that changes what is trained; the source file and timeout do not."""
         d = self.to_dict()
-        for key in ("source", "timeout_s", "checks"):
+        for key in ("source", "timeout_s", "checks", "benchmark"):
             d.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- loading and validation
 
-_SECTION = {"training": Training, "lora": LoraSpec, "checks": CheckSpec}
+_SECTION = {"training": Training, "lora": LoraSpec, "checks": CheckSpec, "benchmark": BenchSpec}
 _MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"name"}
-_ENTRY_KEYS = {"name", "models", "methods", "features", "datasets", "training", "lora", "checks", "timeout_s"}
-_DEFAULT_KEYS = {"training", "lora", "checks", "timeout_s", "by_size", "by_method"}
+_ENTRY_KEYS = {"name", "models", "methods", "features", "datasets", "training", "lora", "checks", "benchmark",
+               "timeout_s"}
+_DEFAULT_KEYS = {"training", "lora", "checks", "benchmark", "timeout_s", "by_size", "by_method"}
 
 
 def _read_yaml(path: Path) -> dict:
@@ -282,8 +290,9 @@ def _load_defaults(file: str, raw: Any, into: _Defaults) -> None:
         for name, over in (raw.get(axis) or {}).items():
             if name not in known:
                 raise CaseError(file, f"defaults.{axis}.{name}", f"unknown value; known: {', '.join(known)}")
-            if not isinstance(over, dict) or set(over) - {"training", "lora", "checks", "timeout_s"}:
-                raise CaseError(file, f"defaults.{axis}.{name}", "may set training, lora, checks, timeout_s only")
+            if not isinstance(over, dict) or set(over) - {*_SECTION, "timeout_s"}:
+                raise CaseError(file, f"defaults.{axis}.{name}",
+                                f"may set {', '.join(_SECTION)}, timeout_s only")
             _apply(file, f"defaults.{axis}.{name}.", over, into.sections, into.timeout_s)  # validate now
             getattr(into, axis)[name] = {"file": file, **over}
     into.file = file
@@ -362,9 +371,12 @@ def validate_combination(case: Case) -> str | None:
     if case.training.max_steps < 2 * case.checks.loss_window:
         return (f"training.max_steps ({case.training.max_steps}) must be at least 2 x checks.loss_window "
                 f"({case.checks.loss_window}) for the loss check to compare first and last windows")
+    if case.benchmark.warmup_steps >= case.training.max_steps - 1:
+        return (f"benchmark.warmup_steps ({case.benchmark.warmup_steps}) leaves no timed step in "
+                f"training.max_steps ({case.training.max_steps})")
     if case.training.benchmark_steps < case.training.max_steps:
         return "training.benchmark_steps must be at least training.max_steps"
-    for key in ("batch_size", "grad_accum", "max_length", "num_samples"):
+    for key in ("batch_size", "grad_accum", "max_length", "num_samples", "turns"):
         if getattr(case.training, key) < 1:
             return f"training.{key} must be at least 1"
     return None
@@ -403,7 +415,7 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
         sections, timeout = _apply(file, f"{where}.", entry, sections, timeout)
         case = Case(model=model, method=method, features=feat, dataset=fmt, loss=loss,
                     training=sections["training"], lora=sections["lora"], checks=sections["checks"],
-                    timeout_s=timeout, source=file)
+                    benchmark=sections["benchmark"], timeout_s=timeout, source=file)
         problem = validate_combination(case)
         if problem:
             raise CaseError(file, where, f"impossible combination {case.id}: {problem}")

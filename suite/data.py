@@ -34,22 +34,29 @@ def _example(rng: random.Random) -> tuple[str, str]:
     return f"count from {NUMBERS[start]} ?", f"{seq} ."
 
 
-def generate(fmt: str, n: int, seed: int = 0) -> list[dict]:
-    """Rows of the data set in the given trl format."""
+def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
+    """Rows of the data set in the given trl format; `turns` question/answer pairs per row make
+    longer sequences (multi-turn conversations for the conversational formats)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
+    if turns < 1:
+        raise ValueError(f"turns must be at least 1, got {turns}")
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        prompt, completion = _example(rng)
+        pairs = [_example(rng) for _ in range(turns)]
+        context = " ".join(f"{p} {c}" for p, c in pairs[:-1])
+        prompt, completion = pairs[-1]
         if fmt == "text":
-            rows.append({"text": f"{prompt} {completion}"})
+            rows.append({"text": " ".join(f"{p} {c}" for p, c in pairs)})
         elif fmt == "messages":
-            rows.append({"messages": [{"role": "user", "content": prompt},
-                                      {"role": "assistant", "content": completion}]})
+            rows.append({"messages": [m for p, c in pairs for m in (
+                {"role": "user", "content": p}, {"role": "assistant", "content": c})]})
         elif fmt == "prompt_completion":
-            rows.append({"prompt": prompt + " ", "completion": completion})
+            rows.append({"prompt": (context + " " if context else "") + prompt + " ", "completion": completion})
         else:
-            rows.append({"prompt": [{"role": "user", "content": prompt}],
+            history = [m for p, c in pairs[:-1] for m in (
+                {"role": "user", "content": p}, {"role": "assistant", "content": c})]
+            rows.append({"prompt": history + [{"role": "user", "content": prompt}],
                          "completion": [{"role": "assistant", "content": completion}]})
     return rows

@@ -1,6 +1,8 @@
 """What a case measures while it trains: loss curve, step times, tokens, peak memory.
 
-Runs inside the case's child process, so every number is the case's own.
+Runs inside the case's child process, so every number is the case's own. Nothing here adds a
+device synchronisation: step times are taken between successive step starts, and the loss
+logging the trainer already does (logging_steps=1 reads the loss) is what closes each step.
 """
 from __future__ import annotations
 
@@ -11,61 +13,115 @@ import time
 from transformers import TrainerCallback
 
 
-class RssSampler:
-    """Peak resident memory of this process, sampled in a thread (ru_maxrss would include the
-    pages the preloaded parent touched before the fork)."""
+def peak_rss_bytes() -> int:
+    """The kernel's high-water mark of this process's resident memory (exact, no sampling).
 
-    def __init__(self, interval_s: float = 0.05):
-        import psutil
-
-        self._proc = psutil.Process()
-        self._interval = interval_s
-        self.start_bytes = self._proc.memory_info().rss
-        self.peak_bytes = self.start_bytes
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self._proc.memory_info().rss)
-            self._stop.wait(self._interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self._proc.memory_info().rss)
-
-
-def ru_maxrss_bytes() -> int:
+    In a forked child it starts at the child's own RSS, not the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-class MeasureCallback(TrainerCallback):
-    """Collects per-step wall times and every logged loss without adding device syncs.
+def current_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
-    logging_steps=1 already makes the trainer read the loss each step, which synchronises; a
-    per-step timer therefore measures the real step, not only its launch.
+
+class DeviceMemorySampler:
+    """Peak device memory in use according to NVML (the driver's view, all allocators included),
+    sampled in a thread every `interval_s`. A no-op where NVML or a GPU is missing."""
+
+    def __init__(self, device_index: int = 0, interval_s: float = 0.1):
+        self.peak_bytes: int | None = None
+        self._interval, self._index = interval_s, device_index
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> DeviceMemorySampler:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self._index)
+            self._nvml = pynvml
+        except Exception:  # no NVML, no GPU: nothing to sample
+            return self
+        self.peak_bytes = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            used = self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used
+            self.peak_bytes = max(self.peak_bytes or 0, used)
+            self._stop.wait(self._interval)
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._nvml.nvmlShutdown()
+
+
+class CountingCollator:
+    """Wraps the trainer's collator to count, per batch, the tokens processed (non-padding), the
+    tokens that carry a label (the loss terms after the causal shift) and the sequences."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.batches: list[tuple[int, int, int]] = []
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        ids = batch["input_ids"]
+        mask = batch.get("attention_mask")
+        processed = int(mask.sum()) if mask is not None else int(ids.numel())
+        labels = batch.get("labels")
+        labelled = int((labels[..., 1:] != -100).sum()) if labels is not None else processed
+        pos = batch.get("position_ids")
+        sequences = int((pos == 0).sum()) if pos is not None and mask is None else int(ids.shape[0])
+        self.batches.append((processed, labelled, sequences))
+        return batch
+
+    def per_step(self, steps: int, grad_accum: int) -> list[tuple[int, int, int]]:
+        """Counts summed per optimizer step (the loader may have fetched one batch ahead)."""
+        out = []
+        for s in range(steps):
+            chunk = self.batches[s * grad_accum:(s + 1) * grad_accum]
+            out.append(tuple(sum(c[i] for c in chunk) for i in range(3)))
+        return out
+
+
+class MeasureCallback(TrainerCallback):
+    """Per-step wall times and every logged loss.
+
+    Step i's time is from its start to the start of step i+1, so it includes the trainer's own
+    per-step work (logging the loss, which synchronises the device); the last step, followed by
+    the end-of-training bookkeeping, is not timed.
     """
 
     def __init__(self) -> None:
-        self.step_times: list[float] = []
+        self.step_starts: list[float] = []
         self.losses: list[dict] = []
         self.first_step_at: float | None = None
-        self._t0: float | None = None
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._t0 = time.perf_counter()
+        self.step_starts.append(time.perf_counter())
         if self.first_step_at is None:
             self.first_step_at = time.time()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self._t0 is not None:
-            self.step_times.append(time.perf_counter() - self._t0)
-            self._t0 = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -74,3 +130,7 @@ class MeasureCallback(TrainerCallback):
                 if key in logs:
                     entry[key] = float(logs[key])
             self.losses.append(entry)
+
+    @property
+    def step_times(self) -> list[float]:
+        return [b - a for a, b in zip(self.step_starts, self.step_starts[1:])]

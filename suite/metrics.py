@@ -21,16 +21,22 @@ class Metric:
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("train_runtime_s", "s", "lower", "wall time of trainer.train()", 0.10),
-    Metric("step_time_median_s", "s", "lower", "median optimizer-step time, first step excluded", 0.10),
-    Metric("step_time_iqr_s", "s", "none", "interquartile range of step times"),
-    Metric("tokens_per_s", "tokens/s", "higher", "trained tokens per second of train()", 0.10),
-    Metric("samples_per_s", "samples/s", "higher", "samples per second of train()", 0.10),
+    Metric("step_time_median_s", "s", "lower", "median optimizer-step time, warm-up steps excluded", 0.10),
+    Metric("step_time_iqr_s", "s", "none", "interquartile range of the timed step times"),
+    Metric("tokens_per_s", "tokens/s", "higher", "tokens that carry a label per second of timed steps", 0.10),
+    Metric("processed_tokens_per_s", "tokens/s", "higher", "non-padding input tokens per second of timed steps",
+           0.10),
+    Metric("samples_per_s", "samples/s", "higher", "sequences per second of timed steps", 0.10),
+    Metric("model_flops_per_s", "FLOP/s", "higher", "model FLOPs (suite.hardware.flops_per_token) per second", 0.10),
+    Metric("mfu", "fraction", "higher", "model FLOPs utilisation: model_flops_per_s / the device's peak", 0.10),
     Metric("setup_s", "s", "lower", "process start to first training step", 0.20),
+    Metric("fixed_cost_s", "s", "lower", "setup_s minus building model and trainer: the isolation overhead", 0.30),
     Metric("save_s", "s", "lower", "checkpoint save time", 0.50),
-    Metric("peak_rss_gib", "GiB", "lower", "peak resident memory of the case's process", 0.05),
+    Metric("peak_rss_gib", "GiB", "lower", "peak resident memory of the case's process (VmHWM)", 0.05),
     Metric("peak_rss_delta_gib", "GiB", "lower", "peak resident memory above the process's start", 0.10),
     Metric("cuda_max_allocated_gib", "GiB", "lower", "torch.cuda.max_memory_allocated", 0.02),
     Metric("cuda_max_reserved_gib", "GiB", "lower", "torch.cuda.max_memory_reserved", 0.05),
+    Metric("nvml_peak_used_gib", "GiB", "lower", "device memory used per NVML, sampled every 0.1 s", 0.05),
     Metric("checkpoint_bytes", "B", "lower", "bytes of every file in the saved checkpoint", 0.01),
     Metric("final_loss", "nats", "lower", "mean of the last k logged losses", 0.05),
     Metric("initial_loss", "nats", "none", "mean of the first k logged losses", 0.05),
@@ -47,31 +53,49 @@ def _window_mean(losses: list[float], k: int, last: bool) -> float | None:
     return sum(window) / len(window)
 
 
-def derive(payload: dict, loss_window: int, checkpoint_bytes: int | None) -> dict[str, float]:
-    """Metric values from what a child measured."""
+def _timed_window(payload: dict, warmup: int) -> tuple[list[float], list[list[int]]]:
+    """Step times and per-step token counts of the timed steps: warm-up left out, when enough remain."""
+    times = payload.get("step_times_s") or []
+    counts = payload.get("step_tokens") or []
+    skip = warmup if len(times) > warmup else 0
+    return times[skip:], counts[skip:len(times)]
+
+
+def derive(payload: dict, loss_window: int, checkpoint_bytes: int | None, warmup_steps: int = 0,
+           peak_flops: float | None = None) -> dict[str, float]:
+    """Metric values from what a child measured (peak_flops: the device's peak for the case's dtype)."""
     out: dict[str, float] = {}
-    train, timing, mem = payload.get("train", {}), payload.get("timing", {}), payload.get("memory", {})
-    steps = payload.get("step_times_s") or []
-    if len(steps) > 1:
-        tail = steps[1:]
-        out["step_time_median_s"] = statistics.median(tail)
-        if len(tail) >= 4:
-            q = statistics.quantiles(tail, n=4)
+    timing, mem = payload.get("timing", {}), payload.get("memory", {})
+    times, counts = _timed_window(payload, warmup_steps)
+    if times:
+        out["step_time_median_s"] = statistics.median(times)
+        if len(times) >= 4:
+            q = statistics.quantiles(times, n=4)
             out["step_time_iqr_s"] = q[2] - q[0]
-    train_s = timing.get("train_s")
-    if train_s:
-        out["train_runtime_s"] = train_s
-        if train.get("tokens"):
-            out["tokens_per_s"] = train["tokens"] / train_s
-        if train.get("samples"):
-            out["samples_per_s"] = train["samples"] / train_s
-    for key in ("setup_s", "save_s"):
+        total = sum(times)
+        if counts and total > 0:
+            out["tokens_per_s"] = sum(c[1] for c in counts) / total
+            out["processed_tokens_per_s"] = sum(c[0] for c in counts) / total
+            out["samples_per_s"] = sum(c[2] for c in counts) / total
+            flops = payload.get("flops")
+            if flops and flops.get("hidden"):
+                from suite.hardware import flops_per_token
+
+                per_token = flops_per_token(flops["total_params"], flops["trainable_params"],
+                                            flops["embedding_params"], flops["n_layers"], flops["hidden"],
+                                            flops["mean_seq_len"], flops["full"])
+                out["model_flops_per_s"] = per_token * out["processed_tokens_per_s"]
+                if peak_flops:
+                    out["mfu"] = out["model_flops_per_s"] / peak_flops
+    for key in ("train_s", "setup_s", "save_s"):
         if key in timing:
-            out[key] = timing[key]
+            out["train_runtime_s" if key == "train_s" else key] = timing[key]
+    if "build_s" in timing and "setup_s" in timing:
+        out["fixed_cost_s"] = max(timing["setup_s"] - timing["build_s"], 0.0)
     if "peak_rss_bytes" in mem:
         out["peak_rss_gib"] = mem["peak_rss_bytes"] / GIB
         out["peak_rss_delta_gib"] = (mem["peak_rss_bytes"] - mem.get("start_rss_bytes", 0)) / GIB
-    for key in ("cuda_max_allocated", "cuda_max_reserved"):
+    for key in ("cuda_max_allocated", "cuda_max_reserved", "nvml_peak_used"):
         if f"{key}_bytes" in mem:
             out[f"{key}_gib"] = mem[f"{key}_bytes"] / GIB
     if checkpoint_bytes is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from suite import benchmarking
 from suite import cases as cases_mod
 from suite.errors import CaseError
 from suite.results import new_run_id
@@ -28,6 +29,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds before a case's child is killed (default: each case's timeout_s)")
     group.addoption("--keep-checkpoints", choices=("auto", "always", "never"), default="auto",
                     help="keep saved checkpoints: auto keeps those under 256 MiB")
+    group.addoption("--benchmark-repeat", type=int, default=1, metavar="N",
+                    help="with --benchmark: run each case N times and record every repeat (noise from data)")
+    group.addoption("--budget-profile", default=None, metavar="NAME",
+                    help="hardware profile whose budgets apply (default: detected from the GPU, or cpu); "
+                         "budgets are read from cases/budgets/NAME.yaml")
+    group.addoption("--budgets-dir", default=None, help="where budget files are (default: cases/budgets/)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,6 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {doc}")
     if not config.option.help:
         _load(config)  # a bad case file stops the session here, with its file and field named
+        if config.getoption("benchmark_repeat") < 1:
+            raise pytest.UsageError("--benchmark-repeat must be at least 1")
 
 
 def _load(config: pytest.Config) -> list[cases_mod.Case]:
@@ -57,23 +66,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def ft_session(request: pytest.FixtureRequest):
     cfg = request.config
-    session = RunSession(results_root=Path(cfg.getoption("results_dir")),
-                         run_id=cfg.getoption("run_id") or new_run_id(),
-                         mode="benchmark" if cfg.getoption("benchmark") else "regression",
-                         timeout_s=cfg.getoption("case_timeout"),
-                         keep_checkpoints=cfg.getoption("keep_checkpoints"))
+    try:
+        session = RunSession(results_root=Path(cfg.getoption("results_dir")),
+                             run_id=cfg.getoption("run_id") or new_run_id(),
+                             mode="benchmark" if cfg.getoption("benchmark") else "regression",
+                             timeout_s=cfg.getoption("case_timeout"),
+                             keep_checkpoints=cfg.getoption("keep_checkpoints"),
+                             profile=cfg.getoption("budget_profile"), budgets_dir=cfg.getoption("budgets_dir"))
+    except CaseError as exc:
+        raise pytest.UsageError(f"invalid budget file: {exc}") from None
     cfg._ftsuite_session = session
     yield session
     session.finish()
 
 
-def run_case(session: RunSession, case: cases_mod.Case) -> None:
-    """Run a case and turn its outcome into pytest's: skip with the reason, or fail with the messages."""
-    result = session.run_case(case)
-    if result.status == "skipped":
-        pytest.skip(result.reason)
-    if result.status != "passed":
-        pytest.fail("\n".join(result.failure_messages), pytrace=False)
+def run_case(session: RunSession, case: cases_mod.Case, request: pytest.FixtureRequest) -> None:
+    """Run a case (N times with --benchmark-repeat) and turn the outcome into pytest's: skip with
+    the reason, or fail with the messages; in benchmark mode, hand the step times to pytest-benchmark."""
+    repeats = request.config.getoption("benchmark_repeat") if session.mode == "benchmark" else 1
+    runs = [session.run_case(case, repeat=i) for i in range(repeats)]
+    if runs[0].status == "skipped":
+        pytest.skip(runs[0].reason)
+    if session.mode == "benchmark":
+        benchmarking.report(request.getfixturevalue("benchmark"), [r.record for r in runs])
+    failed = [r for r in runs if r.status != "passed"]
+    if failed:
+        prefix = [f"{len(failed)} of {repeats} repeats failed"] if repeats > 1 else []
+        pytest.fail("\n".join(prefix + [m for r in failed for m in r.failure_messages]), pytrace=False)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suite import checkpoint, checks, env, metrics, results, runner
+from suite import budgets, checkpoint, checks, env, hardware, metrics, results, runner
 from suite.cases import Case
 from suite.results import SCHEMA_VERSION
 
@@ -42,6 +42,8 @@ class RunSession:
     mode: str = "regression"
     timeout_s: float | None = None  # overrides every case's own timeout
     keep_checkpoints: str = "auto"  # auto | always | never
+    profile: str | None = None  # hardware profile for budgets; None: detected from the GPU
+    budgets_dir: Path | None = None  # cases/budgets by default
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
     _started: bool = False
     _started_at: str = ""
@@ -50,6 +52,10 @@ class RunSession:
 
     def __post_init__(self) -> None:
         self.results_root = Path(self.results_root).resolve()
+        detected = hardware.detect_profile(env.capture()["gpus"]) if self.profile is None else None
+        self.hw = detected or hardware.profile_named(self.profile)
+        self.budgets_dir = Path(self.budgets_dir or Path(__file__).resolve().parent.parent / "cases" / "budgets")
+        self._budget_entries = budgets.load_profile(self.budgets_dir, self.hw.name)
 
     @property
     def run_dir(self) -> Path:
@@ -59,7 +65,7 @@ class RunSession:
         return {"schema_version": SCHEMA_VERSION, "kind": results.MANIFEST_KIND, "run_id": self.run_id,
                 "mode": self.mode, "started_at": self._started_at,
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z") if finished else None,
-                "argv": self.argv, "environment": env.capture(), "counts": self._counts,
+                "argv": self.argv, "profile": self.hw.name, "environment": env.capture(), "counts": self._counts,
                 "records": self._records}
 
     def start(self) -> None:
@@ -83,44 +89,64 @@ class RunSession:
     def run_case(self, case: Case, repeat: int = 0) -> CaseResult:
         self.start()
         case = case.with_mode(self.mode)
-        workdir = self.run_dir / case.slug
+        workdir = self.run_dir / (case.slug if repeat == 0 else f"{case.slug}.r{repeat}")
         started = time.time()
         missing = env.missing_requirements(case)
         if missing:
             reason = "needs " + "; ".join(missing)
-            return self._finish_case(case, "skipped", reason, {}, [], None, None, started, repeat)
+            return self._finish_case(case, "skipped", reason, {}, {}, [], None, None, started, repeat)
+        runner.ensure_started()
         outcome = runner.run_in_child(runner.train_case, (case, workdir), workdir,
                                       self.timeout_s or case.timeout_s)
         if not outcome.ok:
             failure = {"kind": outcome.status, "message": outcome.message, "exitcode": outcome.exitcode,
                        "stderr_tail": outcome.stderr_tail}
-            return self._finish_case(case, "error", f"{outcome.status}: {outcome.message}", {}, [], None,
+            return self._finish_case(case, "error", f"{outcome.status}: {outcome.message}", {}, {}, [], None,
                                      failure, started, repeat)
         payload = outcome.payload
         ckpt_dir = Path(payload["checkpoint"]["dir"])
         inv = checkpoint.inventory(ckpt_dir) if ckpt_dir.is_dir() else None
         results_ = checks.run_all(case, payload, inv)
+        values = self._metric_values(case, payload, inv)
+        if self.mode == "benchmark":
+            results_ += budgets.evaluate(self._budget_entries, case.id, values)
         failed = [c for c in results_ if not c.passed]
         status = "failed" if failed else "passed"
         reason = "; ".join(c.message for c in failed)
         shutil.rmtree(workdir / "trainer", ignore_errors=True)  # empty with save_strategy="no"
         if inv is not None and not self._keep(inv.total_bytes):
             shutil.rmtree(ckpt_dir, ignore_errors=True)
-        return self._finish_case(case, status, reason, payload, results_, inv, None, started, repeat)
+        return self._finish_case(case, status, reason, payload, values, results_, inv, None, started, repeat)
+
+    def _metric_values(self, case: Case, payload: dict, inv) -> dict[str, float]:
+        precision = (payload.get("device") or {}).get("precision", "fp32")
+        return metrics.derive(payload, case.checks.loss_window, inv.total_bytes if inv else None,
+                              warmup_steps=case.benchmark.warmup_steps,
+                              peak_flops=self.hw.peak_flops.get(precision))
+
+    def _budget_summary(self, case: Case) -> dict:
+        declared = budgets.applicable(self._budget_entries, case.id)
+        summary = {"profile": self.hw.name, "enforced": self.mode == "benchmark" and bool(declared),
+                   "declared": [{"field": b.field, "metric": b.metric, "bound": b.bound, "kind": b.kind,
+                                 "source": b.source} for b in declared]}
+        if not declared:
+            summary["note"] = f"no budget declared for {case.id} on profile {self.hw.name}; numbers recorded"
+        elif self.mode != "benchmark":
+            summary["note"] = "budgets are enforced in benchmark mode (--benchmark) only"
+        return summary
 
     def _keep(self, nbytes: int) -> bool:
         return self.keep_checkpoints == "always" or (self.keep_checkpoints == "auto"
                                                      and nbytes <= KEEP_CHECKPOINT_BYTES)
 
-    def _finish_case(self, case: Case, status: str, reason: str, payload: dict, check_results: list,
-                     inv, failure: dict | None, started: float, repeat: int) -> CaseResult:
+    def _finish_case(self, case: Case, status: str, reason: str, payload: dict, values: dict[str, float],
+                     check_results: list, inv, failure: dict | None, started: float, repeat: int) -> CaseResult:
         ckpt = None
         if inv is not None:
             ckpt = {**inv.to_dict(), "kind": payload["checkpoint"]["kind"],
                     "kept": Path(inv.directory).is_dir(),
                     "directory": str(Path(inv.directory).relative_to(self.results_root.resolve()))
                     if Path(inv.directory).is_relative_to(self.results_root.resolve()) else inv.directory}
-        values = metrics.derive(payload, case.checks.loss_window, inv.total_bytes if inv else None) if payload else {}
         record = {
             "schema_version": SCHEMA_VERSION, "kind": results.RECORD_KIND, "run_id": self.run_id,
             "case_id": case.id, "repeat": repeat, "mode": self.mode, "status": status, "reason": reason or None,
@@ -130,10 +156,12 @@ class RunSession:
             "metrics": metrics.described(values),
             "loss_curve": payload.get("loss_curve", []),
             "step_times_s": payload.get("step_times_s", []),
+            "step_tokens": payload.get("step_tokens", []), "flops": payload.get("flops"),
             "train": payload.get("train"), "params": _params_for_record(payload.get("params")),
             "memory": payload.get("memory"), "timing": payload.get("timing"), "device": payload.get("device"),
             "checkpoint": ckpt, "reload": payload.get("reload"), "resolved": payload.get("resolved"),
             "checks": [c.to_dict() for c in check_results],
+            "budgets": self._budget_summary(case),
             "failure": failure, "warnings": payload.get("warnings", []),
             "environment": env.capture(),
         }

@@ -33,7 +33,8 @@ def _device_and_dtype(case: Case):
 def _dataset(case: Case):
     from datasets import Dataset
 
-    return Dataset.from_list(data.generate(case.dataset, case.training.num_samples, seed=case.training.seed))
+    t = case.training
+    return Dataset.from_list(data.generate(case.dataset, t.num_samples, seed=t.seed, turns=t.turns))
 
 
 def _sft_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
@@ -125,14 +126,31 @@ def _param_summary(model, is_adapter: bool) -> dict:
     return out
 
 
-def _memory(device: str, sampler) -> dict:
+def _memory(device: str, start_rss: int, nvml) -> dict:
     import torch
 
-    mem = {"device": device, "peak_rss_bytes": sampler.peak_bytes, "start_rss_bytes": sampler.start_bytes}
+    from suite.measure import peak_rss_bytes
+
+    mem = {"device": device, "peak_rss_bytes": peak_rss_bytes(), "start_rss_bytes": start_rss}
     if device == "cuda":
         mem["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated()
         mem["cuda_max_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        if nvml.peak_bytes is not None:
+            mem["nvml_peak_used_bytes"] = nvml.peak_bytes
     return mem
+
+
+def _flops_info(model, params: dict, counts: list[tuple[int, int, int]], is_adapter: bool) -> dict:
+    """What the parent needs to turn tokens/s into model FLOP/s (suite.hardware.flops_per_token)."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
+    emb = model.get_input_embeddings()
+    processed = sum(c[0] for c in counts)
+    sequences = sum(c[2] for c in counts)
+    return {"n_layers": getattr(cfg, "num_hidden_layers", 0), "hidden": getattr(cfg, "hidden_size", 0),
+            "embedding_params": 0 if tied or emb is None else int(emb.weight.numel()),
+            "total_params": params["total"], "trainable_params": params["trainable"], "full": not is_adapter,
+            "mean_seq_len": processed / sequences if sequences else 0.0}
 
 
 def run(case: Case, workdir: Path, process_start: float) -> dict:
@@ -140,7 +158,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
     import torch
     from transformers import set_seed
 
-    from suite.measure import MeasureCallback, RssSampler
+    from suite.measure import CountingCollator, DeviceMemorySampler, MeasureCallback, current_rss_bytes
 
     device, precision, dtype = _device_and_dtype(case)
     set_seed(case.training.seed)
@@ -149,7 +167,9 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
                               env=case.model.env, path=case.model.path)
     measure = MeasureCallback()
     timing: dict[str, float] = {}
-    with RssSampler() as sampler, warnings.catch_warnings(record=True) as caught:
+    start_rss = current_rss_bytes()
+    with DeviceMemorySampler() if device == "cuda" else _nothing() as nvml, \
+            warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         if case.method == "unsloth":
@@ -159,6 +179,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         trainer, tokenizer, load_kwargs = backend.build_trainer(case, resolved.path, device, precision, dtype,
                                                                 workdir / "trainer", _dataset(case), [measure])
         timing["build_s"] = time.perf_counter() - t0
+        counter = trainer.data_collator = CountingCollator(trainer.data_collator)
         params = _param_summary(trainer.model, case.is_adapter)
         t0 = time.perf_counter()
         result = trainer.train()
@@ -168,7 +189,8 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         t0 = time.perf_counter()
         trainer.save_model(str(ckpt))
         timing["save_s"] = time.perf_counter() - t0
-    memory = _memory(device, sampler)  # before the reload, which would count a second model
+    memory = _memory(device, start_rss, nvml)  # before the reload, which would count a second model
+    counts = counter.per_step(trainer.state.global_step, trainer.args.gradient_accumulation_steps)
     t0 = time.perf_counter()
     reloaded, loader = backend.reload(case, resolved.path, ckpt, load_kwargs)
     diff = (reloaded - probe).abs().max().item() if reloaded.shape == probe.shape else float("inf")
@@ -179,11 +201,13 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
     return {
         "loss_curve": measure.losses,
         "step_times_s": measure.step_times,
+        "step_tokens": [list(c) for c in counts],  # per step: processed, labelled, sequences
+        "flops": _flops_info(trainer.model, params, counts, case.is_adapter),
         "train": {"steps": trainer.state.global_step, "runtime_s": result.metrics.get("train_runtime"),
                   "epochs": trainer.state.epoch,
-                  "tokens": int(measure.losses[-1].get("num_tokens", 0)) if measure.losses else 0,
-                  "samples": trainer.state.global_step * args.per_device_train_batch_size
-                  * args.gradient_accumulation_steps},
+                  "tokens": sum(c[1] for c in counts),  # tokens that carry a label
+                  "processed_tokens": sum(c[0] for c in counts),  # non-padding input tokens
+                  "samples": sum(c[2] for c in counts)},
         "params": params,
         "memory": memory,
         "timing": timing,
@@ -202,6 +226,16 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         },
         "warnings": sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
     }
+
+
+class _nothing:
+    peak_bytes = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
 
 
 def _jsonable(value):

@@ -2,5 +2,5 @@
 from suite.pytest_plugin import run_case
 
 
-def test_case(ft_case, ft_session):
-    run_case(ft_session, ft_case)
+def test_case(ft_case, ft_session, request):
+    run_case(ft_session, ft_case, request)

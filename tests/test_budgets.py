@@ -1,0 +1,114 @@
+"""Budgets per hardware profile: loading, bad input, and real breaches on a tiny case."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite import budgets, hardware
+from suite.cases import load_cases
+from suite.errors import CaseError
+from suite.session import RunSession
+from tests.helpers import write_cases
+
+ROOT = Path(__file__).resolve().parent.parent
+# full fine-tunes learn fastest: 16 steps are enough for the loss check
+SHORT = "matrix:\n  - {models: [tiny-llama], methods: [full], training: {max_steps: 12, benchmark_steps: 16}}\n"
+
+
+def write_budget(directory: Path, profile: str, body: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{profile}.yaml").write_text(f"profile: {profile}\nbudgets:\n{body}")
+    return directory
+
+
+def test_the_shipped_budget_files_load():
+    for path in sorted((ROOT / "cases" / "budgets").glob("*.yaml")):
+        entries = budgets.load_profile(path.parent, path.stem)
+        assert entries, path
+        assert all(b.source for e in entries for b in e.budgets)
+
+
+@pytest.mark.parametrize("body,field,words", [
+    ("  - {cases: 'tiny-*', peak_memory_gib: 1}\n", "budgets[0].source", "say where the numbers come from"),
+    ("  - {source: x, peak_memory_gib: 1}\n", "budgets[0].cases", "needs `cases`"),
+    ("  - {cases: '*', source: x, peak_mem: 1}\n", "budgets[0].peak_mem", "unknown budget field"),
+    ("  - {cases: '*', source: x, step_time_s: -1}\n", "budgets[0].step_time_s", "positive number"),
+])
+def test_bad_budget_files_name_file_and_field(tmp_path, body, field, words):
+    write_budget(tmp_path, "cpu", body)
+    with pytest.raises(CaseError) as err:
+        budgets.load_profile(tmp_path, "cpu")
+    assert err.value.file.endswith("cpu.yaml") and err.value.field == field and words in err.value.message
+
+
+def test_profile_detection_and_metric_choice():
+    assert hardware.detect_profile([]).name == "cpu"
+    assert hardware.detect_profile([{"name": "NVIDIA H200", "memory_gib": 139.8}]).name == "h200-141gb"
+    assert hardware.detect_profile([{"name": "NVIDIA A100-SXM4-40GB", "memory_gib": 39.4}]).name == "a100-40gb"
+    assert hardware.detect_profile([{"name": "NVIDIA A100-SXM4-80GB", "memory_gib": 79.2}]).name == "a100-80gb"
+    assert hardware.detect_profile([{"name": "Tesla T4", "memory_gib": 15.0}]).name == "t4-16gb"
+    assert hardware.detect_profile([{"name": "NVIDIA RTX 4090", "memory_gib": 24}]).name == "nvidia-rtx-4090-24gb"
+    assert hardware.profile_named("h200-141gb").peak_flops["bf16"] == 989e12
+
+
+def test_budget_bounds_fail_with_metric_value_bound_and_profile():
+    b = budgets.Budget("peak_memory_gib", "cuda_max_reserved_gib", 10.0, "max", "GiB", "h200-141gb", "paper", "f.yaml")
+    assert b.fails("c", 9.5) is None
+    msg = b.fails("c", 12.25)
+    assert msg.startswith("c: budget breached on profile h200-141gb: peak_memory_gib (cuda_max_reserved_gib) = 12.25 GiB > budget 10 GiB")
+    t = budgets.Budget("tokens_per_s", "tokens_per_s", 100.0, "min", "tokens/s", "cpu", "measured", "f.yaml")
+    assert "= 50 tokens/s < budget 100 tokens/s" in t.fails("c", 50.0)
+    assert "was not measured" in t.fails("c", None)
+
+
+def test_flops_per_token_formulas():
+    full = hardware.flops_per_token(100, 100, 10, 2, 8, 16, full=True)
+    adapter = hardware.flops_per_token(100, 4, 10, 2, 8, 16, full=False)
+    assert full == 6 * 90 + 12 * 2 * 8 * 16
+    assert adapter == 4 * 90 + 2 * 4 + 12 * 2 * 8 * 16
+
+
+def test_tight_budgets_fail_a_real_tiny_case_and_generous_ones_pass(tmp_path):
+    case = load_cases(write_cases(tmp_path / "cases", SHORT))[0]
+    tight = write_budget(tmp_path / "tight", "cpu", "  - {cases: 'tiny-llama/*', peak_memory_gib: 0.01, "
+                                                    "step_time_s: 0.000001, source: a test}\n")
+    res = RunSession(tmp_path / "r", "tight", mode="benchmark", budgets_dir=tight).run_case(case)
+    assert res.status == "failed"
+    text = "\n".join(res.failure_messages)
+    assert "budget breached on profile cpu: peak_memory_gib (peak_rss_gib) = " in text and "> budget 0.01 GiB" in text
+    assert "budget breached on profile cpu: step_time_s (step_time_median_s) = " in text and "> budget 1e-06 s" in text
+    assert res.record["budgets"]["enforced"] is True and len(res.record["step_times_s"]) == 15
+    generous = write_budget(tmp_path / "generous", "cpu", "  - {cases: '*', peak_memory_gib: 64, step_time_s: 60, "
+                                                          "tokens_per_s: 1, setup_s: 600, source: a test}\n")
+    ok = RunSession(tmp_path / "r", "generous", mode="benchmark", budgets_dir=generous).run_case(case)
+    assert ok.status == "passed", ok.failure_messages
+    assert sum(c["name"].startswith("budget:") for c in ok.record["checks"]) == 4
+    none = RunSession(tmp_path / "r", "none", mode="benchmark", budgets_dir=tmp_path / "empty").run_case(case)
+    assert none.status == "passed" and "no budget declared" in none.record["budgets"]["note"]
+    regression = RunSession(tmp_path / "r", "reg", budgets_dir=tight).run_case(case)
+    assert regression.status == "passed" and "benchmark mode" in regression.record["budgets"]["note"]
+
+
+def test_benchmark_mode_feeds_pytest_benchmark_json(tmp_path):
+    cases = write_cases(tmp_path / "cases", SHORT)
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_matrix.py", "--cases-dir", str(cases),
+                           "--benchmark", "--benchmark-repeat", "2", "--benchmark-json", str(out),
+                           "--results-dir", str(tmp_path / "results"), "--run-id", "b"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    bench = json.loads(out.read_text())["benchmarks"]
+    assert len(bench) == 1
+    entry = bench[0]
+    assert entry["stats"]["rounds"] == 2 * (15 - 5)  # two repeats x (15 timed gaps - 5 warm-up)
+    info = entry["extra_info"]
+    assert info["case_id"] == "tiny-llama/full/base" and info["repeats"] == 2
+    assert info["packages"]["trl"] and len(info["tokens_per_s"]) == 2 and len(info["peak_rss_gib"]) == 2
+    records = sorted(p.name for p in (tmp_path / "results" / "b").glob("*.json"))
+    assert records == ["manifest.json", "tiny-llama__full__base.2.json", "tiny-llama__full__base.json"]
+    first = json.loads((tmp_path / "results" / "b" / "tiny-llama__full__base.json").read_text())
+    assert min(first["step_times_s"][5:]) >= entry["stats"]["min"]  # the rounds are the measured steps
