@@ -122,6 +122,9 @@ def missing_requirements(case: Case) -> list[str]:
             missing.append("the package bitsandbytes (pip install bitsandbytes), not installed")
         elif not case.needs_gpu and not cuda_available() and not version_at_least(bnb, BNB_CPU_4BIT):
             missing.append(f"bitsandbytes>={BNB_CPU_4BIT} for 4-bit on a CPU (installed: {bnb})")
+    from suite import compat
+
+    missing += compat.cannot_express(case)
     if case.model.size != "tiny":
         from suite import models
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from suite import models, train
+from suite import compat, models, train
 from suite.cases import Case
 
 
@@ -17,7 +17,7 @@ def build_trainer(case: Case, model_path: str, device: str, precision: str, dtyp
     quant = load_kwargs.pop("quantization_config", None)
     args = train._sft_config(case, output_dir, device, precision, load_kwargs)
     # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.
-    trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
+    trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, **{compat.key("processing_class"): tokenizer},
                          peft_config=train._lora_config(case) if case.is_adapter else None,
                          quantization_config=quant, callbacks=callbacks)
     if quant is not None:

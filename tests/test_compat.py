@@ -1,0 +1,70 @@
+"""Every mapping of the compatibility layer, checked against the installed packages' real APIs."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from suite import compat
+from suite.cases import load_cases
+from suite.env import package_version
+from tests.helpers import write_cases
+
+
+def sft_fields() -> set[str]:
+    from trl import SFTConfig
+
+    return {f.name for f in dataclasses.fields(SFTConfig)}
+
+
+@pytest.mark.parametrize("name", sorted(compat.RENAMES))
+def test_each_rename_picks_a_name_the_installed_version_accepts(name, tmp_path):
+    rename = compat.RENAMES[name]
+    chosen = rename.key()
+    if rename.where == "SFTConfig":
+        assert chosen in sft_fields(), f"{chosen} is not an SFTConfig field in trl {package_version('trl')}"
+    elif rename.where == "SFTTrainer":
+        from trl import SFTTrainer
+
+        assert chosen in inspect.signature(SFTTrainer.__init__).parameters
+    else:  # from_pretrained: really load a tiny model with the chosen keyword
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from suite import models
+
+        path = models.materialise_tiny("llama", root=tmp_path)
+        model = AutoModelForCausalLM.from_pretrained(path, **{chosen: torch.bfloat16})
+        assert next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_checkpointing_is_always_explicit_and_reaches_the_config():
+    from trl import SFTConfig
+
+    for enabled in (True, False):
+        cfg = SFTConfig(output_dir="/tmp/x", use_cpu=True, bf16=False, report_to="none",
+                        **compat.checkpointing_args(enabled))
+        assert cfg.gradient_checkpointing is enabled  # trl's own default would be True
+
+
+@pytest.mark.parametrize("name", sorted(compat.REQUIREMENTS))
+def test_each_requirement_is_met_by_the_installed_versions(name):
+    assert compat.REQUIREMENTS[name].missing() is None
+    field = {"completion_only_loss": "completion_only_loss", "assistant_only_loss": "assistant_only_loss",
+             "packing_bfd": "packing_strategy", "neftune": "neftune_noise_alpha"}.get(name)
+    if field:
+        assert field in sft_fields()
+
+
+def test_an_older_version_renames_and_skips_with_the_version_named(monkeypatch, tmp_path):
+    versions = {"trl": "0.19.1", "transformers": "4.55.0"}
+    monkeypatch.setattr(compat, "package_version", lambda name: versions.get(name, "99"))
+    assert compat.max_length_args(64) == {"max_seq_length": 64}
+    assert compat.checkpointing_args(True) == {"gradient_checkpointing": True}
+    assert compat.dtype_kwarg("x") == {"torch_dtype": "x"}
+    d = write_cases(tmp_path, "matrix:\n  - {models: [tiny-llama], methods: [lora], features: [packing], "
+                              "datasets: ['messages:assistant_only']}\n")
+    reasons = compat.cannot_express(load_cases(d)[0])
+    assert "assistant-only loss (SFTConfig.assistant_only_loss) needs trl>=0.20.0 (installed: 0.19.1)" in reasons
+    assert any("packing with position ids" in r for r in reasons)
