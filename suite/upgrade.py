@@ -1,0 +1,119 @@
+"""Upgrade check and bisect: the same cases on two (or more) version sets of the stack.
+
+upgrade_check: make (or reuse) one environment per version set (suite/envs.py), run the selected
+cases in each through the same pytest entry point, and compare the two runs (suite/compare.py).
+bisect: walk the released versions between a good and a bad one and name the first whose
+verdict against the good one turns worse.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from suite import envs
+from suite.errors import SuiteError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def available_versions(package: str) -> list[str]:
+    """Released versions of a package on the index, oldest first (pre-releases left out)."""
+    from packaging.version import InvalidVersion, Version
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "index", "versions", package, "--disable-pip-version-check"],
+                          capture_output=True, text=True, timeout=300)
+    match = re.search(r"Available versions:\s*(.+)", proc.stdout)
+    if proc.returncode != 0 or not match:
+        raise SuiteError(f"cannot list the versions of {package}: {(proc.stderr or proc.stdout).strip()[-500:]}")
+    out = []
+    for v in match.group(1).split(","):
+        try:
+            parsed = Version(v.strip())
+        except InvalidVersion:
+            continue
+        if not parsed.is_prerelease:
+            out.append(parsed)
+    return [str(v) for v in sorted(out)]
+
+
+def between(versions: list[str], good: str, bad: str) -> list[str]:
+    """The versions from good to bad inclusive, in release order."""
+    from packaging.version import Version
+
+    g, b = Version(good), Version(bad)
+    if not g < b:
+        raise SuiteError(f"--good {good} must be older than --bad {bad}")
+    inside = [v for v in versions if g <= Version(v) <= b]
+    for end in (good, bad):
+        if end not in inside:
+            raise SuiteError(f"version {end} is not among the released versions: {', '.join(versions[-10:])} ...")
+    return inside
+
+
+@dataclass
+class BisectResult:
+    first_bad: str | None
+    last_good: str | None
+    probes: dict[str, bool] = field(default_factory=dict)  # version -> worse than good?
+    note: str = ""
+
+
+def bisect(versions: list[str], is_worse: Callable[[str], bool]) -> BisectResult:
+    """versions[0] is good, versions[-1] is bad; probe log2(n) versions to find the first worse one.
+
+    The bad end is probed first: when it is not worse than the good one there is nothing to find.
+    """
+    probes: dict[str, bool] = {}
+
+    def probe(v: str) -> bool:
+        if v not in probes:
+            probes[v] = is_worse(v)
+        return probes[v]
+
+    if not probe(versions[-1]):
+        return BisectResult(None, versions[-1], probes, f"{versions[-1]} is not worse than {versions[0]}")
+    lo, hi = 0, len(versions) - 1  # invariant: versions[lo] good, versions[hi] worse
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if probe(versions[mid]):
+            hi = mid
+        else:
+            lo = mid
+    return BisectResult(versions[hi], versions[lo], probes)
+
+
+def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str]) -> tuple[Path, float, int]:
+    """Run the matrix test with the environment's interpreter; returns the run folder, wall time, exit code."""
+    cmd = [str(envs.python_of(env_dir)), "-m", "pytest", str(ROOT / "tests" / "test_matrix.py"), "-q", "-p",
+           "no:cacheprovider", "--rootdir", str(ROOT), "--run-id", run_id, "--results-dir", str(results_dir),
+           *select]
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.time() - t0
+    run_dir = results_dir / run_id
+    if not (run_dir / "manifest.json").is_file():
+        raise SuiteError(f"no results from {' '.join(cmd)} (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
+                         f"{proc.stderr[-2000:]}")
+    return run_dir, wall, proc.returncode
+
+
+def prepare(pins_text: str, where: str) -> tuple[Path, dict, float]:
+    t0 = time.time()
+    env_dir, info = envs.ensure_env(envs.EnvSpec(envs.parse_pins(pins_text, where)))
+    return env_dir, info, time.time() - t0
+
+
+def describe(info: dict) -> str:
+    versions = info.get("versions", {})
+    return ", ".join(f"{k} {v}" for k, v in versions.items() if v) + (" (cached)" if info.get("cached") else "")
+
+
+def write_summary(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")

@@ -1,0 +1,49 @@
+"""Upgrade check building blocks: pins, environment keys, version windows, bisect."""
+from __future__ import annotations
+
+import pytest
+
+from suite import envs, upgrade
+from suite.errors import SuiteError
+
+
+def test_pins_are_normalised_and_bad_ones_named():
+    assert envs.parse_pins("trl==1.15.0, peft==0.21.0") == ("peft==0.21.0", "trl==1.15.0")
+    with pytest.raises(envs.EnvError, match="'trl' is not a requirement"):  # spaces separate pins
+        envs.parse_pins("trl == 1.15.0")
+    assert envs.parse_pins("git+https://github.com/huggingface/trl@main") == ("git+https://github.com/huggingface/trl@main",)
+    with pytest.raises(envs.EnvError, match=r"--candidate: 'trl=1.15' is not a requirement"):
+        envs.parse_pins("trl=1.15", "--candidate")
+    with pytest.raises(envs.EnvError, match="no requirement given"):
+        envs.parse_pins("  ")
+
+
+def test_environment_key_depends_on_pins_python_and_torch():
+    a = envs.EnvSpec(("trl==1.15.0",), "3.11.7", "2.13.0")
+    assert a.key == envs.EnvSpec(("trl==1.15.0",), "3.11.7", "2.13.0").key
+    assert a.key != envs.EnvSpec(("trl==1.16.0",), "3.11.7", "2.13.0").key
+    assert a.key != envs.EnvSpec(("trl==1.15.0",), "3.12.1", "2.13.0").key
+    assert a.key != envs.EnvSpec(("trl==1.15.0",), "3.11.7", "2.12.0").key
+
+
+def test_window_between_good_and_bad():
+    versions = ["1.12.0", "1.13.0", "1.14.0", "1.14.1", "1.15.0", "1.16.0"]
+    assert upgrade.between(versions, "1.13.0", "1.15.0") == ["1.13.0", "1.14.0", "1.14.1", "1.15.0"]
+    with pytest.raises(SuiteError, match="must be older"):
+        upgrade.between(versions, "1.15.0", "1.13.0")
+    with pytest.raises(SuiteError, match="1.13.5 is not among the released versions"):
+        upgrade.between(versions, "1.13.5", "1.15.0")
+
+
+@pytest.mark.parametrize("first_bad", ["1.1", "1.2", "1.5", "1.7"])
+def test_bisect_finds_the_first_worse_version_in_log_probes(first_bad):
+    versions = ["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"]
+    res = upgrade.bisect(versions, lambda v: versions.index(v) >= versions.index(first_bad))
+    assert res.first_bad == first_bad
+    assert res.last_good == versions[versions.index(first_bad) - 1]
+    assert len(res.probes) <= 4  # the bad end plus log2(8)
+
+
+def test_bisect_with_no_regression_says_so():
+    res = upgrade.bisect(["1.0", "1.1", "1.2"], lambda v: False)
+    assert res.first_bad is None and "1.2 is not worse than 1.0" in res.note and list(res.probes) == ["1.2"]
