@@ -4,6 +4,7 @@ It returns measurements; judging them is suite/checks.py's job, in the parent.
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -82,7 +83,8 @@ def _lora_config(case: Case):
 
 def model_init_kwargs(case: Case, device: str, dtype) -> dict:
     kwargs = {**compat.dtype_kwarg(dtype), "attn_implementation": case.attention,
-              "device_map": {"": 0} if device == "cuda" else None}
+              # each rank of a ddp/fsdp case loads onto its own GPU (LOCAL_RANK is set by the launcher)
+              "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))} if device == "cuda" else None}
     if case.method == "qlora":
         kwargs["quantization_config"] = _bnb_config(dtype)
     return kwargs
@@ -167,6 +169,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         ckpt = workdir / "checkpoint"
         t0 = time.perf_counter()
         trainer.save_model(str(ckpt))
+        trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
         timing["save_s"] = time.perf_counter() - t0
     memory = _memory(device, sampler)  # before the reload, which would count a second model
     t0 = time.perf_counter()
@@ -183,7 +186,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
                   "epochs": trainer.state.epoch,
                   "tokens": int(measure.losses[-1].get("num_tokens", 0)) if measure.losses else 0,
                   "samples": trainer.state.global_step * args.per_device_train_batch_size
-                  * args.gradient_accumulation_steps},
+                  * args.gradient_accumulation_steps * args.world_size},
         "params": params,
         "memory": memory,
         "timing": timing,
