@@ -19,8 +19,11 @@ from suite.errors import CaseError
 METHODS = ("full", "lora", "qlora", "unsloth")
 ADAPTER_METHODS = ("lora", "qlora", "unsloth")
 # Canonical order: ids list features in this order whatever the case file says.
-FEATURES = ("packing", "neftune", "gradient_checkpointing", "flash_attn", "sdpa", "eager")
+FEATURES = ("packing", "neftune", "gradient_checkpointing", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
 ATTENTION = {"flash_attn": "flash_attention_2", "sdpa": "sdpa", "eager": "eager"}
+# Data-parallel features: the case is launched as WORLD_SIZE processes (suite/distributed.py).
+DISTRIBUTED = ("ddp", "fsdp")
+WORLD_SIZE = 2
 SIZES = ("tiny", "7b")
 FORMATS = ("text", "messages", "prompt_completion", "conversational_pc")
 LOSSES = ("auto", "full", "completion_only", "assistant_only")
@@ -36,6 +39,7 @@ MARKERS: dict[str, str] = {
     **{s: f"model size: {s}" for s in SIZES},
     "large": "a 7B-class model (same as 7b)",
     "gpu": "needs a CUDA GPU",
+    "multigpu": f"needs {WORLD_SIZE} CUDA GPUs (ddp, fsdp)",
     "adapter": "an adapter method (lora, qlora, unsloth)",
     **{f: f"dataset format: {f}" for f in FORMATS},
     "completion_only": "loss on the completion only",
@@ -144,8 +148,14 @@ class Case:
         return self.training.benchmark_steps if self.mode == "benchmark" else self.training.max_steps
 
     @property
+    def distributed(self) -> str | None:
+        """ddp or fsdp when the case runs as several processes, else None."""
+        return next((f for f in self.features if f in DISTRIBUTED), None)
+
+    @property
     def needs_gpu(self) -> bool:
-        return self.model.size == "7b" or self.method == "unsloth" or "flash_attn" in self.features
+        return (self.model.size == "7b" or self.method == "unsloth" or "flash_attn" in self.features
+                or self.distributed is not None)
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -158,6 +168,8 @@ class Case:
             marks.append("adapter")
         if self.needs_gpu:
             marks.append("gpu")
+        if self.distributed:
+            marks.append("multigpu")
         if self.effective_loss in ("completion_only", "assistant_only"):
             marks.append(self.effective_loss)
         return tuple(dict.fromkeys(marks))
@@ -175,6 +187,8 @@ class Case:
         d["steps"] = self.steps
         d["attention"] = self.attention
         d["effective_loss"] = self.effective_loss
+        if self.distributed:  # only here, so that single-process cases keep their fingerprints
+            d["world_size"] = WORLD_SIZE
         return d
 
     @property
@@ -368,6 +382,13 @@ def validate_combination(case: Case) -> str | None:
         return f"completion_only loss needs a prompt-completion format ({', '.join(PROMPT_FORMATS)}), not {case.dataset}"
     if case.method == "unsloth" and {"flash_attn", "eager", "sdpa"} & set(case.features):
         return "unsloth picks its own attention kernels; do not combine it with an attention variant"
+    dist = [f for f in case.features if f in DISTRIBUTED]
+    if len(dist) > 1:
+        return f"at most one of {', '.join(DISTRIBUTED)}, got {' and '.join(dist)}"
+    if dist and case.method == "unsloth":
+        return "unsloth trains on one GPU; it cannot be combined with ddp or fsdp"
+    if "fsdp" in dist and case.method == "qlora":
+        return "fsdp with qlora needs bnb_4bit_quant_storage set to the compute dtype, which the suite does not set"
     if case.training.max_steps < 2 * case.checks.loss_window:
         return (f"training.max_steps ({case.training.max_steps}) must be at least 2 x checks.loss_window "
                 f"({case.checks.loss_window}) for the loss check to compare first and last windows")

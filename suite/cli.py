@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from suite import wheels
 from suite.errors import SuiteError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     cases = sub.add_parser("cases", help="validate cases/ and list every case with its markers")
     cases.add_argument("--cases-dir", default=str(ROOT / "cases"))
     cases.set_defaults(func=cmd_cases)
+    wheels.add_parser(sub)
     return parser
 
 

@@ -90,6 +90,22 @@ def capture() -> dict:
     }
 
 
+def visible_gpu_count() -> int:
+    """CUDA GPUs a child would see: NVML's count, cut to CUDA_VISIBLE_DEVICES when it is set."""
+    if not cuda_available():
+        return 0
+    count = len(_gpus_from_nvml())
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        listed = 0
+        for dev in visible.split(","):  # CUDA stops at the first invalid entry
+            if dev.strip() in ("", "-1"):
+                break
+            listed += 1
+        count = min(count, listed)
+    return count
+
+
 @functools.lru_cache(maxsize=1)
 def cuda_available() -> bool:
     """True when a CUDA GPU is usable. Asks NVML first so the parent makes no CUDA context."""
@@ -103,7 +119,13 @@ def cuda_available() -> bool:
 def missing_requirements(case: Case) -> list[str]:
     """What this machine lacks to run the case, each said so a user knows what to install or set."""
     missing = []
-    if case.needs_gpu and not cuda_available():
+    if case.distributed:
+        from suite.cases import WORLD_SIZE
+
+        gpus = visible_gpu_count()
+        if gpus < WORLD_SIZE:
+            missing.append(f"at least {WORLD_SIZE} CUDA GPUs (for {case.distributed}); {gpus} visible")
+    elif case.needs_gpu and not cuda_available():
         why = []
         if case.model.size == "7b":
             why.append("a 7B model")

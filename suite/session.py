@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suite import budgets, checkpoint, checks, env, hardware, metrics, results, runner
+from suite import budgets, checkpoint, checks, distributed, env, hardware, metrics, results, runner
 from suite.cases import Case
 from suite.results import SCHEMA_VERSION
 
@@ -95,9 +95,12 @@ class RunSession:
         if missing:
             reason = "needs " + "; ".join(missing)
             return self._finish_case(case, "skipped", reason, {}, {}, [], None, None, started, repeat)
-        runner.ensure_started()
-        outcome = runner.run_in_child(runner.train_case, (case, workdir), workdir,
-                                      self.timeout_s or case.timeout_s)
+        if case.distributed:  # ddp/fsdp: several ranks through accelerate launch, same result file
+            outcome = distributed.run(case, workdir, self.timeout_s or case.timeout_s)
+        else:
+            runner.ensure_started()
+            outcome = runner.run_in_child(runner.train_case, (case, workdir), workdir,
+                                          self.timeout_s or case.timeout_s)
         if not outcome.ok:
             failure = {"kind": outcome.status, "message": outcome.message, "exitcode": outcome.exitcode,
                        "stderr_tail": outcome.stderr_tail}

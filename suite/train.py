@@ -4,6 +4,7 @@ It returns measurements; judging them is suite/checks.py's job, in the parent.
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -84,7 +85,8 @@ def _lora_config(case: Case):
 
 def model_init_kwargs(case: Case, device: str, dtype) -> dict:
     kwargs = {**compat.dtype_kwarg(dtype), "attn_implementation": case.attention,
-              "device_map": {"": 0} if device == "cuda" else None}
+              # each rank of a ddp/fsdp case loads onto its own GPU (LOCAL_RANK is set by the launcher)
+              "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))} if device == "cuda" else None}
     if case.method == "qlora":
         kwargs["quantization_config"] = _bnb_config(dtype)
     return kwargs
@@ -189,9 +191,12 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         ckpt = workdir / "checkpoint"
         t0 = time.perf_counter()
         trainer.save_model(str(ckpt))
+        trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
         timing["save_s"] = time.perf_counter() - t0
     memory = _memory(device, start_rss, nvml)  # before the reload, which would count a second model
     counts = counter.per_step(trainer.state.global_step, trainer.args.gradient_accumulation_steps)
+    if trainer.args.world_size > 1:  # each rank counts its own batches; ranks see equal shares
+        counts = [tuple(x * trainer.args.world_size for x in c) for c in counts]
     t0 = time.perf_counter()
     reloaded, loader = backend.reload(case, resolved.path, ckpt, load_kwargs)
     diff = (reloaded - probe).abs().max().item() if reloaded.shape == probe.shape else float("inf")
