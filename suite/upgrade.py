@@ -117,3 +117,55 @@ def describe(info: dict) -> str:
 def write_summary(path: Path, doc: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def upgrade_check(baseline: str, candidate: str, select: list[str], out: Path, results_dir: Path,
+                  fail_on: tuple[str, ...], name: str) -> tuple[int, dict]:
+    """Run the selected cases in both environments and render the report; returns (exit code, summary)."""
+    from suite import compare, report, runs
+
+    summary: dict = {"name": name, "select": select, "sides": {}}
+    run_dirs = {}
+    for side, pins in (("baseline", baseline), ("candidate", candidate)):
+        env_dir, info, env_s = prepare(pins, f"--{side}")
+        run_id = f"{name}-{side}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir, wall, code = run_cases(env_dir, run_id, results_dir, select)
+        run_dirs[side] = run_dir
+        summary["sides"][side] = {"pins": pins, "env": str(env_dir), "env_cached": info["cached"],
+                                  "env_s": round(env_s, 1), "versions": info["versions"],
+                                  "run": str(run_dir), "run_s": round(wall, 1), "pytest_exit": code}
+    rep = report.Report.build(runs.load(run_dirs["baseline"]), [runs.load(run_dirs["candidate"])])
+    paths = report.write(rep, out, fail_on)
+    failing = compare.gated(rep.frame, fail_on)
+    summary["report"] = {k: str(v) for k, v in paths.items()}
+    summary["verdicts"] = compare.counts(rep.frame)
+    summary["gated"] = compare.counts(failing) if len(failing) else {}
+    write_summary(out / "upgrade-check.json", summary)
+    return (1 if len(failing) else 0), summary
+
+
+def bisect_package(package: str, good: str, bad: str, select: list[str], results_dir: Path,
+                   fail_on: tuple[str, ...], log: Callable[[str], None] = print) -> BisectResult:
+    """Find the first release of `package` between good and bad whose verdict against good is gated."""
+    from suite import compare, runs
+
+    window = between(available_versions(package), good, bad)
+    log(f"{len(window)} releases of {package} from {good} to {bad}: {', '.join(window)}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    def run_version(version: str) -> Path:
+        env_dir, info, env_s = prepare(f"{package}=={version}", "--good/--bad")
+        run_dir, wall, _ = run_cases(env_dir, f"bisect-{package}-{version}-{stamp}", results_dir, select)
+        log(f"  {package} {version}: env {env_s:.0f} s{' (cached)' if info['cached'] else ''}, cases {wall:.0f} s")
+        return run_dir
+
+    good_run = runs.load(run_version(good))
+
+    def is_worse(version: str) -> bool:
+        frame = compare.compare_runs(good_run, runs.load(run_version(version)))
+        failing = compare.gated(frame, fail_on)
+        verdict = ", ".join(f"{n} {v}" for v, n in compare.counts(failing).items()) or "no gated verdict"
+        log(f"  {package} {version} vs {good}: {verdict}")
+        return len(failing) > 0
+
+    return bisect(window, is_worse)
