@@ -42,6 +42,7 @@ MARKERS: dict[str, str] = {
     "assistant_only": "loss on assistant turns only",
     **{a: f"architecture: {a}" for a in TINY_ARCHS},
     "case": "a training case of the matrix (not a unit test)",
+    "invariant": "a correctness invariant comparing two real runs or states (tests/invariants/)",
 }
 
 

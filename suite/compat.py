@@ -16,15 +16,17 @@ def sft_config_fields() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(SFTConfig))
 
 
-def checkpointing_args(enabled: bool) -> dict:
+def checkpointing_args(enabled: bool, use_reentrant: bool | None = None) -> dict:
     """transformers 5.x renamed gradient_checkpointing to activation_checkpointing (old name deprecated).
 
     Always explicit: trl's configs default gradient checkpointing to True, which silently changes
-    memory and speed when a case did not ask for it.
+    memory and speed when a case did not ask for it. `use_reentrant` goes to the matching *_kwargs.
     """
-    if "activation_checkpointing" in sft_config_fields():
-        return {"activation_checkpointing": enabled}
-    return {"gradient_checkpointing": enabled}
+    prefix = "activation" if "activation_checkpointing" in sft_config_fields() else "gradient"
+    out: dict = {f"{prefix}_checkpointing": enabled}
+    if use_reentrant is not None:
+        out[f"{prefix}_checkpointing_kwargs"] = {"use_reentrant": use_reentrant}
+    return out
 
 
 def max_length_args(max_length: int) -> dict:
@@ -43,3 +45,11 @@ def dtype_kwarg(dtype) -> dict:
 
 def unknown_sft_fields(names) -> list[str]:
     return sorted(set(names) - sft_config_fields())
+
+
+def sft_loss_types() -> tuple[str, ...]:
+    """The loss_type values the installed trl's SFTConfig declares (its field's `choices`)."""
+    from trl import SFTConfig
+
+    field = next(f for f in dataclasses.fields(SFTConfig) if f.name == "loss_type")
+    return tuple(field.metadata.get("choices") or (field.default,))
