@@ -109,14 +109,22 @@ def stop_token_id(tokenizer, conversational: bool) -> int:
     return _render(tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])[-1]
 
 
-def measure_eos(dataset: str, out: Path, *, pad_is_eos: bool = False, collator_wrapper: Callable | None = None
-                ) -> list[Verdict]:
-    """Every prepared example ends with the stop token, whose label survives collation; padding is -100."""
+def measure_eos(dataset: str, out: Path, *, pad_is_eos: bool = False, collator_wrapper: Callable | None = None,
+                pretokenised: bool = False) -> list[Verdict]:
+    """Every prepared example ends with the stop token, whose label survives collation; padding is -100.
+
+    pretokenised: hand trl rows already tokenised by the caller (who forgot EOS); trl then adds none.
+    """
     case = h.tiny_case("lora", dataset=dataset, num_samples=16)
     tokenizer = h.tokenizer_for(case)
     if pad_is_eos:
         tokenizer.pad_token = tokenizer.eos_token
-    built = h.build_trainer(case, out, tokenizer=tokenizer)
+    rows = None
+    if pretokenised:
+        if dataset != "text":
+            raise ValueError("pretokenised rows are built from the text format only")
+        rows = [{"input_ids": tokenizer(r["text"])["input_ids"]} for r in h.rows_for(case)]
+    built = h.build_trainer(case, out, rows, tokenizer=tokenizer)
     trainer = built.trainer
     if collator_wrapper is not None:
         trainer.data_collator = collator_wrapper(trainer.data_collator)
@@ -142,6 +150,16 @@ def mask_pad_ids(collator, pad_token_id: int):
     def collate(examples):
         batch = dict(collator(examples))
         batch["labels"] = batch["labels"].masked_fill(batch["input_ids"] == pad_token_id, -100)
+        return batch
+
+    return collate
+
+
+def pad_labels_with_pad_id(collator, pad_token_id: int):
+    """A collator that pads labels with the pad id instead of -100 (padding then trains)."""
+    def collate(examples):
+        batch = dict(collator(examples))
+        batch["labels"] = batch["labels"].masked_fill(batch["attention_mask"] == 0, pad_token_id)
         return batch
 
     return collate

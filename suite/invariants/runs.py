@@ -133,3 +133,24 @@ def no_input_grads(trainer) -> None:
 def unfreeze_embeddings(trainer) -> None:
     """Make a base weight trainable, as a wrong modules_to_save or a peft regression would."""
     trainer.model.get_input_embeddings().weight.requires_grad_(True)  # before train() builds the optimizer
+
+
+def merge_in_place(trainer) -> None:
+    """Merge the adapter into the frozen base after every step and never unmerge (an eval-time merge
+    left behind): the base weights change although nothing frozen may."""
+    from transformers import TrainerCallback
+
+    class _Merge(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            model.merge_adapter()  # left merged: the base weights now hold BA
+
+    trainer.add_callback(_Merge())
+
+
+def measure_determinism(out: Path, *, second_seed: int | None = None, steps: int = 5) -> Verdict:
+    """The same tiny setup trained twice in this process; second_seed: a run whose seed is not honoured."""
+    curves = []
+    for i, seed in enumerate((0, 0 if second_seed is None else second_seed)):
+        case = h.tiny_case("lora", max_steps=steps, seed=seed)
+        curves.append(h.train_and_log(h.build_trainer(case, out / f"run{i}")))
+    return compare("determinism.curve", curves[0], curves[1], f"lora, {steps} steps, in-process")
