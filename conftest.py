@@ -1,2 +1,2 @@
-"""ftsuite's pytest plugin lives in suite/pytest_plugin.py; this file only loads it."""
-pytest_plugins = ["suite.pytest_plugin"]
+"""ftsuite's pytest plugins live in suite/ (pytest_plugin.py, pytest_baselines.py); this file only loads them."""
+pytest_plugins = ["suite.pytest_plugin", "suite.pytest_baselines"]

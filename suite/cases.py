@@ -88,6 +88,8 @@ class CheckSpec:
     loss_margin: float = 0.1  # the last-k mean must be below (1 - margin) x the first-k mean
     size_rtol: float = 0.02  # saved tensor bytes vs what the parameter count x dtype imply
     logits_atol: float = 1e-4  # reloaded checkpoint vs the trained model in memory
+    curve_rtol: float = 1e-3  # golden loss curve: each logged loss within atol + rtol x |baseline|
+    curve_atol: float = 1e-4
 
 
 @dataclass(frozen=True)

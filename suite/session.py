@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite import checkpoint, checks, env, metrics, results, runner
+from suite.baselines import BaselineStore
 from suite.cases import Case
 from suite.results import SCHEMA_VERSION
 
@@ -42,6 +43,7 @@ class RunSession:
     mode: str = "regression"
     timeout_s: float | None = None  # overrides every case's own timeout
     keep_checkpoints: str = "auto"  # auto | always | never
+    baselines: BaselineStore | None = None  # golden loss curves of tiny regression cases; None: not compared
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
     _started: bool = False
     _started_at: str = ""
@@ -100,6 +102,8 @@ class RunSession:
         ckpt_dir = Path(payload["checkpoint"]["dir"])
         inv = checkpoint.inventory(ckpt_dir) if ckpt_dir.is_dir() else None
         results_ = checks.run_all(case, payload, inv)
+        if self.baselines is not None:
+            results_ += self.baselines.checks(case, payload, results_, self.run_dir)
         failed = [c for c in results_ if not c.passed]
         status = "failed" if failed else "passed"
         reason = "; ".join(c.message for c in failed)
