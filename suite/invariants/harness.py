@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,23 +19,18 @@ from suite.cases import Case, CheckSpec, LoraSpec, ModelSpec, Training
 
 ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral"}
 # Small and quick: a handful of steps of 4-example batches on 16 examples.
-DEFAULT_TRAINING = dict(max_steps=3, benchmark_steps=3, batch_size=4, num_samples=16, max_length=64,
+DEFAULT_TRAINING = dict(max_steps=3, batch_size=4, num_samples=16, max_length=64,
                         precision="fp32", learning_rate=1e-2, neftune_alpha=0.5)
 
 
 def tiny_case(method: str = "lora", features: tuple[str, ...] = (), dataset: str = "text", loss: str = "auto",
               arch: str = "llama", extra: dict | None = None, **training: Any) -> Case:
     """A Case of a tiny model with invariant-sized training defaults; `extra` goes to SFTConfig."""
-    t = Training(**{**DEFAULT_TRAINING, **training, "extra": tuple(sorted((extra or {}).items()))})
+    settings = {**DEFAULT_TRAINING, **training, "extra": tuple(sorted((extra or {}).items()))}
+    t = Training(**{**settings, "benchmark_steps": settings["max_steps"]})  # invariants run in regression mode
     spec = ModelSpec(name=ARCH_MODELS[arch], size="tiny", arch=arch)
     return Case(model=spec, method=method, features=tuple(features), dataset=dataset, loss=loss, training=t,
                 lora=LoraSpec(), checks=CheckSpec(), timeout_s=120.0, source="(invariant)")
-
-
-def with_extra(case: Case, **extra: Any) -> Case:
-    """The case with more SFTConfig fields set."""
-    merged = {**dict(case.training.extra), **extra}
-    return replace(case, training=replace(case.training, extra=tuple(sorted(merged.items()))))
 
 
 def seed_everything(seed: int = 0) -> None:
