@@ -66,7 +66,7 @@ def _quiet_stack():
     yield
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float | None) -> str:
     return "-" if x is None else ("inf" if math.isinf(x) else f"{x:.3g}")
 
 
