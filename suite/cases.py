@@ -46,6 +46,7 @@ MARKERS: dict[str, str] = {
     "assistant_only": "loss on assistant turns only",
     **{a: f"architecture: {a}" for a in TINY_ARCHS},
     "case": "a training case of the matrix (not a unit test)",
+    "invariant": "a correctness invariant comparing two real runs or states (tests/invariants/)",
 }
 
 
@@ -92,6 +93,8 @@ class CheckSpec:
     loss_margin: float = 0.1  # the last-k mean must be below (1 - margin) x the first-k mean
     size_rtol: float = 0.02  # saved tensor bytes vs what the parameter count x dtype imply
     logits_atol: float = 1e-4  # reloaded checkpoint vs the trained model in memory
+    curve_rtol: float = 1e-3  # golden loss curve: each logged loss within atol + rtol x |baseline|
+    curve_atol: float = 1e-4
 
 
 @dataclass(frozen=True)

@@ -72,10 +72,15 @@ def key(name: str) -> str:
     return RENAMES[name].key()
 
 
-def checkpointing_args(enabled: bool) -> dict:
+def checkpointing_args(enabled: bool, use_reentrant: bool | None = None) -> dict:
     """Always explicit: trl's configs default gradient checkpointing to True, which silently
-    changes memory and speed when a case did not ask for it."""
-    return {key("checkpointing"): enabled}
+    changes memory and speed when a case did not ask for it. `use_reentrant` goes to the
+    matching *_kwargs field."""
+    name = key("checkpointing")
+    out: dict = {name: enabled}
+    if use_reentrant is not None:
+        out[f"{name}_kwargs"] = {"use_reentrant": use_reentrant}
+    return out
 
 
 def max_length_args(max_length: int) -> dict:
@@ -109,3 +114,11 @@ def sft_config_fields() -> frozenset[str]:
 
 def unknown_sft_fields(names) -> list[str]:
     return sorted(set(names) - sft_config_fields())
+
+
+def sft_loss_types() -> tuple[str, ...]:
+    """The loss_type values the installed trl's SFTConfig declares (its field's `choices`)."""
+    from trl import SFTConfig
+
+    field = next(f for f in dataclasses.fields(SFTConfig) if f.name == "loss_type")
+    return tuple(field.metadata.get("choices") or (field.default,))

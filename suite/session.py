@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite import budgets, checkpoint, checks, distributed, env, hardware, metrics, results, runner
+from suite.baselines import BaselineStore
 from suite.cases import Case
 from suite.results import SCHEMA_VERSION
 
@@ -44,6 +45,7 @@ class RunSession:
     keep_checkpoints: str = "auto"  # auto | always | never
     profile: str | None = None  # hardware profile for budgets; None: detected from the GPU
     budgets_dir: Path | None = None  # cases/budgets by default
+    baselines: BaselineStore | None = None  # golden loss curves of tiny regression cases; None: not compared
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
     _started: bool = False
     _started_at: str = ""
@@ -113,6 +115,8 @@ class RunSession:
         values = self._metric_values(case, payload, inv)
         if self.mode == "benchmark":
             results_ += budgets.evaluate(self._budget_entries, case.id, values)
+        if self.baselines is not None:
+            results_ += self.baselines.checks(case, payload, results_, self.run_dir)
         failed = [c for c in results_ if not c.passed]
         status = "failed" if failed else "passed"
         reason = "; ".join(c.message for c in failed)

@@ -1,0 +1,97 @@
+"""What a case declares is what the trainer runs with: max_length, truncation, every SFTConfig field."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from suite import data
+from suite.cases import PROMPT_FORMATS, Case
+from suite.invariants import harness as h
+from suite.invariants.relations import RELATIONS, Verdict, count
+
+
+def declared_fields(case: Case) -> dict[str, Any]:
+    """The trainer arguments a case pins, derived from the case itself (not from suite.train)."""
+    t = case.training
+    out: dict[str, Any] = dict(
+        max_steps=case.steps, per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay, seed=t.seed, packing="packing" in case.features, max_length=t.max_length,
+        neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
+        gradient_checkpointing="gradient_checkpointing" in case.features, use_cpu=True, bf16=False, fp16=False,
+    )
+    if case.effective_loss == "assistant_only":
+        out["assistant_only_loss"] = True
+    elif case.dataset in PROMPT_FORMATS:
+        out["completion_only_loss"] = case.effective_loss == "completion_only"
+    out.update(dict(t.extra))
+    return out
+
+
+def _same(got: Any, want: Any) -> bool:
+    if isinstance(want, float) and isinstance(got, (int, float)):
+        return abs(got - want) <= 1e-12 * max(1.0, abs(want))
+    return got == want or str(getattr(got, "value", got)) == str(want)  # enums such as SchedulerType
+
+
+def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
+    """Build each case's trainer as the matrix does (no training) and read back trainer.args."""
+    import torch
+    from datasets import Dataset
+
+    from suite.backends import hf
+
+    build = build or hf.build_trainer
+    wrong_fields, wrong_length, attention = [], [], []
+    for i, case in enumerate(cases):
+        if case.needs_gpu:
+            raise ValueError(f"{case.id} needs a GPU; measure_config builds trainers on the CPU")
+        rows = Dataset.from_list(data.generate(case.dataset, 16, seed=case.training.seed))
+        path = h.model_path(case)
+        with h.quiet():
+            trainer, _, _ = build(case, path, "cpu", "fp32", torch.float32, out / str(i), rows, [])
+        args = trainer.args
+        for key, want in declared_fields(case).items():
+            if not _same(getattr(args, key, "<missing>"), want):
+                wrong_fields.append(f"{case.id}: {key}={getattr(args, key, '<missing>')!r}, declared {want!r}")
+        if args.max_length != case.training.max_length:
+            wrong_length.append(f"{case.id}: {args.max_length} (declared {case.training.max_length})")
+        got_attention = trainer.model.config._attn_implementation
+        if got_attention != case.attention:
+            attention.append(f"{case.id}: attention {got_attention!r}, declared {case.attention!r}")
+    what = f"{len(cases)} tiny cases built as the matrix builds them"
+    return [count("config.reaches_args", wrong_fields + attention, what),
+            count("truncation.max_length", wrong_length, what)]
+
+
+def _long_text(words: int) -> str:
+    vocab = data.NUMBERS + data.COLOURS
+    return " ".join(vocab[i % len(vocab)] for i in range(words))
+
+
+def measure_truncation(out: Path) -> list[Verdict]:
+    """Rows shorter and longer than the declared max_length, with max_length below and above trl's default.
+
+    A declared 1536 catches a default of the installed trl (1024 in trl 1.x) silently cutting
+    sequences when the suite fails to pass the case's value.
+    """
+    from trl import SFTConfig
+
+    trl_default = SFTConfig.__dataclass_fields__["max_length"].default
+    off, wrong_length, misplaced = [], [], 0
+    for declared in (48, max(1536, 3 * (trl_default or 512) // 2)):
+        rows = [{"text": _long_text(n)} for n in (10, declared - 20, declared + 30, declared * 2)]
+        case = h.tiny_case("lora", num_samples=len(rows), max_length=declared)
+        built = h.build_trainer(case, out / str(declared), rows)
+        if built.trainer.args.max_length != declared:
+            wrong_length.append(f"max_length {built.trainer.args.max_length}, declared {declared}")
+        eos = built.tokenizer.eos_token
+        raw = [len(built.tokenizer(r["text"] + eos)["input_ids"]) for r in rows]
+        got = sorted(len(r["input_ids"]) for r in built.trainer.train_dataset)
+        want = sorted(min(n, declared) for n in raw)
+        if got != want:
+            off.append(f"declared {declared}: lengths {got}, expected {want}")
+            misplaced += sum(abs(a - b) for a, b in zip(got, want)) if len(got) == len(want) else sum(raw)
+    what = f"trl's default max_length is {trl_default}"
+    lengths = RELATIONS["truncation.lengths"].measure(misplaced, f"{what}{': ' if off else ''}{'; '.join(off)}")
+    return [count("truncation.max_length", wrong_length, what), lengths]

@@ -1,0 +1,166 @@
+"""Invariants of training features: packing (padding-free) and NEFTune."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+from suite.invariants import harness as h
+from suite.invariants.losses import per_example_losses
+from suite.invariants.relations import RELATIONS, Verdict, compare
+
+PACK_ROWS = 6  # examples that all fit one packed sequence of PACK_LENGTH tokens
+PACK_LENGTH = 256
+
+
+def _segments(position_ids) -> list[tuple[int, int]]:
+    """(start, end) of each sequence in a padding-free row, from where position_ids restart at 0."""
+    pos = position_ids[0].tolist()
+    starts = [i for i, p in enumerate(pos) if p == 0] + [len(pos)]
+    return list(zip(starts[:-1], starts[1:]))
+
+
+def _model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
+def _packed_forward_probe(model, batch: dict, break_positions: bool) -> list[Verdict]:
+    """Per-example loss packed vs alone, and logits of each example with the others scrambled."""
+    import torch
+
+    from suite.invariants.harness import plain_logits
+
+    inputs = _model_inputs(continuous_positions(lambda b: b)(batch) if break_positions else batch)
+    packed = plain_logits(model, inputs)
+    segs = _segments(batch["position_ids"])
+    alone, inside, leak = [], [], 0.0
+    for k, (s, e) in enumerate(segs):
+        ids, labels = batch["input_ids"][:, s:e], batch["labels"][:, s:e]  # start masked: never a target
+        solo = plain_logits(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+        alone += per_example_losses(solo, labels)
+        inside += per_example_losses(packed[:, s:e], labels)
+        scrambled = dict(inputs, input_ids=inputs["input_ids"].clone())
+        gen = torch.Generator().manual_seed(k)
+        for j, (s2, e2) in enumerate(segs):
+            if j != k:
+                scrambled["input_ids"][:, s2:e2] = torch.randint(4, model.config.vocab_size, (1, e2 - s2), generator=gen)
+        other = plain_logits(model, scrambled)
+        leak = max(leak, float((other[:, s:e] - packed[:, s:e]).abs().max()))
+    what = f"{len(segs)} examples in one packed row, attention {model.config._attn_implementation}"
+    return [compare("packing.per_example_loss", inside, alone, what),
+            RELATIONS["packing.no_cross_attention"].measure(leak, what)]
+
+
+def measure_packing_forward(out: Path, attention: str = "sdpa", *, break_positions: bool = False) -> list[Verdict]:
+    """One packed (padding-free) batch from trl's own collator, forwarded packed and example by example."""
+    features = ("packing",) + (("eager",) if attention == "eager" else ())
+    case = h.tiny_case("lora", features=features, batch_size=1, num_samples=PACK_ROWS, max_length=PACK_LENGTH,
+                       max_steps=2)
+    built = h.build_trainer(case, out)
+    built.trainer.train()  # trained a little, so attention is not near-uniform
+    batch = h.first_batches(built.trainer)[0]
+    return _packed_forward_probe(built.trainer.model, batch, break_positions)
+
+
+def measure_packing_runs(out: Path, method: str = "lora", steps: int = 3,
+                         collator_wrapper: Callable | None = None) -> list[Verdict]:
+    """A packed run (one packed row per step) against an unpacked run (one padded batch per step)."""
+    runs = []
+    for packing in (True, False):
+        case = h.tiny_case(method, features=("packing",) if packing else (), num_samples=PACK_ROWS,
+                           batch_size=1 if packing else PACK_ROWS, max_length=PACK_LENGTH, max_steps=steps)
+        built = h.build_trainer(case, out / ("packed" if packing else "padded"))
+        n_rows = len(built.trainer.train_dataset)
+        if packing and n_rows != 1:
+            raise RuntimeError(f"expected the {PACK_ROWS} examples to pack into one row of {PACK_LENGTH}, got {n_rows}")
+        if packing and collator_wrapper is not None:
+            built.trainer.data_collator = collator_wrapper(built.trainer.data_collator)
+        runs.append((h.train_and_log(built), h.trainable_state(built.trainer.model)))
+    (loss_p, w_p), (loss_u, w_u) = runs
+    what = f"{method}, {steps} steps, {PACK_ROWS} examples per step"
+    return [compare("packing.run_loss", loss_p, loss_u, what), compare("packing.run_weights", w_p, w_u, what)]
+
+
+def continuous_positions(collator):
+    """A collator whose padding-free batches lost the per-sequence restarts of position_ids."""
+    import torch
+
+    def collate(examples):
+        batch = dict(collator(examples))
+        batch["position_ids"] = torch.arange(batch["input_ids"].shape[1])[None]
+        for key in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx"):
+            batch.pop(key, None)
+        return batch
+
+    return collate
+
+
+# ------------------------------------------------------------------------------------------ NEFTune
+
+class _NoiseProbe:
+    """Records, at every training forward, how far the embedding output is from the plain lookup."""
+
+    def __init__(self, alpha: float, drop_neftune: bool) -> None:
+        self.alpha, self.drop_neftune = alpha, drop_neftune
+        self.ratios: list[float] = []
+        self._handle = None
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        probe = self
+
+        class _Cb(TrainerCallback):
+            def on_train_begin(self, args, state, control, model=None, **kwargs):
+                emb = model.get_input_embeddings()
+                if probe.drop_neftune:  # the trainer forgot to switch NEFTune on
+                    for key in [k for k, fn in emb._forward_hooks.items() if "neftune" in fn.__name__]:
+                        del emb._forward_hooks[key]
+                probe._handle = emb.register_forward_hook(probe._record)  # runs after NEFTune's hook
+
+            def on_train_end(self, args, state, control, **kwargs):
+                probe._handle.remove()
+
+        return _Cb()
+
+    def _record(self, module, inputs, output) -> None:
+        import torch
+
+        if module.training:
+            plain = torch.nn.functional.embedding(inputs[0], module.weight)
+            expected = self.alpha / math.sqrt(output.size(1) * output.size(2))
+            self.ratios.append(float((output - plain).abs().max()) / expected)
+
+
+def measure_neftune(out: Path, *, alpha: float = 0.5, drop_neftune: bool = False,
+                    after_train: Callable | None = None) -> list[Verdict]:
+    """Noise on the embeddings while training, none once train() returns (in train mode too)."""
+    import torch
+
+    case = h.tiny_case("lora", features=("neftune",), neftune_alpha=alpha)
+    probe = _NoiseProbe(alpha, drop_neftune)
+    built = h.build_trainer(case, out, callbacks=(probe.callback(),))
+    built.trainer.train()
+    model = built.trainer.model
+    if after_train is not None:
+        after_train(built.trainer)
+    ids = built.tokenizer(["what colour is the cat ? the cat is red ."], return_tensors="pt")["input_ids"]
+    emb = model.get_input_embeddings()
+    model.train()  # NEFTune's hook only acts in training mode: look there
+    with torch.no_grad():
+        emb_diff = float((emb(ids) - torch.nn.functional.embedding(ids, emb.weight)).abs().max())
+        train_logits = model(input_ids=ids).logits
+    eval_logits = h.plain_logits(model, {"input_ids": ids})
+    logit_diff = float((train_logits - eval_logits).abs().max())
+    on = RELATIONS["neftune.on_in_training"].measure(min(probe.ratios, default=0.0),
+                                                     f"alpha {alpha}, {len(probe.ratios)} training forwards")
+    off = RELATIONS["neftune.off_after_train"].measure(
+        max(emb_diff, logit_diff), f"embeddings {emb_diff:.3g}, logits train vs eval mode {logit_diff:.3g}")
+    return [on, off]
+
+
+def leave_neftune_on(trainer) -> None:
+    """Register NEFTune's hook again after train(), as a trainer that forgets to remove it would."""
+    from transformers.integrations.neftune import activate_neftune
+
+    activate_neftune(trainer.model, trainer.args.neftune_noise_alpha)

@@ -1,0 +1,160 @@
+"""Tiny in-process SFTTrainers for the invariants, built the way a matrix case builds its own.
+
+A trainer here is made from a `Case` through the same helpers the matrix uses
+(`suite.train._sft_config`, `model_init_kwargs`, `_lora_config`, `suite.compat`), so an
+invariant exercises the argument mapping the suite ships, not a private copy of it. What differs
+from a case run: it stays in this process, and the caller may swap the trainer class, the
+collator or the rows, which is how the "can fail" tests break a relation on purpose.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from suite import data, models, train
+from suite.cases import Case, CheckSpec, LoraSpec, ModelSpec, Training
+
+ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral"}
+# Small and quick: a handful of steps of 4-example batches on 16 examples.
+DEFAULT_TRAINING = dict(max_steps=3, batch_size=4, num_samples=16, max_length=64,
+                        precision="fp32", learning_rate=1e-2, neftune_alpha=0.5)
+
+
+def tiny_case(method: str = "lora", features: tuple[str, ...] = (), dataset: str = "text", loss: str = "auto",
+              arch: str = "llama", extra: dict | None = None, **training: Any) -> Case:
+    """A Case of a tiny model with invariant-sized training defaults; `extra` goes to SFTConfig."""
+    settings = {**DEFAULT_TRAINING, **training, "extra": tuple(sorted((extra or {}).items()))}
+    t = Training(**{**settings, "benchmark_steps": settings["max_steps"]})  # invariants run in regression mode
+    spec = ModelSpec(name=ARCH_MODELS[arch], size="tiny", arch=arch)
+    return Case(model=spec, method=method, features=tuple(features), dataset=dataset, loss=loss, training=t,
+                lora=LoraSpec(), checks=CheckSpec(), timeout_s=120.0, source="(invariant)")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seeds and deterministic kernels: two runs of one setup must be comparable bit for bit."""
+    import torch
+    from transformers import set_seed
+
+    random.seed(seed)
+    set_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def model_path(case: Case) -> str:
+    return str(models.materialise_tiny(case.model.arch or "llama"))
+
+
+def tokenizer_for(case: Case):
+    return models.load_tokenizer(model_path(case))
+
+
+def rows_for(case: Case) -> list[dict]:
+    return data.generate(case.dataset, case.training.num_samples, seed=case.training.seed)
+
+
+@dataclass
+class Built:
+    trainer: Any  # an SFTTrainer (or the subclass the caller asked for)
+    tokenizer: Any
+    case: Case
+    model_path: str
+
+
+def build_trainer(case: Case, output_dir: Path, rows: list[dict] | None = None, *, trainer_cls=None,
+                  callbacks: tuple = (), peft_config: Any = None, tokenizer: Any = None,
+                  **trainer_kwargs: Any) -> Built:
+    """An SFTTrainer for the case on CPU in fp32, seeded; the model goes in as a path as in the matrix."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    seed_everything(case.training.seed)
+    path = model_path(case)
+    tokenizer = tokenizer if tokenizer is not None else models.load_tokenizer(path)
+    load_kwargs = train.model_init_kwargs(case, "cpu", torch.float32)
+    quant = load_kwargs.pop("quantization_config", None)
+    args = train._sft_config(case, output_dir, "cpu", "fp32", load_kwargs)
+    if peft_config is None and case.is_adapter:
+        peft_config = train._lora_config(case)
+    dataset = Dataset.from_list(rows if rows is not None else rows_for(case))
+    cls = trainer_cls or SFTTrainer
+    trainer = cls(model=path, args=args, train_dataset=dataset, processing_class=tokenizer,
+                  peft_config=peft_config, quantization_config=quant, callbacks=list(callbacks), **trainer_kwargs)
+    return Built(trainer, tokenizer, case, path)
+
+
+class LossLog:
+    """A TrainerCallback collecting every logged loss (and grad norm) by step."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.steps: list[int] = []
+
+    def as_callback(self):
+        from transformers import TrainerCallback
+
+        log = self
+
+        class _Cb(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    log.losses.append(float(logs["loss"]))
+                    log.steps.append(state.global_step)
+
+        return _Cb()
+
+
+def train_and_log(built: Built, **train_kwargs: Any) -> list[float]:
+    """Train and return the logged losses (logging_steps=1: one per optimizer step)."""
+    log = LossLog()
+    built.trainer.add_callback(log.as_callback())
+    built.trainer.train(**train_kwargs)
+    return log.losses
+
+
+def trainable_state(model) -> dict[str, Any]:
+    """Detached copies of the trainable parameters, by name."""
+    return {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def full_state(model) -> dict[str, Any]:
+    """Detached copies of every parameter and buffer, by name, in their own dtype (bitwise comparisons)."""
+    return {n: t.detach().clone() for n, t in model.state_dict().items()}
+
+
+def first_batches(trainer, n: int = 1) -> list[dict]:
+    """The first n batches of the trainer's own dataloader (its collator, its sampler)."""
+    out = []
+    for batch in trainer.get_train_dataloader():
+        out.append(batch)
+        if len(out) == n:
+            break
+    return out
+
+
+def plain_logits(model, batch: dict):
+    """Logits of a plain forward (trl's fused LM head off) on a collated batch, in eval mode."""
+    import torch
+
+    keys = ("input_ids", "attention_mask", "position_ids")
+    inputs = {k: batch[k] for k in keys if k in batch}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(**inputs).logits.float()
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the stack's advisory warnings while an invariant builds and trains."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

@@ -1,0 +1,238 @@
+"""Invariants of what the loss is computed on: prompt masks, EOS, packed starts, the logged loss."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from suite.cases import CONVERSATIONAL
+from suite.invariants import harness as h
+from suite.invariants.losses import UNEQUAL_ROWS, masked_loss, token_logprobs
+from suite.invariants.relations import RELATIONS, Verdict, compare, count
+
+
+def _render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    return tokenizer(text)["input_ids"]
+
+
+def prompt_split(tokenizer, row: dict) -> tuple[list[int], int]:
+    """A row's tokens as a user would write them and how many of them are prompt.
+
+    Independent of trl's own preparation: the prompt is the prompt alone (conversational: the
+    turns before the last assistant message, with the generation prompt).
+    """
+    if "messages" in row:
+        return _render(tokenizer, row["messages"]), len(_render(tokenizer, row["messages"][:-1], True))
+    if isinstance(row["prompt"], list):
+        full = _render(tokenizer, row["prompt"] + row["completion"])
+        return full, len(_render(tokenizer, row["prompt"], True))
+    full = tokenizer(row["prompt"] + row["completion"] + tokenizer.eos_token)["input_ids"]
+    return full, len(tokenizer(row["prompt"])["input_ids"])
+
+
+def _expected_labels(batch: dict, splits: dict[tuple, int]):
+    """Labels the batch should carry (prompt and padding -100) and the rows that match no example."""
+    import torch
+
+    expected = torch.full_like(batch["labels"], -100)
+    unknown = []
+    for r in range(len(expected)):
+        n = int(batch["attention_mask"][r].sum())
+        ids = tuple(batch["input_ids"][r, :n].tolist())
+        if ids not in splits:
+            unknown.append(f"row {r} matches no tokenised example")
+            continue
+        expected[r, splits[ids]:n] = batch["input_ids"][r, splits[ids]:n]
+    return expected, unknown
+
+
+def _backbone_grads(trainer, batch: dict):
+    """trl's loss on the batch, and its gradient at the backbone's output (the input of the LM head)."""
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    seen = {}
+
+    def keep(module, inputs, output):
+        hidden = output.last_hidden_state
+        hidden.retain_grad()
+        seen["hidden"] = hidden
+
+    handle = base.base_model.register_forward_hook(keep)
+    try:
+        model.train()
+        loss = trainer.compute_loss(model, trainer._prepare_inputs(dict(batch)))
+        loss.backward()
+    finally:
+        handle.remove()
+    return float(loss.detach()), seen["hidden"].grad
+
+
+def measure_prompt_mask(dataset: str, loss: str, out: Path, *, collator_wrapper: Callable | None = None
+                        ) -> list[Verdict]:
+    """Completion-only / assistant-only loss: labels, gradients and the loss value of one batch."""
+    case = h.tiny_case("lora", dataset=dataset, loss=loss, batch_size=8, num_samples=16)
+    built = h.build_trainer(case, out)
+    trainer = built.trainer
+    if collator_wrapper is not None:
+        trainer.data_collator = collator_wrapper(trainer.data_collator)
+    splits = {tuple(ids): n for ids, n in (prompt_split(built.tokenizer, r) for r in h.rows_for(case))}
+    batch = h.first_batches(trainer)[0]
+    expected, unknown = _expected_labels(batch, splits)
+    wrong = (batch["labels"] != expected).nonzero().tolist()
+    what = f"{case.id}, {len(batch['labels'])} rows"
+    trl_loss, grad = _backbone_grads(trainer, batch)
+    # position i predicts token i+1: it must get no gradient when token i+1 is prompt or padding
+    no_target = (expected[:, 1:] == -100)
+    prompt_grad = float(grad[:, :-1][no_target].abs().max()) if no_target.any() else 0.0
+    hand = masked_loss(h.plain_logits(trainer.model, batch), expected)
+    return [count("prompt_mask.labels", unknown + [f"row {r} position {i}" for r, i in wrong], what),
+            RELATIONS["prompt_mask.gradient"].measure(prompt_grad, what),
+            compare("prompt_mask.loss", trl_loss, hand, what)]
+
+
+def labels_everywhere(collator):
+    """A collator that trains on every real token (leaves the prompt's labels in place)."""
+    def collate(examples):
+        batch = dict(collator(examples))
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        return batch
+
+    return collate
+
+
+# ----------------------------------------------------------------------------------------- EOS
+
+def stop_token_id(tokenizer, conversational: bool) -> int:
+    """EOS for plain text; for chat data, the token the template ends an assistant turn with."""
+    if not conversational:
+        return tokenizer.eos_token_id
+    return _render(tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])[-1]
+
+
+def measure_eos(dataset: str, out: Path, *, pad_is_eos: bool = False, collator_wrapper: Callable | None = None,
+                pretokenised: bool = False) -> list[Verdict]:
+    """Every prepared example ends with the stop token, whose label survives collation; padding is -100.
+
+    pretokenised: hand trl rows already tokenised by the caller (who forgot EOS); trl then adds none.
+    """
+    case = h.tiny_case("lora", dataset=dataset, num_samples=16)
+    tokenizer = h.tokenizer_for(case)
+    if pad_is_eos:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows = None
+    if pretokenised:
+        if dataset != "text":
+            raise ValueError("pretokenised rows are built from the text format only")
+        rows = [{"input_ids": tokenizer(r["text"])["input_ids"]} for r in h.rows_for(case)]
+    built = h.build_trainer(case, out, rows, tokenizer=tokenizer)
+    trainer = built.trainer
+    if collator_wrapper is not None:
+        trainer.data_collator = collator_wrapper(trainer.data_collator)
+    stop = stop_token_id(tokenizer, dataset in CONVERSATIONAL)
+    rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in trainer.train_dataset]
+    no_stop = [i for i, r in enumerate(rows) if r["input_ids"][-1] != stop]
+    batch = trainer.data_collator(rows[:8])
+    lost, padded = [], []
+    for i, r in enumerate(rows[:8]):
+        n = len(r["input_ids"])
+        if r["labels"][-1] != stop or int(batch["labels"][i, n - 1]) != stop:
+            lost.append(f"row {i}")
+        padded += [f"row {i} position {j}" for j in range(n, batch["labels"].shape[1])
+                   if int(batch["labels"][i, j]) != -100]
+    what = (f"{case.id}, stop token {tokenizer.convert_ids_to_tokens(stop)!r}"
+            f"{', pad == eos' if tokenizer.pad_token_id == tokenizer.eos_token_id else ''}")
+    return [count("eos.last_token", [f"row {i}" for i in no_stop], f"{what}, {len(rows)} examples"),
+            count("eos.label_survives", lost, what), count("eos.padding_masked", padded, what)]
+
+
+def mask_pad_ids(collator, pad_token_id: int):
+    """transformers' classic causal-LM collation: labels are -100 wherever input_ids == pad_token_id."""
+    def collate(examples):
+        batch = dict(collator(examples))
+        batch["labels"] = batch["labels"].masked_fill(batch["input_ids"] == pad_token_id, -100)
+        return batch
+
+    return collate
+
+
+def pad_labels_with_pad_id(collator, pad_token_id: int):
+    """A collator that pads labels with the pad id instead of -100 (padding then trains)."""
+    def collate(examples):
+        batch = dict(collator(examples))
+        batch["labels"] = batch["labels"].masked_fill(batch["attention_mask"] == 0, pad_token_id)
+        return batch
+
+    return collate
+
+
+# ------------------------------------------------------------------------ padding-free starts
+
+def measure_packed_starts(mode: str, out: Path, *, collator_wrapper: Callable | None = None) -> Verdict:
+    """In padding-free batches (packing, or padding_free alone) every sequence start is label -100."""
+    if mode == "packing":
+        case = h.tiny_case("lora", features=("packing",), batch_size=2)
+    elif mode == "padding_free":
+        case = h.tiny_case("lora", extra={"padding_free": True, "max_length": None})
+    else:
+        raise ValueError(f"mode must be packing or padding_free, got {mode!r}")
+    trainer = h.build_trainer(case, out).trainer
+    if collator_wrapper is not None:
+        trainer.data_collator = collator_wrapper(trainer.data_collator)
+    bad, starts = [], 0
+    for b, batch in enumerate(h.first_batches(trainer, 3)):
+        at_start = batch["position_ids"] == 0
+        starts += int(at_start.sum())
+        bad += [f"batch {b} position {int(i)}" for i in (at_start & (batch["labels"] != -100)).nonzero()[:, 1]]
+    if starts < 6:
+        raise RuntimeError(f"{mode}: only {starts} sequence starts in 3 batches; the relation would be vacuous")
+    return count("packed_starts.masked", bad, f"{mode}, {starts} sequence starts in 3 batches")
+
+
+def label_sequence_starts(collator):
+    """A padding-free collator that lets each sequence's first token be the previous one's target."""
+    def collate(examples):
+        batch = dict(collator(examples))
+        start = batch["position_ids"] == 0
+        start[:, 0] = False  # the row's first token is never a target anyway
+        batch["labels"] = batch["labels"].masked_scatter(start, batch["input_ids"][start])
+        return batch
+
+    return collate
+
+
+# --------------------------------------------------------------------------------- logged loss
+
+def measure_logged_loss(method: str, loss_type: str, out: Path, *, trainer_cls=None) -> Verdict:
+    """The first logged loss against the hand-computed loss of the batch the model was fed."""
+    case = h.tiny_case(method, batch_size=len(UNEQUAL_ROWS), num_samples=len(UNEQUAL_ROWS), max_steps=1,
+                       max_length=128, extra={"loss_type": loss_type})
+    built = h.build_trainer(case, out, UNEQUAL_ROWS, trainer_cls=trainer_cls)
+    trainer, model = built.trainer, built.trainer.model
+    fed: dict = {}
+    compute_loss = trainer.compute_loss
+
+    def recording(model, inputs, *args, **kwargs):  # whatever the trainer class, keep what step 1 was fed
+        if not fed:
+            fed.update({k: v.detach().clone() for k, v in inputs.items() if hasattr(v, "detach")})
+        return compute_loss(model, inputs, *args, **kwargs)
+
+    before = h.full_state(model)
+    trainer.compute_loss = recording
+    logged = h.train_and_log(built)
+    model.load_state_dict(before)  # the logged loss of step 1 was computed before the update
+    hand = masked_loss(h.plain_logits(model, fed), fed["labels"], loss_type)
+    n = int((fed["labels"][:, 1:] != -100).sum())
+    return compare("logged_loss", logged[0], hand, f"{method}, loss_type {loss_type}, {n} target tokens")
+
+
+def per_sequence_mean_trainer():
+    """A trainer whose loss is the mean over sequences of each sequence's mean (not a token mean)."""
+    from trl import SFTTrainer
+
+    class PerSequenceMean(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).logits
+            logp, mask = token_logprobs(logits, inputs["labels"])
+            return (-logp.sum(1) / mask.sum(1).clamp(min=1)).mean()
+
+    return PerSequenceMean

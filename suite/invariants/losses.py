@@ -1,0 +1,44 @@
+"""Cross-entropy computed by hand from logits: the reference the trainer's losses are held to."""
+from __future__ import annotations
+
+# Rows of very unequal length (2 to ~50 tokens with EOS): token-level and per-sequence
+# normalisation give clearly different losses on them.
+UNEQUAL_ROWS = [
+    {"text": "red ."},
+    {"text": " ".join(["one two three four five six seven eight nine ."] * 5)},
+    {"text": "what colour is the cat ? the cat is red ."},
+    {"text": "count from one ? one two three ."},
+]
+
+
+def token_logprobs(logits, labels):
+    """log p(label) of every shifted target and the mask of targets that count (label != -100)."""
+    import torch
+
+    logits, targets = logits[:, :-1].float(), labels[:, 1:]
+    mask = targets != -100
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logp * mask, mask
+
+
+def masked_loss(logits, labels, loss_type: str = "nll") -> float:
+    """The token-level mean loss over non-masked shifted targets, for the loss types trl documents.
+
+    nll: -log p; dft (Dynamic Fine-Tuning, arXiv 2508.05629): -log p weighted by the detached p.
+    """
+    logp, mask = token_logprobs(logits, labels)
+    if loss_type in ("nll", "chunked_nll"):  # chunked_nll: trl's deprecated alias of nll
+        per_token = -logp
+    elif loss_type == "dft":
+        per_token = -logp * logp.exp()
+    else:
+        raise NotImplementedError(f"no hand-computed reference for loss_type {loss_type!r}: the installed trl "
+                                  f"offers a loss this suite does not know; add its formula to "
+                                  f"suite/invariants/losses.py:masked_loss")
+    return float(per_token.sum() / mask.sum().clamp(min=1))
+
+
+def per_example_losses(logits, labels) -> list[float]:
+    """Mean nll of each row of a padded batch (rows with no target give nan)."""
+    logp, mask = token_logprobs(logits, labels)
+    return [float(-logp[i].sum() / mask[i].sum()) if mask[i].any() else float("nan") for i in range(len(logp))]

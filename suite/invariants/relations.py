@@ -1,0 +1,164 @@
+"""Relations that must hold whatever the package versions, as small check objects.
+
+A `Relation` declares what must hold and its tolerance; `Relation.measure(...)` turns a measured
+discrepancy into a `Verdict`, whose `fails()` is `None` or a message naming the relation, the
+measured value and the bound (the style of suite/checks.py). Every relation of the suite is in
+`RELATIONS`, so the README and the report list the same names and tolerances as the tests use.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Relation:
+    name: str  # stable key, e.g. "grad_accum.weights"
+    statement: str  # what must hold, in words
+    tolerance: float
+    at_least: bool = False  # True: the measured value must reach the tolerance (e.g. noise is on)
+    unit: str = ""
+
+    def measure(self, discrepancy: float, detail: str = "") -> Verdict:
+        return Verdict(self, float(discrepancy), detail)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    relation: Relation
+    discrepancy: float
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        d, tol = self.discrepancy, self.relation.tolerance
+        if math.isnan(d):
+            return False
+        return d >= tol if self.relation.at_least else d <= tol
+
+    def fails(self) -> str | None:
+        if self.passed:
+            return None
+        return "invariant violated: " + self.describe()
+
+    def describe(self) -> str:
+        r = self.relation
+        op = (">=" if self.passed else "<") if r.at_least else ("<=" if self.passed else ">")
+        unit = f" {r.unit}" if r.unit else ""
+        text = f"[{r.name}] {r.statement}: measured {self.discrepancy:.3g}{unit} {op} tolerance {r.tolerance:.3g}{unit}"
+        return text + (f" ({self.detail})" if self.detail else "")
+
+
+def _rel(name: str, statement: str, tolerance: float, **kw: Any) -> tuple[str, Relation]:
+    return name, Relation(name, statement, tolerance, **kw)
+
+
+# Tolerances: CPU fp32 runs of the same arithmetic in a different grouping (B x 1 vs 1 x B, packed vs
+# padded) differ by float reassociation only: losses by ~1e-7, weights by up to ~6e-5, because AdamW
+# divides each update by the gradient's running RMS and so turns a rounding difference in a small
+# gradient into a visible step (lr 1e-2). Bounds sit above that and far below what the deliberate
+# breaks move (losses 1e-2..1e-1, weights ~4e-2).
+RELATIONS: dict[str, Relation] = dict([
+    _rel("grad_accum.loss", "batch Bx1 and batch 1xB (accumulation B) log the same per-step loss "
+         "(token-level normalisation over the whole accumulated batch)", 1e-5, unit="nats"),
+    _rel("grad_accum.weights", "batch Bx1 and batch 1xB (accumulation B) end with the same trainable weights",
+         5e-4, unit="max abs"),
+    _rel("packing.per_example_loss", "each example's loss inside a packed (padding-free) sequence equals its "
+         "loss run alone", 1e-5, unit="nats"),
+    _rel("packing.no_cross_attention", "changing every other example of a packed sequence leaves an example's "
+         "logits unchanged (no attention across the boundary)", 1e-5, unit="logit"),
+    _rel("packing.run_loss", "a packed run and an unpacked run over the same examples log the same losses",
+         1e-5, unit="nats"),
+    _rel("packing.run_weights", "a packed run and an unpacked run over the same examples end with the same "
+         "weights", 5e-4, unit="max abs"),
+    _rel("prompt_mask.labels", "prompt tokens carry label -100 and completion tokens their own id",
+         0, unit="tokens wrong"),
+    _rel("prompt_mask.gradient", "no gradient reaches the prediction of any prompt token (changing a prompt "
+         "target changes no gradient)", 0, unit="max abs grad"),
+    _rel("prompt_mask.loss", "trl's loss equals a hand-computed cross-entropy over the completion tokens only",
+         1e-5, unit="nats"),
+    _rel("neftune.on_in_training", "NEFTune noise is added to the embeddings during training "
+         "(max |noise| / (alpha / sqrt(L*d)), smallest over steps)", 0.5, at_least=True, unit="x expected"),
+    _rel("neftune.off_after_train", "after train() the embeddings and logits equal the plain model's "
+         "(no NEFTune hook left)", 0, unit="max abs"),
+    _rel("save_load.reload", "an adapter saved and loaded onto a fresh base gives the trained model's logits",
+         1e-5, unit="logit"),
+    _rel("save_load.merge", "merge_and_unload gives the unmerged adapter's logits", 1e-4, unit="logit"),
+    _rel("save_load.reload_qlora", "a QLoRA adapter saved and loaded onto a fresh 4-bit base gives the trained "
+         "model's logits (adapter trained in bf16, reloaded in fp32)", 2e-2, unit="logit"),
+    _rel("save_load.merge_qlora", "a QLoRA adapter merged into the dequantised base gives the unmerged 4-bit "
+         "model's logits", 2e-2, unit="logit"),
+    _rel("save_load.merge_qlora_4bit", "merge_and_unload straight onto the 4-bit base gives the unmerged "
+         "logits", 2e-2, unit="logit"),
+    _rel("resume.loss", "training N steps, saving and resuming to 2N logs the losses of 2N straight", 1e-5,
+         unit="nats"),
+    _rel("resume.weights", "training N steps, saving and resuming to 2N ends with the weights of 2N straight",
+         1e-5, unit="max abs"),
+    _rel("trainable.set", "the parameters with requires_grad are exactly the adapter's and modules_to_save's",
+         0, unit="names wrong"),
+    _rel("trainable.frozen_unchanged", "every frozen tensor is bitwise unchanged by training", 0,
+         unit="tensors changed"),
+    _rel("trainable.lora_b_nonzero", "every lora_B is non-zero after training", 0, unit="lora_B all zero"),
+    _rel("logged_loss", "the logged loss equals a hand-computed cross-entropy over the shifted, non-masked "
+         "tokens of the batch", 1e-5, unit="nats"),
+    _rel("eos.last_token", "every prepared example ends with the end-of-sequence token", 0, unit="examples"),
+    _rel("eos.label_survives", "the end-of-sequence label survives collation (also when pad == eos)", 0,
+         unit="examples"),
+    _rel("eos.padding_masked", "padding positions carry label -100", 0, unit="positions"),
+    _rel("packed_starts.masked", "labels are -100 at every sequence start (position_ids == 0) of a "
+         "padding-free batch", 0, unit="positions"),
+    _rel("truncation.max_length", "the trainer's effective max_length is the case's", 0, unit="cases"),
+    _rel("truncation.lengths", "prepared sequences are cut at the declared max_length and nowhere else", 0,
+         unit="tokens"),
+    _rel("config.reaches_args", "every SFTConfig field the case sets reaches trainer.args unchanged", 0,
+         unit="fields"),
+    _rel("determinism.curve", "two runs of the same tiny case give bit-identical loss curves on CPU", 0,
+         unit="max abs"),
+])
+
+
+def max_abs_diff(a: Any, b: Any) -> tuple[float, str]:
+    """Largest absolute difference between two values (numbers, sequences, tensors, name->tensor maps).
+
+    Returns (value, where); shape or key mismatches are infinite, with `where` saying what differs.
+    """
+    import torch
+
+    if isinstance(a, Mapping):
+        if set(a) != set(b):
+            only = sorted(set(a) ^ set(b))
+            return math.inf, f"keys differ, e.g. {only[:3]}"
+        worst, where = 0.0, ""
+        for key in a:
+            d, w = max_abs_diff(a[key], b[key])
+            if d > worst or math.isnan(d):
+                worst, where = d, f"{key}{(' ' + w) if w else ''}"
+        return worst, where
+    ta = a if isinstance(a, torch.Tensor) else torch.tensor(a, dtype=torch.float64)
+    tb = b if isinstance(b, torch.Tensor) else torch.tensor(b, dtype=torch.float64)
+    if ta.shape != tb.shape:
+        return math.inf, f"shapes differ: {tuple(ta.shape)} vs {tuple(tb.shape)}"
+    if ta.numel() == 0:
+        return 0.0, ""
+    diff = (ta.double() - tb.double()).abs()
+    if torch.isnan(diff).any():
+        return math.nan, "NaN"
+    idx = int(diff.argmax())
+    return float(diff.flatten()[idx]), (f"at index {tuple(int(i) for i in torch.unravel_index(torch.tensor(idx), diff.shape))}"
+                                        if diff.dim() else "")
+
+
+def compare(name: str, a: Any, b: Any, what: str = "") -> Verdict:
+    """The relation `name` measured as the max abs difference between a and b."""
+    d, where = max_abs_diff(a, b)
+    detail = ", ".join(x for x in (what, where) if x)
+    return RELATIONS[name].measure(d, detail)
+
+
+def count(name: str, bad: list, what: str = "") -> Verdict:
+    """The relation `name` measured as a number of offending items (named in the detail)."""
+    detail = what
+    if bad:
+        detail = f"{what + ': ' if what else ''}e.g. {', '.join(str(x) for x in bad[:3])}"
+    return RELATIONS[name].measure(len(bad), detail)

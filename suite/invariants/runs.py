@@ -1,0 +1,156 @@
+"""Invariants that compare two real training runs: gradient accumulation, resume, trainable set.
+
+Each `measure_*` trains tiny models in this process and returns one Verdict per relation; the
+keyword arguments are the seams a "can fail" test uses to break the relation on purpose.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from suite import compat
+from suite.invariants import harness as h
+from suite.invariants.losses import UNEQUAL_ROWS
+from suite.invariants.relations import Verdict, compare, count
+
+
+def measure_grad_accum(method: str, out: Path, *, accumulate: int = 4, steps: int = 3,
+                       trainer_cls=None) -> list[Verdict]:
+    """Batch B x accumulation 1 against batch 1 x accumulation B on rows of very unequal length."""
+    rows = UNEQUAL_ROWS[:accumulate]
+    runs = []
+    for bs, ga in ((accumulate, 1), (1, accumulate)):
+        case = h.tiny_case(method, batch_size=bs, grad_accum=ga, num_samples=len(rows), max_steps=steps,
+                           max_length=128)
+        built = h.build_trainer(case, out / f"bs{bs}-ga{ga}", rows, trainer_cls=trainer_cls)
+        losses = h.train_and_log(built)
+        runs.append((losses, h.trainable_state(built.trainer.model)))
+    (loss_a, w_a), (loss_b, w_b) = runs
+    what = f"{method}, {steps} steps, batch {accumulate}x1 vs 1x{accumulate}"
+    return [compare("grad_accum.loss", loss_a, loss_b, what), compare("grad_accum.weights", w_a, w_b, what)]
+
+
+def per_micro_batch_mean_trainer():
+    """A trainer that averages the loss per micro-batch, then over micro-batches (the pre-2024 bug)."""
+    from trl import SFTTrainer
+
+    class PerMicroBatchMean(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch=None)
+            return loss / self.args.gradient_accumulation_steps if self.model.training else loss
+
+    return PerMicroBatchMean
+
+
+def measure_resume(method: str, out: Path, *, n: int = 2,
+                   tamper: Callable[[Path], None] | None = None) -> list[Verdict]:
+    """2N steps straight (saving at N) against resuming from the step-N checkpoint to 2N."""
+    case = h.tiny_case(method, max_steps=2 * n, extra=dict(save_strategy="steps", save_steps=n))
+    straight = h.build_trainer(case, out / "straight")
+    losses_a = h.train_and_log(straight)
+    weights_a = h.trainable_state(straight.trainer.model)
+    ckpt = out / "straight" / f"checkpoint-{n}"
+    if tamper is not None:
+        tamper(ckpt)
+    resumed = h.build_trainer(case, out / "resumed")
+    losses_b = h.train_and_log(resumed, resume_from_checkpoint=str(ckpt))
+    weights_b = h.trainable_state(resumed.trainer.model)
+    what = f"{method}, steps {n + 1}..{2 * n}"
+    return [compare("resume.loss", losses_a[n:], losses_b, what), compare("resume.weights", weights_a, weights_b, what)]
+
+
+def drop_optimizer_state(ckpt: Path) -> None:
+    """Resume as if the checkpoint had no optimizer and scheduler state (a fresh AdamW at step N)."""
+    for name in ("optimizer.pt", "scheduler.pt"):
+        (ckpt / name).unlink(missing_ok=True)
+
+
+def _expected_trainable(model_path: str, modules_to_save: tuple[str, ...]) -> set[str]:
+    """Adapter names derived from the base architecture: lora_A/B on every decoder Linear, plus copies."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_path)
+    out_name = next(n for n, m in base.named_modules() if m is base.get_output_embeddings())
+    names = set()
+    for name, module in base.named_modules():
+        if isinstance(module, torch.nn.Linear) and name != out_name:
+            names |= {f"base_model.model.{name}.lora_{ab}.default.weight" for ab in "AB"}
+    for name in modules_to_save:
+        names |= {f"base_model.model.{name}.modules_to_save.default.{p}"
+                  for p, _ in base.get_submodule(name).named_parameters()}
+    return names
+
+
+def measure_trainable(out: Path, *, reentrant: bool, method: str = "lora", steps: int = 3,
+                      sabotage: Callable | None = None) -> list[Verdict]:
+    """LoRA (+ lm_head in modules_to_save) with gradient checkpointing: what trains, what does not."""
+    import torch
+    from peft import LoraConfig
+
+    modules_to_save = ("lm_head",)
+    case = h.tiny_case(method, features=("gradient_checkpointing",), max_steps=steps,
+                       extra=compat.checkpointing_args(True, use_reentrant=reentrant))
+    lora = LoraConfig(r=case.lora.r, lora_alpha=case.lora.alpha, lora_dropout=0.0, target_modules="all-linear",
+                      modules_to_save=list(modules_to_save), task_type="CAUSAL_LM")
+    built = h.build_trainer(case, out, peft_config=lora)
+    model = built.trainer.model
+    if sabotage is not None:
+        sabotage(built.trainer)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen_before = {n: t.detach().clone() for n, t in model.state_dict().items()
+                     if n not in trainable}
+    built.trainer.train()
+    after = model.state_dict()
+    expected = _expected_trainable(built.model_path, modules_to_save)
+    wrong = sorted((trainable - expected) | (expected - trainable))
+    changed = [n for n, t in frozen_before.items() if not torch.equal(t, after[n])]
+    zero_b = [n for n, p in model.named_parameters() if "lora_B" in n and not p.detach().any()]
+    what = f"{method}, {'reentrant' if reentrant else 'non-reentrant'} checkpointing"
+    return [count("trainable.set", wrong, f"{what}, {len(expected)} expected"),
+            count("trainable.frozen_unchanged", changed, what),
+            count("trainable.lora_b_nonzero", zero_b, f"{what}, {sum('lora_B' in n for n in trainable)} lora_B")]
+
+
+def no_input_grads(trainer) -> None:
+    """Remove every input-require-grads hook once train() has set checkpointing up: with reentrant
+    checkpointing no gradient then enters the checkpointed layers.
+
+    Both trl and Trainer.train() call enable_input_require_grads, and the model keeps only the last
+    handle, so disable_input_require_grads() alone would leave trl's hook in place.
+    """
+    from transformers import TrainerCallback
+
+    class _Undo(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            hooks = model.get_input_embeddings()._forward_hooks
+            for key in [k for k, fn in hooks.items() if fn.__name__ == "make_inputs_require_grads"]:
+                del hooks[key]
+
+    trainer.add_callback(_Undo())
+
+
+def unfreeze_embeddings(trainer) -> None:
+    """Make a base weight trainable, as a wrong modules_to_save or a peft regression would."""
+    trainer.model.get_input_embeddings().weight.requires_grad_(True)  # before train() builds the optimizer
+
+
+def merge_in_place(trainer) -> None:
+    """Merge the adapter into the frozen base after every step and never unmerge (an eval-time merge
+    left behind): the base weights change although nothing frozen may."""
+    from transformers import TrainerCallback
+
+    class _Merge(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            model.merge_adapter()  # left merged: the base weights now hold BA
+
+    trainer.add_callback(_Merge())
+
+
+def measure_determinism(out: Path, *, second_seed: int | None = None, steps: int = 5) -> Verdict:
+    """The same tiny setup trained twice in this process; second_seed: a run whose seed is not honoured."""
+    curves = []
+    for i, seed in enumerate((0, 0 if second_seed is None else second_seed)):
+        case = h.tiny_case("lora", max_steps=steps, seed=seed)
+        curves.append(h.train_and_log(h.build_trainer(case, out / f"run{i}")))
+    return compare("determinism.curve", curves[0], curves[1], f"lora, {steps} steps, in-process")

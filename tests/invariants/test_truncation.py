@@ -1,0 +1,40 @@
+"""The trainer runs with what the case declares: max_length, truncation, every SFTConfig field."""
+from __future__ import annotations
+
+import pytest
+
+from suite import cases as cases_mod
+from suite import compat
+from suite.invariants import configs
+
+pytestmark = [pytest.mark.invariant, pytest.mark.tiny]
+
+
+def _cpu_tiny_cases(request) -> list[cases_mod.Case]:
+    all_cases = cases_mod.load_cases(request.config.getoption("cases_dir"))
+    return [c for c in all_cases if c.model.size == "tiny" and not c.needs_gpu]
+
+
+def test_every_declared_field_reaches_trainer_args(request, tmp_path, invariant):
+    invariant.holds(configs.measure_config(_cpu_tiny_cases(request), tmp_path))
+
+
+@pytest.mark.lora
+@pytest.mark.text
+def test_sequences_are_cut_at_the_declared_length(tmp_path, invariant):
+    invariant.holds(configs.measure_truncation(tmp_path))
+
+
+@pytest.mark.lora
+@pytest.mark.text
+def test_can_fail_when_trl_default_max_length_applies(monkeypatch, tmp_path, invariant):
+    monkeypatch.setattr(compat, "max_length_args", lambda max_length: {})  # the suite forgets to pass it
+    verdicts = configs.measure_truncation(tmp_path)
+    invariant.breaks(verdicts, "truncation.lengths")
+    invariant.breaks(verdicts, "truncation.max_length")
+
+
+def test_can_fail_when_trl_default_checkpointing_applies(monkeypatch, request, tmp_path, invariant):
+    monkeypatch.setattr(compat, "checkpointing_args", lambda enabled, use_reentrant=None: {})
+    case = next(c for c in _cpu_tiny_cases(request) if "gradient_checkpointing" not in c.features)
+    invariant.breaks(configs.measure_config([case], tmp_path), "config.reaches_args")
