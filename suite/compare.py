@@ -203,7 +203,7 @@ def compare_case(case_id: str, brecs: list[dict], crecs: list[dict]) -> list[dic
         rows.append(_row(case_id, STATUS, NOT_COMPARABLE, "; ".join(why), **status))
     elif bstat in FAILING and cstat in FAILING:
         rows.append(_row(case_id, STATUS, WITHIN_NOISE, f"failing in both runs: {creason}", **status))
-    if all(r["metrics"] for r in brecs) and all(r["metrics"] for r in crecs):
+    if any(r["metrics"] for r in brecs) and any(r["metrics"] for r in crecs):  # an errored repeat has none
         for row in _metric_rows(case_id, brecs, crecs, comparable=not why):
             row.update(baseline_status=bstat, candidate_status=cstat)
             rows.append(row)

@@ -134,3 +134,16 @@ def test_summary_of_one_run():
     status = df[df.metric == compare.STATUS].set_index("case_id")["status"].to_dict()
     assert status["tiny-llama/lora/flash_attn"] == "skipped"
     assert "passed" in status.values()
+
+
+def test_an_errored_repeat_fails_the_case_and_the_others_are_still_compared():
+    import copy
+    import json
+
+    rec = json.loads((FIXTURES / "verdicts-base" / "worse.json").read_text())
+    crashed = {**copy.deepcopy(rec), "status": "error", "reason": "oom: killed", "metrics": {}}
+    rows = compare.compare_case("crafted/worse", [rec], [rec, crashed])
+    assert rows[0]["metric"] == compare.STATUS and rows[0]["verdict"] == compare.NEWLY_FAILING
+    assert rows[0]["note"] == "oom: killed"
+    final = next(r for r in rows if r["metric"] == "final_loss")
+    assert final["verdict"] == compare.WITHIN_NOISE and final["n_candidate"] == 1
