@@ -119,15 +119,29 @@ def code(text: str) -> str:
 
 # ---- Markdown ---------------------------------------------------------------------------------
 
-def skipped_both(df: pd.DataFrame) -> pd.DataFrame:
-    """Status rows of cases skipped in both runs: what this machine cannot run, not news."""
+# Status rows that are not news, listed apart by name: what this machine cannot run, and cases
+# that one run did not select (a -m/-k subset). Label -> (baseline status, candidate status).
+APART = {"skipped in both runs": ("skipped", "skipped"), "only in the baseline run": ("*", None),
+         "only in the candidate run": (None, "*")}
+LIST_IDS = 12  # ids named in a Markdown line before "... and N more"
+
+
+def apart(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Label -> the status rows of that kind (labels with no row left out)."""
     if not len(df):
-        return df
-    return df[(df["metric"] == compare.STATUS) & (df["baseline_status"] == "skipped")
-              & (df["candidate_status"] == "skipped")]
+        return {}
+    status = df[df["metric"] == compare.STATUS]
+    out = {}
+    for label, (b, c) in APART.items():
+        match = [(status[col].isna() if want is None else status[col].notna() if want == "*"
+                  else status[col] == want) for col, want in (("baseline_status", b), ("candidate_status", c))]
+        rows = status[match[0] & match[1]]
+        if len(rows):
+            out[label] = rows
+    return out
 
 
-def flagged(df: pd.DataFrame, with_skipped: bool = True) -> pd.DataFrame:
+def flagged(df: pd.DataFrame, with_apart: bool = True) -> pd.DataFrame:
     """Rows that say something: every verdict but `within noise`, except incomparable metric rows
     whose numbers did not move (a changed case's status row already says why)."""
     if not len(df):
@@ -136,8 +150,9 @@ def flagged(df: pd.DataFrame, with_skipped: bool = True) -> pd.DataFrame:
     quiet = (df["verdict"] == compare.NOT_COMPARABLE) & (df["metric"] != compare.STATUS) & (
         df["note"].fillna("") == "") & df["baseline"].notna() & df["candidate"].notna()
     keep |= (df["metric"] == compare.STATUS) & (df["verdict"] == compare.WITHIN_NOISE)  # still failing
-    if not with_skipped:
-        keep &= ~df.index.isin(skipped_both(df).index)
+    if not with_apart:
+        for rows in apart(df).values():
+            keep &= ~df.index.isin(rows.index)
     out = df[keep & ~quiet].copy()
     # Cases by their most urgent verdict; inside a case the status row, then metrics by urgency.
     out["_order"] = out["verdict"].map(compare.VERDICTS.index)
@@ -205,7 +220,7 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
     lines = [f"### {code(cand.name)} vs baseline {code(report.baseline.name)}", ""] if len(report.candidates) > 1 else []
     lines += [headline(df, fail_on), ""]
     lines += environment_md(compare.environment_diff(report.baseline, cand)) + [""]
-    rows = flagged(df, with_skipped=False)
+    rows = flagged(df, with_apart=False)
     if len(rows):
         lines += changes_table(rows) + [""]
     else:
@@ -216,10 +231,10 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
         lines += ["Informational metrics that changed (no verdict): " + ", ".join(
             f"{code(r.case_id)} {md(r.metric)} {md(fmt_value(r.baseline, r.unit))} → "
             f"{md(fmt_value(r.candidate, r.unit))}" for r in info.itertuples()) + ".", ""]
-    skipped = skipped_both(df)
-    if len(skipped):
-        lines += [f"Skipped in both runs ({len(skipped)}, not comparable): "
-                  + ", ".join(code(c) for c in skipped["case_id"]) + ".", ""]
+    for label, rows in apart(df).items():
+        ids = [code(c) for c in rows["case_id"]]
+        more = f" and {len(ids) - LIST_IDS} more" if len(ids) > LIST_IDS else ""
+        lines += [f"{label.capitalize()} ({len(ids)}, not comparable): {', '.join(ids[:LIST_IDS])}{more}.", ""]
     quiet = df[df["verdict"] == compare.WITHIN_NOISE]
     if len(quiet):
         by = quiet["noise"].value_counts().to_dict()

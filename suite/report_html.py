@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from suite import compare, plots
-from suite.report import (SUMMARY_METRICS, Report, flagged, fmt_band, fmt_change, fmt_value, headline,
-                          skipped_both, text)
+from suite.report import (SUMMARY_METRICS, Report, apart, flagged, fmt_band, fmt_change, fmt_value,
+                          headline, text)
 from suite.runs import Run
 
 CSS = """
@@ -84,12 +84,11 @@ def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
     summary = table(["verdict", "rows", "cases"],
                     [[esc(v), str(n), str(cases[v])] for v, n in counts.items()], numeric={1, 2},
                     row_classes=[verdict_class(v) for v in counts])
-    rows = flagged(df, with_skipped=False)
+    rows = flagged(df, with_apart=False)
     changes = rows_html(rows) if len(rows) else "<p>No case changed beyond noise.</p>"
-    skipped = skipped_both(df)
-    if len(skipped):
-        changes += (f"<details><summary>skipped in both runs ({len(skipped)}, not comparable)</summary>"
-                    f"{rows_html(skipped)}</details>")
+    for label, apart_rows in apart(df).items():
+        changes += (f"<details><summary>{esc(label)} ({len(apart_rows)}, not comparable)</summary>"
+                    f"{rows_html(apart_rows)}</details>")
     return (f"<h2>{esc(cand.name)} vs baseline {esc(report.baseline.name)}</h2>"
             f"<h3>Environment</h3>{environment_html(report.baseline, cand)}"
             f'<h3>Verdicts</h3><p class="{"gate-fails" if fails else "gate-passes"}">'
