@@ -28,6 +28,59 @@ def cmd_cases(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
+    """Compare runs (the first, or --baseline, is the baseline); exit 1 when the gate fails."""
+    from suite import compare, report, runs
+
+    try:
+        fail_on = compare.parse_fail_on(args.fail_on)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    names = list(args.runs)
+    base_name = args.baseline or names.pop(0)
+    baseline = runs.load(base_name, args.results_dir)
+    candidates = [runs.load(n, args.results_dir) for n in names]
+    candidates = [c for c in candidates if c.path.resolve() != baseline.path.resolve()]
+    rep = report.Report.build(baseline, candidates)
+    if not args.quiet:
+        print(report.markdown(rep, fail_on), end="")
+    if args.out:
+        for kind, path in report.write(rep, args.out, fail_on).items():
+            print(f"{kind}: {path}", file=sys.stderr)
+    for run, err in rep.unreadable:
+        print(f"warning: skipped an unreadable record of run {run}: {err}", file=sys.stderr)
+    failing = compare.gated(rep.frame, fail_on) if candidates else rep.frame.iloc[0:0]
+    if len(failing):
+        what = ", ".join(f"{n} {v}" for v, n in compare.counts(failing).items())
+        print(f"gate fails: {what} (--fail-on {args.fail_on})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
+    from suite import runs
+
+    found = runs.find_runs(args.results_dir)
+    for path in found:
+        print(runs.describe(path))
+    print(f"{len(found)} runs in {args.results_dir or runs.default_results_root()}", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
+    from suite import report, runs
+
+    rep = report.Report.build(runs.load(args.run, args.results_dir), [])
+    print(report.markdown(rep), end="")
+    return 0
+
+
+def _add_results_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results-dir", default=None,
+                        help="where run ids are looked up (default: $FTSUITE_RESULTS or results/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     cases.add_argument("--cases-dir", default=str(ROOT / "cases"))
     cases.set_defaults(func=cmd_cases)
     wheels.add_parser(sub)
+    rep = sub.add_parser("report", help="compare runs: Markdown on stdout, HTML/CSV/JSON with --out; "
+                                        "exit 1 when the gate fails")
+    rep.add_argument("runs", nargs="+", metavar="RUN", help="run ids under results/ or folders; the first "
+                                                           "is the baseline unless --baseline is given")
+    rep.add_argument("--baseline", metavar="RUN", help="the baseline run (then every RUN is a candidate)")
+    rep.add_argument("--out", metavar="DIR", help="write report.md, report.html, comparison.csv/.json here")
+    rep.add_argument("--fail-on", default="worse,newly-failing", metavar="LIST",
+                     help="verdicts that fail the gate: comma list of worse, newly-failing, or none "
+                          "(default: worse,newly-failing)")
+    rep.add_argument("-q", "--quiet", action="store_true", help="do not print the Markdown")
+    _add_results_dir(rep)
+    rep.set_defaults(func=cmd_report)
+    lst = sub.add_parser("list", help="runs under results/ with their environments")
+    _add_results_dir(lst)
+    lst.set_defaults(func=cmd_list)
+    show = sub.add_parser("show", help="one run: status and key metrics of every case")
+    show.add_argument("run", metavar="RUN")
+    _add_results_dir(show)
+    show.set_defaults(func=cmd_show)
     return parser
 
 

@@ -84,7 +84,7 @@ def run_case(session: RunSession, case: cases_mod.Case, request: pytest.FixtureR
     """Run a case (N times with --benchmark-repeat) and turn the outcome into pytest's: skip with
     the reason, or fail with the messages; in benchmark mode, hand the step times to pytest-benchmark."""
     repeats = request.config.getoption("benchmark_repeat") if session.mode == "benchmark" else 1
-    runs = [session.run_case(case, repeat=i) for i in range(repeats)]
+    runs = [session.run_case(case) for _ in range(repeats)]
     if runs[0].status == "skipped":
         pytest.skip(runs[0].reason)
     if session.mode == "benchmark":

@@ -88,8 +88,11 @@ class RunSession:
         if self._started:
             results.write_json_atomic(self.run_dir / "manifest.json", self._manifest(True))
 
-    def run_case(self, case: Case, repeat: int = 0) -> CaseResult:
+    def run_case(self, case: Case, repeat: int | None = None) -> CaseResult:
+        """Run one case; `repeat` defaults to how many records of it the run already holds."""
         self.start()
+        if repeat is None:
+            repeat = len(self._records.get(case.id, []))
         case = case.with_mode(self.mode)
         workdir = self.run_dir / (case.slug if repeat == 0 else f"{case.slug}.r{repeat}")
         started = time.time()

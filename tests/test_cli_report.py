@@ -1,0 +1,90 @@
+"""The commands `report`, `list`, `show` (exit codes: 1 when the gate fails, 2 for usage errors)
+and `pytest --compare-to RUN`."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from suite import cli
+
+pytest_plugins = ["pytester"]
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_report_gate_exit_codes(capsys, tmp_path):
+    base, cand = str(FIXTURES / "verdicts-base"), str(FIXTURES / "verdicts-cand")
+    code, out, err = run_cli(capsys, "report", base, cand, "--out", str(tmp_path / "r"))
+    assert code == 1 and "gate fails: 3 worse, 1 newly failing" in err and out.startswith("## ftsuite:")
+    assert (tmp_path / "r" / "report.html").is_file()
+    assert "verdicts-cand/corrupt.json" in err  # unreadable records are named on stderr too
+    assert run_cli(capsys, "report", base, cand, "--fail-on", "newly-failing", "-q")[0] == 1
+    assert run_cli(capsys, "report", base, cand, "--fail-on", "none", "-q")[0] == 0
+    assert run_cli(capsys, "report", str(FIXTURES / "tiny-a"), str(FIXTURES / "tiny-a"), "-q")[0] == 0
+
+
+def test_report_usage_errors_exit_2(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "report", str(FIXTURES / "verdicts-base"), str(tmp_path / "nope"))
+    assert code == 2 and "no such run" in err
+    code, _, err = run_cli(capsys, "report", str(FIXTURES / "verdicts-base"), "--fail-on", "bogus")
+    assert code == 2 and "--fail-on: unknown bogus" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "report", str(tmp_path / "empty"))
+    assert code == 2 and "holds no result records" in err
+
+
+def test_baseline_option_and_run_ids(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "report", "verdicts-cand", "--baseline", "verdicts-base",
+                           "--results-dir", str(FIXTURES))
+    assert code == 1 and out.startswith("## ftsuite: verdicts-cand vs baseline verdicts-base")
+
+
+def test_one_run_report_exits_0(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "report", str(FIXTURES / "tiny-a"), "--out", str(tmp_path / "one"))
+    assert code == 0 and out.startswith("## ftsuite run tiny-a")
+    assert (tmp_path / "one" / "summary.csv").is_file() and (tmp_path / "one" / "report.html").is_file()
+
+
+def test_list_and_show(capsys):
+    code, out, err = run_cli(capsys, "list", "--results-dir", str(FIXTURES))
+    assert code == 0 and "4 runs" in err
+    assert re.search(r"^verdicts-cand .* trl=1\.17\.0", out, re.M)
+    code, out, _ = run_cli(capsys, "show", "tiny-a", "--results-dir", str(FIXTURES))
+    assert code == 0 and "| `tiny-llama/lora/base` | passed |" in out
+
+
+# ---- pytest --compare-to ----------------------------------------------------------------------
+
+PLUGINS = ("-p", "no:cacheprovider", "-p", "suite.pytest_plugin", "-p", "suite.pytest_report")
+
+def test_compare_to_prints_the_summary(pytester, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURES / "verdicts-base", results / "base")
+    pytester.makepyfile(test_fake=f"""
+        import shutil
+        def test_records(ft_session):
+            ft_session.start()  # a real case would write a record; these are the crafted candidate's
+            for path in __import__("pathlib").Path({str(FIXTURES / "verdicts-cand")!r}).glob("*.json"):
+                if path.name != "manifest.json":
+                    shutil.copy(path, ft_session.run_dir / path.name)
+    """)
+    out_dir = tmp_path / "report"
+    result = pytester.runpytest(*PLUGINS, "--results-dir", str(results), "--run-id", "cand",
+                                "--compare-to", "base", "--report-dir", str(out_dir))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*ftsuite comparison*", "## ftsuite: cand vs baseline verdicts-base",
+                                 "*Gate: fails*", "*crafted/newly-failing*", f"report: {out_dir}*report.html"])
+    assert (out_dir / "report.md").is_file()
+
+
+def test_compare_to_without_cases_says_so(pytester, tmp_path):
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    result = pytester.runpytest(*PLUGINS, "--results-dir", str(tmp_path), "--compare-to", "x")
+    result.stdout.fnmatch_lines(["*--compare-to x: no case ran in this session, nothing to compare*"])

@@ -1,0 +1,149 @@
+"""The comparison frame: every verdict of the vocabulary from a crafted pair of records, noise rules."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suite import compare, runs
+from suite.metrics import METRICS, Metric
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
+HOSTILE_ID = 'crafted/<img src=x onerror=alert(1)>&"quoted"'
+
+
+@pytest.fixture(scope="module")
+def frame():
+    base, cand = runs.load(FIXTURES / "verdicts-base"), runs.load(FIXTURES / "verdicts-cand")
+    return compare.compare(base, [cand])
+
+
+def verdict(df, case_id: str, metric: str) -> str:
+    rows = df[(df["case_id"] == case_id) & (df["metric"] == metric)]
+    assert len(rows) == 1, f"{case_id} {metric}: {len(rows)} rows"
+    return rows.iloc[0]["verdict"]
+
+
+@pytest.mark.parametrize("case_id, metric, expected", [
+    ("crafted/worse", "final_loss", compare.WORSE),
+    ("crafted/better", "checkpoint_bytes", compare.BETTER),
+    ("crafted/newly-failing", compare.STATUS, compare.NEWLY_FAILING),
+    ("crafted/fixed", compare.STATUS, compare.FIXED),
+    ("crafted/changed-case", compare.STATUS, compare.NOT_COMPARABLE),
+    ("crafted/changed-case", "final_loss", compare.NOT_COMPARABLE),
+    ("crafted/other-schema", compare.STATUS, compare.NOT_COMPARABLE),
+    ("crafted/skipped-in-candidate", compare.STATUS, compare.NOT_COMPARABLE),
+    ("crafted/only-in-baseline", compare.STATUS, compare.NOT_COMPARABLE),
+    ("crafted/noise", "final_loss", compare.WITHIN_NOISE),
+    ("crafted/noise", "tokens_per_s", compare.WITHIN_NOISE),
+    ("crafted/repeats", "step_time_median_s", compare.WITHIN_NOISE),
+    ("crafted/repeats", "tokens_per_s", compare.WORSE),
+])
+def test_each_verdict_from_a_crafted_pair(frame, case_id, metric, expected):
+    assert verdict(frame, case_id, metric) == expected
+
+
+def test_the_whole_vocabulary_is_produced(frame):
+    assert set(frame["verdict"]) == set(compare.VERDICTS)
+
+
+def test_notes_say_why(frame):
+    note = lambda cid: frame[(frame.case_id == cid) & (frame.metric == compare.STATUS)].iloc[0]["note"]
+    assert note("crafted/changed-case") == "case changed: training.learning_rate 0.01 → 0.005"
+    assert note("crafted/other-schema") == "schema_version 0 vs 1"
+    assert note("crafted/skipped-in-candidate").startswith("skipped in the candidate: needs a CUDA GPU")
+    assert note("crafted/only-in-baseline") == "not in the candidate run"
+    assert "loss did not decrease" in note("crafted/newly-failing")
+    row = frame[(frame.case_id == "crafted/changed-case") & (frame.metric == "final_loss")].iloc[0]
+    assert row["note"] == "by the numbers: worse" and row["ratio"] == pytest.approx(1.25)
+
+
+def test_repeats_set_the_noise_band(frame):
+    rows = frame[frame.case_id == "crafted/repeats"].set_index("metric")
+    assert set(rows["noise"]) == {"repeats"}
+    assert rows.loc["tokens_per_s", "n_baseline"] == 3 and rows.loc["tokens_per_s", "n_candidate"] == 3
+    # Without repeats the same numbers would be judged by the declared tolerance.
+    assert frame[frame.case_id == "crafted/worse"]["noise"].dropna().eq("tolerance").all()
+
+
+def test_unreadable_records_are_named_and_the_rest_compared(frame):
+    cand = runs.load(FIXTURES / "verdicts-cand")
+    assert sorted(Path(e.path).name for e in cand.errors) == ["corrupt.json", "newer-schema.json", "truncated.json"]
+    assert any("newer than this ftsuite reads" in e.message for e in cand.errors)
+    assert "crafted/worse" in set(frame.case_id) and "crafted/newer-schema" not in set(frame.case_id)
+
+
+def test_hostile_case_id_is_compared_like_any_other(frame):
+    assert set(frame[frame.case_id == HOSTILE_ID]["verdict"]) == {compare.WITHIN_NOISE}
+
+
+LOWER = Metric("t", "s", "lower", "", 0.10)
+HIGHER = Metric("k", "tokens/s", "higher", "", 0.10)
+
+
+@pytest.mark.parametrize("metric, base, cand, expected", [
+    (LOWER, [1.0], [1.09], compare.WITHIN_NOISE),
+    (LOWER, [1.0], [1.2], compare.WORSE),
+    (LOWER, [1.0], [0.8], compare.BETTER),
+    (HIGHER, [100.0], [80.0], compare.WORSE),
+    # the tolerance bounds the ratio both ways: 1/1.1 is at the edge, not 0.9
+    (HIGHER, [100.0], [91.0], compare.WITHIN_NOISE),
+    (HIGHER, [100.0], [90.0], compare.WORSE),
+    (Metric("p", "params", "none", "", 0.0), [8.0], [16.0], compare.WITHIN_NOISE),
+    (Metric("d", "logit", "lower", "", 0.0), [0.0], [0.0], compare.WITHIN_NOISE),
+    (Metric("d", "logit", "lower", "", 0.0), [0.0], [1e-3], compare.WORSE),
+    # repeats: a 30% move inside a wide spread is noise; a 6% move of tight repeats is not
+    (LOWER, [1.0, 1.5, 0.7], [1.3, 1.9, 1.0], compare.WITHIN_NOISE),
+    (LOWER, [1.00, 1.01, 0.99], [1.06, 1.07, 1.05], compare.WORSE),
+    # ...but never below MIN_REL_CHANGE (or the metric's tolerance, if smaller)
+    (LOWER, [1.00, 1.00, 1.00], [1.04, 1.04, 1.04], compare.WITHIN_NOISE),
+])
+def test_judge(metric, base, cand, expected):
+    assert compare.judge(metric, base, cand).verdict == expected
+
+
+def test_informational_metrics_are_never_flagged():
+    j = compare.judge(METRICS["trainable_params"], [16384], [32768])
+    assert j.verdict == compare.WITHIN_NOISE and "informational" in j.note
+
+
+def test_status_over_repeats():
+    rec = lambda s: {"status": s, "reason": f"why {s}"}
+    assert compare.outcome([rec("passed"), rec("error")]) == ("error", "why error")
+    assert compare.outcome([rec("skipped"), rec("skipped")]) == ("skipped", "why skipped")
+    assert compare.outcome([rec("passed"), rec("skipped")]) == ("passed", "")
+
+
+def test_fail_on():
+    assert compare.parse_fail_on("worse,newly-failing") == (compare.WORSE, compare.NEWLY_FAILING)
+    assert compare.parse_fail_on("newly-failing") == (compare.NEWLY_FAILING,)
+    assert compare.parse_fail_on("none") == ()
+    with pytest.raises(ValueError, match="unknown better"):
+        compare.parse_fail_on("worse,better")
+
+
+def test_environment_diff_names_changed_packages():
+    base, cand = runs.load(FIXTURES / "verdicts-base"), runs.load(FIXTURES / "verdicts-cand")
+    diff = compare.environment_diff(base, cand)
+    changed = diff[diff["changed"]]
+    assert changed[["field", "baseline", "candidate"]].values.tolist() == [["trl", "1.16.0", "1.17.0"]]
+
+
+def test_summary_of_one_run():
+    df = compare.summarize(runs.load(FIXTURES / "tiny-a"))
+    status = df[df.metric == compare.STATUS].set_index("case_id")["status"].to_dict()
+    assert status["tiny-llama/lora/flash_attn"] == "skipped"
+    assert "passed" in status.values()
+
+
+def test_an_errored_repeat_fails_the_case_and_the_others_are_still_compared():
+    import copy
+    import json
+
+    rec = json.loads((FIXTURES / "verdicts-base" / "worse.json").read_text())
+    crashed = {**copy.deepcopy(rec), "status": "error", "reason": "oom: killed", "metrics": {}}
+    rows = compare.compare_case("crafted/worse", [rec], [rec, crashed])
+    assert rows[0]["metric"] == compare.STATUS and rows[0]["verdict"] == compare.NEWLY_FAILING
+    assert rows[0]["note"] == "oom: killed"
+    final = next(r for r in rows if r["metric"] == "final_loss")
+    assert final["verdict"] == compare.WITHIN_NOISE and final["n_candidate"] == 1

@@ -1,0 +1,97 @@
+"""Renderers and the report command: golden Markdown, escaped self-contained HTML, the gate.
+
+Golden files are tests/golden/*.md. A missing one is written and the test fails; after an
+intended change, rewrite them with FTSUITE_UPDATE_GOLDEN=1 python -m pytest tests/test_report.py
+and review the diff.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from suite import compare, report, runs
+
+TESTS = Path(__file__).resolve().parent
+FIXTURES = TESTS / "fixtures" / "runs"
+GOLDEN = TESTS / "golden"
+
+
+def assert_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("FTSUITE_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        return
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        pytest.fail(f"golden file {path} was missing: written now; review it and commit it")
+    assert text == path.read_text(), (f"{name} differs from the golden file; if the change is intended, "
+                                      f"rerun with FTSUITE_UPDATE_GOLDEN=1 and review the diff")
+
+
+def build(*names: str) -> report.Report:
+    loaded = [runs.load(FIXTURES / n) for n in names]
+    return report.Report.build(loaded[0], loaded[1:])
+
+
+@pytest.mark.parametrize("golden, names", [
+    ("verdicts.md", ("verdicts-base", "verdicts-cand")),
+    ("tiny.md", ("tiny-a", "tiny-b")),
+    ("tiny-one-run.md", ("tiny-a",)),
+])
+def test_markdown_matches_golden(golden, names):
+    assert_golden(golden, report.markdown(build(*names)))
+
+
+@pytest.fixture(scope="module")
+def html_page() -> str:
+    return report_html_of("verdicts-base", "verdicts-cand")
+
+
+def report_html_of(*names: str) -> str:
+    from suite import report_html
+
+    return report_html.render(build(*names))
+
+
+def test_html_escapes_case_ids_and_failure_text(html_page):
+    assert "<script" not in html_page and "<img src=x" not in html_page and "onerror=alert(1)>" not in html_page
+    assert "crafted/&lt;img src=x onerror=alert(1)&gt;&amp;&quot;quoted&quot;" in html_page
+    assert "&lt;b&gt;2.9&lt;/b&gt;" in html_page  # the failure message, as text
+    assert "corrupt.json" in html_page and "newer-schema.json" in html_page and "truncated.json" in html_page
+
+
+def test_html_is_self_contained(html_page):
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html_page) + re.findall(r"url\(([^)]*)\)", html_page)
+    assert urls and all(u.startswith("data:") for u in urls), [u[:40] for u in urls if not u.startswith("data:")]
+    assert not re.search(r"https?://", html_page)
+    assert html_page.count("data:image/png;base64,") >= 4  # loss curves and bars
+
+
+def test_html_sections(html_page):
+    for text in ("Environment", "trl", "1.17.0", "Verdicts", "What changed", "Loss curves",
+                 "Memory, throughput, checkpoint size"):
+        assert text in html_page
+    assert html_page.index("Environment") < html_page.index("Verdicts") < html_page.index("Loss curves")
+
+
+def test_markdown_escapes_table_breaking_text():
+    text = report.markdown(build("verdicts-base", "verdicts-cand"))
+    row = next(line for line in text.splitlines() if "crafted/newly-failing" in line and "status" in line)
+    assert row.count(" | ") == 7  # pipes in the failure message do not add columns
+    assert "<script>" not in text and "&lt;script&gt;" in text
+
+
+def test_write_produces_every_format(tmp_path):
+    paths = report.write(build("verdicts-base", "verdicts-cand"), tmp_path / "out")
+    assert sorted(p.name for p in paths.values()) == ["comparison.csv", "comparison.json", "report.html", "report.md"]
+    csv = pd.read_csv(paths["csv"])
+    assert list(csv.columns) == compare.COLUMNS
+    rows = json.loads(paths["json"].read_text())
+    assert len(rows) == len(csv) and {r["verdict"] for r in rows} == set(compare.VERDICTS)

@@ -1,0 +1,180 @@
+"""The HTML report in a real browser: headless Chromium opens it with no console error and no
+request for anything outside the file, and a screenshot of it is not blank.
+
+Console errors are read over the DevTools protocol on a pipe (--remote-debugging-pipe: commands
+on fd 3, replies on fd 4, NUL-terminated JSON), so no websocket client is needed. A page with a
+deliberate error checks that the detector sees errors at all.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from suite import report, runs
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars", "--mute-audio"]
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs the chromium browser on PATH (Debian: apt-get install chromium; "
+                             ".ci/run installs it), not found")
+
+
+class DevTools:
+    """A headless browser driven over --remote-debugging-pipe."""
+
+    def __init__(self, profile: Path):
+        to_child, self._out = os.pipe()
+        self._in, from_child = os.pipe()
+
+        def wire() -> None:  # in the child: the protocol's fds 3 (commands) and 4 (replies)
+            a, b = fcntl.fcntl(to_child, fcntl.F_DUPFD, 10), fcntl.fcntl(from_child, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"],
+                                     preexec_fn=wire, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        os.close(to_child)
+        os.close(from_child)
+        self._buf, self._id, self.events = b"", 0, []
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None,
+             timeout: float = 60) -> dict:
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._out, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._next(deadline)
+            if reply is None:
+                raise TimeoutError(f"no reply to {method} within {timeout} s")
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def _next(self, deadline: float) -> dict | None:
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._in], [], [], left)[0]:
+                return None
+            chunk = os.read(self._in, 1 << 16)
+            if not chunk:
+                raise RuntimeError(f"the browser closed the pipe (exit code {self.proc.poll()})")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def wait_for(self, method: str, session: str, timeout: float = 60) -> None:
+        """Wait for an event, dismissing any JavaScript dialog (alert() would block the page)."""
+        deadline = time.monotonic() + timeout
+        while not any(e.get("method") == method for e in self.events):
+            event = self._next(deadline)
+            if event is None:
+                raise TimeoutError(f"no {method} within {timeout} s")
+            self.events.append(event)
+            if event.get("method") == "Page.javascriptDialogOpening":
+                self.send("Page.handleJavaScriptDialog", {"accept": False}, session=session)
+
+    def drain(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (event := self._next(deadline)) is not None:
+            self.events.append(event)
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close", timeout=10)
+        except (OSError, RuntimeError, TimeoutError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._in)
+        os.close(self._out)
+
+
+def problems(events: list[dict]) -> list[str]:
+    """Console errors, uncaught exceptions, error log entries and requests for anything not in the page."""
+    out = []
+    for e in events:
+        m, p = e.get("method"), e.get("params", {})
+        if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            out.append("console." + p["type"] + ": " + " ".join(str(a.get("value", a.get("description")))
+                                                               for a in p.get("args", [])))
+        elif m == "Runtime.exceptionThrown":
+            out.append("exception: " + str(p.get("exceptionDetails", {}).get("text")))
+        elif m == "Page.javascriptDialogOpening":
+            out.append(f"dialog: {p.get('type')} {p.get('message')}")
+        elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+            out.append("log: " + str(p["entry"].get("text")))
+        elif m == "Network.requestWillBeSent" and not p["request"]["url"].startswith(("file:", "data:")):
+            out.append("request: " + p["request"]["url"])
+    return out
+
+
+def open_page(browser: DevTools, url: str) -> list[str]:
+    target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    browser.events.clear()
+    for domain in ("Runtime", "Log", "Network", "Page"):
+        browser.send(f"{domain}.enable", session=session)
+    browser.send("Page.navigate", {"url": url}, session=session)
+    browser.wait_for("Page.loadEventFired", session)
+    browser.drain(1.0)  # late console messages and image decoding errors
+    found = problems(browser.events)
+    browser.send("Target.closeTarget", {"targetId": target})
+    return found
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    rep = report.Report.build(runs.load(FIXTURES / "verdicts-base"), [runs.load(FIXTURES / "verdicts-cand")])
+    return report.write(rep, out)["html"]
+
+
+def test_report_opens_without_console_errors(page, tmp_path):
+    broken = tmp_path / "broken.html"
+    broken.write_text("<!doctype html><title>x</title><script>console.error('planted'); nosuchfunction();</script>"
+                      "<img src=x onerror=alert('unescaped')>")
+    browser = DevTools(tmp_path / "profile")
+    try:
+        planted = open_page(browser, broken.as_uri())
+        found = open_page(browser, page.as_uri())
+    finally:
+        browser.close()
+    for expected in ("console.error: planted", "exception: ", "dialog: alert unescaped", "log: Failed to load"):
+        assert any(p.startswith(expected) for p in planted), (expected, planted)
+    assert found == []
+
+
+def test_screenshot_is_not_blank(page, tmp_path):
+    from PIL import Image, ImageStat
+
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                    "--window-size=1280,2000", page.as_uri()], check=True, timeout=180,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    image = Image.open(shot).convert("L")
+    assert image.size == (1280, 2000)
+    stat = ImageStat.Stat(image)
+    assert stat.stddev[0] > 10, f"screenshot looks blank (pixel stddev {stat.stddev[0]:.1f})"
+    dark = sum(image.histogram()[:128]) / (image.size[0] * image.size[1])
+    assert dark > 0.01, f"only {dark:.2%} of the screenshot is text or lines"
