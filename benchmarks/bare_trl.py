@@ -2,6 +2,7 @@
 counting collator, no reload check. The overhead script compares the suite against this."""
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -15,7 +16,8 @@ def train(case, process_start: float) -> dict:
 
     import torch
 
-    torch.use_deterministic_algorithms(True, warn_only=True)  # part of the case's configuration, as in the suite
+    torch.use_deterministic_algorithms(True, warn_only=True)  # the case's configuration, as in the suite
+    torch.set_num_threads(int(os.environ.get("FTSUITE_CPU_THREADS", "1")))
     path = str(models.materialise_tiny(case.model.arch))
     t = case.training
     tokenizer = PreTrainedTokenizerFast.from_pretrained(path)

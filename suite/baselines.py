@@ -4,7 +4,7 @@ One file per case and hardware profile, `results/baselines/<profile>/<case-slug>
 that a diff shows one step per line. A missing baseline is written and the check fails; the
 `--update-baselines` option rewrites deliberately; a baseline recorded for another fingerprint is
 another configuration and fails saying how to update; a mismatch leaves the obtained curve next to
-the run's records (`<slug>.obtained-curve.json`) and the message names both files.
+the run's records (`<slug>/obtained-curve.json`) and the message names both files.
 """
 from __future__ import annotations
 
@@ -167,7 +167,8 @@ class BaselineStore:
         path.write_text(dumps_curve(self._head(KIND, case), points))
 
     def _write_obtained(self, run_dir: Path, case: Case, points: list[dict], baseline: Path) -> Path:
-        out = Path(run_dir) / f"{case.slug}.obtained-curve.json"
+        # inside the case's folder, beside its log: the run folder's top level holds records only
+        out = Path(run_dir) / case.slug / "obtained-curve.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(dumps_curve({**self._head(OBTAINED_KIND, case), "baseline": str(baseline)}, points))
         return out

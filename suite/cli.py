@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from suite import wheels
@@ -81,6 +82,48 @@ def _add_results_dir(parser: argparse.ArgumentParser) -> None:
                         help="where run ids are looked up (default: $FTSUITE_RESULTS or results/)")
 
 
+def _results_root(args: argparse.Namespace) -> Path:
+    from suite import runs
+
+    return Path(args.results_dir) if args.results_dir else runs.default_results_root()
+
+
+def _selection(args: argparse.Namespace) -> list[str]:
+    sel = ["-m", args.m] if args.m else []
+    return sel + (["-k", args.k] if args.k else [])
+
+
+def cmd_upgrade_check(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run the selected cases under two version sets and gate on the comparison."""
+    from suite import compare, upgrade
+
+    fail_on = compare.parse_fail_on(args.fail_on)
+    name = Path(args.out).name
+    t0 = time.time()
+    code, summary = upgrade.upgrade_check(args.baseline, args.candidate, _selection(args), Path(args.out),
+                                          _results_root(args), fail_on, name)
+    for side, info in summary["sides"].items():
+        print(f"{side}: {info['pins']} -> {upgrade.describe({'versions': info['versions'], 'cached': info['env_cached']})}"
+              f"; environment {info['env_s']} s, cases {info['run_s']} s, run {info['run']}")
+    print(f"verdicts: {summary['verdicts']}; report: {summary['report'].get('html', '')}")
+    print(f"upgrade-check wall time {time.time() - t0:.0f} s; gate {'fails: ' + str(summary['gated']) if code else 'passes'}")
+    return code
+
+
+def cmd_bisect(args: argparse.Namespace, extra: list[str]) -> int:
+    """Name the first release between --good and --bad whose verdict against --good is gated."""
+    from suite import compare, upgrade
+
+    res = upgrade.bisect_package(args.package, args.good, args.bad, _selection(args), _results_root(args),
+                                 compare.parse_fail_on(args.fail_on))
+    if res.first_bad is None:
+        print(f"no regression: {res.note}")
+        return 0
+    print(f"first bad release: {args.package} {res.first_bad} (last good: {res.last_good}); "
+          f"probed {len(res.probes)}: {', '.join(f'{v}={chr(10007) if w else chr(10003)}' for v, w in res.probes.items())}")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
     cases.add_argument("--cases-dir", default=str(ROOT / "cases"))
     cases.set_defaults(func=cmd_cases)
     wheels.add_parser(sub)
+    up = sub.add_parser("upgrade-check", help="the same cases under two version sets of the stack, one report, "
+                                              "exit 1 when the gate fails")
+    up.add_argument("--baseline", required=True, metavar="PINS", help='e.g. "trl==1.15.0 peft==0.21.2"')
+    up.add_argument("--candidate", required=True, metavar="PINS", help='e.g. "trl==1.16.0"')
+    bis = sub.add_parser("bisect", help="walk the releases of a package between --good and --bad and name the "
+                                        "first whose verdict turns worse")
+    bis.add_argument("--package", required=True)
+    bis.add_argument("--good", required=True, metavar="VERSION")
+    bis.add_argument("--bad", required=True, metavar="VERSION")
+    for p, default_m in ((up, "tiny"), (bis, "tiny")):
+        p.add_argument("-m", default=default_m, metavar="EXPR", help=f"marker expression (default: {default_m})")
+        p.add_argument("-k", default=None, metavar="EXPR", help="case id expression, as pytest -k")
+        p.add_argument("--fail-on", default="worse,newly-failing", metavar="LIST")
+        _add_results_dir(p)
+    up.add_argument("--out", default=str(ROOT / "reports" / "upgrade-check"), metavar="DIR")
+    up.set_defaults(func=cmd_upgrade_check)
+    bis.set_defaults(func=cmd_bisect)
     rep = sub.add_parser("report", help="compare runs: Markdown on stdout, HTML/CSV/JSON with --out; "
                                         "exit 1 when the gate fails")
     rep.add_argument("runs", nargs="+", metavar="RUN", help="run ids under results/ or folders; the first "
@@ -120,6 +180,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args, extra)
-    except SuiteError as exc:
+    except (SuiteError, ValueError) as exc:  # input errors: a message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -166,6 +166,10 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
     device, precision, dtype = _device_and_dtype(case)
     set_seed(case.training.seed)
     torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
+    if device == "cpu":
+        # Tiny models gain nothing from intra-op threads, and on a shared machine OpenMP threads
+        # spinning against other processes made step times vary 100x; one thread is steady.
+        torch.set_num_threads(int(os.environ.get("FTSUITE_CPU_THREADS", "1")))
     resolved = models.resolve(case.model.size, arch=case.model.arch, hub_id=case.model.hub_id,
                               env=case.model.env, path=case.model.path)
     measure = MeasureCallback()
@@ -173,7 +177,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
     start_rss = current_rss_bytes()
     with DeviceMemorySampler() if device == "cuda" else _nothing() as nvml, \
             warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("default")  # each distinct warning once: "always" costs time every step
         t0 = time.perf_counter()
         if case.method == "unsloth":
             from suite.backends import unsloth as backend
@@ -219,7 +223,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         "timing": timing,
         "checkpoint": {"dir": str(ckpt), "kind": "adapter" if case.is_adapter else "full"},
         "reload": {"loader": loader, "max_abs_logit_diff": diff, "probe_shape": list(probe.shape)},
-        "device": {"type": device, "precision": precision,
+        "device": {"type": device, "precision": precision, "threads": torch.get_num_threads(),
                    "name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"},
         "resolved": {
             "model_path": resolved.path, "model_source": resolved.source,

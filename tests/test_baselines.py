@@ -47,7 +47,7 @@ def test_matching_curve_passes_then_mismatch_writes_the_obtained_curve(tmp_path,
     changed = list(CURVE)
     changed[3] += 0.05
     [bad] = store.checks(tiny_case, _payload(changed), [], tmp_path / "run")
-    obtained = tmp_path / "run" / f"{tiny_case.slug}.obtained-curve.json"
+    obtained = tmp_path / "run" / tiny_case.slug / "obtained-curve.json"
     assert not bad.passed
     assert "baseline:" in bad.message and "obtained:" in bad.message and obtained.name in bad.message
     assert "step    4: baseline 2.700000  obtained 2.750000" in bad.message
