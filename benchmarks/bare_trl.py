@@ -12,7 +12,7 @@ def train(case, process_start: float) -> dict:
     from transformers import PreTrainedTokenizerFast
     from trl import SFTConfig, SFTTrainer
 
-    from suite import data, models
+    from suite import compat, data, models
 
     import torch
 
@@ -25,7 +25,7 @@ def train(case, process_start: float) -> dict:
     args = SFTConfig(output_dir="/tmp/ftsuite-bare", max_steps=case.steps, per_device_train_batch_size=t.batch_size,
                      gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate, seed=t.seed,
                      data_seed=t.seed, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-                     use_cpu=True, bf16=False, activation_checkpointing=False, max_length=t.max_length,
+                     use_cpu=True, bf16=False, max_length=t.max_length, **compat.checkpointing_args(False),
                      dataloader_num_workers=0, model_init_kwargs={"dtype": "float32", "attn_implementation": "sdpa"})
     peft_config = LoraConfig(r=case.lora.r, lora_alpha=case.lora.alpha, lora_dropout=case.lora.dropout,
                              target_modules="all-linear", task_type="CAUSAL_LM") if case.is_adapter else None

@@ -44,8 +44,9 @@ class Requirement:
 
 
 RENAMES = {r.name: r for r in (
-    # transformers 5.0 renamed gradient checkpointing to activation checkpointing (old name deprecated)
-    Rename("checkpointing", "transformers", "5.0.0", "activation_checkpointing", "gradient_checkpointing",
+    # transformers 5.23 renamed gradient checkpointing to activation checkpointing (old name deprecated);
+    # 5.22.2 has no activation_checkpointing (found by upgrade-check 5.22.2 -> 5.23.0)
+    Rename("checkpointing", "transformers", "5.23.0", "activation_checkpointing", "gradient_checkpointing",
            "SFTConfig"),
     # trl 0.20 renamed SFTConfig.max_seq_length to max_length
     Rename("max_length", "trl", "0.20.0", "max_length", "max_seq_length", "SFTConfig"),

@@ -59,6 +59,7 @@ def test_each_requirement_is_met_by_the_installed_versions(name):
 
 def test_an_older_version_renames_and_skips_with_the_version_named(monkeypatch, tmp_path):
     versions = {"trl": "0.19.1", "transformers": "4.55.0"}
+    assert compat.RENAMES["checkpointing"].since == "5.23.0"  # 5.22.2 lacks activation_checkpointing
     monkeypatch.setattr(compat, "package_version", lambda name: versions.get(name, "99"))
     assert compat.max_length_args(64) == {"max_seq_length": 64}
     assert compat.checkpointing_args(True) == {"gradient_checkpointing": True}
