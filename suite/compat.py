@@ -40,7 +40,7 @@ class Requirement:
         installed = package_version(self.package)
         if version_at_least(installed, self.since):
             return None
-        return f"{self.what} needs {self.package}>={self.since} (installed: {installed})"
+        return f"{self.package}>={self.since} for {self.what} (installed: {installed})"
 
 
 RENAMES = {r.name: r for r in (

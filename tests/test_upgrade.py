@@ -47,3 +47,17 @@ def test_bisect_finds_the_first_worse_version_in_log_probes(first_bad):
 def test_bisect_with_no_regression_says_so():
     res = upgrade.bisect(["1.0", "1.1", "1.2"], lambda v: False)
     assert res.first_bad is None and "1.2 is not worse than 1.0" in res.note and list(res.probes) == ["1.2"]
+
+
+def test_cli_refuses_a_bad_pin_before_making_anything(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "suite", "upgrade-check", "--baseline", "trl=1.15",
+                          "--candidate", "trl==1.16.0", "--out", str(tmp_path / "r")], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "--baseline: 'trl=1.15' is not a requirement like 'trl==1.15.0'" in out.stderr
+    assert not (tmp_path / "r").exists()
