@@ -13,30 +13,29 @@ import time
 from transformers import TrainerCallback
 
 
+def _status_kib(field: str) -> int | None:
+    """A `VmXXX:` line of /proc/self/status, in KiB (None where there is no such file)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_bytes() -> int:
     """The kernel's high-water mark of this process's resident memory (exact, no sampling).
 
     In a forked child it starts at the child's own RSS, not the parent's peak.
     """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    kib = _status_kib("VmHWM")
+    return kib * 1024 if kib is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def current_rss_bytes() -> int:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return (_status_kib("VmRSS") or 0) * 1024
 
 
 class DeviceMemorySampler:
