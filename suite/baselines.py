@@ -18,6 +18,7 @@ from suite import env
 from suite.cases import Case
 from suite.checks import CheckResult
 from suite.errors import RecordError
+from suite.results import read_document
 
 KIND = "ftsuite.baseline-curve"
 OBTAINED_KIND = "ftsuite.obtained-curve"
@@ -29,9 +30,9 @@ RECORDED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "data
 def current_profile() -> str:
     """The hardware profile baselines are kept under, the same names budgets use
     (suite/hardware.py): "cpu" without a CUDA GPU, else e.g. "h200-141gb"."""
-    from suite.hardware import detect_profile
+    from suite.hardware import current
 
-    return detect_profile(env.capture()["gpus"] if env.cuda_available() else []).name
+    return current().name
 
 
 def _show(path: Path) -> str:
@@ -54,15 +55,7 @@ def dumps_curve(head: dict, points: list[dict]) -> str:
 
 
 def read_curve(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RecordError(str(path), f"not a readable baseline curve: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != KIND:
-        raise RecordError(str(path), f"field kind: expected {KIND!r}")
-    if not isinstance(doc.get("schema_version"), int) or doc["schema_version"] > SCHEMA_VERSION:
-        raise RecordError(str(path), f"field schema_version: {doc.get('schema_version')!r} is not one this "
-                                     f"ftsuite reads (up to {SCHEMA_VERSION})")
+    doc = read_document(path, KIND, "baseline curve", SCHEMA_VERSION)
     if not isinstance(doc.get("curve"), list):
         raise RecordError(str(path), "field curve: missing or not a list")
     return doc

@@ -3,6 +3,7 @@ compare-fail work on training steps (not on the wall time of a child process).""
 from __future__ import annotations
 
 from suite import env
+from suite.metrics import timed_window
 
 EXTRA_METRICS = ("step_time_median_s", "tokens_per_s", "processed_tokens_per_s", "samples_per_s", "mfu",
                  "model_flops_per_s", "peak_rss_gib", "cuda_max_allocated_gib", "cuda_max_reserved_gib",
@@ -28,9 +29,8 @@ class StepClock:
 
 def timed_steps(record: dict) -> list[float]:
     """The steps a record's metrics were computed from: warm-up left out (as suite.metrics does)."""
-    times = record.get("step_times_s") or []
     warmup = record.get("case", {}).get("benchmark", {}).get("warmup_steps", 0)
-    return times[warmup:] if len(times) > warmup else times
+    return timed_window(record, warmup)[0]
 
 
 def extra_info(records: list[dict]) -> dict:

@@ -54,6 +54,13 @@ def detect_profile(gpus: list[dict]) -> Profile:
     return Profile(f"{slug}-{round(mem)}gb", None)
 
 
+def current() -> Profile:
+    """This machine's profile: the first GPU's when torch can use CUDA, else `cpu`."""
+    from suite import env
+
+    return detect_profile(env.capture()["gpus"] if env.cuda_available() else [])
+
+
 def flops_per_token(total_params: int, trainable_params: int, embedding_params: int, n_layers: int,
                     hidden: int, seq_len: float, full: bool) -> float:
     """Model FLOPs of one trained token (recomputation from gradient checkpointing not counted).

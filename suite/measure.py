@@ -42,13 +42,16 @@ class DeviceMemorySampler:
     """Peak device memory in use according to NVML (the driver's view, all allocators included),
     sampled in a thread every `interval_s`. A no-op where NVML or a GPU is missing."""
 
-    def __init__(self, device_index: int = 0, interval_s: float = 0.1):
+    def __init__(self, device_index: int = 0, interval_s: float = 0.1, enabled: bool = True):
         self.peak_bytes: int | None = None
+        self._enabled = enabled
         self._interval, self._index = interval_s, device_index
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> DeviceMemorySampler:
+        if not self._enabled:
+            return self
         try:
             import pynvml
 

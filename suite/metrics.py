@@ -70,7 +70,7 @@ def _window_mean(losses: list[float], k: int, last: bool) -> float | None:
     return sum(window) / len(window)
 
 
-def _timed_window(payload: dict, warmup: int) -> tuple[list[float], list[list[int]]]:
+def timed_window(payload: dict, warmup: int) -> tuple[list[float], list[list[int]]]:
     """Step times and per-step token counts of the timed steps: warm-up left out, when enough remain."""
     times = payload.get("step_times_s") or []
     counts = payload.get("step_tokens") or []
@@ -83,7 +83,7 @@ def derive(payload: dict, loss_window: int, checkpoint_bytes: int | None, warmup
     """Metric values from what a child measured (peak_flops: the device's peak for the case's dtype)."""
     out: dict[str, float] = {}
     timing, mem = payload.get("timing", {}), payload.get("memory", {})
-    times, counts = _timed_window(payload, warmup_steps)
+    times, counts = timed_window(payload, warmup_steps)
     if times:
         out["step_time_median_s"] = statistics.median(times)
         if len(times) >= 4:

@@ -103,15 +103,21 @@ def load_run(run_dir: str | Path) -> tuple[list[dict], list[RecordError]]:
     return records, errors
 
 
-def read_manifest(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "manifest.json"
+def read_document(path: str | Path, kind: str, what: str, max_version: int = SCHEMA_VERSION) -> dict:
+    """A JSON document of a given kind and a schema this ftsuite reads, or RecordError naming the field."""
+    path = Path(path)
     try:
         doc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise RecordError(str(path), f"unreadable manifest: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != MANIFEST_KIND:
-        raise RecordError(str(path), f"field kind: expected {MANIFEST_KIND!r}")
-    if doc.get("schema_version", 0) > SCHEMA_VERSION:
-        raise RecordError(str(path), f"field schema_version: {doc['schema_version']} is newer than this ftsuite "
-                                     f"reads ({SCHEMA_VERSION})")
+        raise RecordError(str(path), f"unreadable {what}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != kind:
+        raise RecordError(str(path), f"field kind: expected {kind!r}")
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or version > max_version:
+        raise RecordError(str(path), f"field schema_version: {version!r} is newer than this ftsuite reads "
+                                     f"({max_version}) or not an integer")
     return doc
+
+
+def read_manifest(run_dir: str | Path) -> dict:
+    return read_document(Path(run_dir) / "manifest.json", MANIFEST_KIND, "manifest")

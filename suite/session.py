@@ -54,8 +54,7 @@ class RunSession:
 
     def __post_init__(self) -> None:
         self.results_root = Path(self.results_root).resolve()
-        detected = hardware.detect_profile(env.capture()["gpus"]) if self.profile is None else None
-        self.hw = detected or hardware.profile_named(self.profile)
+        self.hw = hardware.current() if self.profile is None else hardware.profile_named(self.profile)
         self.budgets_dir = Path(self.budgets_dir or Path(__file__).resolve().parent.parent / "cases" / "budgets")
         self._budget_entries = budgets.load_profile(self.budgets_dir, self.hw.name)
 

@@ -175,7 +175,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
     measure = MeasureCallback()
     timing: dict[str, float] = {}
     start_rss = current_rss_bytes()
-    with DeviceMemorySampler() if device == "cuda" else _nothing() as nvml, \
+    with DeviceMemorySampler(enabled=device == "cuda") as nvml, \
             warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")  # each distinct warning once: "always" costs time every step
         t0 = time.perf_counter()
@@ -236,16 +236,6 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         },
         "warnings": sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
     }
-
-
-class _nothing:
-    peak_bytes = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 def _jsonable(value):
