@@ -58,6 +58,11 @@ class ModelSpec:
     hub_id: str | None = None  # real models: the hub id the weights are known by
     env: str | None = None  # environment variable naming a local directory
     path: str | None = None  # an explicit local directory
+    # 7B-shaped models: random weights from this architecture config (cases/configs/*.json), for
+    # machines no weights reach. The path is where this checkout keeps it (not fingerprinted);
+    # the digest of its content is what the fingerprint sees.
+    config: str | None = None
+    config_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,8 @@ class Case:
         d = asdict(self)
         d["training"]["extra"] = dict(self.training.extra)
         d["id"] = self.id
+        if self.model.config is None:  # left out so that the other cases keep their fingerprints
+            del d["model"]["config"], d["model"]["config_sha256"]
         d["steps"] = self.steps
         d["attention"] = self.attention
         d["effective_loss"] = self.effective_loss
@@ -200,13 +207,14 @@ class Case:
         d = self.to_dict()
         for key in ("source", "timeout_s", "checks", "benchmark"):
             d.pop(key)
+        d["model"].pop("config", None)  # a local path; its content is in config_sha256
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- loading and validation
 
 _SECTION = {"training": Training, "lora": LoraSpec, "checks": CheckSpec, "benchmark": BenchSpec}
-_MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"name"}
+_MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"name", "config_sha256"}
 _ENTRY_KEYS = {"name", "models", "methods", "features", "datasets", "training", "lora", "checks", "benchmark",
                "timeout_s"}
 _DEFAULT_KEYS = {"training", "lora", "checks", "benchmark", "timeout_s", "by_size", "by_method"}
@@ -315,25 +323,48 @@ def _load_defaults(file: str, raw: Any, into: _Defaults) -> None:
     into.file = file
 
 
-def _load_model(file: str, name: str, raw: Any) -> ModelSpec:
+def _load_model(file: str, name: str, raw: Any, directory: Path) -> ModelSpec:
     where = f"models.{name}"
     if not isinstance(raw, dict):
         raise CaseError(file, where, "must be a mapping")
     for key in raw:
         if key not in _MODEL_KEYS:
             raise CaseError(file, f"{where}.{key}", f"unknown field; known: {', '.join(sorted(_MODEL_KEYS))}")
+    for key in ("arch", "hub_id", "env", "path", "config"):
+        if key in raw and not isinstance(raw[key], str):
+            raise CaseError(file, f"{where}.{key}", f"must be a string, got {raw[key]!r}")
     size = raw.get("size")
     if size not in SIZES:
         raise CaseError(file, f"{where}.size", f"must be one of {', '.join(SIZES)}, got {size!r}")
     if size == "tiny":
         if raw.get("arch") not in TINY_ARCHS:
             raise CaseError(file, f"{where}.arch", f"a tiny model needs arch, one of {', '.join(TINY_ARCHS)}; got {raw.get('arch')!r}")
+        if "config" in raw:
+            raise CaseError(file, f"{where}.config", "tiny models are built from suite/models.py's TINY_ARCHS")
+    elif "config" in raw:
+        if raw.keys() & {"hub_id", "env", "path"}:
+            raise CaseError(file, f"{where}.config", "random weights from a config take no hub_id, env or path")
+        raw = {**raw, **_read_model_config(file, f"{where}.config", directory / raw["config"], raw.get("arch"))}
     elif not raw.get("hub_id") and not raw.get("path"):
-        raise CaseError(file, f"{where}.hub_id", "a 7b model needs hub_id (and env) or path")
-    for key in ("arch", "hub_id", "env", "path"):
-        if key in raw and not isinstance(raw[key], str):
-            raise CaseError(file, f"{where}.{key}", f"must be a string, got {raw[key]!r}")
+        raise CaseError(file, f"{where}.hub_id", "a 7b model needs hub_id (and env), path, or config")
     return ModelSpec(name=name, **raw)
+
+
+def _read_model_config(file: str, where: str, path: Path, arch: str | None) -> dict:
+    """The config file of a 7B-shaped model: where it is and the digest of what it says."""
+    try:
+        text = path.read_text()
+        doc = json.loads(text)
+    except OSError as exc:
+        raise CaseError(file, where, f"cannot read {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise CaseError(file, where, f"{path} is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("model_type"), str):
+        raise CaseError(file, where, f"{path} has no model_type (a transformers config.json is expected)")
+    if arch is not None and arch != doc["model_type"]:
+        raise CaseError(file, where, f"{path} describes a {doc['model_type']!r} model, not arch {arch!r}")
+    return {"config": str(path.resolve()), "config_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
+            "arch": doc["model_type"]}
 
 
 def _as_list(file: str, where: str, value: Any) -> list:
@@ -473,7 +504,7 @@ def load_cases(directory: str | Path = "cases", mode: str = "regression") -> lis
         for name, raw in (doc.get("models") or {}).items():
             if name in models:
                 raise CaseError(file, f"models.{name}", f"already declared in {model_file[name]}")
-            models[name], model_file[name] = _load_model(file, name, raw), file
+            models[name], model_file[name] = _load_model(file, name, raw, directory), file
     cases: list[Case] = []
     seen: dict[str, str] = {}
     for file, doc in docs:

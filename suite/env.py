@@ -151,7 +151,8 @@ def missing_requirements(case: Case) -> list[str]:
         from suite import models
 
         try:
-            models.resolve(case.model.size, hub_id=case.model.hub_id, env=case.model.env, path=case.model.path)
+            models.resolve(case.model.size, hub_id=case.model.hub_id, env=case.model.env, path=case.model.path,
+                           config=case.model.config, materialise=False)
         except models.ModelNotAvailable as exc:
             missing.append(str(exc))
     return missing

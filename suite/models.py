@@ -5,6 +5,7 @@ built in code) so that every case, tiny or 7B, goes through the same `from_pretr
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ TINY_ARCHS: dict[str, dict] = {
 
 
 TINY_MARKER = "ftsuite-tiny.json"  # written last: a directory without it is incomplete
+RANDOM_MARKER = "ftsuite-random.json"  # likewise, for 7B-shaped models with random weights
 
 
 class ModelNotAvailable(Exception):
@@ -50,7 +52,8 @@ class ModelNotAvailable(Exception):
 @dataclass(frozen=True)
 class ResolvedModel:
     path: str  # a local directory holding config, weights and tokenizer
-    source: str  # "tiny", "env", "hf-cache", "path"
+    source: str  # "tiny", "env", "hf-cache", "path", "random-config"
+    built_s: float = 0.0  # time spent materialising it now (0 when it was already on disk)
 
 
 def build_tokenizer():
@@ -79,7 +82,7 @@ def load_tokenizer(path: str | Path):
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if (Path(path) / TINY_MARKER).exists():
+    if (Path(path) / TINY_MARKER).exists() or (Path(path) / RANDOM_MARKER).exists():
         return PreTrainedTokenizerFast.from_pretrained(str(path))
     return AutoTokenizer.from_pretrained(str(path))
 
@@ -148,11 +151,111 @@ def _check_model_dir(path: Path, where: str) -> None:
         raise ModelNotAvailable(f"{where} points at {path}, which holds no weights (*.safetensors or *.bin)")
 
 
+def random_config(config_file: str | Path, vocab_size: int | None = None, overrides: dict | None = None):
+    """A transformers config from an architecture's config.json, with the tokenizer's special ids."""
+    from transformers import AutoConfig
+
+    spec = {k: v for k, v in json.loads(Path(config_file).read_text()).items() if not k.startswith("_")}
+    spec.pop("architectures", None)
+    spec.update(overrides or {})
+    if vocab_size is not None:  # only ever to grow it: a 7B shape keeps its embedding and LM head size
+        spec["vocab_size"] = max(spec.get("vocab_size", 0), vocab_size)
+    model_type = spec.pop("model_type")
+    return AutoConfig.for_model(model_type, pad_token_id=0, bos_token_id=2, eos_token_id=3, **spec)
+
+
+@functools.lru_cache(maxsize=None)
+def random_param_count(config_file: str | Path) -> int:
+    """Parameters of the architecture, counted on the meta device (no memory)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(random_config(config_file))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _random_dir(config_file: str | Path, seed: int, root: Path | None, overrides: dict | None) -> tuple[Path, str]:
+    spec_key = json.dumps({"config": Path(config_file).read_text(), "overrides": overrides or {},
+                           "vocab": data.vocabulary(), "template": CHAT_TEMPLATE, "seed": seed,
+                           "dtype": "bfloat16"}, sort_keys=True)
+    digest = hashlib.sha256(spec_key.encode()).hexdigest()[:12]
+    return (root or cache_root()) / "random" / f"{Path(config_file).stem}-{digest}", spec_key
+
+
+def materialise_random(config_file: str | Path, seed: int = 0, root: Path | None = None,
+                       overrides: dict | None = None) -> Path:
+    """Build (once) a model of the config's shape with random bf16 weights, and the tokenizer.
+
+    Saved as safetensors so that cases load it through the real `from_pretrained(path)` (and
+    bitsandbytes quantises it there, as it would real weights). Initialised on the GPU when there
+    is one: a 7B model in bf16 takes seconds there, minutes on a CPU.
+    """
+    out, spec_key = _random_dir(config_file, seed, root, overrides)
+    if (out / RANDOM_MARKER).exists():
+        return out
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_tokenizer()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(random_config(config_file, len(tokenizer), overrides),
+                                                 dtype=torch.bfloat16)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp, safe_serialization=True)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    tokenizer.save_pretrained(tmp)
+    (tmp / RANDOM_MARKER).write_text(spec_key + "\n")
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first: theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _check_random_room(config_file: str | Path, root: Path | None = None) -> None:
+    """Refuse up front when the cache cannot hold the weights (2 bytes per parameter)."""
+    import shutil
+
+    out, _ = _random_dir(config_file, 0, root, None)
+    if (out / RANDOM_MARKER).exists():
+        return
+    need = random_param_count(config_file) * 2 * 1.02 + 64 * 2**20
+    where = out.parent
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise ModelNotAvailable(
+            f"{need / 2**30:.1f} GiB free disk for random weights of {Path(config_file).name} under "
+            f"{out.parent} (set FTSUITE_CACHE elsewhere); {free / 2**30:.1f} GiB free")
+
+
 def resolve(kind: str, *, arch: str | None = None, hub_id: str | None = None, env: str | None = None,
-            path: str | None = None) -> ResolvedModel:
-    """Find the local directory of a model, or raise ModelNotAvailable saying what to set."""
+            path: str | None = None, config: str | None = None, materialise: bool = True) -> ResolvedModel:
+    """Find the local directory of a model, or raise ModelNotAvailable saying what to set.
+
+    materialise=False only checks that a model could be had (for skip reasons, in the parent):
+    tiny and random-weight models are then not built.
+    """
     if kind == "tiny":
-        return ResolvedModel(str(materialise_tiny(arch or "llama")), "tiny")
+        return ResolvedModel(str(materialise_tiny(arch or "llama")) if materialise else "", "tiny")
+    if config:
+        if not materialise:
+            _check_random_room(config)
+            return ResolvedModel("", "random-config")
+        import time
+
+        t0 = time.perf_counter()
+        existed = (_random_dir(config, 0, None, None)[0] / RANDOM_MARKER).exists()
+        out = materialise_random(config)
+        return ResolvedModel(str(out), "random-config", 0.0 if existed else time.perf_counter() - t0)
     if path:
         _check_model_dir(Path(path).expanduser(), "the case's `path`")
         return ResolvedModel(str(Path(path).expanduser()), "path")
