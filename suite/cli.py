@@ -124,6 +124,24 @@ def cmd_bisect(args: argparse.Namespace, extra: list[str]) -> int:
     return 1
 
 
+def cmd_budgets_derive(args: argparse.Namespace, extra: list[str]) -> int:
+    """Budget entries from measured benchmark records; printed, or written with --write."""
+    from suite import calibrate
+
+    entries, notes = calibrate.derive(args.runs, args.profile, args.margin, args.setup_margin,
+                                      _results_root(args), args.select)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    for problem in calibrate.conflicts(args.budgets_dir, args.profile, entries):
+        print(f"warning: {problem}", file=sys.stderr)
+    if args.write:
+        path = calibrate.write(args.budgets_dir, args.profile, entries)
+        print(f"wrote {len(entries)} measured entries to {path}")
+    else:
+        print(calibrate.render(entries), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("-q", "--quiet", action="store_true", help="do not print the Markdown")
     _add_results_dir(rep)
     rep.set_defaults(func=cmd_report)
+    bud = sub.add_parser("budgets", help="budgets from measured runs").add_subparsers(dest="action", required=True)
+    der = bud.add_parser("derive", help="per-case budget entries from benchmark records: the worst measured value "
+                                        "with a margin; printed, or written into cases/budgets/PROFILE.yaml")
+    der.add_argument("runs", nargs="+", help="run ids or folders of records (repeats and several runs: the worst counts)")
+    der.add_argument("--profile", required=True, help="the hardware profile the records were measured on")
+    der.add_argument("--margin", type=float, default=0.25, help="room for memory, step time and tokens/s (0.25: 25%%)")
+    der.add_argument("--setup-margin", type=float, default=1.0, help="room for set-up time, which depends on the "
+                                                                     "disk cache (1.0: twice the measured)")
+    der.add_argument("--select", default="*", help="a glob on case ids")
+    der.add_argument("--budgets-dir", default=str(ROOT / "cases" / "budgets"))
+    der.add_argument("--write", action="store_true", help="replace the measured block of the profile's file")
+    _add_results_dir(der)
+    der.set_defaults(func=cmd_budgets_derive)
     lst = sub.add_parser("list", help="runs under results/ with their environments")
     _add_results_dir(lst)
     lst.set_defaults(func=cmd_list)

@@ -32,6 +32,14 @@ def test_the_shipped_budget_files_load():
         assert all(b.source for e in entries for b in e.budgets)
 
 
+def test_every_single_gpu_7b_case_has_a_memory_budget_on_the_h200():
+    """The globs of the seeded GPU budgets cover real and 7B-shaped model ids alike."""
+    entries = budgets.load_profile(ROOT / "cases" / "budgets", "h200-141gb")
+    uncovered = [c.id for c in load_cases(ROOT / "cases") if c.model.size == "7b" and not c.distributed
+                 and not any(b.field == "peak_memory_gib" for b in budgets.applicable(entries, c.id))]
+    assert uncovered == []
+
+
 @pytest.mark.parametrize("body,field,words", [
     ("  - {cases: 'tiny-*', peak_memory_gib: 1}\n", "budgets[0].source", "say where the numbers come from"),
     ("  - {source: x, peak_memory_gib: 1}\n", "budgets[0].cases", "needs `cases`"),

@@ -1,0 +1,85 @@
+"""Budgets from measured runs: derived from real benchmark records, written below the seeded ones."""
+from __future__ import annotations
+
+import pytest
+
+from suite import budgets, calibrate, cli
+from suite.cases import load_cases
+from suite.session import RunSession
+from tests.helpers import write_cases
+from tests.test_budgets import SHORT, write_budget
+
+SEEDED = "  # seeded: a comment that must survive\n  - {cases: 'tiny-*', peak_memory_gib: 64, source: a seeded bound}\n"
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """Two real benchmark records of one tiny case (repeats), and a budgets dir with a seeded entry."""
+    tmp = tmp_path_factory.mktemp("cal")
+    case = load_cases(write_cases(tmp / "cases", SHORT))[0]
+    bdir = write_budget(tmp / "budgets", "cpu", SEEDED)
+    session = RunSession(tmp / "results", "cal", mode="benchmark", budgets_dir=bdir, profile="cpu")
+    recs = [session.run_case(case).record for _ in range(2)]
+    assert all(r["status"] == "passed" for r in recs), [r["reason"] for r in recs]
+    return tmp, case, recs
+
+
+def _worst(recs, metric, pick):
+    return pick(r["metrics"][metric]["value"] for r in recs)
+
+
+def test_bounds_are_the_worst_repeat_with_the_margin(measured):
+    tmp, case, recs = measured
+    entries, notes = calibrate.derive(["cal"], "cpu", 0.25, 1.0, results_root=tmp / "results")
+    assert notes == [] and [e.case_id for e in entries] == [case.id]
+    e = entries[0]
+    assert e.measured["peak_memory_gib"] == _worst(recs, "peak_rss_gib", max)
+    assert e.measured["tokens_per_s"] == _worst(recs, "tokens_per_s", min)
+    assert e.bounds["peak_memory_gib"] >= e.measured["peak_memory_gib"] * 1.25
+    assert e.bounds["step_time_s"] >= _worst(recs, "step_time_median_s", max) * 1.25
+    assert e.bounds["setup_s"] >= _worst(recs, "setup_s", max) * 2.0
+    assert 0 < e.bounds["tokens_per_s"] <= e.measured["tokens_per_s"] * 0.75
+    assert "2 benchmark record(s) of run cal on CPU" in e.source and "trl " in e.source and "x (1 + 0.25)" in e.source
+
+
+def test_written_budgets_keep_the_seeded_part_and_load(measured):
+    tmp, case, _ = measured
+    entries, _ = calibrate.derive(["cal"], "cpu", 0.25, 1.0, results_root=tmp / "results")
+    path = calibrate.write(tmp / "budgets", "cpu", entries)
+    text = path.read_text()
+    assert text.startswith("profile: cpu\nbudgets:\n" + SEEDED) and calibrate.MEASURED_MARK in text
+    loaded = budgets.applicable(budgets.load_profile(tmp / "budgets", "cpu"), case.id)
+    assert sorted(b.field for b in loaded) == ["peak_memory_gib", "peak_memory_gib", "setup_s", "step_time_s",
+                                               "tokens_per_s"]
+    assert calibrate.write(tmp / "budgets", "cpu", entries).read_text() == text  # replaces, never appends twice
+
+
+def test_a_seeded_bound_the_measurements_breach_is_reported(measured, tmp_path):
+    tmp, case, _ = measured
+    entries, _ = calibrate.derive(["cal"], "cpu", 0.25, 1.0, results_root=tmp / "results")
+    bdir = write_budget(tmp_path, "cpu", "  - {cases: 'tiny-llama/*', peak_memory_gib: 0.01, source: a guess}\n")
+    [problem] = calibrate.conflicts(bdir, "cpu", entries)
+    assert "budgets[0] (tiny-llama/*) peak_memory_gib 0.01 is already breached by tiny-llama/full/base" in problem
+
+
+def test_unusable_input_is_a_clear_error(measured, capsys):
+    tmp, _, _ = measured
+    with pytest.raises(calibrate.CalibrationError, match="no benchmark records measured on profile 'h200-141gb'"):
+        calibrate.derive(["cal"], "h200-141gb", 0.25, 1.0, results_root=tmp / "results")
+    with pytest.raises(calibrate.CalibrationError, match=r"--margin must be in \[0, 1\)"):
+        calibrate.derive(["cal"], "cpu", 1.5, 1.0, results_root=tmp / "results")
+    assert cli.main(["budgets", "derive", "nope", "--profile", "cpu", "--results-dir", str(tmp / "results")]) == 2
+    assert "no such run" in capsys.readouterr().err
+
+
+def test_a_corrupt_record_is_named_and_the_rest_still_count(measured, tmp_path, capsys):
+    import shutil
+
+    tmp, case, _ = measured
+    run = tmp_path / "copy"
+    shutil.copytree(tmp / "results" / "cal", run)
+    (run / "broken.json").write_text('{"schema_version": 1, "kind": ')
+    code = cli.main(["budgets", "derive", str(run), "--profile", "cpu", "--budgets-dir", str(tmp / "budgets")])
+    out = capsys.readouterr()
+    assert code == 0 and f"- cases: {case.id}" in out.out
+    assert "warning: not read: " in out.err and "broken.json" in out.err
