@@ -59,6 +59,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("initial_loss", "nats", "none", "mean of the first k logged losses", 0.05),
     Metric("trainable_params", "params", "none", "parameters with requires_grad", 0.0),
     Metric("total_params", "params", "none", "all parameters (4-bit weights counted unpacked)", 0.0),
+    Metric("quant_bits_per_param", "bits", "lower", "storage of the 4-bit base weights per parameter, packed "
+           "weights plus block constants (QLoRA paper: 4.127 for NF4 with double quantization)", 0.001),
     Metric("reload_max_abs_logit_diff", "logit", "lower", "reloaded checkpoint vs in-memory model", 0.0),
 ]}
 
@@ -125,6 +127,8 @@ def derive(payload: dict, loss_window: int, checkpoint_bytes: int | None, warmup
     for key in ("trainable", "total"):
         if key in params:
             out[f"{key}_params"] = params[key]
+    if "quantized" in params:
+        out["quant_bits_per_param"] = params["quantized"]["bits_per_param"]
     if "reload" in payload:
         out["reload_max_abs_logit_diff"] = payload["reload"]["max_abs_logit_diff"]
     return out

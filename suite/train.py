@@ -129,6 +129,30 @@ def _param_summary(model, is_adapter: bool) -> dict:
     return out
 
 
+def _quantized_summary(model) -> dict | None:
+    """Storage of the 4-bit weights, in the QLoRA paper's accounting (sec. 3: 4.127 bits/param for
+    NF4 with double quantization): packed 4-bit weights plus block constants (8-bit absmax per 64
+    weights, fp32 absmax of those per 256), per logical parameter. The per-tensor constants (the
+    NF4 and dynamic code tables, the offset) are counted apart: they vanish on 7B layers."""
+    params = packed = constants = per_tensor = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        qs = getattr(weight, "quant_state", None)
+        if qs is None or not hasattr(qs, "absmax"):
+            continue
+        params += int(qs.shape.numel())
+        packed += weight.numel() * weight.element_size()
+        constants += qs.absmax.numel() * qs.absmax.element_size()
+        per_tensor += qs.code.numel() * qs.code.element_size()
+        if getattr(qs, "nested", False):
+            constants += qs.state2.absmax.numel() * qs.state2.absmax.element_size()
+            per_tensor += qs.state2.code.numel() * qs.state2.code.element_size() + 4  # + the fp32 offset
+    if not params:
+        return None
+    return {"params": params, "packed_bytes": packed, "block_constant_bytes": constants,
+            "per_tensor_bytes": per_tensor, "bits_per_param": (packed + constants) * 8 / params}
+
+
 def _memory(device: str, start_rss: int, nvml) -> dict:
     import torch
 
@@ -188,6 +212,9 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         timing["build_s"] = time.perf_counter() - t0
         counter = trainer.data_collator = CountingCollator(trainer.data_collator)
         params = _param_summary(trainer.model, case.is_adapter)
+        quantized = _quantized_summary(trainer.model)
+        if quantized:
+            params["quantized"] = quantized
         t0 = time.perf_counter()
         result = trainer.train()
         timing["train_s"] = time.perf_counter() - t0
