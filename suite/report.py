@@ -262,6 +262,27 @@ def summary_md(report: Report) -> list[str]:
     notes = status[status["note"].fillna("") != ""]
     if len(notes):
         lines += ["", *[f"- {code(r.case_id)} ({r.status}): {md(r.note)}" for r in notes.itertuples()]]
+    return lines + [""] + sidebyside_md(report.baseline)
+
+
+def sidebyside_md(run) -> list[str]:
+    """The run's cases that differ by one method step or one feature, side by side."""
+    from suite import sidebyside
+
+    df = sidebyside.frame(run)
+    if df.empty:
+        return []
+    headers, rows = sidebyside.table_rows(df)
+    lines = ["### Side by side", "",
+             "The same case with one thing changed: variant tokens/s over the reference's, and the change in "
+             "peak memory (medians of repeats). Informative, not gated.", "",
+             "| " + " | ".join(headers) + " |", "|---|---|---|" + "---:|" * (len(headers) - 3)]
+    for cells in rows:
+        lines.append(f"| {md(cells[0])} | {code(cells[1])} | {code(cells[2])} | " + " | ".join(md(c) for c in cells[3:])
+                     + " |")
+    srcs = sidebyside.sources(df)
+    if srcs:
+        lines += ["", "Published figures: " + "; ".join(md(s) for s in srcs) + "."]
     return lines + [""]
 
 

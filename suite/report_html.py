@@ -109,7 +109,23 @@ def summary_html(report: Report) -> str:
     env = compare.flat_environment(report.baseline.environment)
     env_rows = [[esc(k), esc(v)] for k, v in env.items()]
     return (f"<h2>Environment</h2>{table(['field', report.baseline.name], env_rows)}"
-            f"<h2>Cases</h2>{table(['case', 'status', *SUMMARY_METRICS.values(), 'note'], rows, numeric={2, 3, 4, 5, 6})}")
+            f"<h2>Cases</h2>{table(['case', 'status', *SUMMARY_METRICS.values(), 'note'], rows, numeric={2, 3, 4, 5, 6})}"
+            + sidebyside_html(report.baseline))
+
+
+def sidebyside_html(run) -> str:
+    from suite import sidebyside
+
+    df = sidebyside.frame(run)
+    if df.empty:
+        return ""
+    headers, rows = sidebyside.table_rows(df)
+    cells = [[esc(r[0]), f"<code>{esc(r[1])}</code>", f"<code>{esc(r[2])}</code>", *map(esc, r[3:])] for r in rows]
+    srcs = sidebyside.sources(df)
+    note = f"<p>Published figures: {esc('; '.join(srcs))}.</p>" if srcs else ""
+    return ("<h2>Side by side</h2><p>The same case with one thing changed: variant tokens/s over the reference's, "
+            "and the change in peak memory (medians of repeats). Informative, not gated.</p>"
+            f"{table(headers, cells, numeric={3, 4, 5, 6, 7})}{note}")
 
 
 def figures_html(report: Report) -> str:

@@ -1,0 +1,74 @@
+"""Side by side within a run: pairs found from the records, ratios from medians, published figures."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from suite import report, report_html, runs, sidebyside
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "runs" / "tiny-a" / "tiny-llama__lora__base.json"
+
+
+def _record(model: str, method: str, features: list[str], status: str = "passed", repeat: int = 0,
+            **metrics: float) -> dict:
+    rec = copy.deepcopy(json.loads(FIXTURE.read_text()))
+    rec["case"].update(model={**rec["case"]["model"], "name": model}, method=method, features=features)
+    rec["case_id"] = rec["case"]["id"] = f"{model}/{method}/{'+'.join(features) or 'base'}"
+    rec["status"], rec["repeat"] = status, repeat
+    rec["metrics"] = {k: {"value": v, "unit": "", "better": "none"} for k, v in metrics.items()} if status != "skipped" else {}
+    return rec
+
+
+def _run(tmp_path: Path, records: list[dict]) -> runs.Run:
+    for i, rec in enumerate(records):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(rec))
+    return runs.load(tmp_path)
+
+
+def test_unsloth_against_hf_qlora_uses_repeat_medians_and_the_published_row(tmp_path):
+    gc = ["gradient_checkpointing"]
+    run = _run(tmp_path, [
+        _record("llama2-7b-shaped", "qlora", gc, tokens_per_s=1000.0, cuda_max_reserved_gib=10.0, mfu=0.2),
+        _record("llama2-7b-shaped", "unsloth", gc, repeat=0, tokens_per_s=1800.0, cuda_max_reserved_gib=6.0, mfu=0.36),
+        _record("llama2-7b-shaped", "unsloth", gc, repeat=1, tokens_per_s=2000.0, cuda_max_reserved_gib=6.0, mfu=0.4),
+        _record("llama2-7b-shaped", "unsloth", gc, repeat=2, tokens_per_s=9000.0, cuda_max_reserved_gib=6.0, mfu=0.5),
+    ])
+    [row] = sidebyside.frame(run).to_dict("records")
+    assert row["comparison"] == "unsloth vs HF qlora" and row["reference"] == "llama2-7b-shaped/qlora/gradient_checkpointing"
+    assert row["speed_ratio"] == pytest.approx(2.0)  # median of 1800, 2000, 9000 over 1000
+    assert row["memory_change"] == pytest.approx(-0.4) and row["memory_metric"] == "cuda_max_reserved_gib"
+    assert (row["published_speed_ratio"], row["published_memory_change"]) == (1.87, -0.393)
+    assert "Llama-2 7b" in row["published_source"]
+    text = "\n".join(report.sidebyside_md(run))
+    assert "| 2.00x | -40.0% (CUDA reserved) | 40.0% / 20.0% | 1.87x | -39.3% |" in text
+
+
+def test_feature_pairs_and_what_does_not_pair(tmp_path):
+    run = _run(tmp_path, [
+        _record("tiny-llama", "lora", [], tokens_per_s=100.0, peak_rss_gib=1.0),
+        _record("tiny-llama", "lora", ["packing", "neftune"], tokens_per_s=300.0, peak_rss_gib=1.5),
+        _record("tiny-llama", "lora", ["neftune"], tokens_per_s=90.0, peak_rss_gib=1.0),
+        _record("tiny-llama", "lora", ["flash_attn"], status="skipped"),
+        _record("tiny-qwen2", "full", [], tokens_per_s=50.0, peak_rss_gib=2.0),  # no lora of qwen2: no pair
+    ])
+    df = sidebyside.frame(run)
+    got = {(r.comparison, r.variant, r.reference) for r in df.itertuples()}
+    assert got == {("+neftune", "tiny-llama/lora/neftune", "tiny-llama/lora/base"),
+                   ("+packing", "tiny-llama/lora/packing+neftune", "tiny-llama/lora/neftune")}
+    packing = df[df["comparison"] == "+packing"].iloc[0]
+    assert packing["speed_ratio"] == pytest.approx(300 / 90) and packing["memory_change"] == pytest.approx(0.5)
+    assert packing["published_source"] == "" and sidebyside.sources(df) == []
+
+
+def test_no_pairs_no_section_and_html_escapes(tmp_path):
+    (tmp_path / "a").mkdir()
+    run = _run(tmp_path / "a", [_record("tiny-llama", "lora", [], tokens_per_s=1.0, peak_rss_gib=1.0)])
+    assert report.sidebyside_md(run) == [] and report_html.sidebyside_html(run) == ""
+    (tmp_path / "b").mkdir()
+    run = _run(tmp_path / "b", [_record("m<x>", "lora", [], tokens_per_s=1.0, peak_rss_gib=1.0),
+                                _record("m<x>", "lora", ["packing"], tokens_per_s=2.0, peak_rss_gib=1.0)])
+    html = report_html.sidebyside_html(run)
+    assert "<code>m&lt;x&gt;/lora/packing</code>" in html and "m<x>" not in html
