@@ -153,6 +153,16 @@ def _quantized_summary(model) -> dict | None:
             "per_tensor_bytes": per_tensor, "bits_per_param": (packed + constants) * 8 / params}
 
 
+def _sdpa_backends() -> dict[str, bool]:
+    """Which kernels torch's SDPA may pick (the flash one only for fp16/bf16 without an arbitrary mask):
+    what a case without flash-attn 2 ran on instead, as far as torch tells."""
+    import torch
+
+    b = torch.backends.cuda
+    return {"flash": b.flash_sdp_enabled(), "mem_efficient": b.mem_efficient_sdp_enabled(),
+            "math": b.math_sdp_enabled(), "cudnn": getattr(b, "cudnn_sdp_enabled", lambda: False)()}
+
+
 def _memory(device: str, start_rss: int, nvml) -> dict:
     import torch
 
@@ -253,7 +263,8 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         "checkpoint": {"dir": str(ckpt), "kind": "adapter" if case.is_adapter else "full"},
         "reload": {"loader": loader, "max_abs_logit_diff": diff, "probe_shape": list(probe.shape)},
         "device": {"type": device, "precision": precision, "threads": torch.get_num_threads(),
-                   "name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"},
+                   "name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+                   **({"sdpa_backends": _sdpa_backends()} if device == "cuda" else {})},
         "resolved": {
             "model_path": resolved.path, "model_source": resolved.source,
             "attention": getattr(trainer.model.config, "_attn_implementation", None),

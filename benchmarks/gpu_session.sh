@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One part of the GPU baseline session (docs/gpu-session.md), run from the repository root on a GPU
+# machine that may have no package index: install the carried wheels, run the part's cases in
+# benchmark mode, render its report, and pack the records and the report into $OUT (or ./gpu-out).
+#
+#   bash benchmarks/gpu_session.sh PART RUN_ID [extra pytest args...]
+#
+# PART selects the cases; each part is sized to finish inside a 10-minute call on an H200:
+#   tiny      the tiny matrix on CUDA (unsloth and flash-attn rows skip unless carried)
+#   qlora     7B-shaped QLoRA: Llama-2 (gradient checkpointing, packing+NEFTune, FA2, eager), Mistral, Qwen2.5
+#   lora      7B-shaped LoRA and full fine-tune of Llama-2 (bf16, gradient checkpointing)
+#   unsloth   7B-shaped unsloth, Llama-2 and Mistral
+#   smoke     tiny-llama/lora/base alone, to check the plumbing (runs on a CPU too)
+# Exit status: that of the pytest run (1 when a case failed), 3 when the wheels do not install.
+set -uo pipefail
+part=${1:?usage: benchmarks/gpu_session.sh PART RUN_ID [pytest args...]}
+run_id=${2:?usage: benchmarks/gpu_session.sh PART RUN_ID [pytest args...]}
+shift 2
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+
+case "$part" in
+  tiny)    select=(-m "tiny and not multigpu") ;;
+  qlora)   select=(-m "7b and qlora and not multigpu" -k "shaped") ;;
+  lora)    select=(-m "7b and (lora or full) and not qlora and not multigpu" -k "shaped") ;;
+  unsloth) select=(-m "7b and unsloth" -k "shaped") ;;
+  smoke)   select=(-m "tiny and lora and text" -k "tiny-llama/lora/base") ;;
+  *) echo "unknown part '$part': one of tiny, qlora, lora, unsloth, smoke" >&2; exit 2 ;;
+esac
+
+# WHEELS: the carried wheel folders to install, in order (later ones replace earlier versions);
+# /tmp/site outlives the call while the machine stays warm, so a later call may carry only its own.
+for dir in ${WHEELS:-.whl}; do
+  if [ -f "$dir/manifest.json" ]; then
+    python3 -m suite wheels install "$dir" --target /tmp/site || exit 3
+  fi
+done
+if [ -d /tmp/site ]; then export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}; fi
+# The 7B-shaped weights (13-15 GB each) go to local disk, kept while the machine stays warm.
+export FTSUITE_CACHE=${FTSUITE_CACHE:-/tmp/ftsuite-cache} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+
+python3 -m suite run "${select[@]}" --benchmark --run-id "$run_id" --keep-checkpoints never \
+  --no-baselines -p no:cacheprovider -q -rs "$@" 2>&1 | tee "$out/$run_id.log"
+code=${PIPESTATUS[0]}
+reports=${FTSUITE_REPORTS:-reports}
+python3 -m suite report "$run_id" --out "$reports/$run_id" --fail-on none > /dev/null
+cp "$reports/$run_id/report.md" "$out/$run_id.md"
+cp "$reports/$run_id/report.html" "$out/$run_id.html"
+tar czf "$out/$run_id.tar.gz" --exclude='*/checkpoint' --exclude='*/trainer' -C "${FTSUITE_RESULTS:-results}" "$run_id"
+ls -l "$out"
+exit "$code"
