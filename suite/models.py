@@ -99,7 +99,8 @@ def tiny_config(arch: str, vocab_size: int):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("FTSUITE_CACHE", Path.home() / ".cache" / "ftsuite"))
+    # an empty value (an unset CI variable) means the default, not the working directory
+    return Path(os.environ.get("FTSUITE_CACHE") or Path.home() / ".cache" / "ftsuite")
 
 
 def materialise_tiny(arch: str, seed: int = 0, root: Path | None = None) -> Path:

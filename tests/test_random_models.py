@@ -133,3 +133,11 @@ def test_a_shaped_case_trains_end_to_end_through_the_suite(tmp_path, monkeypatch
     assert record["resolved"]["model_source"] == "random-config"
     assert record["resolved"]["model_path"].split("/")[-1].startswith("small-llama-")
     assert {c["name"] for c in record["checks"]} >= {"loss_decreases", "adapter_only", "checkpoint_size"}
+
+
+def test_an_empty_cache_variable_means_the_default_cache(monkeypatch, tmp_path):
+    """An unset CI variable arrives as an empty string: it must not put the cache in the working directory."""
+    monkeypatch.setenv("FTSUITE_CACHE", "")
+    assert models.cache_root() == Path.home() / ".cache" / "ftsuite"
+    monkeypatch.setenv("FTSUITE_CACHE", str(tmp_path))
+    assert models.cache_root() == tmp_path
