@@ -6,10 +6,11 @@
 #   bash benchmarks/gpu_session.sh PART RUN_ID [extra pytest args...]
 #
 # PART selects the cases; each part is sized to finish inside a 10-minute call on an H200:
+#   lora      7B-shaped Llama-2: LoRA and full fine-tune (bf16, gradient checkpointing)
+#   qlora     7B-shaped Llama-2 QLoRA: gradient checkpointing, packing+NEFTune, FA2, eager
+#   arch      7B-shaped Mistral and Qwen2.5 QLoRA
+#   unsloth   7B-shaped unsloth, Llama-2 and Mistral (next to their HF QLoRA twins)
 #   tiny      the tiny matrix on CUDA (unsloth and flash-attn rows skip unless carried)
-#   qlora     7B-shaped QLoRA: Llama-2 (gradient checkpointing, packing+NEFTune, FA2, eager), Mistral, Qwen2.5
-#   lora      7B-shaped LoRA and full fine-tune of Llama-2 (bf16, gradient checkpointing)
-#   unsloth   7B-shaped unsloth, Llama-2 and Mistral
 #   smoke     tiny-llama/lora/base alone, to check the plumbing (runs on a CPU too)
 # Exit status: that of the pytest run (1 when a case failed), 3 when the wheels do not install.
 set -uo pipefail
@@ -20,12 +21,13 @@ out=${OUT:-gpu-out}
 mkdir -p "$out"
 
 case "$part" in
-  tiny)    select=(-m "tiny and not multigpu") ;;
-  qlora)   select=(-m "7b and qlora and not multigpu" -k "shaped") ;;
-  lora)    select=(-m "7b and (lora or full) and not qlora and not multigpu" -k "shaped") ;;
+  lora)    select=(-m "7b and (lora or full) and not qlora and not multigpu" -k "llama2-7b-shaped") ;;
+  qlora)   select=(-m "7b and qlora and not multigpu" -k "llama2-7b-shaped") ;;
+  arch)    select=(-m "7b and qlora and not multigpu" -k "mistral-7b-shaped or qwen2.5-7b-shaped") ;;
   unsloth) select=(-m "7b and unsloth" -k "shaped") ;;
+  tiny)    select=(-m "tiny and not multigpu") ;;
   smoke)   select=(-m "tiny and lora and text" -k "tiny-llama/lora/base") ;;
-  *) echo "unknown part '$part': one of tiny, qlora, lora, unsloth, smoke" >&2; exit 2 ;;
+  *) echo "unknown part '$part': one of lora, qlora, arch, unsloth, tiny, smoke" >&2; exit 2 ;;
 esac
 
 # WHEELS: the carried wheel folders to install, in order (later ones replace earlier versions);

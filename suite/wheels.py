@@ -369,8 +369,35 @@ def install_command(folder: Path, manifest: dict, target_dir: Path | None, pytho
     return base + ["--find-links", str(folder), *[f"{w['name']}=={w['version']}" for w in manifest["wheels"]]]
 
 
+def remove_replaced(target_dir: Path, manifest: dict, log=print) -> list[str]:
+    """Uninstall from a --target folder the other versions of the packages about to go in.
+
+    `pip install --target --upgrade` overwrites files but leaves the old `*.dist-info` (and files
+    the new version no longer has): two versions would then answer importlib.metadata, and the
+    records would name either. Each stale one is removed by its RECORD, as pip uninstall would.
+    """
+    incoming = {canonical(w["name"]): w["version"] for w in manifest["wheels"]}
+    removed = []
+    for info in sorted(Path(target_dir).glob("*.dist-info")) if Path(target_dir).is_dir() else []:
+        name, _, version = info.name[: -len(".dist-info")].rpartition("-")
+        if canonical(name) not in incoming or version == incoming[canonical(name)]:
+            continue
+        record = info / "RECORD"
+        for line in record.read_text().splitlines() if record.is_file() else []:
+            rel = line.split(",", 1)[0]
+            path = (Path(target_dir) / rel).resolve()
+            if rel and Path(target_dir).resolve() in path.parents and path.is_file():
+                path.unlink()
+        shutil.rmtree(info, ignore_errors=True)
+        removed.append(f"{canonical(name)} {version}")
+        log(f"  removed {canonical(name)} {version} from {target_dir} (replaced by {incoming[canonical(name)]})")
+    return removed
+
+
 def install(folder: Path, target_dir: Path | None = None, python: str = sys.executable, log=print) -> list[dict]:
     manifest = verify(folder)
+    if target_dir is not None:
+        remove_replaced(target_dir, manifest, log)
     cmd = install_command(folder, manifest, target_dir, python)
     proc = subprocess.run(cmd)
     if proc.returncode != 0:

@@ -178,3 +178,16 @@ def test_real_download_for_a_cp312_gpu_machine(tmp_path):
                for w in m["wheels"])
     wheels.verify(tmp_path)
     print(f"{m['count']} wheels, {m['total_bytes'] / 2**20:.1f} MiB in {m['seconds']} s")
+
+
+def test_a_second_install_into_the_same_target_replaces_other_versions(tmp_path):
+    """pip --target --upgrade leaves the old dist-info behind; the suite removes it by its RECORD."""
+    site = tmp_path / "site"
+    for version in ("1.16", "1.15"):  # e.g. unsloth's set carries an older trl after the suite's set
+        folder = tmp_path / f"w{version}"
+        wheels.download(folder, ["lib"], {}, PY312, fetch=FakeIndex(folder, {"lib": {version: ()}}), log=lambda s: None)
+        wheels.install(folder, site, log=lambda s: None)
+    assert sorted(p.name for p in site.glob("*.dist-info")) == ["lib-1.15.dist-info"]
+    out = subprocess.run([sys.executable, "-c", "import importlib.metadata as m, lib_mod; print(m.version('lib'), "
+                          "lib_mod.VERSION)"], env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True)
+    assert out.stdout.split() == ["1.15", "1.15"], out.stderr
