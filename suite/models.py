@@ -117,15 +117,24 @@ def materialise_tiny(arch: str, seed: int = 0, root: Path | None = None) -> Path
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(arch, len(tokenizer)))
+    return _publish(out, model, tokenizer, TINY_MARKER, spec_key)
+
+
+def _publish(out: Path, model, tokenizer, marker: str, spec_key: str) -> Path:
+    """Save model and tokenizer beside `out`, mark it complete, then move it into place.
+
+    Atomic for concurrent cases: a directory is only ever seen whole, and a second builder's copy
+    (identical, from the same spec) is dropped.
+    """
+    import shutil
+
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / TINY_MARKER).write_text(spec_key + "\n")
+    (tmp / marker).write_text(spec_key + "\n")
     try:
         tmp.rename(out)
     except OSError:  # another process finished first: theirs is identical
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
@@ -195,8 +204,6 @@ def materialise_random(config_file: str | Path, seed: int = 0, root: Path | None
     out, spec_key = _random_dir(config_file, seed, root, overrides)
     if (out / RANDOM_MARKER).exists():
         return out
-    import shutil
-
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -206,17 +213,10 @@ def materialise_random(config_file: str | Path, seed: int = 0, root: Path | None
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(random_config(config_file, len(tokenizer), overrides),
                                                  dtype=torch.bfloat16)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp, safe_serialization=True)
+    _publish(out, model, tokenizer, RANDOM_MARKER, spec_key)
     del model
-    if device == "cuda":
+    if device == "cuda":  # the case that built it trains next in this process: give the memory back
         torch.cuda.empty_cache()
-    tokenizer.save_pretrained(tmp)
-    (tmp / RANDOM_MARKER).write_text(spec_key + "\n")
-    try:
-        tmp.rename(out)
-    except OSError:  # another process finished first: theirs is identical
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
