@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from suite import budgets, runs
+from suite.compare import metric_values
 from suite.errors import SuiteError
 
 MEASURED_MARK = "  # --- measured: written by `python -m suite budgets derive`; edit the seeded entries above ---"
@@ -31,23 +32,14 @@ class Derived:
     source: str
 
 
-def _round_up(x: float) -> float:
+def _two_digits(x: float, up: bool) -> float:
     """Two significant digits, rounded away from the measurement (a bound is never tighter than asked)."""
     from math import ceil, floor, log10
 
     if x <= 0:
         return x
     scale = 10 ** (floor(log10(x)) - 1)
-    return ceil(x / scale) * scale
-
-
-def _round_down(x: float) -> float:
-    from math import floor, log10
-
-    if x <= 0:
-        return x
-    scale = 10 ** (floor(log10(x)) - 1)
-    return floor(x / scale) * scale
+    return (ceil if up else floor)(x / scale) * scale
 
 
 def _describe_env(record: dict) -> str:
@@ -88,17 +80,16 @@ def derive(run_args: list[str], profile: str, margin: float, setup_margin: float
         measured, bounds = {}, {}
         for field, (cuda_metric, cpu_metric, kind, _unit) in budgets.BUDGET_FIELDS.items():
             metric = cpu_metric if profile == "cpu" else cuda_metric
-            values = [r["metrics"][metric]["value"] for r in recs
-                      if isinstance((r.get("metrics") or {}).get(metric, {}).get("value"), (int, float))]
+            values = metric_values(recs, metric)
             if not values:
                 continue
             m = setup_margin if field == "setup_s" else margin
             if kind == "max":
                 measured[field] = max(values)
-                bounds[field] = _round_up(measured[field] * (1 + m))
+                bounds[field] = _two_digits(measured[field] * (1 + m), up=True)
             else:
                 measured[field] = min(values)
-                bounds[field] = _round_down(measured[field] * (1 - min(m, 0.99)))
+                bounds[field] = _two_digits(measured[field] * (1 - min(m, 0.99)), up=False)
         source = (f"measured: {len(recs)} benchmark record(s) of run {', '.join(dict.fromkeys(run_ids))} on "
                   f"{_describe_env(recs[0])}; worst value x (1 + {margin:g}) for memory and step time, "
                   f"x (1 - {margin:g}) for tokens/s, setup x (1 + {setup_margin:g})")

@@ -136,7 +136,8 @@ def _incomparable(brecs: list[dict], crecs: list[dict], bstat: str, cstat: str,
     return why
 
 
-def _values(records: list[dict], name: str) -> list[float]:
+def metric_values(records: list[dict], name: str) -> list[float]:
+    """The finite values of one metric across records (repeats); records without it add nothing."""
     out = []
     for rec in records:
         value = rec["metrics"].get(name, {}).get("value") if isinstance(rec["metrics"].get(name), dict) else None
@@ -169,7 +170,7 @@ def _metric_rows(case_id: str, brecs: list[dict], crecs: list[dict], comparable:
         described = next((r["metrics"][name] for r in brecs + crecs if name in r["metrics"]), {})
         metric = metric_for(name, described if isinstance(described, dict) else {})
         metric = replace(metric, rel_tolerance=metric.tolerance_for(_device(brecs + crecs)))
-        base, cand = _values(brecs, name), _values(crecs, name)
+        base, cand = metric_values(brecs, name), metric_values(crecs, name)
         fields = dict(unit=metric.unit, better=metric.better, n_baseline=len(base), n_candidate=len(cand))
         if not base or not cand:
             side = "baseline" if not base else "candidate"
@@ -246,7 +247,7 @@ def summarize(run: Run) -> pd.DataFrame:
         rows.append({"run": run.name, "case_id": case_id, "metric": STATUS, "unit": "", "better": "",
                      "value": None, "n": len(recs), "status": stat, "note": reason})
         for name in _metric_names(recs, []):
-            values = _values(recs, name)
+            values = metric_values(recs, name)
             if values:
                 metric = metric_for(name, recs[0]["metrics"].get(name))
                 rows.append({"run": run.name, "case_id": case_id, "metric": name, "unit": metric.unit,

@@ -273,9 +273,7 @@ def sidebyside_md(run) -> list[str]:
     if df.empty:
         return []
     headers, rows = sidebyside.table_rows(df)
-    lines = ["### Side by side", "",
-             "The same case with one thing changed: variant tokens/s over the reference's, and the change in "
-             "peak memory (medians of repeats). Informative, not gated.", "",
+    lines = ["### Side by side", "", sidebyside.INTRO, "",
              "| " + " | ".join(headers) + " |", "|---|---|---|" + "---:|" * (len(headers) - 3)]
     for cells in rows:
         lines.append(f"| {md(cells[0])} | {code(cells[1])} | {code(cells[2])} | " + " | ".join(md(c) for c in cells[3:])

@@ -123,9 +123,7 @@ def sidebyside_html(run) -> str:
     cells = [[esc(r[0]), f"<code>{esc(r[1])}</code>", f"<code>{esc(r[2])}</code>", *map(esc, r[3:])] for r in rows]
     srcs = sidebyside.sources(df)
     note = f"<p>Published figures: {esc('; '.join(srcs))}.</p>" if srcs else ""
-    return ("<h2>Side by side</h2><p>The same case with one thing changed: variant tokens/s over the reference's, "
-            "and the change in peak memory (medians of repeats). Informative, not gated.</p>"
-            f"{table(headers, cells, numeric={3, 4, 5, 6, 7})}{note}")
+    return f"<h2>Side by side</h2><p>{esc(sidebyside.INTRO)}</p>{table(headers, cells, numeric={3, 4, 5, 6, 7})}{note}"
 
 
 def figures_html(report: Report) -> str:

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from suite.compare import metric_values
 from suite.runs import Run
 
 METHOD_STEPS = {"unsloth": "qlora", "qlora": "lora", "lora": "full"}  # variant method -> its reference
 FEATURE_STEPS = ("flash_attn", "eager", "packing", "neftune", "gradient_checkpointing")
+INTRO = ("The same case with one thing changed: variant tokens/s over the reference's, and the change in peak "
+         "memory (medians of repeats). Informative, not gated.")
 COLUMNS = ["comparison", "variant", "reference", "speed_ratio", "memory_change", "memory_metric", "variant_mfu",
            "reference_mfu", "published_speed_ratio", "published_memory_change", "published_source"]
 
@@ -52,8 +55,7 @@ def _key(rec: dict) -> tuple:
 
 
 def _median(recs: list[dict], metric: str) -> float | None:
-    vals = [r["metrics"][metric]["value"] for r in recs
-            if isinstance((r.get("metrics") or {}).get(metric, {}).get("value"), (int, float))]
+    vals = metric_values(recs, metric)
     return statistics.median(vals) if vals else None
 
 
