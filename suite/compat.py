@@ -3,7 +3,8 @@
 Each renamed argument is a `Rename`: the release that introduced the new name, keyed on the
 installed version (importlib.metadata, no import needed). Each feature a release may lack is a
 `Requirement`: a case that the installed version cannot express is skipped with a reason naming
-the version, never silently altered. tests/test_compat.py checks every entry against the
+the version, never silently altered. An argument a release started taking in another place is a
+`Move`. tests/test_compat.py checks every entry against the
 installed packages' real signatures.
 """
 from __future__ import annotations
@@ -58,6 +59,26 @@ RENAMES = {r.name: r for r in (
     Rename("use_cpu", "transformers", "4.34.0", "use_cpu", "no_cuda", "SFTConfig"),
 )}
 
+@dataclass(frozen=True)
+class Move:
+    """An argument a release started taking in a new place; before it, it goes in the old one."""
+    name: str
+    package: str
+    since: str
+    new: str
+    old: str
+
+    def in_new_place(self) -> bool:
+        return version_at_least(package_version(self.package), self.since)
+
+
+MOVES = {m.name: m for m in (
+    # trl 1.8 added SFTTrainer(quantization_config=...); before, it went with the other from_pretrained
+    # arguments in SFTConfig.model_init_kwargs (trl 1.7.0's SFTTrainer raises TypeError on it)
+    Move("quantization_config", "trl", "1.8.0", "SFTTrainer", "SFTConfig.model_init_kwargs"),
+)}
+
+
 REQUIREMENTS = {r.name: r for r in (
     # before trl 0.20, completion-only loss needed DataCollatorForCompletionOnlyLM and a response template
     Requirement("completion_only_loss", "trl", "0.20.0", "completion-only loss as an SFTConfig field"),
@@ -90,6 +111,18 @@ def max_length_args(max_length: int) -> dict:
 
 def dtype_kwarg(dtype) -> dict:
     return {key("dtype"): dtype}
+
+
+def quantization_args(load_kwargs: dict) -> tuple[dict, dict]:
+    """Split from_pretrained arguments into (SFTConfig.model_init_kwargs, SFTTrainer arguments):
+    the quantization config goes where the installed trl takes it, and nowhere when there is none."""
+    init = dict(load_kwargs)
+    quant = init.pop("quantization_config", None)
+    if quant is None:
+        return init, {}
+    if MOVES["quantization_config"].in_new_place():
+        return init, {"quantization_config": quant}
+    return {**init, "quantization_config": quant}, {}
 
 
 def cannot_express(case) -> list[str]:

@@ -39,6 +39,26 @@ def test_each_rename_picks_a_name_the_installed_version_accepts(name, tmp_path):
         assert next(model.parameters()).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("name", sorted(compat.MOVES))
+def test_each_move_picks_the_place_the_installed_version_takes(name):
+    move = compat.MOVES[name]
+    assert move.new == "SFTTrainer" and move.old == "SFTConfig.model_init_kwargs"
+    from trl import SFTTrainer
+
+    takes = name in inspect.signature(SFTTrainer.__init__).parameters
+    assert move.in_new_place() == takes, f"trl {package_version('trl')}: SFTTrainer takes {name}: {takes}"
+
+
+def test_quantization_config_goes_where_trl_takes_it_and_nowhere_when_absent(monkeypatch):
+    quant, load = object(), {"dtype": "bf16", "device_map": None}
+    assert compat.quantization_args(load) == (load, {})  # no stray quantization_config=None for old trl
+    init, trainer = compat.quantization_args({**load, "quantization_config": quant})
+    assert (init, trainer) == (load, {"quantization_config": quant})  # installed trl >= 1.8
+    monkeypatch.setattr(compat, "package_version", lambda name: "1.7.0")
+    init, trainer = compat.quantization_args({**load, "quantization_config": quant})
+    assert (init, trainer) == ({**load, "quantization_config": quant}, {})
+
+
 def test_checkpointing_is_always_explicit_and_reaches_the_config():
     from trl import SFTConfig
 

@@ -14,14 +14,12 @@ def build_trainer(case: Case, model_path: str, device: str, precision: str, dtyp
     tokenizer = models.load_tokenizer(model_path)
     train.ensure_chat_template(tokenizer)
     load_kwargs = train.model_init_kwargs(case, device, dtype)
-    quant = load_kwargs.pop("quantization_config", None)
-    args = train._sft_config(case, output_dir, device, precision, load_kwargs)
+    init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
+    args = train._sft_config(case, output_dir, device, precision, init_kwargs)
     # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.
     trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, **{compat.key("processing_class"): tokenizer},
                          peft_config=train._lora_config(case) if case.is_adapter else None,
-                         quantization_config=quant, callbacks=callbacks)
-    if quant is not None:
-        load_kwargs["quantization_config"] = quant
+                         callbacks=callbacks, **trainer_kwargs)
     return trainer, tokenizer, load_kwargs
 
 
