@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suite import data
+from suite.env import package_version
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|end|>"]
 
@@ -103,10 +104,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("FTSUITE_CACHE") or Path.home() / ".cache" / "ftsuite")
 
 
+def file_format() -> str:
+    """Which transformers wrote a model directory's config and tokenizer files, as far as reading
+    them back goes: files written by 5.x break 4.x's loader (the tokenizer's `extra_special_tokens`
+    list, for one), so an upgrade check across the major version needs a directory per major.
+    The weights do not depend on it: 4.56.2 and 5.23.0 initialise the tiny models identically."""
+    return f"transformers-{(package_version('transformers') or '0').split('.')[0]}"
+
+
 def materialise_tiny(arch: str, seed: int = 0, root: Path | None = None) -> Path:
     """Build (once) a tiny random model and its tokenizer into a directory and return it."""
     spec_key = json.dumps({"arch": TINY_ARCHS.get(arch), "vocab": data.vocabulary(),
-                           "template": CHAT_TEMPLATE, "seed": seed}, sort_keys=True)
+                           "template": CHAT_TEMPLATE, "seed": seed, "format": file_format()}, sort_keys=True)
     digest = hashlib.sha256(spec_key.encode()).hexdigest()[:12]
     out = (root or cache_root()) / "tiny" / f"{arch}-{digest}"
     if (out / TINY_MARKER).exists():
@@ -188,7 +197,7 @@ def random_param_count(config_file: str | Path) -> int:
 def _random_dir(config_file: str | Path, seed: int, root: Path | None, overrides: dict | None) -> tuple[Path, str]:
     spec_key = json.dumps({"config": Path(config_file).read_text(), "overrides": overrides or {},
                            "vocab": data.vocabulary(), "template": CHAT_TEMPLATE, "seed": seed,
-                           "dtype": "bfloat16"}, sort_keys=True)
+                           "dtype": "bfloat16", "format": file_format()}, sort_keys=True)
     digest = hashlib.sha256(spec_key.encode()).hexdigest()[:12]
     return (root or cache_root()) / "random" / f"{Path(config_file).stem}-{digest}", spec_key
 

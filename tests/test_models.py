@@ -1,6 +1,7 @@
 """Model sources: tiny models built offline, and the real loading code on local directories."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -47,6 +48,20 @@ def test_tiny_models_materialise_and_load_through_from_pretrained(tmp_path, arch
     assert tok("what colour is the cat ?")["input_ids"] == models.build_tokenizer()("what colour is the cat ?")["input_ids"]
     logits = model(**tok(["count from one ?"], return_tensors="pt")).logits
     assert logits.shape[-1] == len(tok)
+
+
+def test_each_transformers_major_gets_its_own_directory_with_the_same_weights(tmp_path, monkeypatch):
+    """A directory written by transformers 5 breaks 4.56's tokenizer loader (upgrade-check across
+    the major version errored on every case); within a major the directory is shared. The real
+    4.56 run is tests/test_upgrade.py::test_an_upgrade_check_across_the_transformers_major."""
+    version = {"transformers": "5.23.0"}
+    monkeypatch.setattr(models, "package_version", lambda name: version.get(name))
+    five = models.materialise_tiny("llama", root=tmp_path)
+    version["transformers"] = "5.22.2"
+    assert models.materialise_tiny("llama", root=tmp_path) == five
+    version["transformers"] = "4.56.2"
+    four = models.materialise_tiny("llama", root=tmp_path)
+    assert four != five and json.loads((four / models.TINY_MARKER).read_text())["format"] == "transformers-4"
 
 
 def test_resolve_through_env_variable_loads_a_local_directory(tiny_dir, tmp_path, monkeypatch):
