@@ -1,7 +1,10 @@
 """Imported once by the forkserver so that each case's child starts with the stack loaded.
 
-Nothing here may initialise CUDA (a forked CUDA context is unusable), and unsloth is not
-imported: it patches transformers and trl globally, which would leak into every case.
+On a CPU-only machine only: importing the stack initialises CUDA where there is a GPU (peft and
+transformers import bitsandbytes, which asks the GPU for its compute capability), and a forked
+CUDA context is unusable, so there every case is spawned and imports this itself
+(runner.train_spawned). unsloth is not imported: it patches transformers and trl globally, which
+would leak into every case.
 """
 import warnings
 

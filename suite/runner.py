@@ -23,7 +23,8 @@ STDERR_TAIL_CHARS = 4000
 # The stack must not reach the network: every model and data set is local.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_TELEMETRY": "1",
-               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "DISABLE_TQDM": "1"}
+               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "DISABLE_TQDM": "1",
+               "UNSLOTH_DISABLE_STATISTICS": "1"}
 
 
 @dataclass
@@ -154,3 +155,39 @@ def train_case(case: Case, workdir: Path, process_start: float) -> dict:
     from suite import train
 
     return train.run(case, workdir, process_start)
+
+
+def train_spawned(case: Case, workdir: Path, process_start: float) -> dict:
+    """Child entry point for a case started with "spawn", in a fresh interpreter.
+
+    On a CUDA machine every case starts so: importing the stack initialises CUDA (peft and
+    transformers import bitsandbytes, which asks the GPU for its compute capability), and a child
+    forked from a server that did so cannot use CUDA ("Cannot re-initialize CUDA in forked
+    subprocess"). unsloth cases start so everywhere: unsloth patches transformers, trl and peft
+    when imported and must come first. The interpreter's start and the imports are `import_s`,
+    left out of `setup_s`, so that set-up compares with the cases forked from the preloaded server.
+    """
+    if case.method == "unsloth":
+        from suite import models
+
+        # unsloth writes generated code to ./unsloth_compiled_cache unless told otherwise
+        os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(models.cache_root() / "unsloth_compiled_cache"))
+        import unsloth  # noqa: F401
+    import suite._preload  # noqa: F401  (the stack, as the forkserver has it)
+    from suite import train
+
+    imported = time.time()
+    out = train.run(case, workdir, imported)
+    out["timing"]["import_s"] = imported - process_start
+    return out
+
+
+def entry_point(case: Case, cuda: bool | None = None) -> tuple[Callable[..., dict], str]:
+    """The child's target and start method for a case (see train_spawned for why)."""
+    if cuda is None:
+        from suite.env import cuda_available
+
+        cuda = cuda_available()
+    if cuda or case.method == "unsloth":
+        return train_spawned, "spawn"
+    return train_case, "forkserver"

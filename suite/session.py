@@ -102,10 +102,13 @@ class RunSession:
         if case.distributed:  # ddp/fsdp: several ranks through accelerate launch, same result file
             outcome = distributed.run(case, workdir, self.timeout_s or case.timeout_s)
         else:
-            runner.ensure_started()
-            outcome = runner.run_in_child(runner.train_case, (case, workdir), workdir,
-                                          self.timeout_s or case.timeout_s)
+            target, method = runner.entry_point(case)
+            if method == "forkserver":
+                runner.ensure_started()
+            outcome = runner.run_in_child(target, (case, workdir), workdir, self.timeout_s or case.timeout_s,
+                                          method=method)
         if not outcome.ok:
+            self._drop_leftovers(workdir)
             failure = {"kind": outcome.status, "message": outcome.message, "exitcode": outcome.exitcode,
                        "stderr_tail": outcome.stderr_tail}
             return self._finish_case(case, "error", f"{outcome.status}: {outcome.message}", {}, {}, [], None,
@@ -143,6 +146,14 @@ class RunSession:
         elif self.mode != "benchmark":
             summary["note"] = "budgets are enforced in benchmark mode (--benchmark) only"
         return summary
+
+    def _drop_leftovers(self, workdir: Path) -> None:
+        """A case that died after saving (in the reload, say) leaves its checkpoint: the same
+        keep rule applies, or a 7B full fine-tune's 13.5 GB would stay on the disk."""
+        shutil.rmtree(workdir / "trainer", ignore_errors=True)
+        ckpt = workdir / "checkpoint"
+        if ckpt.is_dir() and not self._keep(sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())):
+            shutil.rmtree(ckpt, ignore_errors=True)
 
     def _keep(self, nbytes: int) -> bool:
         return self.keep_checkpoints == "always" or (self.keep_checkpoints == "auto"

@@ -47,3 +47,8 @@ def allocates(mib, process_start):
     import psutil
 
     return {"rss": psutil.Process().memory_info().rss}
+
+
+def imported(names, process_start):
+    """Which of these modules the child started with (a spawned child starts with none of the stack)."""
+    return {"loaded": sorted(n for n in names if n in sys.modules)}

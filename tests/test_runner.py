@@ -54,3 +54,23 @@ def test_memory_is_the_childs_own(tmp_path):
     big = runner.run_in_child(t.allocates, (200,), tmp_path / "a", timeout_s=120).payload["rss"]
     small = runner.run_in_child(t.allocates, (1,), tmp_path / "b", timeout_s=120).payload["rss"]
     assert big - small > 150 * 2**20
+
+
+def test_unsloth_and_gpu_cases_start_in_a_fresh_interpreter_without_the_stack(tmp_path):
+    """unsloth must be imported before transformers/trl/peft, which the forkserver preloads; on a GPU
+    the preload's imports initialise CUDA, which a forked child cannot use."""
+    from suite.cases import load_cases
+    from tests.helpers import write_cases
+
+    d = write_cases(tmp_path, "matrix:\n  - {models: [tiny-llama], methods: [unsloth, qlora]}\n")
+    cases = load_cases(d)
+    assert {c.method: runner.entry_point(c, cuda=False) for c in cases} == {
+        "unsloth": (runner.train_spawned, "spawn"), "qlora": (runner.train_case, "forkserver")}
+    # on a GPU every case is spawned: the preloaded stack would have initialised CUDA before forking
+    assert {runner.entry_point(c, cuda=True) for c in cases} == {(runner.train_spawned, "spawn")}
+    stack = ("transformers", "trl", "peft", "torch")
+    fresh = runner.run_in_child(t.imported, (stack,), tmp_path / "spawn", timeout_s=120, method="spawn")
+    preloaded = runner.run_in_child(t.imported, (stack,), tmp_path / "fork", timeout_s=300)
+    assert fresh.ok and fresh.payload["loaded"] == [], fresh.stderr_tail
+    assert preloaded.ok and preloaded.payload["loaded"] == sorted(stack)
+    assert runner.OFFLINE_ENV["UNSLOTH_DISABLE_STATISTICS"] == "1"
