@@ -416,6 +416,12 @@ def validate_combination(case: Case) -> str | None:
         return f"completion_only loss needs a prompt-completion format ({', '.join(PROMPT_FORMATS)}), not {case.dataset}"
     if case.method == "unsloth" and {"flash_attn", "eager", "sdpa"} & set(case.features):
         return "unsloth picks its own attention kernels; do not combine it with an attention variant"
+    if case.method == "unsloth" and case.model.arch == "qwen2" and (case.model.size == "tiny" or case.model.config):
+        # unsloth reloads the tokenizer with AutoTokenizer, which transformers 5 resolves to Qwen2's
+        # BPE class for a qwen2 directory: the suite's word-level tokenizer would be lost
+        return ("unsloth with a qwen2 model built by the suite: unsloth reloads the tokenizer through "
+                "AutoTokenizer, which maps a qwen2 directory to Qwen2's BPE class and loses the suite's "
+                "word-level tokenizer; use a built llama or mistral model, or real Qwen2 weights")
     dist = [f for f in case.features if f in DISTRIBUTED]
     if len(dist) > 1:
         return f"at most one of {', '.join(DISTRIBUTED)}, got {' and '.join(dist)}"

@@ -115,6 +115,8 @@ BAD_INPUTS = [
      "completion_only loss needs a prompt-completion format"),
     ("matrix:\n  - {models: [tiny-llama], methods: [unsloth], features: [eager]}\n", "matrix[0]",
      "unsloth picks its own attention"),
+    ("matrix:\n  - {models: [tiny-qwen2], methods: [unsloth]}\n", "matrix[0]",
+     "unsloth with a qwen2 model built by the suite"),
     ("matrix:\n  - {models: [tiny-llama], methods: [lora], training: {max_steps: 4}}\n", "matrix[0]",
      "must be at least 2 x checks.loss_window"),
     ("matrix:\n  - {models: [tiny-llama], methods: [lora]}\n  - {models: [tiny-llama], methods: [lora]}\n",
