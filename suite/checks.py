@@ -6,6 +6,7 @@ says what went wrong without opening the record.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 from suite.cases import Case
@@ -145,6 +146,26 @@ class ReloadMatches:
                            f"trained model (max abs diff; bound {self.atol:g})", value=diff, bound=self.atol)
 
 
+@dataclass(frozen=True)
+class AttentionRan:
+    """The attention implementation the case asked for is the one whose operators ran (from the
+    profiled step's operator names, suite.measure.AttentionOpsCallback): a silent fallback from
+    flash-attn 2 or SDPA to another kernel changes every speed and memory figure."""
+
+    name: str = "attention_ran"
+
+    def evaluate(self, case_id: str, implementation: str, ops: dict[str, int]) -> CheckResult:
+        sdpa = sorted(k for k in ops if "_scaled_dot_product_" in k)
+        fa2 = sorted(k for k in ops if re.search(r"flash_?attn", k, re.IGNORECASE))
+        expected = {"sdpa": bool(sdpa), "flash_attention_2": bool(fa2), "eager": not ops}.get(implementation)
+        if expected is None:
+            return CheckResult(self.name, True, f"{case_id}: {implementation} attention is not checked")
+        seen = ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())) or "no attention operator (eager)"
+        verdict = "ran" if expected else "was asked for, but the profiled step ran"
+        return CheckResult(self.name, expected, f"{case_id}: {implementation} attention {verdict}: {seen}",
+                           value=float(len(ops)))
+
+
 def run_all(case: Case, payload: dict, inv: Inventory | None) -> list[CheckResult]:
     """Every check that applies to the case."""
     c = case.checks
@@ -167,4 +188,7 @@ def run_all(case: Case, payload: dict, inv: Inventory | None) -> list[CheckResul
     if reload:
         results.append(ReloadMatches(c.logits_atol).evaluate(case.id, float(reload["max_abs_logit_diff"]),
                                                               reload["loader"]))
+    ops = (payload.get("device") or {}).get("attention_ops")
+    if ops is not None and case.method != "unsloth":  # unsloth picks its own kernels; recorded, not checked
+        results.append(AttentionRan().evaluate(case.id, case.attention, ops))
     return results

@@ -6,6 +6,7 @@ logging the trainer already does (logging_steps=1 reads the loss) is what closes
 """
 from __future__ import annotations
 
+import re
 import resource
 import threading
 import time
@@ -136,3 +137,23 @@ class MeasureCallback(TrainerCallback):
     @property
     def step_times(self) -> list[float]:
         return [b - a for a, b in zip(self.step_starts, self.step_starts[1:])]
+
+
+# The operators that say which attention kernel ran: SDPA's backends (flash, efficient, cudnn,
+# math, and the CPU ones), flash-attn 2's and xformers' (unsloth's). Not the dispatching
+# aten::scaled_dot_product_attention itself, which only says SDPA was asked.
+ATTENTION_OPS = re.compile(r"_scaled_dot_product_|flash_?attn|xformers|fmha|efficient_attention", re.IGNORECASE)
+
+
+
+def attention_ops(trainer) -> dict[str, int]:
+    """Which attention operators a training step calls: one more forward and backward on a
+    training batch under torch's profiler (CPU-side operator records, which name the kernel's
+    backend on a GPU too), after everything else is measured: inside training, the profiler cost
+    a tiny CPU case 12% of its step time and 4% of its RSS (benchmarks/overhead.py)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batch = next(iter(trainer.get_train_dataloader()))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer.training_step(trainer.model, batch)
+    return {e.key: e.count for e in prof.key_averages() if ATTENTION_OPS.search(e.key)}

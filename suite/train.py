@@ -58,6 +58,12 @@ def _sft_config(case: Case, output_dir: Path, device: str, precision: str, model
         **compat.checkpointing_args("gradient_checkpointing" in case.features),
         **compat.max_length_args(t.max_length),
     )
+    # Explicit, so that every backend trains alike: unsloth's patched SFTConfig defaults to
+    # optim="adamw_8bit" and padding_free=None (it may turn padding-free batching on by itself),
+    # which would make its side-by-side with the HF case compare optimisers and batching too.
+    kwargs["optim"] = _transformers_default_optim()
+    if "packing" not in case.features and "padding_free" in compat.sft_config_fields():
+        kwargs["padding_free"] = False
     if case.effective_loss == "assistant_only":
         kwargs["assistant_only_loss"] = True
     elif case.dataset in ("prompt_completion", "conversational_pc"):
@@ -66,6 +72,16 @@ def _sft_config(case: Case, output_dir: Path, device: str, precision: str, model
         kwargs["model_init_kwargs"] = model_init_kwargs
     kwargs.update(dict(t.extra))
     return SFTConfig(**kwargs)
+
+
+def _transformers_default_optim() -> str:
+    """transformers' own default optimiser (adamw_torch_fused from torch 2.8), not a subclass's."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    field = next(f for f in dataclasses.fields(TrainingArguments) if f.name == "optim")
+    return getattr(field.default, "value", field.default)
 
 
 def _bnb_config(dtype):
@@ -101,10 +117,14 @@ def ensure_chat_template(tokenizer) -> None:
 def _probe_logits(model, tokenizer, device: str):
     import torch
 
+    # Right padding, said explicitly (unsloth sets its tokenizers to pad on the left), and only
+    # the positions that hold a token: logits at padding are not the model's answer to anything.
+    tokenizer.padding_side = "right"
     enc = tokenizer(PROBE_TEXTS, return_tensors="pt", padding=True).to(model.device if device == "cuda" else "cpu")
     model.eval()
     with torch.no_grad():
-        return model(**enc).logits.float().cpu()
+        logits = model(**enc).logits.float().cpu()
+    return logits[enc["attention_mask"].cpu().bool()]
 
 
 def _param_summary(model, is_adapter: bool) -> dict:
@@ -154,8 +174,8 @@ def _quantized_summary(model) -> dict | None:
 
 
 def _sdpa_backends() -> dict[str, bool]:
-    """Which kernels torch's SDPA may pick (the flash one only for fp16/bf16 without an arbitrary mask):
-    what a case without flash-attn 2 ran on instead, as far as torch tells."""
+    """Which kernels torch's SDPA was allowed to pick (the flash one only for fp16/bf16 without an
+    arbitrary mask). What it did pick is in `attention_ops`."""
     import torch
 
     b = torch.backends.cuda
@@ -195,7 +215,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
     import torch
     from transformers import set_seed
 
-    from suite.measure import CountingCollator, DeviceMemorySampler, MeasureCallback, current_rss_bytes
+    from suite.measure import CountingCollator, DeviceMemorySampler, MeasureCallback, attention_ops, current_rss_bytes
 
     device, precision, dtype = _device_and_dtype(case)
     set_seed(case.training.seed)
@@ -206,6 +226,8 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         torch.set_num_threads(int(os.environ.get("FTSUITE_CPU_THREADS", "1")))
     resolved = models.resolve(case.model.size, arch=case.model.arch, hub_id=case.model.hub_id,
                               env=case.model.env, path=case.model.path, config=case.model.config)
+    if device == "cuda":  # building a 7B shape put a whole bf16 model on the GPU: not this case's peak
+        torch.cuda.reset_peak_memory_stats()
     measure = MeasureCallback()
     timing: dict[str, float] = {}
     start_rss = current_rss_bytes()
@@ -228,7 +250,10 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         t0 = time.perf_counter()
         result = trainer.train()
         timing["train_s"] = time.perf_counter() - t0
-        probe = _probe_logits(trainer.model, tokenizer, device)
+        # Without the mixed-precision wrapper accelerate put on forward (bf16 autocast on a GPU): the
+        # reloaded model has none, and the check compares the two models, not two precisions.
+        probe = _probe_logits(trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False),
+                              tokenizer, device)
         ckpt = workdir / "checkpoint"
         t0 = time.perf_counter()
         trainer.save_model(str(ckpt))
@@ -242,6 +267,9 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
     reloaded, loader = backend.reload(case, resolved.path, ckpt, load_kwargs)
     diff = (reloaded - probe).abs().max().item() if reloaded.shape == probe.shape else float("inf")
     timing["reload_s"] = time.perf_counter() - t0
+    # Not for ddp/fsdp (one rank's extra step would need the others) nor unsloth (its model is in
+    # inference mode after train()): those records say None and have no attention check.
+    ops = attention_ops(trainer) if trainer.args.world_size == 1 and case.method != "unsloth" else None
     if resolved.built_s:  # a one-off fill of the model cache, like a download: not this case's set-up
         timing["materialise_s"] = resolved.built_s
     if measure.first_step_at is not None:
@@ -263,6 +291,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         "checkpoint": {"dir": str(ckpt), "kind": "adapter" if case.is_adapter else "full"},
         "reload": {"loader": loader, "max_abs_logit_diff": diff, "probe_shape": list(probe.shape)},
         "device": {"type": device, "precision": precision, "threads": torch.get_num_threads(),
+                   "attention_ops": ops,
                    "name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                    **({"sdpa_backends": _sdpa_backends()} if device == "cuda" else {})},
         "resolved": {
@@ -272,7 +301,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
                 "max_steps", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                 "packing", "padding_free", "neftune_noise_alpha", "gradient_checkpointing", "max_length",
                 "max_seq_length", "completion_only_loss", "assistant_only_loss", "bf16", "fp16", "use_cpu",
-                "seed", "loss_type")},
+                "seed", "loss_type", "optim")},
         },
         "warnings": sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
     }

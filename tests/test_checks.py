@@ -8,7 +8,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from suite import checkpoint
-from suite.checks import AdapterOnly, HoldsWholeModel, LossDecreases, ReloadMatches, SizeMatches
+from suite.checks import AdapterOnly, AttentionRan, HoldsWholeModel, LossDecreases, ReloadMatches, SizeMatches
 
 CASE = "tiny-llama/lora/base"
 
@@ -112,6 +112,27 @@ def test_reload_check():
     res = ReloadMatches(1e-4).evaluate(CASE, 0.5, "PeftModel.from_pretrained")
     assert not res.passed and "within 0.5" in res.message and "bound 0.0001" in res.message
     assert not ReloadMatches(1e-4).evaluate(CASE, math.inf, "x").passed
+
+
+# operator names as torch's profiler reports them (CPU SDPA measured here; the CUDA ones are torch's
+# backend operators, flash-attn 2.7's custom operator and its older autograd function)
+SDPA_CPU = {"aten::_scaled_dot_product_flash_attention_for_cpu": 2,
+            "aten::_scaled_dot_product_flash_attention_for_cpu_backward": 2}
+SDPA_CUDA = {"aten::_scaled_dot_product_efficient_attention": 32}
+FA2 = {"flash_attn::_flash_attn_forward": 32, "FlashAttnFuncBackward": 32}
+
+
+@pytest.mark.parametrize("impl,ops,passed", [
+    ("sdpa", SDPA_CPU, True), ("sdpa", SDPA_CUDA, True), ("sdpa", {}, False), ("sdpa", FA2, False),
+    ("eager", {}, True), ("eager", SDPA_CPU, False),
+    ("flash_attention_2", FA2, True), ("flash_attention_2", SDPA_CUDA, False),
+    ("flash_attention_2", {"FlashAttnFuncBackward": 2}, True),
+])
+def test_attention_check_matches_the_asked_implementation_with_the_operators_that_ran(impl, ops, passed):
+    res = AttentionRan().evaluate(CASE, impl, ops)
+    assert res.passed is passed, res.message
+    if not passed:
+        assert "was asked for, but the profiled step ran" in res.message and CASE in res.message
 
 
 def test_safetensors_inventory_reads_headers_and_rejects_truncation(tmp_path):

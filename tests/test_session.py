@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from suite import results
+from suite import results, train
 from suite.cases import load_cases
 from suite.session import RunSession
 from tests.helpers import write_cases
@@ -28,13 +28,21 @@ def test_a_passing_adapter_case_leaves_a_valid_record_and_checkpoint(tmp_path, c
     assert res.status == "passed", res.failure_messages
     rec = results.read_record(res.record_path)
     assert rec["case_id"] == "tiny-llama/lora/base" and rec["fingerprint"] == cases["tiny-llama/lora/base"].fingerprint
-    assert {c["name"] for c in rec["checks"]} == {"loss_decreases", "adapter_only", "checkpoint_size", "reload_logits"}
+    assert {c["name"] for c in rec["checks"]} == {"loss_decreases", "adapter_only", "checkpoint_size", "reload_logits",
+                                                "attention_ran"}
+    assert any("_scaled_dot_product_" in op for op in rec["device"]["attention_ops"])  # SDPA, the default
     assert all(c["passed"] for c in rec["checks"])
     assert rec["checkpoint"]["weight_files"] == ["adapter_model.safetensors"] and rec["checkpoint"]["kept"]
     assert rec["params"]["trainable"] < rec["params"]["total"]
     assert rec["metrics"]["tokens_per_s"]["better"] == "higher" and rec["metrics"]["tokens_per_s"]["value"] > 0
     assert len(rec["loss_curve"]) == 30 and rec["environment"]["packages"]["trl"]
     assert rec["resolved"]["args"]["gradient_checkpointing"] is False  # trl's default is True; the case said no
+    # said explicitly, so that unsloth's patched config (adamw_8bit, automatic padding-free) cannot differ
+    assert rec["resolved"]["args"]["optim"] == "adamw_torch_fused" and rec["resolved"]["args"]["padding_free"] is False
+    # the reload probe compares the positions that hold a token (right padding), not the padding
+    shape = rec["reload"]["probe_shape"]
+    # (the word-level tokenizer: one token per word, no BOS; padded, the batch would have 2 x 9)
+    assert len(shape) == 2 and shape[0] == sum(len(t.split()) for t in train.PROBE_TEXTS) == 16, shape
     session.finish()
     manifest = results.read_manifest(tmp_path / "run1")
     assert manifest["counts"] == {"passed": 1} and manifest["finished_at"]
@@ -81,3 +89,30 @@ def test_records_of_a_rerun_into_the_same_run_id_are_kept(tmp_path, cases):
     assert first.record_path != second.record_path and first.record_path.exists()
     manifest = results.read_manifest(tmp_path / "same")
     assert manifest["records"][case.id] == [first.record_path.name, second.record_path.name]
+
+
+def test_a_spawned_case_trains_and_keeps_its_imports_out_of_set_up(tmp_path, cases):
+    """The path every case takes on a GPU (and unsloth's everywhere): a fresh interpreter that
+    imports the stack itself; the imports are import_s, not setup_s."""
+    from suite import runner
+
+    out = runner.run_in_child(runner.train_spawned, (cases["tiny-llama/lora/base"], tmp_path), tmp_path, 600,
+                              method="spawn")
+    assert out.ok, out.message + out.stderr_tail
+    timing = out.payload["timing"]
+    # measured here: import_s 5.5 s, setup_s 0.54 s spawned against 0.60 s forked; were the imports in
+    # set-up, it would be at least import_s + build_s
+    assert timing["import_s"] > 0.5 and timing["build_s"] <= timing["setup_s"] < timing["build_s"] + timing["import_s"]
+    assert len(out.payload["loss_curve"]) == 30 and out.payload["reload"]["max_abs_logit_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("keep,kept", [("auto", False), ("never", False), ("always", True)])
+def test_a_case_that_died_after_saving_leaves_no_large_checkpoint(tmp_path, keep, kept):
+    from suite import session as session_mod
+
+    workdir = tmp_path / "case"
+    (workdir / "checkpoint").mkdir(parents=True)
+    with open(workdir / "checkpoint" / "model.safetensors", "wb") as fh:  # sparse: large, costs nothing
+        fh.truncate(session_mod.KEEP_CHECKPOINT_BYTES + 1)
+    RunSession(tmp_path / "results", "r", keep_checkpoints=keep)._drop_leftovers(workdir)
+    assert (workdir / "checkpoint").exists() is kept
