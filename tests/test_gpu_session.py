@@ -29,3 +29,14 @@ def test_an_unknown_part_is_a_usage_error(tmp_path):
     proc = subprocess.run(["bash", "benchmarks/gpu_session.sh", "everything", "x"], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "OUT": str(tmp_path)})
     assert proc.returncode == 2 and "unknown part 'everything'" in proc.stderr
+
+
+def test_a_part_past_its_time_stops_and_still_leaves_its_log(tmp_path):
+    """Inside a 10-minute device call the part must stop in time to pack what it has."""
+    run_id = f"gpu-session-late-{os.getpid()}"
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "FTSUITE_RESULTS": str(tmp_path / "results"),
+           "FTSUITE_REPORTS": str(tmp_path / "reports"), "PART_TIMEOUT_S": "1"}
+    proc = subprocess.run(["bash", "benchmarks/gpu_session.sh", "smoke", run_id], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 124, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ran past PART_TIMEOUT_S=1 s" in proc.stderr and (tmp_path / "out" / f"{run_id}.log").is_file()
