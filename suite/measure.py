@@ -145,7 +145,6 @@ class MeasureCallback(TrainerCallback):
 ATTENTION_OPS = re.compile(r"_scaled_dot_product_|flash_?attn|xformers|fmha|efficient_attention", re.IGNORECASE)
 
 
-
 def attention_ops(trainer) -> dict[str, int]:
     """Which attention operators a training step calls: one more forward and backward on a
     training batch under torch's profiler (CPU-side operator records, which name the kernel's
