@@ -108,7 +108,7 @@ class RunSession:
             outcome = runner.run_in_child(target, (case, workdir), workdir, self.timeout_s or case.timeout_s,
                                           method=method)
         if not outcome.ok:
-            self._drop_leftovers(workdir)
+            self._drop_outputs(workdir)
             failure = {"kind": outcome.status, "message": outcome.message, "exitcode": outcome.exitcode,
                        "stderr_tail": outcome.stderr_tail}
             return self._finish_case(case, "error", f"{outcome.status}: {outcome.message}", {}, {}, [], None,
@@ -125,9 +125,7 @@ class RunSession:
         failed = [c for c in results_ if not c.passed]
         status = "failed" if failed else "passed"
         reason = "; ".join(c.message for c in failed)
-        shutil.rmtree(workdir / "trainer", ignore_errors=True)  # empty with save_strategy="no"
-        if inv is not None and not self._keep(inv.total_bytes):
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        self._drop_outputs(workdir)
         return self._finish_case(case, status, reason, payload, values, results_, inv, None, started, repeat)
 
     def _metric_values(self, case: Case, payload: dict, inv) -> dict[str, float]:
@@ -147,10 +145,10 @@ class RunSession:
             summary["note"] = "budgets are enforced in benchmark mode (--benchmark) only"
         return summary
 
-    def _drop_leftovers(self, workdir: Path) -> None:
-        """A case that died after saving (in the reload, say) leaves its checkpoint: the same
-        keep rule applies, or a 7B full fine-tune's 13.5 GB would stay on the disk."""
-        shutil.rmtree(workdir / "trainer", ignore_errors=True)
+    def _drop_outputs(self, workdir: Path) -> None:
+        """The checkpoint goes unless the keep rule keeps it, whether the case passed, failed or
+        died after saving (in the reload, say): a 7B full fine-tune's 13.5 GB must not stay."""
+        shutil.rmtree(workdir / "trainer", ignore_errors=True)  # empty with save_strategy="no"
         ckpt = workdir / "checkpoint"
         if ckpt.is_dir() and not self._keep(sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())):
             shutil.rmtree(ckpt, ignore_errors=True)

@@ -114,5 +114,5 @@ def test_a_case_that_died_after_saving_leaves_no_large_checkpoint(tmp_path, keep
     (workdir / "checkpoint").mkdir(parents=True)
     with open(workdir / "checkpoint" / "model.safetensors", "wb") as fh:  # sparse: large, costs nothing
         fh.truncate(session_mod.KEEP_CHECKPOINT_BYTES + 1)
-    RunSession(tmp_path / "results", "r", keep_checkpoints=keep)._drop_leftovers(workdir)
+    RunSession(tmp_path / "results", "r", keep_checkpoints=keep)._drop_outputs(workdir)
     assert (workdir / "checkpoint").exists() is kept
