@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from suite.checks import CheckResult
-from suite.errors import CaseError
+from suite.errors import CaseError, not_utf8
 
 # budget field -> (metric on CUDA, metric on CPU, "max" bound or "min" bound, unit)
 BUDGET_FIELDS: dict[str, tuple[str, str, str, str]] = {
@@ -70,7 +70,9 @@ def load_profile(budgets_dir: str | Path, profile: str) -> list[Entry]:
         return []
     file = str(path)
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise CaseError(file, "(document)", not_utf8(exc)) from None
     except yaml.YAMLError as exc:
         raise CaseError(file, "(document)", f"not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or set(doc) - {"profile", "budgets"}:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from suite.errors import CaseError
+from suite.errors import CaseError, not_utf8
 
 METHODS = ("full", "lora", "qlora", "unsloth")
 ADAPTER_METHODS = ("lora", "qlora", "unsloth")
@@ -222,7 +222,11 @@ _DEFAULT_KEYS = {"training", "lora", "checks", "benchmark", "timeout_s", "by_siz
 
 def _read_yaml(path: Path) -> dict:
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CaseError(_display(path), "(document)", not_utf8(exc)) from None
+    except OSError as exc:
+        raise CaseError(_display(path), "(document)", f"cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(document)"
@@ -260,6 +264,26 @@ def _coerce(file: str, where: str, value: Any, default: Any) -> Any:
     return value
 
 
+# Values the stack would refuse (or silently misread) later, refused when the file loads:
+# (section, field) -> (holds?, what the value must be). Every other number must not be negative.
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+                 "warmup_stable_decay")  # transformers' SchedulerType
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+_RULES: dict[tuple[str, str], tuple[Any, str]] = {
+    ("LoraSpec", "r"): (lambda v: v >= 1, "must be at least 1 (peft refuses a rank of 0)"),
+    ("LoraSpec", "alpha"): (lambda v: v > 0, "must be positive (the adapter's scale is alpha / r)"),
+    ("LoraSpec", "dropout"): (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("Training", "learning_rate"): (lambda v: v > 0, "must be positive"),
+    ("Training", "neftune_alpha"): (lambda v: v > 0, "must be positive"),
+    ("Training", "lr_scheduler"): (lambda v: v in LR_SCHEDULERS, f"must be one of {', '.join(LR_SCHEDULERS)}"),
+    ("Training", "precision"): (lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
+    ("CheckSpec", "loss_window"): (lambda v: v >= 1, "must be at least 1"),
+    ("CheckSpec", "loss_margin"): (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("CheckSpec", "curve_drift"): (lambda v: v > 0, "must be positive"),
+}
+
+
 def _section(file: str, where: str, raw: Any, base: Any) -> Any:
     if not isinstance(raw, dict):
         raise CaseError(file, where, f"must be a mapping, got {raw!r}")
@@ -282,6 +306,9 @@ def _section(file: str, where: str, raw: Any, base: Any) -> Any:
     for key, value in updates.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise CaseError(file, f"{where}.{key}", f"must not be negative, got {value}")
+        rule = _RULES.get((type(base).__name__, key))
+        if rule is not None and not rule[0](value):
+            raise CaseError(file, f"{where}.{key}", f"{rule[1]}, got {value!r}")
     return replace(base, **updates)
 
 
@@ -353,10 +380,12 @@ def _load_model(file: str, name: str, raw: Any, directory: Path) -> ModelSpec:
 def _read_model_config(file: str, where: str, path: Path, arch: str | None) -> dict:
     """The config file of a 7B-shaped model: where it is and the digest of what it says."""
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
         doc = json.loads(text)
     except OSError as exc:
         raise CaseError(file, where, f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CaseError(file, where, f"{path}: {not_utf8(exc)}") from None
     except json.JSONDecodeError as exc:
         raise CaseError(file, where, f"{path} is not JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("model_type"), str):

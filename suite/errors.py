@@ -20,3 +20,11 @@ class RecordError(SuiteError):
     def __init__(self, path: str, message: str):
         self.path, self.message = path, message
         super().__init__(f"{path}: {message}")
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8, said so that the user can find the byte."""
+    data = exc.object if isinstance(exc.object, (bytes, bytearray)) else b""
+    line = data[: exc.start].count(b"\n") + 1
+    byte = f"byte 0x{data[exc.start]:02x}" if exc.start < len(data) else "a byte"
+    return f"not UTF-8 text: {byte} at line {line} (offset {exc.start}); save the file as UTF-8"

@@ -124,6 +124,25 @@ BAD_INPUTS = [
     ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [packing+packing]}\n",
      "matrix[0].features[0]", "listed twice"),
     ("matrix:\n  - {models: [tiny-llama], methods: []}\n", "matrix[0].methods", "non-empty list"),
+    # values peft or trl would refuse (or misread) only when the case runs
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], lora: {r: 0}}\n", "matrix[0].lora.r",
+     "must be at least 1 (peft refuses a rank of 0)"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], lora: {alpha: -16}}\n", "matrix[0].lora.alpha",
+     "must not be negative"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], lora: {alpha: 0}}\n", "matrix[0].lora.alpha",
+     "must be positive"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], lora: {dropout: 1.0}}\n", "matrix[0].lora.dropout",
+     "must be in [0, 1)"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], lora: {dropout: 1.5}}\n", "matrix[0].lora.dropout",
+     "must be in [0, 1)"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], training: {learning_rate: 0}}\n",
+     "matrix[0].training.learning_rate", "must be positive"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], training: {lr_scheduler: cosin}}\n",
+     "matrix[0].training.lr_scheduler", "must be one of linear, cosine"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], training: {precision: bf32}}\n",
+     "matrix[0].training.precision", "must be one of auto, bf16"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], checks: {loss_margin: 1.2}}\n",
+     "matrix[0].checks.loss_margin", "must be in [0, 1)"),
 ]
 
 
@@ -150,6 +169,21 @@ def test_bad_model_declarations(tmp_path, models, field, words):
     with pytest.raises(CaseError) as err:
         load_cases(d)
     assert err.value.file.endswith("models.yaml") and err.value.field == field and words in err.value.message
+
+
+def test_a_case_file_that_is_not_utf8_is_named(tmp_path):
+    d = write_cases(tmp_path, "")
+    (d / "matrix.yaml").write_bytes(b"matrix:\n  - {models: [tiny-llama], methods: [lora]}  # caf\xe9\n\xff\n")
+    with pytest.raises(CaseError) as err:
+        load_cases(d)
+    assert err.value.file.endswith("matrix.yaml"), err.value
+    assert "not UTF-8 text: byte 0xe9 at line 2" in err.value.message, err.value
+
+
+def test_a_defaults_file_value_is_checked_like_an_entry(tmp_path):
+    d = write_cases(tmp_path, "matrix: []\n", defaults="defaults:\n  by_method: {lora: {lora: {r: 0}}}\n")
+    with pytest.raises(CaseError, match=r"_base.yaml: defaults.by_method.lora.lora.r: must be at least 1"):
+        load_cases(d)
 
 
 def test_bad_defaults(tmp_path):
