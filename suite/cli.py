@@ -51,7 +51,7 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"{kind}: {path}", file=sys.stderr)
     for run, err in rep.unreadable:
         print(f"warning: skipped an unreadable record of run {run}: {err}", file=sys.stderr)
-    failing = compare.gated(rep.frame, fail_on) if candidates else rep.frame.iloc[0:0]
+    failing = compare.gated(rep.gate_frame, fail_on)
     if len(failing):
         what = ", ".join(f"{n} {v}" for v, n in compare.counts(failing).items())
         print(f"gate fails: {what} (--fail-on {args.fail_on})", file=sys.stderr)
@@ -142,6 +142,12 @@ def cmd_budgets_derive(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def compare_defaults() -> str:
+    from suite.compare import DEFAULT_FAIL_ON
+
+    return DEFAULT_FAIL_ON
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     for p, default_m in ((up, "tiny"), (bis, "tiny")):
         p.add_argument("-m", default=default_m, metavar="EXPR", help=f"marker expression (default: {default_m})")
         p.add_argument("-k", default=None, metavar="EXPR", help="case id expression, as pytest -k")
-        p.add_argument("--fail-on", default="worse,newly-failing", metavar="LIST")
+        p.add_argument("--fail-on", default=compare_defaults(), metavar="LIST",
+                       help=f"verdicts that fail the gate (default: {compare_defaults()})")
         _add_results_dir(p)
     up.add_argument("--out", default=str(ROOT / "reports" / "upgrade-check"), metavar="DIR")
     up.set_defaults(func=cmd_upgrade_check)
@@ -175,9 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "is the baseline unless --baseline is given")
     rep.add_argument("--baseline", metavar="RUN", help="the baseline run (then every RUN is a candidate)")
     rep.add_argument("--out", metavar="DIR", help="write report.md, report.html, comparison.csv/.json here")
-    rep.add_argument("--fail-on", default="worse,newly-failing", metavar="LIST",
-                     help="verdicts that fail the gate: comma list of worse, newly-failing, or none "
-                          "(default: worse,newly-failing)")
+    rep.add_argument("--fail-on", default=compare_defaults(), metavar="LIST",
+                     help=f"verdicts that fail the gate: comma list of {compare_defaults()}, or none "
+                          f"(default: all of them)")
     rep.add_argument("-q", "--quiet", action="store_true", help="do not print the Markdown")
     _add_results_dir(rep)
     rep.set_defaults(func=cmd_report)

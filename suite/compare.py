@@ -10,8 +10,10 @@ Metrics whose direction is `none` are informational: they never get `worse` or `
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
@@ -21,9 +23,18 @@ from suite.runs import Run
 
 WORSE, BETTER, NEWLY_FAILING, FIXED = "worse", "better", "newly failing", "fixed"
 NOT_COMPARABLE, WITHIN_NOISE = "not comparable", "within noise"
-VERDICTS = (WORSE, NEWLY_FAILING, NOT_COMPARABLE, FIXED, BETTER, WITHIN_NOISE)  # most urgent first
-GATES = {"worse": WORSE, "newly-failing": NEWLY_FAILING}  # --fail-on spelling -> verdict
+# What a run failed to keep: a case that passed in the baseline and has no readable record in the
+# candidate (lost), a record that cannot be read on either side (unreadable), a candidate whose
+# manifest says it did not finish or that has none (unfinished). A crashed nightly is never green.
+LOST, UNREADABLE, UNFINISHED = "lost", "unreadable", "unfinished"
+VERDICTS = (WORSE, NEWLY_FAILING, LOST, UNREADABLE, UNFINISHED, NOT_COMPARABLE, FIXED, BETTER,
+            WITHIN_NOISE)  # most urgent first
+GATES = {"worse": WORSE, "newly-failing": NEWLY_FAILING, "lost": LOST, "unreadable": UNREADABLE,
+         "unfinished": UNFINISHED}  # --fail-on spelling -> verdict
+DEFAULT_FAIL_ON = ",".join(GATES)
 STATUS = "status"  # the pseudo-metric of a case's outcome row
+RECORD = "record"  # the pseudo-metric of an unreadable record's row
+RUN = "(run)"  # the case id of a row about the whole run (an unfinished manifest)
 FAILING = ("failed", "error")
 MIN_REPEATS = 3
 # With repeats, a change must also exceed this fraction (or the metric's tolerance, if smaller):
@@ -192,13 +203,17 @@ def _metric_rows(case_id: str, brecs: list[dict], crecs: list[dict], comparable:
     return rows
 
 
-def compare_case(case_id: str, brecs: list[dict], crecs: list[dict]) -> list[dict]:
-    """Rows for one case: a status row when its outcome says something, then one row per metric."""
+def compare_case(case_id: str, brecs: list[dict], crecs: list[dict], lost: str = "") -> list[dict]:
+    """Rows for one case: a status row when its outcome says something, then one row per metric.
+    `lost` says why a case with no readable candidate record should have had one."""
     if not brecs or not crecs:
         where = "baseline" if not brecs else "candidate"
         recs = brecs or crecs
         stat = outcome(recs)[0]
-        return [_row(case_id, STATUS, NOT_COMPARABLE, f"not in the {where} run",
+        if lost and brecs and stat == "passed":
+            return [_row(case_id, STATUS, LOST, lost, baseline_status=stat, n_baseline=len(brecs))]
+        note = f"not in the {where} run" + (f" ({lost})" if lost and brecs else "")
+        return [_row(case_id, STATUS, NOT_COMPARABLE, note,
                      baseline_status=stat if brecs else None, candidate_status=stat if crecs else None)]
     (bstat, breason), (cstat, creason) = outcome(brecs), outcome(crecs)
     why = _incomparable(brecs, crecs, bstat, cstat, breason, creason)
@@ -219,11 +234,69 @@ def compare_case(case_id: str, brecs: list[dict], crecs: list[dict]) -> list[dic
     return rows
 
 
+def slug_of(case_id: str) -> str:
+    """A case id as its record's file name stem (suite/cases.py's Case.slug)."""
+    return case_id.replace("/", "__").replace(":", "-")
+
+
+def _record_owner(run: Run, file: str, known: set[str]) -> str | None:
+    """The case a record file belongs to: the manifest's listing, else its name (`<slug>[.N].json`)."""
+    for case_id, names in run.listed.items():
+        if file in names:
+            return case_id
+    stem = re.sub(r"(\.\d+)?\.json$", "", file)
+    return next((c for c in sorted(known) if slug_of(c) == stem), None)
+
+
+def integrity(run: Run, side: str, known: set[str] = frozenset()) -> tuple[list[dict], dict[str, str]]:
+    """Rows for what a run failed to keep, and case id -> why its record is gone (for `lost`).
+
+    Every unreadable record and every record the manifest lists that is not on disk is a row;
+    a candidate with no readable manifest, or one whose manifest has no finished_at, is a row too."""
+    rows, gone = [], {}
+    known = set(known) | set(run.by_case()) | set(run.listed) | set(run.planned or ())
+    manifest_errors = [e for e in run.errors if Path(e.path).name == "manifest.json"]
+    for err in run.errors:
+        if err in manifest_errors:
+            continue
+        file = Path(err.path).name
+        owner = _record_owner(run, file, known)
+        why = f"record {file} is unreadable: {err.message}"
+        rows.append(_row(owner or file, RECORD, UNREADABLE, f"{side}: {why}"))
+        if owner:
+            gone.setdefault(owner, why)
+    for case_id, names in run.listed.items():
+        for name in names:
+            if not (run.path / name).exists():
+                why = f"record {name} is listed in manifest.json but missing"
+                rows.append(_row(case_id, RECORD, UNREADABLE, f"{side}: {why}"))
+                gone.setdefault(case_id, why)
+    if side == "candidate":
+        if manifest_errors:
+            rows.append(_row(RUN, "manifest", UNFINISHED, f"manifest.json is unreadable ({manifest_errors[0].message}): "
+                                                          f"cannot tell whether the run finished"))
+        elif run.manifest is None:
+            rows.append(_row(RUN, "manifest", UNFINISHED, "no manifest.json: cannot tell whether the run finished"))
+        elif not run.manifest.get("finished_at"):
+            rows.append(_row(RUN, "manifest", UNFINISHED, f"manifest.json says the run did not finish (started "
+                                                          f"{run.manifest.get('started_at') or '?'}; "
+                                                          f"{sum(len(v) for v in run.listed.values())} records listed)"))
+    for case_id in run.planned or ():
+        if case_id not in gone and case_id not in run.by_case():
+            gone[case_id] = "selected for the run, but no record was written (did the run stop before it?)"
+    return rows, gone
+
+
 def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
     """The comparison of one candidate run with the baseline run."""
     bcases, ccases = baseline.by_case(), candidate.by_case()
+    known = set(bcases) | set(ccases)
+    brows, _ = integrity(baseline, "baseline", known)
+    crows, gone = integrity(candidate, "candidate", known)
     rows = [row for case_id in sorted(set(bcases) | set(ccases))
-            for row in compare_case(case_id, bcases.get(case_id, []), ccases.get(case_id, []))]
+            for row in compare_case(case_id, bcases.get(case_id, []), ccases.get(case_id, []),
+                                    lost=gone.get(case_id, ""))]
+    rows += brows + crows
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["baseline_run"], df["candidate_run"] = baseline.name, candidate.name
     for col in ("baseline", "candidate", "ratio", "change", "threshold"):
@@ -275,7 +348,11 @@ def parse_fail_on(text: str) -> tuple[str, ...]:
 
 def gated(df: pd.DataFrame, fail_on: Iterable[str]) -> pd.DataFrame:
     """The rows whose verdict fails the gate."""
-    return df[df["verdict"].isin(list(fail_on))] if len(df) else df
+    return df[df["verdict"].isin(list(fail_on))] if len(df) and "verdict" in df else df.iloc[0:0]
+
+
+def gate_fails(df: pd.DataFrame, fail_on: Iterable[str]) -> bool:
+    return len(gated(df, fail_on)) > 0
 
 
 ENV_KEYS = ("python", "platform", "host", "cpu_count", "torch.cuda", "torch.cudnn", "gpus", "suite.commit")

@@ -63,6 +63,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("ft_case", params)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The cases this session will run (after -m, -k and --shard): the manifest lists them, so that
+    a case with no record at the end is known to be lost, not unselected."""
+    session.config._ftsuite_planned = [item.callspec.params["ft_case"].id for item in session.items
+                                       if "ft_case" in getattr(getattr(item, "callspec", None), "params", {})]
+
+
 @pytest.fixture(scope="session")
 def ft_session(request: pytest.FixtureRequest):
     cfg = request.config
@@ -72,7 +79,8 @@ def ft_session(request: pytest.FixtureRequest):
                              mode="benchmark" if cfg.getoption("benchmark") else "regression",
                              timeout_s=cfg.getoption("case_timeout"),
                              keep_checkpoints=cfg.getoption("keep_checkpoints"),
-                             profile=cfg.getoption("budget_profile"), budgets_dir=cfg.getoption("budgets_dir"))
+                             profile=cfg.getoption("budget_profile"), budgets_dir=cfg.getoption("budgets_dir"),
+                             planned=getattr(cfg, "_ftsuite_planned", None))
     except CaseError as exc:
         raise pytest.UsageError(f"invalid budget file: {exc}") from None
     cfg._ftsuite_session = session

@@ -31,12 +31,26 @@ class Report:
     candidates: list[Run]
     frame: pd.DataFrame  # compare.compare(), or compare.summarize() when there is no candidate
     unreadable: list[tuple[str, RecordError]] = field(default_factory=list)
+    # A one-run report's own integrity rows (unreadable records, an unfinished run): they gate it.
+    integrity: pd.DataFrame | None = None
 
     @classmethod
     def build(cls, baseline: Run, candidates: list[Run]) -> Report:
         frame = compare.compare(baseline, candidates) if candidates else compare.summarize(baseline)
         unreadable = [(run.name, err) for run in [baseline, *candidates] for err in run.errors]
-        return cls(baseline, candidates, frame, unreadable)
+        integrity = None
+        if not candidates:
+            rows, _ = compare.integrity(baseline, "candidate")
+            integrity = pd.DataFrame(rows, columns=compare.COLUMNS)
+        return cls(baseline, candidates, frame, unreadable, integrity)
+
+    @property
+    def gate_frame(self) -> pd.DataFrame:
+        """The rows the gate reads: the comparison, or a one-run report's integrity rows."""
+        return self.frame if self.candidates else self.integrity
+
+    def gate_fails(self, fail_on: tuple[str, ...]) -> bool:
+        return compare.gate_fails(self.gate_frame, fail_on)
 
     @property
     def runs(self) -> list[Run]:
@@ -130,7 +144,7 @@ def apart(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Label -> the status rows of that kind (labels with no row left out)."""
     if not len(df):
         return {}
-    status = df[df["metric"] == compare.STATUS]
+    status = df[(df["metric"] == compare.STATUS) & (df["verdict"] == compare.NOT_COMPARABLE)]
     out = {}
     for label, (b, c) in APART.items():
         match = [(status[col].isna() if want is None else status[col].notna() if want == "*"
@@ -167,13 +181,18 @@ def text(value: object) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) or value == "" else str(value)
 
 
-def headline(df: pd.DataFrame, fail_on: tuple[str, ...]) -> str:
+def gate_summary(df: pd.DataFrame, fail_on: tuple[str, ...]) -> tuple[bool, str]:
+    """(does the gate fail?, the counts that follow the verdict in a headline)."""
     counts = compare.counts(df)
     cases = {v: df[df["verdict"] == v]["case_id"].nunique() for v in counts}
     parts = [f"{n} {v}" + (f" in {cases[v]} cases" if cases[v] != n else "") for v, n in counts.items()]
-    gated = [v for v in fail_on if counts.get(v)]
-    lead = "**Gate: fails**" if gated else "**Gate: passes**"
-    return f"{lead} (fails on: {', '.join(fail_on) or 'nothing'}) · " + (" · ".join(parts) or "nothing compared")
+    rest = f" (fails on: {', '.join(fail_on) or 'nothing'}) · " + (" · ".join(parts) or "nothing compared")
+    return compare.gate_fails(df, fail_on), rest
+
+
+def headline(df: pd.DataFrame, fail_on: tuple[str, ...]) -> str:
+    fails, rest = gate_summary(df, fail_on)
+    return ("**Gate: fails**" if fails else "**Gate: passes**") + rest
 
 
 def environment_md(diff: pd.DataFrame) -> list[str]:
@@ -250,7 +269,9 @@ def summary_md(report: Report) -> list[str]:
     status = df[df["metric"] == compare.STATUS]
     counts = status["status"].value_counts().to_dict()
     pk = report.baseline.environment.get("packages") or {}
-    lines = [" · ".join(f"{counts[s]} {s}" for s in ("passed", "failed", "error", "skipped") if counts.get(s)),
+    problems = report.integrity if report.integrity is not None else pd.DataFrame(columns=compare.COLUMNS)
+    lines = [f"**Unfinished**: {md(r.note)}\n" for r in problems.itertuples() if r.verdict == compare.UNFINISHED]
+    lines += [" · ".join(f"{counts[s]} {s}" for s in ("passed", "failed", "error", "skipped") if counts.get(s)),
              "", "Packages: " + ", ".join(f"{p} {md(pk[p])}" for p in HEADLINE_PACKAGES if pk.get(p)) + ".", "",
              "| case | status | " + " | ".join(SUMMARY_METRICS.values()) + " |",
              "|---|---|" + "---:|" * len(SUMMARY_METRICS)]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from suite import compare, plots
 from suite.report import (SUMMARY_METRICS, Report, apart, flagged, fmt_band, fmt_change, fmt_value,
-                          headline, text)
+                          gate_summary, text)
 from suite.runs import Run
 
 CSS = """
@@ -21,7 +21,7 @@ h3{font-size:15px;margin:18px 0 6px}
 table{border-collapse:collapse;margin:6px 0 12px} td,th{border:1px solid #d0d7de;padding:3px 7px;vertical-align:top}
 th{background:#f6f8fa;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
-.worse,.newly-failing{background:#ffebe9} .better,.fixed{background:#dafbe1} .not-comparable{background:#fff8c5}
+.worse,.newly-failing,.lost,.unreadable,.unfinished{background:#ffebe9} .better,.fixed{background:#dafbe1} .not-comparable{background:#fff8c5}
 .gate-fails{color:#cf222e;font-weight:600} .gate-passes{color:#1a7f37;font-weight:600}
 .changed td{background:#fff8c5} .muted{color:#57606a}
 .figs{display:flex;flex-wrap:wrap;gap:10px} figure{margin:0;border:1px solid #d0d7de;padding:4px}
@@ -76,9 +76,7 @@ def rows_html(df: pd.DataFrame) -> str:
 
 def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
     df = report.frame[report.frame["candidate_run"] == cand.name]
-    gate = headline(df, fail_on)
-    fails = gate.startswith("**Gate: fails**")
-    gate = gate.replace("**Gate: fails**", "").replace("**Gate: passes**", "")
+    fails, gate = gate_summary(df, fail_on)
     counts = compare.counts(df)
     cases = {v: df[df["verdict"] == v]["case_id"].nunique() for v in counts}
     summary = table(["verdict", "rows", "cases"],

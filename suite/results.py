@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from suite.errors import RecordError
+from suite.errors import RecordError, not_utf8
 
 SCHEMA_VERSION = 1
 RECORD_KIND = "ftsuite.case-result"
@@ -41,11 +41,12 @@ def write_json_atomic(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def record_path(run_dir: Path, slug: str) -> Path:
-    """A path for a new record that never overwrites one already written (repeats get .2, .3...)."""
+def record_path(run_dir: Path, slug: str, taken: set[str] = frozenset()) -> Path:
+    """A path for a new record that never overwrites one already written (repeats get .2, .3...),
+    nor takes a name in `taken` (the manifest's listing: a deleted record's name stays its own)."""
     path = run_dir / f"{slug}.json"
     n = 2
-    while path.exists():
+    while path.exists() or path.name in taken:
         path = run_dir / f"{slug}.{n}.json"
         n += 1
     return path
@@ -76,9 +77,11 @@ def validate(doc: object, where: str) -> dict:
 def read_record(path: str | Path) -> dict:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise RecordError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RecordError(str(path), not_utf8(exc)) from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -107,7 +110,9 @@ def read_document(path: str | Path, kind: str, what: str, max_version: int = SCH
     """A JSON document of a given kind and a schema this ftsuite reads, or RecordError naming the field."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecordError(str(path), f"unreadable {what}: {not_utf8(exc)}") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise RecordError(str(path), f"unreadable {what}: {exc}") from None
     if not isinstance(doc, dict) or doc.get("kind") != kind:

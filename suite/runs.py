@@ -32,6 +32,20 @@ class Run:
             return rec.get("environment") or {}
         return {}
 
+    @property
+    def planned(self) -> list[str] | None:
+        """The case ids the run was asked to run, per its manifest (None: a manifest that does not say)."""
+        planned = (self.manifest or {}).get("planned")
+        return [str(c) for c in planned] if isinstance(planned, list) else None
+
+    @property
+    def listed(self) -> dict[str, list[str]]:
+        """Case id -> record file names, per the manifest."""
+        listed = (self.manifest or {}).get("records")
+        if not isinstance(listed, dict):
+            return {}
+        return {str(k): [str(n) for n in v] for k, v in listed.items() if isinstance(v, list)}
+
     def by_case(self) -> dict[str, list[dict]]:
         """Records grouped by case id; several records of one case are its repeats, in repeat order."""
         out: dict[str, list[dict]] = {}

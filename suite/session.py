@@ -1,7 +1,11 @@
 """A run: cases go in one at a time, records and a manifest come out under results/<run-id>/."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,9 +51,10 @@ class RunSession:
     budgets_dir: Path | None = None  # cases/budgets by default
     baselines: BaselineStore | None = None  # golden loss curves of tiny regression cases; None: not compared
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
+    planned: list[str] | None = None  # the case ids this session was asked to run (None: not known)
     _started: bool = False
     _started_at: str = ""
-    _counts: dict = field(default_factory=dict)
+    _counts: dict = field(default_factory=dict)  # this session's own outcomes (the manifest holds every session's)
     _records: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -57,17 +62,40 @@ class RunSession:
         self.hw = hardware.current() if self.profile is None else hardware.profile_named(self.profile)
         self.budgets_dir = Path(self.budgets_dir or Path(__file__).resolve().parent.parent / "cases" / "budgets")
         self._budget_entries = budgets.load_profile(self.budgets_dir, self.hw.name)
+        self._session_id = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
 
     @property
     def run_dir(self) -> Path:
         return self.results_root / self.run_id
 
-    def _manifest(self, finished: bool) -> dict:
-        return {"schema_version": SCHEMA_VERSION, "kind": results.MANIFEST_KIND, "run_id": self.run_id,
-                "mode": self.mode, "started_at": self._started_at,
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z") if finished else None,
-                "argv": self.argv, "profile": self.hw.name, "environment": env.capture(), "counts": self._counts,
-                "records": self._records}
+    # The manifest is shared by every process that writes into the run (two pytest sessions, shards
+    # on one machine): each change re-reads it and writes it back under an exclusive lock, so no
+    # process's records or counts are lost, and a record's file name is chosen under the same lock.
+    @contextlib.contextmanager
+    def _manifest_lock(self):
+        fd = os.open(self.run_dir / ".manifest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _update_manifest(self, change) -> dict:
+        """Apply change(doc) to the manifest on disk (made if missing) under the lock; returns it."""
+        with self._manifest_lock():
+            path = self.run_dir / "manifest.json"
+            doc = results.read_manifest(self.run_dir) if path.exists() else {
+                "schema_version": SCHEMA_VERSION, "kind": results.MANIFEST_KIND, "run_id": self.run_id,
+                "started_at": self._started_at, "counts": {}, "records": {}}
+            doc.update({"mode": self.mode, "argv": self.argv, "profile": self.hw.name,
+                        "environment": env.capture()})
+            change(doc)
+            sessions = doc.setdefault("sessions", [])
+            doc["finished_at"] = (max(str(s.get("finished_at")) for s in sessions)
+                                  if sessions and all(s.get("finished_at") for s in sessions) else None)
+            results.write_json_atomic(path, doc)
+            return doc
 
     def start(self) -> None:
         if self._started:
@@ -75,30 +103,50 @@ class RunSession:
         results.check_run_id(self.run_id)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        manifest = self.run_dir / "manifest.json"
-        if manifest.exists():  # resuming into a run: keep what it already recorded
-            old = results.read_manifest(self.run_dir)
-            self._counts, self._records = old.get("counts", {}), old.get("records", {})
-            self._started_at = old.get("started_at", self._started_at)
-        results.write_json_atomic(manifest, self._manifest(False))
+
+        def begin(doc: dict) -> None:
+            doc.setdefault("started_at", self._started_at)
+            doc.setdefault("sessions", []).append({"id": self._session_id, "argv": self.argv,
+                                                   "started_at": self._started_at, "finished_at": None})
+            if self.planned is not None:
+                doc["planned"] = sorted(set(doc.get("planned") or []) | set(self.planned))
+
+        self._update_manifest(begin)
         self._started = True
 
     def finish(self) -> None:
-        if self._started:
-            results.write_json_atomic(self.run_dir / "manifest.json", self._manifest(True))
+        if not self._started:
+            return
+
+        def end(doc: dict) -> None:
+            for s in doc.setdefault("sessions", []):
+                if s.get("id") == self._session_id:
+                    s["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+        self._update_manifest(end)
+
+    def _workdir(self, case: Case) -> Path:
+        """A folder of this case's own, reserved by creating it (a concurrent process takes the next)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        n = 0
+        while True:
+            path = self.run_dir / (case.slug if n == 0 else f"{case.slug}.r{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                n += 1
 
     def run_case(self, case: Case, repeat: int | None = None) -> CaseResult:
         """Run one case; `repeat` defaults to how many records of it the run already holds."""
         self.start()
-        if repeat is None:
-            repeat = len(self._records.get(case.id, []))
         case = case.with_mode(self.mode)
-        workdir = self.run_dir / (case.slug if repeat == 0 else f"{case.slug}.r{repeat}")
         started = time.time()
         missing = env.missing_requirements(case)
         if missing:
             reason = "needs " + "; ".join(missing)
             return self._finish_case(case, "skipped", reason, {}, {}, [], None, None, started, repeat)
+        workdir = self._workdir(case)
         if case.distributed:  # ddp/fsdp: several ranks through accelerate launch, same result file
             outcome = distributed.run(case, workdir, self.timeout_s or case.timeout_s)
         else:
@@ -158,7 +206,8 @@ class RunSession:
                                                      and nbytes <= KEEP_CHECKPOINT_BYTES)
 
     def _finish_case(self, case: Case, status: str, reason: str, payload: dict, values: dict[str, float],
-                     check_results: list, inv, failure: dict | None, started: float, repeat: int) -> CaseResult:
+                     check_results: list, inv, failure: dict | None, started: float,
+                     repeat: int | None) -> CaseResult:
         ckpt = None
         if inv is not None:
             ckpt = {**inv.to_dict(), "kind": payload["checkpoint"]["kind"],
@@ -183,12 +232,23 @@ class RunSession:
             "failure": failure, "warnings": payload.get("warnings", []),
             "environment": env.capture(),
         }
-        path = results.record_path(self.run_dir, case.slug)
-        results.write_json_atomic(path, record)
+        written: list[Path] = []
+
+        def add(doc: dict) -> None:  # under the manifest lock: the name, the repeat and the listing at once
+            listed = doc.setdefault("records", {}).setdefault(case.id, [])
+            if repeat is None:
+                record["repeat"] = len(listed)
+            path = results.record_path(self.run_dir, case.slug, taken={n for names in doc["records"].values()
+                                                                        for n in names})
+            results.write_json_atomic(path, record)
+            listed.append(path.name)
+            doc.setdefault("counts", {})[status] = doc["counts"].get(status, 0) + 1
+            written.append(path)
+
+        self._update_manifest(add)
         self._counts[status] = self._counts.get(status, 0) + 1
-        self._records.setdefault(case.id, []).append(path.name)
-        results.write_json_atomic(self.run_dir / "manifest.json", self._manifest(False))
-        return CaseResult(case, status, reason, record, path)
+        self._records.setdefault(case.id, []).append(written[0].name)
+        return CaseResult(case, status, reason, record, written[0])
 
 
 def _params_for_record(params: dict | None) -> dict | None:

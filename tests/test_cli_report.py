@@ -2,6 +2,7 @@
 and `pytest --compare-to RUN`."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -28,6 +29,44 @@ def test_report_gate_exit_codes(capsys, tmp_path):
     assert run_cli(capsys, "report", base, cand, "--fail-on", "newly-failing", "-q")[0] == 1
     assert run_cli(capsys, "report", base, cand, "--fail-on", "none", "-q")[0] == 0
     assert run_cli(capsys, "report", str(FIXTURES / "tiny-a"), str(FIXTURES / "tiny-a"), "-q")[0] == 0
+
+
+def _as_a_session_writes_it(run: Path) -> None:
+    """Give a fixture run the manifest a real session writes: its cases planned, its records listed."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    records = {json.loads(p.read_text())["case_id"]: [p.name] for p in sorted(run.glob("*.json"))
+               if p.name != "manifest.json"}
+    manifest.update(planned=sorted(records), records=records)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_candidate_that_lost_or_truncated_a_record_fails_the_gate(capsys, tmp_path):
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    for run in (base, cand):
+        shutil.copytree(FIXTURES / "tiny-a", run)
+        _as_a_session_writes_it(run)
+    assert run_cli(capsys, "report", str(base), str(cand), "-q")[0] == 0  # identical: green
+    (cand / "tiny-llama__lora__base.json").unlink()
+    cut = cand / "tiny-llama__full__base.json"
+    cut.write_text(cut.read_text()[:500])
+    code, out, err = run_cli(capsys, "report", str(base), str(cand))
+    assert code == 1 and "gate fails: 2 lost, 2 unreadable" in err, err
+    assert "| lost | `tiny-llama/lora/base` | status | passed | - |" in out
+    assert "record tiny-llama__lora__base.json is listed in manifest.json but missing" in out
+    assert "| lost | `tiny-llama/full/base` | status | passed | - |" in out and "is unreadable: corrupt" in out
+    # each verdict can be left out of the gate; both must be, for the gate to pass
+    assert run_cli(capsys, "report", str(base), str(cand), "-q", "--fail-on", "worse,newly-failing,lost")[0] == 1
+    assert run_cli(capsys, "report", str(base), str(cand), "-q", "--fail-on", "worse,newly-failing")[0] == 0
+    # a run that did not finish: the gate says so, and so does a one-run report
+    manifest = json.loads((cand / "manifest.json").read_text())
+    (cand / "manifest.json").write_text(json.dumps({**manifest, "finished_at": None}))
+    code, _, err = run_cli(capsys, "report", str(base), str(cand), "-q", "--fail-on", "unfinished")
+    assert code == 1 and "gate fails: 1 unfinished" in err
+    code, out, err = run_cli(capsys, "report", str(cand))
+    assert code == 1 and "**Unfinished**: manifest.json says the run did not finish" in out, out
+    (cand / "manifest.json").unlink()
+    code, _, err = run_cli(capsys, "report", str(base), str(cand), "-q", "--fail-on", "unfinished")
+    assert code == 1 and "gate fails: 1 unfinished" in err
 
 
 def test_report_usage_errors_exit_2(capsys, tmp_path):

@@ -43,6 +43,26 @@ def test_each_verdict_from_a_crafted_pair(frame, case_id, metric, expected):
     assert verdict(frame, case_id, metric) == expected
 
 
+def test_a_candidate_that_lost_records_fails_the_default_gate(frame):
+    lost = frame[frame.verdict == compare.LOST].set_index("case_id")["note"].to_dict()
+    assert set(lost) == {"crafted/lost-deleted", "crafted/lost-truncated", "crafted/lost-unwritten"}
+    assert lost["crafted/lost-deleted"] == "record crafted__lost-deleted.json is listed in manifest.json but missing"
+    assert lost["crafted/lost-truncated"].startswith("record crafted__lost-truncated.json is unreadable: corrupt")
+    assert lost["crafted/lost-unwritten"].startswith("selected for the run, but no record was written")
+    # not selected in the candidate: absent, not lost
+    assert verdict(frame, "crafted/only-in-baseline", compare.STATUS) == compare.NOT_COMPARABLE
+    unreadable = frame[frame.verdict == compare.UNREADABLE]
+    # named by case where the manifest or the file name says which, else by file
+    assert set(unreadable.case_id) == {"corrupt.json", "crafted/lost-truncated", "newer-schema.json",
+                                       "truncated.json", "crafted/lost-deleted"}
+    [unfinished] = frame[frame.verdict == compare.UNFINISHED]["note"]
+    assert unfinished.startswith("manifest.json says the run did not finish")
+    default = compare.parse_fail_on(compare.DEFAULT_FAIL_ON)
+    assert {compare.LOST, compare.UNREADABLE, compare.UNFINISHED} <= set(default)
+    for name, v in (("lost", compare.LOST), ("unreadable", compare.UNREADABLE), ("unfinished", compare.UNFINISHED)):
+        assert set(compare.gated(frame, compare.parse_fail_on(name))["verdict"]) == {v}  # each can be chosen alone
+
+
 def test_the_whole_vocabulary_is_produced(frame):
     assert set(frame["verdict"]) == set(compare.VERDICTS)
 
@@ -68,7 +88,8 @@ def test_repeats_set_the_noise_band(frame):
 
 def test_unreadable_records_are_named_and_the_rest_compared(frame):
     cand = runs.load(FIXTURES / "verdicts-cand")
-    assert sorted(Path(e.path).name for e in cand.errors) == ["corrupt.json", "newer-schema.json", "truncated.json"]
+    assert sorted(Path(e.path).name for e in cand.errors) == ["corrupt.json", "crafted__lost-truncated.json",
+                                                              "newer-schema.json", "truncated.json"]
     assert any("newer than this ftsuite reads" in e.message for e in cand.errors)
     assert "crafted/worse" in set(frame.case_id) and "crafted/newer-schema" not in set(frame.case_id)
 

@@ -1,10 +1,12 @@
 """The pytest wiring as a user meets it: markers select cases, bad case files stop collection."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from suite import results
 from tests.helpers import write_cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,3 +61,34 @@ def test_benchmark_option_switches_to_long_runs_and_cli_lists_cases():
     bad = subprocess.run([sys.executable, "-m", "suite", "cases", "--cases-dir", "/nonexistent"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "case directory not found" in bad.stderr
+
+
+def test_two_pytest_processes_into_one_run_id_keep_every_record(tmp_path):
+    """Two real sessions (two shards, or two people) writing one run at once: no record lost or
+    overwritten, and the manifest lists every record of both."""
+    cases = write_cases(tmp_path / "cases", """
+        matrix:
+          - {models: [tiny-llama], methods: [lora, full]}
+          - {models: [big], methods: [qlora, lora, full]}
+    """)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-q",
+           str(ROOT / "tests" / "test_matrix.py"), "--rootdir", str(ROOT), "--cases-dir", str(cases),
+           "--results-dir", str(tmp_path / "results"), "--run-id", "both", "--no-baselines"]
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}
+    env.pop("FTSUITE_TEST_BIG", None)
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    run = tmp_path / "results" / "both"
+    manifest = results.read_manifest(run)
+    files = sorted(p.name for p in run.glob("*.json") if p.name != "manifest.json")
+    assert len(files) == 10 and sorted(n for names in manifest["records"].values() for n in names) == files
+    recs = [results.read_record(run / f) for f in files]
+    for case_id in ("tiny-llama/lora/base", "tiny-llama/full/base", "big/qlora/base"):
+        assert sorted(r["repeat"] for r in recs if r["case_id"] == case_id) == [0, 1], case_id
+    assert sum(manifest["counts"].values()) == 10 and manifest["counts"]["passed"] == 4
+    assert len(manifest["sessions"]) == 2 and manifest["finished_at"] and len(manifest["planned"]) == 5
+    # each training case had a folder of its own in each session
+    assert {p.name for p in run.iterdir() if p.is_dir()} == {"tiny-llama__lora__base", "tiny-llama__lora__base.r1",
+                                                             "tiny-llama__full__base", "tiny-llama__full__base.r1"}

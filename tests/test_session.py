@@ -116,3 +116,46 @@ def test_a_case_that_died_after_saving_leaves_no_large_checkpoint(tmp_path, keep
         fh.truncate(session_mod.KEEP_CHECKPOINT_BYTES + 1)
     RunSession(tmp_path / "results", "r", keep_checkpoints=keep)._drop_outputs(workdir)
     assert (workdir / "checkpoint").exists() is kept
+
+
+def _skip_many(results_root: str, case, n: int) -> None:
+    session = RunSession(results_root, "shared", planned=[case.id])
+    for _ in range(n):
+        assert session.run_case(case).status == "skipped"
+    session.finish()
+
+
+def test_two_processes_writing_one_run_lose_and_overwrite_nothing(tmp_path, cases, monkeypatch):
+    """The manifest and the record names are shared state: without the lock, concurrent writers
+    overwrite each other's records and manifest entries (this test fails on the unlocked code)."""
+    import multiprocessing
+
+    monkeypatch.delenv("FTSUITE_TEST_BIG", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    case, n = cases["big/qlora/base"], 40
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_skip_many, args=(str(tmp_path), case, n)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    run = tmp_path / "shared"
+    files = sorted(p.name for p in run.glob("*.json") if p.name != "manifest.json")
+    manifest = results.read_manifest(run)
+    assert len(files) == 2 * n and sorted(manifest["records"][case.id]) == files
+    assert manifest["counts"] == {"skipped": 2 * n}
+    assert sorted(results.read_record(run / f)["repeat"] for f in files) == list(range(2 * n))
+    assert len(manifest["sessions"]) == 2 and all(s["finished_at"] for s in manifest["sessions"])
+    assert manifest["finished_at"] and manifest["planned"] == [case.id]
+
+
+def test_a_session_lists_what_it_was_asked_to_run_and_when_it_finished(tmp_path, cases, monkeypatch):
+    monkeypatch.delenv("FTSUITE_TEST_BIG", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    session = RunSession(tmp_path, "planned", planned=["big/qlora/base", "tiny-llama/lora/base"])
+    session.run_case(cases["big/qlora/base"])
+    manifest = results.read_manifest(tmp_path / "planned")
+    assert manifest["planned"] == ["big/qlora/base", "tiny-llama/lora/base"] and manifest["finished_at"] is None
+    session.finish()
+    assert results.read_manifest(tmp_path / "planned")["finished_at"]

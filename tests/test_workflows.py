@@ -140,7 +140,7 @@ def test_the_nightly_runs_the_gpu_matrix_and_gates_on_the_report():
     assert call[:2] == ["-m", "${MARKERS}"] and doc["env"]["MARKERS"].endswith("'gpu or tiny' }}")
     assert {"--benchmark", "--benchmark-json", "--run-id", "--shard"} <= set(call)
     [report] = invocations(doc, "suite report")
-    assert "--fail-on" in report and "worse,newly-failing" in report and "--out" in report
+    assert "--fail-on" in report and "worse,newly-failing,lost,unreadable,unfinished" in report and "--out" in report
     assert "--baseline \"${BASELINE}\"" in text and "GITHUB_STEP_SUMMARY" in text and "exit \"${gate}\"" in text
     upload = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
     assert len(upload) == 1 and upload[0]["if"] == "${{ always() }}"
