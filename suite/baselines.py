@@ -24,7 +24,7 @@ KIND = "ftsuite.baseline-curve"
 OBTAINED_KIND = "ftsuite.obtained-curve"
 SCHEMA_VERSION = 1
 CHECK_NAME = "golden_curve"
-RECORDED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes")
+RECORDED_PACKAGES = env.STACK
 
 
 def current_profile() -> str:
@@ -63,10 +63,17 @@ def read_curve(path: Path) -> dict:
 
 @dataclass(frozen=True)
 class CurveMatches:
-    """Every logged loss within atol + rtol x |baseline| of the baseline at the same step."""
+    """Every logged loss within atol + rtol x |baseline| of the baseline at the same step, and the
+    mean residual (obtained - baseline, over every step) within `drift`.
+
+    The per-step bound has to absorb another CPU's rounding at its worst step; the mean residual
+    of that rounding is far smaller, while a systematic change of the loss (a new normalisation, a
+    shifted label) moves every step the same way: the drift bound sees shifts the per-step bound
+    lets through (TRL's invariant tests judge mean residuals the same way)."""
 
     rtol: float
     atol: float
+    drift: float = math.inf
 
     def mismatches(self, obtained: list[dict], reference: list[dict]) -> list[str]:
         """Lines describing where the curves disagree (empty when they match), worst first."""
@@ -80,8 +87,19 @@ class CurveMatches:
             diff, allowed = abs(got[step] - ref[step]), self.atol + self.rtol * abs(ref[step])
             if not diff <= allowed:  # NaN fails too
                 bad.append((diff if math.isfinite(diff) else math.inf, step, allowed))
-        return [f"step {s:>4}: baseline {ref[s]:.6f}  obtained {got[s]:.6f}  diff {d:.3g} > allowed {a:.3g}"
-                for d, s, a in sorted(bad, reverse=True)]
+        lines = [f"step {s:>4}: baseline {ref[s]:.6f}  obtained {got[s]:.6f}  diff {d:.3g} > allowed {a:.3g}"
+                 for d, s, a in sorted(bad, reverse=True)]
+        residual = self.mean_residual(obtained, reference)
+        if math.isfinite(residual) and abs(residual) > self.drift:  # a NaN step already failed above
+            lines.insert(0, f"mean residual {residual:+.3g} over {len(ref)} steps > allowed drift {self.drift:.3g} "
+                            f"(the whole curve moved {'up' if residual > 0 else 'down'})")
+        return lines
+
+    @staticmethod
+    def mean_residual(obtained: list[dict], reference: list[dict]) -> float:
+        ref = {p["step"]: p["loss"] for p in reference}
+        diffs = [p["loss"] - ref[p["step"]] for p in obtained if p["step"] in ref]
+        return sum(diffs) / len(diffs) if diffs else math.nan
 
 
 @dataclass
@@ -113,7 +131,7 @@ class BaselineStore:
                 return [self._result(False, f"{case.id}: no golden curve written to {_show(path)}: the case failed "
                                             f"{', '.join(failed)}, and a failing run is no reference")]
             existed = path.exists()
-            self._write(path, case, points)
+            self._write(path, case, points, payload)
             self.events.append(f"{'rewrote' if existed else 'wrote'} {_show(path)}")
             if self.update:
                 return [self._result(True, f"{case.id}: golden curve {'rewritten' if existed else 'written'} "
@@ -121,49 +139,62 @@ class BaselineStore:
             return [self._result(False, f"{case.id}: no golden curve for profile {self.profile!r}; wrote {_show(path)} "
                                         f"from this run. Review it, commit it and rerun (a new baseline never "
                                         f"passes on the run that wrote it)")]
-        return [self._compare(case, points, path, run_dir)]
+        return [self._compare(case, points, path, run_dir, payload)]
 
-    def _compare(self, case: Case, points: list[dict], path: Path, run_dir: Path) -> CheckResult:
+    def _compare(self, case: Case, points: list[dict], path: Path, run_dir: Path, payload: dict) -> CheckResult:
         ref = read_curve(path)
         if ref.get("fingerprint") != case.fingerprint:
-            obtained = self._write_obtained(run_dir, case, points, path)
+            obtained = self._write_obtained(run_dir, case, points, path, payload)
             self.events.append(f"other configuration {case.id}: {_show(path)} (obtained: {_show(obtained)})")
             return self._result(False, f"{case.id}: baseline {_show(path)} was recorded for fingerprint "
                                        f"{ref.get('fingerprint')} (another configuration of this case); this run "
                                        f"is {case.fingerprint}. Obtained curve: {_show(obtained)}. If the configuration "
                                        f"changed on purpose, rerun with --update-baselines and commit the file")
-        check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol)
+        check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol, case.checks.curve_drift)
         bad = check.mismatches(points, ref["curve"])
         ref_losses = {p["step"]: p["loss"] for p in ref["curve"]}
         worst = max((abs(p["loss"] - ref_losses[p["step"]]) for p in points if p["step"] in ref_losses),
                     default=math.inf)
+        residual = check.mean_residual(points, ref["curve"])
+        bounds = f"rtol {check.rtol:g}, atol {check.atol:g}, drift {check.drift:g}"
         if not bad:
             return self._result(True, f"{case.id}: loss curve matches {_show(path)} ({len(points)} steps, max abs diff "
-                                      f"{worst:.3g}, rtol {check.rtol:g}, atol {check.atol:g})", worst)
-        obtained = self._write_obtained(run_dir, case, points, path)
+                                      f"{worst:.3g}, mean residual {residual:+.3g}; {bounds})", worst)
+        obtained = self._write_obtained(run_dir, case, points, path, payload)
         self.events.append(f"mismatch {case.id}: {_show(path)} vs {_show(obtained)}")
-        shown = "\n    ".join(bad[:5]) + (f"\n    ... and {len(bad) - 5} more steps" if len(bad) > 5 else "")
-        return self._result(False, f"{case.id}: loss curve differs from its golden curve at {len(bad)} of "
-                                   f"{len(points)} steps (rtol {check.rtol:g}, atol {check.atol:g}){_versions(ref)}\n"
+        steps = [b for b in bad if b.startswith("step ")]
+        what = (f"at {len(steps)} of {len(points)} steps" if steps else
+                f"by a drift of the whole curve (mean residual {residual:+.3g})")
+        shown = "\n    ".join(bad[:6]) + (f"\n    ... and {len(bad) - 6} more" if len(bad) > 6 else "")
+        return self._result(False, f"{case.id}: loss curve differs from its golden curve {what} ({bounds})\n"
+                                   f"    {differences(ref, self._provenance(payload))}\n"
                                    f"    baseline: {_show(path)}\n    obtained: {_show(obtained)}\n    {shown}", worst)
 
-    def _head(self, kind: str, case: Case) -> dict:
-        packages = env.capture()["packages"]
+    @staticmethod
+    def _provenance(payload: dict) -> dict:
+        """What decides a curve's last digits: the packages, and the CPU and kernels it ran on."""
+        captured = env.capture()
+        kernels = (payload.get("device") or {}).get("kernels") or {}
+        return {"packages": {k: captured["packages"].get(k) for k in RECORDED_PACKAGES},
+                "hardware": hardware_of(captured, kernels)}
+
+    def _head(self, kind: str, case: Case, payload: dict) -> dict:
         return {"kind": kind, "schema_version": SCHEMA_VERSION, "case_id": case.id,
                 "fingerprint": case.fingerprint, "profile": self.profile,
-                "tolerance": {"rtol": case.checks.curve_rtol, "atol": case.checks.curve_atol},
-                "packages": {k: packages.get(k) for k in RECORDED_PACKAGES},
+                "tolerance": {"rtol": case.checks.curve_rtol, "atol": case.checks.curve_atol,
+                              "drift": case.checks.curve_drift},
+                **self._provenance(payload),
                 "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
-    def _write(self, path: Path, case: Case, points: list[dict]) -> None:
+    def _write(self, path: Path, case: Case, points: list[dict], payload: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dumps_curve(self._head(KIND, case), points))
+        path.write_text(dumps_curve(self._head(KIND, case, payload), points))
 
-    def _write_obtained(self, run_dir: Path, case: Case, points: list[dict], baseline: Path) -> Path:
+    def _write_obtained(self, run_dir: Path, case: Case, points: list[dict], baseline: Path, payload: dict) -> Path:
         # inside the case's folder, beside its log: the run folder's top level holds records only
         out = Path(run_dir) / case.slug / "obtained-curve.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(dumps_curve({**self._head(OBTAINED_KIND, case), "baseline": str(baseline)}, points))
+        out.write_text(dumps_curve({**self._head(OBTAINED_KIND, case, payload), "baseline": str(baseline)}, points))
         return out
 
     @staticmethod
@@ -171,8 +202,40 @@ class BaselineStore:
         return CheckResult(CHECK_NAME, passed, message, value=value)
 
 
-def _versions(ref: dict) -> str:
-    """`; baseline recorded with trl 1.16.0, now 1.17.0` for the packages that changed since."""
-    now = env.capture()["packages"]
-    changed = [f"{k} {v} -> {now.get(k)}" for k, v in (ref.get("packages") or {}).items() if now.get(k) != v]
-    return f"; packages changed since the baseline: {', '.join(changed)}" if changed else ""
+def hardware_of(captured: dict, kernels: dict) -> dict:
+    """The hardware fields of a curve's provenance, flat and comparable."""
+    cpu = captured.get("cpu") or {}
+    bnb = kernels.get("bitsandbytes") or {}
+    return {"cpu": " ".join(str(v) for v in (cpu.get("vendor"), cpu.get("model")) if v) or None,
+            "cpu_flags": " ".join(cpu.get("flags") or []) or None,
+            "torch_cpu_capability": kernels.get("torch_cpu_capability") or (captured.get("torch") or {}).get(
+                "cpu_capability"),
+            "bitsandbytes_backend": ", ".join(f"{k} {v}" for k, v in bnb.items() if v is not None) or None,
+            "python": captured.get("python")}
+
+
+def differences(ref: dict, now: dict) -> str:
+    """Every difference between the baseline curve's environment and this run's, hardware included."""
+    changed = [f"{k} {v} -> {now['packages'].get(k)}" for k, v in (ref.get("packages") or {}).items()
+               if now["packages"].get(k) != v]
+    recorded = ref.get("hardware")
+    if recorded is None:
+        changed.append("hardware unknown (the baseline was recorded before curves recorded their CPU and kernels; "
+                       f"this run: {', '.join(f'{k} {v}' for k, v in now['hardware'].items() if v)})")
+    else:
+        changed += [f"{k} {recorded.get(k)} -> {v}" for k, v in now["hardware"].items() if recorded.get(k) != v]
+    if not changed:
+        return ("no difference from the baseline's packages or hardware: the training itself changed "
+                "(or is not deterministic)")
+    return "differences from the baseline's environment: " + "; ".join(changed) + _lock_note(now["packages"])
+
+
+def _lock_note(packages: dict) -> str:
+    """Where the installed stack is not the control lock's, say how to get the references' stack."""
+    from suite import lock
+
+    off = lock.differences_from_lock(packages)
+    if not off:
+        return ""
+    return (f" (not the control stack: {', '.join(off)}; install through {lock.display(lock.LOCK_FILE)} "
+            f"to reproduce the references)")

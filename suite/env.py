@@ -13,8 +13,10 @@ from pathlib import Path
 
 from suite.cases import Case
 
-PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "unsloth",
-            "flash-attn", "safetensors", "tokenizers", "pytest", "pytest-benchmark")
+# The stack under test: what the control lock pins at the top, golden curves record, envs check.
+STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes")
+# Every package whose version a run records.
+PACKAGES = (*STACK, "unsloth", "flash-attn", "safetensors", "tokenizers", "pytest", "pytest-benchmark")
 # bitsandbytes runs 4-bit nf4 on a CPU from this release on.
 BNB_CPU_4BIT = "0.46.0"
 
@@ -72,6 +74,44 @@ def _gpus_from_nvml() -> list[dict]:
         pynvml.nvmlShutdown()
 
 
+# CPU features that pick the floating-point kernels torch and bitsandbytes run on a CPU.
+KERNEL_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> dict:
+    """The CPU as the kernels see it: vendor, model name and the kernel-relevant feature flags."""
+    vendor = model = None
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "vendor_id" and vendor is None:
+                    vendor = value.strip()
+                elif key in ("model name", "Model") and model is None:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"vendor": vendor, "model": model or platform.processor() or None,
+            "flags": [f for f in KERNEL_FLAGS if f in flags]}
+
+
+def torch_cpu_capability() -> str | None:
+    """The vector ISA torch's CPU kernels dispatch to (AVX512, AVX2, DEFAULT, ...): it decides their
+    rounding; ATEN_CPU_CAPABILITY lowers it."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return None
+
+
 @functools.lru_cache(maxsize=1)
 def capture() -> dict:
     """Provenance for a run: packages, python, torch's CUDA, GPUs, host, the suite's commit."""
@@ -83,8 +123,10 @@ def capture() -> dict:
         "host": socket.gethostname(),
         "cpu_count": os.cpu_count(),
         "packages": {name: package_version(name) for name in PACKAGES},
+        "cpu": cpu_info(),
         "torch": {"version": torch.__version__, "cuda": torch.version.cuda,
-                  "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None},
+                  "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+                  "cpu_capability": torch_cpu_capability()},
         "gpus": _gpus_from_nvml(),
         "suite": git_commit(),
     }

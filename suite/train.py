@@ -291,7 +291,7 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         "checkpoint": {"dir": str(ckpt), "kind": "adapter" if case.is_adapter else "full"},
         "reload": {"loader": loader, "max_abs_logit_diff": diff, "probe_shape": list(probe.shape)},
         "device": {"type": device, "precision": precision, "threads": torch.get_num_threads(),
-                   "attention_ops": ops,
+                   "attention_ops": ops, "kernels": kernel_profile(),
                    "name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                    **({"sdpa_backends": _sdpa_backends()} if device == "cuda" else {})},
         "resolved": {
@@ -305,6 +305,25 @@ def run(case: Case, workdir: Path, process_start: float) -> dict:
         },
         "warnings": sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
     }
+
+
+def kernel_profile() -> dict:
+    """What decided this process's floating-point rounding on a CPU: torch's vector ISA and the
+    bitsandbytes backend (its CPU library has AVX512 paths for 4-bit)."""
+    from suite.env import torch_cpu_capability
+
+    out: dict = {"torch_cpu_capability": torch_cpu_capability()}
+    try:
+        from bitsandbytes import cextension, functional
+
+        lib = getattr(getattr(cextension, "lib", None), "_lib", None)
+        out["bitsandbytes"] = {"backend": getattr(cextension, "BNB_BACKEND", None),
+                               "library": Path(getattr(lib, "_name", "") or "").name or None,
+                               "avx512bf16": bool(functional.has_avx512bf16())
+                               if hasattr(functional, "has_avx512bf16") else None}
+    except Exception:  # not installed, or an older release without these names
+        out["bitsandbytes"] = None
+    return out
 
 
 def _jsonable(value):

@@ -104,3 +104,59 @@ def test_profile_is_cpu_without_a_gpu(monkeypatch):
     monkeypatch.setattr(baselines.env, "cuda_available", lambda: True)
     monkeypatch.setattr(baselines.env, "capture", lambda: {"gpus": [{"name": "NVIDIA H200", "memory_gib": 139.8}]})
     assert baselines.current_profile() == "h200-141gb"  # the names budgets use (suite/hardware.py)
+
+
+SPREAD = json.loads((baselines.Path(__file__).resolve().parent.parent / "benchmarks" / "curve_spread.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_cases(request):
+    return {c.id: c for c in load_cases(request.config.getoption("cases_dir")) if c.model.size == "tiny"}
+
+
+def test_declared_tolerances_cover_the_measured_spread_with_their_margin(tiny_cases):
+    """benchmarks/curve_spread.py measured how far each curve moves across CPU kernel paths; each
+    case's bounds must be at least its method's margin times the worst of its method."""
+    assert len(SPREAD["sources"]) >= 3 and len(SPREAD["cases"]) >= 20
+    for case_id, measured in SPREAD["cases"].items():
+        case = tiny_cases[case_id]
+        method = SPREAD["methods"][case.method]
+        per_step = case.checks.curve_atol + case.checks.curve_rtol * measured["mean_loss"]
+        assert per_step >= method["margin"] * method["max_step_diff"] >= measured["max_step_diff"], case_id
+        assert case.checks.curve_drift >= method["margin"] * method["max_mean_residual"], case_id
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "qlora"])
+def test_a_systematic_shift_below_the_per_step_bound_is_caught_by_the_drift_bound(tiny_cases, method):
+    case = next(c for c in tiny_cases.values() if c.method == method and not c.features and c.dataset == "text")
+    ref = read_curve(baselines.Path(__file__).resolve().parent.parent / "results" / "baselines" / "cpu"
+                     / f"{case.slug}.json")["curve"]
+    check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol, case.checks.curve_drift)
+    shift = 1.5 * SPREAD["methods"][method]["smallest_systematic_shift"]  # what the README says it sees
+    shifted = [{"step": p["step"], "loss": p["loss"] * (1 + shift)} for p in ref]
+    assert all(abs(s["loss"] - p["loss"]) <= case.checks.curve_atol for s, p in zip(shifted, ref))  # per step: fine
+    [line] = check.mismatches(shifted, ref)
+    assert line.startswith("mean residual +") and "the whole curve moved up" in line
+    # rounding-like noise as large as the per-step bound allows, alternating in sign, passes
+    noisy = [{"step": p["step"], "loss": p["loss"] + (0.9 if i % 2 else -0.9) * case.checks.curve_atol}
+             for i, p in enumerate(ref)]
+    assert check.mismatches(noisy, ref) == []
+
+
+def test_a_mismatch_names_every_difference_of_environment_hardware_included(tmp_path, tiny_case):
+    store = BaselineStore(tmp_path / "b", profile="cpu")
+    store.checks(tiny_case, _payload(CURVE), [], tmp_path / "run")
+    path = store.path_for(tiny_case)
+    doc = json.loads(path.read_text())
+    doc["packages"]["transformers"] = "5.0.0"
+    doc["hardware"].update(torch_cpu_capability="AVX512", cpu="GenuineIntel Xeon Platinum 8480+")
+    path.write_text(baselines.dumps_curve({k: v for k, v in doc.items() if k != "curve"}, doc["curve"]))
+    changed = [x + 0.01 for x in CURVE]
+    [bad] = store.checks(tiny_case, _payload(changed), [], tmp_path / "run")
+    assert "transformers 5.0.0 -> " in bad.message
+    assert "torch_cpu_capability AVX512 -> " in bad.message and "cpu GenuineIntel Xeon Platinum 8480+ -> " in bad.message
+    # a baseline from before curves recorded their hardware says so
+    del doc["hardware"]
+    path.write_text(baselines.dumps_curve({k: v for k, v in doc.items() if k != "curve"}, doc["curve"]))
+    [bad] = store.checks(tiny_case, _payload(changed), [], tmp_path / "run")
+    assert "hardware unknown (the baseline was recorded before curves recorded their CPU" in bad.message
