@@ -101,13 +101,45 @@ def cmd_upgrade_check(args: argparse.Namespace, extra: list[str]) -> int:
     name = Path(args.out).name
     t0 = time.time()
     code, summary = upgrade.upgrade_check(args.baseline, args.candidate, _selection(args), Path(args.out),
-                                          _results_root(args), fail_on, name)
-    for side, info in summary["sides"].items():
-        print(f"{side}: {info['pins']} -> {upgrade.describe({'versions': info['versions'], 'cached': info['env_cached']})}"
-              f"; environment {info['env_s']} s, cases {info['run_s']} s, run {info['run']}")
-    print(f"verdicts: {summary['verdicts']}; report: {summary['report'].get('html', '')}")
-    print(f"upgrade-check wall time {time.time() - t0:.0f} s; gate {'fails: ' + str(summary['gated']) if code else 'passes'}")
+                                          _results_root(args), fail_on, name, invariants=args.invariants)
+    _print_sides(summary, code, t0, "upgrade-check")
     return code
+
+
+def _print_sides(summary: dict, code: int, t0: float, what: str) -> None:
+    for side, info in summary["sides"].items():
+        print(f"{side}: {info['pins']} -> {upgrade_describe(info)}"
+              f"; environment {info['env_s']} s, cases{' + invariants' if summary.get('invariants') else ''} "
+              f"{info['run_s']} s, run {info['run']}")
+    print(f"verdicts: {summary['verdicts']}; report: {summary['report'].get('markdown', '')}")
+    print(f"{what} wall time {time.time() - t0:.0f} s; gate {'fails: ' + str(summary['gated']) if code else 'passes'}")
+
+
+def upgrade_describe(info: dict) -> str:
+    from suite import upgrade
+
+    return upgrade.describe({"versions": info["versions"], "cached": info["env_cached"]})
+
+
+def cmd_canary(args: argparse.Namespace, extra: list[str]) -> int:
+    """The control lock's stack against the newest releases: cases and invariants, one report, gated."""
+    from suite import compare, upgrade
+
+    fail_on = compare.parse_fail_on(args.fail_on)
+    refs = dict(ref.split("=", 1) for ref in args.ref)
+    t0 = time.time()
+    code, summary = upgrade.canary(_selection(args), refs, Path(args.out), _results_root(args), fail_on,
+                                   invariants=not args.no_invariants)
+    _print_sides(summary, code, t0, "canary")
+    return code
+
+
+def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
+    from suite import lock
+
+    if args.action == "check":
+        return lock.check()
+    return lock.refresh(args.set, args.newest, args.rerecord)
 
 
 def cmd_bisect(args: argparse.Namespace, extra: list[str]) -> int:
@@ -167,7 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     bis.add_argument("--package", required=True)
     bis.add_argument("--good", required=True, metavar="VERSION")
     bis.add_argument("--bad", required=True, metavar="VERSION")
-    for p, default_m in ((up, "tiny"), (bis, "tiny")):
+    can = sub.add_parser("canary", help="the control lock's stack against the newest releases of the stack "
+                                        "(or git refs): cases and invariants in both, one report, exit 1 when the "
+                                        "gate fails")
+    can.add_argument("--ref", action="append", default=[], metavar="PKG=REF",
+                     help="a git ref instead of the newest release, e.g. trl=main (trl, peft, transformers, "
+                          "accelerate); repeatable")
+    can.add_argument("--no-invariants", action="store_true", help="run the cases only")
+    can.add_argument("--out", default=str(ROOT / "reports" / "canary"), metavar="DIR")
+    can.set_defaults(func=cmd_canary)
+    up.add_argument("--invariants", action="store_true",
+                    help="also run tests/invariants in both environments and compare every relation")
+    for p, default_m in ((up, "tiny"), (bis, "tiny"), (can, "tiny")):
         p.add_argument("-m", default=default_m, metavar="EXPR", help=f"marker expression (default: {default_m})")
         p.add_argument("-k", default=None, metavar="EXPR", help="case id expression, as pytest -k")
         p.add_argument("--fail-on", default=compare_defaults(), metavar="LIST",
@@ -201,6 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     der.add_argument("--write", action="store_true", help="replace the measured block of the profile's file")
     _add_results_dir(der)
     der.set_defaults(func=cmd_budgets_derive)
+    lk = sub.add_parser("lock", help="the control lock (requirements/control.txt)").add_subparsers(
+        dest="action", required=True)
+    ref = lk.add_parser("refresh", help="resolve requirements/control.in (with --set/--newest) into control.txt, run "
+                                        "the tiny matrix and the invariants under it, and write it only if they pass")
+    ref.add_argument("--set", action="append", default=[], metavar="NAME==VERSION",
+                     help="move one package of the control stack, e.g. transformers==5.24.0; repeatable")
+    ref.add_argument("--newest", action="store_true", help="move every package but torch to its newest release")
+    ref.add_argument("--rerecord", metavar="REASON", default=None,
+                     help="re-record the golden curves under the new set (on purpose: the reason goes into the lock)")
+    ref.set_defaults(func=cmd_lock)
+    chk = lk.add_parser("check", help="exit 1 when the installed stack is not the lock's")
+    chk.set_defaults(func=cmd_lock)
     lst = sub.add_parser("list", help="runs under results/ with their environments")
     _add_results_dir(lst)
     lst.set_defaults(func=cmd_list)

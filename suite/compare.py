@@ -287,6 +287,60 @@ def integrity(run: Run, side: str, known: set[str] = frozenset()) -> tuple[list[
     return rows, gone
 
 
+INVARIANT_PREFIX = "invariants/"  # case ids of invariant rows: invariants/<relation> or invariants/<test>
+GROWTH_NOTED = 100.0  # a discrepancy that grows this many times, still within its bound, is noted
+
+
+def compare_invariants(base: dict | None, cand: dict | None) -> list[dict]:
+    """One row per relation measured on either side (holds -> broken is newly failing), and a status
+    row per invariant test whose outcome changed."""
+    if not base or not cand:
+        return []
+    rows = []
+    brel, crel = base.get("relations") or {}, cand.get("relations") or {}
+    for name in sorted(set(brel) | set(crel)):
+        b, c = brel.get(name) or {}, crel.get(name) or {}
+        rel = c or b
+        if b.get("measured") is None and c.get("measured") is None:
+            continue
+        fields = dict(unit=rel.get("unit") or "", better="higher" if rel.get("at_least") else "lower",
+                      baseline=b.get("measured"), candidate=c.get("measured"), threshold=rel.get("tolerance"),
+                      noise="bound")
+        case_id, bound = f"{INVARIANT_PREFIX}{name}", f"{'≥' if rel.get('at_least') else '≤'} {rel.get('tolerance')}"
+        if b.get("measured") is None or c.get("measured") is None:
+            side = "baseline" if b.get("measured") is None else "candidate"
+            rows.append(_row(case_id, "discrepancy", NOT_COMPARABLE, f"not measured in the {side} (its tests "
+                                                                     f"skipped or failed before measuring)", **fields))
+            continue
+        bh, ch = bool(b.get("holds")), bool(c.get("holds"))
+        bv, cv = float(b["measured"]), float(c["measured"])
+        if bh and not ch:
+            verdict, note = NEWLY_FAILING, f"holds → broken: {cv:.3g} against the bound {bound}: {rel.get('statement')}"
+        elif ch and not bh:
+            verdict, note = FIXED, f"broken → holds: {bv:.3g} → {cv:.3g} ({bound})"
+        elif not bh:
+            verdict, note = WITHIN_NOISE, f"broken in both runs ({bound})"
+        else:
+            verdict, note = WITHIN_NOISE, ""
+            grew = cv / bv if bv > 0 else (math.inf if cv > 0 else 1.0)
+            if not rel.get("at_least") and grew >= GROWTH_NOTED:
+                note = (f"still within its bound {bound}, but grew {'from 0' if bv == 0 else f'{grew:,.0f}x'}: "
+                        f"{bv:.3g} → {cv:.3g}")
+        rows.append(_row(case_id, "discrepancy", verdict, note, **fields))
+    btests, ctests = base.get("tests") or {}, cand.get("tests") or {}
+    good = ("passed", "xfailed", "xpassed")  # a strict xfail's relation is known broken; XPASS: it holds now
+    for test in sorted(set(btests) & set(ctests)):
+        bo, co = btests[test], ctests[test]
+        if bo == co:
+            continue
+        verdict = (FIXED if (bo, co) == ("xfailed", "xpassed")
+                   else NEWLY_FAILING if bo in good and co not in good and not co.startswith("skipped")
+                   else FIXED if co in good and bo not in good else NOT_COMPARABLE)
+        rows.append(_row(f"{INVARIANT_PREFIX}{test.split('::')[-1]}", STATUS, verdict, test,
+                         baseline_status=bo, candidate_status=co))
+    return rows
+
+
 def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
     """The comparison of one candidate run with the baseline run."""
     bcases, ccases = baseline.by_case(), candidate.by_case()
@@ -296,7 +350,7 @@ def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
     rows = [row for case_id in sorted(set(bcases) | set(ccases))
             for row in compare_case(case_id, bcases.get(case_id, []), ccases.get(case_id, []),
                                     lost=gone.get(case_id, ""))]
-    rows += brows + crows
+    rows += brows + crows + compare_invariants(baseline.invariants, candidate.invariants)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["baseline_run"], df["candidate_run"] = baseline.name, candidate.name
     for col in ("baseline", "candidate", "ratio", "change", "threshold"):
@@ -355,7 +409,8 @@ def gate_fails(df: pd.DataFrame, fail_on: Iterable[str]) -> bool:
     return len(gated(df, fail_on)) > 0
 
 
-ENV_KEYS = ("python", "platform", "host", "cpu_count", "torch.cuda", "torch.cudnn", "gpus", "suite.commit")
+ENV_KEYS = ("python", "platform", "host", "cpu_count", "cpu", "cpu.flags", "torch.cpu_capability", "torch.cuda",
+            "torch.cudnn", "gpus", "suite.commit")
 
 
 def flat_environment(env: dict) -> dict[str, str]:
@@ -364,8 +419,12 @@ def flat_environment(env: dict) -> dict[str, str]:
     torch = env.get("torch") or {}
     suite = env.get("suite") or {}
     gpus = env.get("gpus") or []
+    cpu = env.get("cpu") or {}
     extra = {"python": env.get("python"), "platform": env.get("platform"), "host": env.get("host"),
-             "cpu_count": env.get("cpu_count"), "torch.cuda": torch.get("cuda"), "torch.cudnn": torch.get("cudnn"),
+             "cpu_count": env.get("cpu_count"),
+             "cpu": " ".join(str(v) for v in (cpu.get("vendor"), cpu.get("model")) if v) or None,
+             "cpu.flags": " ".join(cpu.get("flags") or []) or None, "torch.cpu_capability": torch.get("cpu_capability"),
+             "torch.cuda": torch.get("cuda"), "torch.cudnn": torch.get("cudnn"),
              "gpus": ", ".join(str(g.get("name")) for g in gpus if isinstance(g, dict)) or None,
              "suite.commit": (str(suite.get("commit") or "")[:10] + (" (dirty)" if suite.get("dirty") else ""))
              or None}

@@ -245,22 +245,49 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
     else:
         lines += ["No case changed beyond noise.", ""]
     info = df[(df["verdict"] == compare.WITHIN_NOISE) & (df["note"].fillna("") != "")
-              & (df["metric"] != compare.STATUS)]
+              & (df["metric"] != compare.STATUS) & ~df["case_id"].str.startswith(compare.INVARIANT_PREFIX)]
     if len(info):
         lines += ["Informational metrics that changed (no verdict): " + ", ".join(
             f"{code(r.case_id)} {md(r.metric)} {md(fmt_value(r.baseline, r.unit))} → "
             f"{md(fmt_value(r.candidate, r.unit))}" for r in info.itertuples()) + ".", ""]
+    lines += invariants_md(df)
     for label, rows in apart(df).items():
         ids = [code(c) for c in rows["case_id"]]
         more = f" and {len(ids) - LIST_IDS} more" if len(ids) > LIST_IDS else ""
         lines += [f"{label.capitalize()} ({len(ids)}, not comparable): {', '.join(ids[:LIST_IDS])}{more}.", ""]
     quiet = df[df["verdict"] == compare.WITHIN_NOISE]
     if len(quiet):
-        by = quiet["noise"].value_counts().to_dict()
-        how = ", ".join(f"{n} by {'repeats' if k == 'repeats' else 'declared tolerance'}"
-                        for k, n in sorted(by.items()))
-        lines += [f"{len(quiet)} rows within noise over {quiet['case_id'].nunique()} cases ({how}).", ""]
+        by = quiet["noise"].fillna("tolerance").value_counts().to_dict()
+        label = {"repeats": "repeats", "tolerance": "declared tolerance", "bound": "invariant bound"}
+        how = ", ".join(f"{n} by {label.get(k, k)}" for k, n in sorted(by.items()))
+        inv = quiet["case_id"].str.startswith(compare.INVARIANT_PREFIX)
+        over = f"{quiet[~inv]['case_id'].nunique()} cases" + (f" and {quiet[inv]['case_id'].nunique()} invariants"
+                                                             if inv.any() else "")
+        lines += [f"{len(quiet)} rows within noise over {over} ({how}).", ""]
     return lines
+
+
+def invariant_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The relation rows of a comparison (empty when neither run ran the invariants)."""
+    if not len(df):
+        return df
+    return df[df["case_id"].str.startswith(compare.INVARIANT_PREFIX) & (df["metric"] == "discrepancy")]
+
+
+def invariants_md(df: pd.DataFrame) -> list[str]:
+    rows = invariant_rows(df)
+    if not len(rows):
+        return []
+    out = ["### Invariants", "", "Each relation's measured discrepancy (worst over its tests) in both environments, "
+           "against its bound (`suite/invariants/relations.py`).", "",
+           "| relation | bound | baseline | candidate | verdict | note |", "|---|---|---:|---:|---|---|"]
+    for r in rows.itertuples():
+        bound = f"{'≥' if r.better == 'higher' else '≤'} {fmt_number(r.threshold)} {r.unit}".strip()
+        out.append(f"| {code(r.case_id[len(compare.INVARIANT_PREFIX):])} | {md(bound)} | "
+                   f"{md(text(None if pd.isna(r.baseline) else f'{r.baseline:.3g}'))} | "
+                   f"{md(text(None if pd.isna(r.candidate) else f'{r.candidate:.3g}'))} | {r.verdict} | "
+                   f"{md(r.note or '')} |")
+    return out + [""]
 
 
 def summary_md(report: Report) -> list[str]:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from suite import compare, plots
 from suite.report import (SUMMARY_METRICS, Report, apart, flagged, fmt_band, fmt_change, fmt_value,
-                          gate_summary, text)
+                          gate_summary, invariant_rows, text)
 from suite.runs import Run
 
 CSS = """
@@ -91,8 +91,21 @@ def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
             f"<h3>Environment</h3>{environment_html(report.baseline, cand)}"
             f'<h3>Verdicts</h3><p class="{"gate-fails" if fails else "gate-passes"}">'
             f'Gate {"fails" if fails else "passes"}{esc(gate)}</p>{summary}'
-            f"<h3>What changed</h3>{changes}"
+            f"<h3>What changed</h3>{changes}{invariants_html(df)}"
             f"<details><summary>every row ({len(df)})</summary>{rows_html(df)}</details>")
+
+
+def invariants_html(df: pd.DataFrame) -> str:
+    rows = invariant_rows(df)
+    if not len(rows):
+        return ""
+    cells = [[f"<code>{esc(r.case_id[len(compare.INVARIANT_PREFIX):])}</code>",
+              esc(f"{'≥' if r.better == 'higher' else '≤'} {r.threshold:.3g} {r.unit}".strip()),
+              esc("-" if pd.isna(r.baseline) else f"{r.baseline:.3g}"),
+              esc("-" if pd.isna(r.candidate) else f"{r.candidate:.3g}"), esc(r.verdict), esc(text(r.note))]
+             for r in rows.itertuples()]
+    return ("<h3>Invariants</h3>" + table(["relation", "bound", "baseline", "candidate", "verdict", "note"], cells,
+                                          numeric={2, 3}, row_classes=[verdict_class(v) for v in rows["verdict"]]))
 
 
 def summary_html(report: Report) -> str:

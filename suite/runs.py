@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite.errors import RecordError
-from suite.results import load_run, read_manifest
+from suite.results import load_run, read_document, read_manifest
+
+INVARIANTS_FILE = "invariants/invariants.json"  # written by tests/invariants/conftest.py
+INVARIANTS_KIND = "ftsuite.invariants"
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +26,7 @@ class Run:
     manifest: dict | None
     records: list[dict]
     errors: list[RecordError] = field(default_factory=list)
+    invariants: dict | None = None  # invariants/invariants.json: the invariant tests run beside the cases
 
     @property
     def environment(self) -> dict:
@@ -81,7 +85,13 @@ def load(arg: str | Path, results_root: str | Path | None = None) -> Run:
     name = (manifest or {}).get("run_id") or path.name
     if not records and not errors and manifest is None:
         raise RecordError(str(path), "holds no result records and no manifest.json")
-    return Run(str(name), path, manifest, records, errors)
+    invariants = None
+    if (path / INVARIANTS_FILE).exists():
+        try:
+            invariants = read_document(path / INVARIANTS_FILE, INVARIANTS_KIND, "invariants file")
+        except RecordError as exc:
+            errors.append(exc)
+    return Run(str(name), path, manifest, records, errors, invariants)
 
 
 def find_runs(results_root: str | Path | None = None) -> list[Path]:

@@ -8,6 +8,7 @@ verdict against the good one turns worse.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from suite import envs
+from suite.env import STACK
 from suite.errors import SuiteError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,24 +90,43 @@ def bisect(versions: list[str], is_worse: Callable[[str], bool]) -> BisectResult
     return BisectResult(versions[hi], versions[lo], probes)
 
 
-def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str]) -> tuple[Path, float, int]:
-    """Run the matrix test with the environment's interpreter; returns the run folder, wall time, exit code."""
+def run_pytest(env_dir: Path, args: list[str], log: Callable[[str], None] | None = None,
+               env: dict | None = None) -> int:
+    """pytest with the environment's interpreter, from this checkout; its last line goes to log."""
+    cmd = [str(envs.python_of(env_dir)), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if log:
+        tail = [line for line in proc.stdout.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
+        log(f"  {' '.join(args[:1])}: exit {proc.returncode}: {tail[0]}")
+    return proc.returncode
+
+
+def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str],
+              invariants: bool = False) -> tuple[Path, float, int]:
+    """Run the matrix test with the environment's interpreter (then, if asked, the invariant tests,
+    whose measurements go into the run folder); returns the run folder, wall time, exit code."""
     cmd = [str(envs.python_of(env_dir)), "-m", "pytest", str(ROOT / "tests" / "test_matrix.py"), "-q", "-p",
            "no:cacheprovider", "--rootdir", str(ROOT), "--run-id", run_id, "--results-dir", str(results_dir),
            *select]
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.time() - t0
     run_dir = results_dir / run_id
     if not (run_dir / "manifest.json").is_file():
         raise SuiteError(f"no results from {' '.join(cmd)} (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
                          f"{proc.stderr[-2000:]}")
-    return run_dir, wall, proc.returncode
+    code = proc.returncode
+    if invariants:
+        from suite.runs import INVARIANTS_FILE
+
+        inv = run_pytest(env_dir, [str(ROOT / "tests" / "invariants")],
+                         env={"FTSUITE_INVARIANTS_JSON": str(run_dir / INVARIANTS_FILE)})
+        code = code or inv
+    return run_dir, time.time() - t0, code
 
 
-def prepare(pins_text: str, where: str) -> tuple[Path, dict, float]:
+def prepare(spec: envs.EnvSpec) -> tuple[Path, dict, float]:
     t0 = time.time()
-    env_dir, info = envs.ensure_env(envs.EnvSpec(envs.parse_pins(pins_text, where)))
+    env_dir, info = envs.ensure_env(spec)
     return env_dir, info, time.time() - t0
 
 
@@ -119,19 +140,24 @@ def write_summary(path: Path, doc: dict) -> None:
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
 
 
-def upgrade_check(baseline: str, candidate: str, select: list[str], out: Path, results_dir: Path,
-                  fail_on: tuple[str, ...], name: str) -> tuple[int, dict]:
-    """Run the selected cases in both environments and render the report; returns (exit code, summary)."""
+def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, select: list[str], out: Path,
+                  results_dir: Path, fail_on: tuple[str, ...], name: str, invariants: bool = False,
+                  log: Callable[[str], None] | None = None) -> tuple[int, dict]:
+    """Run the selected cases in both environments and render the report; returns (exit code, summary).
+    A side is pins ("trl==1.16.0") or a whole EnvSpec (the control lock's, say)."""
     from suite import compare, report, runs
 
-    summary: dict = {"name": name, "select": select, "sides": {}}
+    summary: dict = {"name": name, "select": select, "invariants": invariants, "sides": {}}
     run_dirs = {}
-    for side, pins in (("baseline", baseline), ("candidate", candidate)):
-        env_dir, info, env_s = prepare(pins, f"--{side}")
+    for side, want in (("baseline", baseline), ("candidate", candidate)):
+        spec = want if isinstance(want, envs.EnvSpec) else envs.EnvSpec(envs.parse_pins(want, f"--{side}"))
+        env_dir, info, env_s = prepare(spec)
+        if log:
+            log(f"{side}: environment {env_dir} {'reused' if info['cached'] else 'made'} in {env_s:.1f} s; running ...")
         run_id = f"{name}-{side}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir, wall, code = run_cases(env_dir, run_id, results_dir, select)
+        run_dir, wall, code = run_cases(env_dir, run_id, results_dir, select, invariants)
         run_dirs[side] = run_dir
-        summary["sides"][side] = {"pins": pins, "env": str(env_dir), "env_cached": info["cached"],
+        summary["sides"][side] = {"pins": " ".join(spec.pins), "env": str(env_dir), "env_cached": info["cached"],
                                   "env_s": round(env_s, 1), "versions": info["versions"],
                                   "run": str(run_dir), "run_s": round(wall, 1), "pytest_exit": code}
     rep = report.Report.build(runs.load(run_dirs["baseline"]), [runs.load(run_dirs["candidate"])])
@@ -144,6 +170,41 @@ def upgrade_check(baseline: str, candidate: str, select: list[str], out: Path, r
     return (1 if len(failing) else 0), summary
 
 
+# What the canary moves to its newest release (torch stays the machine's: it is the platform).
+CANARY_PACKAGES = tuple(n for n in STACK if n != "torch")
+GIT_REPOS = {"trl": "huggingface/trl", "peft": "huggingface/peft", "transformers": "huggingface/transformers",
+             "accelerate": "huggingface/accelerate"}
+
+
+def canary_pins(refs: dict[str, str], latest: Callable[[str], str] | None = None) -> tuple[str, ...]:
+    """The newest release of every canary package, or a git ref where one is given (trl, peft, ...)."""
+    latest = latest or (lambda n: available_versions(n)[-1])
+    pins = []
+    for name in CANARY_PACKAGES:
+        if refs.get(name):
+            pins.append(f"git+https://github.com/{GIT_REPOS[name]}@{refs[name]}")
+        else:
+            pins.append(f"{name}=={latest(name)}")
+    return tuple(pins)
+
+
+def canary(select: list[str], refs: dict[str, str], out: Path, results_dir: Path, fail_on: tuple[str, ...],
+           invariants: bool = True, log: Callable[[str], None] = print) -> tuple[int, dict]:
+    """The control stack (the lock) against the newest releases: cases and invariants in both, one report."""
+    from suite import lock
+
+    unknown = sorted(set(refs) - set(GIT_REPOS))
+    if unknown:
+        raise SuiteError(f"no git repository known for {', '.join(unknown)}; refs work for {', '.join(GIT_REPOS)}")
+    control = envs.EnvSpec(lock.stack_pins(), constraints=lock.LOCK_FILE.read_text())
+    newest = envs.EnvSpec(canary_pins(refs))
+    log(f"control ({lock.display(lock.LOCK_FILE)}): {' '.join(control.pins)}")
+    log(f"canary (newest): {' '.join(newest.pins)}")
+    code, summary = upgrade_check(control, newest, select, out, results_dir, fail_on, "canary", invariants, log)
+    write_summary(out / "canary.json", summary)
+    return code, summary
+
+
 def bisect_package(package: str, good: str, bad: str, select: list[str], results_dir: Path,
                    fail_on: tuple[str, ...], log: Callable[[str], None] = print) -> BisectResult:
     """Find the first release of `package` between good and bad whose verdict against good is gated."""
@@ -154,7 +215,7 @@ def bisect_package(package: str, good: str, bad: str, select: list[str], results
     stamp = time.strftime("%Y%m%d-%H%M%S")
 
     def run_version(version: str) -> Path:
-        env_dir, info, env_s = prepare(f"{package}=={version}", "--good/--bad")
+        env_dir, info, env_s = prepare(envs.EnvSpec(envs.parse_pins(f"{package}=={version}", "--good/--bad")))
         run_dir, wall, _ = run_cases(env_dir, f"bisect-{package}-{version}-{stamp}", results_dir, select)
         log(f"  {package} {version}: env {env_s:.0f} s{' (cached)' if info['cached'] else ''}, cases {wall:.0f} s")
         return run_dir

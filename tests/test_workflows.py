@@ -155,3 +155,13 @@ def test_ci_runs_the_readme_test_command_on_python_311():
     ci_script = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "python -m pytest\n" in readme and re.search(r"^python3? -m pytest\b", ci_script, re.M)
+
+
+def test_the_nightly_has_a_canary_leg_on_the_control_stack():
+    doc = load(ROOT / ".github" / "workflows" / "nightly-gpu.yml")
+    job = doc["jobs"]["canary"]
+    text = "\n".join(s.get("run", "") for s in job["steps"])
+    assert "pip install -c requirements/control.txt -e ." in text and "python -m suite lock check" in text
+    [canary] = invocations({"jobs": {"canary": job}}, "suite canary")
+    assert canary[:2] == ["-m", "${MARKERS}"] and "--out" in canary
+    assert "GITHUB_STEP_SUMMARY" in text and "exit \"${gate}\"" in text
