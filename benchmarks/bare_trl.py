@@ -7,14 +7,13 @@ import time
 
 
 def train(case, process_start: float) -> dict:
+    import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import PreTrainedTokenizerFast
     from trl import SFTConfig, SFTTrainer
 
-    from suite import compat, data, models
-
-    import torch
+    from suite.train import compat, data, models
 
     torch.use_deterministic_algorithms(True, warn_only=True)  # the case's configuration, as in the suite
     torch.set_num_threads(int(os.environ.get("FTSUITE_CPU_THREADS", "1")))
@@ -35,7 +34,7 @@ def train(case, process_start: float) -> dict:
     result = trainer.train()
     wall = time.perf_counter() - t0
     trainer.save_model("/tmp/ftsuite-bare/checkpoint")
-    from suite.measure import peak_rss_bytes  # one read of /proc/self/status, after the fact
+    from suite.train.measure import peak_rss_bytes  # one read of /proc/self/status, after the fact
 
     return {"train_runtime": result.metrics["train_runtime"], "train_wall_s": wall, "steps": trainer.state.global_step,
             "peak_rss_bytes": peak_rss_bytes()}

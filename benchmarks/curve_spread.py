@@ -28,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from suite.paths import ROOT
+
 OUT = ROOT / "benchmarks" / "curve_spread.json"
 # Margins over the largest measured spread: wide where the measured spread is a few ulps (another
 # CPU may round a few more), narrower where it is large and measured over several paths.
@@ -36,7 +37,7 @@ MARGINS = {"full": 10.0, "lora": 10.0, "qlora": 3.0}
 
 
 def kernel_paths() -> list[str]:
-    from suite.env import cpu_info
+    from suite.machine import cpu_info
 
     flags = set(cpu_info()["flags"])
     return ["default", "avx2"] + (["avx512"] if "avx512f" in flags else [])
@@ -141,8 +142,7 @@ def main() -> int:
     parser.add_argument("--no-committed", action="store_true", help="leave the committed golden curves out")
     parser.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from suite.cases import load_cases
+    from suite.matrix.load import load_cases
 
     sources = {}
     for path in kernel_paths():

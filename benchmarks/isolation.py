@@ -12,10 +12,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from suite import runner
-from suite.cases import load_cases
+from suite.matrix.load import load_cases
+from suite.paths import ROOT
+from suite.run import runner
 
-ROOT = Path(__file__).resolve().parent.parent
 CASES = ["tiny-llama/lora/base", "tiny-qwen2/full/base", "tiny-llama/qlora/base", "tiny-llama/lora/packing"]
 
 

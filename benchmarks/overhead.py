@@ -15,10 +15,9 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import bare_trl
-from suite import runner
-from suite.cases import load_cases
-
-ROOT = Path(__file__).resolve().parent.parent
+from suite.matrix.load import load_cases
+from suite.paths import ROOT
+from suite.run import runner
 
 
 def main() -> int:

@@ -6,21 +6,21 @@ import sys
 import time
 from pathlib import Path
 
-from suite import wheels
+from suite import options
 from suite.errors import SuiteError
-
-ROOT = Path(__file__).resolve().parent.parent
+from suite.paths import REPORTS, ROOT, TESTS
+from suite.tools import wheels
 
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     """Run the matrix through pytest (the same plugin, options and markers as `pytest`)."""
     import pytest
 
-    return int(pytest.main([str(ROOT / "tests" / "test_matrix.py"), "--rootdir", str(ROOT), *extra]))
+    return int(pytest.main([str(TESTS / "test_matrix.py"), "--rootdir", str(ROOT), *extra]))
 
 
 def cmd_cases(args: argparse.Namespace, extra: list[str]) -> int:
-    from suite.cases import load_cases
+    from suite.matrix.load import load_cases
 
     cases = load_cases(args.cases_dir)
     for case in cases:
@@ -31,7 +31,11 @@ def cmd_cases(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
     """Compare runs (the first, or --baseline, is the baseline); exit 1 when the gate fails."""
-    from suite import compare, report, runs
+    from suite.records import runs
+    from suite.report import compare
+    from suite.report import files as report_files
+    from suite.report import markdown as report_md
+    from suite.report import model as report_model
 
     try:
         fail_on = compare.parse_fail_on(args.fail_on)
@@ -43,11 +47,11 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
     baseline = runs.load(base_name, args.results_dir)
     candidates = [runs.load(n, args.results_dir) for n in names]
     candidates = [c for c in candidates if c.path.resolve() != baseline.path.resolve()]
-    rep = report.Report.build(baseline, candidates)
+    rep = report_model.Report.build(baseline, candidates)
     if not args.quiet:
-        print(report.markdown(rep, fail_on), end="")
+        print(report_md.markdown(rep, fail_on), end="")
     if args.out:
-        for kind, path in report.write(rep, args.out, fail_on).items():
+        for kind, path in report_files.write(rep, args.out, fail_on).items():
             print(f"{kind}: {path}", file=sys.stderr)
     for run, err in rep.unreadable:
         print(f"warning: skipped an unreadable record of run {run}: {err}", file=sys.stderr)
@@ -60,32 +64,28 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
-    from suite import runs
+    from suite.records import runs
 
     found = runs.find_runs(args.results_dir)
     for path in found:
         print(runs.describe(path))
-    print(f"{len(found)} runs in {args.results_dir or runs.default_results_root()}", file=sys.stderr)
+    print(f"{len(found)} runs in {args.results_dir}", file=sys.stderr)
     return 0
 
 
 def cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
-    from suite import report, runs
+    from suite.records import runs
+    from suite.report import markdown as report_md
+    from suite.report import model as report_model
 
-    rep = report.Report.build(runs.load(args.run, args.results_dir), [])
-    print(report.markdown(rep), end="")
+    rep = report_model.Report.build(runs.load(args.run, args.results_dir), [])
+    print(report_md.markdown(rep), end="")
     return 0
 
 
-def _add_results_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results-dir", default=None,
-                        help="where run ids are looked up (default: $FTSUITE_RESULTS or results/)")
-
-
 def _results_root(args: argparse.Namespace) -> Path:
-    from suite import runs
 
-    return Path(args.results_dir) if args.results_dir else runs.default_results_root()
+    return Path(args.results_dir)
 
 
 def _selection(args: argparse.Namespace) -> list[str]:
@@ -95,7 +95,8 @@ def _selection(args: argparse.Namespace) -> list[str]:
 
 def cmd_upgrade_check(args: argparse.Namespace, extra: list[str]) -> int:
     """Run the selected cases under two version sets and gate on the comparison."""
-    from suite import compare, upgrade
+    from suite.report import compare
+    from suite.tools import upgrade
 
     fail_on = compare.parse_fail_on(args.fail_on)
     name = Path(args.out).name
@@ -116,14 +117,15 @@ def _print_sides(summary: dict, code: int, t0: float, what: str) -> None:
 
 
 def upgrade_describe(info: dict) -> str:
-    from suite import upgrade
+    from suite.tools import upgrade
 
     return upgrade.describe({"versions": info["versions"], "cached": info["env_cached"]})
 
 
 def cmd_canary(args: argparse.Namespace, extra: list[str]) -> int:
     """The control lock's stack against the newest releases: cases and invariants, one report, gated."""
-    from suite import compare, upgrade
+    from suite.report import compare
+    from suite.tools import upgrade
 
     fail_on = compare.parse_fail_on(args.fail_on)
     refs = dict(ref.split("=", 1) for ref in args.ref)
@@ -135,7 +137,7 @@ def cmd_canary(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
-    from suite import lock
+    from suite.tools import lock
 
     if args.action == "check":
         return lock.check()
@@ -144,7 +146,8 @@ def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_bisect(args: argparse.Namespace, extra: list[str]) -> int:
     """Name the first release between --good and --bad whose verdict against --good is gated."""
-    from suite import compare, upgrade
+    from suite.report import compare
+    from suite.tools import upgrade
 
     res = upgrade.bisect_package(args.package, args.good, args.bad, _selection(args), _results_root(args),
                                  compare.parse_fail_on(args.fail_on))
@@ -158,7 +161,7 @@ def cmd_bisect(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_budgets_derive(args: argparse.Namespace, extra: list[str]) -> int:
     """Budget entries from measured benchmark records; printed, or written with --write."""
-    from suite import calibrate
+    from suite.judge import calibrate
 
     entries, notes = calibrate.derive(args.runs, args.profile, args.margin, args.setup_margin,
                                       _results_root(args), args.select)
@@ -174,12 +177,6 @@ def cmd_budgets_derive(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def compare_defaults() -> str:
-    from suite.compare import DEFAULT_FAIL_ON
-
-    return DEFAULT_FAIL_ON
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(-m EXPR, -k EXPR, --benchmark, --run-id ID, ...)")
     run.set_defaults(func=cmd_run)
     cases = sub.add_parser("cases", help="validate cases/ and list every case with its markers")
-    cases.add_argument("--cases-dir", default=str(ROOT / "cases"))
+    options.add_cases_dir(cases.add_argument)
     cases.set_defaults(func=cmd_cases)
     wheels.add_parser(sub)
     up = sub.add_parser("upgrade-check", help="the same cases under two version sets of the stack, one report, "
@@ -206,17 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a git ref instead of the newest release, e.g. trl=main (trl, peft, transformers, "
                           "accelerate); repeatable")
     can.add_argument("--no-invariants", action="store_true", help="run the cases only")
-    can.add_argument("--out", default=str(ROOT / "reports" / "canary"), metavar="DIR")
+    can.add_argument("--out", default=str(REPORTS / "canary"), metavar="DIR")
     can.set_defaults(func=cmd_canary)
     up.add_argument("--invariants", action="store_true",
                     help="also run tests/invariants in both environments and compare every relation")
     for p, default_m in ((up, "tiny"), (bis, "tiny"), (can, "tiny")):
         p.add_argument("-m", default=default_m, metavar="EXPR", help=f"marker expression (default: {default_m})")
         p.add_argument("-k", default=None, metavar="EXPR", help="case id expression, as pytest -k")
-        p.add_argument("--fail-on", default=compare_defaults(), metavar="LIST",
-                       help=f"verdicts that fail the gate (default: {compare_defaults()})")
-        _add_results_dir(p)
-    up.add_argument("--out", default=str(ROOT / "reports" / "upgrade-check"), metavar="DIR")
+        options.add_fail_on(p.add_argument)
+        options.add_results_dir(p.add_argument)
+    up.add_argument("--out", default=str(REPORTS / "upgrade-check"), metavar="DIR")
     up.set_defaults(func=cmd_upgrade_check)
     bis.set_defaults(func=cmd_bisect)
     rep = sub.add_parser("report", help="compare runs: Markdown on stdout, HTML/CSV/JSON with --out; "
@@ -225,11 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "is the baseline unless --baseline is given")
     rep.add_argument("--baseline", metavar="RUN", help="the baseline run (then every RUN is a candidate)")
     rep.add_argument("--out", metavar="DIR", help="write report.md, report.html, comparison.csv/.json here")
-    rep.add_argument("--fail-on", default=compare_defaults(), metavar="LIST",
-                     help=f"verdicts that fail the gate: comma list of {compare_defaults()}, or none "
-                          f"(default: all of them)")
+    options.add_fail_on(rep.add_argument)
     rep.add_argument("-q", "--quiet", action="store_true", help="do not print the Markdown")
-    _add_results_dir(rep)
+    options.add_results_dir(rep.add_argument)
     rep.set_defaults(func=cmd_report)
     bud = sub.add_parser("budgets", help="budgets from measured runs").add_subparsers(dest="action", required=True)
     der = bud.add_parser("derive", help="per-case budget entries from benchmark records: the worst measured value "
@@ -240,9 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     der.add_argument("--setup-margin", type=float, default=1.0, help="room for set-up time, which depends on the "
                                                                      "disk cache (1.0: twice the measured)")
     der.add_argument("--select", default="*", help="a glob on case ids")
-    der.add_argument("--budgets-dir", default=str(ROOT / "cases" / "budgets"))
+    options.add_budgets_dir(der.add_argument)
     der.add_argument("--write", action="store_true", help="replace the measured block of the profile's file")
-    _add_results_dir(der)
+    options.add_results_dir(der.add_argument)
     der.set_defaults(func=cmd_budgets_derive)
     lk = sub.add_parser("lock", help="the control lock (requirements/control.txt)").add_subparsers(
         dest="action", required=True)
@@ -257,11 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     chk = lk.add_parser("check", help="exit 1 when the installed stack is not the lock's")
     chk.set_defaults(func=cmd_lock)
     lst = sub.add_parser("list", help="runs under results/ with their environments")
-    _add_results_dir(lst)
+    options.add_results_dir(lst.add_argument)
     lst.set_defaults(func=cmd_list)
     show = sub.add_parser("show", help="one run: status and key metrics of every case")
     show.add_argument("run", metavar="RUN")
-    _add_results_dir(show)
+    options.add_results_dir(show.add_argument)
     show.set_defaults(func=cmd_show)
     return parser
 

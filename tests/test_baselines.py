@@ -1,4 +1,4 @@
-"""Golden loss curves (suite/baselines.py): written, compared, updated; nothing passes silently."""
+"""Golden loss curves (suite/judge/baselines.py): written, compared, updated; nothing passes silently."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from suite import baselines
-from suite.baselines import BaselineStore, CurveMatches, read_curve
-from suite.cases import load_cases
-from suite.checks import CheckResult
+from suite import machine
+from suite.judge import baselines
+from suite.judge.baselines import BaselineStore, CurveMatches, read_curve
+from suite.judge.checks import CheckResult
+from suite.matrix.load import load_cases
+from suite.records import provenance
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,8 @@ def tiny_case(request):
 
 
 def _payload(losses):
-    return {"loss_curve": [{"step": i + 1, "loss": x, "grad_norm": 1.0} for i, x in enumerate(losses)]}
+    """A loss curve as a child logs it."""
+    return [{"step": i + 1, "loss": x, "grad_norm": 1.0} for i, x in enumerate(losses)]
 
 
 CURVE = [3.8, 3.5, 3.1, 2.7, 2.2]
@@ -99,11 +102,11 @@ def test_curve_tolerances_are_per_step():
 
 
 def test_profile_is_cpu_without_a_gpu(monkeypatch):
-    monkeypatch.setattr(baselines.env, "cuda_available", lambda: False)
+    monkeypatch.setattr(machine, "cuda_available", lambda: False)
     assert baselines.current_profile() == "cpu"
-    monkeypatch.setattr(baselines.env, "cuda_available", lambda: True)
-    monkeypatch.setattr(baselines.env, "capture", lambda: {"gpus": [{"name": "NVIDIA H200", "memory_gib": 139.8}]})
-    assert baselines.current_profile() == "h200-141gb"  # the names budgets use (suite/hardware.py)
+    monkeypatch.setattr(machine, "cuda_available", lambda: True)
+    monkeypatch.setattr(provenance, "capture", lambda: {"gpus": [{"name": "NVIDIA H200", "memory_gib": 139.8}]})
+    assert baselines.current_profile() == "h200-141gb"  # the names budgets use (suite/judge/hardware.py)
 
 
 SPREAD = json.loads((baselines.Path(__file__).resolve().parent.parent / "benchmarks" / "curve_spread.json").read_text())

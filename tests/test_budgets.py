@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from suite import budgets, hardware
-from suite.cases import load_cases
 from suite.errors import CaseError
-from suite.session import RunSession
+from suite.judge import budgets, hardware
+from suite.matrix.load import load_cases
+from suite.run.session import RunSession
 from tests.helpers import write_cases
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from suite import budgets, calibrate, cli
-from suite.cases import load_cases
-from suite.session import RunSession
+from suite import cli
+from suite.judge import budgets, calibrate
+from suite.matrix.load import load_cases
+from suite.run.session import RunSession
 from tests.helpers import write_cases
 from tests.test_budgets import SHORT, write_budget
 

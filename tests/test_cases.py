@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from suite.cases import MARKERS, load_cases
 from suite.errors import CaseError
+from suite.matrix.load import load_cases
+from suite.matrix.spec import MARKERS
 from tests.helpers import write_cases
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from suite import checkpoint
-from suite.checks import AdapterOnly, AttentionRan, HoldsWholeModel, LossDecreases, ReloadMatches, SizeMatches
+from suite.judge import checkpoint
+from suite.judge.checks import AdapterOnly, AttentionRan, HoldsWholeModel, LossDecreases, ReloadMatches, SizeMatches
 
 CASE = "tiny-llama/lora/base"
 

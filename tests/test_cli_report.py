@@ -101,7 +101,7 @@ def test_list_and_show(capsys):
 
 # ---- pytest --compare-to ----------------------------------------------------------------------
 
-PLUGINS = ("-p", "no:cacheprovider", "-p", "suite.pytest_plugin", "-p", "suite.pytest_report")
+PLUGINS = ("-p", "no:cacheprovider", "-p", "suite.plugin.cases", "-p", "suite.plugin.compare")
 
 def test_compare_to_prints_the_summary(pytester, tmp_path):
     results = tmp_path / "results"

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from suite import compare, runs
-from suite.metrics import METRICS, Metric
+from suite.judge.metrics import METRICS, Metric
+from suite.records import runs
+from suite.report import compare
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
 HOSTILE_ID = 'crafted/<img src=x onerror=alert(1)>&"quoted"'

@@ -6,9 +6,9 @@ import inspect
 
 import pytest
 
-from suite import compat
-from suite.cases import load_cases
-from suite.env import package_version
+from suite.matrix.load import load_cases
+from suite.train import compat
+from suite.versions import package_version
 from tests.helpers import write_cases
 
 
@@ -32,7 +32,7 @@ def test_each_rename_picks_a_name_the_installed_version_accepts(name, tmp_path):
         import torch
         from transformers import AutoModelForCausalLM
 
-        from suite import models
+        from suite.train import models
 
         path = models.materialise_tiny("llama", root=tmp_path)
         model = AutoModelForCausalLM.from_pretrained(path, **{chosen: torch.bfloat16})

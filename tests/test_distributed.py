@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from suite import distributed, env
-from suite.cases import WORLD_SIZE, load_cases, validate_combination
-from suite.session import RunSession
+from suite import machine
+from suite.matrix.load import load_cases
+from suite.matrix.rules import validate_combination
+from suite.matrix.spec import WORLD_SIZE
+from suite.run import distributed, requirements
+from suite.run.session import RunSession
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {c.id: c for c in load_cases(ROOT / "cases")}
@@ -36,31 +39,31 @@ def test_impossible_distributed_combinations(method, features, problem):
 
 @pytest.mark.parametrize("gpus", [0, 1])
 def test_too_few_gpus_skip_with_the_count(monkeypatch, tmp_path, gpus):
-    monkeypatch.setattr(env, "visible_gpu_count", lambda: gpus)
-    assert env.missing_requirements(FSDP) == [f"at least 2 CUDA GPUs (for fsdp); {gpus} visible"]
+    monkeypatch.setattr(machine, "visible_gpu_count", lambda: gpus)
+    assert requirements.missing_requirements(FSDP) == [f"at least 2 CUDA GPUs (for fsdp); {gpus} visible"]
     result = RunSession(tmp_path, "skips").run_case(DDP)
     assert result.status == "skipped" and result.reason == f"needs at least 2 CUDA GPUs (for ddp); {gpus} visible"
-    big = env.missing_requirements(CASES["llama2-7b/lora/gradient_checkpointing+ddp"])
+    big = requirements.missing_requirements(CASES["llama2-7b/lora/gradient_checkpointing+ddp"])
     assert big[0] == f"at least 2 CUDA GPUs (for ddp); {gpus} visible" and "weights of meta-llama" in big[1]
 
 
 def test_two_gpus_satisfy_a_tiny_distributed_case(monkeypatch):
-    monkeypatch.setattr(env, "visible_gpu_count", lambda: 2)
-    assert env.missing_requirements(DDP) == []
+    monkeypatch.setattr(machine, "visible_gpu_count", lambda: 2)
+    assert requirements.missing_requirements(DDP) == []
 
 
 @pytest.mark.parametrize("visible, count", [(None, 4), ("0,1", 2), ("3", 1), ("", 0), ("1,-1,0", 1),
                                             ("0,1,2,3,4,5", 4)])
 def test_visible_gpu_count_follows_cuda_visible_devices(monkeypatch, visible, count):
-    monkeypatch.setattr(env, "cuda_available", lambda: True)
-    monkeypatch.setattr(env, "_gpus_from_nvml", lambda: [{"index": i} for i in range(4)])
+    monkeypatch.setattr(machine, "cuda_available", lambda: True)
+    monkeypatch.setattr(machine, "gpus_from_nvml", lambda: [{"index": i} for i in range(4)])
     if visible is None:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    assert env.visible_gpu_count() == count
-    monkeypatch.setattr(env, "cuda_available", lambda: False)
-    assert env.visible_gpu_count() == 0
+    assert machine.visible_gpu_count() == count
+    monkeypatch.setattr(machine, "cuda_available", lambda: False)
+    assert machine.visible_gpu_count() == 0
 
 
 def test_launch_lines_parse_with_the_installed_accelerate(tmp_path):
@@ -69,10 +72,10 @@ def test_launch_lines_parse_with_the_installed_accelerate(tmp_path):
     ddp = distributed.launch_command(DDP, tmp_path, 123.5, port=29555)
     fsdp = distributed.launch_command(FSDP, tmp_path, 123.5, port=29555)
     assert ddp[1:3] == ["-m", "accelerate.commands.launch"]
-    assert ddp[-5:] == ["-m", "suite.distributed_child", str(tmp_path / "case.pkl"), str(tmp_path), "123.5"]
+    assert ddp[-5:] == ["-m", "suite.run.distributed_child", str(tmp_path / "case.pkl"), str(tmp_path), "123.5"]
     args = launch_command_parser().parse_args(ddp[3:])
     assert args.multi_gpu and not args.use_fsdp and args.num_processes == 2 and args.main_process_port == 29555
-    assert args.module and args.training_script == "suite.distributed_child"
+    assert args.module and args.training_script == "suite.run.distributed_child"
     args = launch_command_parser().parse_args(fsdp[3:])
     assert args.use_fsdp and not args.multi_gpu and args.num_processes == 2
     assert args.fsdp_state_dict_type == "FULL_STATE_DICT" and args.fsdp_auto_wrap_policy == "TRANSFORMER_BASED_WRAP"
@@ -106,7 +109,7 @@ def test_a_hung_launch_is_killed_at_the_timeout(tmp_path):
 def test_two_ranks_train_a_case_end_to_end_on_a_cpu(monkeypatch, tmp_path):
     """The real path (session -> accelerate launch -> 2 ranks -> rank 0's result), with gloo on a CPU."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the ranks must not pick a GPU this machine may have
-    monkeypatch.setattr(env, "visible_gpu_count", lambda: 2)
+    monkeypatch.setattr(machine, "visible_gpu_count", lambda: 2)
     result = RunSession(tmp_path, "ddp-cpu", timeout_s=600).run_case(DDP)
     rec = result.record
     assert result.status == "passed", result.failure_messages

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from suite import envs
+from suite.tools import envs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ def test_an_environment_made_from_a_venv_sees_that_venvs_stack(parent, tmp_path)
     _wheel(wheels, "ftsuite-pinned", "2.0")
     made = json.loads(_in(parent / "bin" / "python", f"""
         import json
-        from suite import envs
+        from suite.tools import envs
         spec = envs.EnvSpec(("ftsuite-pinned==2.0",), pip_args=("--no-index", "--find-links", {str(wheels)!r}))
         env_dir, info = envs.ensure_env(spec, root=__import__("pathlib").Path({str(tmp_path / "envs")!r}))
         print(json.dumps({{"dir": str(env_dir), "cached": info["cached"]}}))
@@ -96,7 +96,7 @@ def test_an_environment_made_from_a_venv_sees_that_venvs_stack(parent, tmp_path)
     # cached: reused, and checked again
     again = json.loads(_in(parent / "bin" / "python", f"""
         import json, pathlib
-        from suite import envs
+        from suite.tools import envs
         spec = envs.EnvSpec(("ftsuite-pinned==2.0",), pip_args=("--no-index", "--find-links", {str(wheels)!r}))
         print(json.dumps({{"dir": str(envs.ensure_env(spec, root=pathlib.Path({str(tmp_path / "envs")!r}))[0])}}))
     """))
@@ -106,7 +106,7 @@ def test_an_environment_made_from_a_venv_sees_that_venvs_stack(parent, tmp_path)
     (envs.site_packages_of(Path(made["dir"])) / envs.PTH_NAME).unlink()
     out = subprocess.run([str(parent / "bin" / "python"), "-c", textwrap.dedent(f"""
         import pathlib
-        from suite import envs
+        from suite.tools import envs
         spec = envs.EnvSpec(("ftsuite-pinned==2.0",), pip_args=("--no-index", "--find-links", {str(wheels)!r}))
         envs.ensure_env(spec, root=pathlib.Path({str(tmp_path / "envs")!r}))
     """)], cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from suite import compare, lock, upgrade
-from suite.env import STACK
+from suite.report import compare
+from suite.tools import lock, upgrade
+from suite.versions import STACK
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,5 @@
-"""The matrix of cases/: one test per case, parametrized and marked by suite/pytest_plugin.py."""
-from suite.pytest_plugin import run_case
+"""The matrix of cases/: one test per case, parametrized and marked by suite/plugin/cases.py."""
+from suite.plugin.cases import run_case
 
 
 def test_case(ft_case, ft_session, request):

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from suite import data, models
+from suite.train import data, models
 
 
 @pytest.fixture(scope="module")

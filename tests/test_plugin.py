@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suite import results
+from suite.records import results
 from tests.helpers import write_cases
 
 ROOT = Path(__file__).resolve().parent.parent

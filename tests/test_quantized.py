@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from suite import models, train
+from suite.train import args as train_args
+from suite.train import models, probes
 
 CONFIGS = Path(__file__).resolve().parent.parent / "cases" / "configs"
 # Llama-2-7b's config with layers of 1024 x 1024 and 1024 x 2048: every weight a whole number of
@@ -25,10 +26,10 @@ def test_nf4_double_quant_stores_the_papers_bits_per_parameter(tmp_path):
     doc.update(SMALL)
     (tmp_path / "shape.json").write_text(json.dumps(doc))
     path = models.materialise_random(tmp_path / "shape.json", root=tmp_path / "cache")
-    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=train._bnb_config(torch.float32), dtype=torch.float32)
-    q = train._quantized_summary(model)
+    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=train_args.bnb_config(torch.float32), dtype=torch.float32)
+    q = probes.quantized_summary(model)
     linear = 1024 * 1024 * 2 + 1024 * 256 * 2 + 3 * 1024 * 2048
     assert q["params"] == linear  # q, o: 1024x1024; k, v: 256x1024 (2 kv heads); gate, up, down: 1024x2048
     assert q["bits_per_param"] == pytest.approx(PAPER_BITS, abs=1e-9), q
     # the same model in bf16 has no quantized weights to count
-    assert train._quantized_summary(AutoModelForCausalLM.from_pretrained(path)) is None
+    assert probes.quantized_summary(AutoModelForCausalLM.from_pretrained(path)) is None

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from suite import env, models
-from suite.cases import load_cases
+from suite import machine
 from suite.errors import CaseError
-from suite.results import read_record
-from suite.session import RunSession
+from suite.matrix.load import load_cases
+from suite.records.results import read_record
+from suite.run import requirements
+from suite.run.session import RunSession
+from suite.train import models
 from tests.helpers import write_cases
 
 CONFIGS = Path(__file__).resolve().parent.parent / "cases" / "configs"
@@ -35,9 +37,9 @@ def test_shaped_models_are_gpu_cases_that_skip_with_the_reason_on_a_cpu():
     assert {c.model.name for c in shaped} == {"llama2-7b-shaped", "mistral-7b-shaped", "qwen2.5-7b-shaped"}
     case = cases["llama2-7b-shaped/qlora/gradient_checkpointing"]
     assert {"7b", "large", "gpu", "llama", "qlora"} <= set(case.markers)
-    if env.cuda_available():
+    if machine.cuda_available():
         pytest.skip("a CUDA GPU is visible: the CPU skip reason does not apply")
-    missing = env.missing_requirements(case)
+    missing = requirements.missing_requirements(case)
     assert missing[0] == "a CUDA GPU (for a 7B model); none is visible here"
     assert not any("not found" in m for m in missing)  # no weights are needed
 
@@ -126,7 +128,7 @@ def test_a_shaped_case_trains_end_to_end_through_the_suite(tmp_path, monkeypatch
     case = load_cases(d)[0]
     assert case.id == "shaped/lora/base"
     # the GPU requirement is what this test steps over: everything after it is the real path
-    monkeypatch.setattr(env, "missing_requirements", lambda c: [])
+    monkeypatch.setattr(requirements, "missing_requirements", lambda c: [])
     result = RunSession(tmp_path / "results", "shaped", timeout_s=600, baselines=None).run_case(case)
     assert result.status == "passed", result.reason
     record = read_record(result.record_path)

@@ -14,7 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from suite import compare, report, runs
+from suite.records import runs
+from suite.report import compare
+from suite.report import files as report_files
+from suite.report import markdown as report_md
+from suite.report import model as report_model
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures" / "runs"
@@ -35,9 +39,9 @@ def assert_golden(name: str, text: str) -> None:
                                       f"rerun with FTSUITE_UPDATE_GOLDEN=1 and review the diff")
 
 
-def build(*names: str) -> report.Report:
+def build(*names: str) -> report_model.Report:
     loaded = [runs.load(FIXTURES / n) for n in names]
-    return report.Report.build(loaded[0], loaded[1:])
+    return report_model.Report.build(loaded[0], loaded[1:])
 
 
 @pytest.mark.parametrize("golden, names", [
@@ -46,7 +50,7 @@ def build(*names: str) -> report.Report:
     ("tiny-one-run.md", ("tiny-a",)),
 ])
 def test_markdown_matches_golden(golden, names):
-    assert_golden(golden, report.markdown(build(*names)))
+    assert_golden(golden, report_md.markdown(build(*names)))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,7 @@ def html_page() -> str:
 
 
 def report_html_of(*names: str) -> str:
-    from suite import report_html
+    from suite.report import html as report_html
 
     return report_html.render(build(*names))
 
@@ -82,14 +86,14 @@ def test_html_sections(html_page):
 
 
 def test_markdown_escapes_table_breaking_text():
-    text = report.markdown(build("verdicts-base", "verdicts-cand"))
+    text = report_md.markdown(build("verdicts-base", "verdicts-cand"))
     row = next(line for line in text.splitlines() if "crafted/newly-failing" in line and "status" in line)
     assert row.count(" | ") == 7  # pipes in the failure message do not add columns
     assert "<script>" not in text and "&lt;script&gt;" in text
 
 
 def test_write_produces_every_format(tmp_path):
-    paths = report.write(build("verdicts-base", "verdicts-cand"), tmp_path / "out")
+    paths = report_files.write(build("verdicts-base", "verdicts-cand"), tmp_path / "out")
     assert sorted(p.name for p in paths.values()) == ["comparison.csv", "comparison.json", "report.html", "report.md"]
     csv = pd.read_csv(paths["csv"])
     assert list(csv.columns) == compare.COLUMNS

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from suite import report, runs
+from suite.records import runs
+from suite.report import files as report_files
+from suite.report import model as report_model
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -146,8 +148,8 @@ def open_page(browser: DevTools, url: str) -> list[str]:
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    rep = report.Report.build(runs.load(FIXTURES / "verdicts-base"), [runs.load(FIXTURES / "verdicts-cand")])
-    return report.write(rep, out)["html"]
+    rep = report_model.Report.build(runs.load(FIXTURES / "verdicts-base"), [runs.load(FIXTURES / "verdicts-cand")])
+    return report_files.write(rep, out)["html"]
 
 
 def test_report_opens_without_console_errors(page, tmp_path):

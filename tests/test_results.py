@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from suite import results
 from suite.errors import RecordError
+from suite.records import results
 
 
 def minimal_record(**over) -> dict:

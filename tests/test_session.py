@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from suite import results, train
-from suite.cases import load_cases
-from suite.session import RunSession
+from suite.matrix.load import load_cases
+from suite.records import results
+from suite.run.session import RunSession
+from suite.train import probes
 from tests.helpers import write_cases
 
 
@@ -42,7 +43,7 @@ def test_a_passing_adapter_case_leaves_a_valid_record_and_checkpoint(tmp_path, c
     # the reload probe compares the positions that hold a token (right padding), not the padding
     shape = rec["reload"]["probe_shape"]
     # (the word-level tokenizer: one token per word, no BOS; padded, the batch would have 2 x 9)
-    assert len(shape) == 2 and shape[0] == sum(len(t.split()) for t in train.PROBE_TEXTS) == 16, shape
+    assert len(shape) == 2 and shape[0] == sum(len(t.split()) for t in probes.PROBE_TEXTS) == 16, shape
     session.finish()
     manifest = results.read_manifest(tmp_path / "run1")
     assert manifest["counts"] == {"passed": 1} and manifest["finished_at"]
@@ -94,7 +95,7 @@ def test_records_of_a_rerun_into_the_same_run_id_are_kept(tmp_path, cases):
 def test_a_spawned_case_trains_and_keeps_its_imports_out_of_set_up(tmp_path, cases):
     """The path every case takes on a GPU (and unsloth's everywhere): a fresh interpreter that
     imports the stack itself; the imports are import_s, not setup_s."""
-    from suite import runner
+    from suite.run import runner
 
     out = runner.run_in_child(runner.train_spawned, (cases["tiny-llama/lora/base"], tmp_path), tmp_path, 600,
                               method="spawn")
@@ -108,7 +109,7 @@ def test_a_spawned_case_trains_and_keeps_its_imports_out_of_set_up(tmp_path, cas
 
 @pytest.mark.parametrize("keep,kept", [("auto", False), ("never", False), ("always", True)])
 def test_a_case_that_died_after_saving_leaves_no_large_checkpoint(tmp_path, keep, kept):
-    from suite import session as session_mod
+    from suite.run import session as session_mod
 
     workdir = tmp_path / "case"
     (workdir / "checkpoint").mkdir(parents=True)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from suite.cases import load_cases
-from suite.pytest_shard import parse_shard, shard_of
+from suite.matrix.load import load_cases
+from suite.plugin.shard import parse_shard, shard_of
 
 pytest_plugins = ["pytester"]
 
@@ -23,7 +23,7 @@ def test_unit():
 
 
 def passed_ids(pytester: pytest.Pytester, *args: str) -> list[str]:
-    result = pytester.runpytest("-p", "suite.pytest_shard", *args)
+    result = pytester.runpytest("-p", "suite.plugin.shard", *args)
     assert result.ret == 0, result.stdout.str()
     return [r.nodeid.split("::", 1)[1] for r in result.reprec.getreports("pytest_runtest_logreport")
             if r.when == "call" and r.passed]
@@ -43,7 +43,7 @@ def test_slices_are_disjoint_cover_everything_and_unit_tests_run_once(pytester: 
 @pytest.mark.parametrize("spec", ["0/3", "4/3", "1/0", "a/b", "3", "", "1/2/3", "-1/2"])
 def test_bad_shard_specs_are_usage_errors(pytester: pytest.Pytester, spec: str):
     pytester.makepyfile(test_m=TEST_FILE)
-    result = pytester.runpytest("-p", "suite.pytest_shard", f"--shard={spec}")
+    result = pytester.runpytest("-p", "suite.plugin.shard", f"--shard={spec}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*--shard takes I/N with 1 <= I <= N*got {spec!r}*"])
 

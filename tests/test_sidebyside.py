@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from suite import report, report_html, runs, sidebyside
+from suite.records import runs
+from suite.report import html as report_html
+from suite.report import markdown as report_md
+from suite.report import sidebyside
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "runs" / "tiny-a" / "tiny-llama__lora__base.json"
 
@@ -42,7 +45,7 @@ def test_unsloth_against_hf_qlora_uses_repeat_medians_and_the_published_row(tmp_
     assert row["memory_change"] == pytest.approx(-0.4) and row["memory_metric"] == "cuda_max_reserved_gib"
     assert (row["published_speed_ratio"], row["published_memory_change"]) == (1.87, -0.393)
     assert "Llama-2 7b" in row["published_source"]
-    text = "\n".join(report.sidebyside_md(run))
+    text = "\n".join(report_md.sidebyside_md(run))
     assert "| 2.00x | -40.0% (CUDA reserved) | 40.0% / 20.0% | 1.87x | -39.3% |" in text
 
 
@@ -66,7 +69,7 @@ def test_feature_pairs_and_what_does_not_pair(tmp_path):
 def test_no_pairs_no_section_and_html_escapes(tmp_path):
     (tmp_path / "a").mkdir()
     run = _run(tmp_path / "a", [_record("tiny-llama", "lora", [], tokens_per_s=1.0, peak_rss_gib=1.0)])
-    assert report.sidebyside_md(run) == [] and report_html.sidebyside_html(run) == ""
+    assert report_md.sidebyside_md(run) == [] and report_html.sidebyside_html(run) == ""
     (tmp_path / "b").mkdir()
     run = _run(tmp_path / "b", [_record("m<x>", "lora", [], tokens_per_s=1.0, peak_rss_gib=1.0),
                                 _record("m<x>", "lora", ["packing"], tokens_per_s=2.0, peak_rss_gib=1.0)])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from suite import envs, upgrade
 from suite.errors import SuiteError
+from suite.tools import envs, upgrade
 
 
 def test_pins_are_normalised_and_bad_ones_named():

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from suite import wheels
-from suite.wheels import Target, WheelError, parse_have, resolve
+from suite.tools import wheels
+from suite.tools.wheels import Target, WheelError, parse_have, resolve
 
 PY312 = Target("3.12", "2.28", "x86_64")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite import data
-from suite.cases import PROMPT_FORMATS, Case
 from suite.invariants import harness as h
 from suite.invariants.relations import RELATIONS, Verdict, count
+from suite.matrix.spec import PROMPT_FORMATS, Case
+from suite.train import data
 
 
 def declared_fields(case: Case) -> dict[str, Any]:
@@ -39,9 +39,7 @@ def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
     import torch
     from datasets import Dataset
 
-    from suite.backends import hf
-
-    build = build or hf.build_trainer
+    build = build or (lambda case, *rest: case.backend.build_trainer(case, *rest))
     wrong_fields, wrong_length, attention = [], [], []
     for i, case in enumerate(cases):
         if case.needs_gpu:

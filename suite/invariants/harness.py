@@ -1,7 +1,7 @@
 """Tiny in-process SFTTrainers for the invariants, built the way a matrix case builds its own.
 
 A trainer here is made from a `Case` through the same helpers the matrix uses
-(`suite.train._sft_config`, `model_init_kwargs`, `_lora_config`, `suite.compat`), so an
+(`suite.train._sft_config`, `model_init_kwargs`, `_lora_config`, `suite.train.compat`), so an
 invariant exercises the argument mapping the suite ships, not a private copy of it. What differs
 from a case run: it stays in this process, and the caller may swap the trainer class, the
 collator or the rows, which is how the "can fail" tests break a relation on purpose.
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from suite import data, models, train
-from suite.cases import Case, CheckSpec, LoraSpec, ModelSpec, Training
+from suite.matrix.spec import Case, CheckSpec, LoraSpec, ModelSpec, Training
+from suite.train import args as train_args
+from suite.train import data, models
 
 ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral"}
 # Small and quick: a handful of steps of 4-example batches on 16 examples.
@@ -74,11 +75,11 @@ def build_trainer(case: Case, output_dir: Path, rows: list[dict] | None = None, 
     seed_everything(case.training.seed)
     path = model_path(case)
     tokenizer = tokenizer if tokenizer is not None else models.load_tokenizer(path)
-    load_kwargs = train.model_init_kwargs(case, "cpu", torch.float32)
+    load_kwargs = train_args.model_init_kwargs(case, "cpu", torch.float32)
     quant = load_kwargs.pop("quantization_config", None)
-    args = train._sft_config(case, output_dir, "cpu", "fp32", load_kwargs)
+    args = train_args.sft_config(case, output_dir, "cpu", "fp32", load_kwargs)
     if peft_config is None and case.is_adapter:
-        peft_config = train._lora_config(case)
+        peft_config = train_args.lora_config(case)
     dataset = Dataset.from_list(rows if rows is not None else rows_for(case))
     cls = trainer_cls or SFTTrainer
     trainer = cls(model=path, args=args, train_dataset=dataset, processing_class=tokenizer,

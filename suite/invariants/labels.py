@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from suite.cases import CONVERSATIONAL
 from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS, masked_loss, token_logprobs
 from suite.invariants.relations import RELATIONS, Verdict, compare, count
+from suite.matrix.spec import CONVERSATIONAL
 
 
 def _render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> list[int]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from suite import compat
 from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS
 from suite.invariants.relations import Verdict, compare, count
+from suite.train import compat
 
 
 def measure_grad_accum(method: str, out: Path, *, accumulate: int = 4, steps: int = 3,

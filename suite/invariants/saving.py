@@ -4,13 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from suite import train
 from suite.invariants import harness as h
 from suite.invariants.relations import Verdict, compare
+from suite.train import args as train_args
+from suite.train import probes
 
 
 def _probe(tokenizer) -> dict:
-    return dict(tokenizer(train.PROBE_TEXTS, return_tensors="pt", padding=True))
+    return dict(tokenizer(probes.PROBE_TEXTS, return_tensors="pt", padding=True))
 
 
 def _reload(case, model_path: str, saved: Path, dequantize: bool = False):
@@ -19,7 +20,7 @@ def _reload(case, model_path: str, saved: Path, dequantize: bool = False):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(model_path, **train.model_init_kwargs(case, "cpu", torch.float32))
+    base = AutoModelForCausalLM.from_pretrained(model_path, **train_args.model_init_kwargs(case, "cpu", torch.float32))
     if dequantize:
         base = base.dequantize()
     return PeftModel.from_pretrained(base, str(saved))

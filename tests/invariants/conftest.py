@@ -100,7 +100,7 @@ def _tables(config: pytest.Config) -> tuple[dict[str, float], dict[str, float]]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With FTSUITE_INVARIANTS_JSON set (upgrade-check, canary), write every relation's measured
-    discrepancy and every test's outcome there: suite/compare.py compares two such files."""
+    discrepancy and every test's outcome there: suite/report/compare.py compares two such files."""
     target = os.environ.get("FTSUITE_INVARIANTS_JSON")
     if not target:
         return

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from suite import cases as cases_mod
 from suite.invariants.relations import compare
-from suite.session import RunSession
+from suite.matrix import load
+from suite.run.session import RunSession
 
 pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora, pytest.mark.adapter]
 CASE_ID = "tiny-llama/lora/base"
 
 
 def test_two_runs_give_identical_curves(request, tmp_path, invariant):
-    case = next(c for c in cases_mod.load_cases(request.config.getoption("cases_dir")) if c.id == CASE_ID)
+    case = next(c for c in load.load_cases(request.config.getoption("cases_dir")) if c.id == CASE_ID)
     curves = []
     for run_id in ("first", "second"):
         session = RunSession(results_root=tmp_path, run_id=run_id, keep_checkpoints="never")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from suite import compat
 from suite.invariants import labels
+from suite.train import compat
 
 pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama]
 METHODS = [pytest.param("full", marks=pytest.mark.full),

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from suite.env import package_version
 from suite.invariants import saving
+from suite.versions import package_version
 
 pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.adapter]
 

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from suite import cases as cases_mod
-from suite import compat
 from suite.invariants import configs
+from suite.matrix import load, spec
+from suite.train import compat
 
 pytestmark = [pytest.mark.invariant, pytest.mark.tiny]
 
 
-def _cpu_tiny_cases(request) -> list[cases_mod.Case]:
-    all_cases = cases_mod.load_cases(request.config.getoption("cases_dir"))
+def _cpu_tiny_cases(request) -> list[spec.Case]:
+    all_cases = load.load_cases(request.config.getoption("cases_dir"))
     return [c for c in all_cases if c.model.size == "tiny" and not c.needs_gpu]
 
 

@@ -1,0 +1,237 @@
+"""Golden loss curves: reference curves of the tiny deterministic cases, pytest-regressions style.
+
+One file per case and hardware profile, `results/baselines/<profile>/<case-slug>.json`, written so
+that a diff shows one step per line. A missing baseline is written and the check fails; the
+`--update-baselines` option rewrites deliberately; a baseline recorded for another fingerprint is
+another configuration and fails saying how to update; a mismatch leaves the obtained curve next to
+the run's records (`<slug>/obtained-curve.json`) and the message names both files.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from suite import versions
+from suite.errors import RecordError
+from suite.judge.checks import CheckResult
+from suite.matrix.spec import Case
+from suite.paths import display
+from suite.records import provenance
+from suite.records.results import read_document
+
+KIND = "ftsuite.baseline-curve"
+OBTAINED_KIND = "ftsuite.obtained-curve"
+SCHEMA_VERSION = 1
+CHECK_NAME = "golden_curve"
+RECORDED_PACKAGES = versions.STACK
+
+
+def current_profile() -> str:
+    """The hardware profile baselines are kept under, the same names budgets use
+    (suite/judge/hardware.py): "cpu" without a CUDA GPU, else e.g. "h200-141gb"."""
+    from suite.judge.hardware import current
+
+    return current().name
+
+
+def _points(loss_curve: list[dict]) -> list[dict]:
+    return [{"step": int(p["step"]), "loss": float(p["loss"])} for p in loss_curve]
+
+
+def dumps_curve(head: dict, points: list[dict]) -> str:
+    """JSON with the header fields first and one `{"step", "loss"}` per line (diff-friendly)."""
+    body = json.dumps(head, indent=1)
+    lines = ",\n".join("  " + json.dumps(p) for p in points)
+    return body[:-2] + ',\n "curve": [\n' + lines + "\n ]\n}\n"
+
+
+def read_curve(path: Path) -> dict:
+    doc = read_document(path, KIND, "baseline curve", SCHEMA_VERSION)
+    if not isinstance(doc.get("curve"), list):
+        raise RecordError(str(path), "field curve: missing or not a list")
+    return doc
+
+
+@dataclass(frozen=True)
+class CurveMatches:
+    """Every logged loss within atol + rtol x |baseline| of the baseline at the same step, and the
+    mean residual (obtained - baseline, over every step) within `drift`.
+
+    The per-step bound has to absorb another CPU's rounding at its worst step; the mean residual
+    of that rounding is far smaller, while a systematic change of the loss (a new normalisation, a
+    shifted label) moves every step the same way: the drift bound sees shifts the per-step bound
+    lets through (TRL's invariant tests judge mean residuals the same way)."""
+
+    rtol: float
+    atol: float
+    drift: float = math.inf
+
+    def mismatches(self, obtained: list[dict], reference: list[dict]) -> list[str]:
+        """Lines describing where the curves disagree (empty when they match), worst first."""
+        ref = {p["step"]: p["loss"] for p in reference}
+        got = {p["step"]: p["loss"] for p in obtained}
+        if set(ref) != set(got):
+            return [f"logged steps differ: baseline has {len(ref)} (steps {min(ref, default=0)}.."
+                    f"{max(ref, default=0)}), this run {len(got)} (steps {min(got, default=0)}..{max(got, default=0)})"]
+        bad = []
+        for step in sorted(ref):
+            diff, allowed = abs(got[step] - ref[step]), self.atol + self.rtol * abs(ref[step])
+            if not diff <= allowed:  # NaN fails too
+                bad.append((diff if math.isfinite(diff) else math.inf, step, allowed))
+        lines = [f"step {s:>4}: baseline {ref[s]:.6f}  obtained {got[s]:.6f}  diff {d:.3g} > allowed {a:.3g}"
+                 for d, s, a in sorted(bad, reverse=True)]
+        residual = self.mean_residual(obtained, reference)
+        if math.isfinite(residual) and abs(residual) > self.drift:  # a NaN step already failed above
+            lines.insert(0, f"mean residual {residual:+.3g} over {len(ref)} steps > allowed drift {self.drift:.3g} "
+                            f"(the whole curve moved {'up' if residual > 0 else 'down'})")
+        return lines
+
+    @staticmethod
+    def mean_residual(obtained: list[dict], reference: list[dict]) -> float:
+        ref = {p["step"]: p["loss"] for p in reference}
+        diffs = [p["loss"] - ref[p["step"]] for p in obtained if p["step"] in ref]
+        return sum(diffs) / len(diffs) if diffs else math.nan
+
+
+@dataclass
+class BaselineStore:
+    """The baselines of one profile, and what this run did to them (listed at the end of the run)."""
+
+    root: Path  # results/baselines
+    update: bool = False
+    profile: str = field(default_factory=current_profile)
+    events: list[str] = field(default_factory=list)
+
+    def path_for(self, case: Case) -> Path:
+        return Path(self.root) / self.profile / f"{case.slug}.json"
+
+    def applies(self, case: Case) -> bool:
+        """Golden curves are for tiny cases in regression mode (benchmark runs and 7B have none)."""
+        return case.model.size == "tiny" and case.mode == "regression"
+
+    def checks(self, case: Case, loss_curve: list[dict], prior: list[CheckResult], run_dir: Path,
+               kernels: dict | None = None) -> list[CheckResult]:
+        """The golden-curve check of a case that ran (none when the case has no golden curve);
+        kernels: what decided the child's rounding (Payload.device.kernels), recorded with the curve."""
+        if not self.applies(case):
+            return []
+        points, path = _points(loss_curve), self.path_for(case)
+        kernels = kernels or {}
+        failed = [c.name for c in prior if not c.passed]
+        if not points:
+            return [self._result(False, f"{case.id}: no loss curve to compare with {display(path)}")]
+        if self.update or not path.exists():
+            if failed:
+                return [self._result(False, f"{case.id}: no golden curve written to {display(path)}: the case failed "
+                                            f"{', '.join(failed)}, and a failing run is no reference")]
+            existed = path.exists()
+            self._write(path, case, points, kernels)
+            self.events.append(f"{'rewrote' if existed else 'wrote'} {display(path)}")
+            if self.update:
+                return [self._result(True, f"{case.id}: golden curve {'rewritten' if existed else 'written'} "
+                                           f"(--update-baselines): {display(path)}")]
+            return [self._result(False, f"{case.id}: no golden curve for profile {self.profile!r}; wrote {display(path)} "
+                                        f"from this run. Review it, commit it and rerun (a new baseline never "
+                                        f"passes on the run that wrote it)")]
+        return [self._compare(case, points, path, run_dir, kernels)]
+
+    def _compare(self, case: Case, points: list[dict], path: Path, run_dir: Path, kernels: dict) -> CheckResult:
+        ref = read_curve(path)
+        if ref.get("fingerprint") != case.fingerprint:
+            obtained = self._write_obtained(run_dir, case, points, path, kernels)
+            self.events.append(f"other configuration {case.id}: {display(path)} (obtained: {display(obtained)})")
+            return self._result(False, f"{case.id}: baseline {display(path)} was recorded for fingerprint "
+                                       f"{ref.get('fingerprint')} (another configuration of this case); this run "
+                                       f"is {case.fingerprint}. Obtained curve: {display(obtained)}. If the configuration "
+                                       f"changed on purpose, rerun with --update-baselines and commit the file")
+        check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol, case.checks.curve_drift)
+        bad = check.mismatches(points, ref["curve"])
+        ref_losses = {p["step"]: p["loss"] for p in ref["curve"]}
+        worst = max((abs(p["loss"] - ref_losses[p["step"]]) for p in points if p["step"] in ref_losses),
+                    default=math.inf)
+        residual = check.mean_residual(points, ref["curve"])
+        bounds = f"rtol {check.rtol:g}, atol {check.atol:g}, drift {check.drift:g}"
+        if not bad:
+            return self._result(True, f"{case.id}: loss curve matches {display(path)} ({len(points)} steps, max abs diff "
+                                      f"{worst:.3g}, mean residual {residual:+.3g}; {bounds})", worst)
+        obtained = self._write_obtained(run_dir, case, points, path, kernels)
+        self.events.append(f"mismatch {case.id}: {display(path)} vs {display(obtained)}")
+        steps = [b for b in bad if b.startswith("step ")]
+        what = (f"at {len(steps)} of {len(points)} steps" if steps else
+                f"by a drift of the whole curve (mean residual {residual:+.3g})")
+        shown = "\n    ".join(bad[:6]) + (f"\n    ... and {len(bad) - 6} more" if len(bad) > 6 else "")
+        return self._result(False, f"{case.id}: loss curve differs from its golden curve {what} ({bounds})\n"
+                                   f"    {differences(ref, self._provenance(kernels))}\n"
+                                   f"    baseline: {display(path)}\n    obtained: {display(obtained)}\n    {shown}", worst)
+
+    @staticmethod
+    def _provenance(kernels: dict) -> dict:
+        """What decides a curve's last digits: the packages, and the CPU and kernels it ran on."""
+        captured = provenance.capture()
+        return {"packages": {k: captured["packages"].get(k) for k in RECORDED_PACKAGES},
+                "hardware": hardware_of(captured, kernels)}
+
+    def _head(self, kind: str, case: Case, kernels: dict) -> dict:
+        return {"kind": kind, "schema_version": SCHEMA_VERSION, "case_id": case.id,
+                "fingerprint": case.fingerprint, "profile": self.profile,
+                "tolerance": {"rtol": case.checks.curve_rtol, "atol": case.checks.curve_atol,
+                              "drift": case.checks.curve_drift},
+                **self._provenance(kernels),
+                "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def _write(self, path: Path, case: Case, points: list[dict], kernels: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dumps_curve(self._head(KIND, case, kernels), points))
+
+    def _write_obtained(self, run_dir: Path, case: Case, points: list[dict], baseline: Path, kernels: dict) -> Path:
+        # inside the case's folder, beside its log: the run folder's top level holds records only
+        out = Path(run_dir) / case.slug / "obtained-curve.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(dumps_curve({**self._head(OBTAINED_KIND, case, kernels), "baseline": str(baseline)}, points))
+        return out
+
+    @staticmethod
+    def _result(passed: bool, message: str, value: float | None = None) -> CheckResult:
+        return CheckResult(CHECK_NAME, passed, message, value=value)
+
+
+def hardware_of(captured: dict, kernels: dict) -> dict:
+    """The hardware fields of a curve's provenance, flat and comparable."""
+    cpu = captured.get("cpu") or {}
+    bnb = kernels.get("bitsandbytes") or {}
+    return {"cpu": " ".join(str(v) for v in (cpu.get("vendor"), cpu.get("model")) if v) or None,
+            "cpu_flags": " ".join(cpu.get("flags") or []) or None,
+            "torch_cpu_capability": kernels.get("torch_cpu_capability") or (captured.get("torch") or {}).get(
+                "cpu_capability"),
+            "bitsandbytes_backend": ", ".join(f"{k} {v}" for k, v in bnb.items() if v is not None) or None,
+            "python": captured.get("python")}
+
+
+def differences(ref: dict, now: dict) -> str:
+    """Every difference between the baseline curve's environment and this run's, hardware included."""
+    changed = [f"{k} {v} -> {now['packages'].get(k)}" for k, v in (ref.get("packages") or {}).items()
+               if now["packages"].get(k) != v]
+    recorded = ref.get("hardware")
+    if recorded is None:
+        changed.append("hardware unknown (the baseline was recorded before curves recorded their CPU and kernels; "
+                       f"this run: {', '.join(f'{k} {v}' for k, v in now['hardware'].items() if v)})")
+    else:
+        changed += [f"{k} {recorded.get(k)} -> {v}" for k, v in now["hardware"].items() if recorded.get(k) != v]
+    if not changed:
+        return ("no difference from the baseline's packages or hardware: the training itself changed "
+                "(or is not deterministic)")
+    return "differences from the baseline's environment: " + "; ".join(changed) + _lock_note(now["packages"])
+
+
+def _lock_note(packages: dict) -> str:
+    """Where the installed stack is not the control lock's, say how to get the references' stack."""
+    from suite.tools import lock
+
+    off = lock.differences_from_lock(packages)
+    if not off:
+        return ""
+    return (f" (not the control stack: {', '.join(off)}; install through {display(lock.LOCK_FILE)} "
+            f"to reproduce the references)")

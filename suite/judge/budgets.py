@@ -1,0 +1,111 @@
+"""Budgets per hardware profile: declared in cases/budgets/<profile>.yaml, checked in benchmark mode.
+
+A budget entry names the cases it covers (a glob on the case id), the bounds, and where each
+number comes from. Every breach fails the case with metric, value, bound and profile named.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from suite.errors import CaseError, not_utf8
+from suite.judge.checks import CheckResult
+
+# budget field -> (metric on CUDA, metric on CPU, "max" bound or "min" bound, unit)
+BUDGET_FIELDS: dict[str, tuple[str, str, str, str]] = {
+    "peak_memory_gib": ("cuda_max_reserved_gib", "peak_rss_gib", "max", "GiB"),
+    "step_time_s": ("step_time_median_s", "step_time_median_s", "max", "s"),
+    "tokens_per_s": ("tokens_per_s", "tokens_per_s", "min", "tokens/s"),
+    "setup_s": ("setup_s", "setup_s", "max", "s"),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One bound: `fails(value) -> message or None`."""
+
+    field: str
+    metric: str
+    bound: float
+    kind: str  # "max" or "min"
+    unit: str
+    profile: str
+    source: str
+    file: str
+
+    def fails(self, case_id: str, value: float | None) -> str | None:
+        if value is None:
+            return (f"{case_id}: budget {self.field} on profile {self.profile}: metric {self.metric} was not "
+                    f"measured (bound {self.bound:g} {self.unit}, {self.file})")
+        ok = value <= self.bound if self.kind == "max" else value >= self.bound
+        if ok:
+            return None
+        op = ">" if self.kind == "max" else "<"
+        return (f"{case_id}: budget breached on profile {self.profile}: {self.field} ({self.metric}) = "
+                f"{value:.4g} {self.unit} {op} budget {self.bound:g} {self.unit} (declared in {self.file}; "
+                f"source: {self.source})")
+
+    def evaluate(self, case_id: str, value: float | None) -> CheckResult:
+        breach = self.fails(case_id, value)
+        if breach:
+            return CheckResult(f"budget:{self.field}", False, breach, value, self.bound)
+        return CheckResult(f"budget:{self.field}", True,
+                           f"{case_id}: {self.field} ({self.metric}) = {value:.4g} {self.unit} within budget "
+                           f"{self.bound:g} {self.unit} on profile {self.profile}", value, self.bound)
+
+
+@dataclass(frozen=True)
+class Entry:
+    pattern: str
+    budgets: tuple[Budget, ...]
+
+
+def load_profile(budgets_dir: str | Path, profile: str) -> list[Entry]:
+    """The entries declared for a profile; an empty list when the profile has no file."""
+    path = Path(budgets_dir) / f"{profile}.yaml"
+    if not path.is_file():
+        return []
+    file = str(path)
+    try:
+        doc = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise CaseError(file, "(document)", not_utf8(exc)) from None
+    except yaml.YAMLError as exc:
+        raise CaseError(file, "(document)", f"not valid YAML: {exc}") from None
+    if not isinstance(doc, dict) or set(doc) - {"profile", "budgets"}:
+        raise CaseError(file, "(document)", "a budget file holds `profile` and `budgets` only")
+    if doc.get("profile") != profile:
+        raise CaseError(file, "profile", f"must be {profile!r} (the file's name), got {doc.get('profile')!r}")
+    entries = []
+    for i, raw in enumerate(doc.get("budgets") or []):
+        where = f"budgets[{i}]"
+        if not isinstance(raw, dict) or not isinstance(raw.get("cases"), str):
+            raise CaseError(file, f"{where}.cases", "each entry needs `cases`: a glob on case ids")
+        if not isinstance(raw.get("source"), str) or not raw["source"].strip():
+            raise CaseError(file, f"{where}.source", "say where the numbers come from")
+        unknown = set(raw) - {"cases", "source", *BUDGET_FIELDS}
+        if unknown:
+            raise CaseError(file, f"{where}.{sorted(unknown)[0]}",
+                            f"unknown budget field; known: {', '.join(BUDGET_FIELDS)}")
+        budgets = []
+        for name, (cuda_metric, cpu_metric, kind, unit) in BUDGET_FIELDS.items():
+            if name not in raw:
+                continue
+            value = raw[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise CaseError(file, f"{where}.{name}", f"must be a positive number, got {value!r}")
+            metric = cpu_metric if profile == "cpu" else cuda_metric
+            budgets.append(Budget(name, metric, float(value), kind, unit, profile, raw["source"].strip(), file))
+        entries.append(Entry(raw["cases"], tuple(budgets)))
+    return entries
+
+
+def applicable(entries: list[Entry], case_id: str) -> list[Budget]:
+    return [b for e in entries if fnmatch.fnmatchcase(case_id, e.pattern) for b in e.budgets]
+
+
+def evaluate(entries: list[Entry], case_id: str, metrics: dict[str, float]) -> list[CheckResult]:
+    return [b.evaluate(case_id, metrics.get(b.metric)) for b in applicable(entries, case_id)]

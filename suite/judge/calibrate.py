@@ -1,0 +1,147 @@
+"""Budgets from measured runs: per-case bounds = the worst measured value with a stated margin.
+
+`python -m suite budgets derive RUN --profile P` turns benchmark records into budget entries for
+`cases/budgets/P.yaml`, each saying which run, GPU and versions it was measured on and with which
+margin. `--write` replaces the file's measured block (below MEASURED_MARK), keeping the seeded
+entries above it; a seeded bound the measurements already breach is reported, never hidden.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from suite.errors import SuiteError
+from suite.judge import budgets
+from suite.records import runs
+from suite.report.compare import metric_values
+from suite.versions import HEADLINE
+
+MEASURED_MARK = "  # --- measured: written by `python -m suite budgets derive`; edit the seeded entries above ---"
+
+
+class CalibrationError(SuiteError):
+    """The runs cannot give budgets for this profile; the message says why."""
+
+
+@dataclass(frozen=True)
+class Derived:
+    case_id: str
+    bounds: dict[str, float]  # budget field -> bound
+    measured: dict[str, float]  # budget field -> worst measured value
+    source: str
+
+
+def _two_digits(x: float, up: bool) -> float:
+    """Two significant digits, rounded away from the measurement (a bound is never tighter than asked)."""
+    from math import ceil, floor, log10
+
+    if x <= 0:
+        return x
+    scale = 10 ** (floor(log10(x)) - 1)
+    return (ceil if up else floor)(x / scale) * scale
+
+
+def _describe_env(record: dict) -> str:
+    env = record.get("environment") or {}
+    pk = env.get("packages") or {}
+    gpus = env.get("gpus") or []
+    gpu = gpus[0].get("name") if gpus and isinstance(gpus[0], dict) else "CPU"
+    cuda = (env.get("torch") or {}).get("cuda")
+    versions = ", ".join(f"{n} {pk[n]}" for n in HEADLINE if n != "torch" and pk.get(n))
+    return f"{gpu}{f', CUDA {cuda}' if cuda else ''}, torch {pk.get('torch', '?')}, {versions}"
+
+
+def derive(run_args: list[str], profile: str, margin: float, setup_margin: float,
+           results_root: str | Path | None = None, select: str = "*") -> tuple[list[Derived], list[str]]:
+    """One entry per case measured in benchmark mode on this profile, and notes on what was not read."""
+    if not 0 <= margin < 1:
+        raise CalibrationError(f"--margin must be in [0, 1), got {margin}")
+    per_case: dict[str, list[dict]] = {}
+    run_ids, notes = [], []
+    for arg in run_args:
+        run = runs.load(arg, results_root)
+        run_ids.append(run.path.name)
+        notes += [f"not read: {err}" for err in run.errors]
+        for rec in run.records:
+            if rec.get("mode") != "benchmark" or rec.get("status") not in ("passed", "failed"):
+                continue
+            if (rec.get("budgets") or {}).get("profile") != profile:
+                continue
+            if fnmatch.fnmatchcase(rec["case_id"], select):
+                per_case.setdefault(rec["case_id"], []).append(rec)
+    if not per_case:
+        raise CalibrationError(
+            f"no benchmark records measured on profile {profile!r} in {', '.join(run_args)} (records of "
+            f"`--benchmark` runs that passed or failed a check count; skipped and errored ones do not)")
+    out = []
+    for case_id, recs in sorted(per_case.items()):
+        measured, bounds = {}, {}
+        for field, (cuda_metric, cpu_metric, kind, _unit) in budgets.BUDGET_FIELDS.items():
+            metric = cpu_metric if profile == "cpu" else cuda_metric
+            values = metric_values(recs, metric)
+            if not values:
+                continue
+            m = setup_margin if field == "setup_s" else margin
+            if kind == "max":
+                measured[field] = max(values)
+                bounds[field] = _two_digits(measured[field] * (1 + m), up=True)
+            else:
+                measured[field] = min(values)
+                bounds[field] = _two_digits(measured[field] * (1 - min(m, 0.99)), up=False)
+        source = (f"measured: {len(recs)} benchmark record(s) of run {', '.join(dict.fromkeys(run_ids))} on "
+                  f"{_describe_env(recs[0])}; worst value x (1 + {margin:g}) for memory and step time, "
+                  f"x (1 - {margin:g}) for tokens/s, setup x (1 + {setup_margin:g})")
+        out.append(Derived(case_id, bounds, measured, source))
+    return out, notes
+
+
+def render(entries: list[Derived]) -> str:
+    """The measured block of a budget file (YAML list items, two-space indented under `budgets:`)."""
+    lines = [MEASURED_MARK]
+    for e in entries:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in e.measured.items())
+        lines.append(f"  # {e.case_id}: measured {shown}")
+        item = {"cases": e.case_id, **e.bounds, "source": e.source}
+        dumped = yaml.safe_dump([item], sort_keys=False, width=1000).rstrip("\n").splitlines()
+        lines += ["  " + line for line in dumped]
+    return "\n".join(lines) + "\n"
+
+
+def write(budgets_dir: str | Path, profile: str, entries: list[Derived]) -> Path:
+    """Replace the profile file's measured block; the seeded part above the mark is kept as written."""
+    path = Path(budgets_dir) / f"{profile}.yaml"
+    if path.is_file():
+        text = path.read_text()
+        head = text.split(MEASURED_MARK)[0].rstrip("\n") + "\n"
+    else:
+        head = f"profile: {profile}\nbudgets:\n"
+    if "budgets:" not in head:
+        raise CalibrationError(f"{path}: no `budgets:` list to add the measured entries to")
+    path.write_text(head + render(entries))
+    budgets.load_profile(budgets_dir, profile)  # what was written must load
+    return path
+
+
+def conflicts(budgets_dir: str | Path, profile: str, entries: list[Derived]) -> list[str]:
+    """Seeded bounds (above the mark) that the measured values already breach."""
+    path = Path(budgets_dir) / f"{profile}.yaml"
+    if not path.is_file():
+        return []
+    seeded_text = path.read_text().split(MEASURED_MARK)[0]
+    tmp = yaml.safe_load(seeded_text) or {}
+    out = []
+    for i, raw in enumerate(tmp.get("budgets") or []):
+        for e in entries:
+            if not fnmatch.fnmatchcase(e.case_id, raw.get("cases", "")):
+                continue
+            for field, value in e.measured.items():
+                if field not in raw:
+                    continue
+                kind = budgets.BUDGET_FIELDS[field][2]
+                if (kind == "max" and value > raw[field]) or (kind == "min" and value < raw[field]):
+                    out.append(f"{path}: budgets[{i}] ({raw['cases']}) {field} {raw[field]:g} is already breached by "
+                               f"{e.case_id}: measured {value:.4g}; correct or remove the seeded entry")
+    return out

@@ -1,0 +1,192 @@
+"""The assertions every case makes, as small objects: `fails(...) -> str | None`.
+
+Each failure message names the case, the measured value and the bound, so a red line in CI
+says what went wrong without opening the record.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+from suite.judge.checkpoint import Inventory
+from suite.matrix.spec import Case
+from suite.train.payload import Payload
+
+ADAPTER_MARKERS = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
+INTEGER_DTYPES = {"U8", "I8", "U16", "I16", "U32", "I32", "I64", "U64"}
+ADAPTER_WEIGHT_FILES = {"adapter_model.safetensors"}
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    message: str
+    value: float | None = None
+    bound: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GiB"
+
+
+@dataclass(frozen=True)
+class LossDecreases:
+    """Mean of the last k logged losses below (1 - margin) x the mean of the first k."""
+
+    window: int
+    margin: float
+    name: str = "loss_decreases"
+
+    def evaluate(self, case_id: str, losses: list[float]) -> CheckResult:
+        k = self.window
+        if len(losses) < 2 * k:
+            return CheckResult(self.name, False, f"{case_id}: loss check needs at least {2 * k} logged losses, "
+                                                 f"got {len(losses)}")
+        if any(not math.isfinite(x) for x in losses):
+            bad = next(i for i, x in enumerate(losses) if not math.isfinite(x))
+            return CheckResult(self.name, False, f"{case_id}: loss is not finite at logged step {bad + 1} "
+                                                 f"({losses[bad]})", value=float("nan"))
+        first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+        bound = (1 - self.margin) * first
+        passed = last < bound
+        verdict = "decreased" if passed else "did not decrease enough"
+        return CheckResult(self.name, passed,
+                           f"{case_id}: loss {verdict}: mean of the last {k} logged losses {last:.4f} "
+                           f"{'<' if passed else '>='} {bound:.4f} (= (1 - {self.margin:g}) x mean of the "
+                           f"first {k}, {first:.4f})", value=last, bound=bound)
+
+
+@dataclass(frozen=True)
+class AdapterOnly:
+    """The checkpoint of an adapter case holds the adapter and nothing of the base model."""
+
+    name: str = "adapter_only"
+
+    def evaluate(self, case_id: str, inv: Inventory, trainable_tensors: int) -> CheckResult:
+        problems = []
+        extra_files = [f for f in inv.weight_files if f not in ADAPTER_WEIGHT_FILES]
+        if extra_files:
+            problems.append(f"weight files besides the adapter: {', '.join(extra_files)}")
+        if "adapter_model.safetensors" not in inv.weight_files:
+            problems.append("no adapter_model.safetensors (not saved in safetensors format)")
+        foreign = [t.name for t in inv.tensors if not any(m in t.name for m in ADAPTER_MARKERS)]
+        if foreign:
+            problems.append(f"{len(foreign)} non-adapter tensors, e.g. {', '.join(foreign[:3])}")
+        packed = [t.name for t in inv.tensors if t.dtype in INTEGER_DTYPES]
+        if packed:
+            problems.append(f"{len(packed)} integer (quantized) tensors, e.g. {packed[0]}: a dump of the 4-bit base")
+        if len(inv.tensors) != trainable_tensors:
+            problems.append(f"{len(inv.tensors)} saved tensors but {trainable_tensors} trainable tensors")
+        if problems:
+            return CheckResult(self.name, False, f"{case_id}: checkpoint is not adapter-only: " + "; ".join(problems),
+                               value=len(inv.tensors), bound=trainable_tensors)
+        return CheckResult(self.name, True, f"{case_id}: checkpoint holds only the adapter "
+                                            f"({len(inv.tensors)} tensors, all LoRA)",
+                           value=len(inv.tensors), bound=trainable_tensors)
+
+
+@dataclass(frozen=True)
+class SizeMatches:
+    """Saved tensor bytes within rtol of what the parameter count and dtype imply."""
+
+    rtol: float
+    what: str  # "adapter" or "full model"
+    name: str = "checkpoint_size"
+
+    def evaluate(self, case_id: str, inv: Inventory, expected: int, detail: str) -> CheckResult:
+        got = inv.tensor_bytes
+        rel = abs(got - expected) / expected if expected else float("inf")
+        passed = rel <= self.rtol
+        return CheckResult(self.name, passed,
+                           f"{case_id}: {self.what} checkpoint tensors are {_fmt_bytes(got)} ({got} B), expected "
+                           f"{_fmt_bytes(expected)} ({expected} B = {detail}); off by {rel:.2%}, "
+                           f"tolerance {self.rtol:.2%}; files total {_fmt_bytes(inv.total_bytes)}",
+                           value=got, bound=expected)
+
+
+@dataclass(frozen=True)
+class HoldsWholeModel:
+    """A full fine-tune's checkpoint holds every weight of the model."""
+
+    name: str = "full_checkpoint"
+
+    def evaluate(self, case_id: str, inv: Inventory, expected_keys: list[str]) -> CheckResult:
+        saved = {t.name for t in inv.tensors}
+        missing = [k for k in expected_keys if k not in saved]
+        if not inv.weight_files or not all(f.endswith(".safetensors") for f in inv.weight_files):
+            return CheckResult(self.name, False, f"{case_id}: full checkpoint is not safetensors-only: "
+                                                 f"{inv.weight_files or 'no weight files'}")
+        if missing:
+            return CheckResult(self.name, False, f"{case_id}: full checkpoint lacks {len(missing)} of "
+                                                 f"{len(expected_keys)} weights, e.g. {', '.join(missing[:3])}",
+                               value=len(expected_keys) - len(missing), bound=len(expected_keys))
+        return CheckResult(self.name, True, f"{case_id}: full checkpoint holds all {len(expected_keys)} weights",
+                           value=len(expected_keys), bound=len(expected_keys))
+
+
+@dataclass(frozen=True)
+class ReloadMatches:
+    """The checkpoint read back gives the trained model's logits on a fixed input."""
+
+    atol: float
+    name: str = "reload_logits"
+
+    def evaluate(self, case_id: str, diff: float, loader: str) -> CheckResult:
+        passed = math.isfinite(diff) and diff <= self.atol
+        return CheckResult(self.name, passed,
+                           f"{case_id}: checkpoint reloaded with {loader} gives logits within {diff:.3g} of the "
+                           f"trained model (max abs diff; bound {self.atol:g})", value=diff, bound=self.atol)
+
+
+@dataclass(frozen=True)
+class AttentionRan:
+    """The attention implementation the case asked for is the one whose operators ran (the
+    profiled step's operator names, suite.train.measure.attention_ops): a silent fallback from
+    flash-attn 2 or SDPA to another kernel changes every speed and memory figure."""
+
+    name: str = "attention_ran"
+
+    def evaluate(self, case_id: str, implementation: str, ops: dict[str, int]) -> CheckResult:
+        sdpa = any("_scaled_dot_product_" in k for k in ops)
+        fa2 = any(re.search(r"flash_?attn", k, re.IGNORECASE) for k in ops)
+        expected = {"sdpa": sdpa, "flash_attention_2": fa2, "eager": not ops}.get(implementation)
+        if expected is None:
+            return CheckResult(self.name, True, f"{case_id}: {implementation} attention is not checked")
+        seen = ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())) or "no attention operator (eager)"
+        verdict = "ran" if expected else "was asked for, but the profiled step ran"
+        return CheckResult(self.name, expected, f"{case_id}: {implementation} attention {verdict}: {seen}",
+                           value=float(len(ops)))
+
+
+def run_all(case: Case, payload: Payload, inv: Inventory | None) -> list[CheckResult]:
+    """Every check that applies to the case."""
+    c = case.checks
+    results = [LossDecreases(c.loss_window, c.loss_margin).evaluate(case.id, payload.losses)]
+    params = payload.params
+    if inv is None:
+        results.append(CheckResult("checkpoint", False, f"{case.id}: no checkpoint directory was found"))
+    elif case.is_adapter:
+        results.append(AdapterOnly().evaluate(case.id, inv, params.trainable_tensors))
+        detail = f"{params.trainable} trainable params in {'/'.join(params.trainable_dtypes)}"
+        results.append(SizeMatches(c.size_rtol, "adapter").evaluate(case.id, inv, params.trainable_bytes, detail))
+    else:
+        keys = params.state_dict_keys or []
+        results.append(HoldsWholeModel().evaluate(case.id, inv, keys))
+        results.append(SizeMatches(c.size_rtol, "full model").evaluate(
+            case.id, inv, params.state_dict_bytes or 0, f"{len(keys)} state-dict tensors"))
+    if payload.reload:
+        results.append(ReloadMatches(c.logits_atol).evaluate(case.id, float(payload.reload.max_abs_logit_diff),
+                                                              payload.reload.loader))
+    ops = payload.device.attention_ops
+    if ops is not None and not case.backend.picks_attention:  # its own kernels: recorded, not checked
+        results.append(AttentionRan().evaluate(case.id, case.attention, ops))
+    return results

@@ -1,0 +1,133 @@
+"""Every metric a record can carry, with its unit and which direction is better.
+
+Checks, budgets and reports read these declarations instead of special-casing names.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from suite.train.payload import Payload
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    better: str  # "lower" | "higher" | "none" (informational)
+    description: str
+    rel_tolerance: float = 0.05  # change below this is within noise when no repeats exist
+    cpu_rel_tolerance: float | None = None  # the same for records made on a CPU (None: rel_tolerance)
+
+    def tolerance_for(self, device: str | None) -> float:
+        if device == "cpu" and self.cpu_rel_tolerance is not None:
+            return self.cpu_rel_tolerance
+        return self.rel_tolerance
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    # rel_tolerance bounds the ratio both ways on a dedicated device; cpu_rel_tolerance is the largest factor seen
+    # between identical runs on the shared 2-core CPU (step time up to 276x) with margin (README, "Comparing runs").
+    Metric("train_runtime_s", "s", "lower", "wall time of trainer.train()", 0.10, 499.0),
+    Metric("step_time_median_s", "s", "lower", "median optimizer-step time, warm-up steps excluded", 0.10, 999.0),
+    Metric("step_time_iqr_s", "s", "none", "interquartile range of the timed step times", 0.5, 9999.0),
+    Metric("tokens_per_s", "tokens/s", "higher", "tokens that carry a label per second of timed steps", 0.10,
+           499.0),
+    Metric("processed_tokens_per_s", "tokens/s", "higher", "non-padding input tokens per second of timed steps",
+           0.10, 499.0),
+    Metric("samples_per_s", "samples/s", "higher", "sequences per second of timed steps", 0.10, 499.0),
+    Metric("model_flops_per_s", "FLOP/s", "higher", "model FLOPs (suite.judge.hardware.flops_per_token) per second", 0.10,
+           499.0),
+    Metric("mfu", "fraction", "higher", "model FLOPs utilisation: model_flops_per_s / the device's peak", 0.10),
+    Metric("setup_s", "s", "lower", "process start to first training step", 0.20, 29.0),
+    Metric("fixed_cost_s", "s", "lower", "setup_s minus building model and trainer: the isolation overhead", 0.30,
+           29.0),
+    Metric("save_s", "s", "lower", "checkpoint save time", 0.50, 49.0),
+    Metric("peak_rss_gib", "GiB", "lower", "peak resident memory of the case's process (VmHWM)", 0.05, 0.10),
+    Metric("peak_rss_delta_gib", "GiB", "lower", "peak resident memory above the process's start", 0.10, 0.50),
+    Metric("cuda_max_allocated_gib", "GiB", "lower", "torch.cuda.max_memory_allocated", 0.02),
+    Metric("cuda_max_reserved_gib", "GiB", "lower", "torch.cuda.max_memory_reserved", 0.05),
+    Metric("nvml_peak_used_gib", "GiB", "lower", "device memory used per NVML, sampled every 0.1 s", 0.05),
+    Metric("checkpoint_bytes", "B", "lower", "bytes of every file in the saved checkpoint", 0.01),
+    Metric("final_loss", "nats", "lower", "mean of the last k logged losses", 0.05),
+    Metric("initial_loss", "nats", "none", "mean of the first k logged losses", 0.05),
+    Metric("trainable_params", "params", "none", "parameters with requires_grad", 0.0),
+    Metric("total_params", "params", "none", "all parameters (4-bit weights counted unpacked)", 0.0),
+    Metric("quant_bits_per_param", "bits", "lower", "storage of the 4-bit base weights per parameter, packed "
+           "weights plus block constants (QLoRA paper: 4.127 for NF4 with double quantization)", 0.001),
+    Metric("reload_max_abs_logit_diff", "logit", "lower", "reloaded checkpoint vs in-memory model", 0.0),
+]}
+
+
+def _window_mean(losses: list[float], k: int, last: bool) -> float | None:
+    if not losses:
+        return None
+    window = losses[-k:] if last else losses[:k]
+    return sum(window) / len(window)
+
+
+def timed_window(step_times_s: list[float], step_tokens: list[list[int]],
+                 warmup: int) -> tuple[list[float], list[list[int]]]:
+    """Step times and per-step token counts of the timed steps: warm-up left out, when enough remain."""
+    times, counts = step_times_s or [], step_tokens or []
+    skip = warmup if len(times) > warmup else 0
+    return times[skip:], counts[skip:len(times)]
+
+
+def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, warmup_steps: int = 0,
+           peak_flops: float | None = None) -> dict[str, float]:
+    """Metric values from what a child measured (peak_flops: the device's peak for the case's dtype)."""
+    out: dict[str, float] = {}
+    timing, mem = payload.timing, payload.memory
+    times, counts = timed_window(payload.step_times_s, payload.step_tokens, warmup_steps)
+    if times:
+        out["step_time_median_s"] = statistics.median(times)
+        if len(times) >= 4:
+            q = statistics.quantiles(times, n=4)
+            out["step_time_iqr_s"] = q[2] - q[0]
+        total = sum(times)
+        if counts and total > 0:
+            out["tokens_per_s"] = sum(c[1] for c in counts) / total
+            out["processed_tokens_per_s"] = sum(c[0] for c in counts) / total
+            out["samples_per_s"] = sum(c[2] for c in counts) / total
+            flops = payload.flops
+            if flops and flops.hidden:
+                from suite.judge.hardware import flops_per_token
+
+                per_token = flops_per_token(flops.total_params, flops.trainable_params, flops.embedding_params,
+                                            flops.n_layers, flops.hidden, flops.mean_seq_len, flops.full)
+                out["model_flops_per_s"] = per_token * out["processed_tokens_per_s"]
+                if peak_flops:
+                    out["mfu"] = out["model_flops_per_s"] / peak_flops
+    out["train_runtime_s"] = timing.train_s
+    if timing.setup_s is not None:
+        out["setup_s"] = timing.setup_s
+    out["save_s"] = timing.save_s
+    if timing.setup_s is not None:
+        out["fixed_cost_s"] = max(timing.setup_s - timing.build_s, 0.0)
+    out["peak_rss_gib"] = mem.peak_rss_bytes / GIB
+    out["peak_rss_delta_gib"] = (mem.peak_rss_bytes - mem.start_rss_bytes) / GIB
+    for key in ("cuda_max_allocated", "cuda_max_reserved", "nvml_peak_used"):
+        value = getattr(mem, f"{key}_bytes")
+        if value is not None:
+            out[f"{key}_gib"] = value / GIB
+    if checkpoint_bytes is not None:
+        out["checkpoint_bytes"] = checkpoint_bytes
+    losses = payload.losses
+    if losses:
+        out["final_loss"] = _window_mean(losses, loss_window, last=True)
+        out["initial_loss"] = _window_mean(losses, loss_window, last=False)
+    out["trainable_params"], out["total_params"] = payload.params.trainable, payload.params.total
+    if payload.params.quantized is not None:
+        out["quant_bits_per_param"] = payload.params.quantized.bits_per_param
+    if payload.reload is not None:
+        out["reload_max_abs_logit_diff"] = payload.reload.max_abs_logit_diff
+    return out
+
+
+def described(values: dict[str, float]) -> dict[str, dict]:
+    """Values with their declared unit and direction, as stored in a record."""
+    return {name: {"value": value, "unit": METRICS[name].unit, "better": METRICS[name].better}
+            for name, value in values.items()}

@@ -1,0 +1,1 @@
+"""The matrix: what a case is (spec), which combinations exist (rules), and loading cases/*.yaml (load)."""

@@ -1,0 +1,40 @@
+"""Which combinations of the axes exist: an impossible one is refused when the case files load."""
+from __future__ import annotations
+
+from suite.matrix.spec import ATTENTION, CONVERSATIONAL, DISTRIBUTED, PROMPT_FORMATS, Case
+
+
+def validate_combination(case: Case) -> str | None:
+    """Why a combination of axes cannot exist, or None."""
+    attn = [f for f in case.features if f in ATTENTION]
+    if len(attn) > 1:
+        return f"at most one attention variant, got {' and '.join(attn)}"
+    if case.loss == "assistant_only" and case.dataset not in CONVERSATIONAL:
+        return f"assistant_only loss needs a conversational format ({', '.join(CONVERSATIONAL)}), not {case.dataset}"
+    if case.loss == "completion_only" and case.dataset not in PROMPT_FORMATS:
+        return f"completion_only loss needs a prompt-completion format ({', '.join(PROMPT_FORMATS)}), not {case.dataset}"
+    backend = case.backend
+    if backend.picks_attention and set(ATTENTION) & set(case.features):
+        return f"{backend.name} picks its own attention kernels; do not combine it with an attention variant"
+    refused = backend.cannot_run(case)
+    if refused:
+        return refused
+    dist = [f for f in case.features if f in DISTRIBUTED]
+    if len(dist) > 1:
+        return f"at most one of {', '.join(DISTRIBUTED)}, got {' and '.join(dist)}"
+    if dist and not backend.distributed:
+        return f"{backend.name} trains on one GPU; it cannot be combined with ddp or fsdp"
+    if "fsdp" in dist and case.method == "qlora":
+        return "fsdp with qlora needs bnb_4bit_quant_storage set to the compute dtype, which the suite does not set"
+    if case.training.max_steps < 2 * case.checks.loss_window:
+        return (f"training.max_steps ({case.training.max_steps}) must be at least 2 x checks.loss_window "
+                f"({case.checks.loss_window}) for the loss check to compare first and last windows")
+    if case.benchmark.warmup_steps >= case.training.max_steps - 1:
+        return (f"benchmark.warmup_steps ({case.benchmark.warmup_steps}) leaves no timed step in "
+                f"training.max_steps ({case.training.max_steps})")
+    if case.training.benchmark_steps < case.training.max_steps:
+        return "training.benchmark_steps must be at least training.max_steps"
+    for key in ("batch_size", "grad_accum", "max_length", "num_samples", "turns"):
+        if getattr(case.training, key) < 1:
+            return f"training.{key} must be at least 1"
+    return None

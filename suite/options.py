@@ -1,0 +1,35 @@
+"""Options that the CLI and the pytest plugin share, defined once (pytest-benchmark's add_*_options):
+each adder takes an `addoption` callable, argparse's `add_argument` or a pytest group's `addoption`."""
+from __future__ import annotations
+
+from typing import Callable
+
+from suite import paths
+
+AddOption = Callable[..., object]
+
+
+def add_results_dir(addoption: AddOption) -> None:
+    addoption("--results-dir", default=str(paths.results_root()),
+              help="where runs are written and run ids are looked up (default: $FTSUITE_RESULTS or results/)")
+
+
+def add_cases_dir(addoption: AddOption) -> None:
+    addoption("--cases-dir", default=str(paths.CASES), help="where the case files are (default: cases/)")
+
+
+def add_budgets_dir(addoption: AddOption) -> None:
+    addoption("--budgets-dir", default=str(paths.BUDGETS), help="where budget files are (default: cases/budgets/)")
+
+
+def add_baselines_dir(addoption: AddOption) -> None:
+    addoption("--baselines-dir", default=str(paths.baselines_root()),
+              help="where golden loss curves are kept, one folder per hardware profile "
+                   "(default: $FTSUITE_BASELINES or results/baselines/)")
+
+
+def add_fail_on(addoption: AddOption) -> None:
+    from suite.report.compare import DEFAULT_FAIL_ON, GATES
+
+    addoption("--fail-on", default=DEFAULT_FAIL_ON, metavar="LIST",
+              help=f"verdicts that fail the gate: a comma list of {', '.join(GATES)}, or none (default: all)")

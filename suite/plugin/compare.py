@@ -1,0 +1,58 @@
+"""`pytest --compare-to RUN`: compare this session's run with RUN and print the Markdown summary.
+
+The report is written in pytest_sessionfinish (after the run's manifest is finished) and shown
+in the terminal summary. It informs; the gate is `python -m suite report`, which exits non-zero.
+"""
+from __future__ import annotations
+
+
+import pytest
+
+from suite.errors import SuiteError
+from suite.paths import ROOT
+from suite.report import files as report_files
+from suite.report import markdown as report_md
+from suite.report import model as report_model
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ftsuite")
+    group.addoption("--compare-to", metavar="RUN", default=None,
+                    help="at the end, compare this run with RUN (a run id under the results folder, or "
+                         "a path), write the report and print its Markdown summary")
+    group.addoption("--report-dir", metavar="DIR", default=None,
+                    help="where --compare-to writes its report (default: reports/<run-id>-vs-<RUN>)")
+
+
+def render(config: pytest.Config) -> str:
+    """The Markdown of this session's comparison, or a line saying why there is none."""
+    from suite.records import runs
+
+    baseline_arg = config.getoption("compare_to")
+    session = getattr(config, "_ftsuite_session", None)
+    if session is None or not getattr(session, "_started", False):
+        return f"--compare-to {baseline_arg}: no case ran in this session, nothing to compare"
+    try:
+        baseline = runs.load(baseline_arg, session.results_root)
+        current = runs.load(session.run_dir)
+    except SuiteError as exc:
+        return f"--compare-to {baseline_arg}: {exc}"
+    rep = report_model.Report.build(baseline, [current])
+    out = config.getoption("report_dir") or ROOT / "reports" / f"{current.name}-vs-{baseline.name}"
+    paths = report_files.write(rep, out)
+    return report_md.markdown(rep) + f"\nreport: {paths['html']}\n"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if config.getoption("compare_to") and not hasattr(config, "workerinput"):
+        config._ftsuite_report_md = render(config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    text = getattr(config, "_ftsuite_report_md", None)
+    if text:
+        terminalreporter.write_sep("-", "ftsuite comparison")
+        for line in text.rstrip("\n").splitlines():
+            terminalreporter.write_line(line)

@@ -1,0 +1,122 @@
+"""Finding and loading runs: a folder under results/ (by its id) or any path holding records."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from suite.errors import RecordError
+from suite import paths
+from suite.records.results import load_run, read_document, read_manifest
+from suite.versions import HEADLINE
+
+INVARIANTS_FILE = "invariants/invariants.json"  # written by tests/invariants/conftest.py
+INVARIANTS_KIND = "ftsuite.invariants"
+
+
+
+@dataclass
+class Run:
+    """A run as read from disk: its readable records, and an error for every record that was not."""
+    name: str
+    path: Path
+    manifest: dict | None
+    records: list[dict]
+    errors: list[RecordError] = field(default_factory=list)
+    invariants: dict | None = None  # invariants/invariants.json: the invariant tests run beside the cases
+
+    @property
+    def environment(self) -> dict:
+        if self.manifest and isinstance(self.manifest.get("environment"), dict):
+            return self.manifest["environment"]
+        for rec in self.records:  # a run whose parent crashed has records but maybe no manifest
+            return rec.get("environment") or {}
+        return {}
+
+    @property
+    def planned(self) -> list[str] | None:
+        """The case ids the run was asked to run, per its manifest (None: a manifest that does not say)."""
+        planned = (self.manifest or {}).get("planned")
+        return [str(c) for c in planned] if isinstance(planned, list) else None
+
+    @property
+    def listed(self) -> dict[str, list[str]]:
+        """Case id -> record file names, per the manifest."""
+        listed = (self.manifest or {}).get("records")
+        if not isinstance(listed, dict):
+            return {}
+        return {str(k): [str(n) for n in v] for k, v in listed.items() if isinstance(v, list)}
+
+    def by_case(self) -> dict[str, list[dict]]:
+        """Records grouped by case id; several records of one case are its repeats, in repeat order."""
+        out: dict[str, list[dict]] = {}
+        for rec in self.records:
+            out.setdefault(rec["case_id"], []).append(rec)
+        for recs in out.values():
+            recs.sort(key=lambda r: r.get("repeat", 0) if isinstance(r.get("repeat"), int) else 0)
+        return dict(sorted(out.items()))
+
+
+def resolve(arg: str | Path, results_root: str | Path | None = None) -> Path:
+    """A run argument as a folder: an existing path, else a run id under the results root."""
+    path = Path(arg)
+    if path.is_dir():
+        return path
+    root = Path(results_root) if results_root is not None else paths.results_root()
+    for candidate in (root / str(arg), root / "baselines" / str(arg)):
+        if candidate.is_dir():
+            return candidate
+    raise RecordError(str(arg), f"no such run: neither a folder nor a run id under {root}")
+
+
+def load(arg: str | Path, results_root: str | Path | None = None) -> Run:
+    """Every readable record of a run; unreadable ones (and the manifest) become errors, not exceptions."""
+    path = resolve(arg, results_root)
+    records, errors = load_run(path)
+    manifest = None
+    if (path / "manifest.json").exists():
+        try:
+            manifest = read_manifest(path)
+        except RecordError as exc:
+            errors.append(exc)
+    name = (manifest or {}).get("run_id") or path.name
+    if not records and not errors and manifest is None:
+        raise RecordError(str(path), "holds no result records and no manifest.json")
+    invariants = None
+    if (path / INVARIANTS_FILE).exists():
+        try:
+            invariants = read_document(path / INVARIANTS_FILE, INVARIANTS_KIND, "invariants file")
+        except RecordError as exc:
+            errors.append(exc)
+    return Run(str(name), path, manifest, records, errors, invariants)
+
+
+def find_runs(results_root: str | Path | None = None) -> list[Path]:
+    """Folders under the results root (and results/baselines/) that hold a manifest or records."""
+    root = Path(results_root) if results_root is not None else paths.results_root()
+    found = []
+    for parent in (root, root / "baselines"):
+        if not parent.is_dir():
+            continue
+        for path in sorted(parent.iterdir()):
+            if path.is_dir() and path.name != "baselines" and (
+                    (path / "manifest.json").exists() or any(path.glob("*.json"))):
+                found.append(path)
+    return found
+
+
+def describe(path: Path) -> str:
+    """One line for `list`: id, start, mode, counts, the stack's versions and the suite's commit."""
+    try:
+        manifest = read_manifest(path)
+    except RecordError as exc:
+        return f"{path.name:28s} (no readable manifest: {exc.message}; {len(list(path.glob('*.json')))} files)"
+    env = manifest.get("environment") or {}
+    pk = env.get("packages") or {}
+    counts = ", ".join(f"{n} {k}" for k, n in sorted((manifest.get("counts") or {}).items())) or "no cases"
+    stack = " ".join(f"{p}={pk[p]}" for p in HEADLINE if pk.get(p))
+    suite = env.get("suite") or {}
+    commit = str(suite.get("commit") or "-")[:10] + ("+dirty" if suite.get("dirty") else "")
+    started = str(manifest.get("started_at") or "-")[:19]
+    unfinished = "" if manifest.get("finished_at") else " (unfinished)"
+    return (f"{str(manifest.get('run_id') or path.name):28s} {started} {manifest.get('mode', '-'):10s} "
+            f"{counts}{unfinished} | {stack} | suite {commit}")

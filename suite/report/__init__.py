@@ -1,0 +1,1 @@
+"""Comparing runs (compare, sidebyside) and rendering the comparison: Markdown, HTML with plots, files."""

@@ -1,0 +1,444 @@
+"""Comparing runs: one DataFrame row per case x metric, with a verdict in a fixed vocabulary.
+
+Status decides first (newly failing, fixed), then comparability (a changed case fingerprint, a
+different schema, a skip: not comparable), then each metric against its noise: the spread of
+repeats where both sides have at least MIN_REPEATS of them, else the metric's declared
+rel_tolerance (suite/judge/metrics.py; cpu_rel_tolerance when every record was made on a CPU), read as a
+bound on the ratio of the two values both ways.
+Metrics whose direction is `none` are informational: they never get `worse` or `better`.
+"""
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from suite.judge.metrics import METRICS, Metric
+from suite.matrix.spec import NOT_FINGERPRINTED
+from suite.records.runs import Run
+
+WORSE, BETTER, NEWLY_FAILING, FIXED = "worse", "better", "newly failing", "fixed"
+NOT_COMPARABLE, WITHIN_NOISE = "not comparable", "within noise"
+# What a run failed to keep: a case that passed in the baseline and has no readable record in the
+# candidate (lost), a record that cannot be read on either side (unreadable), a candidate whose
+# manifest says it did not finish or that has none (unfinished). A crashed nightly is never green.
+LOST, UNREADABLE, UNFINISHED = "lost", "unreadable", "unfinished"
+VERDICTS = (WORSE, NEWLY_FAILING, LOST, UNREADABLE, UNFINISHED, NOT_COMPARABLE, FIXED, BETTER,
+            WITHIN_NOISE)  # most urgent first
+GATES = {"worse": WORSE, "newly-failing": NEWLY_FAILING, "lost": LOST, "unreadable": UNREADABLE,
+         "unfinished": UNFINISHED}  # --fail-on spelling -> verdict
+DEFAULT_FAIL_ON = ",".join(GATES)
+STATUS = "status"  # the pseudo-metric of a case's outcome row
+RECORD = "record"  # the pseudo-metric of an unreadable record's row
+RUN = "(run)"  # the case id of a row about the whole run (an unfinished manifest)
+FAILING = ("failed", "error")
+MIN_REPEATS = 3
+# With repeats, a change must also exceed this fraction (or the metric's tolerance, if smaller):
+# five tightly clustered repeats must not turn a 1% drift into a verdict.
+MIN_REL_CHANGE = 0.05
+COLUMNS = ["baseline_run", "candidate_run", "case_id", "metric", "unit", "better", "baseline", "candidate",
+           "ratio", "change", "verdict", "noise", "threshold", "n_baseline", "n_candidate",
+           "baseline_status", "candidate_status", "note"]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str
+    noise: str  # "repeats" or "tolerance": where the noise band came from
+    threshold: float  # relative change that the band allows (inf when the baseline is 0 and the band not)
+    note: str = ""
+
+
+def metric_for(name: str, described: dict | None = None) -> Metric:
+    """The declared metric, or one built from what the record says of an undeclared name."""
+    if name in METRICS:
+        return METRICS[name]
+    described = described or {}
+    return Metric(name, str(described.get("unit", "")), str(described.get("better", "none")), "")
+
+
+def spread(values: list[float]) -> float:
+    """A robust spread of repeats: the larger of the IQR and the MAD scaled to a normal sigma."""
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    med = statistics.median(values)
+    mad = statistics.median(abs(v - med) for v in values)
+    return max(q[2] - q[0], 1.4826 * mad)
+
+
+def judge(metric: Metric, base: list[float], cand: list[float]) -> Judgement:
+    """A metric's verdict from the baseline's and the candidate's values (one per repeat)."""
+    b, c = statistics.median(base), statistics.median(cand)
+    if len(base) >= MIN_REPEATS and len(cand) >= MIN_REPEATS:
+        floor = min(metric.rel_tolerance, MIN_REL_CHANGE) * abs(b)
+        band, noise = max(spread(base) + spread(cand), floor), "repeats"
+        within = abs(c - b) <= band
+    else:
+        # The tolerance bounds the ratio both ways (c/b and b/c within 1 + tol), so a throughput
+        # that drops 30x is as far out as a step time that grows 30x.
+        band, noise = metric.rel_tolerance * abs(b), "tolerance"
+        if b > 0 and c > 0:
+            within = max(c / b, b / c) <= 1 + metric.rel_tolerance
+        else:
+            within = abs(c - b) <= band
+    threshold = band / abs(b) if b else (0.0 if band == 0 else math.inf)
+    diff = c - b
+    if within:
+        return Judgement(WITHIN_NOISE, noise, threshold)
+    if metric.better not in ("lower", "higher"):
+        return Judgement(WITHIN_NOISE, noise, threshold, "informational: changed beyond noise")
+    worse = diff > 0 if metric.better == "lower" else diff < 0
+    return Judgement(WORSE if worse else BETTER, noise, threshold)
+
+
+def outcome(records: list[dict]) -> tuple[str, str]:
+    """The status of a case over its repeats (any failing repeat fails it) and the reason to show."""
+    statuses = [r["status"] for r in records]
+    for rec in records:
+        if rec["status"] in FAILING:
+            return rec["status"], rec.get("reason") or ""
+    if all(s == "skipped" for s in statuses):
+        return "skipped", records[0].get("reason") or ""
+    return "passed", ""
+
+
+def case_diff(base: dict, cand: dict) -> str:
+    """What differs between two resolved cases, e.g. `training.learning_rate 0.01 → 0.005`."""
+    fb, fc = _flatten(base), _flatten(cand)
+    parts = [f"{k} {fb.get(k, '(none)')} → {fc.get(k, '(none)')}" for k in sorted(set(fb) | set(fc))
+             if k.split(".")[0] not in NOT_FINGERPRINTED and fb.get(k) != fc.get(k)]
+    return ", ".join(parts) if parts else "the fingerprint differs"
+
+
+def _flatten(doc: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _incomparable(brecs: list[dict], crecs: list[dict], bstat: str, cstat: str,
+                  breason: str, creason: str) -> list[str]:
+    """Why a pair of cases cannot be compared metric by metric (empty: it can)."""
+    why = []
+    bv, cv = {r["schema_version"] for r in brecs}, {r["schema_version"] for r in crecs}
+    if bv != cv:
+        why.append(f"schema_version {'/'.join(map(str, sorted(bv)))} vs {'/'.join(map(str, sorted(cv)))}")
+    if {r["fingerprint"] for r in brecs} != {r["fingerprint"] for r in crecs}:
+        why.append("case changed: " + case_diff(brecs[0]["case"], crecs[0]["case"]))
+    if bstat == cstat == "skipped" and breason == creason:
+        why.append(f"skipped in both runs: {breason}")
+    else:
+        if bstat == "skipped":
+            why.append(f"skipped in the baseline: {breason}")
+        if cstat == "skipped":
+            why.append(f"skipped in the candidate: {creason}")
+    return why
+
+
+def metric_values(records: list[dict], name: str) -> list[float]:
+    """The finite values of one metric across records (repeats); records without it add nothing."""
+    out = []
+    for rec in records:
+        value = rec["metrics"].get(name, {}).get("value") if isinstance(rec["metrics"].get(name), dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.append(float(value))
+    return out
+
+
+def _device(records: list[dict]) -> str | None:
+    """The device type all records were made on ("cpu", "cuda"), or None when they differ."""
+    kinds = {(r.get("device") or {}).get("type") for r in records}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _metric_names(brecs: list[dict], crecs: list[dict]) -> list[str]:
+    names = {n for r in brecs + crecs for n in r["metrics"]}
+    order = list(METRICS)
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def _row(case_id: str, metric: str, verdict: str, note: str = "", **fields: object) -> dict:
+    row = dict.fromkeys(COLUMNS)
+    row.update(case_id=case_id, metric=metric, verdict=verdict, note=note, **fields)
+    return row
+
+
+def _metric_rows(case_id: str, brecs: list[dict], crecs: list[dict], comparable: bool) -> list[dict]:
+    rows = []
+    for name in _metric_names(brecs, crecs):
+        described = next((r["metrics"][name] for r in brecs + crecs if name in r["metrics"]), {})
+        metric = metric_for(name, described if isinstance(described, dict) else {})
+        metric = replace(metric, rel_tolerance=metric.tolerance_for(_device(brecs + crecs)))
+        base, cand = metric_values(brecs, name), metric_values(crecs, name)
+        fields = dict(unit=metric.unit, better=metric.better, n_baseline=len(base), n_candidate=len(cand))
+        if not base or not cand:
+            side = "baseline" if not base else "candidate"
+            rows.append(_row(case_id, name, NOT_COMPARABLE, f"no value in the {side}",
+                             baseline=statistics.median(base) if base else None,
+                             candidate=statistics.median(cand) if cand else None, **fields))
+            continue
+        b, c = statistics.median(base), statistics.median(cand)
+        j = judge(metric, base, cand)
+        verdict, note = j.verdict, j.note
+        if not comparable:
+            verdict = NOT_COMPARABLE
+            note = (f"by the numbers: {j.verdict}" if j.verdict != WITHIN_NOISE
+                    else "by the numbers: changed (informational)" if j.note else "")
+        rows.append(_row(case_id, name, verdict, note, baseline=b, candidate=c,
+                         ratio=c / b if b else (1.0 if c == b else math.inf),
+                         change=(c - b) / abs(b) if b else (0.0 if c == b else math.inf),
+                         noise=j.noise, threshold=j.threshold, **fields))
+    return rows
+
+
+def compare_case(case_id: str, brecs: list[dict], crecs: list[dict], lost: str = "") -> list[dict]:
+    """Rows for one case: a status row when its outcome says something, then one row per metric.
+    `lost` says why a case with no readable candidate record should have had one."""
+    if not brecs or not crecs:
+        where = "baseline" if not brecs else "candidate"
+        recs = brecs or crecs
+        stat = outcome(recs)[0]
+        if lost and brecs and stat == "passed":
+            return [_row(case_id, STATUS, LOST, lost, baseline_status=stat, n_baseline=len(brecs))]
+        note = f"not in the {where} run" + (f" ({lost})" if lost and brecs else "")
+        return [_row(case_id, STATUS, NOT_COMPARABLE, note,
+                     baseline_status=stat if brecs else None, candidate_status=stat if crecs else None)]
+    (bstat, breason), (cstat, creason) = outcome(brecs), outcome(crecs)
+    why = _incomparable(brecs, crecs, bstat, cstat, breason, creason)
+    status = dict(baseline_status=bstat, candidate_status=cstat, n_baseline=len(brecs), n_candidate=len(crecs))
+    rows = []
+    if bstat == "passed" and cstat in FAILING:
+        rows.append(_row(case_id, STATUS, NEWLY_FAILING, "; ".join([creason, *why]), **status))
+    elif bstat in FAILING and cstat == "passed":
+        rows.append(_row(case_id, STATUS, FIXED, "; ".join([f"was: {breason}", *why]), **status))
+    elif why:
+        rows.append(_row(case_id, STATUS, NOT_COMPARABLE, "; ".join(why), **status))
+    elif bstat in FAILING and cstat in FAILING:
+        rows.append(_row(case_id, STATUS, WITHIN_NOISE, f"failing in both runs: {creason}", **status))
+    if any(r["metrics"] for r in brecs) and any(r["metrics"] for r in crecs):  # an errored repeat has none
+        for row in _metric_rows(case_id, brecs, crecs, comparable=not why):
+            row.update(baseline_status=bstat, candidate_status=cstat)
+            rows.append(row)
+    return rows
+
+
+def slug_of(case_id: str) -> str:
+    """A case id as its record's file name stem (suite/matrix/load.py's Case.slug)."""
+    return case_id.replace("/", "__").replace(":", "-")
+
+
+def _record_owner(run: Run, file: str, known: set[str]) -> str | None:
+    """The case a record file belongs to: the manifest's listing, else its name (`<slug>[.N].json`)."""
+    for case_id, names in run.listed.items():
+        if file in names:
+            return case_id
+    stem = re.sub(r"(\.\d+)?\.json$", "", file)
+    return next((c for c in sorted(known) if slug_of(c) == stem), None)
+
+
+def integrity(run: Run, side: str, known: set[str] = frozenset()) -> tuple[list[dict], dict[str, str]]:
+    """Rows for what a run failed to keep, and case id -> why its record is gone (for `lost`).
+
+    Every unreadable record and every record the manifest lists that is not on disk is a row;
+    a candidate with no readable manifest, or one whose manifest has no finished_at, is a row too."""
+    rows, gone = [], {}
+    known = set(known) | set(run.by_case()) | set(run.listed) | set(run.planned or ())
+    manifest_errors = [e for e in run.errors if Path(e.path).name == "manifest.json"]
+    for err in run.errors:
+        if err in manifest_errors:
+            continue
+        file = Path(err.path).name
+        owner = _record_owner(run, file, known)
+        why = f"record {file} is unreadable: {err.message}"
+        rows.append(_row(owner or file, RECORD, UNREADABLE, f"{side}: {why}"))
+        if owner:
+            gone.setdefault(owner, why)
+    for case_id, names in run.listed.items():
+        for name in names:
+            if not (run.path / name).exists():
+                why = f"record {name} is listed in manifest.json but missing"
+                rows.append(_row(case_id, RECORD, UNREADABLE, f"{side}: {why}"))
+                gone.setdefault(case_id, why)
+    if side == "candidate":
+        if manifest_errors:
+            rows.append(_row(RUN, "manifest", UNFINISHED, f"manifest.json is unreadable ({manifest_errors[0].message}): "
+                                                          f"cannot tell whether the run finished"))
+        elif run.manifest is None:
+            rows.append(_row(RUN, "manifest", UNFINISHED, "no manifest.json: cannot tell whether the run finished"))
+        elif not run.manifest.get("finished_at"):
+            rows.append(_row(RUN, "manifest", UNFINISHED, f"manifest.json says the run did not finish (started "
+                                                          f"{run.manifest.get('started_at') or '?'}; "
+                                                          f"{sum(len(v) for v in run.listed.values())} records listed)"))
+    for case_id in run.planned or ():
+        if case_id not in gone and case_id not in run.by_case():
+            gone[case_id] = "selected for the run, but no record was written (did the run stop before it?)"
+    return rows, gone
+
+
+INVARIANT_PREFIX = "invariants/"  # case ids of invariant rows: invariants/<relation> or invariants/<test>
+GROWTH_NOTED = 100.0  # a discrepancy that grows this many times, still within its bound, is noted
+
+
+def compare_invariants(base: dict | None, cand: dict | None) -> list[dict]:
+    """One row per relation measured on either side (holds -> broken is newly failing), and a status
+    row per invariant test whose outcome changed."""
+    if not base or not cand:
+        return []
+    rows = []
+    brel, crel = base.get("relations") or {}, cand.get("relations") or {}
+    for name in sorted(set(brel) | set(crel)):
+        b, c = brel.get(name) or {}, crel.get(name) or {}
+        rel = c or b
+        if b.get("measured") is None and c.get("measured") is None:
+            continue
+        fields = dict(unit=rel.get("unit") or "", better="higher" if rel.get("at_least") else "lower",
+                      baseline=b.get("measured"), candidate=c.get("measured"), threshold=rel.get("tolerance"),
+                      noise="bound")
+        case_id, bound = f"{INVARIANT_PREFIX}{name}", f"{'≥' if rel.get('at_least') else '≤'} {rel.get('tolerance')}"
+        if b.get("measured") is None or c.get("measured") is None:
+            side = "baseline" if b.get("measured") is None else "candidate"
+            rows.append(_row(case_id, "discrepancy", NOT_COMPARABLE, f"not measured in the {side} (its tests "
+                                                                     f"skipped or failed before measuring)", **fields))
+            continue
+        bh, ch = bool(b.get("holds")), bool(c.get("holds"))
+        bv, cv = float(b["measured"]), float(c["measured"])
+        if bh and not ch:
+            verdict, note = NEWLY_FAILING, f"holds → broken: {cv:.3g} against the bound {bound}: {rel.get('statement')}"
+        elif ch and not bh:
+            verdict, note = FIXED, f"broken → holds: {bv:.3g} → {cv:.3g} ({bound})"
+        elif not bh:
+            verdict, note = WITHIN_NOISE, f"broken in both runs ({bound})"
+        else:
+            verdict, note = WITHIN_NOISE, ""
+            grew = cv / bv if bv > 0 else (math.inf if cv > 0 else 1.0)
+            if not rel.get("at_least") and grew >= GROWTH_NOTED:
+                note = (f"still within its bound {bound}, but grew {'from 0' if bv == 0 else f'{grew:,.0f}x'}: "
+                        f"{bv:.3g} → {cv:.3g}")
+        rows.append(_row(case_id, "discrepancy", verdict, note, **fields))
+    btests, ctests = base.get("tests") or {}, cand.get("tests") or {}
+    good = ("passed", "xfailed", "xpassed")  # a strict xfail's relation is known broken; XPASS: it holds now
+    for test in sorted(set(btests) & set(ctests)):
+        bo, co = btests[test], ctests[test]
+        if bo == co:
+            continue
+        verdict = (FIXED if (bo, co) == ("xfailed", "xpassed")
+                   else NEWLY_FAILING if bo in good and co not in good and not co.startswith("skipped")
+                   else FIXED if co in good and bo not in good else NOT_COMPARABLE)
+        rows.append(_row(f"{INVARIANT_PREFIX}{test.split('::')[-1]}", STATUS, verdict, test,
+                         baseline_status=bo, candidate_status=co))
+    return rows
+
+
+def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
+    """The comparison of one candidate run with the baseline run."""
+    bcases, ccases = baseline.by_case(), candidate.by_case()
+    known = set(bcases) | set(ccases)
+    brows, _ = integrity(baseline, "baseline", known)
+    crows, gone = integrity(candidate, "candidate", known)
+    rows = [row for case_id in sorted(set(bcases) | set(ccases))
+            for row in compare_case(case_id, bcases.get(case_id, []), ccases.get(case_id, []),
+                                    lost=gone.get(case_id, ""))]
+    rows += brows + crows + compare_invariants(baseline.invariants, candidate.invariants)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["baseline_run"], df["candidate_run"] = baseline.name, candidate.name
+    for col in ("baseline", "candidate", "ratio", "change", "threshold"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in ("n_baseline", "n_candidate"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    return df
+
+
+def compare(baseline: Run, candidates: Iterable[Run]) -> pd.DataFrame:
+    """Every candidate against the baseline, in one frame (column candidate_run tells them apart)."""
+    frames = [compare_runs(baseline, cand) for cand in candidates]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def summarize(run: Run) -> pd.DataFrame:
+    """One run on its own: a row per case x metric (median over repeats) and a status row per case."""
+    rows = []
+    for case_id, recs in run.by_case().items():
+        stat, reason = outcome(recs)
+        rows.append({"run": run.name, "case_id": case_id, "metric": STATUS, "unit": "", "better": "",
+                     "value": None, "n": len(recs), "status": stat, "note": reason})
+        for name in _metric_names(recs, []):
+            values = metric_values(recs, name)
+            if values:
+                metric = metric_for(name, recs[0]["metrics"].get(name))
+                rows.append({"run": run.name, "case_id": case_id, "metric": name, "unit": metric.unit,
+                             "better": metric.better, "value": statistics.median(values), "n": len(values),
+                             "status": stat, "note": ""})
+    df = pd.DataFrame(rows, columns=["run", "case_id", "metric", "unit", "better", "value", "n", "status", "note"])
+    df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)
+    return df
+
+
+def counts(df: pd.DataFrame) -> dict[str, int]:
+    """Verdict -> number of rows, in the vocabulary's order, zeros left out."""
+    got = df["verdict"].value_counts().to_dict() if len(df) else {}
+    return {v: int(got[v]) for v in VERDICTS if got.get(v)}
+
+
+def parse_fail_on(text: str) -> tuple[str, ...]:
+    """`worse,newly-failing` -> the verdicts that fail the gate; ValueError naming what is unknown."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in GATES and n != "none"]
+    if unknown:
+        raise ValueError(f"--fail-on: unknown {', '.join(unknown)}; choose from {', '.join(GATES)} (or none)")
+    return tuple(GATES[n] for n in names if n in GATES)
+
+
+def gated(df: pd.DataFrame, fail_on: Iterable[str]) -> pd.DataFrame:
+    """The rows whose verdict fails the gate."""
+    return df[df["verdict"].isin(list(fail_on))] if len(df) and "verdict" in df else df.iloc[0:0]
+
+
+def gate_fails(df: pd.DataFrame, fail_on: Iterable[str]) -> bool:
+    return len(gated(df, fail_on)) > 0
+
+
+ENV_KEYS = ("python", "platform", "host", "cpu_count", "cpu", "cpu.flags", "torch.cpu_capability", "torch.cuda",
+            "torch.cudnn", "gpus", "suite.commit")
+
+
+def flat_environment(env: dict) -> dict[str, str]:
+    """An environment as `name -> text`: packages first, then the machine and the suite's commit."""
+    out = {f"{name}": _text(version) for name, version in (env.get("packages") or {}).items()}
+    torch = env.get("torch") or {}
+    suite = env.get("suite") or {}
+    gpus = env.get("gpus") or []
+    cpu = env.get("cpu") or {}
+    extra = {"python": env.get("python"), "platform": env.get("platform"), "host": env.get("host"),
+             "cpu_count": env.get("cpu_count"),
+             "cpu": " ".join(str(v) for v in (cpu.get("vendor"), cpu.get("model")) if v) or None,
+             "cpu.flags": " ".join(cpu.get("flags") or []) or None, "torch.cpu_capability": torch.get("cpu_capability"),
+             "torch.cuda": torch.get("cuda"), "torch.cudnn": torch.get("cudnn"),
+             "gpus": ", ".join(str(g.get("name")) for g in gpus if isinstance(g, dict)) or None,
+             "suite.commit": (str(suite.get("commit") or "")[:10] + (" (dirty)" if suite.get("dirty") else ""))
+             or None}
+    out.update({k: _text(v) for k, v in extra.items()})
+    return out
+
+
+def _text(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def environment_diff(baseline: Run, candidate: Run) -> pd.DataFrame:
+    """Every environment field of both runs with whether it changed; packages come first."""
+    fb, fc = flat_environment(baseline.environment), flat_environment(candidate.environment)
+    keys = list(dict.fromkeys([*fb, *fc]))
+    rows = [{"field": k, "baseline": fb.get(k, "-"), "candidate": fc.get(k, "-"),
+             "changed": fb.get(k, "-") != fc.get(k, "-"), "package": k not in ENV_KEYS} for k in keys]
+    return pd.DataFrame(rows, columns=["field", "baseline", "candidate", "changed", "package"])

@@ -1,0 +1,157 @@
+"""The Markdown renderer: a report fit for a CI job summary and a terminal."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from suite.records.runs import Run
+from suite.report import compare
+from suite.report.format import SUMMARY_METRICS, code, fmt_band, fmt_change, fmt_number, fmt_value, md, text
+from suite.report.model import Report
+from suite.report.select import LIST_IDS, apart, flagged, headline, invariant_rows
+from suite.versions import HEADLINE
+
+
+def environment_md(diff: pd.DataFrame) -> list[str]:
+    changed = diff[diff["changed"]]
+    if not len(changed):
+        return ["Environment: identical (packages, Python, torch, GPUs, host, suite commit)."]
+    pk = changed[changed["package"]]
+    other = changed[~changed["package"]]
+    lines = []
+    if len(pk):
+        lines.append("Package versions changed: " + ", ".join(
+            f"**{md(r.field)}** {md(r.baseline)} → {md(r.candidate)}" for r in pk.itertuples()) + ".")
+    else:
+        lines.append("Package versions: unchanged.")
+    if len(other):
+        lines.append("Also changed: " + ", ".join(
+            f"{md(r.field)} {md(r.baseline)} → {md(r.candidate)}" for r in other.itertuples()) + ".")
+    return lines
+
+
+def changes_table(rows: pd.DataFrame) -> list[str]:
+    out = ["| verdict | case | metric | baseline | candidate | change | noise band | note |",
+           "|---|---|---|---:|---:|---:|---|---|"]
+    for _, r in rows.iterrows():
+        if r["metric"] == compare.STATUS:
+            base, cand = md(text(r["baseline_status"])), md(text(r["candidate_status"]))
+        else:
+            base, cand = md(fmt_value(r["baseline"], r["unit"])), md(fmt_value(r["candidate"], r["unit"]))
+        out.append(f"| {r['verdict']} | {code(r['case_id'])} | {md(r['metric'])} | {base} | {cand} "
+                   f"| {fmt_change(r['change'])} | {md(fmt_band(r))} | {md(r['note'] or '')} |")
+    return out
+
+
+def unreadable_md(report: Report) -> list[str]:
+    if not report.unreadable:
+        return []
+    lines = [f"**{len(report.unreadable)} unreadable record(s), skipped:**", ""]
+    lines += [f"- {code(run + '/' + Path(err.path).name)}: {md(err.message)}" for run, err in report.unreadable]
+    return lines + [""]
+
+
+def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[str]:
+    df = report.frame[report.frame["candidate_run"] == cand.name]
+    lines = [f"### {code(cand.name)} vs baseline {code(report.baseline.name)}", ""] if len(report.candidates) > 1 else []
+    lines += [headline(df, fail_on), ""]
+    lines += environment_md(compare.environment_diff(report.baseline, cand)) + [""]
+    rows = flagged(df, with_apart=False)
+    if len(rows):
+        lines += changes_table(rows) + [""]
+    else:
+        lines += ["No case changed beyond noise.", ""]
+    info = df[(df["verdict"] == compare.WITHIN_NOISE) & (df["note"].fillna("") != "")
+              & (df["metric"] != compare.STATUS) & ~df["case_id"].str.startswith(compare.INVARIANT_PREFIX)]
+    if len(info):
+        lines += ["Informational metrics that changed (no verdict): " + ", ".join(
+            f"{code(r.case_id)} {md(r.metric)} {md(fmt_value(r.baseline, r.unit))} → "
+            f"{md(fmt_value(r.candidate, r.unit))}" for r in info.itertuples()) + ".", ""]
+    lines += invariants_md(df)
+    for label, rows in apart(df).items():
+        ids = [code(c) for c in rows["case_id"]]
+        more = f" and {len(ids) - LIST_IDS} more" if len(ids) > LIST_IDS else ""
+        lines += [f"{label.capitalize()} ({len(ids)}, not comparable): {', '.join(ids[:LIST_IDS])}{more}.", ""]
+    quiet = df[df["verdict"] == compare.WITHIN_NOISE]
+    if len(quiet):
+        by = quiet["noise"].fillna("tolerance").value_counts().to_dict()
+        label = {"repeats": "repeats", "tolerance": "declared tolerance", "bound": "invariant bound"}
+        how = ", ".join(f"{n} by {label.get(k, k)}" for k, n in sorted(by.items()))
+        inv = quiet["case_id"].str.startswith(compare.INVARIANT_PREFIX)
+        over = f"{quiet[~inv]['case_id'].nunique()} cases" + (f" and {quiet[inv]['case_id'].nunique()} invariants"
+                                                             if inv.any() else "")
+        lines += [f"{len(quiet)} rows within noise over {over} ({how}).", ""]
+    return lines
+
+
+def invariants_md(df: pd.DataFrame) -> list[str]:
+    rows = invariant_rows(df)
+    if not len(rows):
+        return []
+    out = ["### Invariants", "", "Each relation's measured discrepancy (worst over its tests) in both environments, "
+           "against its bound (`suite/invariants/relations.py`).", "",
+           "| relation | bound | baseline | candidate | verdict | note |", "|---|---|---:|---:|---|---|"]
+    for r in rows.itertuples():
+        bound = f"{'≥' if r.better == 'higher' else '≤'} {fmt_number(r.threshold)} {r.unit}".strip()
+        out.append(f"| {code(r.case_id[len(compare.INVARIANT_PREFIX):])} | {md(bound)} | "
+                   f"{md(text(None if pd.isna(r.baseline) else f'{r.baseline:.3g}'))} | "
+                   f"{md(text(None if pd.isna(r.candidate) else f'{r.candidate:.3g}'))} | {r.verdict} | "
+                   f"{md(r.note or '')} |")
+    return out + [""]
+
+
+def summary_md(report: Report) -> list[str]:
+    """A one-run page: counts, headline packages, and a row per case."""
+    df = report.frame
+    status = df[df["metric"] == compare.STATUS]
+    counts = status["status"].value_counts().to_dict()
+    pk = report.baseline.environment.get("packages") or {}
+    problems = report.integrity if report.integrity is not None else pd.DataFrame(columns=compare.COLUMNS)
+    lines = [f"**Unfinished**: {md(r.note)}\n" for r in problems.itertuples() if r.verdict == compare.UNFINISHED]
+    lines += [" · ".join(f"{counts[s]} {s}" for s in ("passed", "failed", "error", "skipped") if counts.get(s)),
+             "", "Packages: " + ", ".join(f"{p} {md(pk[p])}" for p in HEADLINE if pk.get(p)) + ".", "",
+             "| case | status | " + " | ".join(SUMMARY_METRICS.values()) + " |",
+             "|---|---|" + "---:|" * len(SUMMARY_METRICS)]
+    values = df[df["metric"] != compare.STATUS].set_index(["case_id", "metric"])
+    for r in status.itertuples():
+        cells = [fmt_value(values.loc[(r.case_id, m), "value"], values.loc[(r.case_id, m), "unit"])
+                 if (r.case_id, m) in values.index else "-" for m in SUMMARY_METRICS]
+        lines.append(f"| {code(r.case_id)} | {r.status} | " + " | ".join(md(c) for c in cells) + " |")
+    notes = status[status["note"].fillna("") != ""]
+    if len(notes):
+        lines += ["", *[f"- {code(r.case_id)} ({r.status}): {md(r.note)}" for r in notes.itertuples()]]
+    return lines + [""] + sidebyside_md(report.baseline)
+
+
+def sidebyside_md(run) -> list[str]:
+    """The run's cases that differ by one method step or one feature, side by side."""
+    from suite.report import sidebyside
+
+    df = sidebyside.frame(run)
+    if df.empty:
+        return []
+    headers, rows = sidebyside.table_rows(df)
+    lines = ["### Side by side", "", sidebyside.INTRO, "",
+             "| " + " | ".join(headers) + " |", "|---|---|---|" + "---:|" * (len(headers) - 3)]
+    for cells in rows:
+        lines.append(f"| {md(cells[0])} | {code(cells[1])} | {code(cells[2])} | " + " | ".join(md(c) for c in cells[3:])
+                     + " |")
+    srcs = sidebyside.sources(df)
+    if srcs:
+        lines += ["", "Published figures: " + "; ".join(md(s) for s in srcs) + "."]
+    return lines + [""]
+
+
+def markdown(report: Report, fail_on: tuple[str, ...] = tuple(compare.GATES.values())) -> str:
+    """The whole report as Markdown: fit for `$GITHUB_STEP_SUMMARY` and a terminal."""
+    lines = [f"## {md(report.title)}", ""] + unreadable_md(report)
+    if not report.candidates:
+        lines += summary_md(report)
+    for cand in report.candidates:
+        lines += candidate_md(report, cand, fail_on)
+    if report.candidates:
+        lines.append("Verdicts: worse and better are beyond the noise band (spread of repeats, else the "
+                     "metric's declared tolerance); not comparable means a changed case, another schema or "
+                     "a skip.\n")
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,0 +1,69 @@
+"""Which rows of a comparison a report shows, and how: news first, the rest counted or listed apart."""
+from __future__ import annotations
+
+import pandas as pd
+
+from suite.report import compare
+
+# Status rows that are not news, listed apart by name: what this machine cannot run, and cases
+# that one run did not select (a -m/-k subset). Label -> (baseline status, candidate status).
+APART = {"skipped in both runs": ("skipped", "skipped"), "only in the baseline run": ("*", None),
+         "only in the candidate run": (None, "*")}
+LIST_IDS = 12  # ids named in a Markdown line before "... and N more"
+
+
+def apart(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Label -> the status rows of that kind (labels with no row left out)."""
+    if not len(df):
+        return {}
+    status = df[(df["metric"] == compare.STATUS) & (df["verdict"] == compare.NOT_COMPARABLE)]
+    out = {}
+    for label, (b, c) in APART.items():
+        match = [(status[col].isna() if want is None else status[col].notna() if want == "*"
+                  else status[col] == want) for col, want in (("baseline_status", b), ("candidate_status", c))]
+        rows = status[match[0] & match[1]]
+        if len(rows):
+            out[label] = rows
+    return out
+
+
+def flagged(df: pd.DataFrame, with_apart: bool = True) -> pd.DataFrame:
+    """Rows that say something: every verdict but `within noise`, except incomparable metric rows
+    whose numbers did not move (a changed case's status row already says why)."""
+    if not len(df):
+        return df
+    keep = df["verdict"] != compare.WITHIN_NOISE
+    quiet = (df["verdict"] == compare.NOT_COMPARABLE) & (df["metric"] != compare.STATUS) & (
+        df["note"].fillna("") == "") & df["baseline"].notna() & df["candidate"].notna()
+    keep |= (df["metric"] == compare.STATUS) & (df["verdict"] == compare.WITHIN_NOISE)  # still failing
+    if not with_apart:
+        for rows in apart(df).values():
+            keep &= ~df.index.isin(rows.index)
+    out = df[keep & ~quiet].copy()
+    # Cases by their most urgent verdict; inside a case the status row, then metrics by urgency.
+    out["_order"] = out["verdict"].map(compare.VERDICTS.index)
+    out["_case"] = out.groupby(["candidate_run", "case_id"])["_order"].transform("min")
+    out["_metric"] = out["metric"] != compare.STATUS
+    return out.sort_values(["_case", "case_id", "_metric", "_order"], kind="stable").drop(
+        columns=["_order", "_case", "_metric"])
+
+
+def gate_summary(df: pd.DataFrame, fail_on: tuple[str, ...]) -> tuple[bool, str]:
+    """(does the gate fail?, the counts that follow the verdict in a headline)."""
+    counts = compare.counts(df)
+    cases = {v: df[df["verdict"] == v]["case_id"].nunique() for v in counts}
+    parts = [f"{n} {v}" + (f" in {cases[v]} cases" if cases[v] != n else "") for v, n in counts.items()]
+    rest = f" (fails on: {', '.join(fail_on) or 'nothing'}) · " + (" · ".join(parts) or "nothing compared")
+    return compare.gate_fails(df, fail_on), rest
+
+
+def headline(df: pd.DataFrame, fail_on: tuple[str, ...]) -> str:
+    fails, rest = gate_summary(df, fail_on)
+    return ("**Gate: fails**" if fails else "**Gate: passes**") + rest
+
+
+def invariant_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The relation rows of a comparison (empty when neither run ran the invariants)."""
+    if not len(df):
+        return df
+    return df[df["case_id"].str.startswith(compare.INVARIANT_PREFIX) & (df["metric"] == "discrepancy")]

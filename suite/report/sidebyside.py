@@ -1,0 +1,145 @@
+"""Side by side within one run: the same case with one thing changed (unsloth vs HF QLoRA, FA2 vs
+SDPA, packing vs not, ...), as speed and memory ratios, next to the published figure where one exists.
+
+Pairs come from the records themselves: a variant and its reference share model, dataset and loss,
+and differ by one method step (unsloth -> qlora -> lora -> full) or by one feature. Repeats count
+by their median. Nothing here is a verdict: ratios of single CPU timings are noise-prone, and the
+published figures were measured on other GPUs, versions and data (their source says which).
+"""
+from __future__ import annotations
+
+import fnmatch
+import statistics
+from dataclasses import dataclass
+
+import pandas as pd
+
+from suite.records.runs import Run
+from suite.report.compare import metric_values
+from suite.train.backends.registry import backend_for
+
+METHOD_STEPS = {"unsloth": "qlora", "qlora": "lora", "lora": "full"}  # variant method -> its reference
+FEATURE_STEPS = ("flash_attn", "eager", "packing", "neftune", "gradient_checkpointing")
+INTRO = ("The same case with one thing changed: variant tokens/s over the reference's, and the change in peak "
+         "memory (medians of repeats). Informative, not gated.")
+COLUMNS = ["comparison", "variant", "reference", "speed_ratio", "memory_change", "memory_metric", "variant_mfu",
+           "reference_mfu", "published_speed_ratio", "published_memory_change", "published_source"]
+
+
+@dataclass(frozen=True)
+class Published:
+    comparison: str
+    model_glob: str  # on the suite's model name
+    speed_ratio: float | None
+    memory_change: float | None
+    source: str
+
+
+# The trl docs' Unsloth table (SFTTrainer docs, "Accelerate fine-tuning 2x using unsloth"): 1x A100
+# 40GB, Slim Orca, QLoRA; columns HF, HF + Flash Attention, Unsloth, Unsloth's VRAM saving.
+_TRL_TABLE = "trl docs, Unsloth table (1x A100 40GB, Slim Orca, QLoRA, late 2023)"
+PUBLISHED = (
+    Published("unsloth vs HF qlora", "llama2-7b*", 1.87, -0.393, _TRL_TABLE + ": Llama-2 7b"),
+    Published("unsloth vs HF qlora", "mistral-7b*", 1.88, -0.659, _TRL_TABLE + ": Mistral 7b"),
+    Published("+flash_attn", "llama2-7b*", 0.96, None, _TRL_TABLE + ": Llama-2 7b, HF + Flash Attention vs "
+              "HF (the HF attention of then, not necessarily today's SDPA)"),
+    Published("+flash_attn", "mistral-7b*", 1.17, None, _TRL_TABLE + ": Mistral 7b, HF + Flash Attention vs HF"),
+)
+
+
+def _key(rec: dict) -> tuple:
+    case = rec.get("case") or {}
+    model = case.get("model")
+    model = model.get("name") if isinstance(model, dict) else model
+    return (model, case.get("method"), frozenset(case.get("features") or ()), case.get("dataset"),
+            case.get("effective_loss") or case.get("loss"))
+
+
+def _median(recs: list[dict], metric: str) -> float | None:
+    vals = metric_values(recs, metric)
+    return statistics.median(vals) if vals else None
+
+
+def _memory_metric(recs: list[dict]) -> str:
+    return "cuda_max_reserved_gib" if _median(recs, "cuda_max_reserved_gib") is not None else "peak_rss_gib"
+
+
+def _published(comparison: str, model: str | None) -> Published | None:
+    return next((p for p in PUBLISHED if p.comparison == comparison and model
+                 and fnmatch.fnmatchcase(model, p.model_glob)), None)
+
+
+def _method_label(variant: str, reference: str) -> str:
+    """`qlora vs lora`; across backends the reference's is named: `unsloth vs HF qlora`."""
+    other = backend_for(reference)
+    return f"{variant} vs {reference}" if backend_for(variant) is other else f"{variant} vs {other.label} {reference}"
+
+
+def _pairs(groups: dict[tuple, list[dict]]):
+    for key in groups:
+        model, method, features, dataset, loss = key
+        if method in METHOD_STEPS:
+            ref = (model, METHOD_STEPS[method], features, dataset, loss)
+            if ref in groups:
+                label = _method_label(method, METHOD_STEPS[method])
+                yield label, key, ref
+        for feat in FEATURE_STEPS:
+            if feat in features:
+                ref = (model, method, features - {feat}, dataset, loss)
+                if ref in groups:
+                    yield f"+{feat}", key, ref
+
+
+def frame(run: Run) -> pd.DataFrame:
+    """One row per (variant, reference) pair of the run's measured cases."""
+    groups: dict[tuple, list[dict]] = {}
+    ids: dict[tuple, str] = {}
+    for rec in run.records:
+        if rec.get("status") in ("passed", "failed") and rec.get("metrics"):
+            groups.setdefault(_key(rec), []).append(rec)
+            ids[_key(rec)] = rec["case_id"]
+    rows = []
+    for comparison, var, ref in _pairs(groups):
+        v, r = groups[var], groups[ref]
+        vt, rt = _median(v, "tokens_per_s"), _median(r, "tokens_per_s")
+        mem = _memory_metric(r)
+        vm, rm = _median(v, mem), _median(r, mem)
+        pub = _published(comparison, var[0])
+        rows.append({
+            "comparison": comparison, "variant": ids[var], "reference": ids[ref],
+            "speed_ratio": vt / rt if vt and rt else None,
+            "memory_change": (vm - rm) / rm if vm is not None and rm else None, "memory_metric": mem,
+            "variant_mfu": _median(v, "mfu"), "reference_mfu": _median(r, "mfu"),
+            "published_speed_ratio": pub.speed_ratio if pub else None,
+            "published_memory_change": pub.memory_change if pub else None,
+            "published_source": pub.source if pub else "",
+        })
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.sort_values(["comparison", "variant"], kind="stable").reset_index(drop=True)
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None or pd.isna(x) else f"{x:.2f}x"
+
+
+def _change(x: float | None) -> str:
+    return "-" if x is None or pd.isna(x) else f"{x * 100:+.1f}%"
+
+
+def _mfu(x: float | None) -> str:
+    return "-" if x is None or pd.isna(x) else f"{x * 100:.1f}%"
+
+
+def table_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells, shared by the Markdown and HTML renderers."""
+    headers = ["comparison", "variant", "reference", "speed (tokens/s)", "memory", "MFU variant / ref",
+               "published speed", "published memory"]
+    rows = [[r.comparison, r.variant, r.reference, _ratio(r.speed_ratio),
+             _change(r.memory_change) + ("" if r.memory_metric == "peak_rss_gib" else " (CUDA reserved)"),
+             f"{_mfu(r.variant_mfu)} / {_mfu(r.reference_mfu)}" if not pd.isna(r.variant_mfu) else "-",
+             _ratio(r.published_speed_ratio), _change(r.published_memory_change)] for r in df.itertuples()]
+    return headers, rows
+
+
+def sources(df: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(s for s in df["published_source"] if s))

@@ -1,0 +1,154 @@
+"""Cases with ddp or fsdp: launched as WORLD_SIZE processes by `accelerate launch`.
+
+The parent pickles the case to a file and launches `python -m suite.run.distributed_child` on every
+rank; each rank runs the same suite.train.run as a single-process case (the Trainer takes the
+process group from the launcher's environment), and rank 0 writes the result file that
+runner.run_in_child would have written, so the session judges both paths alike. The launcher
+runs in its own process group: a timeout kills every rank.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from suite.matrix.spec import WORLD_SIZE, Case
+from suite.paths import ROOT
+from suite.run.runner import OFFLINE_ENV, Outcome, signal_name, tail_of
+
+RESULT = "child-result.json"
+LOG = "child.log"
+CASE_FILE = "case.pkl"
+
+# Explicit flags for everything that matters, so a user's accelerate default config changes nothing.
+COMMON_ARGS = {"num_machines": "1", "mixed_precision": "no", "dynamo_backend": "no"}  # bf16 comes from SFTConfig
+FSDP_ARGS = {
+    "fsdp_version": "1",
+    "fsdp_sharding_strategy": "FULL_SHARD",
+    "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # one unit per decoder layer (_no_split_modules)
+    "fsdp_state_dict_type": "FULL_STATE_DICT",  # save_model then writes one ordinary checkpoint
+    "fsdp_use_orig_params": "true",  # frozen base weights and trainable adapters share wrapped modules
+    "fsdp_sync_module_states": "true",
+    "fsdp_cpu_ram_efficient_loading": "false",  # every rank loads the model itself, onto its LOCAL_RANK GPU
+    "fsdp_offload_params": "false",
+}
+
+
+def result_path(workdir: Path, rank: int) -> Path:
+    """Rank 0 writes the case's result; other ranks write theirs aside (read only when they fail)."""
+    return workdir / (RESULT if rank == 0 else f"child-result.rank{rank}.json")
+
+
+def free_port() -> int:
+    """A free TCP port for the process group's rendezvous (parallel runs must not share one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(case: Case, workdir: Path, started: float, *, num_processes: int = WORLD_SIZE,
+                   port: int | None = None, python: str = sys.executable) -> list[str]:
+    """The `accelerate launch` command line that runs the case on num_processes ranks."""
+    if case.distributed not in ("ddp", "fsdp"):
+        raise ValueError(f"{case.id} is not a distributed case (no ddp or fsdp feature)")
+    cmd = [python, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+           "--main_process_port", str(port if port is not None else free_port())]
+    for key, value in COMMON_ARGS.items():
+        cmd += [f"--{key}", value]
+    if case.distributed == "ddp":
+        cmd.append("--multi_gpu")
+    else:
+        cmd.append("--use_fsdp")
+        for key, value in FSDP_ARGS.items():
+            cmd += [f"--{key}", value]
+    return cmd + ["-m", "suite.run.distributed_child", str(workdir / CASE_FILE), str(workdir), repr(started)]
+
+
+def _child_env() -> dict[str, str]:
+    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()}}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run(case: Case, workdir: Path, timeout_s: float, command: Sequence[str] | None = None) -> Outcome:
+    """Launch the case's ranks and turn whatever happens into an Outcome; never raises for their sake.
+
+    `command` replaces the accelerate launch line (tests use it to run the child without GPUs).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in [workdir / LOG, *workdir.glob("child-result*.json")]:
+        stale.unlink(missing_ok=True)
+    with open(workdir / CASE_FILE, "wb") as fh:
+        pickle.dump(case, fh)
+    started = time.time()
+    cmd = list(command) if command is not None else launch_command(case, workdir, started)
+    log_path = workdir / LOG
+    with open(log_path, "ab") as log:
+        log.write(f"$ {shlex.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+                                env=_child_env(), start_new_session=True)
+    try:
+        code = proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return Outcome("timeout", message=f"no result after {timeout_s:.0f} s: every rank was killed",
+                       stderr_tail=tail_of(log_path), exitcode=proc.returncode, wall_s=time.time() - started)
+    _kill_group(proc)  # ranks a crashed launcher left behind
+    outcome = read_outcome(workdir, code, time.time() - started)
+    if outcome.ok:
+        outcome.payload.setdefault("resolved", {})["launch"] = {
+            "launcher": "accelerate" if command is None else "custom", "command": shlex.join(cmd),
+            "world_size": WORLD_SIZE, "strategy": case.distributed}
+    return outcome
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def read_outcome(workdir: Path, exitcode: int | None, wall_s: float) -> Outcome:
+    """Rank 0's result; else the first failed rank's; else what the launcher's exit says."""
+    tail = tail_of(workdir / LOG)
+    ranks = sorted(workdir.glob("child-result.rank*.json"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+    for path in [workdir / RESULT, *ranks]:
+        if not path.is_file():
+            continue
+        try:
+            res = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            return Outcome("crash", message=f"unreadable result file {path.name}: {exc}", stderr_tail=tail,
+                           exitcode=exitcode, wall_s=wall_s)
+        if res["status"] == "ok" and path.name == RESULT:
+            return Outcome("ok", payload=res["payload"], stderr_tail=tail, exitcode=exitcode, wall_s=wall_s)
+        if res["status"] != "ok":
+            rank = "rank 0" if path.name == RESULT else f"rank {re.sub(r'[^0-9]', '', path.name)}"
+            return Outcome(res["status"], message=f"{rank}: {res.get('message', '')}", stderr_tail=tail,
+                           exitcode=exitcode, wall_s=wall_s)
+    if exitcode is not None and exitcode < 0:
+        name = signal_name(-exitcode)
+        return Outcome("crash", message=f"the launcher died of signal {name}", stderr_tail=tail,
+                       exitcode=exitcode, wall_s=wall_s)
+    # torchrun's summary names a rank killed by SIGKILL (the out-of-memory killer, most likely) as exitcode -9
+    if re.search(r"exitcode\s*:\s*-9\b", tail):
+        return Outcome("oom", message="a rank died of SIGKILL with no result (most likely the out-of-memory killer)",
+                       stderr_tail=tail, exitcode=exitcode, wall_s=wall_s)
+    return Outcome("crash", message=f"the launcher exited with code {exitcode} and no rank wrote a result",
+                   stderr_tail=tail, exitcode=exitcode, wall_s=wall_s)

@@ -1,0 +1,53 @@
+"""The skip policy: what this machine lacks to run a case, each said so a user knows what to install or set."""
+from __future__ import annotations
+
+import importlib.util
+
+from suite import machine
+from suite.matrix.spec import WORLD_SIZE, Case
+from suite.versions import package_version, version_at_least
+
+# bitsandbytes runs 4-bit nf4 on a CPU from this release on.
+BNB_CPU_4BIT = "0.46.0"
+
+
+def missing_requirements(case: Case) -> list[str]:
+    """What this machine lacks to run the case, each said so a user knows what to install or set."""
+    missing = []
+    backend = case.backend
+    if case.distributed:
+        gpus = machine.visible_gpu_count()
+        if gpus < WORLD_SIZE:
+            missing.append(f"at least {WORLD_SIZE} CUDA GPUs (for {case.distributed}); {gpus} visible")
+    elif case.needs_gpu and not machine.cuda_available():
+        why = []
+        if case.model.size == "7b":
+            why.append("a 7B model")
+        if backend.needs_gpu:
+            why.append(backend.name)
+        if "flash_attn" in case.features:
+            why.append("flash-attention 2")
+        missing.append(f"a CUDA GPU (for {', '.join(why)}); none is visible here")
+    for module, pip_name in backend.packages:
+        if importlib.util.find_spec(module) is None:
+            missing.append(f"the package {pip_name} (pip install {pip_name}), not installed")
+    if "flash_attn" in case.features and importlib.util.find_spec("flash_attn") is None:
+        missing.append("the package flash-attn (pip install flash-attn), not installed")
+    if backend.four_bit(case):
+        bnb = package_version("bitsandbytes")
+        if bnb is None:
+            missing.append("the package bitsandbytes (pip install bitsandbytes), not installed")
+        elif not case.needs_gpu and not machine.cuda_available() and not version_at_least(bnb, BNB_CPU_4BIT):
+            missing.append(f"bitsandbytes>={BNB_CPU_4BIT} for 4-bit on a CPU (installed: {bnb})")
+    from suite.train import compat
+
+    missing += compat.cannot_express(case)
+    if case.model.size != "tiny":
+        from suite.train import models
+
+        try:
+            models.resolve(case.model.size, hub_id=case.model.hub_id, env=case.model.env, path=case.model.path,
+                           config=case.model.config, materialise=False)
+        except models.ModelNotAvailable as exc:
+            missing.append(str(exc))
+    return missing

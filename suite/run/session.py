@@ -1,0 +1,277 @@
+"""A run: cases go in one at a time, records and a manifest come out under results/<run-id>/."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from suite.judge import budgets, checkpoint, checks, hardware, metrics
+from suite.judge.baselines import BaselineStore
+from suite.judge.checkpoint import Inventory
+from suite.judge.checks import CheckResult
+from suite.matrix.spec import Case
+from suite.paths import BUDGETS
+from suite.records import provenance, results
+from suite.records.results import SCHEMA_VERSION
+from suite.run import distributed, requirements, runner
+from suite.train.payload import Payload
+
+# Checkpoints above this size are deleted once checked (their inventory stays in the record),
+# unless the run keeps them: a 7B full fine-tune would leave 14 GB per case.
+KEEP_CHECKPOINT_BYTES = 256 * 2**20
+
+
+@dataclass
+class CaseOutcome:
+    """How a case ended, everything its record is written from (in one place: RunSession._record)."""
+    status: str  # passed | failed | error | skipped
+    reason: str = ""  # why skipped / failed / errored; empty when passed
+    payload: Payload | None = None  # what the child measured (None: it never returned)
+    values: dict[str, float] = field(default_factory=dict)  # metric values derived from it
+    checks: list[CheckResult] = field(default_factory=list)
+    inventory: Inventory | None = None  # the saved checkpoint's files and tensors
+    failure: dict | None = None  # kind, message, exit code, stderr tail of a child that died
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    status: str  # passed | failed | error | skipped
+    reason: str  # why skipped / failed / errored; empty when passed
+    record: dict
+    record_path: Path
+
+    @property
+    def failure_messages(self) -> list[str]:
+        msgs = [c["message"] for c in self.record["checks"] if not c["passed"]]
+        failure = self.record.get("failure")
+        if failure:
+            msgs.insert(0, f"{self.case.id}: {failure['kind']}: {failure['message']}")
+            if failure.get("stderr_tail"):
+                msgs.append("--- tail of the case's output ---\n" + failure["stderr_tail"][-2000:])
+        return msgs
+
+
+@dataclass
+class RunSession:
+    results_root: Path
+    run_id: str
+    mode: str = "regression"
+    timeout_s: float | None = None  # overrides every case's own timeout
+    keep_checkpoints: str = "auto"  # auto | always | never
+    profile: str | None = None  # hardware profile for budgets; None: detected from the GPU
+    budgets_dir: Path | None = None  # cases/budgets by default
+    baselines: BaselineStore | None = None  # golden loss curves of tiny regression cases; None: not compared
+    argv: list[str] = field(default_factory=lambda: list(sys.argv))
+    planned: list[str] | None = None  # the case ids this session was asked to run (None: not known)
+    _started: bool = False
+    _started_at: str = ""
+    _counts: dict = field(default_factory=dict)  # this session's own outcomes (the manifest holds every session's)
+    _records: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.results_root = Path(self.results_root).resolve()
+        self.hw = hardware.current() if self.profile is None else hardware.profile_named(self.profile)
+        self.budgets_dir = Path(self.budgets_dir or BUDGETS)
+        self._budget_entries = budgets.load_profile(self.budgets_dir, self.hw.name)
+        self._session_id = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.results_root / self.run_id
+
+    # The manifest is shared by every process that writes into the run (two pytest sessions, shards
+    # on one machine): each change re-reads it and writes it back under an exclusive lock, so no
+    # process's records or counts are lost, and a record's file name is chosen under the same lock.
+    @contextlib.contextmanager
+    def _manifest_lock(self):
+        fd = os.open(self.run_dir / ".manifest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _update_manifest(self, change) -> dict:
+        """Apply change(doc) to the manifest on disk (made if missing) under the lock; returns it."""
+        with self._manifest_lock():
+            path = self.run_dir / "manifest.json"
+            doc = results.read_manifest(self.run_dir) if path.exists() else {
+                "schema_version": SCHEMA_VERSION, "kind": results.MANIFEST_KIND, "run_id": self.run_id,
+                "started_at": self._started_at, "counts": {}, "records": {}}
+            doc.update({"mode": self.mode, "argv": self.argv, "profile": self.hw.name,
+                        "environment": provenance.capture()})
+            change(doc)
+            sessions = doc.setdefault("sessions", [])
+            doc["finished_at"] = (max(str(s.get("finished_at")) for s in sessions)
+                                  if sessions and all(s.get("finished_at") for s in sessions) else None)
+            results.write_json_atomic(path, doc)
+            return doc
+
+    def start(self) -> None:
+        if self._started:
+            return
+        results.check_run_id(self.run_id)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+        def begin(doc: dict) -> None:
+            doc.setdefault("started_at", self._started_at)
+            doc.setdefault("sessions", []).append({"id": self._session_id, "argv": self.argv,
+                                                   "started_at": self._started_at, "finished_at": None})
+            if self.planned is not None:
+                doc["planned"] = sorted(set(doc.get("planned") or []) | set(self.planned))
+
+        self._update_manifest(begin)
+        self._started = True
+
+    def finish(self) -> None:
+        if not self._started:
+            return
+
+        def end(doc: dict) -> None:
+            for s in doc.setdefault("sessions", []):
+                if s.get("id") == self._session_id:
+                    s["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+        self._update_manifest(end)
+
+    def _workdir(self, case: Case) -> Path:
+        """A folder of this case's own, reserved by creating it (a concurrent process takes the next)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        n = 0
+        while True:
+            path = self.run_dir / (case.slug if n == 0 else f"{case.slug}.r{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                n += 1
+
+    def run_case(self, case: Case, repeat: int | None = None) -> CaseResult:
+        """Run one case; `repeat` defaults to how many records of it the run already holds."""
+        self.start()
+        case = case.with_mode(self.mode)
+        started = time.time()
+        missing = requirements.missing_requirements(case)
+        if missing:
+            return self._finish_case(case, CaseOutcome("skipped", "needs " + "; ".join(missing)), started, repeat)
+        workdir = self._workdir(case)
+        if case.distributed:  # ddp/fsdp: several ranks through accelerate launch, same result file
+            outcome = distributed.run(case, workdir, self.timeout_s or case.timeout_s)
+        else:
+            target, method = runner.entry_point(case)
+            if method == "forkserver":
+                runner.ensure_started()
+            outcome = runner.run_in_child(target, (case, workdir), workdir, self.timeout_s or case.timeout_s,
+                                          method=method)
+        if not outcome.ok:
+            self._drop_outputs(workdir)
+            failure = {"kind": outcome.status, "message": outcome.message, "exitcode": outcome.exitcode,
+                       "stderr_tail": outcome.stderr_tail}
+            return self._finish_case(case, CaseOutcome("error", f"{outcome.status}: {outcome.message}",
+                                                       failure=failure), started, repeat)
+        payload = Payload.from_dict(outcome.payload)
+        ckpt_dir = Path(payload.checkpoint.dir)
+        inv = checkpoint.inventory(ckpt_dir) if ckpt_dir.is_dir() else None
+        results_ = checks.run_all(case, payload, inv)
+        values = self._metric_values(case, payload, inv)
+        if self.mode == "benchmark":
+            results_ += budgets.evaluate(self._budget_entries, case.id, values)
+        if self.baselines is not None:
+            results_ += self.baselines.checks(case, payload.loss_curve, results_, self.run_dir,
+                                              payload.device.kernels)
+        failed = [c for c in results_ if not c.passed]
+        self._drop_outputs(workdir)
+        return self._finish_case(case, CaseOutcome("failed" if failed else "passed",
+                                                   "; ".join(c.message for c in failed), payload, values, results_,
+                                                   inv), started, repeat)
+
+    def _metric_values(self, case: Case, payload: Payload, inv: Inventory | None) -> dict[str, float]:
+        precision = payload.device.precision
+        return metrics.derive(payload, case.checks.loss_window, inv.total_bytes if inv else None,
+                              warmup_steps=case.benchmark.warmup_steps,
+                              peak_flops=self.hw.peak_flops.get(precision))
+
+    def _budget_summary(self, case: Case) -> dict:
+        declared = budgets.applicable(self._budget_entries, case.id)
+        summary = {"profile": self.hw.name, "enforced": self.mode == "benchmark" and bool(declared),
+                   "declared": [{"field": b.field, "metric": b.metric, "bound": b.bound, "kind": b.kind,
+                                 "source": b.source} for b in declared]}
+        if not declared:
+            summary["note"] = f"no budget declared for {case.id} on profile {self.hw.name}; numbers recorded"
+        elif self.mode != "benchmark":
+            summary["note"] = "budgets are enforced in benchmark mode (--benchmark) only"
+        return summary
+
+    def _drop_outputs(self, workdir: Path) -> None:
+        """The checkpoint goes unless the keep rule keeps it, whether the case passed, failed or
+        died after saving (in the reload, say): a 7B full fine-tune's 13.5 GB must not stay."""
+        shutil.rmtree(workdir / "trainer", ignore_errors=True)  # empty with save_strategy="no"
+        ckpt = workdir / "checkpoint"
+        if ckpt.is_dir() and not self._keep(sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())):
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+    def _keep(self, nbytes: int) -> bool:
+        return self.keep_checkpoints == "always" or (self.keep_checkpoints == "auto"
+                                                     and nbytes <= KEEP_CHECKPOINT_BYTES)
+
+    def _record(self, case: Case, outcome: CaseOutcome, started: float, repeat: int | None) -> dict:
+        """The JSON record of a case (docs/results-schema.md), from its outcome."""
+        payload, inv = outcome.payload, outcome.inventory
+        ckpt = None
+        if inv is not None and payload is not None:
+            ckpt = {**inv.to_dict(), "kind": payload.checkpoint.kind, "kept": Path(inv.directory).is_dir(),
+                    "directory": str(Path(inv.directory).relative_to(self.results_root.resolve()))
+                    if Path(inv.directory).is_relative_to(self.results_root.resolve()) else inv.directory}
+        p = payload
+        return {
+            "schema_version": SCHEMA_VERSION, "kind": results.RECORD_KIND, "run_id": self.run_id,
+            "case_id": case.id, "repeat": repeat, "mode": self.mode, "status": outcome.status,
+            "reason": outcome.reason or None,
+            "markers": list(case.markers), "fingerprint": case.fingerprint, "case": case.to_dict(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "wall_s": round(time.time() - started, 3),
+            "metrics": metrics.described(outcome.values),
+            "loss_curve": p.loss_curve if p else [], "step_times_s": p.step_times_s if p else [],
+            "step_tokens": p.step_tokens if p else [], "flops": _dict(p and p.flops),
+            "train": _dict(p and p.train), "params": p.params.for_record() if p else None,
+            "memory": _dict(p and p.memory), "timing": _dict(p and p.timing), "device": _dict(p and p.device),
+            "checkpoint": ckpt, "reload": _dict(p and p.reload), "resolved": p.resolved if p else None,
+            "checks": [c.to_dict() for c in outcome.checks],
+            "budgets": self._budget_summary(case),
+            "failure": outcome.failure, "warnings": payload.warnings if payload else [],
+            "environment": provenance.capture(),
+        }
+
+    def _finish_case(self, case: Case, outcome: CaseOutcome, started: float, repeat: int | None) -> CaseResult:
+        status, reason = outcome.status, outcome.reason
+        record = self._record(case, outcome, started, repeat)
+        written: list[Path] = []
+
+        def add(doc: dict) -> None:  # under the manifest lock: the name, the repeat and the listing at once
+            listed = doc.setdefault("records", {}).setdefault(case.id, [])
+            if repeat is None:
+                record["repeat"] = len(listed)
+            path = results.record_path(self.run_dir, case.slug, taken={n for names in doc["records"].values()
+                                                                        for n in names})
+            results.write_json_atomic(path, record)
+            listed.append(path.name)
+            doc.setdefault("counts", {})[status] = doc["counts"].get(status, 0) + 1
+            written.append(path)
+
+        self._update_manifest(add)
+        self._counts[status] = self._counts.get(status, 0) + 1
+        self._records.setdefault(case.id, []).append(written[0].name)
+        return CaseResult(case, status, reason, record, written[0])
+
+
+def _dict(part) -> dict | None:
+    return part.to_dict() if part is not None else None

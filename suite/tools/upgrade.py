@@ -1,0 +1,201 @@
+"""Upgrade check and bisect: the same cases on two (or more) version sets of the stack.
+
+upgrade_check: make (or reuse) one environment per version set (suite/tools/envs.py), run the selected
+cases in each through the same pytest entry point, and compare the two runs (suite/report/compare.py).
+bisect: walk the released versions between a good and a bad one and name the first whose
+verdict against the good one turns worse.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from suite.errors import SuiteError
+from suite.paths import ROOT, display
+from suite.report import files as report_files
+from suite.report import model as report_model
+from suite.tools import envs
+from suite.versions import STACK
+
+
+def between(versions: list[str], good: str, bad: str) -> list[str]:
+    """The versions from good to bad inclusive, in release order."""
+    from packaging.version import Version
+
+    g, b = Version(good), Version(bad)
+    if not g < b:
+        raise SuiteError(f"--good {good} must be older than --bad {bad}")
+    inside = [v for v in versions if g <= Version(v) <= b]
+    for end in (good, bad):
+        if end not in inside:
+            raise SuiteError(f"version {end} is not among the released versions: {', '.join(versions[-10:])} ...")
+    return inside
+
+
+@dataclass
+class BisectResult:
+    first_bad: str | None
+    last_good: str | None
+    probes: dict[str, bool] = field(default_factory=dict)  # version -> worse than good?
+    note: str = ""
+
+
+def bisect(versions: list[str], is_worse: Callable[[str], bool]) -> BisectResult:
+    """versions[0] is good, versions[-1] is bad; probe log2(n) versions to find the first worse one.
+
+    The bad end is probed first: when it is not worse than the good one there is nothing to find.
+    """
+    probes: dict[str, bool] = {}
+
+    def probe(v: str) -> bool:
+        if v not in probes:
+            probes[v] = is_worse(v)
+        return probes[v]
+
+    if not probe(versions[-1]):
+        return BisectResult(None, versions[-1], probes, f"{versions[-1]} is not worse than {versions[0]}")
+    lo, hi = 0, len(versions) - 1  # invariant: versions[lo] good, versions[hi] worse
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if probe(versions[mid]):
+            hi = mid
+        else:
+            lo = mid
+    return BisectResult(versions[hi], versions[lo], probes)
+
+
+def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str],
+              invariants: bool = False) -> tuple[Path, float, int]:
+    """Run the matrix test with the environment's interpreter (then, if asked, the invariant tests,
+    whose measurements go into the run folder); returns the run folder, wall time, exit code."""
+    cmd = [str(envs.python_of(env_dir)), "-m", "pytest", str(ROOT / "tests" / "test_matrix.py"), "-q", "-p",
+           "no:cacheprovider", "--rootdir", str(ROOT), "--run-id", run_id, "--results-dir", str(results_dir),
+           *select]
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    run_dir = results_dir / run_id
+    if not (run_dir / "manifest.json").is_file():
+        raise SuiteError(f"no results from {' '.join(cmd)} (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
+                         f"{proc.stderr[-2000:]}")
+    code = proc.returncode
+    if invariants:
+        from suite.records.runs import INVARIANTS_FILE
+
+        inv = envs.run_pytest(env_dir, [str(ROOT / "tests" / "invariants")],
+                         env={"FTSUITE_INVARIANTS_JSON": str(run_dir / INVARIANTS_FILE)})
+        code = code or inv
+    return run_dir, time.time() - t0, code
+
+
+def prepare(spec: envs.EnvSpec) -> tuple[Path, dict, float]:
+    t0 = time.time()
+    env_dir, info = envs.ensure_env(spec)
+    return env_dir, info, time.time() - t0
+
+
+def describe(info: dict) -> str:
+    versions = info.get("versions", {})
+    return ", ".join(f"{k} {v}" for k, v in versions.items() if v) + (" (cached)" if info.get("cached") else "")
+
+
+def write_summary(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, select: list[str], out: Path,
+                  results_dir: Path, fail_on: tuple[str, ...], name: str, invariants: bool = False,
+                  log: Callable[[str], None] | None = None) -> tuple[int, dict]:
+    """Run the selected cases in both environments and render the report; returns (exit code, summary).
+    A side is pins ("trl==1.16.0") or a whole EnvSpec (the control lock's, say)."""
+    from suite.records import runs
+    from suite.report import compare
+
+    summary: dict = {"name": name, "select": select, "invariants": invariants, "sides": {}}
+    run_dirs = {}
+    for side, want in (("baseline", baseline), ("candidate", candidate)):
+        spec = want if isinstance(want, envs.EnvSpec) else envs.EnvSpec(envs.parse_pins(want, f"--{side}"))
+        env_dir, info, env_s = prepare(spec)
+        if log:
+            log(f"{side}: environment {env_dir} {'reused' if info['cached'] else 'made'} in {env_s:.1f} s; running ...")
+        run_id = f"{name}-{side}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir, wall, code = run_cases(env_dir, run_id, results_dir, select, invariants)
+        run_dirs[side] = run_dir
+        summary["sides"][side] = {"pins": " ".join(spec.pins), "env": str(env_dir), "env_cached": info["cached"],
+                                  "env_s": round(env_s, 1), "versions": info["versions"],
+                                  "run": str(run_dir), "run_s": round(wall, 1), "pytest_exit": code}
+    rep = report_model.Report.build(runs.load(run_dirs["baseline"]), [runs.load(run_dirs["candidate"])])
+    paths = report_files.write(rep, out, fail_on)
+    failing = compare.gated(rep.frame, fail_on)
+    summary["report"] = {k: str(v) for k, v in paths.items()}
+    summary["verdicts"] = compare.counts(rep.frame)
+    summary["gated"] = compare.counts(failing) if len(failing) else {}
+    write_summary(out / "upgrade-check.json", summary)
+    return (1 if len(failing) else 0), summary
+
+
+# What the canary moves to its newest release (torch stays the machine's: it is the platform).
+CANARY_PACKAGES = tuple(n for n in STACK if n != "torch")
+GIT_REPOS = {"trl": "huggingface/trl", "peft": "huggingface/peft", "transformers": "huggingface/transformers",
+             "accelerate": "huggingface/accelerate"}
+
+
+def canary_pins(refs: dict[str, str], latest: Callable[[str], str] | None = None) -> tuple[str, ...]:
+    """The newest release of every canary package, or a git ref where one is given (trl, peft, ...)."""
+    latest = latest or (lambda n: envs.available_versions(n)[-1])
+    pins = []
+    for name in CANARY_PACKAGES:
+        if refs.get(name):
+            pins.append(f"git+https://github.com/{GIT_REPOS[name]}@{refs[name]}")
+        else:
+            pins.append(f"{name}=={latest(name)}")
+    return tuple(pins)
+
+
+def canary(select: list[str], refs: dict[str, str], out: Path, results_dir: Path, fail_on: tuple[str, ...],
+           invariants: bool = True, log: Callable[[str], None] = print) -> tuple[int, dict]:
+    """The control stack (the lock) against the newest releases: cases and invariants in both, one report."""
+    from suite.tools import lock
+
+    unknown = sorted(set(refs) - set(GIT_REPOS))
+    if unknown:
+        raise SuiteError(f"no git repository known for {', '.join(unknown)}; refs work for {', '.join(GIT_REPOS)}")
+    control = envs.EnvSpec(lock.stack_pins(), constraints=lock.LOCK_FILE.read_text())
+    newest = envs.EnvSpec(canary_pins(refs))
+    log(f"control ({display(lock.LOCK_FILE)}): {' '.join(control.pins)}")
+    log(f"canary (newest): {' '.join(newest.pins)}")
+    code, summary = upgrade_check(control, newest, select, out, results_dir, fail_on, "canary", invariants, log)
+    write_summary(out / "canary.json", summary)
+    return code, summary
+
+
+def bisect_package(package: str, good: str, bad: str, select: list[str], results_dir: Path,
+                   fail_on: tuple[str, ...], log: Callable[[str], None] = print) -> BisectResult:
+    """Find the first release of `package` between good and bad whose verdict against good is gated."""
+    from suite.records import runs
+    from suite.report import compare
+
+    window = between(envs.available_versions(package), good, bad)
+    log(f"{len(window)} releases of {package} from {good} to {bad}: {', '.join(window)}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    def run_version(version: str) -> Path:
+        env_dir, info, env_s = prepare(envs.EnvSpec(envs.parse_pins(f"{package}=={version}", "--good/--bad")))
+        run_dir, wall, _ = run_cases(env_dir, f"bisect-{package}-{version}-{stamp}", results_dir, select)
+        log(f"  {package} {version}: env {env_s:.0f} s{' (cached)' if info['cached'] else ''}, cases {wall:.0f} s")
+        return run_dir
+
+    good_run = runs.load(run_version(good))
+
+    def is_worse(version: str) -> bool:
+        frame = compare.compare_runs(good_run, runs.load(run_version(version)))
+        failing = compare.gated(frame, fail_on)
+        verdict = ", ".join(f"{n} {v}" for v, n in compare.counts(failing).items()) or "no gated verdict"
+        log(f"  {package} {version} vs {good}: {verdict}")
+        return len(failing) > 0
+
+    return bisect(window, is_worse)

@@ -1,0 +1,103 @@
+"""What a case trains with: device and dtype, the data set, trl's SFTConfig, peft's LoraConfig, the
+4-bit quantization config and the model's load arguments, from the case and the installed versions."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from suite.train import compat, data
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
+
+
+def device_and_dtype(case: Case):
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if case.training.precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    else:
+        precision = case.training.precision
+    if precision not in ("bf16", "fp32", "fp16"):
+        raise ValueError(f"training.precision: unknown precision {precision!r} (auto, bf16, fp16, fp32)")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    return ("cuda" if cuda else "cpu"), precision, dtype
+
+
+def dataset(case: Case):
+    from datasets import Dataset
+
+    t = case.training
+    return Dataset.from_list(data.generate(case.dataset, t.num_samples, seed=t.seed, turns=t.turns))
+
+
+def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
+    from trl import SFTConfig
+
+    t = case.training
+    unknown = compat.unknown_sft_fields(dict(t.extra))
+    if unknown:
+        raise ValueError(f"{case.source}: training.extra: {', '.join(unknown)} not a field of the installed "
+                         f"trl's SFTConfig")
+    kwargs = dict(
+        output_dir=str(output_dir), max_steps=case.steps, per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
+        seed=t.seed, data_seed=t.seed, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, bf16=precision == "bf16", fp16=precision == "fp16",
+        **{compat.key("use_cpu"): device == "cpu"},
+        packing="packing" in case.features, dataloader_num_workers=0,
+        neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
+        **compat.checkpointing_args("gradient_checkpointing" in case.features),
+        **compat.max_length_args(t.max_length),
+    )
+    # Explicit, so that every backend trains alike: unsloth's patched SFTConfig defaults to
+    # optim="adamw_8bit" and padding_free=None (it may turn padding-free batching on by itself),
+    # which would make its side-by-side with the HF case compare optimisers and batching too.
+    kwargs["optim"] = transformers_default_optim()
+    if "packing" not in case.features and "padding_free" in compat.sft_config_fields():
+        kwargs["padding_free"] = False
+    if case.effective_loss == "assistant_only":
+        kwargs["assistant_only_loss"] = True
+    elif case.dataset in ("prompt_completion", "conversational_pc"):
+        kwargs["completion_only_loss"] = case.effective_loss == "completion_only"
+    if model_init_kwargs is not None:
+        kwargs["model_init_kwargs"] = model_init_kwargs
+    kwargs.update(dict(t.extra))
+    return SFTConfig(**kwargs)
+
+
+def transformers_default_optim() -> str:
+    """transformers' own default optimiser (adamw_torch_fused from torch 2.8), not a subclass's."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    field = next(f for f in dataclasses.fields(TrainingArguments) if f.name == "optim")
+    return getattr(field.default, "value", field.default)
+
+
+def bnb_config(dtype):
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def lora_config(case: Case):
+    from peft import LoraConfig
+
+    target = case.lora.target_modules
+    return LoraConfig(r=case.lora.r, lora_alpha=case.lora.alpha, lora_dropout=case.lora.dropout,
+                      target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM")
+
+
+def model_init_kwargs(case: Case, device: str, dtype) -> dict:
+    kwargs = {**compat.dtype_kwarg(dtype), "attn_implementation": case.attention,
+              # each rank of a ddp/fsdp case loads onto its own GPU (LOCAL_RANK is set by the launcher)
+              "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))} if device == "cuda" else None}
+    if case.method == "qlora":
+        kwargs["quantization_config"] = bnb_config(dtype)
+    return kwargs

@@ -1,0 +1,47 @@
+"""What every trainer backend declares, so that the rest of the suite asks it instead of comparing
+method names: how its child starts, what it requires, what it controls, whether it runs distributed,
+how it builds the trainer and reloads the checkpoint. Heavy imports stay inside the methods: the
+matrix reads the declarations when the case files load."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
+
+
+class Backend:
+    name = ""  # how messages name it
+    label = ""  # how a side-by-side names it next to another backend ("HF", "unsloth")
+    methods: tuple[str, ...] = ()  # the matrix methods it trains
+    four_bit_methods: tuple[str, ...] = ()  # methods that load a 4-bit (bitsandbytes) base
+    needs_gpu = False  # its kernels need CUDA
+    packages: tuple[tuple[str, str], ...] = ()  # (module, pip name) its child imports beyond the stack
+    picks_attention = False  # it chooses its own attention kernels: no variant, no attention check
+    distributed = True  # it can run as ddp/fsdp ranks
+    spawn_always = False  # its child starts in a fresh interpreter even where others are forked
+
+    def four_bit(self, case: Case) -> bool:
+        return case.method in self.four_bit_methods
+
+    def start_method(self, cuda: bool) -> str:
+        """"spawn" on a CUDA machine (a fork of the preloaded server could not use CUDA) or where the
+        backend must import first; else a fork of the preloaded forkserver."""
+        return "spawn" if cuda or self.spawn_always else "forkserver"
+
+    def prepare_child(self) -> None:
+        """Run first in a spawned child, before the stack is imported."""
+
+    def cannot_run(self, case: Case) -> str | None:
+        """Why this backend cannot train the case (refused when the case files load), or None."""
+        return None
+
+    def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
+                      dataset: Any, callbacks: list) -> tuple[Any, Any, dict]:
+        """(trainer, tokenizer, the kwargs the reload loads the base with)."""
+        raise NotImplementedError
+
+    def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
+        """Read the checkpoint back as a user would: (its logits on the probe input, the loader's name)."""
+        raise NotImplementedError

@@ -1,0 +1,54 @@
+"""full / lora / qlora through trl's SFTTrainer, loading the model from its local directory."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from suite.train import args as train_args
+from suite.train import compat, models, probes
+from suite.train.backends.base import Backend
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
+
+
+class HFSFTTrainer(Backend):
+    name = "trl SFTTrainer"
+    label = "HF"
+    methods = ("full", "lora", "qlora")
+    four_bit_methods = ("qlora",)
+
+    def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
+                      dataset: Any, callbacks: list) -> tuple[Any, Any, dict]:
+        from trl import SFTTrainer
+
+        tokenizer = models.load_tokenizer(model_path)
+        probes.ensure_chat_template(tokenizer)
+        load_kwargs = train_args.model_init_kwargs(case, device, dtype)
+        init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
+        args = train_args.sft_config(case, output_dir, device, precision, init_kwargs)
+        # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.
+        trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset,
+                             **{compat.key("processing_class"): tokenizer},
+                             peft_config=train_args.lora_config(case) if case.is_adapter else None,
+                             callbacks=callbacks, **trainer_kwargs)
+        return trainer, tokenizer, load_kwargs
+
+    def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
+        from transformers import AutoModelForCausalLM
+
+        tokenizer = models.load_tokenizer(model_path)
+        device = "cuda" if load_kwargs.get("device_map") else "cpu"
+        if case.is_adapter:
+            from peft import PeftModel
+
+            base = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
+            model = PeftModel.from_pretrained(base, str(checkpoint))
+            loader = "PeftModel.from_pretrained"
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(checkpoint), **load_kwargs)
+            loader = "AutoModelForCausalLM.from_pretrained"
+        return probes.probe_logits(model, tokenizer, device), loader
+
+
+BACKEND = HFSFTTrainer()

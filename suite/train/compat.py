@@ -1,0 +1,158 @@
+"""The one place that knows how argument names differ across trl/transformers releases.
+
+Each renamed argument is a `Rename`: the release that introduced the new name, keyed on the
+installed version (importlib.metadata, no import needed). Each feature a release may lack is a
+`Requirement`: a case that the installed version cannot express is skipped with a reason naming
+the version, never silently altered. An argument a release started taking in another place is a
+`Move`. tests/test_compat.py checks every entry against the
+installed packages' real signatures.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+
+from suite.versions import package_version, version_at_least
+
+
+@dataclass(frozen=True)
+class Rename:
+    name: str  # what this mapping is about
+    package: str
+    since: str  # first release with the new name
+    new: str
+    old: str
+    where: str  # "SFTConfig", "SFTTrainer", "from_pretrained"
+
+    def key(self) -> str:
+        """The argument name to use with the installed version."""
+        return self.new if version_at_least(package_version(self.package), self.since) else self.old
+
+
+@dataclass(frozen=True)
+class Requirement:
+    name: str
+    package: str
+    since: str
+    what: str  # what the case needs, in words
+
+    def missing(self) -> str | None:
+        installed = package_version(self.package)
+        if version_at_least(installed, self.since):
+            return None
+        return f"{self.package}>={self.since} for {self.what} (installed: {installed})"
+
+
+RENAMES = {r.name: r for r in (
+    # transformers 5.23 renamed gradient checkpointing to activation checkpointing (old name deprecated);
+    # 5.22.2 has no activation_checkpointing (found by upgrade-check 5.22.2 -> 5.23.0)
+    Rename("checkpointing", "transformers", "5.23.0", "activation_checkpointing", "gradient_checkpointing",
+           "SFTConfig"),
+    # trl 0.20 renamed SFTConfig.max_seq_length to max_length
+    Rename("max_length", "trl", "0.20.0", "max_length", "max_seq_length", "SFTConfig"),
+    # transformers 4.56 renamed from_pretrained's torch_dtype to dtype
+    Rename("dtype", "transformers", "4.56.0", "dtype", "torch_dtype", "from_pretrained"),
+    # trl 0.12 passes the tokenizer as processing_class
+    Rename("processing_class", "trl", "0.12.0", "processing_class", "tokenizer", "SFTTrainer"),
+    # transformers 4.34 replaced no_cuda with use_cpu
+    Rename("use_cpu", "transformers", "4.34.0", "use_cpu", "no_cuda", "SFTConfig"),
+)}
+
+@dataclass(frozen=True)
+class Move:
+    """An argument a release started taking in a new place; before it, it goes in the old one."""
+    name: str
+    package: str
+    since: str
+    new: str
+    old: str
+
+    def in_new_place(self) -> bool:
+        return version_at_least(package_version(self.package), self.since)
+
+
+MOVES = {m.name: m for m in (
+    # trl 1.8 added SFTTrainer(quantization_config=...); before, it went with the other from_pretrained
+    # arguments in SFTConfig.model_init_kwargs (trl 1.7.0's SFTTrainer raises TypeError on it)
+    Move("quantization_config", "trl", "1.8.0", "SFTTrainer", "SFTConfig.model_init_kwargs"),
+)}
+
+
+REQUIREMENTS = {r.name: r for r in (
+    # before trl 0.20, completion-only loss needed DataCollatorForCompletionOnlyLM and a response template
+    Requirement("completion_only_loss", "trl", "0.20.0", "completion-only loss as an SFTConfig field"),
+    Requirement("assistant_only_loss", "trl", "0.20.0", "assistant-only loss (SFTConfig.assistant_only_loss)"),
+    # trl 0.20 packs with best-fit decreasing and position ids (padding-free) instead of concatenation
+    Requirement("packing_bfd", "trl", "0.20.0", "packing with position ids (packing_strategy='bfd')"),
+    Requirement("neftune", "transformers", "4.35.0", "NEFTune (TrainingArguments.neftune_noise_alpha)"),
+    Requirement("prompt_completion", "trl", "0.16.0", "prompt-completion data sets in SFTTrainer"),
+)}
+
+
+def key(name: str) -> str:
+    return RENAMES[name].key()
+
+
+def checkpointing_args(enabled: bool, use_reentrant: bool | None = None) -> dict:
+    """Always explicit: trl's configs default gradient checkpointing to True, which silently
+    changes memory and speed when a case did not ask for it. `use_reentrant` goes to the
+    matching *_kwargs field."""
+    name = key("checkpointing")
+    out: dict = {name: enabled}
+    if use_reentrant is not None:
+        out[f"{name}_kwargs"] = {"use_reentrant": use_reentrant}
+    return out
+
+
+def max_length_args(max_length: int) -> dict:
+    return {key("max_length"): max_length}
+
+
+def dtype_kwarg(dtype) -> dict:
+    return {key("dtype"): dtype}
+
+
+def quantization_args(load_kwargs: dict) -> tuple[dict, dict]:
+    """Split from_pretrained arguments into (SFTConfig.model_init_kwargs, SFTTrainer arguments):
+    the quantization config goes where the installed trl takes it, and nowhere when there is none."""
+    init = dict(load_kwargs)
+    quant = init.pop("quantization_config", None)
+    if quant is None:
+        return init, {}
+    if MOVES["quantization_config"].in_new_place():
+        return init, {"quantization_config": quant}
+    return {**init, "quantization_config": quant}, {}
+
+
+def cannot_express(case) -> list[str]:
+    """Why the installed versions cannot run the case as declared (each names the version)."""
+    needed = []
+    if case.effective_loss == "completion_only" or case.dataset in ("prompt_completion", "conversational_pc"):
+        needed += ["prompt_completion", "completion_only_loss"]
+    if case.effective_loss == "assistant_only":
+        needed.append("assistant_only_loss")
+    if "packing" in case.features:
+        needed.append("packing_bfd")
+    if "neftune" in case.features:
+        needed.append("neftune")
+    return [msg for msg in (REQUIREMENTS[n].missing() for n in dict.fromkeys(needed)) if msg]
+
+
+@functools.lru_cache(maxsize=1)
+def sft_config_fields() -> frozenset[str]:
+    from trl import SFTConfig
+
+    return frozenset(f.name for f in dataclasses.fields(SFTConfig))
+
+
+def unknown_sft_fields(names) -> list[str]:
+    return sorted(set(names) - sft_config_fields())
+
+
+def sft_loss_types() -> tuple[str, ...]:
+    """The loss_type values the installed trl's SFTConfig declares (its field's `choices`)."""
+    from trl import SFTConfig
+
+    field = next(f for f in dataclasses.fields(SFTConfig) if f.name == "loss_type")
+    return tuple(field.metadata.get("choices") or (field.default,))

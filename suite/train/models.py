@@ -1,0 +1,294 @@
+"""Model sources: tiny models built offline from a config, and real checkpoints by hub id or path.
+
+Tiny models are materialised once into a local directory (config, random weights, a tokenizer
+built in code) so that every case, tiny or 7B, goes through the same `from_pretrained(path)`.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from suite.train import data
+from suite.versions import package_version
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|end|>"]
+
+# {% generation %} marks what assistant_only_loss trains on; the end-of-turn token is inside it
+# so the model learns to stop (trl warns otherwise).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}<|assistant|> {% generation %}{{ message['content'] }} <|end|>{% endgeneration %} "
+    "{% else %}<|{{ message['role'] }}|> {{ message['content'] }} <|end|> {% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+# Small enough to train in seconds on two CPU cores, big enough to have every module type
+# a LoRA targets. hidden_size is a multiple of 64 so bitsandbytes' 4-bit blocks fit.
+TINY_ARCHS: dict[str, dict] = {
+    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  tie_word_embeddings=False),
+    "qwen2": dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  tie_word_embeddings=False),
+    "mistral": dict(model_type="mistral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                    tie_word_embeddings=False, sliding_window=None),
+}
+
+
+TINY_MARKER = "ftsuite-tiny.json"  # written last: a directory without it is incomplete
+RANDOM_MARKER = "ftsuite-random.json"  # likewise, for 7B-shaped models with random weights
+
+
+class ModelNotAvailable(Exception):
+    """The weights of a model are not on this machine; the message says how to provide them."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: str  # a local directory holding config, weights and tokenizer
+    source: str  # "tiny", "env", "hf-cache", "path", "random-config"
+    built_s: float = 0.0  # time spent materialising it now (0 when it was already on disk)
+
+
+def build_tokenizer():
+    """A word-level fast tokenizer over the synthetic data's vocabulary, with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + data.vocabulary())}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        additional_special_tokens=["<|user|>", "<|assistant|>", "<|end|>"],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer saved in a model directory.
+
+    transformers 5 lets AutoTokenizer prefer the architecture's own tokenizer class (Qwen2's
+    BPE) over the saved tokenizer.json, which would silently replace the tiny word-level
+    tokenizer; tiny directories are therefore read with the generic fast class.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (Path(path) / TINY_MARKER).exists() or (Path(path) / RANDOM_MARKER).exists():
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def tiny_config(arch: str, vocab_size: int):
+    from transformers import AutoConfig
+
+    if arch not in TINY_ARCHS:
+        raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHS)}")
+    spec = dict(TINY_ARCHS[arch])
+    model_type = spec.pop("model_type")
+    return AutoConfig.for_model(model_type, vocab_size=vocab_size, pad_token_id=0, bos_token_id=2,
+                                eos_token_id=3, **spec)
+
+
+def cache_root() -> Path:
+    # an empty value (an unset CI variable) means the default, not the working directory
+    return Path(os.environ.get("FTSUITE_CACHE") or Path.home() / ".cache" / "ftsuite")
+
+
+def file_format() -> str:
+    """Which transformers wrote a model directory's config and tokenizer files, as far as reading
+    them back goes: files written by 5.x break 4.x's loader (the tokenizer's `extra_special_tokens`
+    list, for one), so an upgrade check across the major version needs a directory per major.
+    The weights do not depend on it: 4.56.2 and 5.23.0 initialise the tiny models identically."""
+    return f"transformers-{(package_version('transformers') or '0').split('.')[0]}"
+
+
+def materialise_tiny(arch: str, seed: int = 0, root: Path | None = None) -> Path:
+    """Build (once) a tiny random model and its tokenizer into a directory and return it."""
+    spec_key = json.dumps({"arch": TINY_ARCHS.get(arch), "vocab": data.vocabulary(),
+                           "template": CHAT_TEMPLATE, "seed": seed, "format": file_format()}, sort_keys=True)
+    digest = hashlib.sha256(spec_key.encode()).hexdigest()[:12]
+    out = (root or cache_root()) / "tiny" / f"{arch}-{digest}"
+    if (out / TINY_MARKER).exists():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, len(tokenizer)))
+    return _publish(out, model, tokenizer, TINY_MARKER, spec_key)
+
+
+def _publish(out: Path, model, tokenizer, marker: str, spec_key: str) -> Path:
+    """Save model and tokenizer beside `out`, mark it complete, then move it into place.
+
+    Atomic for concurrent cases: a directory is only ever seen whole, and a second builder's copy
+    (identical, from the same spec) is dropped.
+    """
+    import shutil
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / marker).write_text(spec_key + "\n")
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first: theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _hf_cache_snapshot(hub_id: str) -> Path | None:
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE")
+                     or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    repo_dir = hub_cache / ("models--" + hub_id.replace("/", "--"))
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        snap = repo_dir / "snapshots" / ref.read_text().strip()
+        if (snap / "config.json").is_file():
+            return snap
+    snaps = sorted((repo_dir / "snapshots").glob("*/config.json")) if repo_dir.is_dir() else []
+    return snaps[-1].parent if snaps else None
+
+
+def _check_model_dir(path: Path, where: str) -> None:
+    if not path.is_dir():
+        raise ModelNotAvailable(f"{where} points at {path}, which is not a directory")
+    if not (path / "config.json").is_file():
+        raise ModelNotAvailable(f"{where} points at {path}, which has no config.json")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ModelNotAvailable(f"{where} points at {path}, which holds no weights (*.safetensors or *.bin)")
+
+
+def random_config(config_file: str | Path, vocab_size: int | None = None, overrides: dict | None = None):
+    """A transformers config from an architecture's config.json, with the tokenizer's special ids."""
+    from transformers import AutoConfig
+
+    spec = {k: v for k, v in json.loads(Path(config_file).read_text()).items() if not k.startswith("_")}
+    spec.pop("architectures", None)
+    spec.update(overrides or {})
+    if vocab_size is not None:  # only ever to grow it: a 7B shape keeps its embedding and LM head size
+        spec["vocab_size"] = max(spec.get("vocab_size", 0), vocab_size)
+    model_type = spec.pop("model_type")
+    return AutoConfig.for_model(model_type, pad_token_id=0, bos_token_id=2, eos_token_id=3, **spec)
+
+
+@functools.lru_cache(maxsize=None)
+def random_param_count(config_file: str | Path) -> int:
+    """Parameters of the architecture, counted on the meta device (no memory)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(random_config(config_file))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _random_dir(config_file: str | Path, seed: int, root: Path | None, overrides: dict | None) -> tuple[Path, str]:
+    spec_key = json.dumps({"config": Path(config_file).read_text(), "overrides": overrides or {},
+                           "vocab": data.vocabulary(), "template": CHAT_TEMPLATE, "seed": seed,
+                           "dtype": "bfloat16", "format": file_format()}, sort_keys=True)
+    digest = hashlib.sha256(spec_key.encode()).hexdigest()[:12]
+    return (root or cache_root()) / "random" / f"{Path(config_file).stem}-{digest}", spec_key
+
+
+def materialise_random(config_file: str | Path, seed: int = 0, root: Path | None = None,
+                       overrides: dict | None = None) -> Path:
+    """Build (once) a model of the config's shape with random bf16 weights, and the tokenizer.
+
+    Saved as safetensors so that cases load it through the real `from_pretrained(path)` (and
+    bitsandbytes quantises it there, as it would real weights). Initialised on the GPU when there
+    is one: a 7B model in bf16 takes seconds there, minutes on a CPU.
+    """
+    out, spec_key = _random_dir(config_file, seed, root, overrides)
+    if (out / RANDOM_MARKER).exists():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_tokenizer()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(random_config(config_file, len(tokenizer), overrides),
+                                                 dtype=torch.bfloat16)
+    _publish(out, model, tokenizer, RANDOM_MARKER, spec_key)
+    del model
+    if device == "cuda":  # the case that built it trains next in this process: give the memory back
+        torch.cuda.empty_cache()
+    return out
+
+
+def _check_random_room(config_file: str | Path, root: Path | None = None) -> None:
+    """Refuse up front when the cache cannot hold the weights (2 bytes per parameter)."""
+    import shutil
+
+    out, _ = _random_dir(config_file, 0, root, None)
+    if (out / RANDOM_MARKER).exists():
+        return
+    need = random_param_count(config_file) * 2 * 1.02 + 64 * 2**20
+    where = out.parent
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise ModelNotAvailable(
+            f"{need / 2**30:.1f} GiB free disk for random weights of {Path(config_file).name} under "
+            f"{out.parent} (set FTSUITE_CACHE elsewhere); {free / 2**30:.1f} GiB free")
+
+
+def resolve(kind: str, *, arch: str | None = None, hub_id: str | None = None, env: str | None = None,
+            path: str | None = None, config: str | None = None, materialise: bool = True) -> ResolvedModel:
+    """Find the local directory of a model, or raise ModelNotAvailable saying what to set.
+
+    materialise=False only checks that a model could be had (for skip reasons, in the parent):
+    tiny and random-weight models are then not built.
+    """
+    if kind == "tiny":
+        return ResolvedModel(str(materialise_tiny(arch or "llama")) if materialise else "", "tiny")
+    if config:
+        if not materialise:
+            _check_random_room(config)
+            return ResolvedModel("", "random-config")
+        import time
+
+        t0 = time.perf_counter()
+        existed = (_random_dir(config, 0, None, None)[0] / RANDOM_MARKER).exists()
+        out = materialise_random(config)
+        return ResolvedModel(str(out), "random-config", 0.0 if existed else time.perf_counter() - t0)
+    if path:
+        _check_model_dir(Path(path).expanduser(), "the case's `path`")
+        return ResolvedModel(str(Path(path).expanduser()), "path")
+    if env and os.environ.get(env):
+        p = Path(os.environ[env]).expanduser()
+        _check_model_dir(p, f"${env}")
+        return ResolvedModel(str(p), "env")
+    snap = _hf_cache_snapshot(hub_id) if hub_id else None
+    if snap is not None:
+        return ResolvedModel(str(snap), "hf-cache")
+    raise ModelNotAvailable(
+        f"weights of {hub_id} not found: set {env} to a local directory holding them "
+        f"(config.json + safetensors), or put the model in the Hugging Face cache "
+        f"(HF_HOME / HF_HUB_CACHE); nothing is downloaded at run time"
+    )
+
+
+def fallback_chat_template() -> str:
+    """A plain-text chat template with generation markers, for base models that ship none."""
+    return (
+        "{% for message in messages %}"
+        "{% if message['role'] == 'assistant' %}### Assistant:\n{% generation %}{{ message['content'] }}{{ eos_token }}{% endgeneration %}\n"
+        "{% else %}### {{ message['role'] | capitalize }}:\n{{ message['content'] }}\n{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}### Assistant:\n{% endif %}"
+    )

@@ -1,0 +1,132 @@
+"""What the child measures of a model besides its training: the reload probe's logits, parameter and
+4-bit storage summaries, the inputs of the FLOPs count, memory peaks, the kernels that decided rounding."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from suite.train import models
+
+# Fixed input for the reload check: the trained model in memory and the checkpoint read back
+# must give the same logits on it.
+PROBE_TEXTS = ["what colour is the cat ? the cat is", "count from two ? two three four"]
+
+
+def ensure_chat_template(tokenizer) -> None:
+    """Base 7B tokenizers ship no chat template; give them a plain one with generation markers."""
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = models.fallback_chat_template()
+
+
+def probe_logits(model, tokenizer, device: str):
+    import torch
+
+    # Right padding, said explicitly (unsloth sets its tokenizers to pad on the left), and only
+    # the positions that hold a token: logits at padding are not the model's answer to anything.
+    tokenizer.padding_side = "right"
+    enc = tokenizer(PROBE_TEXTS, return_tensors="pt", padding=True).to(model.device if device == "cuda" else "cpu")
+    model.eval()
+    with torch.no_grad():
+        logits = model(**enc).logits.float().cpu()
+    return logits[enc["attention_mask"].cpu().bool()]
+
+
+def param_summary(model, is_adapter: bool) -> dict:
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if hasattr(model, "get_nb_trainable_parameters"):  # counts 4-bit packed weights correctly
+        n_trainable, n_total = model.get_nb_trainable_parameters()
+    else:
+        n_trainable = sum(p.numel() for _, p in trainable)
+        n_total = sum(p.numel() for p in model.parameters())
+    out = {
+        "trainable": int(n_trainable), "total": int(n_total),
+        "trainable_bytes": int(sum(p.numel() * p.element_size() for _, p in trainable)),
+        "trainable_dtypes": sorted({str(p.dtype).replace("torch.", "") for _, p in trainable}),
+        "trainable_tensors": len(trainable),
+    }
+    if not is_adapter:
+        sd = model.state_dict()
+        tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+        keys = [k for k in sd if k not in tied]
+        out["state_dict_keys"] = keys
+        out["state_dict_bytes"] = int(sum(sd[k].numel() * sd[k].element_size() for k in keys))
+    return out
+
+
+def quantized_summary(model) -> dict | None:
+    """Storage of the 4-bit weights, in the QLoRA paper's accounting (sec. 3: 4.127 bits/param for
+    NF4 with double quantization): packed 4-bit weights plus block constants (8-bit absmax per 64
+    weights, fp32 absmax of those per 256), per logical parameter. The per-tensor constants (the
+    NF4 and dynamic code tables, the offset) are counted apart: they vanish on 7B layers."""
+    params = packed = constants = per_tensor = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        qs = getattr(weight, "quant_state", None)
+        if qs is None or not hasattr(qs, "absmax"):
+            continue
+        params += int(qs.shape.numel())
+        packed += weight.numel() * weight.element_size()
+        constants += qs.absmax.numel() * qs.absmax.element_size()
+        per_tensor += qs.code.numel() * qs.code.element_size()
+        if getattr(qs, "nested", False):
+            constants += qs.state2.absmax.numel() * qs.state2.absmax.element_size()
+            per_tensor += qs.state2.code.numel() * qs.state2.code.element_size() + 4  # + the fp32 offset
+    if not params:
+        return None
+    return {"params": params, "packed_bytes": packed, "block_constant_bytes": constants,
+            "per_tensor_bytes": per_tensor, "bits_per_param": (packed + constants) * 8 / params}
+
+
+def sdpa_backends() -> dict[str, bool]:
+    """Which kernels torch's SDPA was allowed to pick (the flash one only for fp16/bf16 without an
+    arbitrary mask). What it did pick is in `attention_ops`."""
+    import torch
+
+    b = torch.backends.cuda
+    return {"flash": b.flash_sdp_enabled(), "mem_efficient": b.mem_efficient_sdp_enabled(),
+            "math": b.math_sdp_enabled(), "cudnn": getattr(b, "cudnn_sdp_enabled", lambda: False)()}
+
+
+def memory(device: str, start_rss: int, nvml) -> dict:
+    import torch
+
+    from suite.train.measure import peak_rss_bytes
+
+    mem = {"device": device, "peak_rss_bytes": peak_rss_bytes(), "start_rss_bytes": start_rss}
+    if device == "cuda":
+        mem["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated()
+        mem["cuda_max_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        if nvml.peak_bytes is not None:
+            mem["nvml_peak_used_bytes"] = nvml.peak_bytes
+    return mem
+
+
+def flops_info(model, params: dict, counts: list[tuple[int, int, int]], is_adapter: bool) -> dict:
+    """What the parent needs to turn tokens/s into model FLOP/s (suite.judge.hardware.flops_per_token)."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
+    emb = model.get_input_embeddings()
+    processed = sum(c[0] for c in counts)
+    sequences = sum(c[2] for c in counts)
+    return {"n_layers": getattr(cfg, "num_hidden_layers", 0), "hidden": getattr(cfg, "hidden_size", 0),
+            "embedding_params": 0 if tied or emb is None else int(emb.weight.numel()),
+            "total_params": params["total"], "trainable_params": params["trainable"], "full": not is_adapter,
+            "mean_seq_len": processed / sequences if sequences else 0.0}
+
+
+def kernel_profile() -> dict:
+    """What decided this process's floating-point rounding on a CPU: torch's vector ISA and the
+    bitsandbytes backend (its CPU library has AVX512 paths for 4-bit)."""
+    from suite.machine import torch_cpu_capability
+
+    out: dict = {"torch_cpu_capability": torch_cpu_capability()}
+    try:
+        from bitsandbytes import cextension, functional
+
+        lib = getattr(getattr(cextension, "lib", None), "_lib", None)
+        out["bitsandbytes"] = {"backend": getattr(cextension, "BNB_BACKEND", None),
+                               "library": Path(getattr(lib, "_name", "") or "").name or None,
+                               "avx512bf16": bool(functional.has_avx512bf16())
+                               if hasattr(functional, "has_avx512bf16") else None}
+    except Exception:  # not installed, or an older release without these names
+        out["bitsandbytes"] = None
+    return out

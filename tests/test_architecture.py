@@ -1,0 +1,171 @@
+"""The shape of the house: no import cycles among suite modules, no module reaching into another's
+private helpers, one seam per trainer backend, every stage a sub-package (shared/STYLE.md)."""
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "suite"
+STAGES = ("matrix", "run", "train", "judge", "records", "report", "plugin", "tools", "invariants")
+TOP_LEVEL = {"__init__", "__main__", "cli", "errors", "options", "paths", "machine", "versions"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(SUITE.rglob("*.py"))}
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """The suite modules a module imports at run time (a TYPE_CHECKING block does not count); importing
+    a.b.c runs the package a.b too."""
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_lines(tree)
+    me = module_name(path)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            for i in range(2, len(parts) + 1):
+                prefix = ".".join(parts[:i])
+                if prefix in known and prefix != me and not me.startswith(prefix + "."):
+                    found.add(prefix)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: imports(path, set(mods)) for name, path in mods.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle_among_suite_modules():
+    found = cycles(graph())
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_every_stage_is_a_sub_package_and_the_top_level_is_small():
+    for stage in STAGES:
+        assert (SUITE / stage / "__init__.py").is_file(), stage
+    loose = {p.stem for p in SUITE.glob("*.py")} - TOP_LEVEL
+    assert not loose, f"modules outside a stage: {sorted(loose)}"
+
+
+def test_package_inits_import_nothing_of_the_suite():
+    """Importing suite.x.y runs suite/x/__init__.py: an empty one keeps the graph what the files say."""
+    for init in SUITE.rglob("__init__.py"):
+        assert not imports(init, set(modules())), init
+
+
+def test_no_module_calls_another_modules_private_helper():
+    mods = modules()
+    bad = []
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text())
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("suite"):
+                for a in node.names:
+                    if a.name.startswith("_") and node.module != name:
+                        bad.append(f"{name} imports {node.module}.{a.name}")
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("suite"):
+                        aliases[a.asname or a.name.split(".")[0]] = a.name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                base = ast.unparse(node.value)
+                target = aliases.get(base.split(".")[0])
+                if target and (target + base[len(base.split('.')[0]):]) in mods:
+                    bad.append(f"{name} uses {base}.{node.attr}")
+    assert not bad, bad
+
+
+def _string_comparisons(path: Path, word: str) -> list[int]:
+    """Lines where the string `word` is compared (==, !=, in, not in) with something."""
+    toks = [t for t in tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+            if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)]
+    hits = []
+    for i, t in enumerate(toks):
+        if t.type == tokenize.STRING and t.string.strip("\"'") == word:
+            near = {toks[j].string for j in (i - 1, i + 1) if 0 <= j < len(toks)}
+            if near & {"==", "!=", "in"}:
+                hits.append(t.start[0])
+    return hits
+
+
+def test_unsloth_is_special_cased_only_in_its_backend_and_the_matrix_rules():
+    allowed = {SUITE / "train" / "backends" / "unsloth.py", SUITE / "matrix" / "rules.py"}
+    found = {f"{p.relative_to(ROOT)}:{line}" for p in SUITE.rglob("*.py") if p not in allowed
+             for line in _string_comparisons(p, "unsloth")}
+    assert not found, f"`unsloth` compared outside its backend and the matrix rules: {sorted(found)}"
+
+
+def test_the_special_casing_check_finds_a_comparison(tmp_path):
+    src = tmp_path / "x.py"
+    src.write_text('if case.method == "unsloth":\n    pass\nNAMES = ("unsloth",)\n# "unsloth" == x\n')
+    assert _string_comparisons(src, "unsloth") == [1]
