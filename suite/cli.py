@@ -101,17 +101,23 @@ def cmd_upgrade_check(args: argparse.Namespace, extra: list[str]) -> int:
     fail_on = compare.parse_fail_on(args.fail_on)
     name = Path(args.out).name
     t0 = time.time()
+    checks = upgrade.Checks(invariants=not args.no_invariants, invariants_k=args.invariants_k,
+                            compat=not args.no_compat)
     code, summary = upgrade.upgrade_check(args.baseline, args.candidate, _selection(args), Path(args.out),
-                                          _results_root(args), fail_on, name, invariants=args.invariants)
+                                          _results_root(args), fail_on, name, checks, log=print)
     _print_sides(summary, code, t0, "upgrade-check")
     return code
 
 
 def _print_sides(summary: dict, code: int, t0: float, what: str) -> None:
     for side, info in summary["sides"].items():
+        inv = f", invariants {info['invariants_s']} s" if summary.get("invariants") else ""
         print(f"{side}: {info['pins']} -> {upgrade_describe(info)}"
-              f"; environment {info['env_s']} s, cases{' + invariants' if summary.get('invariants') else ''} "
-              f"{info['run_s']} s, run {info['run']}")
+              f"; environment {info['env_s']} s, cases {info['cases_s']} s{inv}, run {info['run']}")
+    compat = summary.get("compat")
+    if isinstance(compat, dict):
+        print(f"checkpoint compatibility: {', '.join(compat['cases']) or 'no case'} in {compat['wall_s']} s"
+              + (f" (not checked: {', '.join(compat['not_checked'])})" if compat["not_checked"] else ""))
     print(f"verdicts: {summary['verdicts']}; report: {summary['report'].get('markdown', '')}")
     print(f"{what} wall time {time.time() - t0:.0f} s; gate {'fails: ' + str(summary['gated']) if code else 'passes'}")
 
@@ -149,13 +155,18 @@ def cmd_bisect(args: argparse.Namespace, extra: list[str]) -> int:
     from suite.report import compare
     from suite.tools import upgrade
 
+    checks = upgrade.Checks(invariants=not args.no_invariants, invariants_k=args.invariants_k, compat=False)
     res = upgrade.bisect_package(args.package, args.good, args.bad, _selection(args), _results_root(args),
-                                 compare.parse_fail_on(args.fail_on))
+                                 compare.parse_fail_on(args.fail_on), repo=args.repo, checks=checks)
     if res.first_bad is None:
         print(f"no regression: {res.note}")
         return 0
-    print(f"first bad release: {args.package} {res.first_bad} (last good: {res.last_good}); "
-          f"probed {len(res.probes)}: {', '.join(f'{v}={chr(10007) if w else chr(10003)}' for v, w in res.probes.items())}")
+    what = "commit" if args.repo else "release"
+    name = res.labels.get(res.first_bad, res.first_bad)
+    last = res.labels.get(res.last_good, res.last_good)
+    print(f"first bad {what}: {args.package} {name} (last good: {last}); probed {len(res.probes)}: "
+          + ", ".join(f"{res.labels.get(v, v).split(' ')[0]}={chr(10007) if w else chr(10003)}"
+                      for v, w in res.probes.items()))
     return 1
 
 
@@ -194,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     bis = sub.add_parser("bisect", help="walk the releases of a package between --good and --bad and name the "
                                         "first whose verdict turns worse")
     bis.add_argument("--package", required=True)
-    bis.add_argument("--good", required=True, metavar="VERSION")
-    bis.add_argument("--bad", required=True, metavar="VERSION")
+    bis.add_argument("--good", required=True, metavar="VERSION|REF")
+    bis.add_argument("--bad", required=True, metavar="VERSION|REF")
     can = sub.add_parser("canary", help="the control lock's stack against the newest releases of the stack "
                                         "(or git refs): cases and invariants in both, one report, exit 1 when the "
                                         "gate fails")
@@ -205,8 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     can.add_argument("--no-invariants", action="store_true", help="run the cases only")
     can.add_argument("--out", default=str(REPORTS / "canary"), metavar="DIR")
     can.set_defaults(func=cmd_canary)
-    up.add_argument("--invariants", action="store_true",
-                    help="also run tests/invariants in both environments and compare every relation")
+    up.add_argument("--no-compat", action="store_true",
+                    help="do not load each side's checkpoints in the other environment")
+    bis.add_argument("--repo", metavar="PATH|URL", default=None,
+                     help="bisect the commits between --good and --bad (git refs) of this repository of the package, "
+                          "installing each probe from source; without it, the released versions")
+    for p in (up, bis):
+        p.add_argument("--no-invariants", action="store_true", help="run the cases only, not tests/invariants/")
+        p.add_argument("--invariants-k", metavar="EXPR", default=None, help="a -k expression choosing invariant tests")
     for p, default_m in ((up, "tiny"), (bis, "tiny"), (can, "tiny")):
         p.add_argument("-m", default=default_m, metavar="EXPR", help=f"marker expression (default: {default_m})")
         p.add_argument("-k", default=None, metavar="EXPR", help="case id expression, as pytest -k")

@@ -169,3 +169,24 @@ def test_an_errored_repeat_fails_the_case_and_the_others_are_still_compared():
     assert rows[0]["note"] == "oom: killed"
     final = next(r for r in rows if r["metric"] == "final_loss")
     assert final["verdict"] == compare.WITHIN_NOISE and final["n_candidate"] == 1
+
+
+def test_checkpoint_compatibility_rows_gate_a_checkpoint_the_upgrade_cannot_read():
+    doc = {"entries": [
+        {"case_id": "tiny-llama/lora/base", "saved_in": "baseline", "loaded_in": "candidate",
+         "verdict": "loads, same outputs", "max_abs_logit_diff": 0.0, "tolerance": 1e-4},
+        {"case_id": "tiny-llama/qlora/base", "saved_in": "baseline", "loaded_in": "candidate",
+         "verdict": "loads, outputs differ", "max_abs_logit_diff": 0.3, "tolerance": 0.02},
+        {"case_id": "tiny-llama/full/base", "saved_in": "baseline", "loaded_in": "candidate",
+         "verdict": "fails to load", "error": "KeyError: 'lora_A'"},
+        {"case_id": "tiny-llama/full/base", "saved_in": "candidate", "loaded_in": "baseline",
+         "verdict": "fails to load", "error": "ValueError: unknown field"},
+    ]}
+    rows = {(r["case_id"], r["metric"]): r for r in compare.compare_checkpoints(doc)}
+    assert rows[("checkpoints/tiny-llama/lora/base", "loads in the candidate")]["verdict"] == compare.WITHIN_NOISE
+    differ = rows[("checkpoints/tiny-llama/qlora/base", "loads in the candidate")]
+    assert differ["verdict"] == compare.NEWLY_FAILING and differ["note"] == "outputs differ by 0.3 (tolerance 0.02)"
+    fails = rows[("checkpoints/tiny-llama/full/base", "loads in the candidate")]
+    assert fails["verdict"] == compare.NEWLY_FAILING and fails["note"] == "KeyError: 'lora_A'"
+    downgrade = rows[("checkpoints/tiny-llama/full/base", "loads in the baseline")]
+    assert downgrade["verdict"] == compare.WITHIN_NOISE and downgrade["note"].startswith("informational (a downgrade)")

@@ -77,3 +77,13 @@ def test_invariant_rows_gate_a_relation_that_broke():
     assert "grew 5,000x" in grown[1]["note"] and grown[1]["verdict"] == compare.WITHIN_NOISE
     fixed = compare.compare_invariants(doc(1.0, False, "xfailed"), doc(0.0, True, "xpassed"))
     assert {r["verdict"] for r in fixed if r["case_id"] != "invariants/eos.last_token"} == {compare.FIXED}
+
+
+def test_a_relation_the_candidate_cannot_express_says_why():
+    base = {"relations": {"logged_loss": {"tolerance": 1e-5, "measured": 0.0, "holds": True, "unit": "nats"}},
+            "tests": {"t.py::test_a": "passed"}, "measured_by": {"logged_loss": ["t.py::test_a"]}}
+    cand = {"relations": {"logged_loss": {"tolerance": 1e-5, "measured": None, "holds": None, "unit": "nats"}},
+            "tests": {"t.py::test_a": "skipped"}, "skips": {"t.py::test_a": "needs trl>=1.0 for loss_type"}}
+    row, test = compare.compare_invariants(base, cand)
+    assert row["verdict"] == test["verdict"] == compare.NOT_COMPARABLE  # a skip is not a failure
+    assert row["note"] == "not measured in the candidate: test_a skipped (needs trl>=1.0 for loss_type)"

@@ -5,7 +5,6 @@ in the terminal summary. It informs; the gate is `python -m suite report`, which
 """
 from __future__ import annotations
 
-
 import pytest
 
 from suite.errors import SuiteError

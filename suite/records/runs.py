@@ -4,13 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suite.errors import RecordError
 from suite import paths
+from suite.errors import RecordError
 from suite.records.results import load_run, read_document, read_manifest
 from suite.versions import HEADLINE
 
 INVARIANTS_FILE = "invariants/invariants.json"  # written by tests/invariants/conftest.py
 INVARIANTS_KIND = "ftsuite.invariants"
+COMPAT_FILE = "compat/checkpoints.json"  # written by suite/tools/checkpoints.py into a candidate run
+COMPAT_KIND = "ftsuite.checkpoint-compat"
 
 
 
@@ -23,6 +25,7 @@ class Run:
     records: list[dict]
     errors: list[RecordError] = field(default_factory=list)
     invariants: dict | None = None  # invariants/invariants.json: the invariant tests run beside the cases
+    compat: dict | None = None  # compat/checkpoints.json: checkpoints loaded across two version sets
 
     @property
     def environment(self) -> dict:
@@ -81,13 +84,14 @@ def load(arg: str | Path, results_root: str | Path | None = None) -> Run:
     name = (manifest or {}).get("run_id") or path.name
     if not records and not errors and manifest is None:
         raise RecordError(str(path), "holds no result records and no manifest.json")
-    invariants = None
-    if (path / INVARIANTS_FILE).exists():
-        try:
-            invariants = read_document(path / INVARIANTS_FILE, INVARIANTS_KIND, "invariants file")
-        except RecordError as exc:
-            errors.append(exc)
-    return Run(str(name), path, manifest, records, errors, invariants)
+    extra = {}
+    for key, file, kind in (("invariants", INVARIANTS_FILE, INVARIANTS_KIND), ("compat", COMPAT_FILE, COMPAT_KIND)):
+        if (path / file).exists():
+            try:
+                extra[key] = read_document(path / file, kind, f"{key} file")
+            except RecordError as exc:
+                errors.append(exc)
+    return Run(str(name), path, manifest, records, errors, **extra)
 
 
 def find_runs(results_root: str | Path | None = None) -> list[Path]:

@@ -307,9 +307,9 @@ def compare_invariants(base: dict | None, cand: dict | None) -> list[dict]:
                       noise="bound")
         case_id, bound = f"{INVARIANT_PREFIX}{name}", f"{'≥' if rel.get('at_least') else '≤'} {rel.get('tolerance')}"
         if b.get("measured") is None or c.get("measured") is None:
-            side = "baseline" if b.get("measured") is None else "candidate"
-            rows.append(_row(case_id, "discrepancy", NOT_COMPARABLE, f"not measured in the {side} (its tests "
-                                                                     f"skipped or failed before measuring)", **fields))
+            side, doc, other = (("baseline", base, cand) if b.get("measured") is None else ("candidate", cand, base))
+            rows.append(_row(case_id, "discrepancy", NOT_COMPARABLE,
+                             f"not measured in the {side}: {_why_unmeasured(name, doc, other)}", **fields))
             continue
         bh, ch = bool(b.get("holds")), bool(c.get("holds"))
         bv, cv = float(b["measured"]), float(c["measured"])
@@ -340,6 +340,39 @@ def compare_invariants(base: dict | None, cand: dict | None) -> list[dict]:
     return rows
 
 
+COMPAT_PREFIX = "checkpoints/"  # case ids of checkpoint-compatibility rows
+
+
+def compare_checkpoints(doc: dict | None) -> list[dict]:
+    """A row per checkpoint loaded across the two version sets. A baseline checkpoint the candidate
+    cannot load, or loads to other outputs, is newly failing; the reverse direction (a downgrade)
+    is informational."""
+    rows = []
+    for e in (doc or {}).get("entries") or []:
+        forward = e.get("saved_in") == "baseline"
+        diff = e.get("max_abs_logit_diff")
+        if e.get("verdict", "").startswith("loads, same"):
+            verdict, note = WITHIN_NOISE, ""
+        elif forward:
+            verdict = NEWLY_FAILING
+            note = e.get("error") or f"outputs differ by {diff:.3g} (tolerance {e.get('tolerance')})"
+        else:
+            verdict = WITHIN_NOISE
+            note = "informational (a downgrade): " + (e.get("error") or f"outputs differ by {diff:.3g}")
+        rows.append(_row(f"{COMPAT_PREFIX}{e.get('case_id')}", f"loads in the {e.get('loaded_in')}", verdict, note,
+                         unit="logit", better="lower", candidate=diff))
+    return rows
+
+
+def _why_unmeasured(relation: str, doc: dict, other: dict) -> str:
+    """What happened, on the side that did not measure a relation, to the tests that measured it on the other."""
+    tests = (other.get("measured_by") or {}).get(relation) or []
+    outcomes, skips = doc.get("tests") or {}, doc.get("skips") or {}
+    said = [f"{t.split('::')[-1]} {outcomes.get(t, 'not run')}" + (f" ({skips[t]})" if t in skips else "")
+            for t in tests]
+    return "; ".join(said) if said else "its tests skipped or failed before measuring"
+
+
 def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
     """The comparison of one candidate run with the baseline run."""
     bcases, ccases = baseline.by_case(), candidate.by_case()
@@ -350,6 +383,7 @@ def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
             for row in compare_case(case_id, bcases.get(case_id, []), ccases.get(case_id, []),
                                     lost=gone.get(case_id, ""))]
     rows += brows + crows + compare_invariants(baseline.invariants, candidate.invariants)
+    rows += compare_checkpoints(candidate.compat)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["baseline_run"], df["candidate_run"] = baseline.name, candidate.name
     for col in ("baseline", "candidate", "ratio", "change", "threshold"):

@@ -55,6 +55,8 @@ def fmt_band(row: pd.Series) -> str:
     threshold = row.get("threshold")
     if threshold is None or (isinstance(threshold, float) and math.isnan(threshold)):
         return ""
+    if row["noise"] == "bound":  # an invariant's absolute bound on its discrepancy
+        return f"{'≥' if row.get('better') == 'higher' else '≤'} {threshold:.3g} (bound)"
     if threshold == 0:
         band = "any change"
     elif math.isinf(threshold):

@@ -13,7 +13,7 @@ from suite.records.runs import Run
 from suite.report import compare, plots
 from suite.report.format import SUMMARY_METRICS, fmt_band, fmt_change, fmt_value, text
 from suite.report.model import Report
-from suite.report.select import apart, flagged, gate_summary, invariant_rows
+from suite.report.select import apart, checkpoint_rows, flagged, gate_summary, invariant_rows
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1b1f24;max-width:1250px}
@@ -92,7 +92,7 @@ def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
             f"<h3>Environment</h3>{environment_html(report.baseline, cand)}"
             f'<h3>Verdicts</h3><p class="{"gate-fails" if fails else "gate-passes"}">'
             f'Gate {"fails" if fails else "passes"}{esc(gate)}</p>{summary}'
-            f"<h3>What changed</h3>{changes}{invariants_html(df)}"
+            f"<h3>What changed</h3>{changes}{invariants_html(df)}{checkpoints_html(cand.compat)}"
             f"<details><summary>every row ({len(df)})</summary>{rows_html(df)}</details>")
 
 
@@ -107,6 +107,17 @@ def invariants_html(df: pd.DataFrame) -> str:
              for r in rows.itertuples()]
     return ("<h3>Invariants</h3>" + table(["relation", "bound", "baseline", "candidate", "verdict", "note"], cells,
                                           numeric={2, 3}, row_classes=[verdict_class(v) for v in rows["verdict"]]))
+
+
+def checkpoints_html(doc: dict | None) -> str:
+    rows = checkpoint_rows(doc)
+    if not rows:
+        return ""
+    cells = [[f"<code>{esc(r[0])}</code>", *map(esc, r[1:])] for r in rows]
+    classes = ["within-noise" if r[3].startswith("loads, same") else "newly-failing" for r in rows]
+    return ("<h3>Checkpoint compatibility</h3>" + table(["case", "saved under", "loaded under", "verdict",
+                                                         "largest logit difference", "tensor keys", "said"],
+                                                        cells, numeric={4}, row_classes=classes))
 
 
 def summary_html(report: Report) -> str:

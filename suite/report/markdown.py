@@ -9,7 +9,7 @@ from suite.records.runs import Run
 from suite.report import compare
 from suite.report.format import SUMMARY_METRICS, code, fmt_band, fmt_change, fmt_number, fmt_value, md, text
 from suite.report.model import Report
-from suite.report.select import LIST_IDS, apart, flagged, headline, invariant_rows
+from suite.report.select import LIST_IDS, apart, checkpoint_rows, flagged, headline, invariant_rows
 from suite.versions import HEADLINE
 
 
@@ -63,12 +63,14 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
     else:
         lines += ["No case changed beyond noise.", ""]
     info = df[(df["verdict"] == compare.WITHIN_NOISE) & (df["note"].fillna("") != "")
-              & (df["metric"] != compare.STATUS) & ~df["case_id"].str.startswith(compare.INVARIANT_PREFIX)]
+              & (df["metric"] != compare.STATUS) & ~df["case_id"].str.startswith(compare.INVARIANT_PREFIX)
+              & ~df["case_id"].str.startswith(compare.COMPAT_PREFIX)]
     if len(info):
         lines += ["Informational metrics that changed (no verdict): " + ", ".join(
             f"{code(r.case_id)} {md(r.metric)} {md(fmt_value(r.baseline, r.unit))} → "
             f"{md(fmt_value(r.candidate, r.unit))}" for r in info.itertuples()) + ".", ""]
     lines += invariants_md(df)
+    lines += checkpoints_md(cand.compat)
     for label, rows in apart(df).items():
         ids = [code(c) for c in rows["case_id"]]
         more = f" and {len(ids) - LIST_IDS} more" if len(ids) > LIST_IDS else ""
@@ -98,6 +100,25 @@ def invariants_md(df: pd.DataFrame) -> list[str]:
                    f"{md(text(None if pd.isna(r.baseline) else f'{r.baseline:.3g}'))} | "
                    f"{md(text(None if pd.isna(r.candidate) else f'{r.candidate:.3g}'))} | {r.verdict} | "
                    f"{md(r.note or '')} |")
+    return out + [""]
+
+
+def checkpoints_md(doc: dict | None) -> list[str]:
+    if doc is None:
+        return []
+    rows = checkpoint_rows(doc)
+    if not rows:
+        return ["### Checkpoint compatibility", "", "No checkpoint could be checked (none of "
+                f"{', '.join(map(code, doc.get('not_checked') or []))} has a checkpoint on both sides).", ""]
+    out = ["### Checkpoint compatibility", "",
+           "Each checkpoint saved under one version set, loaded under the other as its backend reloads it; the "
+           "logits against what the saving environment recorded, within the case's reload tolerance.", "",
+           "| case | saved under | loaded under | verdict | largest logit difference | tensor keys | said |",
+           "|---|---|---|---|---:|---|---|"]
+    out += [f"| {code(r[0])} | " + " | ".join(md(c) for c in r[1:]) + " |" for r in rows]
+    missing = (doc or {}).get("not_checked") or []
+    if missing:
+        out += ["", f"Not checked (no passing record with its checkpoint on both sides): {', '.join(map(code, missing))}."]
     return out + [""]
 
 

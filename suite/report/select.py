@@ -67,3 +67,15 @@ def invariant_rows(df: pd.DataFrame) -> pd.DataFrame:
     if not len(df):
         return df
     return df[df["case_id"].str.startswith(compare.INVARIANT_PREFIX) & (df["metric"] == "discrepancy")]
+
+
+def checkpoint_rows(doc: dict | None) -> list[list[str]]:
+    """The cells of the checkpoint-compatibility table: one row per checkpoint and direction."""
+    rows = []
+    for e in (doc or {}).get("entries") or []:
+        diff = e.get("max_abs_logit_diff")
+        rows.append([e.get("case_id", "?"), e.get("saved_in", "?"), e.get("loaded_in", "?"),
+                     e.get("verdict", "?") + (f" by {diff:.3g}" if e.get("verdict") == "loads, outputs differ" else ""),
+                     "-" if diff is None else f"{diff:.3g} (≤ {e.get('tolerance')})", e.get("keys") or "-",
+                     e.get("error") or "; ".join(e.get("load_warnings") or []) or "-"])
+    return rows

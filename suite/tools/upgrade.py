@@ -8,6 +8,7 @@ verdict against the good one turns worse.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class BisectResult:
     last_good: str | None
     probes: dict[str, bool] = field(default_factory=dict)  # version -> worse than good?
     note: str = ""
+    labels: dict[str, str] = field(default_factory=dict)  # version or sha -> how to name it (a commit's subject)
 
 
 def bisect(versions: list[str], is_worse: Callable[[str], bool]) -> BisectResult:
@@ -68,10 +70,25 @@ def bisect(versions: list[str], is_worse: Callable[[str], bool]) -> BisectResult
     return BisectResult(versions[hi], versions[lo], probes)
 
 
-def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str],
-              invariants: bool = False) -> tuple[Path, float, int]:
+@dataclass(frozen=True)
+class Checks:
+    """What an upgrade check (and each bisect probe) runs besides the selected cases."""
+    invariants: bool = True  # tests/invariants/ in each environment, every relation compared
+    invariants_k: str | None = None  # a -k expression choosing some invariant tests
+    compat: bool = True  # checkpoints saved under one version set loaded under the other
+
+
+@dataclass
+class Timed:
+    run_dir: Path
+    cases_s: float
+    invariants_s: float
+    code: int  # pytest's exit code (the cases', else the invariants')
+
+
+def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str], checks: Checks = Checks()) -> Timed:
     """Run the matrix test with the environment's interpreter (then, if asked, the invariant tests,
-    whose measurements go into the run folder); returns the run folder, wall time, exit code."""
+    whose measurements go into the run folder)."""
     cmd = [str(envs.python_of(env_dir)), "-m", "pytest", str(ROOT / "tests" / "test_matrix.py"), "-q", "-p",
            "no:cacheprovider", "--rootdir", str(ROOT), "--run-id", run_id, "--results-dir", str(results_dir),
            *select]
@@ -81,14 +98,15 @@ def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str],
     if not (run_dir / "manifest.json").is_file():
         raise SuiteError(f"no results from {' '.join(cmd)} (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
                          f"{proc.stderr[-2000:]}")
-    code = proc.returncode
-    if invariants:
+    cases_s, code, t1 = time.time() - t0, proc.returncode, time.time()
+    if checks.invariants:
         from suite.records.runs import INVARIANTS_FILE
 
-        inv = envs.run_pytest(env_dir, [str(ROOT / "tests" / "invariants")],
-                         env={"FTSUITE_INVARIANTS_JSON": str(run_dir / INVARIANTS_FILE)})
+        inv = envs.run_pytest(env_dir, [str(ROOT / "tests" / "invariants"),
+                                        *(["-k", checks.invariants_k] if checks.invariants_k else [])],
+                              env={"FTSUITE_INVARIANTS_JSON": str(run_dir / INVARIANTS_FILE)})
         code = code or inv
-    return run_dir, time.time() - t0, code
+    return Timed(run_dir, cases_s, time.time() - t1 if checks.invariants else 0.0, code)
 
 
 def prepare(spec: envs.EnvSpec) -> tuple[Path, dict, float]:
@@ -108,26 +126,38 @@ def write_summary(path: Path, doc: dict) -> None:
 
 
 def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, select: list[str], out: Path,
-                  results_dir: Path, fail_on: tuple[str, ...], name: str, invariants: bool = False,
+                  results_dir: Path, fail_on: tuple[str, ...], name: str, checks: Checks = Checks(),
                   log: Callable[[str], None] | None = None) -> tuple[int, dict]:
-    """Run the selected cases in both environments and render the report; returns (exit code, summary).
-    A side is pins ("trl==1.16.0") or a whole EnvSpec (the control lock's, say)."""
+    """Run the selected cases (and the invariants) in both environments, load each side's checkpoints
+    in the other, and render the report; returns (exit code, summary). A side is pins
+    ("trl==1.16.0") or a whole EnvSpec (the control lock's, say)."""
     from suite.records import runs
     from suite.report import compare
+    from suite.tools import checkpoints
 
-    summary: dict = {"name": name, "select": select, "invariants": invariants, "sides": {}}
-    run_dirs = {}
+    t_start = time.time()
+    summary: dict = {"name": name, "select": select, "invariants": checks.invariants, "compat": checks.compat,
+                     "sides": {}}
+    run_dirs, pythons = {}, {}
     for side, want in (("baseline", baseline), ("candidate", candidate)):
         spec = want if isinstance(want, envs.EnvSpec) else envs.EnvSpec(envs.parse_pins(want, f"--{side}"))
         env_dir, info, env_s = prepare(spec)
         if log:
             log(f"{side}: environment {env_dir} {'reused' if info['cached'] else 'made'} in {env_s:.1f} s; running ...")
         run_id = f"{name}-{side}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir, wall, code = run_cases(env_dir, run_id, results_dir, select, invariants)
-        run_dirs[side] = run_dir
+        timed = run_cases(env_dir, run_id, results_dir, select, checks)
+        run_dirs[side], pythons[side] = timed.run_dir, envs.python_of(env_dir)
         summary["sides"][side] = {"pins": " ".join(spec.pins), "env": str(env_dir), "env_cached": info["cached"],
-                                  "env_s": round(env_s, 1), "versions": info["versions"],
-                                  "run": str(run_dir), "run_s": round(wall, 1), "pytest_exit": code}
+                                  "env_s": round(env_s, 1), "versions": info["versions"], "run": str(timed.run_dir),
+                                  "run_s": round(timed.cases_s + timed.invariants_s, 1),
+                                  "cases_s": round(timed.cases_s, 1), "invariants_s": round(timed.invariants_s, 1),
+                                  "pytest_exit": timed.code}
+    if checks.compat:
+        if log:
+            log("checkpoint compatibility: loading each side's checkpoints in the other environment ...")
+        doc = checkpoints.check(run_dirs["baseline"], run_dirs["candidate"], pythons["baseline"], pythons["candidate"])
+        summary["compat"] = {"cases": doc["cases"], "wall_s": doc["wall_s"], "not_checked": doc["not_checked"]}
+    summary["wall_s"] = round(time.time() - t_start, 1)
     rep = report_model.Report.build(runs.load(run_dirs["baseline"]), [runs.load(run_dirs["candidate"])])
     paths = report_files.write(rep, out, fail_on)
     failing = compare.gated(rep.frame, fail_on)
@@ -168,34 +198,89 @@ def canary(select: list[str], refs: dict[str, str], out: Path, results_dir: Path
     newest = envs.EnvSpec(canary_pins(refs))
     log(f"control ({display(lock.LOCK_FILE)}): {' '.join(control.pins)}")
     log(f"canary (newest): {' '.join(newest.pins)}")
-    code, summary = upgrade_check(control, newest, select, out, results_dir, fail_on, "canary", invariants, log)
+    code, summary = upgrade_check(control, newest, select, out, results_dir, fail_on, "canary",
+                                  Checks(invariants=invariants), log)
     write_summary(out / "canary.json", summary)
     return code, summary
 
 
+def commits_between(repo: str | Path, good: str, bad: str) -> list[tuple[str, str]]:
+    """(sha, subject) from good to bad inclusive, oldest first, along the first-parent line."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise SuiteError(f"git {' '.join(args)} in {repo}: {(proc.stderr or proc.stdout).strip()[-500:]}")
+        return proc.stdout.strip()
+
+    good_sha, bad_sha = (git("rev-parse", "--verify", f"{ref}^{{commit}}") for ref in (good, bad))
+    proc = subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", good_sha, bad_sha])
+    if proc.returncode != 0:
+        raise SuiteError(f"--good {good} is not an ancestor of --bad {bad} in {repo}")
+    lines = git("log", "--reverse", "--first-parent", "--format=%H %s", f"{good_sha}..{bad_sha}").splitlines()
+    first = git("log", "-1", "--format=%H %s", good_sha)
+    return [tuple(line.split(" ", 1)) if " " in line else (line, "") for line in [first, *lines]]
+
+
+def local_repo(repo: str) -> Path:
+    """A repository argument as a local path: an existing folder, else a clone (cached) of the URL."""
+    path = Path(repo).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    from suite.train.models import cache_root
+
+    target = cache_root() / "repos" / re.sub(r"[^A-Za-z0-9._-]+", "_", repo)
+    if not target.is_dir():
+        proc = subprocess.run(["git", "clone", "--quiet", repo, str(target)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SuiteError(f"cannot clone {repo}: {(proc.stderr or proc.stdout).strip()[-500:]}")
+    else:
+        subprocess.run(["git", "-C", str(target), "fetch", "--quiet", "--all"], capture_output=True)
+    return target
+
+
 def bisect_package(package: str, good: str, bad: str, select: list[str], results_dir: Path,
-                   fail_on: tuple[str, ...], log: Callable[[str], None] = print) -> BisectResult:
-    """Find the first release of `package` between good and bad whose verdict against good is gated."""
+                   fail_on: tuple[str, ...], log: Callable[[str], None] = print, repo: str | None = None,
+                   checks: Checks = Checks(compat=False)) -> BisectResult:
+    """Find the first release (or, with repo, the first commit) of `package` between good and bad
+    whose verdict against good is gated. Each probe is an environment (cached) with that version
+    installed (from source for a commit), the selected cases and the invariants; its cost is logged."""
     from suite.records import runs
     from suite.report import compare
 
-    window = between(envs.available_versions(package), good, bad)
-    log(f"{len(window)} releases of {package} from {good} to {bad}: {', '.join(window)}")
+    subjects: dict[str, str] = {}
+    if repo:
+        where = local_repo(repo)
+        commits = commits_between(where, good, bad)
+        subjects = dict(commits)
+        window = [sha for sha, _ in commits]
+        log(f"{len(window)} commits of {package} from {good} to {bad} in {where}")
+        pin = lambda sha: f"git+file://{where}@{sha}"  # noqa: E731
+        label = lambda sha: f"{sha[:10]} {subjects[sha]}"  # noqa: E731
+    else:
+        window = between(envs.available_versions(package), good, bad)
+        log(f"{len(window)} releases of {package} from {good} to {bad}: {', '.join(window)}")
+        pin = lambda version: f"{package}=={version}"  # noqa: E731
+        label = lambda version: version  # noqa: E731
     stamp = time.strftime("%Y%m%d-%H%M%S")
 
     def run_version(version: str) -> Path:
-        env_dir, info, env_s = prepare(envs.EnvSpec(envs.parse_pins(f"{package}=={version}", "--good/--bad")))
-        run_dir, wall, _ = run_cases(env_dir, f"bisect-{package}-{version}-{stamp}", results_dir, select)
-        log(f"  {package} {version}: env {env_s:.0f} s{' (cached)' if info['cached'] else ''}, cases {wall:.0f} s")
-        return run_dir
+        env_dir, info, env_s = prepare(envs.EnvSpec(envs.parse_pins(pin(version), "--good/--bad")))
+        timed = run_cases(env_dir, f"bisect-{package}-{version[:12]}-{stamp}", results_dir, select, checks)
+        log(f"  {package} {label(version)}: environment {env_s:.0f} s{' (cached)' if info['cached'] else ''}, "
+            f"cases {timed.cases_s:.0f} s" + (f", invariants {timed.invariants_s:.0f} s" if checks.invariants else ""))
+        return timed.run_dir
 
-    good_run = runs.load(run_version(good))
+    good_run = runs.load(run_version(window[0]))
 
     def is_worse(version: str) -> bool:
         frame = compare.compare_runs(good_run, runs.load(run_version(version)))
         failing = compare.gated(frame, fail_on)
         verdict = ", ".join(f"{n} {v}" for v, n in compare.counts(failing).items()) or "no gated verdict"
-        log(f"  {package} {version} vs {good}: {verdict}")
+        named = sorted(set(failing["case_id"]))[:4]
+        log(f"  {package} {label(version)} vs {label(window[0])}: {verdict}"
+            + (f" ({', '.join(named)})" if named else ""))
         return len(failing) > 0
 
-    return bisect(window, is_worse)
+    result = bisect(window, is_worse)
+    result.labels = {v: label(v) for v in result.probes}
+    return result

@@ -9,6 +9,20 @@ from suite.train import models
 # Fixed input for the reload check: the trained model in memory and the checkpoint read back
 # must give the same logits on it.
 PROBE_TEXTS = ["what colour is the cat ? the cat is", "count from two ? two three four"]
+# The trained model's logits on them, beside the case's checkpoint (suite/tools/checkpoints.py).
+PROBE_FILE = "probe-logits.safetensors"
+
+
+def save_probe(logits, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"logits": logits.contiguous()}, str(path))
+
+
+def load_probe(path: Path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))["logits"]
 
 
 def ensure_chat_template(tokenizer) -> None:

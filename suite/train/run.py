@@ -59,7 +59,9 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
         # Without the mixed-precision wrapper accelerate put on forward (bf16 autocast on a GPU): the
         # reloaded model has none, and the check compares the two models, not two precisions.
         probe = probes.probe_logits(trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False),
-                              tokenizer, device)
+                                    tokenizer, device)
+        if trainer.is_world_process_zero():  # what another version's load of the checkpoint must give
+            probes.save_probe(probe, workdir / probes.PROBE_FILE)
         ckpt = workdir / "checkpoint"
         t0 = time.perf_counter()
         trainer.save_model(str(ckpt))

@@ -74,6 +74,7 @@ def _fmt(x: float | None) -> str:
 
 
 _OUTCOMES: dict[str, str] = {}  # node id -> outcome, for FTSUITE_INVARIANTS_JSON
+_SKIPS: dict[str, str] = {}  # node id -> why it skipped (a version that cannot express the relation, ...)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -85,6 +86,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         elif report.failed and "XPASS(strict)" in str(report.longrepr):  # a known failure that now holds
             outcome = "xpassed"
         _OUTCOMES[report.nodeid] = outcome if report.when == "call" else f"{outcome} in {report.when}"
+        if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
+            _SKIPS[report.nodeid] = str(report.longrepr[2]).removeprefix("Skipped: ")
 
 
 def _tables(config: pytest.Config) -> tuple[dict[str, float], dict[str, float]]:
@@ -111,7 +114,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                         "broken_on_purpose": _finite(broken.get(name))}
                  for name, rel in RELATIONS.items()}
     doc = {"kind": "ftsuite.invariants", "schema_version": 1, "relations": relations,
-           "tests": dict(sorted(_OUTCOMES.items()))}
+           "tests": dict(sorted(_OUTCOMES.items())), "skips": dict(sorted(_SKIPS.items())),
+           "measured_by": {name: sorted({node for node, v, is_broken in session.config.stash.get(_MEASURED, [])
+                                         if v.relation.name == name and not is_broken})
+                           for name in sorted(worst)}}
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -37,6 +37,10 @@ class Backend:
         """Why this backend cannot train the case (refused when the case files load), or None."""
         return None
 
+    def reload_kwargs(self, case: Case, device: str, dtype: Any) -> dict:
+        """The kwargs `reload` loads the base with (what build_trainer returns as its third item)."""
+        raise NotImplementedError
+
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
                       dataset: Any, callbacks: list) -> tuple[Any, Any, dict]:
         """(trainer, tokenizer, the kwargs the reload loads the base with)."""

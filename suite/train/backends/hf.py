@@ -18,13 +18,16 @@ class HFSFTTrainer(Backend):
     methods = ("full", "lora", "qlora")
     four_bit_methods = ("qlora",)
 
+    def reload_kwargs(self, case: Case, device: str, dtype: Any) -> dict:
+        return train_args.model_init_kwargs(case, device, dtype)
+
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
                       dataset: Any, callbacks: list) -> tuple[Any, Any, dict]:
         from trl import SFTTrainer
 
         tokenizer = models.load_tokenizer(model_path)
         probes.ensure_chat_template(tokenizer)
-        load_kwargs = train_args.model_init_kwargs(case, device, dtype)
+        load_kwargs = self.reload_kwargs(case, device, dtype)
         init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
         args = train_args.sft_config(case, output_dir, device, precision, init_kwargs)
         # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.

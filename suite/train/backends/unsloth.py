@@ -44,6 +44,9 @@ class Unsloth(Backend):
                     "word-level tokenizer; use a built llama or mistral model, or real Qwen2 weights")
         return None
 
+    def reload_kwargs(self, case: Case, device: str, dtype: Any) -> dict:
+        return {"dtype": dtype}
+
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
                       dataset: Any, callbacks: list) -> tuple[Any, Any, dict]:
         import unsloth  # noqa: F401  (must come before trl/transformers use, it patches them)
@@ -62,7 +65,7 @@ class Unsloth(Backend):
         args = train_args.sft_config(case, output_dir, device, precision, None)
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              callbacks=callbacks)
-        return trainer, tokenizer, {"dtype": dtype}
+        return trainer, tokenizer, self.reload_kwargs(case, device, dtype)
 
     def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
         from unsloth import FastLanguageModel
