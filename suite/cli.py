@@ -104,7 +104,8 @@ def cmd_upgrade_check(args: argparse.Namespace, extra: list[str]) -> int:
     checks = upgrade.Checks(invariants=not args.no_invariants, invariants_k=args.invariants_k,
                             compat=not args.no_compat)
     code, summary = upgrade.upgrade_check(args.baseline, args.candidate, _selection(args), Path(args.out),
-                                          _results_root(args), fail_on, name, checks, log=print)
+                                          _results_root(args), fail_on, name, checks, log=print,
+                                          repeats=args.repeats, benchmark=args.benchmark)
     _print_sides(summary, code, t0, "upgrade-check")
     return code
 
@@ -175,7 +176,8 @@ def cmd_budgets_derive(args: argparse.Namespace, extra: list[str]) -> int:
     from suite.judge import calibrate
 
     entries, notes = calibrate.derive(args.runs, args.profile, args.margin, args.setup_margin,
-                                      _results_root(args), args.select)
+                                      _results_root(args), args.select, time_margin=args.time_margin,
+                                      work_margin=args.work_margin)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     for problem in calibrate.conflicts(args.budgets_dir, args.profile, entries):
@@ -216,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     can.add_argument("--no-invariants", action="store_true", help="run the cases only")
     can.add_argument("--out", default=str(REPORTS / "canary"), metavar="DIR")
     can.set_defaults(func=cmd_canary)
+    up.add_argument("--repeats", type=int, default=1, metavar="N",
+                    help="run each side N times, alternating (A B A B ...); with 3 or more, every metric is judged by a "
+                         "bootstrap test on the repeats and the report states each one's detection floor")
+    up.add_argument("--benchmark", action="store_true", help="benchmark mode: long runs, budgets enforced")
     up.add_argument("--no-compat", action="store_true",
                     help="do not load each side's checkpoints in the other environment")
     bis.add_argument("--repo", metavar="PATH|URL", default=None,
@@ -248,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     der.add_argument("runs", nargs="+", help="run ids or folders of records (repeats and several runs: the worst counts)")
     der.add_argument("--profile", required=True, help="the hardware profile the records were measured on")
     der.add_argument("--margin", type=float, default=0.25, help="room for memory, step time and tokens/s (0.25: 25%%)")
+    der.add_argument("--time-margin", type=float, default=None,
+                     help="room for step time and step CPU time (default: --margin; may exceed 1)")
+    der.add_argument("--work-margin", type=float, default=0.0, help="room for counted FLOPs per step (default 0: exact)")
     der.add_argument("--setup-margin", type=float, default=1.0, help="room for set-up time, which depends on the "
                                                                      "disk cache (1.0: twice the measured)")
     der.add_argument("--select", default="*", help="a glob on case ids")

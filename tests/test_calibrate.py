@@ -39,7 +39,10 @@ def test_bounds_are_the_worst_repeat_with_the_margin(measured):
     assert e.bounds["peak_memory_gib"] >= e.measured["peak_memory_gib"] * 1.25
     assert e.bounds["step_time_s"] >= _worst(recs, "step_time_median_s", max) * 1.25
     assert e.bounds["setup_s"] >= _worst(recs, "setup_s", max) * 2.0
-    assert 0 < e.bounds["tokens_per_s"] <= e.measured["tokens_per_s"] * 0.75
+    assert 0 < e.bounds["tokens_per_s"] <= e.measured["tokens_per_s"] / 1.25
+    # counted FLOPs are exact: the bound is the measurement itself with the default work margin 0
+    assert e.bounds["flops_per_step"] >= e.measured["flops_per_step"] == _worst(recs, "counted_flops_per_step", max)
+    assert e.bounds["step_cpu_time_s"] >= _worst(recs, "step_cpu_time_median_s", max) * 1.25
     assert "2 benchmark record(s) of run cal on CPU" in e.source and "trl " in e.source and "x (1 + 0.25)" in e.source
 
 
@@ -50,8 +53,8 @@ def test_written_budgets_keep_the_seeded_part_and_load(measured):
     text = path.read_text()
     assert text.startswith("profile: cpu\nbudgets:\n" + SEEDED) and calibrate.MEASURED_MARK in text
     loaded = budgets.applicable(budgets.load_profile(tmp / "budgets", "cpu"), case.id)
-    assert sorted(b.field for b in loaded) == ["peak_memory_gib", "peak_memory_gib", "setup_s", "step_time_s",
-                                               "tokens_per_s"]
+    assert sorted(b.field for b in loaded) == ["flops_per_step", "peak_memory_gib", "peak_memory_gib", "setup_s",
+                                               "step_cpu_time_s", "step_time_s", "tokens_per_s"]
     assert calibrate.write(tmp / "budgets", "cpu", entries).read_text() == text  # replaces, never appends twice
 
 
@@ -84,3 +87,17 @@ def test_a_corrupt_record_is_named_and_the_rest_still_count(measured, tmp_path, 
     out = capsys.readouterr()
     assert code == 0 and f"- cases: {case.id}" in out.out
     assert "warning: not read: " in out.err and "broken.json" in out.err
+
+
+def test_time_and_work_margins_are_their_own(measured):
+    tmp, _, recs = measured
+    e = calibrate.derive(["cal"], "cpu", 0.1, 1.0, results_root=tmp / "results", time_margin=1.0,
+                         work_margin=0.02)[0][0]
+    assert e.bounds["step_cpu_time_s"] >= _worst(recs, "step_cpu_time_median_s", max) * 2.0
+    assert e.bounds["step_time_s"] >= _worst(recs, "step_time_median_s", max) * 2.0
+    assert e.bounds["peak_memory_gib"] < e.measured["peak_memory_gib"] * 1.2
+    assert _worst(recs, "counted_flops_per_step", max) * 1.02 <= e.bounds["flops_per_step"]
+    assert "x (1 + 1) for step time" in e.source and "x (1 + 0.02) for counted FLOPs" in e.source
+    assert e.bounds["tokens_per_s"] <= e.measured["tokens_per_s"] / 2
+    with pytest.raises(calibrate.CalibrationError, match="must not be negative"):
+        calibrate.derive(["cal"], "cpu", 0.1, 1.0, results_root=tmp / "results", work_margin=-0.1)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "-n", "0", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -71,7 +71,7 @@ def test_two_pytest_processes_into_one_run_id_keep_every_record(tmp_path):
           - {models: [tiny-llama], methods: [lora, full]}
           - {models: [big], methods: [qlora, lora, full]}
     """)
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-q",
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-q", "-n", "0",
            str(ROOT / "tests" / "test_matrix.py"), "--rootdir", str(ROOT), "--cases-dir", str(cases),
            "--results-dir", str(tmp_path / "results"), "--run-id", "both", "--no-baselines"]
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}

@@ -85,3 +85,37 @@ def test_an_upgrade_check_across_the_transformers_major(tmp_path):
                                    (rec.get("failure") or {}).get("message"), failing)
     assert records == {"tiny-llama/lora/base": (True, "4.56.2", None, []),
                        "tiny-llama/qlora/base": (True, "4.56.2", None, [])}, records
+
+
+def test_repeats_alternate_the_sides_and_probe_once(tmp_path, monkeypatch):
+    """--repeats N runs A B A B ... (a drift of the machine reaches both sides), the invariants and the
+    compatibility probe only in the first round, and every repeat's records land in one run per side."""
+    import shutil
+
+    calls = []
+    fixture = Path(__file__).resolve().parent / "fixtures" / "runs" / "tiny-a"
+
+    def fake_prepare(spec):
+        return tmp_path / "env" / ("b" if "1.15" in spec.pins[0] else "c"), {"cached": True, "versions": {}}, 0.0
+
+    def fake_run_cases(env_dir, run_id, results_dir, select, checks=upgrade.Checks()):
+        calls.append((env_dir.name, checks.invariants, "--benchmark" in select))
+        run_dir = results_dir / run_id
+        if not run_dir.exists():
+            shutil.copytree(fixture, run_dir)
+        return upgrade.Timed(run_dir, 1.0, 0.5 if checks.invariants else 0.0, 0)
+
+    monkeypatch.setattr(upgrade, "prepare", fake_prepare)
+    monkeypatch.setattr(upgrade, "run_cases", fake_run_cases)
+    monkeypatch.setattr(upgrade.envs, "python_of", lambda env_dir: Path(sys.executable))
+    code, summary = upgrade.upgrade_check("trl==1.15.0", "trl==1.16.0", ["-m", "tiny"], tmp_path / "out",
+                                          tmp_path / "results", ("worse",), "t",
+                                          upgrade.Checks(invariants=True, invariants_k=None, compat=False),
+                                          repeats=3, benchmark=True)
+    assert calls == [("b", True, True), ("c", True, True), ("b", False, True), ("c", False, True),
+                     ("b", False, True), ("c", False, True)]
+    assert summary["repeats"] == 3 and summary["sides"]["baseline"]["cases_s"] == 3.0
+    assert summary["sides"]["candidate"]["invariants_s"] == 0.5
+    with pytest.raises(SuiteError, match="--repeats must be at least 1"):
+        upgrade.upgrade_check("trl==1.15.0", "trl==1.16.0", [], tmp_path / "o2", tmp_path / "r2", ("worse",), "t",
+                              repeats=0)

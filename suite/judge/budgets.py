@@ -20,6 +20,8 @@ BUDGET_FIELDS: dict[str, tuple[str, str, str, str]] = {
     "step_time_s": ("step_time_median_s", "step_time_median_s", "max", "s"),
     "tokens_per_s": ("tokens_per_s", "tokens_per_s", "min", "tokens/s"),
     "setup_s": ("setup_s", "setup_s", "max", "s"),
+    "step_cpu_time_s": ("step_cpu_time_median_s", "step_cpu_time_median_s", "max", "s"),
+    "flops_per_step": ("counted_flops_per_step", "counted_flops_per_step", "max", "FLOP"),
 }
 
 

@@ -8,6 +8,7 @@ entries above it; a seeded bound the measurements already breach is reported, ne
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,10 @@ def _two_digits(x: float, up: bool) -> float:
 
     if x <= 0:
         return x
-    scale = 10 ** (floor(log10(x)) - 1)
-    return (ceil if up else floor)(x / scale) * scale
+    digits = 1 - floor(log10(x))
+    scale = 10.0 ** -digits
+    value = round((ceil if up else floor)(x / scale) * scale, max(digits, 0))  # 6.1, not 6.1000000000000005
+    return int(value) if digits <= 0 else value
 
 
 def _describe_env(record: dict) -> str:
@@ -55,10 +58,20 @@ def _describe_env(record: dict) -> str:
 
 
 def derive(run_args: list[str], profile: str, margin: float, setup_margin: float,
-           results_root: str | Path | None = None, select: str = "*") -> tuple[list[Derived], list[str]]:
-    """One entry per case measured in benchmark mode on this profile, and notes on what was not read."""
+           results_root: str | Path | None = None, select: str = "*", time_margin: float | None = None,
+           work_margin: float = 0.0) -> tuple[list[Derived], list[str]]:
+    """One entry per case measured in benchmark mode on this profile, and notes on what was not read.
+
+    margin: memory; time_margin (default: margin): step time and step CPU time (bound x (1 + it)) and
+    tokens/s (bound / (1 + it)), which a shared machine moves more; work_margin: counted FLOPs, exact for
+    the same code path."""
     if not 0 <= margin < 1:
         raise CalibrationError(f"--margin must be in [0, 1), got {margin}")
+    time_margin = margin if time_margin is None else time_margin
+    if time_margin < 0 or work_margin < 0:
+        raise CalibrationError("--time-margin and --work-margin must not be negative")
+    margins = {"setup_s": setup_margin, "step_time_s": time_margin, "step_cpu_time_s": time_margin,
+               "flops_per_step": work_margin}
     per_case: dict[str, list[dict]] = {}
     run_ids, notes = [], []
     for arg in run_args:
@@ -84,16 +97,19 @@ def derive(run_args: list[str], profile: str, margin: float, setup_margin: float
             values = metric_values(recs, metric)
             if not values:
                 continue
-            m = setup_margin if field == "setup_s" else margin
+            m = margins.get(field, margin)
             if kind == "max":
                 measured[field] = max(values)
-                bounds[field] = _two_digits(measured[field] * (1 + m), up=True)
-            else:
+                # counted work is exact: its bound is not rounded up to two digits (that would be ~10%)
+                bounds[field] = (math.ceil(measured[field] * (1 + m)) if field == "flops_per_step"
+                                 else _two_digits(measured[field] * (1 + m), up=True))
+            else:  # tokens/s, a rate: the time margin's inverse (1.0: half the measured throughput)
                 measured[field] = min(values)
-                bounds[field] = _two_digits(measured[field] * (1 - min(m, 0.99)), up=False)
+                bounds[field] = _two_digits(measured[field] / (1 + time_margin), up=False)
         source = (f"measured: {len(recs)} benchmark record(s) of run {', '.join(dict.fromkeys(run_ids))} on "
-                  f"{_describe_env(recs[0])}; worst value x (1 + {margin:g}) for memory and step time, "
-                  f"x (1 - {margin:g}) for tokens/s, setup x (1 + {setup_margin:g})")
+                  f"{_describe_env(recs[0])}; worst value x (1 + {margin:g}) for memory, x (1 + {time_margin:g}) "
+                  f"for step time and step CPU time, / (1 + {time_margin:g}) for tokens/s, x (1 + {work_margin:g}) for "
+                  f"counted FLOPs, setup x (1 + {setup_margin:g})")
         out.append(Derived(case_id, bounds, measured, source))
     return out, notes
 

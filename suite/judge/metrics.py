@@ -20,6 +20,9 @@ class Metric:
     description: str
     rel_tolerance: float = 0.05  # change below this is within noise when no repeats exist
     cpu_rel_tolerance: float | None = None  # the same for records made on a CPU (None: rel_tolerance)
+    # With repeats, a change must also exceed this (or the tolerance, if smaller) to be a verdict:
+    # five tightly clustered repeats must not turn a 1% drift of a timing into one.
+    min_change: float = 0.05
 
     def tolerance_for(self, device: str | None) -> float:
         if device == "cpu" and self.cpu_rel_tolerance is not None:
@@ -41,14 +44,32 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("model_flops_per_s", "FLOP/s", "higher", "model FLOPs (suite.judge.hardware.flops_per_token) per second", 0.10,
            499.0),
     Metric("mfu", "fraction", "higher", "model FLOPs utilisation: model_flops_per_s / the device's peak", 0.10),
+    # CPU time does not grow while a process waits for a core another one holds: its CPU tolerance
+    # is measured (benchmarks/sensitivity.py, README "Performance verdicts"), not the wall clock's.
+    Metric("step_cpu_time_median_s", "s", "lower", "median CPU time of the training thread per optimizer step, "
+           "warm-up steps excluded", 0.10, 0.25),
+    # Wall minus CPU time of the training thread: what a step spent waiting (a sleep, a lock, I/O, a
+    # device sync) or preempted. A VM whose CPU runs faster or slower between runs moves wall and CPU
+    # time together and this not; a step that waits longer moves it at once.
+    Metric("step_off_cpu_median_s", "s", "lower", "median time per optimizer step the training thread was off the "
+           "CPU (step wall time minus its CPU time), warm-up steps excluded", 0.10, 1.0),
+    Metric("train_cpu_s", "s", "lower", "user + system CPU time of the case's process in trainer.train()", 0.10,
+           0.25),
+    # Counted in one extra step, the same on any machine for the same code path: exact.
+    Metric("counted_flops_per_step", "FLOP", "lower", "FLOPs of one forward and backward on the first batch "
+           "(torch.utils.flop_counter)", 0.0),
+    Metric("aten_calls_per_step", "calls", "lower", "aten operator calls of that step (torch's profiler)", 0.0),
+    Metric("counted_vs_analytic_flops", "ratio", "none", "counted FLOPs over the analytic model FLOPs "
+           "(suite/judge/hardware.py) of that step's tokens", 0.01),
     Metric("setup_s", "s", "lower", "process start to first training step", 0.20, 29.0),
     Metric("fixed_cost_s", "s", "lower", "setup_s minus building model and trainer: the isolation overhead", 0.30,
            29.0),
     Metric("save_s", "s", "lower", "checkpoint save time", 0.50, 49.0),
-    Metric("peak_rss_gib", "GiB", "lower", "peak resident memory of the case's process (VmHWM)", 0.05, 0.10),
+    Metric("peak_rss_gib", "GiB", "lower", "peak resident memory of the case's process (VmHWM)", 0.05, 0.10,
+           min_change=0.02),
     Metric("peak_rss_delta_gib", "GiB", "lower", "peak resident memory above the process's start", 0.10, 0.50),
-    Metric("cuda_max_allocated_gib", "GiB", "lower", "torch.cuda.max_memory_allocated", 0.02),
-    Metric("cuda_max_reserved_gib", "GiB", "lower", "torch.cuda.max_memory_reserved", 0.05),
+    Metric("cuda_max_allocated_gib", "GiB", "lower", "torch.cuda.max_memory_allocated", 0.02, min_change=0.01),
+    Metric("cuda_max_reserved_gib", "GiB", "lower", "torch.cuda.max_memory_reserved", 0.05, min_change=0.02),
     Metric("nvml_peak_used_gib", "GiB", "lower", "device memory used per NVML, sampled every 0.1 s", 0.05),
     Metric("checkpoint_bytes", "B", "lower", "bytes of every file in the saved checkpoint", 0.01),
     Metric("final_loss", "nats", "lower", "mean of the last k logged losses", 0.05),
@@ -82,6 +103,14 @@ def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, war
     out: dict[str, float] = {}
     timing, mem = payload.timing, payload.memory
     times, counts = timed_window(payload.step_times_s, payload.step_tokens, warmup_steps)
+    cpu_times, _ = timed_window(payload.step_cpu_times_s, [], warmup_steps)
+    per_token = None
+    if payload.flops and payload.flops.hidden:
+        from suite.judge.hardware import flops_per_token
+
+        f = payload.flops
+        per_token = flops_per_token(f.total_params, f.trainable_params, f.embedding_params, f.n_layers, f.hidden,
+                                    f.mean_seq_len, f.full)
     if times:
         out["step_time_median_s"] = statistics.median(times)
         if len(times) >= 4:
@@ -92,16 +121,17 @@ def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, war
             out["tokens_per_s"] = sum(c[1] for c in counts) / total
             out["processed_tokens_per_s"] = sum(c[0] for c in counts) / total
             out["samples_per_s"] = sum(c[2] for c in counts) / total
-            flops = payload.flops
-            if flops and flops.hidden:
-                from suite.judge.hardware import flops_per_token
-
-                per_token = flops_per_token(flops.total_params, flops.trainable_params, flops.embedding_params,
-                                            flops.n_layers, flops.hidden, flops.mean_seq_len, flops.full)
+            if per_token is not None:
                 out["model_flops_per_s"] = per_token * out["processed_tokens_per_s"]
                 if peak_flops:
                     out["mfu"] = out["model_flops_per_s"] / peak_flops
+    if cpu_times:
+        out["step_cpu_time_median_s"] = statistics.median(cpu_times)
+        if len(cpu_times) == len(times):
+            out["step_off_cpu_median_s"] = statistics.median(max(w - c, 0.0) for w, c in zip(times, cpu_times))
     out["train_runtime_s"] = timing.train_s
+    if timing.train_cpu_s is not None:
+        out["train_cpu_s"] = timing.train_cpu_s
     if timing.setup_s is not None:
         out["setup_s"] = timing.setup_s
     out["save_s"] = timing.save_s
@@ -113,6 +143,11 @@ def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, war
         value = getattr(mem, f"{key}_bytes")
         if value is not None:
             out[f"{key}_gib"] = value / GIB
+    if payload.work:
+        out["counted_flops_per_step"] = payload.work["flops"]
+        out["aten_calls_per_step"] = payload.work["aten_calls"]
+        if per_token and payload.work.get("processed_tokens"):
+            out["counted_vs_analytic_flops"] = payload.work["flops"] / (per_token * payload.work["processed_tokens"])
     if checkpoint_bytes is not None:
         out["checkpoint_bytes"] = checkpoint_bytes
     losses = payload.losses

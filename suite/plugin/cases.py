@@ -10,7 +10,7 @@ from suite import options
 from suite.errors import CaseError
 from suite.matrix import load, spec
 from suite.plugin import benchmark as benchmarking
-from suite.records.results import new_run_id
+from suite.records.results import new_run_id, read_manifest
 from suite.run.session import RunSession
 
 
@@ -42,6 +42,17 @@ def pytest_configure(config: pytest.Config) -> None:
         _load(config)  # a bad case file stops the session here, with its file and field named
         if config.getoption("benchmark_repeat") < 1:
             raise pytest.UsageError("--benchmark-repeat must be at least 1")
+    if not hasattr(config, "workerinput") and not config.getoption("run_id"):
+        config.option.run_id = new_run_id()  # one run for the session and every pytest-xdist worker
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Regression mode runs a case per core (pytest-xdist, `-n auto` in pyproject.toml); benchmark mode
+    stays sequential, so that a case's timings and memory are its own, with no other case on the cores."""
+    if config.getoption("benchmark", False) and getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
 
 
 def _load(config: pytest.Config) -> list[spec.Case]:
@@ -107,3 +118,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         counts = ", ".join(f"{n} {k}" for k, n in sorted(session._counts.items()))
         terminalreporter.write_sep("-", "ftsuite")
         terminalreporter.write_line(f"records of run {session.run_id} ({counts}) in {session.run_dir}")
+    elif getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        run_dir = Path(config.getoption("results_dir")) / str(config.getoption("run_id"))
+        if (run_dir / "manifest.json").is_file():  # the workers wrote it; the controller ran no case
+            manifest = read_manifest(run_dir)
+            counts = ", ".join(f"{n} {k}" for k, n in sorted((manifest.get("counts") or {}).items()))
+            terminalreporter.write_sep("-", "ftsuite")
+            terminalreporter.write_line(f"records of run {manifest['run_id']} ({counts}, {len(manifest['sessions'])} "
+                                        f"worker sessions) in {run_dir}")

@@ -5,6 +5,8 @@ in the terminal summary. It informs; the gate is `python -m suite report`, which
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from suite.errors import SuiteError
@@ -29,11 +31,13 @@ def render(config: pytest.Config) -> str:
 
     baseline_arg = config.getoption("compare_to")
     session = getattr(config, "_ftsuite_session", None)
-    if session is None or not getattr(session, "_started", False):
+    results_root = Path(config.getoption("results_dir"))
+    run_dir = results_root / str(config.getoption("run_id"))  # with pytest-xdist, the workers' run
+    if (session is None or not getattr(session, "_started", False)) and not (run_dir / "manifest.json").is_file():
         return f"--compare-to {baseline_arg}: no case ran in this session, nothing to compare"
     try:
-        baseline = runs.load(baseline_arg, session.results_root)
-        current = runs.load(session.run_dir)
+        baseline = runs.load(baseline_arg, results_root)
+        current = runs.load(run_dir)
     except SuiteError as exc:
         return f"--compare-to {baseline_arg}: {exc}"
     rep = report_model.Report.build(baseline, [current])

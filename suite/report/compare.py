@@ -21,6 +21,7 @@ import pandas as pd
 from suite.judge.metrics import METRICS, Metric
 from suite.matrix.spec import NOT_FINGERPRINTED
 from suite.records.runs import Run
+from suite.report import stats
 
 WORSE, BETTER, NEWLY_FAILING, FIXED = "worse", "better", "newly failing", "fixed"
 NOT_COMPARABLE, WITHIN_NOISE = "not comparable", "within noise"
@@ -38,9 +39,6 @@ RECORD = "record"  # the pseudo-metric of an unreadable record's row
 RUN = "(run)"  # the case id of a row about the whole run (an unfinished manifest)
 FAILING = ("failed", "error")
 MIN_REPEATS = 3
-# With repeats, a change must also exceed this fraction (or the metric's tolerance, if smaller):
-# five tightly clustered repeats must not turn a 1% drift into a verdict.
-MIN_REL_CHANGE = 0.05
 COLUMNS = ["baseline_run", "candidate_run", "case_id", "metric", "unit", "better", "baseline", "candidate",
            "ratio", "change", "verdict", "noise", "threshold", "n_baseline", "n_candidate",
            "baseline_status", "candidate_status", "note"]
@@ -75,8 +73,18 @@ def spread(values: list[float]) -> float:
 def judge(metric: Metric, base: list[float], cand: list[float]) -> Judgement:
     """A metric's verdict from the baseline's and the candidate's values (one per repeat)."""
     b, c = statistics.median(base), statistics.median(cand)
-    if len(base) >= MIN_REPEATS and len(cand) >= MIN_REPEATS:
-        floor = min(metric.rel_tolerance, MIN_REL_CHANGE) * abs(b)
+    repeated = len(base) >= MIN_REPEATS and len(cand) >= MIN_REPEATS
+    if repeated and min(base) > 0 and min(cand) > 0:
+        # a statistical test on the repeats: the bootstrap interval of the ratio of medians
+        t = stats.ratio_test(base, cand)
+        least = min(metric.rel_tolerance, metric.min_change)
+        threshold = max(t.floor, least)  # the detection floor this pair of runs had
+        # a verdict needs the interval to exclude "no change" and the change to be above the floor the
+        # report states: nothing smaller than "changes of X% or more would show" is ever flagged
+        within = not (t.significant() and abs(t.ratio - 1) > threshold)
+        return _verdict(metric, within, c - b, "repeats", threshold)
+    if repeated:
+        floor = min(metric.rel_tolerance, metric.min_change) * abs(b)
         band, noise = max(spread(base) + spread(cand), floor), "repeats"
         within = abs(c - b) <= band
     else:
@@ -88,7 +96,10 @@ def judge(metric: Metric, base: list[float], cand: list[float]) -> Judgement:
         else:
             within = abs(c - b) <= band
     threshold = band / abs(b) if b else (0.0 if band == 0 else math.inf)
-    diff = c - b
+    return _verdict(metric, within, c - b, noise, threshold)
+
+
+def _verdict(metric: Metric, within: bool, diff: float, noise: str, threshold: float) -> Judgement:
     if within:
         return Judgement(WITHIN_NOISE, noise, threshold)
     if metric.better not in ("lower", "higher"):

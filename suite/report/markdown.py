@@ -69,6 +69,7 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
         lines += ["Informational metrics that changed (no verdict): " + ", ".join(
             f"{code(r.case_id)} {md(r.metric)} {md(fmt_value(r.baseline, r.unit))} → "
             f"{md(fmt_value(r.candidate, r.unit))}" for r in info.itertuples()) + ".", ""]
+    lines += floors_md(df)
     lines += invariants_md(df)
     lines += checkpoints_md(cand.compat)
     for label, rows in apart(df).items():
@@ -100,6 +101,35 @@ def invariants_md(df: pd.DataFrame) -> list[str]:
                    f"{md(text(None if pd.isna(r.baseline) else f'{r.baseline:.3g}'))} | "
                    f"{md(text(None if pd.isna(r.candidate) else f'{r.candidate:.3g}'))} | {r.verdict} | "
                    f"{md(r.note or '')} |")
+    return out + [""]
+
+
+FLOOR_UNITS = ("s", "GiB", "tokens/s", "samples/s", "FLOP/s", "fraction")  # timing and memory metrics
+
+
+def _floor_text(threshold: float, noise: str) -> str:
+    if noise == "tolerance" and threshold >= 1:
+        return f"×{1 + threshold:.3g}"
+    return f"{threshold * 100:.2g}%"
+
+
+def floors_md(df: pd.DataFrame) -> list[str]:
+    """Per timing and memory metric: the smallest change this pair of runs could have shown."""
+    rows = df[df["unit"].isin(FLOOR_UNITS) & df["threshold"].notna() & (df["metric"] != compare.STATUS)
+              & df["noise"].isin(["repeats", "tolerance"])]
+    if not len(rows):
+        return []
+    out = ["### Detection floors", "",
+           "The smallest change each timing and memory metric could have shown in this comparison: from the "
+           "repeats' bootstrap interval where both runs have 3 or more, else the metric's declared tolerance "
+           "(a single CPU timing says little: identical runs differ by up to 276x). A verdict of within noise "
+           "means the change was smaller than this.", "",
+           "| metric | changes of at least | widest (case) | from | cases |", "|---|---:|---|---|---:|"]
+    for (name, noise), group in rows.groupby(["metric", "noise"], sort=False):
+        widest = group.loc[group["threshold"].idxmax()]
+        out.append(f"| {md(name)} | {_floor_text(float(group['threshold'].median()), noise)} | "
+                   f"{_floor_text(float(widest['threshold']), widest['noise'])} ({code(widest['case_id'])}) | "
+                   f"{'repeats (bootstrap)' if noise == 'repeats' else 'declared tolerance'} | {len(group)} |")
     return out + [""]
 
 

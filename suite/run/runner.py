@@ -71,8 +71,11 @@ def _noop(process_start: float) -> dict:
     return {}
 
 
-def child_main(target: Callable[..., dict], args: tuple, result_path: str, log_path: str, started: float) -> None:
+def child_main(target: Callable[..., dict], args: tuple, result_path: str, log_path: str, started: float,
+               env: dict[str, str] | None = None) -> None:
     """Body of the child: send output to the log, run, write the result file."""
+    if env:  # a forked child has the forkserver's environment, not the parent's of now
+        os.environ.update(env)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -114,11 +117,12 @@ def tail_of(path: Path, chars: int = STDERR_TAIL_CHARS) -> str:
 
 
 def run_in_child(target: Callable[..., dict], args: tuple, workdir: Path, timeout_s: float,
-                 method: str = "forkserver") -> Outcome:
+                 method: str = "forkserver", env: dict[str, str] | None = None) -> Outcome:
     """Run target(*args, process_start=...) in a child; never raises for the child's sake.
 
     method "forkserver" (default) forks from the preloaded server; "spawn" starts a fresh
     interpreter that imports everything itself (what isolation cost before the forkserver).
+    env: variables set in the child before the target runs.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     result_path, log_path = workdir / "child-result.json", workdir / "child.log"
@@ -127,7 +131,8 @@ def run_in_child(target: Callable[..., dict], args: tuple, workdir: Path, timeou
     os.environ.update({k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()})  # children inherit it
     ctx = context() if method == "forkserver" else mp.get_context(method)
     started = time.time()
-    proc = ctx.Process(target=child_main, args=(target, args, str(result_path), str(log_path), started), daemon=False)
+    proc = ctx.Process(target=child_main, args=(target, args, str(result_path), str(log_path), started, env),
+                       daemon=False)
     proc.start()
     proc.join(timeout_s)
     wall = time.time() - started

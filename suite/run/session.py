@@ -70,6 +70,7 @@ class RunSession:
     baselines: BaselineStore | None = None  # golden loss curves of tiny regression cases; None: not compared
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
     planned: list[str] | None = None  # the case ids this session was asked to run (None: not known)
+    child_env: dict[str, str] = field(default_factory=dict)  # set in each case's child (FTSUITE_INJECT, ...)
     _started: bool = False
     _started_at: str = ""
     _counts: dict = field(default_factory=dict)  # this session's own outcomes (the manifest holds every session's)
@@ -171,7 +172,7 @@ class RunSession:
             if method == "forkserver":
                 runner.ensure_started()
             outcome = runner.run_in_child(target, (case, workdir), workdir, self.timeout_s or case.timeout_s,
-                                          method=method)
+                                          method=method, env=self.child_env)
         if not outcome.ok:
             self._drop_outputs(workdir)
             failure = {"kind": outcome.status, "message": outcome.message, "exitcode": outcome.exitcode,
@@ -241,7 +242,8 @@ class RunSession:
             "wall_s": round(time.time() - started, 3),
             "metrics": metrics.described(outcome.values),
             "loss_curve": p.loss_curve if p else [], "step_times_s": p.step_times_s if p else [],
-            "step_tokens": p.step_tokens if p else [], "flops": _dict(p and p.flops),
+            "step_cpu_times_s": p.step_cpu_times_s if p else [],
+            "step_tokens": p.step_tokens if p else [], "flops": _dict(p and p.flops), "work": _work(case, p, outcome.values),
             "train": _dict(p and p.train), "params": p.params.for_record() if p else None,
             "memory": _dict(p and p.memory), "timing": _dict(p and p.timing), "device": _dict(p and p.device),
             "checkpoint": ckpt, "reload": _dict(p and p.reload), "resolved": p.resolved if p else None,
@@ -275,3 +277,16 @@ class RunSession:
 
 def _dict(part) -> dict | None:
     return part.to_dict() if part is not None else None
+
+
+def _work(case: Case, payload: Payload | None, values: dict[str, float]) -> dict | None:
+    """The counted work of a step, with what its disagreement with the analytic FLOPs means."""
+    if payload is None or payload.work is None:
+        return None
+    work = dict(payload.work)
+    ratio = values.get("counted_vs_analytic_flops")
+    if ratio is not None:
+        four_bit = payload.params is not None and payload.params.quantized is not None
+        work["vs_analytic"] = {"ratio": ratio, "note": hardware.flops_disagreement(
+            ratio, "gradient_checkpointing" in case.features, four_bit)}
+    return work

@@ -243,11 +243,22 @@ def available_versions(package: str) -> list[str]:
     return [str(v) for v in sorted(out)]
 
 
+# What pytest-xdist tells a worker about itself: a pytest started from a worker must not inherit it, or
+# it takes itself for a worker too (pytest-benchmark then writes no JSON).
+XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+def pytest_env(extra: dict | None = None) -> dict[str, str]:
+    """The environment of a pytest this process starts: its own, less xdist's worker identity."""
+    env = {k: v for k, v in os.environ.items() if k not in XDIST_VARIABLES}
+    return {**env, **(extra or {})}
+
+
 def run_pytest(env_dir: Path, args: list[str], log: Callable[[str], None] | None = None,
                env: dict | None = None) -> int:
     """pytest with the environment's interpreter, from this checkout; its last line goes to log."""
     cmd = [str(python_of(env_dir)), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT), *args]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=pytest_env(env))
     if log:
         tail = [line for line in proc.stdout.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
         log(f"  {' '.join(args[:1])}: exit {proc.returncode}: {tail[0]}")

@@ -93,7 +93,7 @@ def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str], 
            "no:cacheprovider", "--rootdir", str(ROOT), "--run-id", run_id, "--results-dir", str(results_dir),
            *select]
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=envs.pytest_env())
     run_dir = results_dir / run_id
     if not (run_dir / "manifest.json").is_file():
         raise SuiteError(f"no results from {' '.join(cmd)} (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
@@ -127,7 +127,8 @@ def write_summary(path: Path, doc: dict) -> None:
 
 def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, select: list[str], out: Path,
                   results_dir: Path, fail_on: tuple[str, ...], name: str, checks: Checks = Checks(),
-                  log: Callable[[str], None] | None = None) -> tuple[int, dict]:
+                  log: Callable[[str], None] | None = None, repeats: int = 1,
+                  benchmark: bool = False) -> tuple[int, dict]:
     """Run the selected cases (and the invariants) in both environments, load each side's checkpoints
     in the other, and render the report; returns (exit code, summary). A side is pins
     ("trl==1.16.0") or a whole EnvSpec (the control lock's, say)."""
@@ -135,23 +136,38 @@ def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, s
     from suite.report import compare
     from suite.tools import checkpoints
 
+    if repeats < 1:
+        raise SuiteError(f"--repeats must be at least 1, got {repeats}")
     t_start = time.time()
     summary: dict = {"name": name, "select": select, "invariants": checks.invariants, "compat": checks.compat,
-                     "sides": {}}
-    run_dirs, pythons = {}, {}
+                     "repeats": repeats, "benchmark": benchmark, "sides": {}}
+    run_dirs, pythons, made = {}, {}, {}
     for side, want in (("baseline", baseline), ("candidate", candidate)):
         spec = want if isinstance(want, envs.EnvSpec) else envs.EnvSpec(envs.parse_pins(want, f"--{side}"))
         env_dir, info, env_s = prepare(spec)
         if log:
-            log(f"{side}: environment {env_dir} {'reused' if info['cached'] else 'made'} in {env_s:.1f} s; running ...")
-        run_id = f"{name}-{side}-{time.strftime('%Y%m%d-%H%M%S')}"
-        timed = run_cases(env_dir, run_id, results_dir, select, checks)
-        run_dirs[side], pythons[side] = timed.run_dir, envs.python_of(env_dir)
+            log(f"{side}: environment {env_dir} {'reused' if info['cached'] else 'made'} in {env_s:.1f} s")
+        made[side] = (spec, env_dir, info, env_s, f"{name}-{side}-{time.strftime('%Y%m%d-%H%M%S')}")
+        pythons[side] = envs.python_of(env_dir)
+    args = [*select, *(["--benchmark"] if benchmark else [])]
+    totals = {side: [0.0, 0.0, 0] for side in made}
+    for r in range(repeats):
+        # alternating, A B A B ...: a drift of the machine reaches both sides alike
+        for side in ("baseline", "candidate"):
+            spec, env_dir, info, env_s, run_id = made[side]
+            if log:
+                log(f"{side}: running{f' (repeat {r + 1} of {repeats})' if repeats > 1 else ''} ...")
+            timed = run_cases(env_dir, run_id, results_dir, args, checks if r == 0 else Checks(False, None, False))
+            run_dirs[side] = timed.run_dir
+            totals[side][0] += timed.cases_s
+            totals[side][1] += timed.invariants_s
+            totals[side][2] = totals[side][2] or timed.code
+    for side, (spec, env_dir, info, env_s, _) in made.items():
+        cases_s, inv_s, code = totals[side]
         summary["sides"][side] = {"pins": " ".join(spec.pins), "env": str(env_dir), "env_cached": info["cached"],
-                                  "env_s": round(env_s, 1), "versions": info["versions"], "run": str(timed.run_dir),
-                                  "run_s": round(timed.cases_s + timed.invariants_s, 1),
-                                  "cases_s": round(timed.cases_s, 1), "invariants_s": round(timed.invariants_s, 1),
-                                  "pytest_exit": timed.code}
+                                  "env_s": round(env_s, 1), "versions": info["versions"], "run": str(run_dirs[side]),
+                                  "run_s": round(cases_s + inv_s, 1), "cases_s": round(cases_s, 1),
+                                  "invariants_s": round(inv_s, 1), "pytest_exit": code}
     if checks.compat:
         if log:
             log("checkpoint compatibility: loading each side's checkpoints in the other environment ...")

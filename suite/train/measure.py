@@ -109,20 +109,24 @@ class CountingCollator:
 
 
 class MeasureCallback(TrainerCallback):
-    """Per-step wall times and every logged loss.
+    """Per-step wall times, per-step CPU times of the training thread, and every logged loss.
 
     Step i's time is from its start to the start of step i+1, so it includes the trainer's own
     per-step work (logging the loss, which synchronises the device); the last step, followed by
-    the end-of-training bookkeeping, is not timed.
+    the end-of-training bookkeeping, is not timed. The CPU time is the training thread's own
+    (`time.thread_time`): with one intra-op thread on a CPU, it is the work the step did, which
+    waiting for a core shared with other processes does not add to.
     """
 
     def __init__(self) -> None:
         self.step_starts: list[float] = []
+        self.step_cpu_starts: list[float] = []
         self.losses: list[dict] = []
         self.first_step_at: float | None = None
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.step_starts.append(time.perf_counter())
+        self.step_cpu_starts.append(time.thread_time())
         if self.first_step_at is None:
             self.first_step_at = time.time()
 
@@ -138,6 +142,10 @@ class MeasureCallback(TrainerCallback):
     def step_times(self) -> list[float]:
         return [b - a for a, b in zip(self.step_starts, self.step_starts[1:])]
 
+    @property
+    def step_cpu_times(self) -> list[float]:
+        return [b - a for a, b in zip(self.step_cpu_starts, self.step_cpu_starts[1:])]
+
 
 # The operators that say which attention kernel ran: SDPA's backends (flash, efficient, cudnn,
 # math, and the CPU ones), flash-attn 2's and xformers' (unsloth's). Not the dispatching
@@ -145,14 +153,31 @@ class MeasureCallback(TrainerCallback):
 ATTENTION_OPS = re.compile(r"_scaled_dot_product_|flash_?attn|xformers|fmha|efficient_attention", re.IGNORECASE)
 
 
-def attention_ops(trainer) -> dict[str, int]:
-    """Which attention operators a training step calls: one more forward and backward on a
-    training batch under torch's profiler (CPU-side operator records, which name the kernel's
-    backend on a GPU too), after everything else is measured: inside training, the profiler cost
-    a tiny CPU case 12% of its step time and 4% of its RSS (benchmarks/overhead.py)."""
+def profiled_step(trainer) -> tuple[dict[str, int], dict]:
+    """One more forward and backward on the first training batch, after everything else is
+    measured (inside training, the profiler cost a tiny CPU case 12% of its step time and 4% of
+    its RSS: benchmarks/overhead.py), counted two ways that no noise moves:
+
+    - which attention operators it called (torch's profiler: CPU-side operator records, which
+      name the kernel's backend on a GPU too);
+    - the work it did: FLOPs (torch.utils.flop_counter, matmuls and attention, forward and
+      backward) and aten operator calls, both the same on any machine for the same code path, so
+      an extra forward, recomputation, a larger matmul or an upcast shows exactly.
+    """
     from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
 
     batch = next(iter(trainer.get_train_dataloader()))
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    counter = FlopCounterMode(display=False)
+    with profile(activities=[ProfilerActivity.CPU]) as prof, counter:
         trainer.training_step(trainer.model, batch)
-    return {e.key: e.count for e in prof.key_averages() if ATTENTION_OPS.search(e.key)}
+    events = prof.key_averages()
+    attention = {e.key: e.count for e in events if ATTENTION_OPS.search(e.key)}
+    aten = {e.key: e.count for e in events if e.key.startswith("aten::")}
+    mask = batch.get("attention_mask")
+    tokens = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+    by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    work = {"flops": int(counter.get_total_flops()), "aten_calls": int(sum(aten.values())),
+            "processed_tokens": tokens, "flops_by_op": dict(sorted(by_op.items())),
+            "aten_top": dict(sorted(aten.items(), key=lambda kv: -kv[1])[:20])}
+    return attention, work

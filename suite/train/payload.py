@@ -104,13 +104,14 @@ class Timing(_Part):
     save_s: float
     reload_s: float
     setup_s: float | None = None
+    train_cpu_s: float | None = None  # the process's user + system time in train()
     materialise_s: float | None = None  # a one-off build of a model into the cache, left out of setup_s
     import_s: float | None = None  # a spawned child's start and imports, left out of setup_s
 
     def to_dict(self) -> dict:
         doc = _out(self)
         # the record lists them in the order they were measured
-        order = ("build_s", "train_s", "save_s", "reload_s", "materialise_s", "setup_s", "import_s")
+        order = ("build_s", "train_s", "train_cpu_s", "save_s", "reload_s", "materialise_s", "setup_s", "import_s")
         return {k: doc[k] for k in order if k in doc}
 
 
@@ -153,6 +154,9 @@ class Payload:
     device: Device
     resolved: dict = field(default_factory=dict)  # what trl was given: model path, attention, arguments
     warnings: list[str] = field(default_factory=list)
+    step_cpu_times_s: list[float] = field(default_factory=list)  # the training thread's CPU time per step
+    # counted in one extra step (suite/train/measure.py profiled_step): flops, aten_calls, processed_tokens, ...
+    work: dict | None = None
 
     @property
     def losses(self) -> list[float]:
@@ -169,4 +173,5 @@ class Payload:
                    params=Params.from_dict(doc["params"]), memory=Memory(**doc["memory"]),
                    timing=Timing(**doc["timing"]), checkpoint=CheckpointRef(**doc["checkpoint"]),
                    reload=_in(Reload, doc.get("reload")), device=Device(**doc["device"]),
-                   resolved=doc.get("resolved") or {}, warnings=doc.get("warnings") or [])
+                   resolved=doc.get("resolved") or {}, warnings=doc.get("warnings") or [],
+                   step_cpu_times_s=doc.get("step_cpu_times_s") or [], work=doc.get("work"))

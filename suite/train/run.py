@@ -9,7 +9,7 @@ from pathlib import Path
 
 from suite.matrix.spec import Case
 from suite.train import args as train_args
-from suite.train import models, probes
+from suite.train import inject, models, probes
 from suite.train.payload import CheckpointRef, Device, Flops, Memory, Params, Payload, Reload, Timing, TrainInfo
 
 
@@ -22,8 +22,8 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
         CountingCollator,
         DeviceMemorySampler,
         MeasureCallback,
-        attention_ops,
         current_rss_bytes,
+        profiled_step,
     )
 
     device, precision, dtype = train_args.device_and_dtype(case)
@@ -48,14 +48,17 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
         trainer, tokenizer, load_kwargs = backend.build_trainer(case, resolved.path, device, precision, dtype,
                                                                 workdir / "trainer", train_args.dataset(case), [measure])
         timing["build_s"] = time.perf_counter() - t0
+        injected = inject.install(trainer)  # FTSUITE_INJECT: known faults, for benchmarks/sensitivity.py only
         counter = trainer.data_collator = CountingCollator(trainer.data_collator)
         params = probes.param_summary(trainer.model, case.is_adapter)
         quantized = probes.quantized_summary(trainer.model)
         if quantized:
             params["quantized"] = quantized
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), os.times()
         result = trainer.train()
         timing["train_s"] = time.perf_counter() - t0
+        c1 = os.times()  # the process's user + system time in train(): every thread, data loading too
+        timing["train_cpu_s"] = (c1.user - c0.user) + (c1.system - c0.system)
         # Without the mixed-precision wrapper accelerate put on forward (bf16 autocast on a GPU): the
         # reloaded model has none, and the check compares the two models, not two precisions.
         probe = probes.probe_logits(trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False),
@@ -78,7 +81,8 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     # Not for ddp/fsdp (one rank's extra step would need the others) nor a backend that picks its own
     # kernels (unsloth's model is in inference mode after train()): those records say None and have
     # no attention check.
-    ops = attention_ops(trainer) if trainer.args.world_size == 1 and not backend.picks_attention else None
+    ops, work = (profiled_step(trainer) if trainer.args.world_size == 1 and not backend.picks_attention
+                 else (None, None))
     if resolved.built_s:  # a one-off fill of the model cache, like a download: not this case's set-up
         timing["materialise_s"] = resolved.built_s
     if measure.first_step_at is not None:
@@ -87,6 +91,8 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     return Payload(
         loss_curve=measure.losses,
         step_times_s=measure.step_times,
+        step_cpu_times_s=measure.step_cpu_times,
+        work=work,
         step_tokens=[list(c) for c in counts],  # per step: processed, labelled, sequences
         flops=Flops(**probes.flops_info(trainer.model, params, counts, case.is_adapter)),
         train=TrainInfo(steps=trainer.state.global_step, runtime_s=result.metrics.get("train_runtime"),
@@ -105,6 +111,7 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
                       sdpa_backends=probes.sdpa_backends() if device == "cuda" else None),
         resolved={
             "model_path": resolved.path, "model_source": resolved.source,
+            **({"injected": injected} if injected else {}),
             "attention": getattr(trainer.model.config, "_attn_implementation", None),
             "args": {k: _jsonable(getattr(args, k, None)) for k in (
                 "max_steps", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",

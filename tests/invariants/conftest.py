@@ -12,7 +12,11 @@ import pytest
 
 from suite.invariants.relations import RELATIONS, Verdict
 
-_MEASURED = pytest.StashKey[list]()
+# (node id, relation name, discrepancy, broken on purpose?) of every verdict, gathered from the test
+# reports: under pytest-xdist the workers measure and the controller, which writes the table and the
+# JSON, only sees reports (their user_properties carry the verdicts across).
+_MEASURED: list[tuple[str, str, float, bool]] = []
+PROPERTY = "ftsuite_invariant"
 
 
 def _as_list(verdicts: Verdict | Iterable[Verdict]) -> list[Verdict]:
@@ -24,12 +28,12 @@ class InvariantRecorder:
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self._request = request
-        self._table = request.config.stash.setdefault(_MEASURED, [])
 
     def _keep(self, verdicts: list[Verdict], broken: bool) -> None:
         for v in verdicts:
-            self._table.append((self._request.node.nodeid, v, broken))
             self._request.node.user_properties.append((v.relation.name, v.discrepancy))
+            self._request.node.user_properties.append(
+                (PROPERTY, {"relation": v.relation.name, "discrepancy": v.discrepancy, "broken": broken}))
 
     def holds(self, verdicts: Verdict | Iterable[Verdict]) -> None:
         """Every relation holds on the installed versions."""
@@ -78,7 +82,10 @@ _SKIPS: dict[str, str] = {}  # node id -> why it skipped (a version that cannot 
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Each invariant test's outcome; a failure in set-up or teardown counts too."""
+    """Each invariant test's outcome and measured verdicts; a failure in set-up or teardown counts too."""
+    if report.when == "call":
+        _MEASURED.extend((report.nodeid, prop["relation"], prop["discrepancy"], prop["broken"])
+                         for key, prop in report.user_properties if key == PROPERTY)
     if report.when == "call" or (report.outcome != "passed" and report.nodeid not in _OUTCOMES):
         outcome = report.outcome
         if hasattr(report, "wasxfail"):
@@ -90,14 +97,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _SKIPS[report.nodeid] = str(report.longrepr[2]).removeprefix("Skipped: ")
 
 
-def _tables(config: pytest.Config) -> tuple[dict[str, float], dict[str, float]]:
+def _tables() -> tuple[dict[str, float], dict[str, float]]:
     worst: dict[str, float] = {}  # over the passing tests: the largest (at_least: the smallest) value
     broken: dict[str, float] = {}  # over the deliberate breaks: the weakest violation
-    for _, v, is_broken in config.stash.get(_MEASURED, []):
-        name = v.relation.name
-        worse, weaker = (min, max) if v.relation.at_least else (max, min)
+    for _, name, discrepancy, is_broken in _MEASURED:
+        worse, weaker = (min, max) if RELATIONS[name].at_least else (max, min)
         target, pick = (broken, weaker) if is_broken else (worst, worse)
-        target[name] = pick(target[name], v.discrepancy) if name in target else v.discrepancy
+        target[name] = pick(target[name], discrepancy) if name in target else discrepancy
     return worst, broken
 
 
@@ -105,9 +111,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With FTSUITE_INVARIANTS_JSON set (upgrade-check, canary), write every relation's measured
     discrepancy and every test's outcome there: suite/report/compare.py compares two such files."""
     target = os.environ.get("FTSUITE_INVARIANTS_JSON")
-    if not target:
+    if not target or hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes it
         return
-    worst, broken = _tables(session.config)
+    worst, broken = _tables()
     relations = {name: {"statement": rel.statement, "tolerance": rel.tolerance, "at_least": rel.at_least,
                         "unit": rel.unit, "measured": _finite(worst.get(name)),
                         "holds": rel.measure(worst[name]).passed if name in worst else None,
@@ -115,8 +121,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                  for name, rel in RELATIONS.items()}
     doc = {"kind": "ftsuite.invariants", "schema_version": 1, "relations": relations,
            "tests": dict(sorted(_OUTCOMES.items())), "skips": dict(sorted(_SKIPS.items())),
-           "measured_by": {name: sorted({node for node, v, is_broken in session.config.stash.get(_MEASURED, [])
-                                         if v.relation.name == name and not is_broken})
+           "measured_by": {name: sorted({node for node, rel, _, is_broken in _MEASURED
+                                         if rel == name and not is_broken})
                            for name in sorted(worst)}}
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,9 +136,9 @@ def _finite(x: float | None) -> float | None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    if not config.stash.get(_MEASURED, []):
+    if not _MEASURED:
         return
-    worst, broken = _tables(config)
+    worst, broken = _tables()
     terminalreporter.write_sep("-", "ftsuite invariants: measured discrepancy (worst over tests) vs tolerance")
     terminalreporter.write_line(f"{'relation':30} {'measured':>10} {'bound':>11} {'holds':>5} {'when broken':>11}  unit")
     for name, rel in RELATIONS.items():

@@ -1,0 +1,94 @@
+"""Known faults, injected on purpose to prove what the measurements can see (benchmarks/sensitivity.py).
+
+`FTSUITE_INJECT` names them, comma-separated, e.g. `compute:0.10` (every training step does
+matrix products worth a tenth of its own FLOPs, counted on the first step, on top: 10% more
+arithmetic, which the counted FLOPs see exactly and the step times statistically),
+`wait:0.10` (each step then sleeps a tenth of its wall time), `memory:0.05` (after the last step
+the process touches memory until its peak resident memory is 5% above what it was), `forward`
+(every loss computation runs one more forward pass of the model). Unset, nothing here runs; a
+record made with an injection says so in `resolved.injected`.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from transformers import TrainerCallback
+
+from suite.train.measure import current_rss_bytes, peak_rss_bytes
+
+ENV = "FTSUITE_INJECT"
+KINDS = ("compute", "wait", "memory", "forward")
+
+
+def requested() -> dict[str, float]:
+    """kind -> fraction from FTSUITE_INJECT; a bad value is an error naming it."""
+    out: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in os.environ.get(ENV, "").split(","))):
+        kind, _, value = item.partition(":")
+        if kind not in KINDS:
+            raise ValueError(f"{ENV}: unknown fault {kind!r}; known: {', '.join(KINDS)}")
+        out[kind] = float(value) if value else 1.0
+    return out
+
+
+class Faults(TrainerCallback):
+    def __init__(self, faults: dict[str, float]):
+        self.faults = faults
+        self.held: bytearray | None = None
+        self._wall = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._wall = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        wall = time.perf_counter() - self._wall
+        if "wait" in self.faults:
+            time.sleep(self.faults["wait"] * wall)
+        if "memory" in self.faults and state.global_step >= args.max_steps and self.held is None:
+            peak = peak_rss_bytes()
+            self.held = bytearray(b"\x01") * max(int((1 + self.faults["memory"]) * peak) - current_rss_bytes(), 0)
+
+
+EXTRA = 64  # the side of the square matrices the compute fault multiplies
+
+
+def install(trainer) -> dict[str, float]:
+    """Add the requested faults to a built trainer; returns them (empty: nothing injected)."""
+    faults = requested()
+    if not faults:
+        return {}
+    trainer.add_callback(Faults(faults))
+    if "forward" in faults:
+        original_loss = trainer.compute_loss
+
+        def compute_loss(model, inputs, *args, **kwargs):
+            import torch
+
+            with torch.no_grad():
+                model(**{k: v for k, v in inputs.items() if k != "labels"})
+            return original_loss(model, inputs, *args, **kwargs)
+
+        trainer.compute_loss = compute_loss
+    if "compute" in faults:
+        original_step = trainer.training_step
+        products: list[int] = []
+
+        def training_step(*args, **kwargs):
+            import torch
+
+            if not products:  # the first step, counted, sizes the extra work of every later one
+                from torch.utils.flop_counter import FlopCounterMode
+
+                counter = FlopCounterMode(display=False)
+                with counter:
+                    out = original_step(*args, **kwargs)
+                products.append(max(1, round(faults["compute"] * counter.get_total_flops() / (2 * EXTRA**3))))
+                return out
+            a = torch.full((EXTRA, EXTRA), 1.0 / EXTRA)
+            for _ in range(products[0]):
+                a = torch.mm(a, a) + 1.0 / EXTRA
+            return original_step(*args, **kwargs)
+
+        trainer.training_step = training_step
+    return faults
