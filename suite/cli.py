@@ -29,6 +29,35 @@ def cmd_cases(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
+    """Runs as a time series: change points and drifts, what changed at each; exit 1 with --gate N
+    when a worse change point starts in one of the last N runs."""
+    from suite.report import history, history_pages
+
+    if not 0 < args.max_pvalue < 1:
+        print("error: --max-pvalue must be in (0, 1)", file=sys.stderr)
+        return 2
+    if args.window < 2:
+        print("error: --window must be at least 2", file=sys.stderr)
+        return 2
+    h = history.analyse(args.runs, args.results_dir, args.cases, args.metrics, args.max_pvalue, args.window)
+    if not args.quiet:
+        print(history_pages.markdown(h), end="")
+    if args.out:
+        for kind, path in history_pages.write(h, args.out).items():
+            print(f"{kind}: {path}", file=sys.stderr)
+    for problem in h.skipped:
+        print(f"warning: skipped {problem}", file=sys.stderr)
+    if args.gate:
+        recent = {r.name for r in h.runs[-args.gate:]}
+        worse = [c for c in h.changes if c.run in recent and c.direction == "worse"]
+        if worse:
+            print(f"gate fails: {len(worse)} worse change point(s) in the last {args.gate} run(s): "
+                  + "; ".join(f"{c.case_id} {c.metric} from {c.run}" for c in worse), file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
     """Compare runs (the first, or --baseline, is the baseline); exit 1 when the gate fails."""
     from suite.records import runs
@@ -248,6 +277,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("-q", "--quiet", action="store_true", help="do not print the Markdown")
     options.add_results_dir(rep.add_argument)
     rep.set_defaults(func=cmd_report)
+    his = sub.add_parser("history", help="runs as a time series: change points (Apache Otava) and drifts per case "
+                                         "and metric, with what changed in the environment at each")
+    his.add_argument("runs", nargs="+", metavar="RUN|DIR|GLOB", help="run ids, run folders, folders holding runs "
+                                                                     "(a nightly's downloaded artifacts) or globs")
+    his.add_argument("--out", metavar="DIR", help="write history.md, history.html, history.json and history.csv here")
+    his.add_argument("-k", "--cases", default="*", metavar="GLOB", help="case ids to follow (a glob)")
+    his.add_argument("--metrics", default="*", metavar="GLOB", help="metrics to follow (a glob)")
+    his.add_argument("--max-pvalue", type=float, default=1e-4, help="Otava's significance for a change point")
+    his.add_argument("--window", type=int, default=30, help="Otava's window of runs for its split step")
+    his.add_argument("--gate", type=int, default=0, metavar="N",
+                     help="exit 1 when a worse change point starts in one of the last N runs (Otava needs a few runs "
+                          "after a shift to see it: a step shows a night or more after it happened)")
+    his.add_argument("-q", "--quiet", action="store_true", help="do not print the Markdown")
+    options.add_results_dir(his.add_argument)
+    his.set_defaults(func=cmd_history)
     bud = sub.add_parser("budgets", help="budgets from measured runs").add_subparsers(dest="action", required=True)
     der = bud.add_parser("derive", help="per-case budget entries from benchmark records: the worst measured value "
                                         "with a margin; printed, or written into cases/budgets/PROFILE.yaml")

@@ -145,9 +145,17 @@ def open_page(browser: DevTools, url: str) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("report")
+@pytest.fixture(scope="module", params=["report", "history"])
+def page(request, tmp_path_factory) -> Path:
+    """The comparison report of the crafted runs, and the history of the planted nights (change points,
+    a drift, timelines; benchmarks/history_fixture.py)."""
+    out = tmp_path_factory.mktemp(request.param)
+    if request.param == "history":
+        from benchmarks.history_fixture import nightly, planted_series
+        from suite.report import history, history_pages
+
+        nights = nightly(out / "nights", planted_series())
+        return history_pages.write(history.analyse([str(nights)]), out / "pages")["html"]
     rep = report_model.Report.build(runs.load(FIXTURES / "verdicts-base"), [runs.load(FIXTURES / "verdicts-cand")])
     return report_files.write(rep, out)["html"]
 
@@ -171,11 +179,12 @@ def test_screenshot_is_not_blank(page, tmp_path):
     from PIL import Image, ImageStat
 
     shot = tmp_path / "shot.png"
+    height = 2000 if page.name == "report.html" else 1000  # the history page is shorter
     subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-                    "--window-size=1280,2000", page.as_uri()], check=True, timeout=180,
+                    f"--window-size=1280,{height}", page.as_uri()], check=True, timeout=180,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     image = Image.open(shot).convert("L")
-    assert image.size == (1280, 2000)
+    assert image.size == (1280, height)
     stat = ImageStat.Stat(image)
     assert stat.stddev[0] > 10, f"screenshot looks blank (pixel stddev {stat.stddev[0]:.1f})"
     dark = sum(image.histogram()[:128]) / (image.size[0] * image.size[1])

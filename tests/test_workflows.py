@@ -158,3 +158,18 @@ def test_the_nightly_has_a_canary_leg_on_the_control_stack():
     [canary] = invocations({"jobs": {"canary": job}}, "suite canary")
     assert canary[:2] == ["-m", "${MARKERS}"] and "--out" in canary
     assert "GITHUB_STEP_SUMMARY" in text and "exit \"${gate}\"" in text
+
+
+def test_the_nightly_appends_the_history_of_its_last_nights():
+    doc = load(ROOT / ".github" / "workflows" / "nightly-gpu.yml")
+    assert doc["permissions"]["actions"] == "read"
+    steps = doc["jobs"]["gpu"]["steps"]
+    [step] = [s for s in steps if "suite history" in s.get("run", "")]
+    assert "gh run download" in step["run"] and "GITHUB_STEP_SUMMARY" in step["run"]
+    assert step["env"]["GH_TOKEN"] == "${{ github.token }}" and int(step["env"]["NIGHTS"]) >= 7
+    names = [s.get("name", "") for s in steps]
+    assert names.index(step["name"]) < next(i for i, n in enumerate(names) if n.startswith("upload"))
+    for job in doc["jobs"].values():  # every leg that installs the suite installs Otava too
+        text = "\n".join(s.get("run", "") for s in job["steps"])
+        if "-e ." in text:
+            assert "pip install --no-deps -r requirements/no-deps.txt" in text

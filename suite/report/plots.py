@@ -105,3 +105,28 @@ def bars(runs: list[Run], case_ids: list[str], metric: str) -> bytes | None:
     fig.tight_layout()
     return png(fig)
 
+
+
+def timeline(values: list[float], labels: list[str], title: str, unit: str, shifts: list[int],
+             segments: list[tuple[int, int, float]], trend: tuple[float, float] | None = None) -> bytes:
+    """One series over runs: its values, each change point (the first run after it) a dashed line,
+    each segment's mean a flat line; a drift's Theil-Sen line (intercept, slope) dotted."""
+    fig = Figure(figsize=(4.6, 2.2))
+    ax = fig.add_subplot()
+    xs = list(range(len(values)))
+    ax.plot(xs, values, color=COLOURS[2], lw=1.0, marker="o", ms=2.5)
+    for at in shifts:
+        ax.axvline(at - 0.5, color=COLOURS[1], ls="--", lw=1.2)
+    for lo, hi, mean in segments:
+        ax.hlines(mean, lo - 0.3, hi - 0.7, color="#000000", lw=1.0, alpha=0.6)
+    if trend is not None:
+        intercept, slope = trend
+        ax.plot(xs, [intercept + slope * x for x in xs], color=COLOURS[1], ls=":", lw=1.4)
+    step = max(1, len(labels) // 6)
+    ax.set_xticks(xs[::step], [lab[-14:] for lab in labels[::step]], fontsize=6, rotation=20, ha="right")
+    ax.set_ylabel(unit, fontsize=7)
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return png(fig)

@@ -23,6 +23,7 @@ from suite.versions import STACK
 LOCK_DIR = ROOT / "requirements"
 LOCK_FILE = LOCK_DIR / "control.txt"
 INPUT_FILE = LOCK_DIR / "control.in"
+NO_DEPS_FILE = LOCK_DIR / "no-deps.txt"  # pins installed without their dependencies (Apache Otava)
 # One lock for every Python the stack supports (transformers 5 needs 3.11), with markers.
 COMPILE_ARGS = ("--universal", "--python-version", "3.11")
 _LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)\s*(?:;\s*(.+))?$")
@@ -183,6 +184,11 @@ def check(log: Callable[[str], None] = print) -> int:
     from suite.versions import package_version
 
     off = differences_from_lock({n: package_version(n) for n in STACK})
+    for name, version in read_pins(NO_DEPS_FILE).items():  # installed with --no-deps: pip checked nothing
+        installed = package_version(name)
+        if installed != version:
+            off.append(f"{name} {installed or '(not installed)'} ({display(NO_DEPS_FILE)}: {version}; "
+                       f"pip install --no-deps -r {display(NO_DEPS_FILE)})")
     if off:
         log(f"the installed stack differs from {display(LOCK_FILE)}: {', '.join(off)}")
         return 1
