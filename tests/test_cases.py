@@ -200,3 +200,12 @@ def test_bad_defaults(tmp_path):
 def test_missing_case_directory(tmp_path):
     with pytest.raises(CaseError, match="case directory not found"):
         load_cases(tmp_path / "nope")
+
+
+def test_grad_accum_splits_the_batch_and_refuses_one_it_cannot_split(tmp_path):
+    ok = load_cases(write_cases(tmp_path / "a", "matrix:\n  - {models: [tiny-llama], methods: [lora], "
+                                                "features: [grad_accum]}\n"))
+    assert [c.id for c in ok] == ["tiny-llama/lora/grad_accum"] and "grad_accum" in ok[0].markers
+    with pytest.raises(CaseError, match="grad_accum splits training.batch_size into 4 micro-batches: 6 is not"):
+        load_cases(write_cases(tmp_path / "b", "matrix:\n  - {models: [tiny-llama], methods: [lora], "
+                                               "features: [grad_accum], training: {batch_size: 6}}\n"))

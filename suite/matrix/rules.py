@@ -1,7 +1,7 @@
 """Which combinations of the axes exist: an impossible one is refused when the case files load."""
 from __future__ import annotations
 
-from suite.matrix.spec import ATTENTION, CONVERSATIONAL, DISTRIBUTED, PROMPT_FORMATS, Case
+from suite.matrix.spec import ATTENTION, CONVERSATIONAL, DISTRIBUTED, GA_STEPS, PROMPT_FORMATS, Case
 
 
 def validate_combination(case: Case) -> str | None:
@@ -37,4 +37,7 @@ def validate_combination(case: Case) -> str | None:
     for key in ("batch_size", "grad_accum", "max_length", "num_samples", "turns"):
         if getattr(case.training, key) < 1:
             return f"training.{key} must be at least 1"
+    if "grad_accum" in case.features and case.training.batch_size % GA_STEPS:
+        return (f"grad_accum splits training.batch_size into {GA_STEPS} micro-batches: "
+                f"{case.training.batch_size} is not a multiple of {GA_STEPS}")
     return None

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from suite.train import args as train_args
 from suite.train import data, models
 from suite.train.backends.base import Backend
 from suite.train.backends.registry import backend_for
@@ -14,7 +15,8 @@ from suite.train.backends.registry import backend_for
 METHODS = ("full", "lora", "qlora", "unsloth")
 ADAPTER_METHODS = ("lora", "qlora", "unsloth")
 # Canonical order: ids list features in this order whatever the case file says.
-FEATURES = ("packing", "neftune", "gradient_checkpointing", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+FEATURES = ("packing", "neftune", "gradient_checkpointing", "grad_accum", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+GA_STEPS = train_args.GA_STEPS  # grad_accum: the case's batch in GA_STEPS accumulated micro-batches
 ATTENTION = {"flash_attn": "flash_attention_2", "sdpa": "sdpa", "eager": "eager"}
 # Data-parallel features: the case is launched as WORLD_SIZE processes (suite/run/distributed.py).
 DISTRIBUTED = ("ddp", "fsdp")

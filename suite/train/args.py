@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from suite.matrix.spec import Case
 
 
+# The grad_accum feature: the case's batch reached in this many micro-batches (per-device batch /
+# GA_STEPS, accumulation x GA_STEPS), so the matrix itself trains through gradient accumulation.
+GA_STEPS = 4
+
+
 def device_and_dtype(case: Case):
     import torch
 
@@ -41,9 +46,10 @@ def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_
     if unknown:
         raise ValueError(f"{case.source}: training.extra: {', '.join(unknown)} not a field of the installed "
                          f"trl's SFTConfig")
+    split = GA_STEPS if "grad_accum" in case.features else 1  # the same batch in GA_STEPS micro-batches
     kwargs = dict(
-        output_dir=str(output_dir), max_steps=case.steps, per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate,
+        output_dir=str(output_dir), max_steps=case.steps, per_device_train_batch_size=t.batch_size // split,
+        gradient_accumulation_steps=t.grad_accum * split, learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
         seed=t.seed, data_seed=t.seed, logging_steps=1, save_strategy="no", report_to="none",
         disable_tqdm=True, bf16=precision == "bf16", fp16=precision == "fp16",
