@@ -6,15 +6,17 @@ from typing import Any
 
 from suite.invariants import harness as h
 from suite.invariants.relations import RELATIONS, Verdict, count
-from suite.matrix.spec import PROMPT_FORMATS, Case
+from suite.matrix.spec import GA_STEPS, PROMPT_FORMATS, Case
 from suite.train import data
 
 
 def declared_fields(case: Case) -> dict[str, Any]:
     """The trainer arguments a case pins, derived from the case itself (not from suite.train)."""
     t = case.training
+    split = GA_STEPS if "grad_accum" in case.features else 1  # the same batch in GA_STEPS micro-batches
     out: dict[str, Any] = dict(
-        max_steps=case.steps, per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
+        max_steps=case.steps, per_device_train_batch_size=t.batch_size // split,
+        gradient_accumulation_steps=t.grad_accum * split,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,
         weight_decay=t.weight_decay, seed=t.seed, packing="packing" in case.features, max_length=t.max_length,
         neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
