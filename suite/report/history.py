@@ -28,6 +28,7 @@ from suite.errors import RecordError, SuiteError
 from suite.judge.metrics import METRICS
 from suite.records import runs as runs_mod
 from suite.records.runs import Run
+from suite.report.compare import flat_environment
 from suite.versions import STACK
 
 # Otava's significance (a shift whose t-test p-value is above this is noise) and the window of its
@@ -216,35 +217,16 @@ def _finite(x: object) -> bool:
 
 
 def environment_diff(a: RunPoint, b: RunPoint, case_id: str | None = None) -> list[str]:
-    """What changed from run a to run b: packages, Python, torch's build, the CPU, the host, the
-    suite's commit, the case's own definition."""
-    ea, eb = a.environment or {}, b.environment or {}
-    out = []
-    pa, pb = ea.get("packages") or {}, eb.get("packages") or {}
-    for name in sorted(set(pa) | set(pb), key=lambda n: (n not in STACK, n)):
-        if pa.get(name) != pb.get(name):
-            out.append(f"{name} {pa.get(name) or '(absent)'} → {pb.get(name) or '(absent)'}")
-    for label, get in (("python", lambda e: e.get("python")),
-                       ("torch build", lambda e: (e.get("torch") or {}).get("version")),
-                       ("CUDA", lambda e: (e.get("torch") or {}).get("cuda")),
-                       ("CPU", lambda e: (e.get("cpu") or {}).get("model")),
-                       ("torch CPU capability", lambda e: (e.get("torch") or {}).get("cpu_capability")),
-                       ("GPUs", lambda e: ", ".join(g.get("name", "?") for g in e.get("gpus") or []) or None),
-                       ("host", lambda e: e.get("host")),
-                       ("suite commit", lambda e: _commit(e))):
-        va, vb = get(ea), get(eb)
-        if va != vb and not (label == "torch build" and any(o.startswith("torch ") for o in out)):
-            out.append(f"{label} {va or '-'} → {vb or '-'}")
+    """What changed from run a to run b, field by field as a comparison report's environment table
+    names them (suite/report/compare.py: packages first, then the machine and the suite's commit),
+    and the case's own definition."""
+    fa, fb = flat_environment(a.environment or {}), flat_environment(b.environment or {})
+    out = [f"{k} {fa.get(k, '-')} → {fb.get(k, '-')}" for k in dict.fromkeys([*fa, *fb])
+           if fa.get(k, "-") != fb.get(k, "-")]
     if case_id and a.fingerprints.get(case_id) != b.fingerprints.get(case_id):
         out.append(f"the case's definition (fingerprint {str(a.fingerprints.get(case_id))[:8]} → "
                    f"{str(b.fingerprints.get(case_id))[:8]})")
     return out
-
-
-def _commit(env: dict) -> str | None:
-    suite = env.get("suite") or {}
-    commit = suite.get("commit")
-    return None if not commit else str(commit)[:10] + ("+dirty" if suite.get("dirty") else "")
 
 
 def bisect_lines(a: RunPoint, b: RunPoint, case_id: str) -> list[str]:
@@ -255,9 +237,9 @@ def bisect_lines(a: RunPoint, b: RunPoint, case_id: str) -> list[str]:
         good, bad = pa.get(name), pb.get(name)
         if good and bad and good != bad and name != "torch":
             out.append(f'python -m suite bisect --package {name} --good {good} --bad {bad} -k "{case_id}"')
-    ca, cb = _commit(a.environment or {}), _commit(b.environment or {})
-    if ca and cb and ca != cb:
-        out.append(f"git log --oneline {ca.split('+')[0]}..{cb.split('+')[0]}")
+    ca, cb = (flat_environment(e or {})["suite.commit"].split()[0] for e in (a.environment, b.environment))
+    if "-" not in (ca, cb) and ca != cb:
+        out.append(f"git log --oneline {ca}..{cb}")
     return out
 
 
