@@ -122,8 +122,10 @@ def _m(record: dict, name: str) -> float:
 
 def test_counted_work_is_the_same_in_two_runs_and_sees_an_extra_forward(runs):
     a, b, fwd = runs["a"], runs["b"], runs["forward"]
+    assert _m(a, "counted_flops_per_step") == _m(b, "counted_flops_per_step") > 0  # exact
+    # the profiler's operator count is not: it moved 0.4% between two runs of one commit in CI
+    assert abs(_m(a, "aten_calls_per_step") / _m(b, "aten_calls_per_step") - 1) <= 0.02
     for name in ("counted_flops_per_step", "aten_calls_per_step"):
-        assert _m(a, name) == _m(b, name) > 0
         assert _m(fwd, name) > _m(a, name)
         assert compare.judge(METRICS[name], [_m(a, name)], [_m(fwd, name)]).verdict == compare.WORSE
         assert compare.judge(METRICS[name], [_m(a, name)], [_m(b, name)]).verdict == compare.WITHIN_NOISE

@@ -52,13 +52,17 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     # device sync) or preempted. A VM whose CPU runs faster or slower between runs moves wall and CPU
     # time together and this not; a step that waits longer moves it at once.
     Metric("step_off_cpu_median_s", "s", "lower", "median time per optimizer step the training thread was off the "
-           "CPU (step wall time minus its CPU time), warm-up steps excluded", 0.10, 1.0),
+           "CPU (step wall time minus its CPU time), warm-up steps excluded", 0.10, 999.0),  # one CPU record: as
+    # noisy as its wall clock (1.8e-5 -> 5.2e-5 s between two runs of one commit); repeats judge it by their test
     Metric("train_cpu_s", "s", "lower", "user + system CPU time of the case's process in trainer.train()", 0.10,
            0.25),
     # Counted in one extra step, the same on any machine for the same code path: exact.
     Metric("counted_flops_per_step", "FLOP", "lower", "FLOPs of one forward and backward on the first batch "
            "(torch.utils.flop_counter)", 0.0),
-    Metric("aten_calls_per_step", "calls", "lower", "aten operator calls of that step (torch's profiler)", 0.0),
+    # Not exact: the profiler's count of one step moved 3,848 -> 3,862 (+0.4%) between two runs of the same
+    # code (a bisect probe in CI); an extra forward adds about a third.
+    Metric("aten_calls_per_step", "calls", "lower", "aten operator calls of that step (torch's profiler)", 0.02,
+           min_change=0.02),
     Metric("counted_vs_analytic_flops", "ratio", "none", "counted FLOPs over the analytic model FLOPs "
            "(suite/judge/hardware.py) of that step's tokens", 0.01),
     Metric("setup_s", "s", "lower", "process start to first training step", 0.20, 29.0),
