@@ -55,6 +55,33 @@ def test_bisect_with_no_regression_says_so():
     assert res.first_bad is None and "1.2 is not worse than 1.0" in res.note and list(res.probes) == ["1.2"]
 
 
+def _frame(*rows: tuple[str, str, str]):
+    import pandas as pd
+
+    return pd.DataFrame([{"case_id": c, "metric": m, "verdict": v} for c, m, v in rows])
+
+
+def test_a_bisect_probe_is_judged_on_what_the_bad_end_fails_on():
+    judge = upgrade.Signature(("worse", "newly failing"))
+    worse, verdict = judge(_frame(("tiny/lora", "logged_loss", "newly failing"), ("tiny/lora", "final_loss", "worse"),
+                                  ("tiny/lora", "step_time_median_s", "within noise")))
+    assert worse and judge.keys == {("tiny/lora", "logged_loss"), ("tiny/lora", "final_loss")}
+    assert judge.announce == "tiny/lora final_loss, tiny/lora logged_loss"
+    # a good commit whose one record crossed the peak-RSS bound is not the regression being bisected...
+    worse, verdict = judge(_frame(("tiny/lora", "peak_rss_delta_gib", "worse"), ("tiny/lora", "final_loss", "better")))
+    assert not worse and verdict == "no gated verdict; not the bisected regression: tiny/lora peak_rss_delta_gib"
+    # ... one that shows the regression is
+    worse, verdict = judge(_frame(("tiny/lora", "final_loss", "worse"), ("tiny/lora", "peak_rss_delta_gib", "worse")))
+    assert worse and verdict.startswith("1 worse (tiny/lora)")
+
+
+def test_a_bisect_probe_can_fail_on_any_gated_row_of_the_bad_end():
+    # the first frame judged is the bad end's: every gated row of it counts
+    judge = upgrade.Signature(("worse",))
+    assert judge(_frame(("tiny/lora", "peak_rss_delta_gib", "worse")))[0]
+    assert not upgrade.Signature(("worse",))(_frame(("tiny/lora", "peak_rss_delta_gib", "within noise")))[0]
+
+
 def test_cli_refuses_a_bad_pin_before_making_anything(tmp_path):
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-m", "suite", "upgrade-check", "--baseline", "trl=1.15",

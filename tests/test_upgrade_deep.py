@@ -111,5 +111,6 @@ def test_a_commit_bisect_names_the_bad_commit(trl_repo, isolated):
     out = _suite(isolated, "bisect", "--package", "trl", "--repo", str(repo), "--good", shas[0], "--bad", shas[3],
                  "-k", CASE, "--no-invariants")
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
-    assert f"first bad commit: trl {shas[2][:10]} {BAD_SUBJECT} (last good: {shas[1][:10]} docs: a note)" in out.stdout
+    assert f"first bad commit: trl {shas[2][:10]} {BAD_SUBJECT} (last good: {shas[1][:10]} docs: a note)" in out.stdout, \
+        out.stdout
     assert "4 commits of trl" in out.stdout and "environment" in out.stdout and "cases" in out.stdout

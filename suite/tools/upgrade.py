@@ -254,11 +254,38 @@ def local_repo(repo: str) -> Path:
     return target
 
 
+@dataclass
+class Signature:
+    """What the bad end fails on (its gated case x metric rows) is the regression being bisected: a later
+    probe is worse when it shows that, not when one record's noisy metric (peak RSS, a timing) crosses
+    its bound somewhere else. The first frame judged is the bad end's."""
+    fail_on: tuple[str, ...]
+    keys: set[tuple[str, str]] | None = None
+    announce: str = ""  # the signature in words, once it is known
+
+    def __call__(self, frame) -> tuple[bool, str]:
+        from suite.report import compare
+
+        failing = compare.gated(frame, self.fail_on)
+        keys = list(zip(failing["case_id"], failing["metric"]))
+        if self.keys is None:
+            self.keys = set(keys)
+            named = [f"{c} {m}" for c, m in sorted(self.keys)]
+            self.announce = ", ".join(named[:8]) + (f" and {len(named) - 8} more" if len(named) > 8 else "")
+        aside = sorted({f"{c} {m}" for c, m in keys if (c, m) not in self.keys})
+        failing = failing.loc[[k in self.keys for k in keys]]
+        verdict = ", ".join(f"{n} {v}" for v, n in compare.counts(failing).items()) or "no gated verdict"
+        cases = sorted(set(failing["case_id"]))[:4]
+        verdict += f" ({', '.join(cases)})" if cases else ""
+        verdict += f"; not the bisected regression: {', '.join(aside[:4])}" if aside else ""
+        return len(failing) > 0, verdict
+
+
 def bisect_package(package: str, good: str, bad: str, select: list[str], results_dir: Path,
                    fail_on: tuple[str, ...], log: Callable[[str], None] = print, repo: str | None = None,
                    checks: Checks = Checks(compat=False)) -> BisectResult:
     """Find the first release (or, with repo, the first commit) of `package` between good and bad
-    whose verdict against good is gated. Each probe is an environment (cached) with that version
+    whose verdict against good is gated on what the bad end fails on (its case x metric rows). Each probe is an environment (cached) with that version
     installed (from source for a commit), the selected cases and the invariants; its cost is logged."""
     from suite.records import runs
     from suite.report import compare
@@ -287,15 +314,15 @@ def bisect_package(package: str, good: str, bad: str, select: list[str], results
         return timed.run_dir
 
     good_run = runs.load(run_version(window[0]))
+    judge = Signature(fail_on)
 
     def is_worse(version: str) -> bool:
-        frame = compare.compare_runs(good_run, runs.load(run_version(version)))
-        failing = compare.gated(frame, fail_on)
-        verdict = ", ".join(f"{n} {v}" for v, n in compare.counts(failing).items()) or "no gated verdict"
-        named = sorted(set(failing["case_id"]))[:4]
-        log(f"  {package} {label(version)} vs {label(window[0])}: {verdict}"
-            + (f" ({', '.join(named)})" if named else ""))
-        return len(failing) > 0
+        worse, verdict = judge(compare.compare_runs(good_run, runs.load(run_version(version))))
+        if judge.announce:
+            log(f"  bisecting for: {judge.announce}")
+            judge.announce = ""
+        log(f"  {package} {label(version)} vs {label(window[0])}: {verdict}")
+        return worse
 
     result = bisect(window, is_worse)
     result.labels = {v: label(v) for v in result.probes}
