@@ -175,3 +175,13 @@ def test_the_grad_accum_twin_learns_the_same_curve(method, atol):
     twin = read_curve(cpu / f"tiny-llama__{method}__grad_accum.json")["curve"]
     assert [p["step"] for p in base] == [p["step"] for p in twin]
     assert max(abs(a["loss"] - b["loss"]) for a, b in zip(base, twin)) <= atol
+
+
+@pytest.mark.parametrize("method, atol", [("lora", 1e-5), ("qlora", 2e-3)])
+def test_the_dpo_grad_accum_twin_learns_the_same_curve(method, atol):
+    """DPO's grad_accum twins (measured: LoRA 1.2e-7, QLoRA 1.2e-4 from the base twin's golden curve)."""
+    cpu = baselines.Path(__file__).resolve().parent.parent / "results" / "baselines" / "cpu"
+    base = read_curve(cpu / f"tiny-llama__dpo__{method}__base__preference.json")["curve"]
+    twin = read_curve(cpu / f"tiny-llama__dpo__{method}__grad_accum__preference.json")["curve"]
+    assert [p["step"] for p in base] == [p["step"] for p in twin]
+    assert max(abs(a["loss"] - b["loss"]) for a, b in zip(base, twin)) <= atol

@@ -1,6 +1,7 @@
 """Case loading, matrix expansion, ids, markers, fingerprints, and every kind of bad input."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ def test_the_shipped_matrix_loads_and_covers_every_axis():
     assert len(ids) == len(set(ids))
     for marker in ("full", "lora", "qlora", "unsloth", "packing", "neftune", "flash_attn", "tiny", "7b", "gpu",
                    "messages", "prompt_completion", "conversational_pc", "assistant_only", "completion_only",
-                   "gradient_checkpointing", "eager"):
+                   "gradient_checkpointing", "eager", "dpo", "hf_trainer", "sft", "preference",
+                   "conversational_preference", "grad_accum"):
         assert any(marker in c.markers for c in cases), marker
     assert {c.model.arch for c in cases if c.model.size == "tiny"} >= {"llama", "qwen2"}
     for c in cases:
@@ -125,6 +127,23 @@ BAD_INPUTS = [
     ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [packing+packing]}\n",
      "matrix[0].features[0]", "listed twice"),
     ("matrix:\n  - {models: [tiny-llama], methods: []}\n", "matrix[0].methods", "non-empty list"),
+    # the trainer axis
+    ("matrix:\n  - {models: [tiny-llama], trainers: [ppo], methods: [lora]}\n", "matrix[0].trainers[0]",
+     "unknown trainer 'ppo'; known: sft, dpo, hf_trainer"),
+    ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora]}\n", "matrix[0]",
+     "trl DPOTrainer trains on preference, conversational_preference data, not text"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], datasets: [preference]}\n", "matrix[0]",
+     "trl SFTTrainer trains on text, messages, prompt_completion, conversational_pc data, not preference"),
+    ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora], features: [packing], "
+     "datasets: [preference]}\n", "matrix[0]", "trl DPOTrainer cannot train with packing"),
+    ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: ['preference:full']}\n",
+     "matrix[0]", "a preference format's loss is DPO's"),
+    ("matrix:\n  - {models: [tiny-llama], trainers: [hf_trainer], methods: [full]}\n", "matrix[0]",
+     "no backend trains method 'full' with trainer 'hf_trainer'; hf_trainer trains: lora, qlora"),
+    ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [unsloth], datasets: [preference]}\n",
+     "matrix[0]", "no backend trains method 'unsloth' with trainer 'dpo'"),
+    ("matrix:\n  - {models: [tiny-llama], trainers: [hf_trainer], methods: [lora], datasets: [messages]}\n",
+     "matrix[0]", "trains on text data, not messages"),
     # values peft or trl would refuse (or misread) only when the case runs
     ("matrix:\n  - {models: [tiny-llama], methods: [lora], lora: {r: 0}}\n", "matrix[0].lora.r",
      "must be at least 1 (peft refuses a rank of 0)"),
@@ -209,3 +228,23 @@ def test_grad_accum_splits_the_batch_and_refuses_one_it_cannot_split(tmp_path):
     with pytest.raises(CaseError, match="grad_accum splits training.batch_size into 4 micro-batches: 6 is not"):
         load_cases(write_cases(tmp_path / "b", "matrix:\n  - {models: [tiny-llama], methods: [lora], "
                                                "features: [grad_accum], training: {batch_size: 6}}\n"))
+
+
+def test_the_trainer_axis_names_its_cases_and_keeps_sft_fingerprints(tmp_path):
+    cases = load_cases(write_cases(tmp_path, """
+        matrix:
+          - {models: [tiny-llama], methods: [lora]}
+          - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference]}
+          - {models: [tiny-llama], trainers: [hf_trainer], methods: [lora]}
+        """))
+    sft, dpo, plain = cases
+    assert (sft.id, dpo.id, plain.id) == ("tiny-llama/lora/base", "tiny-llama/dpo/lora/base/preference",
+                                          "tiny-llama/hf_trainer/lora/base")
+    assert "sft" in sft.markers and "dpo" in dpo.markers and "hf_trainer" in plain.markers
+    assert "trainer" not in sft.to_dict() and dpo.to_dict()["trainer"] == "dpo"
+    assert len({sft.fingerprint, dpo.fingerprint, plain.fingerprint}) == 3
+    assert dpo.backend.preference and not sft.backend.preference and plain.backend.name.startswith("transformers")
+    # the shipped SFT cases' fingerprints are the ones their golden curves were recorded under before the axis
+    shipped = next(c for c in load_cases(ROOT / "cases") if c.id == "tiny-llama/lora/base")
+    golden = json.loads((ROOT / "results" / "baselines" / "cpu" / f"{shipped.slug}.json").read_text())
+    assert golden["fingerprint"] == shipped.fingerprint == "d18eb20bff3978bf"

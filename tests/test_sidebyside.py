@@ -75,3 +75,17 @@ def test_no_pairs_no_section_and_html_escapes(tmp_path):
                                 _record("m<x>", "lora", ["packing"], tokens_per_s=2.0, peak_rss_gib=1.0)])
     html = report_html.sidebyside_html(run)
     assert "<code>m&lt;x&gt;/lora/packing</code>" in html and "m<x>" not in html
+
+
+def test_the_plain_trainer_pairs_with_its_sft_twin_and_dpo_with_nothing(tmp_path):
+    plain = _record("tiny-llama", "lora", [], tokens_per_s=120.0, peak_rss_gib=1.1)
+    plain["case"]["trainer"] = "hf_trainer"
+    plain["case_id"] = "tiny-llama/hf_trainer/lora/base"
+    dpo = _record("tiny-llama", "lora", [], tokens_per_s=60.0, peak_rss_gib=1.3)
+    dpo["case"].update(trainer="dpo", dataset="preference")
+    dpo["case_id"] = "tiny-llama/dpo/lora/base/preference"
+    run = _run(tmp_path, [_record("tiny-llama", "lora", [], tokens_per_s=100.0, peak_rss_gib=1.0), plain, dpo])
+    [row] = sidebyside.frame(run).to_dict("records")
+    assert (row["comparison"], row["variant"], row["reference"]) == (
+        "Trainer vs SFTTrainer lora", "tiny-llama/hf_trainer/lora/base", "tiny-llama/lora/base")
+    assert row["speed_ratio"] == pytest.approx(1.2) and row["memory_change"] == pytest.approx(0.1)

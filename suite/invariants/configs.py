@@ -18,16 +18,31 @@ def declared_fields(case: Case) -> dict[str, Any]:
         max_steps=case.steps, per_device_train_batch_size=t.batch_size // split,
         gradient_accumulation_steps=t.grad_accum * split,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay, seed=t.seed, packing="packing" in case.features, max_length=t.max_length,
+        weight_decay=t.weight_decay, seed=t.seed,
         neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
         gradient_checkpointing="gradient_checkpointing" in case.features, use_cpu=True, bf16=False, fp16=False,
     )
+    if t.eval_samples:  # evaluated before the first step and after the last
+        out.update(eval_strategy="steps", eval_steps=case.steps, eval_on_start=True)
+    if case.trainer == "hf_trainer":  # TrainingArguments: no packing, the length is cut when tokenising
+        return {**out, **dict(t.extra)}
+    out["max_length"] = t.max_length
+    if case.trainer == "dpo":  # the LLM Engineers Handbook's DPO stage
+        return {**out, "beta": 0.1, **dict(t.extra)}
+    out["packing"] = "packing" in case.features
     if case.effective_loss == "assistant_only":
         out["assistant_only_loss"] = True
     elif case.dataset in PROMPT_FORMATS:
         out["completion_only_loss"] = case.effective_loss == "completion_only"
     out.update(dict(t.extra))
     return out
+
+
+def _max_length(trainer) -> int:
+    """The trainer's max_length; the plain Trainer has none: its longest tokenised row."""
+    if hasattr(trainer.args, "max_length"):
+        return trainer.args.max_length
+    return max(len(row["input_ids"]) for row in trainer.train_dataset)
 
 
 def _same(got: Any, want: Any) -> bool:
@@ -47,15 +62,17 @@ def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
         if case.needs_gpu:
             raise ValueError(f"{case.id} needs a GPU; measure_config builds trainers on the CPU")
         rows = Dataset.from_list(data.generate(case.dataset, 16, seed=case.training.seed))
+        evals = Dataset.from_list(data.generate(case.dataset, 4, seed=1)) if case.training.eval_samples else None
         path = h.model_path(case)
         with h.quiet():
-            trainer, _, _ = build(case, path, "cpu", "fp32", torch.float32, out / str(i), rows, [])
+            trainer, _, _ = build(case, path, "cpu", "fp32", torch.float32, out / str(i), rows, [], evals)
         args = trainer.args
         for key, want in declared_fields(case).items():
             if not _same(getattr(args, key, "<missing>"), want):
                 wrong_fields.append(f"{case.id}: {key}={getattr(args, key, '<missing>')!r}, declared {want!r}")
-        if args.max_length != case.training.max_length:
-            wrong_length.append(f"{case.id}: {args.max_length} (declared {case.training.max_length})")
+        length = _max_length(trainer)
+        if (length > case.training.max_length) if case.trainer == "hf_trainer" else length != case.training.max_length:
+            wrong_length.append(f"{case.id}: {length} (declared {case.training.max_length})")
         got_attention = trainer.model.config._attn_implementation
         if got_attention != case.attention:
             attention.append(f"{case.id}: attention {got_attention!r}, declared {case.attention!r}")

@@ -64,6 +64,10 @@ RELATIONS: dict[str, Relation] = dict([
          "(token-level normalisation over the whole accumulated batch)", 1e-5, unit="nats"),
     _rel("grad_accum.weights", "batch Bx1 and batch 1xB (accumulation B) end with the same trainable weights",
          5e-4, unit="max abs"),
+    _rel("dpo.grad_accum.loss", "DPO with batch Bx1 and batch 1xB (accumulation B) logs the same per-step loss "
+         "(each preference pair weighs the same)", 1e-5, unit="nats"),
+    _rel("dpo.grad_accum.weights", "DPO with batch Bx1 and batch 1xB (accumulation B) ends with the same "
+         "trainable weights", 5e-4, unit="max abs"),
     _rel("packing.per_example_loss", "each example's loss inside a packed (padding-free) sequence equals its "
          "loss run alone", 1e-5, unit="nats"),
     _rel("packing.no_cross_attention", "changing every other example of a packed sequence leaves an example's "

@@ -30,6 +30,50 @@ def measure_grad_accum(method: str, out: Path, *, accumulate: int = 4, steps: in
     return [compare("grad_accum.loss", loss_a, loss_b, what), compare("grad_accum.weights", w_a, w_b, what)]
 
 
+def measure_dpo_grad_accum(out: Path, *, accumulate: int = 4, steps: int = 3,
+                           tamper: Callable[[object], None] | None = None) -> list[Verdict]:
+    """DPO (trl's DPOTrainer through the matrix's own backend, LoRA, ref_model=None): batch B x
+    accumulation 1 against batch 1 x accumulation B; `tamper(trainer)` may break the second."""
+    import dataclasses
+
+    import torch
+    from datasets import Dataset
+
+    from suite.train import data
+
+    rows = data.generate("preference", accumulate, seed=0)
+    runs = []
+    for bs, ga in ((accumulate, 1), (1, accumulate)):
+        case = dataclasses.replace(h.tiny_case("lora", dataset="preference", batch_size=bs, grad_accum=ga,
+                                               num_samples=len(rows), max_steps=steps, learning_rate=5e-3),
+                                   trainer="dpo")
+        h.seed_everything(case.training.seed)
+        log = h.LossLog()
+        trainer, _, _ = case.backend.build_trainer(case, h.model_path(case), "cpu", "fp32", torch.float32,
+                                                   out / f"dpo-bs{bs}-ga{ga}", Dataset.from_list(rows),
+                                                   [log.as_callback()])
+        if tamper is not None and ga > 1:
+            tamper(trainer)
+        trainer.train()
+        runs.append((log.losses, h.trainable_state(trainer.model)))
+    (loss_a, w_a), (loss_b, w_b) = runs
+    what = f"dpo lora, {steps} steps, batch {accumulate}x1 vs 1x{accumulate}"
+    return [compare("dpo.grad_accum.loss", loss_a, loss_b, what),
+            compare("dpo.grad_accum.weights", w_a, w_b, what)]
+
+
+def summed_micro_batches(trainer) -> None:
+    """The accumulated micro-batches' losses summed instead of averaged (a scaling bug)."""
+    original = trainer.compute_loss
+
+    def compute_loss(model, inputs, *args, **kwargs):
+        out = original(model, inputs, *args, **kwargs)
+        scale = trainer.args.gradient_accumulation_steps if model.training else 1
+        return (out[0] * scale, *out[1:]) if isinstance(out, tuple) else out * scale
+
+    trainer.compute_loss = compute_loss
+
+
 def per_micro_batch_mean_trainer():
     """A trainer that averages the loss per micro-batch, then over micro-batches (the pre-2024 bug)."""
     from trl import SFTTrainer

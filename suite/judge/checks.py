@@ -167,6 +167,81 @@ class AttentionRan:
                            value=float(len(ops)))
 
 
+@dataclass(frozen=True)
+class StartsAtLn2:
+    """DPO's first logged loss is ln 2: policy and reference are the same model before the first
+    update (a fresh adapter is zero; a full fine-tune's reference is a copy), so every pair's margin is 0."""
+
+    atol: float
+    name: str = "dpo_starts_at_ln2"
+
+    def evaluate(self, case_id: str, losses: list[float]) -> CheckResult:
+        if not losses:
+            return CheckResult(self.name, False, f"{case_id}: no logged loss to compare with ln 2")
+        first, diff = losses[0], abs(losses[0] - math.log(2))
+        passed = diff <= self.atol
+        why = "" if passed else ": the policy was not its reference at the start (a trained or shared reference?)"
+        return CheckResult(self.name, passed, f"{case_id}: first DPO loss {first:.6g} is {diff:.2g} from ln 2 "
+                                              f"({'<=' if passed else '>'} {self.atol:g}){why}",
+                           value=diff, bound=self.atol)
+
+
+@dataclass(frozen=True)
+class RewardsRise:
+    """DPO's reward margins and accuracies, mean of the last k logged steps above the first k."""
+
+    window: int
+    name: str = "dpo_rewards_rise"
+
+    def evaluate(self, case_id: str, curve: list[dict]) -> CheckResult:
+        k, parts, ok = self.window, [], True
+        for key in ("rewards/margins", "rewards/accuracies"):
+            series = [p[key] for p in curve if key in p]
+            if len(series) < 2 * k:
+                return CheckResult(self.name, False, f"{case_id}: {key} logged {len(series)} times, the check "
+                                                     f"needs {2 * k}")
+            first, last = sum(series[:k]) / k, sum(series[-k:]) / k
+            ok = ok and last > first
+            parts.append(f"{key.split('/')[1]} {first:.4g} -> {last:.4g}")
+        verdict = "rose" if ok else "did not rise"
+        return CheckResult(self.name, ok, f"{case_id}: DPO rewards {verdict} (mean of the first {k} logged "
+                                          f"steps -> the last {k}): {', '.join(parts)}")
+
+
+@dataclass(frozen=True)
+class ReferenceUntouched:
+    """The reference DPO compared against is still the base: its logits on the probe input, after
+    training, against the base loaded afresh."""
+
+    atol: float
+    name: str = "reference_untouched"
+
+    def evaluate(self, case_id: str, kind: str, diff: float) -> CheckResult:
+        passed = diff <= self.atol
+        verdict = "is the base, untouched" if passed else "moved during training"
+        return CheckResult(self.name, passed, f"{case_id}: the reference ({kind}) {verdict}: max |logit "
+                                              f"difference| to a fresh load {diff:.3g} "
+                                              f"({'<=' if passed else '>'} {self.atol:g})", value=diff,
+                           bound=self.atol)
+
+
+@dataclass(frozen=True)
+class EvalLossFalls:
+    """The loss on the eval split after training is below the loss before it (checks.eval_falls)."""
+
+    name: str = "eval_loss_falls"
+
+    def evaluate(self, case_id: str, evals: list[dict]) -> CheckResult:
+        if len(evals) < 2:
+            return CheckResult(self.name, False, f"{case_id}: the eval split was evaluated {len(evals)} time(s); "
+                                                 f"the check needs the first and the last step")
+        first, last = evals[0]["eval_loss"], evals[-1]["eval_loss"]
+        passed = last < first
+        return CheckResult(self.name, passed, f"{case_id}: eval loss {'fell' if passed else 'did not fall'}: "
+                                              f"{first:.4f} at step {evals[0]['step']} -> {last:.4f} at step "
+                                              f"{evals[-1]['step']}", value=last, bound=first)
+
+
 def run_all(case: Case, payload: Payload, inv: Inventory | None) -> list[CheckResult]:
     """Every check that applies to the case."""
     c = case.checks
@@ -186,6 +261,15 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None) -> list[CheckRe
     if payload.reload:
         results.append(ReloadMatches(c.logits_atol).evaluate(case.id, float(payload.reload.max_abs_logit_diff),
                                                               payload.reload.loader))
+    if c.eval_falls:
+        results.append(EvalLossFalls().evaluate(case.id, payload.eval_curve))
+    if case.backend.preference:
+        results.append(StartsAtLn2(c.dpo_ln2_atol).evaluate(case.id, payload.losses))
+        results.append(RewardsRise(c.loss_window).evaluate(case.id, payload.loss_curve))
+        ref = payload.reference
+        results.append(ReferenceUntouched(c.reference_atol).evaluate(case.id, ref.kind, ref.max_abs_logit_diff)
+                       if ref else CheckResult("reference_untouched", False,
+                                               f"{case.id}: the child measured no reference model"))
     ops = payload.device.attention_ops
     if ops is not None and not case.backend.picks_attention:  # its own kernels: recorded, not checked
         results.append(AttentionRan().evaluate(case.id, case.attention, ops))

@@ -83,6 +83,15 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("quant_bits_per_param", "bits", "lower", "storage of the 4-bit base weights per parameter, packed "
            "weights plus block constants (QLoRA paper: 4.127 for NF4 with double quantization)", 0.001),
     Metric("reload_max_abs_logit_diff", "logit", "lower", "reloaded checkpoint vs in-memory model", 0.0),
+    # DPO: the implicit rewards trl logs (beta x log-ratio of policy to reference)
+    Metric("reward_margin_final", "nats", "higher", "DPO: mean chosen-minus-rejected reward of the last k logged "
+           "steps", 0.10),
+    Metric("reward_accuracy_final", "fraction", "higher", "DPO: mean share of pairs whose chosen reward is higher, "
+           "last k logged steps", 0.10),
+    Metric("eval_loss_initial", "nats", "none", "loss on the eval split before the first step", 0.05),
+    Metric("eval_loss_final", "nats", "lower", "loss on the eval split after the last step", 0.05),
+    Metric("reference_max_abs_logit_diff", "logit", "lower", "DPO: the reference after training vs the base "
+           "loaded afresh", 0.0),
 ]}
 
 
@@ -163,6 +172,15 @@ def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, war
         out["quant_bits_per_param"] = payload.params.quantized.bits_per_param
     if payload.reload is not None:
         out["reload_max_abs_logit_diff"] = payload.reload.max_abs_logit_diff
+    for name, key in (("reward_margin_final", "rewards/margins"), ("reward_accuracy_final", "rewards/accuracies")):
+        series = [p[key] for p in payload.loss_curve if key in p]
+        if series:
+            out[name] = _window_mean(series, loss_window, last=True)
+    if payload.eval_curve:
+        out["eval_loss_initial"] = payload.eval_curve[0]["eval_loss"]
+        out["eval_loss_final"] = payload.eval_curve[-1]["eval_loss"]
+    if payload.reference is not None:
+        out["reference_max_abs_logit_diff"] = payload.reference.max_abs_logit_diff
     return out
 
 

@@ -22,6 +22,7 @@ from suite.matrix.spec import (
     METHODS,
     SIZES,
     TINY_ARCHS,
+    TRAINERS,
     BenchSpec,
     Case,
     CheckSpec,
@@ -33,8 +34,8 @@ from suite.paths import display
 
 _SECTION = {"training": Training, "lora": LoraSpec, "checks": CheckSpec, "benchmark": BenchSpec}
 _MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"name", "config_sha256"}
-_ENTRY_KEYS = {"name", "models", "methods", "features", "datasets", "training", "lora", "checks", "benchmark",
-               "timeout_s"}
+_ENTRY_KEYS = {"name", "models", "trainers", "methods", "features", "datasets", "training", "lora", "checks",
+               "benchmark", "timeout_s"}
 _DEFAULT_KEYS = {"training", "lora", "checks", "benchmark", "timeout_s", "by_size", "by_method"}
 
 
@@ -270,13 +271,17 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
     for j, m in enumerate(methods):
         if m not in METHODS:
             raise CaseError(file, f"{where}.methods[{j}]", f"unknown method {m!r}; known: {', '.join(METHODS)}")
+    trainers = _as_list(file, f"{where}.trainers", entry.get("trainers", ["sft"]))
+    for j, t in enumerate(trainers):
+        if t not in TRAINERS:
+            raise CaseError(file, f"{where}.trainers[{j}]", f"unknown trainer {t!r}; known: {', '.join(TRAINERS)}")
     raw_feats = entry.get("features", [[]])
     feats = [_parse_features(file, f"{where}.features[{j}]", f)
              for j, f in enumerate(raw_feats if isinstance(raw_feats, list) else [raw_feats])]
     datasets = [_parse_dataset(file, f"{where}.datasets[{j}]", d)
                 for j, d in enumerate(_as_list(file, f"{where}.datasets", entry.get("datasets", ["text"])))]
     cases = []
-    for name, method, feat, (fmt, loss) in itertools.product(model_names, methods, feats, datasets):
+    for name, trainer, method, feat, (fmt, loss) in itertools.product(model_names, trainers, methods, feats, datasets):
         model = models[name]
         sections, timeout = dict(defaults.sections), defaults.timeout_s
         for layer in (defaults.by_method.get(method), defaults.by_size.get(model.size)):
@@ -285,7 +290,7 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
         sections, timeout = _apply(file, f"{where}.", entry, sections, timeout)
         case = Case(model=model, method=method, features=feat, dataset=fmt, loss=loss,
                     training=sections["training"], lora=sections["lora"], checks=sections["checks"],
-                    benchmark=sections["benchmark"], timeout_s=timeout, source=file)
+                    benchmark=sections["benchmark"], timeout_s=timeout, source=file, trainer=trainer)
         problem = validate_combination(case)
         if problem:
             raise CaseError(file, where, f"impossible combination {case.id}: {problem}")

@@ -1,7 +1,15 @@
 """Which combinations of the axes exist: an impossible one is refused when the case files load."""
 from __future__ import annotations
 
-from suite.matrix.spec import ATTENTION, CONVERSATIONAL, DISTRIBUTED, GA_STEPS, PROMPT_FORMATS, Case
+from suite.matrix.spec import (
+    ATTENTION,
+    CONVERSATIONAL,
+    DISTRIBUTED,
+    GA_STEPS,
+    PREFERENCE_FORMATS,
+    PROMPT_FORMATS,
+    Case,
+)
 
 
 def validate_combination(case: Case) -> str | None:
@@ -13,7 +21,17 @@ def validate_combination(case: Case) -> str | None:
         return f"assistant_only loss needs a conversational format ({', '.join(CONVERSATIONAL)}), not {case.dataset}"
     if case.loss == "completion_only" and case.dataset not in PROMPT_FORMATS:
         return f"completion_only loss needs a prompt-completion format ({', '.join(PROMPT_FORMATS)}), not {case.dataset}"
-    backend = case.backend
+    try:
+        backend = case.backend
+    except KeyError as exc:
+        return exc.args[0]
+    if case.dataset not in backend.formats:
+        return f"{backend.name} trains on {', '.join(backend.formats)} data, not {case.dataset}"
+    if case.dataset in PREFERENCE_FORMATS and case.loss != "auto":
+        return "a preference format's loss is DPO's, on the completions; it takes no loss variant"
+    refused_features = [f for f in case.features if backend.features is not None and f not in backend.features]
+    if refused_features:
+        return f"{backend.name} cannot train with {', '.join(refused_features)}; it takes {', '.join(backend.features)}"
     if backend.picks_attention and set(ATTENTION) & set(case.features):
         return f"{backend.name} picks its own attention kernels; do not combine it with an attention variant"
     refused = backend.cannot_run(case)
@@ -37,6 +55,8 @@ def validate_combination(case: Case) -> str | None:
     for key in ("batch_size", "grad_accum", "max_length", "num_samples", "turns"):
         if getattr(case.training, key) < 1:
             return f"training.{key} must be at least 1"
+    if case.checks.eval_falls and not case.training.eval_samples:
+        return "checks.eval_falls needs an eval split: set training.eval_samples"
     if "grad_accum" in case.features and case.training.batch_size % GA_STEPS:
         return (f"grad_accum splits training.batch_size into {GA_STEPS} micro-batches: "
                 f"{case.training.batch_size} is not a multiple of {GA_STEPS}")

@@ -13,6 +13,9 @@ from suite.train.backends.base import Backend
 from suite.train.backends.registry import backend_for
 
 METHODS = ("full", "lora", "qlora", "unsloth")
+# Which trainer trains the case: trl's SFTTrainer (every case before this axis), trl's DPOTrainer, or
+# transformers' plain Trainer given a peft model (its own PEFT path). Ids name a trainer other than sft.
+TRAINERS = ("sft", "dpo", "hf_trainer")
 ADAPTER_METHODS = ("lora", "qlora", "unsloth")
 # Canonical order: ids list features in this order whatever the case file says.
 FEATURES = ("packing", "neftune", "gradient_checkpointing", "grad_accum", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
@@ -26,7 +29,8 @@ FORMATS = data.FORMATS  # what suite/train/data.py generates
 LOSSES = ("auto", "full", "completion_only", "assistant_only")
 MODES = ("regression", "benchmark")
 TINY_ARCHS = tuple(models.TINY_ARCHS)  # what suite/train/models.py builds
-CONVERSATIONAL = ("messages", "conversational_pc")
+CONVERSATIONAL = ("messages", "conversational_pc", "conversational_preference")
+PREFERENCE_FORMATS = data.PREFERENCE_FORMATS
 PROMPT_FORMATS = ("prompt_completion", "conversational_pc")
 
 # Every marker a case can carry; registered so that --strict-markers catches typos.
@@ -36,6 +40,9 @@ NOT_FINGERPRINTED = ("source", "timeout_s", "checks", "benchmark")
 
 MARKERS: dict[str, str] = {
     **{m: f"method: {m}" for m in METHODS},
+    "sft": "trainer: trl's SFTTrainer",
+    "dpo": "trainer: trl's DPOTrainer (preference data, ref_model=None)",
+    "hf_trainer": "trainer: transformers' plain Trainer with a peft model",
     **{f: f"feature: {f}" for f in FEATURES},
     **{s: f"model size: {s}" for s in SIZES},
     "large": "a 7B-class model (same as 7b)",
@@ -80,6 +87,7 @@ class Training:
     seed: int = 0
     num_samples: int = 512
     turns: int = 1  # question/answer pairs per example: longer sequences for benchmarks of big models
+    eval_samples: int = 0  # an eval split of this many rows (another seed), evaluated at the first and last step
     neftune_alpha: float = 5.0
     precision: str = "auto"  # auto: bf16 where the GPU supports it, else fp32
     extra: tuple[tuple[str, Any], ...] = ()  # further SFTConfig fields, checked against trl in the child
@@ -104,6 +112,11 @@ class CheckSpec:
     # ... and the mean of (obtained - baseline) over the whole curve within this: kernel noise
     # averages out over the steps, a systematic shift of the loss does not (cases/_base.yaml)
     curve_drift: float = 1e-3
+    # DPO: policy equals reference before the first update, so the first logged loss is
+    # -log sigmoid(0) = ln 2; measured 1.9e-9 off in fp32 on the tiny models (float rounding)
+    dpo_ln2_atol: float = 1e-4
+    reference_atol: float = 0.0  # the reference after training vs the base loaded afresh: bitwise
+    eval_falls: bool = False  # with training.eval_samples: the eval loss after training must be below the first
 
 
 @dataclass(frozen=True)
@@ -125,10 +138,12 @@ class Case:
     source: str  # the case file this case was declared in
     mode: str = "regression"
     benchmark: BenchSpec = BenchSpec()
+    trainer: str = "sft"
 
     @property
     def id(self) -> str:
-        parts = [self.model.name, self.method, "+".join(self.features) or "base"]
+        parts = [self.model.name, *([self.trainer] if self.trainer != "sft" else []), self.method,
+                 "+".join(self.features) or "base"]
         if self.dataset != "text" or self.loss != "auto":
             parts.append(self.dataset + ("" if self.loss == "auto" else f":{self.loss}"))
         return "/".join(parts)
@@ -146,7 +161,8 @@ class Case:
     def effective_loss(self) -> str:
         if self.loss != "auto":
             return self.loss
-        return "completion_only" if self.dataset in PROMPT_FORMATS else "full"
+        # DPO's log-probabilities are the completions' (chosen and rejected) only
+        return "completion_only" if self.dataset in PROMPT_FORMATS + PREFERENCE_FORMATS else "full"
 
     @property
     def attention(self) -> str:
@@ -166,8 +182,8 @@ class Case:
 
     @property
     def backend(self) -> Backend:
-        """The trainer backend that trains this case's method (suite/train/backends/)."""
-        return backend_for(self.method)
+        """The trainer backend that trains this case's method with its trainer (suite/train/backends/)."""
+        return backend_for(self.method, self.trainer)
 
     @property
     def needs_gpu(self) -> bool:
@@ -176,7 +192,7 @@ class Case:
 
     @property
     def markers(self) -> tuple[str, ...]:
-        marks = ["case", self.method, self.model.size, *self.features, self.dataset]
+        marks = ["case", self.trainer, self.method, self.model.size, *self.features, self.dataset]
         if self.model.size == "7b":
             marks.append("large")
         if self.model.arch:
@@ -203,6 +219,10 @@ class Case:
         d["id"] = self.id
         if self.model.config is None:  # left out so that the other cases keep their fingerprints
             del d["model"]["config"], d["model"]["config_sha256"]
+        if self.trainer == "sft":  # the same: SFT cases' fingerprints predate the trainer axis
+            del d["trainer"]
+        if not self.training.eval_samples:  # and the eval split
+            del d["training"]["eval_samples"]
         d["steps"] = self.steps
         d["attention"] = self.attention
         d["effective_loss"] = self.effective_loss

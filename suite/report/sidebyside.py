@@ -2,7 +2,8 @@
 SDPA, packing vs not, ...), as speed and memory ratios, next to the published figure where one exists.
 
 Pairs come from the records themselves: a variant and its reference share model, dataset and loss,
-and differ by one method step (unsloth -> qlora -> lora -> full) or by one feature. Repeats count
+and differ by one method step (unsloth -> qlora -> lora -> full), by one feature, or by the trainer (the plain
+transformers Trainer against trl's SFTTrainer with the same adapter). Repeats count
 by their median. Nothing here is a verdict: ratios of single CPU timings are noise-prone, and the
 published figures were measured on other GPUs, versions and data (their source says which).
 """
@@ -20,6 +21,7 @@ from suite.train.backends.registry import backend_for
 
 METHOD_STEPS = {"unsloth": "qlora", "qlora": "lora", "lora": "full"}  # variant method -> its reference
 FEATURE_STEPS = ("flash_attn", "eager", "packing", "neftune", "gradient_checkpointing")
+TRAINER_STEPS = {"hf_trainer": "sft"}  # variant trainer -> its reference (DPO trains on other data: no twin)
 INTRO = ("The same case with one thing changed: variant tokens/s over the reference's, and the change in peak "
          "memory (medians of repeats). Informative, not gated.")
 COLUMNS = ["comparison", "variant", "reference", "speed_ratio", "memory_change", "memory_metric", "variant_mfu",
@@ -51,8 +53,8 @@ def _key(rec: dict) -> tuple:
     case = rec.get("case") or {}
     model = case.get("model")
     model = model.get("name") if isinstance(model, dict) else model
-    return (model, case.get("method"), frozenset(case.get("features") or ()), case.get("dataset"),
-            case.get("effective_loss") or case.get("loss"))
+    return (model, case.get("trainer") or "sft", case.get("method"), frozenset(case.get("features") or ()),
+            case.get("dataset"), case.get("effective_loss") or case.get("loss"))
 
 
 def _median(recs: list[dict], metric: str) -> float | None:
@@ -69,25 +71,30 @@ def _published(comparison: str, model: str | None) -> Published | None:
                  and fnmatch.fnmatchcase(model, p.model_glob)), None)
 
 
-def _method_label(variant: str, reference: str) -> str:
+def _method_label(variant: str, reference: str, trainer: str) -> str:
     """`qlora vs lora`; across backends the reference's is named: `unsloth vs HF qlora`."""
-    other = backend_for(reference)
-    return f"{variant} vs {reference}" if backend_for(variant) is other else f"{variant} vs {other.label} {reference}"
+    other = backend_for(reference, trainer)
+    same = backend_for(variant, trainer) is other
+    return f"{variant} vs {reference}" if same else f"{variant} vs {other.label} {reference}"
 
 
 def _pairs(groups: dict[tuple, list[dict]]):
     for key in groups:
-        model, method, features, dataset, loss = key
+        model, trainer, method, features, dataset, loss = key
         if method in METHOD_STEPS:
-            ref = (model, METHOD_STEPS[method], features, dataset, loss)
+            ref = (model, trainer, METHOD_STEPS[method], features, dataset, loss)
             if ref in groups:
-                label = _method_label(method, METHOD_STEPS[method])
-                yield label, key, ref
+                yield _method_label(method, METHOD_STEPS[method], trainer), key, ref
         for feat in FEATURE_STEPS:
             if feat in features:
-                ref = (model, method, features - {feat}, dataset, loss)
+                ref = (model, trainer, method, features - {feat}, dataset, loss)
                 if ref in groups:
                     yield f"+{feat}", key, ref
+        if trainer in TRAINER_STEPS:
+            ref = (model, TRAINER_STEPS[trainer], method, features, dataset, loss)
+            if ref in groups:
+                variant, reference = backend_for(method, trainer), backend_for(method, TRAINER_STEPS[trainer])
+                yield f"{variant.label} vs {reference.name.split()[-1]} {method}", key, ref
 
 
 def frame(run: Run) -> pd.DataFrame:

@@ -1,5 +1,6 @@
-"""What a case trains with: device and dtype, the data set, trl's SFTConfig, peft's LoraConfig, the
-4-bit quantization config and the model's load arguments, from the case and the installed versions."""
+"""What a case trains with: device and dtype, the data set, trl's SFTConfig and DPOConfig, transformers'
+TrainingArguments, peft's LoraConfig, the 4-bit quantization config and the model's load arguments,
+from the case and the installed versions."""
 from __future__ import annotations
 
 import os
@@ -38,6 +39,48 @@ def dataset(case: Case):
     return Dataset.from_list(data.generate(case.dataset, t.num_samples, seed=t.seed, turns=t.turns))
 
 
+EVAL_SEED_OFFSET = 1000  # the eval split's rows come from another seed than the training rows
+
+
+def eval_dataset(case: Case):
+    """The case's eval split (training.eval_samples rows), or None."""
+    from datasets import Dataset
+
+    t = case.training
+    if not t.eval_samples:
+        return None
+    return Dataset.from_list(data.generate(case.dataset, t.eval_samples, seed=t.seed + EVAL_SEED_OFFSET,
+                                           turns=t.turns))
+
+
+def _common(case: Case, output_dir: Path, device: str, precision: str) -> dict:
+    """What every trainer's arguments say alike: steps, batch, optimiser, schedule, logging, precision."""
+    t = case.training
+    split = GA_STEPS if "grad_accum" in case.features else 1  # the same batch in GA_STEPS micro-batches
+    # an eval split is evaluated before the first step and after the last
+    evals = dict(eval_strategy="steps", eval_steps=case.steps, eval_on_start=True,
+                 per_device_eval_batch_size=t.batch_size // split) if t.eval_samples else {}
+    return dict(**evals,
+        output_dir=str(output_dir), max_steps=case.steps, per_device_train_batch_size=t.batch_size // split,
+        gradient_accumulation_steps=t.grad_accum * split, learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
+        seed=t.seed, data_seed=t.seed, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, bf16=precision == "bf16", fp16=precision == "fp16",
+        **{compat.key("use_cpu"): device == "cpu"}, dataloader_num_workers=0,
+        # Explicit, so that every backend trains alike: unsloth's patched SFTConfig defaults to
+        # optim="adamw_8bit", which would make its side-by-side with the HF case compare optimisers too.
+        optim=transformers_default_optim(),
+        **compat.checkpointing_args("gradient_checkpointing" in case.features),
+    )
+
+
+def _extra(case: Case, fields: set[str], what: str) -> dict:
+    unknown = sorted(set(dict(case.training.extra)) - fields)
+    if unknown:
+        raise ValueError(f"{case.source}: training.extra: {', '.join(unknown)} not a field of the installed {what}")
+    return dict(case.training.extra)
+
+
 def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
     from trl import SFTConfig
 
@@ -46,23 +89,14 @@ def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_
     if unknown:
         raise ValueError(f"{case.source}: training.extra: {', '.join(unknown)} not a field of the installed "
                          f"trl's SFTConfig")
-    split = GA_STEPS if "grad_accum" in case.features else 1  # the same batch in GA_STEPS micro-batches
     kwargs = dict(
-        output_dir=str(output_dir), max_steps=case.steps, per_device_train_batch_size=t.batch_size // split,
-        gradient_accumulation_steps=t.grad_accum * split, learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
-        seed=t.seed, data_seed=t.seed, logging_steps=1, save_strategy="no", report_to="none",
-        disable_tqdm=True, bf16=precision == "bf16", fp16=precision == "fp16",
-        **{compat.key("use_cpu"): device == "cpu"},
-        packing="packing" in case.features, dataloader_num_workers=0,
+        **_common(case, output_dir, device, precision),
+        packing="packing" in case.features,
         neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
-        **compat.checkpointing_args("gradient_checkpointing" in case.features),
         **compat.max_length_args(t.max_length),
     )
-    # Explicit, so that every backend trains alike: unsloth's patched SFTConfig defaults to
-    # optim="adamw_8bit" and padding_free=None (it may turn padding-free batching on by itself),
-    # which would make its side-by-side with the HF case compare optimisers and batching too.
-    kwargs["optim"] = transformers_default_optim()
+    # unsloth's patched SFTConfig defaults padding_free=None (it may turn padding-free batching on by
+    # itself): off, so that its side-by-side with the HF case does not compare batching too.
     if "packing" not in case.features and "padding_free" in compat.sft_config_fields():
         kwargs["padding_free"] = False
     if case.effective_loss == "assistant_only":
@@ -73,6 +107,36 @@ def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_
         kwargs["model_init_kwargs"] = model_init_kwargs
     kwargs.update(dict(t.extra))
     return SFTConfig(**kwargs)
+
+
+# DPO as the LLM Engineers Handbook's finetune.py runs it after SFT: beta 0.1, ref_model=None.
+DPO_BETA = 0.1
+
+
+def dpo_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
+    import dataclasses
+
+    from trl import DPOConfig
+
+    extra = _extra(case, {f.name for f in dataclasses.fields(DPOConfig)}, "trl's DPOConfig")
+    kwargs = dict(**_common(case, output_dir, device, precision), beta=DPO_BETA, max_length=case.training.max_length)
+    if model_init_kwargs is not None:
+        kwargs["model_init_kwargs"] = model_init_kwargs
+    return DPOConfig(**{**kwargs, **extra})
+
+
+def training_arguments(case: Case, output_dir: Path, device: str, precision: str):
+    """transformers' TrainingArguments for the plain Trainer (no trl)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    extra = _extra(case, {f.name for f in dataclasses.fields(TrainingArguments)}, "transformers' TrainingArguments")
+    t = case.training
+    kwargs = dict(**_common(case, output_dir, device, precision),
+                  neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
+                  remove_unused_columns=False)
+    return TrainingArguments(**{**kwargs, **extra})
 
 
 def transformers_default_optim() -> str:

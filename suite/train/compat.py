@@ -128,7 +128,8 @@ def quantization_args(load_kwargs: dict) -> tuple[dict, dict]:
 def cannot_express(case) -> list[str]:
     """Why the installed versions cannot run the case as declared (each names the version)."""
     needed = []
-    if case.effective_loss == "completion_only" or case.dataset in ("prompt_completion", "conversational_pc"):
+    if case.trainer == "sft" and (case.effective_loss == "completion_only"
+                                  or case.dataset in ("prompt_completion", "conversational_pc")):
         needed += ["prompt_completion", "completion_only_loss"]
     if case.effective_loss == "assistant_only":
         needed.append("assistant_only_loss")

@@ -1,4 +1,4 @@
-"""Learnable synthetic data sets in every format trl's SFTTrainer accepts.
+"""Learnable synthetic data sets in every format trl's SFTTrainer and DPOTrainer accept.
 
 The task is deterministic and small-vocabulary (colour/animal facts and counting), so a
 tiny model's loss falls within a few dozen steps and any regression that breaks learning
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import random
 
-FORMATS = ("text", "messages", "prompt_completion", "conversational_pc")
+FORMATS = ("text", "messages", "prompt_completion", "conversational_pc", "preference", "conversational_preference")
+# DPO's: prompt, chosen, rejected (trl's standard and conversational preference formats)
+PREFERENCE_FORMATS = ("preference", "conversational_preference")
 
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "brown"]
 ANIMALS = ["cat", "dog", "fox", "owl", "cow", "pig", "hen", "bee", "ant", "elk", "yak", "emu"]
@@ -34,6 +36,16 @@ def _example(rng: random.Random) -> tuple[str, str]:
     return f"count from {NUMBERS[start]} ?", f"{seq} ."
 
 
+def _rejected(completion: str, rng: random.Random) -> str:
+    """A wrong answer of the same shape: another colour, or a count that skips a number."""
+    words = completion.split()
+    if words[-2] in COLOURS:  # "the <animal> is <colour> ."
+        words[-2] = rng.choice([c for c in COLOURS if c != words[-2]])
+    else:  # "<n> <n+1> ... ." -> one number left out
+        del words[rng.randrange(1, len(words) - 1)]
+    return " ".join(words)
+
+
 def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
     """Rows of the data set in the given trl format; `turns` question/answer pairs per row make
     longer sequences (multi-turn conversations for the conversational formats)."""
@@ -42,6 +54,7 @@ def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
     if turns < 1:
         raise ValueError(f"turns must be at least 1, got {turns}")
     rng = random.Random(seed)
+    wrong = random.Random(seed + 1)  # rejected answers: the other formats' rows stay as they were
     rows = []
     for _ in range(n):
         pairs = [_example(rng) for _ in range(turns)]
@@ -52,6 +65,17 @@ def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
         elif fmt == "messages":
             rows.append({"messages": [m for p, c in pairs for m in (
                 {"role": "user", "content": p}, {"role": "assistant", "content": c})]})
+        elif fmt in PREFERENCE_FORMATS:
+            rejected = _rejected(completion, wrong)
+            if fmt == "preference":
+                rows.append({"prompt": (context + " " if context else "") + prompt + " ", "chosen": completion,
+                             "rejected": rejected})
+            else:
+                history = [m for p, c in pairs[:-1] for m in (
+                    {"role": "user", "content": p}, {"role": "assistant", "content": c})]
+                rows.append({"prompt": history + [{"role": "user", "content": prompt}],
+                             "chosen": [{"role": "assistant", "content": completion}],
+                             "rejected": [{"role": "assistant", "content": rejected}]})
         elif fmt == "prompt_completion":
             rows.append({"prompt": (context + " " if context else "") + prompt + " ", "completion": completion})
         else:

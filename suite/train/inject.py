@@ -5,8 +5,12 @@ matrix products worth a tenth of its own FLOPs, counted on the first step, on to
 arithmetic, which the counted FLOPs see exactly and the step times statistically),
 `wait:0.10` (each step then sleeps a tenth of its wall time), `memory:0.05` (after the last step
 the process touches memory until its peak resident memory is 5% above what it was), `forward`
-(every loss computation runs one more forward pass of the model). Unset, nothing here runs; a
-record made with an injection says so in `resolved.injected`.
+(every loss computation runs one more forward pass of the model). Faults of correctness, for the
+DPO checks' tests: `reference` (the base weights the reference model computes with are shifted
+before training: a trained or shared reference), `adapter_init` (the adapter starts non-zero, or a
+full fine-tune's policy differs from its reference: the policy is not its reference at step 1),
+`save_base` (the checkpoint gets the base model's weights beside the adapter). Unset, nothing here
+runs; a record made with an injection says so in `resolved.injected`.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from transformers import TrainerCallback
 from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
-KINDS = ("compute", "wait", "memory", "forward")
+KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base")
 
 
 def requested() -> dict[str, float]:
@@ -59,6 +63,7 @@ def install(trainer) -> dict[str, float]:
     if not faults:
         return {}
     trainer.add_callback(Faults(faults))
+    _correctness_faults(trainer, faults)
     if "forward" in faults:
         original_loss = trainer.compute_loss
 
@@ -92,3 +97,33 @@ def install(trainer) -> dict[str, float]:
 
         trainer.training_step = training_step
     return faults
+
+
+def _correctness_faults(trainer, faults: dict[str, float]) -> None:
+    import torch
+
+    model = trainer.model
+    peft = hasattr(model, "get_base_model")
+    with torch.no_grad():
+        if "reference" in faults:  # what the reference computes with: the shared base, or trl's copy
+            ref = getattr(trainer, "ref_model", None)
+            (ref if ref is not None else model).get_input_embeddings().weight.add_(0.05)
+        if "adapter_init" in faults:
+            if peft:
+                for name, param in model.named_parameters():
+                    if "lora_B" in name:
+                        param.fill_(0.01)
+            else:
+                model.get_input_embeddings().weight.add_(0.05)
+    if "save_base" in faults:
+        original_save = trainer.save_model
+
+        def save_model(output_dir=None, *args, **kwargs):
+            from safetensors.torch import save_file
+
+            original_save(output_dir, *args, **kwargs)
+            base = model.get_base_model() if peft else model
+            tensors = {k: v.detach().contiguous().clone() for k, v in base.state_dict().items() if v.is_floating_point()}
+            save_file(tensors, f"{output_dir}/model.safetensors")
+
+        trainer.save_model = save_model

@@ -93,7 +93,9 @@ class CountingCollator:
         mask = batch.get("attention_mask")
         processed = int(mask.sum()) if mask is not None else int(ids.numel())
         labels = batch.get("labels")
-        labelled = int((labels[..., 1:] != -100).sum()) if labels is not None else processed
+        completion = batch.get("completion_mask")  # DPO's: the chosen and rejected completions' tokens
+        labelled = (int((labels[..., 1:] != -100).sum()) if labels is not None
+                    else int(completion.sum()) if completion is not None else processed)
         pos = batch.get("position_ids")
         sequences = int((pos == 0).sum()) if pos is not None and mask is None else int(ids.shape[0])
         self.batches.append((processed, labelled, sequences))
@@ -106,6 +108,10 @@ class CountingCollator:
             chunk = self.batches[s * grad_accum:(s + 1) * grad_accum]
             out.append(tuple(sum(c[i] for c in chunk) for i in range(3)))
         return out
+
+
+# What DPOTrainer logs per step beside the loss: the implicit rewards (beta x log-ratio to the reference)
+PREFERENCE_LOGS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
 
 class MeasureCallback(TrainerCallback):
@@ -122,6 +128,7 @@ class MeasureCallback(TrainerCallback):
         self.step_starts: list[float] = []
         self.step_cpu_starts: list[float] = []
         self.losses: list[dict] = []
+        self.evals: list[dict] = []  # per evaluation: step, eval_loss (and DPO's eval rewards)
         self.first_step_at: float | None = None
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -133,10 +140,13 @@ class MeasureCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             entry = {"step": state.global_step, "loss": float(logs["loss"])}
-            for key in ("grad_norm", "learning_rate", "num_tokens", "mean_token_accuracy"):
+            for key in ("grad_norm", "learning_rate", "num_tokens", "mean_token_accuracy", *PREFERENCE_LOGS):
                 if key in logs:
                     entry[key] = float(logs[key])
             self.losses.append(entry)
+        if logs and "eval_loss" in logs:
+            self.evals.append({"step": state.global_step, **{k: float(v) for k, v in logs.items()
+                                                           if k.startswith("eval_") and isinstance(v, (int, float))}})
 
     @property
     def step_times(self) -> list[float]:

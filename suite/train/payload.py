@@ -140,6 +140,13 @@ class Device(_Part):
 
 
 @dataclass
+class Reference(_Part):
+    """A preference trainer's reference model after training, against a fresh load of the base."""
+    kind: str  # "the disabled adapter" | "ref_model (...)"
+    max_abs_logit_diff: float
+
+
+@dataclass
 class Payload:
     loss_curve: list[dict]  # per logged step: step, loss, grad_norm, learning_rate, ...
     step_times_s: list[float]
@@ -157,6 +164,8 @@ class Payload:
     step_cpu_times_s: list[float] = field(default_factory=list)  # the training thread's CPU time per step
     # counted in one extra step (suite/train/measure.py profiled_step): flops, aten_calls, processed_tokens, ...
     work: dict | None = None
+    reference: Reference | None = None  # DPO: the reference model, checked untouched
+    eval_curve: list[dict] = field(default_factory=list)  # per evaluation of the eval split: step, eval_loss, ...
 
     @property
     def losses(self) -> list[float]:
@@ -174,4 +183,5 @@ class Payload:
                    timing=Timing(**doc["timing"]), checkpoint=CheckpointRef(**doc["checkpoint"]),
                    reload=_in(Reload, doc.get("reload")), device=Device(**doc["device"]),
                    resolved=doc.get("resolved") or {}, warnings=doc.get("warnings") or [],
-                   step_cpu_times_s=doc.get("step_cpu_times_s") or [], work=doc.get("work"))
+                   step_cpu_times_s=doc.get("step_cpu_times_s") or [], work=doc.get("work"),
+                   reference=_in(Reference, doc.get("reference")), eval_curve=doc.get("eval_curve") or [])

@@ -10,7 +10,18 @@ from pathlib import Path
 from suite.matrix.spec import Case
 from suite.train import args as train_args
 from suite.train import inject, models, probes
-from suite.train.payload import CheckpointRef, Device, Flops, Memory, Params, Payload, Reload, Timing, TrainInfo
+from suite.train.payload import (
+    CheckpointRef,
+    Device,
+    Flops,
+    Memory,
+    Params,
+    Payload,
+    Reference,
+    Reload,
+    Timing,
+    TrainInfo,
+)
 
 
 def run(case: Case, workdir: Path, process_start: float) -> Payload:
@@ -46,9 +57,10 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
         t0 = time.perf_counter()
         backend = case.backend
         trainer, tokenizer, load_kwargs = backend.build_trainer(case, resolved.path, device, precision, dtype,
-                                                                workdir / "trainer", train_args.dataset(case), [measure])
+                                                                workdir / "trainer", train_args.dataset(case), [measure],
+                                                                train_args.eval_dataset(case))
         timing["build_s"] = time.perf_counter() - t0
-        injected = inject.install(trainer)  # FTSUITE_INJECT: known faults, for benchmarks/sensitivity.py only
+        injected = inject.install(trainer)  # FTSUITE_INJECT: known faults, for benchmarks/sensitivity.py and tests only
         counter = trainer.data_collator = CountingCollator(trainer.data_collator)
         params = probes.param_summary(trainer.model, case.is_adapter)
         quantized = probes.quantized_summary(trainer.model)
@@ -65,6 +77,7 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
                                     tokenizer, device)
         if trainer.is_world_process_zero():  # what another version's load of the checkpoint must give
             probes.save_probe(probe, workdir / probes.PROBE_FILE)
+        reference = backend.reference(trainer, case, resolved.path, load_kwargs, tokenizer, device)
         ckpt = workdir / "checkpoint"
         t0 = time.perf_counter()
         trainer.save_model(str(ckpt))
@@ -90,6 +103,7 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     args = trainer.args
     return Payload(
         loss_curve=measure.losses,
+        eval_curve=measure.evals,
         step_times_s=measure.step_times,
         step_cpu_times_s=measure.step_cpu_times,
         work=work,
@@ -117,9 +131,10 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
                 "max_steps", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                 "packing", "padding_free", "neftune_noise_alpha", "gradient_checkpointing", "max_length",
                 "max_seq_length", "completion_only_loss", "assistant_only_loss", "bf16", "fp16", "use_cpu",
-                "seed", "loss_type", "optim")},
+                "seed", "loss_type", "optim", "beta")},
         },
         warnings=sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
+        reference=Reference(**reference) if reference else None,
     )
 
 

@@ -21,3 +21,19 @@ def test_can_fail_per_micro_batch_mean(tmp_path, invariant):
     verdicts = runs.measure_grad_accum("lora", tmp_path, trainer_cls=runs.per_micro_batch_mean_trainer())
     invariant.breaks(verdicts, "grad_accum.loss")
     invariant.breaks(verdicts, "grad_accum.weights")
+
+
+@pytest.mark.lora
+@pytest.mark.adapter
+@pytest.mark.dpo
+def test_dpo_batch_and_accumulation_agree(tmp_path, invariant):
+    invariant.holds(runs.measure_dpo_grad_accum(tmp_path))
+
+
+@pytest.mark.lora
+@pytest.mark.adapter
+@pytest.mark.dpo
+def test_can_fail_dpo_with_summed_micro_batches(tmp_path, invariant):
+    verdicts = runs.measure_dpo_grad_accum(tmp_path, tamper=runs.summed_micro_batches)
+    invariant.breaks(verdicts, "dpo.grad_accum.loss")
+    invariant.breaks(verdicts, "dpo.grad_accum.weights")

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 class Backend:
     name = ""  # how messages name it
+    trainer = "sft"  # the matrix's trainer axis value it serves
     label = ""  # how a side-by-side names it next to another backend ("HF", "unsloth")
     methods: tuple[str, ...] = ()  # the matrix methods it trains
     four_bit_methods: tuple[str, ...] = ()  # methods that load a 4-bit (bitsandbytes) base
@@ -21,6 +22,9 @@ class Backend:
     picks_attention = False  # it chooses its own attention kernels: no variant, no attention check
     distributed = True  # it can run as ddp/fsdp ranks
     spawn_always = False  # its child starts in a fresh interpreter even where others are forked
+    formats: tuple[str, ...] = ("text", "messages", "prompt_completion", "conversational_pc")  # data it takes
+    features: tuple[str, ...] | None = None  # the features it can train (None: all)
+    preference = False  # trains on preference pairs: the DPO checks apply (suite/judge/checks.py)
 
     def four_bit(self, case: Case) -> bool:
         return case.method in self.four_bit_methods
@@ -42,10 +46,16 @@ class Backend:
         raise NotImplementedError
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
-                      dataset: Any, callbacks: list) -> tuple[Any, Any, dict]:
+                      dataset: Any, callbacks: list, eval_dataset: Any = None) -> tuple[Any, Any, dict]:
         """(trainer, tokenizer, the kwargs the reload loads the base with)."""
         raise NotImplementedError
 
     def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
         """Read the checkpoint back as a user would: (its logits on the probe input, the loader's name)."""
         raise NotImplementedError
+
+    def reference(self, trainer: Any, case: Case, model_path: str, load_kwargs: dict, tokenizer: Any,
+                  device: str) -> dict | None:
+        """After training, a preference trainer's reference model against a fresh load of the base:
+        {"kind": ..., "max_abs_logit_diff": ...}; None for trainers without a reference."""
+        return None

@@ -22,7 +22,7 @@ class HFSFTTrainer(Backend):
         return train_args.model_init_kwargs(case, device, dtype)
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
-                      dataset: Any, callbacks: list) -> tuple[Any, Any, dict]:
+                      dataset: Any, callbacks: list, eval_dataset: Any = None) -> tuple[Any, Any, dict]:
         from trl import SFTTrainer
 
         tokenizer = models.load_tokenizer(model_path)
@@ -31,7 +31,7 @@ class HFSFTTrainer(Backend):
         init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
         args = train_args.sft_config(case, output_dir, device, precision, init_kwargs)
         # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.
-        trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset,
+        trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
                              **{compat.key("processing_class"): tokenizer},
                              peft_config=train_args.lora_config(case) if case.is_adapter else None,
                              callbacks=callbacks, **trainer_kwargs)

@@ -48,7 +48,7 @@ class Unsloth(Backend):
         return {"dtype": dtype}
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
-                      dataset: Any, callbacks: list) -> tuple[Any, Any, dict]:
+                      dataset: Any, callbacks: list, eval_dataset: Any = None) -> tuple[Any, Any, dict]:
         import unsloth  # noqa: F401  (must come before trl/transformers use, it patches them)
         from trl import SFTTrainer
         from unsloth import FastLanguageModel
@@ -63,7 +63,8 @@ class Unsloth(Backend):
             use_gradient_checkpointing="unsloth" if "gradient_checkpointing" in case.features else False,
             random_state=case.training.seed)
         args = train_args.sft_config(case, output_dir, device, precision, None)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
+                             processing_class=tokenizer,
                              callbacks=callbacks)
         return trainer, tokenizer, self.reload_kwargs(case, device, dtype)
 

@@ -1,0 +1,51 @@
+"""lora / qlora through transformers' own PEFT path, no trl: the model is loaded, wrapped by
+get_peft_model and handed to a plain Trainer with a causal-LM collator; the Trainer saves only the
+adapter. The reload is the SFT backend's (PeftModel.from_pretrained on the base)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from suite.train import args as train_args
+from suite.train import models
+from suite.train.backends.hf import HFSFTTrainer
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
+
+
+class PlainTrainer(HFSFTTrainer):
+    name = "transformers Trainer with peft"
+    label = "Trainer"
+    trainer = "hf_trainer"
+    methods = ("lora", "qlora")
+    formats = ("text",)  # tokenised here; the chat formats are trl's
+    features = ("neftune", "gradient_checkpointing", "grad_accum", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+    distributed = True
+
+    def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
+                      dataset: Any, callbacks: list, eval_dataset: Any = None) -> tuple[Any, Any, dict]:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, Trainer
+
+        tokenizer = models.load_tokenizer(model_path)
+        load_kwargs = self.reload_kwargs(case, device, dtype)
+        args = train_args.training_arguments(case, output_dir, device, precision)
+        model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
+        if case.method == "qlora":  # what peft's QLoRA guide does before wrapping a 4-bit model
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
+        model = get_peft_model(model, train_args.lora_config(case))
+        max_length = case.training.max_length
+
+        def tokenize(rows):
+            return rows.map(lambda row: tokenizer(row["text"], truncation=True, max_length=max_length),
+                            remove_columns=rows.column_names)
+
+        trainer = Trainer(model=model, args=args, train_dataset=tokenize(dataset),
+                          eval_dataset=tokenize(eval_dataset) if eval_dataset is not None else None,
+                          processing_class=tokenizer,
+                          data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=callbacks)
+        return trainer, tokenizer, load_kwargs
+
+
+BACKEND = PlainTrainer()
