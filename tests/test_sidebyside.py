@@ -89,3 +89,19 @@ def test_the_plain_trainer_pairs_with_its_sft_twin_and_dpo_with_nothing(tmp_path
     assert (row["comparison"], row["variant"], row["reference"]) == (
         "Trainer vs SFTTrainer lora", "tiny-llama/hf_trainer/lora/base", "tiny-llama/lora/base")
     assert row["speed_ratio"] == pytest.approx(1.2) and row["memory_change"] == pytest.approx(0.1)
+
+
+def test_liger_pairs_with_its_hf_twin_and_carries_the_published_figure(tmp_path):
+    gc = ["gradient_checkpointing"]
+    run = _run(tmp_path, [
+        _record("llama2-7b-shaped", "qlora", gc, tokens_per_s=1000.0, cuda_max_reserved_gib=10.0),
+        _record("llama2-7b-shaped", "qlora", [*gc, "liger"], tokens_per_s=1100.0, cuda_max_reserved_gib=7.0),
+        _record("tiny-llama", "lora", [], tokens_per_s=100.0, peak_rss_gib=1.0),
+        _record("tiny-llama", "lora_8bit", [], tokens_per_s=80.0, peak_rss_gib=0.9),
+    ])
+    rows = {r["comparison"]: r for r in sidebyside.frame(run).to_dict("records")}
+    liger = rows["+liger"]
+    assert liger["speed_ratio"] == pytest.approx(1.1) and liger["memory_change"] == pytest.approx(-0.3)
+    assert (liger["published_speed_ratio"], liger["published_memory_change"]) == (1.20, -0.60)
+    assert "Liger Kernel Integration" in liger["published_source"]
+    assert rows["lora_8bit vs lora"]["reference"] == "tiny-llama/lora/base"

@@ -34,6 +34,8 @@ def validate_combination(case: Case) -> str | None:
         return f"{backend.name} cannot train with {', '.join(refused_features)}; it takes {', '.join(backend.features)}"
     if backend.picks_attention and set(ATTENTION) & set(case.features):
         return f"{backend.name} picks its own attention kernels; do not combine it with an attention variant"
+    if backend.picks_attention and "liger" in case.features:
+        return f"{backend.name} patches the model with its own kernels; do not combine it with liger"
     refused = backend.cannot_run(case)
     if refused:
         return refused

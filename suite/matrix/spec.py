@@ -12,13 +12,14 @@ from suite.train import data, models
 from suite.train.backends.base import Backend
 from suite.train.backends.registry import backend_for
 
-METHODS = ("full", "lora", "qlora", "unsloth")
+METHODS = ("full", "lora", "qlora", "lora_8bit", "unsloth")
 # Which trainer trains the case: trl's SFTTrainer (every case before this axis), trl's DPOTrainer, or
 # transformers' plain Trainer given a peft model (its own PEFT path). Ids name a trainer other than sft.
 TRAINERS = ("sft", "dpo", "hf_trainer")
-ADAPTER_METHODS = ("lora", "qlora", "unsloth")
+ADAPTER_METHODS = ("lora", "qlora", "lora_8bit", "unsloth")
 # Canonical order: ids list features in this order whatever the case file says.
-FEATURES = ("packing", "neftune", "gradient_checkpointing", "grad_accum", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+FEATURES = ("packing", "neftune", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa",
+            "eager", "ddp", "fsdp")
 GA_STEPS = train_args.GA_STEPS  # grad_accum: the case's batch in GA_STEPS accumulated micro-batches
 ATTENTION = {"flash_attn": "flash_attention_2", "sdpa": "sdpa", "eager": "eager"}
 # Data-parallel features: the case is launched as WORLD_SIZE processes (suite/run/distributed.py).
@@ -48,7 +49,7 @@ MARKERS: dict[str, str] = {
     "large": "a 7B-class model (same as 7b)",
     "gpu": "needs a CUDA GPU",
     "multigpu": f"needs {WORLD_SIZE} CUDA GPUs (ddp, fsdp)",
-    "adapter": "an adapter method (lora, qlora, unsloth)",
+    "adapter": "an adapter method (lora, qlora, lora_8bit, unsloth)",
     **{f: f"dataset format: {f}" for f in FORMATS},
     "completion_only": "loss on the completion only",
     "assistant_only": "loss on assistant turns only",
@@ -188,7 +189,7 @@ class Case:
     @property
     def needs_gpu(self) -> bool:
         return (self.model.size == "7b" or self.backend.needs_gpu or "flash_attn" in self.features
-                or self.distributed is not None)
+                or "liger" in self.features or self.distributed is not None)
 
     @property
     def markers(self) -> tuple[str, ...]:

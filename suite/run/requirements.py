@@ -27,12 +27,19 @@ def missing_requirements(case: Case) -> list[str]:
             why.append(backend.name)
         if "flash_attn" in case.features:
             why.append("flash-attention 2")
+        if "liger" in case.features:
+            why.append("Liger's Triton kernels")
         missing.append(f"a CUDA GPU (for {', '.join(why)}); none is visible here")
     for module, pip_name in backend.packages:
         if importlib.util.find_spec(module) is None:
             missing.append(f"the package {pip_name} (pip install {pip_name}), not installed")
     if "flash_attn" in case.features and importlib.util.find_spec("flash_attn") is None:
         missing.append("the package flash-attn (pip install flash-attn), not installed")
+    if "liger" in case.features and importlib.util.find_spec("liger_kernel") is None:
+        missing.append("the package liger-kernel (pip install liger-kernel), not installed")
+    if (backend.quantized(case) and not backend.four_bit(case)) or "adamw_8bit" in case.features:
+        if package_version("bitsandbytes") is None:
+            missing.append("the package bitsandbytes (pip install bitsandbytes), not installed")
     if backend.four_bit(case):
         bnb = package_version("bitsandbytes")
         if bnb is None:

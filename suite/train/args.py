@@ -69,8 +69,10 @@ def _common(case: Case, output_dir: Path, device: str, precision: str) -> dict:
         **{compat.key("use_cpu"): device == "cpu"}, dataloader_num_workers=0,
         # Explicit, so that every backend trains alike: unsloth's patched SFTConfig defaults to
         # optim="adamw_8bit", which would make its side-by-side with the HF case compare optimisers too.
-        optim=transformers_default_optim(),
+        # adamw_8bit: bitsandbytes' 8-bit AdamW, as the LLM Engineers Handbook's recipes train
+        optim="adamw_8bit" if "adamw_8bit" in case.features else transformers_default_optim(),
         **compat.checkpointing_args("gradient_checkpointing" in case.features),
+        **({"use_liger_kernel": True} if "liger" in case.features else {}),
     )
 
 
@@ -170,4 +172,8 @@ def model_init_kwargs(case: Case, device: str, dtype) -> dict:
               "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))} if device == "cuda" else None}
     if case.method == "qlora":
         kwargs["quantization_config"] = bnb_config(dtype)
+    elif case.method == "lora_8bit":  # trl's "training adapters with base 8 bit models"
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     return kwargs

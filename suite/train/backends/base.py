@@ -17,6 +17,7 @@ class Backend:
     label = ""  # how a side-by-side names it next to another backend ("HF", "unsloth")
     methods: tuple[str, ...] = ()  # the matrix methods it trains
     four_bit_methods: tuple[str, ...] = ()  # methods that load a 4-bit (bitsandbytes) base
+    eight_bit_methods: tuple[str, ...] = ()  # methods that load an 8-bit (bitsandbytes LLM.int8) base
     needs_gpu = False  # its kernels need CUDA
     packages: tuple[tuple[str, str], ...] = ()  # (module, pip name) its child imports beyond the stack
     picks_attention = False  # it chooses its own attention kernels: no variant, no attention check
@@ -28,6 +29,10 @@ class Backend:
 
     def four_bit(self, case: Case) -> bool:
         return case.method in self.four_bit_methods
+
+    def quantized(self, case: Case) -> bool:
+        """Its base is quantized by bitsandbytes (4- or 8-bit)."""
+        return case.method in self.four_bit_methods + self.eight_bit_methods
 
     def start_method(self, cuda: bool) -> str:
         """"spawn" on a CUDA machine (a fork of the preloaded server could not use CUDA) or where the

@@ -1,4 +1,4 @@
-"""full / lora / qlora through trl's DPOTrainer with ref_model=None, as the LLM Engineers Handbook's
+"""full / lora / qlora / lora_8bit through trl's DPOTrainer with ref_model=None, as the LLM Engineers Handbook's
 finetune.py runs it after its SFT stage: the reference is the disabled adapter (peft) or a second copy
 of the base that trl loads itself (full)."""
 from __future__ import annotations
@@ -20,7 +20,7 @@ class DPO(HFSFTTrainer):
     trainer = "dpo"
     formats = data.PREFERENCE_FORMATS
     # no packing or NEFTune in DPOTrainer; attention variants, checkpointing and accumulation apply
-    features = ("gradient_checkpointing", "grad_accum", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+    features = ("gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
     preference = True
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,

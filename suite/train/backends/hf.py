@@ -1,4 +1,4 @@
-"""full / lora / qlora through trl's SFTTrainer, loading the model from its local directory."""
+"""full / lora / qlora / lora_8bit through trl's SFTTrainer, loading the model from its local directory."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 class HFSFTTrainer(Backend):
     name = "trl SFTTrainer"
     label = "HF"
-    methods = ("full", "lora", "qlora")
+    methods = ("full", "lora", "qlora", "lora_8bit")
     four_bit_methods = ("qlora",)
+    eight_bit_methods = ("lora_8bit",)
 
     def reload_kwargs(self, case: Case, device: str, dtype: Any) -> dict:
         return train_args.model_init_kwargs(case, device, dtype)

@@ -18,9 +18,10 @@ class PlainTrainer(HFSFTTrainer):
     name = "transformers Trainer with peft"
     label = "Trainer"
     trainer = "hf_trainer"
-    methods = ("lora", "qlora")
+    methods = ("lora", "qlora", "lora_8bit")
     formats = ("text",)  # tokenised here; the chat formats are trl's
-    features = ("neftune", "gradient_checkpointing", "grad_accum", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+    features = ("neftune", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager",
+                "ddp", "fsdp")
     distributed = True
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
@@ -32,7 +33,7 @@ class PlainTrainer(HFSFTTrainer):
         load_kwargs = self.reload_kwargs(case, device, dtype)
         args = train_args.training_arguments(case, output_dir, device, precision)
         model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
-        if case.method == "qlora":  # what peft's QLoRA guide does before wrapping a 4-bit model
+        if self.quantized(case):  # what peft's guides do before wrapping a 4- or 8-bit model
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
         model = get_peft_model(model, train_args.lora_config(case))
         max_length = case.training.max_length
