@@ -105,3 +105,16 @@ def test_liger_pairs_with_its_hf_twin_and_carries_the_published_figure(tmp_path)
     assert (liger["published_speed_ratio"], liger["published_memory_change"]) == (1.20, -0.60)
     assert "Liger Kernel Integration" in liger["published_source"]
     assert rows["lora_8bit vs lora"]["reference"] == "tiny-llama/lora/base"
+
+
+def test_the_two_ways_of_carrying_added_tokens_pair_with_their_checkpoint_sizes(tmp_path):
+    ways = []
+    for feat, size in (("modules_to_save", 91136.0), ("trainable_tokens", 66048.0)):
+        rec = _record("tiny-llama", "lora", [feat], tokens_per_s=100.0, peak_rss_gib=1.0, checkpoint_bytes=size)
+        rec["case"].update(dataset="chatml", effective_loss="assistant_only")
+        ways.append(rec)
+    run = _run(tmp_path, ways)
+    [row] = sidebyside.frame(run).to_dict("records")
+    assert row["comparison"] == "trainable_tokens vs modules_to_save"
+    assert row["checkpoint_change"] == pytest.approx(66048 / 91136 - 1)
+    assert "| -27.5% |" in "\n".join(report_md.sidebyside_md(run))

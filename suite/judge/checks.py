@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from suite.judge.checkpoint import Inventory
 from suite.matrix.spec import Case
+from suite.train import tokens
 from suite.train.payload import Payload
 
 ADAPTER_MARKERS = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
@@ -71,16 +72,21 @@ class AdapterOnly:
 
     name: str = "adapter_only"
 
-    def evaluate(self, case_id: str, inv: Inventory, trainable_tensors: int) -> CheckResult:
+    def evaluate(self, case_id: str, inv: Inventory, trainable_tensors: int,
+                 expected: tuple[str, ...] = ()) -> CheckResult:
+        """expected: name fragments of non-LoRA tensors the adapter must carry (added tokens' rows)."""
         problems = []
         extra_files = [f for f in inv.weight_files if f not in ADAPTER_WEIGHT_FILES]
         if extra_files:
             problems.append(f"weight files besides the adapter: {', '.join(extra_files)}")
         if "adapter_model.safetensors" not in inv.weight_files:
             problems.append("no adapter_model.safetensors (not saved in safetensors format)")
-        foreign = [t.name for t in inv.tensors if not any(m in t.name for m in ADAPTER_MARKERS)]
+        foreign = [t.name for t in inv.tensors if not any(m in t.name for m in ADAPTER_MARKERS + expected)]
         if foreign:
             problems.append(f"{len(foreign)} non-adapter tensors, e.g. {', '.join(foreign[:3])}")
+        lacking = [e for e in expected if not any(e in t.name for t in inv.tensors)]
+        if lacking:
+            problems.append(f"no {', '.join(lacking)} tensor (the rows of the added tokens)")
         packed = [t.name for t in inv.tensors if t.dtype in INTEGER_DTYPES]
         if packed:
             problems.append(f"{len(packed)} integer (quantized) tensors, e.g. {packed[0]}: a dump of the 4-bit base")
@@ -89,8 +95,9 @@ class AdapterOnly:
         if problems:
             return CheckResult(self.name, False, f"{case_id}: checkpoint is not adapter-only: " + "; ".join(problems),
                                value=len(inv.tensors), bound=trainable_tensors)
+        kinds = "all LoRA" if not expected else f"LoRA and {', '.join(expected)}"
         return CheckResult(self.name, True, f"{case_id}: checkpoint holds only the adapter "
-                                            f"({len(inv.tensors)} tensors, all LoRA)",
+                                            f"({len(inv.tensors)} tensors, {kinds})",
                            value=len(inv.tensors), bound=trainable_tensors)
 
 
@@ -250,7 +257,8 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None) -> list[CheckRe
     if inv is None:
         results.append(CheckResult("checkpoint", False, f"{case.id}: no checkpoint directory was found"))
     elif case.is_adapter:
-        results.append(AdapterOnly().evaluate(case.id, inv, params.trainable_tensors))
+        results.append(AdapterOnly().evaluate(case.id, inv, params.trainable_tensors,
+                                              tokens.expected_tensors(case)))
         detail = f"{params.trainable} trainable params in {'/'.join(params.trainable_dtypes)}"
         results.append(SizeMatches(c.size_rtol, "adapter").evaluate(case.id, inv, params.trainable_bytes, detail))
     else:

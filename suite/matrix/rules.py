@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from suite.matrix.spec import (
+    ADDED_TOKEN_FORMATS,
     ATTENTION,
     CONVERSATIONAL,
+    NEW_TOKEN_WAYS,
     DISTRIBUTED,
     GA_STEPS,
     PREFERENCE_FORMATS,
@@ -27,6 +29,12 @@ def validate_combination(case: Case) -> str | None:
         return exc.args[0]
     if case.dataset not in backend.formats:
         return f"{backend.name} trains on {', '.join(backend.formats)} data, not {case.dataset}"
+    ways = [f for f in case.features if f in NEW_TOKEN_WAYS]
+    if case.dataset in ADDED_TOKEN_FORMATS and (len(ways) != 1 or not case.is_adapter):
+        return (f"{case.dataset} adds tokens: an adapter case with exactly one of {', '.join(NEW_TOKEN_WAYS)} "
+                f"(how the adapter carries their rows), got {' and '.join(ways) or 'none'} with {case.method}")
+    if ways and case.dataset not in ADDED_TOKEN_FORMATS:
+        return f"{ways[0]} is how an adapter carries added tokens: it needs {', '.join(ADDED_TOKEN_FORMATS)} data"
     if case.dataset in PREFERENCE_FORMATS and case.loss != "auto":
         return "a preference format's loss is DPO's, on the completions; it takes no loss variant"
     refused_features = [f for f in case.features if backend.features is not None and f not in backend.features]

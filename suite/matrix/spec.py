@@ -18,8 +18,12 @@ METHODS = ("full", "lora", "qlora", "lora_8bit", "unsloth")
 TRAINERS = ("sft", "dpo", "hf_trainer")
 ADAPTER_METHODS = ("lora", "qlora", "lora_8bit", "unsloth")
 # Canonical order: ids list features in this order whatever the case file says.
-FEATURES = ("packing", "neftune", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa",
-            "eager", "ddp", "fsdp")
+FEATURES = ("packing", "neftune", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "modules_to_save",
+            "trainable_tokens", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+# How an adapter carries the rows of tokens a chat format added (chatml): the whole embedding and head
+# matrices (peft's modules_to_save), or only the new rows (peft's trainable_token_indices).
+NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
+ADDED_TOKEN_FORMATS = ("chatml",)
 GA_STEPS = train_args.GA_STEPS  # grad_accum: the case's batch in GA_STEPS accumulated micro-batches
 ATTENTION = {"flash_attn": "flash_attention_2", "sdpa": "sdpa", "eager": "eager"}
 # Data-parallel features: the case is launched as WORLD_SIZE processes (suite/run/distributed.py).
@@ -30,7 +34,7 @@ FORMATS = data.FORMATS  # what suite/train/data.py generates
 LOSSES = ("auto", "full", "completion_only", "assistant_only")
 MODES = ("regression", "benchmark")
 TINY_ARCHS = tuple(models.TINY_ARCHS)  # what suite/train/models.py builds
-CONVERSATIONAL = ("messages", "conversational_pc", "conversational_preference")
+CONVERSATIONAL = ("messages", "conversational_pc", "conversational_preference", "chatml")
 PREFERENCE_FORMATS = data.PREFERENCE_FORMATS
 PROMPT_FORMATS = ("prompt_completion", "conversational_pc")
 

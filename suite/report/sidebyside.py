@@ -22,11 +22,14 @@ from suite.train.backends.registry import backend_for
 # variant method -> its reference
 METHOD_STEPS = {"unsloth": "qlora", "qlora": "lora", "lora_8bit": "lora", "lora": "full"}
 FEATURE_STEPS = ("flash_attn", "eager", "packing", "neftune", "gradient_checkpointing", "liger", "adamw_8bit")
-TRAINER_STEPS = {"hf_trainer": "sft"}  # variant trainer -> its reference (DPO trains on other data: no twin)
-INTRO = ("The same case with one thing changed: variant tokens/s over the reference's, and the change in peak "
-         "memory (medians of repeats). Informative, not gated.")
+TRAINER_STEPS = {"hf_trainer": "sft"}
+# variant feature -> the feature it replaces: the two ways an adapter carries added tokens' rows
+FEATURE_SWAPS = {"trainable_tokens": "modules_to_save"}  # variant trainer -> its reference (DPO trains on other data: no twin)
+INTRO = ("The same case with one thing changed: variant tokens/s over the reference's, the change in peak "
+         "memory and in checkpoint size (medians of repeats). Informative, not gated.")
 COLUMNS = ["comparison", "variant", "reference", "speed_ratio", "memory_change", "memory_metric", "variant_mfu",
-           "reference_mfu", "published_speed_ratio", "published_memory_change", "published_source"]
+           "reference_mfu", "published_speed_ratio", "published_memory_change", "published_source",
+           "checkpoint_change"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,11 @@ def _pairs(groups: dict[tuple, list[dict]]):
                 ref = (model, trainer, method, features - {feat}, dataset, loss)
                 if ref in groups:
                     yield f"+{feat}", key, ref
+        for feat, other in FEATURE_SWAPS.items():
+            if feat in features:
+                ref = (model, trainer, method, (features - {feat}) | {other}, dataset, loss)
+                if ref in groups:
+                    yield f"{feat} vs {other}", key, ref
         if trainer in TRAINER_STEPS:
             ref = (model, TRAINER_STEPS[trainer], method, features, dataset, loss)
             if ref in groups:
@@ -125,9 +133,14 @@ def frame(run: Run) -> pd.DataFrame:
             "published_speed_ratio": pub.speed_ratio if pub else None,
             "published_memory_change": pub.memory_change if pub else None,
             "published_source": pub.source if pub else "",
+            "checkpoint_change": _change_of(_median(v, "checkpoint_bytes"), _median(r, "checkpoint_bytes")),
         })
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df.sort_values(["comparison", "variant"], kind="stable").reset_index(drop=True)
+
+
+def _change_of(v: float | None, r: float | None) -> float | None:
+    return (v - r) / r if v is not None and r else None
 
 
 def _ratio(x: float | None) -> str:
@@ -145,11 +158,12 @@ def _mfu(x: float | None) -> str:
 def table_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted cells, shared by the Markdown and HTML renderers."""
     headers = ["comparison", "variant", "reference", "speed (tokens/s)", "memory", "MFU variant / ref",
-               "published speed", "published memory"]
+               "published speed", "published memory", "checkpoint"]
     rows = [[r.comparison, r.variant, r.reference, _ratio(r.speed_ratio),
              _change(r.memory_change) + ("" if r.memory_metric == "peak_rss_gib" else " (CUDA reserved)"),
              f"{_mfu(r.variant_mfu)} / {_mfu(r.reference_mfu)}" if not pd.isna(r.variant_mfu) else "-",
-             _ratio(r.published_speed_ratio), _change(r.published_memory_change)] for r in df.itertuples()]
+             _ratio(r.published_speed_ratio), _change(r.published_memory_change), _change(r.checkpoint_change)]
+            for r in df.itertuples()]
     return headers, rows
 
 

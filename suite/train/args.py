@@ -158,12 +158,14 @@ def bnb_config(dtype):
                               bnb_4bit_compute_dtype=dtype)
 
 
-def lora_config(case: Case):
+def lora_config(case: Case, **extra):
+    """peft's LoraConfig for the case; `extra`: how it carries added tokens (suite/train/tokens.py)."""
     from peft import LoraConfig
 
     target = case.lora.target_modules
     return LoraConfig(r=case.lora.r, lora_alpha=case.lora.alpha, lora_dropout=case.lora.dropout,
-                      target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM")
+                      target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM",
+                      **extra)
 
 
 def model_init_kwargs(case: Case, device: str, dtype) -> dict:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import random
 
-FORMATS = ("text", "messages", "prompt_completion", "conversational_pc", "preference", "conversational_preference")
+FORMATS = ("text", "messages", "prompt_completion", "conversational_pc", "preference", "conversational_preference",
+           "chatml")
+# chatml: the messages rows, rendered by a ChatML template whose <|im_start|> and <|im_end|> are tokens
+# the tokenizer does not have: they are added, the embeddings resized (suite/train/tokens.py)
 # DPO's: prompt, chosen, rejected (trl's standard and conversational preference formats)
 PREFERENCE_FORMATS = ("preference", "conversational_preference")
 
@@ -62,7 +65,7 @@ def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
         prompt, completion = pairs[-1]
         if fmt == "text":
             rows.append({"text": " ".join(f"{p} {c}" for p, c in pairs)})
-        elif fmt == "messages":
+        elif fmt in ("messages", "chatml"):
             rows.append({"messages": [m for p, c in pairs for m in (
                 {"role": "user", "content": p}, {"role": "assistant", "content": c})]})
         elif fmt in PREFERENCE_FORMATS:

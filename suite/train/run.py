@@ -80,7 +80,7 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
         reference = backend.reference(trainer, case, resolved.path, load_kwargs, tokenizer, device)
         ckpt = workdir / "checkpoint"
         t0 = time.perf_counter()
-        trainer.save_model(str(ckpt))
+        backend.save(case, trainer, ckpt)
         trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
         timing["save_s"] = time.perf_counter() - t0
     memory = probes.memory(device, start_rss, nvml)  # before the reload, which would count a second model

@@ -23,7 +23,7 @@ class Backend:
     picks_attention = False  # it chooses its own attention kernels: no variant, no attention check
     distributed = True  # it can run as ddp/fsdp ranks
     spawn_always = False  # its child starts in a fresh interpreter even where others are forked
-    formats: tuple[str, ...] = ("text", "messages", "prompt_completion", "conversational_pc")  # data it takes
+    formats: tuple[str, ...] = ("text", "messages", "prompt_completion", "conversational_pc", "chatml")  # data it takes
     features: tuple[str, ...] | None = None  # the features it can train (None: all)
     preference = False  # trains on preference pairs: the DPO checks apply (suite/judge/checks.py)
 
@@ -58,6 +58,16 @@ class Backend:
     def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
         """Read the checkpoint back as a user would: (its logits on the probe input, the loader's name)."""
         raise NotImplementedError
+
+    def save(self, case: Case, trainer: Any, directory: Path) -> None:
+        """Save the checkpoint as a user of this trainer would."""
+        from suite.train import tokens
+
+        if case.dataset in tokens.FORMATS:  # peft's own advice when the vocabulary was resized
+            trainer.model.save_pretrained(str(directory), save_embedding_layers=False)
+            trainer.processing_class.save_pretrained(str(directory))
+        else:
+            trainer.save_model(str(directory))
 
     def reference(self, trainer: Any, case: Case, model_path: str, load_kwargs: dict, tokenizer: Any,
                   device: str) -> dict | None:

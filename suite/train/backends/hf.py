@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.train import args as train_args
-from suite.train import compat, models, probes
+from suite.train import compat, models, probes, tokens
 from suite.train.backends.base import Backend
 
 if TYPE_CHECKING:
@@ -29,6 +29,18 @@ class HFSFTTrainer(Backend):
         tokenizer = models.load_tokenizer(model_path)
         probes.ensure_chat_template(tokenizer)
         load_kwargs = self.reload_kwargs(case, device, dtype)
+        if case.dataset in tokens.FORMATS:  # added tokens: the model is resized before trl sees it
+            from transformers import AutoModelForCausalLM
+
+            new_ids = tokens.chat_tokenizer(tokenizer)
+            model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
+            tokens.resize(model, len(tokenizer))
+            args = train_args.sft_config(case, output_dir, device, precision, None)
+            trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
+                                 processing_class=tokenizer,
+                                 peft_config=train_args.lora_config(case, **tokens.lora_kwargs(case, new_ids)),
+                                 callbacks=callbacks)
+            return trainer, tokenizer, load_kwargs
         init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
         args = train_args.sft_config(case, output_dir, device, precision, init_kwargs)
         # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.
@@ -47,6 +59,8 @@ class HFSFTTrainer(Backend):
             from peft import PeftModel
 
             base = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
+            if case.dataset in tokens.FORMATS:  # the saved tokenizer says how far the base was grown
+                tokens.resize(base, len(models.load_tokenizer(checkpoint)))
             model = PeftModel.from_pretrained(base, str(checkpoint))
             loader = "PeftModel.from_pretrained"
         else:
