@@ -21,7 +21,8 @@ def test_the_shipped_matrix_loads_and_covers_every_axis():
     for marker in ("full", "lora", "qlora", "unsloth", "packing", "neftune", "flash_attn", "tiny", "7b", "gpu",
                    "messages", "prompt_completion", "conversational_pc", "assistant_only", "completion_only",
                    "gradient_checkpointing", "eager", "dpo", "hf_trainer", "sft", "preference",
-                   "conversational_preference", "grad_accum"):
+                   "conversational_preference", "grad_accum", "lora_8bit", "adamw_8bit", "liger", "chatml",
+                   "modules_to_save", "trainable_tokens"):
         assert any(marker in c.markers for c in cases), marker
     assert {c.model.arch for c in cases if c.model.size == "tiny"} >= {"llama", "qwen2"}
     for c in cases:
@@ -133,7 +134,19 @@ BAD_INPUTS = [
     ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora]}\n", "matrix[0]",
      "trl DPOTrainer trains on preference, conversational_preference data, not text"),
     ("matrix:\n  - {models: [tiny-llama], methods: [lora], datasets: [preference]}\n", "matrix[0]",
-     "trl SFTTrainer trains on text, messages, prompt_completion, conversational_pc data, not preference"),
+     "trl SFTTrainer trains on text, messages, prompt_completion, conversational_pc, chatml data, not preference"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], datasets: [chatml]}\n", "matrix[0]",
+     "chatml adds tokens: an adapter case with exactly one of modules_to_save, trainable_tokens"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [full], features: [modules_to_save], datasets: [chatml]}\n",
+     "matrix[0]", "got modules_to_save with full"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [modules_to_save+trainable_tokens], "
+     "datasets: [chatml]}\n", "matrix[0]", "got modules_to_save and trainable_tokens"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [trainable_tokens]}\n", "matrix[0]",
+     "trainable_tokens is how an adapter carries added tokens: it needs chatml data"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], checks: {eval_falls: true}}\n", "matrix[0]",
+     "checks.eval_falls needs an eval split: set training.eval_samples"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [unsloth], features: [liger]}\n", "matrix[0]",
+     "patches the model with its own kernels; do not combine it with liger"),
     ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora], features: [packing], "
      "datasets: [preference]}\n", "matrix[0]", "trl DPOTrainer cannot train with packing"),
     ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: ['preference:full']}\n",
