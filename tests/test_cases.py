@@ -261,3 +261,15 @@ def test_the_trainer_axis_names_its_cases_and_keeps_sft_fingerprints(tmp_path):
     shipped = next(c for c in load_cases(ROOT / "cases") if c.id == "tiny-llama/lora/base")
     golden = json.loads((ROOT / "results" / "baselines" / "cpu" / f"{shipped.slug}.json").read_text())
     assert golden["fingerprint"] == shipped.fingerprint == "d18eb20bff3978bf"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{models: [tiny-llama], methods: [lora_8bit], features: [fsdp]}", "fsdp cannot shard bitsandbytes' 8-bit"),
+    ("{models: [tiny-llama], methods: [lora], features: [modules_to_save+ddp], datasets: [chatml]}",
+     "chatml resizes the embeddings and saves from one process"),
+    ("{models: [tiny-llama], methods: [unsloth], features: [modules_to_save], datasets: [chatml]}",
+     "unsloth trains on text, messages, prompt_completion, conversational_pc data, not chatml"),
+])
+def test_combinations_that_would_break_at_run_time_are_refused_at_load(tmp_path, text, words):
+    with pytest.raises(CaseError, match=words):
+        load_cases(write_cases(tmp_path, f"matrix:\n  - {text}\n"))

@@ -22,6 +22,8 @@ def declared_fields(case: Case) -> dict[str, Any]:
         neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
         gradient_checkpointing="gradient_checkpointing" in case.features, use_cpu=True, bf16=False, fp16=False,
     )
+    if "adamw_8bit" in case.features:
+        out["optim"] = "adamw_8bit"
     if t.eval_samples:  # evaluated before the first step and after the last
         out.update(eval_strategy="steps", eval_steps=case.steps, eval_on_start=True)
     if case.trainer == "hf_trainer":  # TrainingArguments: no packing, the length is cut when tokenising

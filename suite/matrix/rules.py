@@ -54,6 +54,10 @@ def validate_combination(case: Case) -> str | None:
         return f"{backend.name} trains on one GPU; it cannot be combined with ddp or fsdp"
     if "fsdp" in dist and case.method == "qlora":
         return "fsdp with qlora needs bnb_4bit_quant_storage set to the compute dtype, which the suite does not set"
+    if "fsdp" in dist and case.method == "lora_8bit":
+        return "fsdp cannot shard bitsandbytes' 8-bit weights"
+    if dist and case.dataset in ADDED_TOKEN_FORMATS:
+        return f"{case.dataset} resizes the embeddings and saves from one process; it runs on one device"
     if case.training.max_steps < 2 * case.checks.loss_window:
         return (f"training.max_steps ({case.training.max_steps}) must be at least 2 x checks.loss_window "
                 f"({case.checks.loss_window}) for the loss check to compare first and last windows")

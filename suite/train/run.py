@@ -77,13 +77,14 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
                                     tokenizer, device)
         if trainer.is_world_process_zero():  # what another version's load of the checkpoint must give
             probes.save_probe(probe, workdir / probes.PROBE_FILE)
-        reference = backend.reference(trainer, case, resolved.path, load_kwargs, tokenizer, device)
         ckpt = workdir / "checkpoint"
         t0 = time.perf_counter()
         backend.save(case, trainer, ckpt)
         trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
         timing["save_s"] = time.perf_counter() - t0
     memory = probes.memory(device, start_rss, nvml)  # before the reload, which would count a second model
+    # DPO: the reference against a fresh load of the base, after memory was taken for the same reason
+    reference = backend.reference(trainer, case, resolved.path, load_kwargs, tokenizer, device)
     counts = counter.per_step(trainer.state.global_step, trainer.args.gradient_accumulation_steps)
     if trainer.args.world_size > 1:  # each rank counts its own batches; ranks see equal shares
         counts = [tuple(x * trainer.args.world_size for x in c) for c in counts]

@@ -37,6 +37,8 @@ def resize(model, vocab: int) -> None:
     import torch
 
     old = model.get_input_embeddings().weight.shape[0]
+    if vocab <= old:  # a vocabulary padded beyond the tokenizer already has rows for the new ids
+        return
     model.resize_token_embeddings(vocab, mean_resizing=False)
     with torch.no_grad():
         for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():

@@ -48,7 +48,8 @@ class DPO(HFSFTTrainer):
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
         if trainer.ref_model is not None:
             kind = "ref_model (a copy trl loaded)"
-            ref = probes.probe_logits(trainer.accelerator.unwrap_model(trainer.ref_model), tokenizer, device)
+            ref = probes.probe_logits(trainer.accelerator.unwrap_model(trainer.ref_model, keep_fp32_wrapper=False),
+                                      tokenizer, device)
         else:
             kind = "the disabled adapter"
             with model.disable_adapter():

@@ -35,6 +35,8 @@ class PlainTrainer(HFSFTTrainer):
         model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
         if self.quantized(case):  # what peft's guides do before wrapping a 4- or 8-bit model
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
+        elif args.gradient_checkpointing:  # frozen embeddings: reentrant checkpointing needs grads on its inputs
+            model.enable_input_require_grads()
         model = get_peft_model(model, train_args.lora_config(case))
         max_length = case.training.max_length
 

@@ -29,6 +29,7 @@ class Unsloth(Backend):
     picks_attention = True
     distributed = False  # it trains on one GPU
     spawn_always = True
+    formats = ("text", "messages", "prompt_completion", "conversational_pc")  # no added tokens: it loads its own
 
     def prepare_child(self) -> None:
         # unsloth writes generated code to ./unsloth_compiled_cache unless told otherwise
