@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from suite.train import args as train_args
-from suite.train import data, models
+from suite.train import data, models, tokens
 from suite.train.backends.base import Backend
 from suite.train.backends.registry import backend_for
 
@@ -23,7 +23,7 @@ FEATURES = ("packing", "neftune", "gradient_checkpointing", "grad_accum", "adamw
 # How an adapter carries the rows of tokens a chat format added (chatml): the whole embedding and head
 # matrices (peft's modules_to_save), or only the new rows (peft's trainable_token_indices).
 NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
-ADDED_TOKEN_FORMATS = ("chatml",)
+ADDED_TOKEN_FORMATS = tokens.FORMATS
 GA_STEPS = train_args.GA_STEPS  # grad_accum: the case's batch in GA_STEPS accumulated micro-batches
 ATTENTION = {"flash_attn": "flash_attention_2", "sdpa": "sdpa", "eager": "eager"}
 # Data-parallel features: the case is launched as WORLD_SIZE processes (suite/run/distributed.py).

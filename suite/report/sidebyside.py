@@ -128,7 +128,7 @@ def frame(run: Run) -> pd.DataFrame:
         rows.append({
             "comparison": comparison, "variant": ids[var], "reference": ids[ref],
             "speed_ratio": vt / rt if vt and rt else None,
-            "memory_change": (vm - rm) / rm if vm is not None and rm else None, "memory_metric": mem,
+            "memory_change": _change_of(vm, rm), "memory_metric": mem,
             "variant_mfu": _median(v, "mfu"), "reference_mfu": _median(r, "mfu"),
             "published_speed_ratio": pub.speed_ratio if pub else None,
             "published_memory_change": pub.memory_change if pub else None,

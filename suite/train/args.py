@@ -67,6 +67,7 @@ def _common(case: Case, output_dir: Path, device: str, precision: str) -> dict:
         seed=t.seed, data_seed=t.seed, logging_steps=1, save_strategy="no", report_to="none",
         disable_tqdm=True, bf16=precision == "bf16", fp16=precision == "fp16",
         **{compat.key("use_cpu"): device == "cpu"}, dataloader_num_workers=0,
+        neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
         # Explicit, so that every backend trains alike: unsloth's patched SFTConfig defaults to
         # optim="adamw_8bit", which would make its side-by-side with the HF case compare optimisers too.
         # adamw_8bit: bitsandbytes' 8-bit AdamW, as the LLM Engineers Handbook's recipes train
@@ -87,14 +88,10 @@ def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_
     from trl import SFTConfig
 
     t = case.training
-    unknown = compat.unknown_sft_fields(dict(t.extra))
-    if unknown:
-        raise ValueError(f"{case.source}: training.extra: {', '.join(unknown)} not a field of the installed "
-                         f"trl's SFTConfig")
+    extra = _extra(case, compat.sft_config_fields(), "trl's SFTConfig")
     kwargs = dict(
         **_common(case, output_dir, device, precision),
         packing="packing" in case.features,
-        neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
         **compat.max_length_args(t.max_length),
     )
     # unsloth's patched SFTConfig defaults padding_free=None (it may turn padding-free batching on by
@@ -107,8 +104,7 @@ def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_
         kwargs["completion_only_loss"] = case.effective_loss == "completion_only"
     if model_init_kwargs is not None:
         kwargs["model_init_kwargs"] = model_init_kwargs
-    kwargs.update(dict(t.extra))
-    return SFTConfig(**kwargs)
+    return SFTConfig(**{**kwargs, **extra})
 
 
 # DPO as the LLM Engineers Handbook's finetune.py runs it after SFT: beta 0.1, ref_model=None.
@@ -134,10 +130,7 @@ def training_arguments(case: Case, output_dir: Path, device: str, precision: str
     from transformers import TrainingArguments
 
     extra = _extra(case, {f.name for f in dataclasses.fields(TrainingArguments)}, "transformers' TrainingArguments")
-    t = case.training
-    kwargs = dict(**_common(case, output_dir, device, precision),
-                  neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
-                  remove_unused_columns=False)
+    kwargs = dict(**_common(case, output_dir, device, precision), remove_unused_columns=False)
     return TrainingArguments(**{**kwargs, **extra})
 
 

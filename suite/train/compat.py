@@ -147,10 +147,6 @@ def sft_config_fields() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(SFTConfig))
 
 
-def unknown_sft_fields(names) -> list[str]:
-    return sorted(set(names) - sft_config_fields())
-
-
 def sft_loss_types() -> tuple[str, ...]:
     """The loss_type values the installed trl's SFTConfig declares (its field's `choices`)."""
     from trl import SFTConfig
