@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from suite import options
 from suite.errors import SuiteError
-from suite.paths import REPORTS, ROOT, TESTS
+from suite.paths import CASES, REPORTS, ROOT, TESTS
 from suite.tools import wheels
 
 
@@ -219,6 +220,28 @@ def cmd_budgets_derive(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_references(args: argparse.Namespace, extra: list[str]) -> int:
+    """Per-kernel-class references: import a run from another machine, measure bands, record this class."""
+    from suite.judge.baselines import current_profile
+    from suite.tools import references
+
+    root, profile = Path(args.baselines_dir), args.profile or current_profile()
+    if args.action == "record":
+        return references.record(args.run_id, extra)
+    if args.action == "class-bounds":
+        path, doc = references.derive_class_bounds(args.runs, root, profile, Path(args.cases_dir), args.margin)
+        print(json.dumps(doc["bounds"], indent=1))
+        print(f"wrote {path}")
+        return 0
+    if args.action == "import":
+        for line in references.import_runs(args.runs, args.label, root, profile, Path(args.cases_dir)):
+            print(line)
+    path, doc = references.measure_bands(root, profile, Path(args.cases_dir))
+    print(references.render_bands(doc))
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -320,6 +343,25 @@ def build_parser() -> argparse.ArgumentParser:
     ref.set_defaults(func=cmd_lock)
     chk = lk.add_parser("check", help="exit 1 when the installed stack is not the lock's")
     chk.set_defaults(func=cmd_lock)
+    refs = sub.add_parser("references", help="golden curves and tight bounds per kernel class "
+                                             "(docs/kernel-classes.md)").add_subparsers(dest="action", required=True)
+    imp = refs.add_parser("import", help="another machine's regression run(s) as its kernel class's references "
+                                         "(a copy of the records kept under tests/fixtures/machines/LABEL/), then bands")
+    imp.add_argument("runs", nargs="+", help="run folders (several: xdist workers of one run)")
+    imp.add_argument("--label", required=True, help="a name for the machine, e.g. intel-xeon-avx512-amx")
+    rec = refs.add_parser("record", help="this machine's kernel class: the tiny matrix with --update-baselines "
+                                         "(further arguments go to pytest); then run `references bands`")
+    rec.add_argument("--run-id", default="references")
+    bnd = refs.add_parser("bands", help="measure the cross-class bands from the references at hand")
+    cb = refs.add_parser("class-bounds", help="a kernel class's own bounds for reload and reference checks from "
+                                              "its runs, where they measured more than the declared bound")
+    cb.add_argument("runs", nargs="+", help="run folders of one kernel class (regression and benchmark)")
+    cb.add_argument("--margin", type=float, default=0.5, help="room over the worst measured value (0.5: x1.5)")
+    for p in (imp, rec, bnd, cb):
+        options.add_baselines_dir(p.add_argument)
+        p.add_argument("--profile", default=None, help="hardware profile (default: this machine's)")
+        p.add_argument("--cases-dir", default=str(CASES))
+        p.set_defaults(func=cmd_references)
     lst = sub.add_parser("list", help="runs under results/ with their environments")
     options.add_results_dir(lst.add_argument)
     lst.set_defaults(func=cmd_list)
@@ -333,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "run":
+    if extra and args.command != "run" and getattr(args, "action", None) != "record":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args, extra)

@@ -24,7 +24,7 @@ def add_budgets_dir(addoption: AddOption) -> None:
 
 def add_baselines_dir(addoption: AddOption) -> None:
     addoption("--baselines-dir", default=str(paths.baselines_root()),
-              help="where golden loss curves are kept, one folder per hardware profile "
+              help="where golden loss curves are kept, one folder per hardware profile and kernel class "
                    "(default: $FTSUITE_BASELINES or results/baselines/)")
 
 

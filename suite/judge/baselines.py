@@ -1,7 +1,9 @@
 """Golden loss curves: reference curves of the tiny deterministic cases, pytest-regressions style.
 
-One file per case and hardware profile, `results/baselines/<profile>/<case-slug>.json`, written so
-that a diff shows one step per line. A missing baseline is written and the check fails; the
+One file per case, hardware profile and kernel class (suite/judge/kernelclass.py),
+`results/baselines/<profile>/<class>/<case-slug>.json`, written so that a diff shows one step per line.
+A class without a reference of its own is compared with the nearest class that has one, within the
+cross-class band measured for the case's method (suite/judge/bands.py), and the verdict says so. A missing baseline is written and the check fails; the
 `--update-baselines` option rewrites deliberately; a baseline recorded for another fingerprint is
 another configuration and fails saying how to update; a mismatch leaves the obtained curve next to
 the run's records (`<slug>/obtained-curve.json`) and the message names both files.
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from suite import versions
 from suite.errors import RecordError
+from suite.judge import bands as cross_class
+from suite.judge import kernelclass
 from suite.judge.checks import CheckResult
 from suite.matrix.spec import Case
 from suite.paths import display
@@ -98,15 +102,28 @@ class CurveMatches:
 
 @dataclass
 class BaselineStore:
-    """The baselines of one profile, and what this run did to them (listed at the end of the run)."""
+    """The baselines of one profile, per kernel class, and what this run did to them (listed at the end)."""
 
     root: Path  # results/baselines
     update: bool = False
     profile: str = field(default_factory=current_profile)
     events: list[str] = field(default_factory=list)
 
-    def path_for(self, case: Case) -> Path:
-        return Path(self.root) / self.profile / f"{case.slug}.json"
+    def class_dir(self, klass: str) -> Path:
+        return Path(self.root) / self.profile / klass
+
+    def path_for(self, case: Case, klass: str) -> Path:
+        return self.class_dir(klass) / f"{case.slug}.json"
+
+    def classes_with(self, case: Case) -> list[kernelclass.KernelClass]:
+        """The kernel classes of this profile that hold a reference for the case, with their features."""
+        base = Path(self.root) / self.profile
+        found = []
+        for d in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
+            ref = d / f"{case.slug}.json"
+            if ref.is_file():
+                found.append(kernelclass.from_name(d.name, class_of(read_curve(ref)).feature_map))
+        return found
 
     def applies(self, case: Case) -> bool:
         """Golden curves are for tiny cases in regression mode (benchmark runs and 7B have none)."""
@@ -115,30 +132,57 @@ class BaselineStore:
     def checks(self, case: Case, loss_curve: list[dict], prior: list[CheckResult], run_dir: Path,
                kernels: dict | None = None) -> list[CheckResult]:
         """The golden-curve check of a case that ran (none when the case has no golden curve);
-        kernels: what decided the child's rounding (Payload.device.kernels), recorded with the curve."""
+        kernels: what decided the child's rounding (Payload.device.kernels): its kernel class picks the
+        reference, and is recorded with the curve."""
         if not self.applies(case):
             return []
-        points, path = _points(loss_curve), self.path_for(case)
         kernels = kernels or {}
+        klass = kernelclass.of_kernels(kernels)
+        points, path = _points(loss_curve), self.path_for(case, klass.name)
         failed = [c.name for c in prior if not c.passed]
         if not points:
             return [self._result(False, f"{case.id}: no loss curve to compare with {display(path)}")]
+        if not self.update and not path.exists():
+            nearest = kernelclass.nearest(klass, self.classes_with(case))
+            if nearest is not None:
+                return [self._compare_across(case, points, klass, nearest, run_dir, kernels)]
         if self.update or not path.exists():
             if failed:
                 return [self._result(False, f"{case.id}: no golden curve written to {display(path)}: the case failed "
                                             f"{', '.join(failed)}, and a failing run is no reference")]
             existed = path.exists()
-            self._write(path, case, points, kernels)
+            self._write(path, case, points, kernels, measured_of(prior))
             self.events.append(f"{'rewrote' if existed else 'wrote'} {display(path)}")
             if self.update:
                 return [self._result(True, f"{case.id}: golden curve {'rewritten' if existed else 'written'} "
-                                           f"(--update-baselines): {display(path)}")]
-            return [self._result(False, f"{case.id}: no golden curve for profile {self.profile!r}; wrote {display(path)} "
-                                        f"from this run. Review it, commit it and rerun (a new baseline never "
-                                        f"passes on the run that wrote it)")]
-        return [self._compare(case, points, path, run_dir, kernels)]
+                                           f"(--update-baselines) for kernel class {klass.name}: {display(path)}")]
+            return [self._result(False, f"{case.id}: no golden curve for profile {self.profile!r} in any kernel "
+                                        f"class; wrote {display(path)} (class {klass.name}) from this run. Review "
+                                        f"it, commit it and rerun (a new baseline never passes on the run that "
+                                        f"wrote it)")]
+        check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol, case.checks.curve_drift)
+        return [self._compare(case, points, path, run_dir, kernels, check,
+                              f"kernel class {klass.name}'s own reference")]
 
-    def _compare(self, case: Case, points: list[dict], path: Path, run_dir: Path, kernels: dict) -> CheckResult:
+    def _compare_across(self, case: Case, points: list[dict], klass: kernelclass.KernelClass,
+                        nearest: kernelclass.KernelClass, run_dir: Path, kernels: dict) -> CheckResult:
+        """No reference of this class: the nearest class's, within its measured cross-class band."""
+        path = self.path_for(case, nearest.name)
+        band = cross_class.load(self.root, self.profile).for_check(case.method, CHECK_NAME)
+        if band is None:
+            return self._result(False, f"{case.id}: no reference for kernel class {klass.name}, and no cross-class "
+                                       f"band measured for method {case.method} to compare it with class "
+                                       f"{nearest.name}'s ({display(path)}). Record this class's references "
+                                       f"(docs/kernel-classes.md)")
+        check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol + band.atol,
+                             case.checks.curve_drift + band.drift)
+        how = (f"no reference for kernel class {klass.name}; compared with class {nearest.name} within the "
+               f"measured cross-class band for {case.method} (per step +{band.atol:.3g}, drift +{band.drift:.3g}; "
+               f"{band.source})")
+        return self._compare(case, points, path, run_dir, kernels, check, how)
+
+    def _compare(self, case: Case, points: list[dict], path: Path, run_dir: Path, kernels: dict,
+                 check: CurveMatches, how: str) -> CheckResult:
         ref = read_curve(path)
         if ref.get("fingerprint") != case.fingerprint:
             obtained = self._write_obtained(run_dir, case, points, path, kernels)
@@ -147,7 +191,6 @@ class BaselineStore:
                                        f"{ref.get('fingerprint')} (another configuration of this case); this run "
                                        f"is {case.fingerprint}. Obtained curve: {display(obtained)}. If the configuration "
                                        f"changed on purpose, rerun with --update-baselines and commit the file")
-        check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol, case.checks.curve_drift)
         bad = check.mismatches(points, ref["curve"])
         ref_losses = {p["step"]: p["loss"] for p in ref["curve"]}
         worst = max((abs(p["loss"] - ref_losses[p["step"]]) for p in points if p["step"] in ref_losses),
@@ -155,36 +198,30 @@ class BaselineStore:
         residual = check.mean_residual(points, ref["curve"])
         bounds = f"rtol {check.rtol:g}, atol {check.atol:g}, drift {check.drift:g}"
         if not bad:
-            return self._result(True, f"{case.id}: loss curve matches {display(path)} ({len(points)} steps, max abs diff "
-                                      f"{worst:.3g}, mean residual {residual:+.3g}; {bounds})", worst)
+            return self._result(True, f"{case.id}: loss curve matches {display(path)} ({how}; {len(points)} steps, "
+                                      f"max abs diff {worst:.3g}, mean residual {residual:+.3g}; {bounds})", worst)
         obtained = self._write_obtained(run_dir, case, points, path, kernels)
         self.events.append(f"mismatch {case.id}: {display(path)} vs {display(obtained)}")
         steps = [b for b in bad if b.startswith("step ")]
         what = (f"at {len(steps)} of {len(points)} steps" if steps else
                 f"by a drift of the whole curve (mean residual {residual:+.3g})")
         shown = "\n    ".join(bad[:6]) + (f"\n    ... and {len(bad) - 6} more" if len(bad) > 6 else "")
-        return self._result(False, f"{case.id}: loss curve differs from its golden curve {what} ({bounds})\n"
+        return self._result(False, f"{case.id}: loss curve differs from its golden curve {what} ({how}; {bounds})\n"
                                    f"    {differences(ref, self._provenance(kernels))}\n"
                                    f"    baseline: {display(path)}\n    obtained: {display(obtained)}\n    {shown}", worst)
 
     @staticmethod
     def _provenance(kernels: dict) -> dict:
         """What decides a curve's last digits: the packages, and the CPU and kernels it ran on."""
-        captured = provenance.capture()
-        return {"packages": {k: captured["packages"].get(k) for k in RECORDED_PACKAGES},
-                "hardware": hardware_of(captured, kernels)}
+        return provenance_of(provenance.capture(), kernels)
 
-    def _head(self, kind: str, case: Case, kernels: dict) -> dict:
-        return {"kind": kind, "schema_version": SCHEMA_VERSION, "case_id": case.id,
-                "fingerprint": case.fingerprint, "profile": self.profile,
-                "tolerance": {"rtol": case.checks.curve_rtol, "atol": case.checks.curve_atol,
-                              "drift": case.checks.curve_drift},
-                **self._provenance(kernels),
-                "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    def _head(self, kind: str, case: Case, kernels: dict, measured: dict | None = None) -> dict:
+        return reference_head(kind, case, self.profile, kernels, provenance.capture(), measured,
+                              time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
-    def _write(self, path: Path, case: Case, points: list[dict], kernels: dict) -> None:
+    def _write(self, path: Path, case: Case, points: list[dict], kernels: dict, measured: dict | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dumps_curve(self._head(KIND, case, kernels), points))
+        path.write_text(dumps_curve(self._head(KIND, case, kernels, measured), points))
 
     def _write_obtained(self, run_dir: Path, case: Case, points: list[dict], baseline: Path, kernels: dict) -> Path:
         # inside the case's folder, beside its log: the run folder's top level holds records only
@@ -198,11 +235,52 @@ class BaselineStore:
         return CheckResult(CHECK_NAME, passed, message, value=value)
 
 
+# The tight numbers of the run a reference was recorded from, kept beside its curve: what the
+# cross-class bands (suite/judge/bands.py) are measured from.
+MEASURED_CHECKS = ("reload_logits", "reference_untouched")
+
+
+def measured_of(results: list[CheckResult]) -> dict:
+    return {c.name: c.value for c in results if c.name in MEASURED_CHECKS and c.value is not None}
+
+
+def class_of(doc: dict) -> kernelclass.KernelClass:
+    """A reference's kernel class: as recorded, or derived from its hardware fields (a reference
+    recorded before classes were named)."""
+    if doc.get("kernel_class"):
+        return kernelclass.from_name(doc["kernel_class"], doc.get("kernel_features"))
+    hw = doc.get("hardware") or {}
+    bnb = hw.get("bitsandbytes_backend") or ""
+    return kernelclass.of_kernels({"torch_cpu_capability": hw.get("torch_cpu_capability"),
+                                   "bitsandbytes": {"avx512bf16": "avx512bf16 True" in bnb}})
+
+
+def provenance_of(captured: dict, kernels: dict) -> dict:
+    """The packages, and the CPU and kernels a curve ran on, from a run's environment (provenance.capture)."""
+    return {"packages": {k: (captured.get("packages") or {}).get(k) for k in RECORDED_PACKAGES},
+            "hardware": hardware_of(captured, kernels)}
+
+
+def reference_head(kind: str, case: Case, profile: str, kernels: dict, captured: dict, measured: dict | None,
+                   recorded_at: str, **extra) -> dict:
+    """The header of a reference (or obtained) curve: the case, its class, its environment, its tolerances."""
+    klass = kernelclass.of_kernels(kernels)
+    return {"kind": kind, "schema_version": SCHEMA_VERSION, "case_id": case.id,
+            "fingerprint": case.fingerprint, "profile": profile,
+            "kernel_class": klass.name, "kernel_features": klass.feature_map,
+            "tolerance": {"rtol": case.checks.curve_rtol, "atol": case.checks.curve_atol,
+                          "drift": case.checks.curve_drift},
+            **provenance_of(captured, kernels),
+            **({"measured": measured} if measured else {}),
+            **extra, "recorded_at": recorded_at}
+
+
 def hardware_of(captured: dict, kernels: dict) -> dict:
     """The hardware fields of a curve's provenance, flat and comparable."""
     cpu = captured.get("cpu") or {}
     bnb = kernels.get("bitsandbytes") or {}
-    return {"cpu": " ".join(str(v) for v in (cpu.get("vendor"), cpu.get("model")) if v) or None,
+    return {"kernel_class": kernelclass.of_kernels(kernels).name,
+            "cpu": " ".join(str(v) for v in (cpu.get("vendor"), cpu.get("model")) if v) or None,
             "cpu_flags": " ".join(cpu.get("flags") or []) or None,
             "torch_cpu_capability": kernels.get("torch_cpu_capability") or (captured.get("torch") or {}).get(
                 "cpu_capability"),
@@ -215,6 +293,8 @@ def differences(ref: dict, now: dict) -> str:
     changed = [f"{k} {v} -> {now['packages'].get(k)}" for k, v in (ref.get("packages") or {}).items()
                if now["packages"].get(k) != v]
     recorded = ref.get("hardware")
+    if recorded is not None:
+        recorded = {"kernel_class": class_of(ref).name, **recorded}
     if recorded is None:
         changed.append("hardware unknown (the baseline was recorded before curves recorded their CPU and kernels; "
                        f"this run: {', '.join(f'{k} {v}' for k, v in now['hardware'].items() if v)})")

@@ -1,9 +1,11 @@
 """Budgets from measured runs: per-case bounds = the worst measured value with a stated margin.
 
 `python -m suite budgets derive RUN --profile P` turns benchmark records into budget entries for
-`cases/budgets/P.yaml`, each saying which run, GPU and versions it was measured on and with which
-margin. `--write` replaces the file's measured block (below MEASURED_MARK), keeping the seeded
-entries above it; a seeded bound the measurements already breach is reported, never hidden.
+`cases/budgets/P.yaml`, one per case and kernel class (suite/judge/kernelclass.py) measured, each
+saying which run, GPU or CPU class and versions it was measured on and with which margin. `--write`
+replaces the measured block of each class it derived (below MEASURED_MARK, one block per class),
+keeping the seeded entries above and the other classes' blocks; a seeded bound the measurements
+already breach is reported, never hidden.
 """
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ from pathlib import Path
 import yaml
 
 from suite.errors import SuiteError
-from suite.judge import budgets
+from suite.judge import budgets, kernelclass
 from suite.records import runs
 from suite.report.compare import metric_values
 from suite.versions import HEADLINE
 
 MEASURED_MARK = "  # --- measured: written by `python -m suite budgets derive`; edit the seeded entries above ---"
+CLASS_MARK = "  # --- kernel class "
 
 
 class CalibrationError(SuiteError):
@@ -33,9 +36,10 @@ class Derived:
     bounds: dict[str, float]  # budget field -> bound
     measured: dict[str, float]  # budget field -> worst measured value
     source: str
+    kernel_class: str | None = None
 
 
-def _two_digits(x: float, up: bool) -> float:
+def two_digits(x: float, up: bool) -> float:
     """Two significant digits, rounded away from the measurement (a bound is never tighter than asked)."""
     from math import ceil, floor, log10
 
@@ -72,7 +76,7 @@ def derive(run_args: list[str], profile: str, margin: float, setup_margin: float
         raise CalibrationError("--time-margin and --work-margin must not be negative")
     margins = {"setup_s": setup_margin, "step_time_s": time_margin, "step_cpu_time_s": time_margin,
                "flops_per_step": work_margin}
-    per_case: dict[str, list[dict]] = {}
+    per_case: dict[tuple[str, str], list[dict]] = {}
     run_ids, notes = [], []
     for arg in run_args:
         run = runs.load(arg, results_root)
@@ -84,13 +88,13 @@ def derive(run_args: list[str], profile: str, margin: float, setup_margin: float
             if (rec.get("budgets") or {}).get("profile") != profile:
                 continue
             if fnmatch.fnmatchcase(rec["case_id"], select):
-                per_case.setdefault(rec["case_id"], []).append(rec)
+                per_case.setdefault((rec["case_id"], kernelclass.of_record(rec).name), []).append(rec)
     if not per_case:
         raise CalibrationError(
             f"no benchmark records measured on profile {profile!r} in {', '.join(run_args)} (records of "
             f"`--benchmark` runs that passed or failed a check count; skipped and errored ones do not)")
     out = []
-    for case_id, recs in sorted(per_case.items()):
+    for (case_id, klass), recs in sorted(per_case.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         measured, bounds = {}, {}
         for field, (cuda_metric, cpu_metric, kind, _unit) in budgets.BUDGET_FIELDS.items():
             metric = cpu_metric if profile == "cpu" else cuda_metric
@@ -102,41 +106,56 @@ def derive(run_args: list[str], profile: str, margin: float, setup_margin: float
                 measured[field] = max(values)
                 # counted work is exact: its bound is not rounded up to two digits (that would be ~10%)
                 bounds[field] = (math.ceil(measured[field] * (1 + m)) if field == "flops_per_step"
-                                 else _two_digits(measured[field] * (1 + m), up=True))
+                                 else two_digits(measured[field] * (1 + m), up=True))
             else:  # tokens/s, a rate: the time margin's inverse (1.0: half the measured throughput)
                 measured[field] = min(values)
-                bounds[field] = _two_digits(measured[field] / (1 + time_margin), up=False)
+                bounds[field] = two_digits(measured[field] / (1 + time_margin), up=False)
         source = (f"measured: {len(recs)} benchmark record(s) of run {', '.join(dict.fromkeys(run_ids))} on "
-                  f"{_describe_env(recs[0])}; worst value x (1 + {margin:g}) for memory, x (1 + {time_margin:g}) "
+                  f"{_describe_env(recs[0])}, kernel class {klass}; worst value x (1 + {margin:g}) for memory, x (1 + {time_margin:g}) "
                   f"for step time and step CPU time, / (1 + {time_margin:g}) for tokens/s, x (1 + {work_margin:g}) for "
                   f"counted FLOPs, setup x (1 + {setup_margin:g})")
-        out.append(Derived(case_id, bounds, measured, source))
+        out.append(Derived(case_id, bounds, measured, source, klass))
     return out, notes
 
 
 def render(entries: list[Derived]) -> str:
-    """The measured block of a budget file (YAML list items, two-space indented under `budgets:`)."""
-    lines = [MEASURED_MARK]
+    """The measured blocks of a budget file, one per kernel class (YAML list items, two-space
+    indented under `budgets:`)."""
+    return MEASURED_MARK + "\n" + "".join(_render_class(k, [e for e in entries if e.kernel_class == k])
+                                          for k in dict.fromkeys(e.kernel_class for e in entries))
+
+
+def _render_class(klass: str | None, entries: list[Derived]) -> str:
+    lines = [f"{CLASS_MARK}{klass} ---"]
     for e in entries:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in e.measured.items())
         lines.append(f"  # {e.case_id}: measured {shown}")
-        item = {"cases": e.case_id, **e.bounds, "source": e.source}
+        item = {"cases": e.case_id, **({"kernel_class": e.kernel_class} if e.kernel_class else {}),
+                **e.bounds, "source": e.source}
         dumped = yaml.safe_dump([item], sort_keys=False, width=1000).rstrip("\n").splitlines()
         lines += ["  " + line for line in dumped]
     return "\n".join(lines) + "\n"
 
 
 def write(budgets_dir: str | Path, profile: str, entries: list[Derived]) -> Path:
-    """Replace the profile file's measured block; the seeded part above the mark is kept as written."""
+    """Replace the measured blocks of the classes derived; the seeded part above the mark and the
+    other classes' blocks are kept as written."""
     path = Path(budgets_dir) / f"{profile}.yaml"
+    blocks: dict[str, str] = {}
     if path.is_file():
         text = path.read_text()
-        head = text.split(MEASURED_MARK)[0].rstrip("\n") + "\n"
+        head, _, measured = text.partition(MEASURED_MARK)
+        head = head.rstrip("\n") + "\n"
+        for chunk in measured.split(CLASS_MARK)[1:]:
+            name, _, body = chunk.partition(" ---\n")
+            blocks[name] = f"{CLASS_MARK}{name} ---\n{body.rstrip()}\n"
     else:
         head = f"profile: {profile}\nbudgets:\n"
     if "budgets:" not in head:
         raise CalibrationError(f"{path}: no `budgets:` list to add the measured entries to")
-    path.write_text(head + render(entries))
+    for klass in dict.fromkeys(e.kernel_class for e in entries):
+        blocks[str(klass)] = _render_class(klass, [e for e in entries if e.kernel_class == klass])
+    path.write_text(head + MEASURED_MARK + "\n" + "".join(blocks[k] for k in sorted(blocks)))
     budgets.load_profile(budgets_dir, profile)  # what was written must load
     return path
 

@@ -90,8 +90,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "last k logged steps", 0.10),
     Metric("eval_loss_initial", "nats", "none", "loss on the eval split before the first step", 0.05),
     Metric("eval_loss_final", "nats", "lower", "loss on the eval split after the last step", 0.05),
-    Metric("reference_max_abs_logit_diff", "logit", "lower", "DPO: the reference after training vs the base "
-           "loaded afresh", 0.0),
+    Metric("reference_max_abs_logit_diff", "logit", "lower", "DPO: the reference after training vs before "
+           "(same model object)", 0.0),
 ]}
 
 

@@ -29,11 +29,17 @@ class Run:
 
     @property
     def environment(self) -> dict:
+        """The run's environment, with the kernel class its records ran on (the parent that wrote the
+        manifest never imports the kernels; several classes in one run are listed)."""
+        env: dict = {}
         if self.manifest and isinstance(self.manifest.get("environment"), dict):
-            return self.manifest["environment"]
-        for rec in self.records:  # a run whose parent crashed has records but maybe no manifest
-            return rec.get("environment") or {}
-        return {}
+            env = self.manifest["environment"]
+        else:
+            for rec in self.records:  # a run whose parent crashed has records but maybe no manifest
+                env = rec.get("environment") or {}
+                break
+        classes = sorted({r["kernel_class"] for r in self.records if isinstance(r.get("kernel_class"), str)})
+        return {"kernel_class": ", ".join(classes), **env} if classes else env
 
     @property
     def planned(self) -> list[str] | None:

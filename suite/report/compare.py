@@ -458,8 +458,10 @@ ENV_KEYS = ("python", "platform", "host", "cpu_count", "cpu", "cpu.flags", "torc
 
 
 def flat_environment(env: dict) -> dict[str, str]:
-    """An environment as `name -> text`: packages first, then the machine and the suite's commit."""
-    out = {f"{name}": _text(version) for name, version in (env.get("packages") or {}).items()}
+    """An environment as `name -> text`: the kernel class first (a change of runner class explains
+    curves and tight numbers before any package does), packages, then the machine and the suite's commit."""
+    out = {"kernel_class": _text(env.get("kernel_class"))} if env.get("kernel_class") else {}
+    out.update({f"{name}": _text(version) for name, version in (env.get("packages") or {}).items()})
     torch = env.get("torch") or {}
     suite = env.get("suite") or {}
     gpus = env.get("gpus") or []

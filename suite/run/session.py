@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suite.judge import budgets, checkpoint, checks, hardware, metrics
+from suite import paths
+from suite.judge import bands, budgets, checkpoint, checks, hardware, kernelclass, metrics
 from suite.judge.baselines import BaselineStore
 from suite.judge.checkpoint import Inventory
 from suite.judge.checks import CheckResult
@@ -182,10 +183,12 @@ class RunSession:
         payload = Payload.from_dict(outcome.payload)
         ckpt_dir = Path(payload.checkpoint.dir)
         inv = checkpoint.inventory(ckpt_dir) if ckpt_dir.is_dir() else None
-        results_ = checks.run_all(case, payload, inv)
+        klass = kernelclass.of_kernels(payload.device.kernels)
+        root = self.baselines.root if self.baselines is not None else paths.baselines_root()
+        results_ = checks.run_all(case, payload, inv, bands.class_bounds(root, self.hw.name, klass.name))
         values = self._metric_values(case, payload, inv)
         if self.mode == "benchmark":
-            results_ += budgets.evaluate(self._budget_entries, case.id, values)
+            results_ += budgets.evaluate(self._budget_entries, case.id, values, klass)
         if self.baselines is not None:
             results_ += self.baselines.checks(case, payload.loss_curve, results_, self.run_dir,
                                               payload.device.kernels)
@@ -201,11 +204,13 @@ class RunSession:
                               warmup_steps=case.benchmark.warmup_steps,
                               peak_flops=self.hw.peak_flops.get(precision))
 
-    def _budget_summary(self, case: Case) -> dict:
-        declared = budgets.applicable(self._budget_entries, case.id)
+    def _budget_summary(self, case: Case, klass: kernelclass.KernelClass | None) -> dict:
+        declared = budgets.applicable(self._budget_entries, case.id, klass)
         summary = {"profile": self.hw.name, "enforced": self.mode == "benchmark" and bool(declared),
+                   **({"kernel_class": klass.name} if klass else {}),
                    "declared": [{"field": b.field, "metric": b.metric, "bound": b.bound, "kind": b.kind,
-                                 "source": b.source} for b in declared]}
+                                 "source": b.source, **({"kernel_class": b.kernel_class} if b.kernel_class else {}),
+                                 **({"note": b.note} if b.note else {})} for b in declared]}
         if not declared:
             summary["note"] = f"no budget declared for {case.id} on profile {self.hw.name}; numbers recorded"
         elif self.mode != "benchmark":
@@ -235,6 +240,7 @@ class RunSession:
         p = payload
         return {
             "schema_version": SCHEMA_VERSION, "kind": results.RECORD_KIND, "run_id": self.run_id,
+            **({"kernel_class": kernelclass.of_kernels(p.device.kernels).name} if p else {}),
             "case_id": case.id, "repeat": repeat, "mode": self.mode, "status": outcome.status,
             "reason": outcome.reason or None,
             "markers": list(case.markers), "fingerprint": case.fingerprint, "case": case.to_dict(),
@@ -251,7 +257,7 @@ class RunSession:
             **({"eval_curve": p.eval_curve} if p and p.eval_curve else {}),
             "resolved": p.resolved if p else None,
             "checks": [c.to_dict() for c in outcome.checks],
-            "budgets": self._budget_summary(case),
+            "budgets": self._budget_summary(case, kernelclass.of_kernels(p.device.kernels) if p else None),
             "failure": outcome.failure, "warnings": payload.warnings if payload else [],
             "environment": provenance.capture(),
         }

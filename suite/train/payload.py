@@ -141,9 +141,12 @@ class Device(_Part):
 
 @dataclass
 class Reference(_Part):
-    """A preference trainer's reference model after training, against a fresh load of the base."""
+    """A preference trainer's reference model after training, against itself before training."""
     kind: str  # "the disabled adapter" | "ref_model (...)"
     max_abs_logit_diff: float
+    compared: str | None = None  # what was compared with what (None: a record from before 2026-12-05,
+    # which compared with a fresh load of the base)
+    repacked: bool = False  # bitsandbytes repacked the 4-bit base for its bf16 inference GEMM in between
 
 
 @dataclass

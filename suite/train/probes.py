@@ -31,17 +31,28 @@ def ensure_chat_template(tokenizer) -> None:
         tokenizer.chat_template = models.fallback_chat_template()
 
 
-def probe_logits(model, tokenizer, device: str):
+def probe_logits(model, tokenizer, device: str, train_mode: bool = False):
+    """The model's logits at the probe's token positions, under no_grad; in eval mode unless
+    train_mode (the mode, and so the kernels, that training used: bitsandbytes' 4-bit layers pick
+    another GEMM for an eval-mode forward on an AVX512-BF16 CPU). The model is left in that mode."""
     import torch
 
     # Right padding, said explicitly (unsloth sets its tokenizers to pad on the left), and only
     # the positions that hold a token: logits at padding are not the model's answer to anything.
     tokenizer.padding_side = "right"
     enc = tokenizer(PROBE_TEXTS, return_tensors="pt", padding=True).to(model.device if device == "cuda" else "cpu")
-    model.eval()
+    model.train(train_mode)
     with torch.no_grad():
         logits = model(**enc).logits.float().cpu()
     return logits[enc["attention_mask"].cpu().bool()]
+
+
+def repacked_4bit(model) -> bool:
+    """Whether bitsandbytes has repacked any 4-bit weight for its CPU bf16 inference GEMM (it does so at
+    the first eval-mode no-grad forward on an AVX512-BF16 CPU, and every later forward, training ones
+    included, then runs that GEMM)."""
+    return any(getattr(getattr(getattr(m, "weight", None), "quant_state", None), "packing_format_for_cpu", False)
+               for m in model.modules())
 
 
 def param_summary(model, is_adapter: bool) -> dict:
@@ -128,11 +139,20 @@ def flops_info(model, params: dict, counts: list[tuple[int, int, int]], is_adapt
 
 
 def kernel_profile() -> dict:
-    """What decided this process's floating-point rounding on a CPU: torch's vector ISA and the
-    bitsandbytes backend (its CPU library has AVX512 paths for 4-bit)."""
+    """What decided this process's floating-point rounding (suite/judge/kernelclass.py): torch's vector
+    ISA and the bitsandbytes backend on a CPU (its CPU library has AVX512-BF16 paths for 4-bit and
+    loads a 4-bit GEMM from the optional `kernels` package); on a GPU its compute capability and TF32."""
+    import importlib.util
+
+    import torch
+
     from suite.machine import torch_cpu_capability
 
     out: dict = {"torch_cpu_capability": torch_cpu_capability()}
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(0)
+        out["cuda_capability"] = f"{major}.{minor}"
+        out["tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
     try:
         from bitsandbytes import cextension, functional
 
@@ -140,7 +160,8 @@ def kernel_profile() -> dict:
         out["bitsandbytes"] = {"backend": getattr(cextension, "BNB_BACKEND", None),
                                "library": Path(getattr(lib, "_name", "") or "").name or None,
                                "avx512bf16": bool(functional.has_avx512bf16())
-                               if hasattr(functional, "has_avx512bf16") else None}
+                               if hasattr(functional, "has_avx512bf16") else None,
+                               "kernels_package": importlib.util.find_spec("kernels") is not None}
     except Exception:  # not installed, or an older release without these names
         out["bitsandbytes"] = None
     return out

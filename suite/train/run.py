@@ -60,6 +60,9 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
                                                                 workdir / "trainer", train_args.dataset(case), [measure],
                                                                 train_args.eval_dataset(case))
         timing["build_s"] = time.perf_counter() - t0
+        # DPO: the reference's logits before training (and before a known fault is installed), to
+        # compare with the same model object's after training
+        reference_before = backend.reference_snapshot(trainer, tokenizer, device)
         injected = inject.install(trainer)  # FTSUITE_INJECT: known faults, for benchmarks/sensitivity.py and tests only
         counter = trainer.data_collator = CountingCollator(trainer.data_collator)
         params = probes.param_summary(trainer.model, case.is_adapter)
@@ -71,6 +74,10 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
         timing["train_s"] = time.perf_counter() - t0
         c1 = os.times()  # the process's user + system time in train(): every thread, data loading too
         timing["train_cpu_s"] = (c1.user - c0.user) + (c1.system - c0.system)
+        # DPO: the reference after training against before, before any eval-mode forward (the probe
+        # below) could switch a 4-bit base to other kernels
+        reference = (backend.reference(trainer, case, reference_before, tokenizer, device)
+                     if reference_before is not None else None)
         # Without the mixed-precision wrapper accelerate put on forward (bf16 autocast on a GPU): the
         # reloaded model has none, and the check compares the two models, not two precisions.
         probe = probes.probe_logits(trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False),
@@ -83,8 +90,6 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
         trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
         timing["save_s"] = time.perf_counter() - t0
     memory = probes.memory(device, start_rss, nvml)  # before the reload, which would count a second model
-    # DPO: the reference against a fresh load of the base, after memory was taken for the same reason
-    reference = backend.reference(trainer, case, resolved.path, load_kwargs, tokenizer, device)
     counts = counter.per_step(trainer.state.global_step, trainer.args.gradient_accumulation_steps)
     if trainer.args.world_size > 1:  # each rank counts its own batches; ranks see equal shares
         counts = [tuple(x * trainer.args.world_size for x in c) for c in counts]

@@ -69,8 +69,11 @@ class Backend:
         else:
             trainer.save_model(str(directory))
 
-    def reference(self, trainer: Any, case: Case, model_path: str, load_kwargs: dict, tokenizer: Any,
-                  device: str) -> dict | None:
-        """After training, a preference trainer's reference model against a fresh load of the base:
+    def reference_snapshot(self, trainer: Any, tokenizer: Any, device: str) -> Any:
+        """Before training, what `reference` compares with after it (None: no reference model)."""
+        return None
+
+    def reference(self, trainer: Any, case: Case, before: Any, tokenizer: Any, device: str) -> dict | None:
+        """After training, a preference trainer's reference against its snapshot from before training:
         {"kind": ..., "max_abs_logit_diff": ...}; None for trainers without a reference."""
         return None

@@ -38,25 +38,36 @@ class DPO(HFSFTTrainer):
                              callbacks=callbacks, **trainer_kwargs)
         return trainer, tokenizer, load_kwargs
 
-    def reference(self, trainer: Any, case: Case, model_path: str, load_kwargs: dict, tokenizer: Any,
-                  device: str) -> dict | None:
-        """The reference the loss was computed against, after training, vs the base loaded afresh: a
-        trained (or shared) reference would move DPO's implicit rewards without showing in the loss."""
-        from transformers import AutoModelForCausalLM
-
-        fresh = probes.probe_logits(AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs), tokenizer, device)
+    def reference_snapshot(self, trainer: Any, tokenizer: Any, device: str) -> Any:
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-        if trainer.ref_model is not None:
-            kind = "ref_model (a copy trl loaded)"
-            ref = probes.probe_logits(trainer.accelerator.unwrap_model(trainer.ref_model, keep_fp32_wrapper=False),
-                                      tokenizer, device)
-        else:
-            kind = "the disabled adapter"
-            with model.disable_adapter():
-                ref = probes.probe_logits(model, tokenizer, device)
-        model.train()
-        diff = (ref - fresh).abs().max().item() if ref.shape == fresh.shape else float("inf")
-        return {"kind": kind, "max_abs_logit_diff": diff}
+        return _reference_logits(trainer, tokenizer, device)[1], probes.repacked_4bit(model)
+
+    def reference(self, trainer: Any, case: Case, before: Any, tokenizer: Any, device: str) -> dict | None:
+        """The reference the loss was computed against, after training, vs the same model object's
+        reference before training, on the same kernels (a trained or shared reference would move DPO's
+        implicit rewards without showing in the loss). A fresh load of the base is not compared: on an
+        AVX512-BF16 CPU it takes another bitsandbytes path and differs by rounding, not by training."""
+        before, packed_before = before
+        model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        kind, after = _reference_logits(trainer, tokenizer, device)
+        diff = (after - before).abs().max().item() if after.shape == before.shape else float("inf")
+        return {"kind": kind, "max_abs_logit_diff": diff, "repacked": probes.repacked_4bit(model) != packed_before,
+                "compared": "the reference's logits on the probe input before and after training, same model "
+                            "object, training mode (the kernels training used)"}
+
+
+def _reference_logits(trainer: Any, tokenizer: Any, device: str) -> tuple[str, Any]:
+    """The reference's probe logits in training mode under no_grad: the kernels its training forwards
+    ran (an eval-mode forward would repack a 4-bit base for bitsandbytes' bf16 inference GEMM on an
+    AVX512-BF16 CPU, and every later forward would run that GEMM)."""
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    if trainer.ref_model is not None:
+        ref = trainer.accelerator.unwrap_model(trainer.ref_model, keep_fp32_wrapper=False)
+        return "ref_model (a copy trl loaded)", probes.probe_logits(ref, tokenizer, device, train_mode=ref.training)
+    with model.disable_adapter():
+        logits = probes.probe_logits(model, tokenizer, device, train_mode=True)
+    model.train()
+    return "the disabled adapter", logits
 
 
 BACKEND = DPO()
