@@ -144,3 +144,23 @@ def test_cli_writes_the_pages_and_gates_on_a_recent_worse_change(planted, tmp_pa
     older = subprocess.run([*run, "--gate", str(NIGHTS - STEP_AT - 1)], cwd=ROOT, capture_output=True, text=True,
                            timeout=300)
     assert older.returncode == 0, older.stderr
+
+
+@pytest.mark.parametrize("shift, direction", [(1.5e-5, "changed"), (1e-3, "worse")])
+def test_a_runner_class_switch_within_the_band_is_no_change_point_to_gate(tmp_path, shift, direction):
+    """A nightly fleet that moves from an AVX2 to an AVX512-BF16 runner at night 18: the full
+    fine-tune's final loss moves by less than the measured cross-class band for `full` (2.4e-5):
+    the change point says the kernel class switched and is not `worse`; beyond the band it is."""
+    from benchmarks.history_fixture import noisy
+
+    values = [v + (shift if i >= STEP_AT else 0.0) for i, v in enumerate(noisy(NIGHTS, 3.0, 1e-7, 7))]
+    root = nightly(tmp_path, {"final_loss": values}, trl_from=None)
+    for i in range(NIGHTS):
+        path = root / f"night-{i:02d}" / SLUG
+        rec = json.loads(path.read_text())
+        rec["kernel_class"] = "avx512-bf16" if i >= STEP_AT else "avx2"
+        path.write_text(json.dumps(rec))
+    [change] = [c for c in history.analyse([str(root)]).changes if c.metric == "final_loss"]
+    assert change.run == f"night-{STEP_AT:02d}" and change.direction == direction
+    assert any(line.startswith("kernel_class avx2 → avx512-bf16") for line in change.environment), change.environment
+    assert bool(change.note) == (direction == "changed")

@@ -180,3 +180,39 @@ def test_a_class_s_measured_bounds_replace_the_declared_ones_and_say_so(tmp_path
         "kind": bands.CLASS_KIND, "bounds": {"reload_logits": {"qlora": {"bound": 1}}}}))
     with pytest.raises(Exception, match=r"class.json.*bounds\.reload_logits\.qlora\.worst"):
         bands.class_bounds(tmp_path, "cpu", "avx512-bf16")
+
+
+def _one_record_run(path, record, manifest):
+    path.mkdir()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / "tiny-llama__qlora__base.json").write_text(json.dumps(record))
+    from suite.records import runs
+
+    return runs.load(path)
+
+
+@pytest.mark.parametrize("classes, moved, verdict", [
+    (("avx2", "avx512-bf16"), 0.004, "within noise"),   # a switch of runner class, inside the band
+    (("avx512-bf16", "avx512-bf16"), 0.004, "worse"),   # the same class: the metric's own tolerance (0)
+    (("avx2", "avx512-bf16"), 0.05, "worse"),           # beyond the measured band: a regression still
+])
+def test_a_comparison_across_kernel_classes_judges_tight_metrics_by_the_band(tmp_path, classes, moved, verdict):
+    from suite.report import compare, markdown
+
+    machine = ROOT / "tests" / "fixtures" / "machines" / "intel-xeon-avx512-amx" / "benchmark-tiny-run"
+    record = json.loads((machine / "tiny-llama__qlora__base.json").read_text())
+    manifest = json.loads((machine / "manifest.json").read_text())
+    kernels = {"avx2": AVX2, "avx512-bf16": BF16}
+    sides = []
+    for name, klass, shift in (("base", classes[0], 0.0), ("cand", classes[1], moved)):
+        rec = json.loads(json.dumps(record))
+        rec["kernel_class"], rec["device"]["kernels"] = klass, kernels[klass]
+        rec["metrics"]["reload_max_abs_logit_diff"]["value"] = 0.004 + shift
+        sides.append(_one_record_run(tmp_path / name, rec, manifest))
+    df = compare.compare_runs(*sides)
+    row = df[(df["case_id"] == "tiny-llama/qlora/base") & (df["metric"] == "reload_max_abs_logit_diff")].iloc[0]
+    assert row["verdict"] == verdict, row["note"]
+    if verdict == "within noise":
+        assert "kernel classes differ (avx2 -> avx512-bf16): within the measured cross-class band" in row["note"]
+    env = markdown.environment_md(compare.environment_diff(*sides))
+    assert ("**Kernel class changed**: avx2 → avx512-bf16" in env[0]) == (classes[0] != classes[1])

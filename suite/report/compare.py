@@ -18,6 +18,8 @@ from typing import Iterable
 
 import pandas as pd
 
+from suite import paths
+from suite.judge import bands, kernelclass
 from suite.judge.metrics import METRICS, Metric
 from suite.matrix.spec import NOT_FINGERPRINTED
 from suite.records.runs import Run
@@ -173,6 +175,44 @@ def _device(records: list[dict]) -> str | None:
     return kinds.pop() if len(kinds) == 1 else None
 
 
+# Metrics whose tolerance is tight, and the cross-class band (suite/judge/bands.py) that judges them
+# when the two sides ran on different kernel classes: a nightly fleet that switches runners must not
+# read as a regression at every switch (the band says how far the classes' own references lie apart).
+CROSS_CLASS = {"reload_max_abs_logit_diff": ("reload_logits", "value"),
+               "reference_max_abs_logit_diff": ("reference_untouched", "value"),
+               "final_loss": ("golden_curve", "atol"), "initial_loss": ("golden_curve", "atol")}
+
+
+def classes_of(records: list[dict]) -> str:
+    """The kernel classes records ran on (records from before classes were named: from device.kernels)."""
+    names = {r.get("kernel_class") or kernelclass.of_record(r).name for r in records}
+    return ", ".join(sorted(names))
+
+
+def cross_class_band(metric: str, method: str, profile: str = "cpu") -> tuple[float, str] | None:
+    """The measured cross-class band of a tight metric for a method: (width, where it was measured)."""
+    if metric not in CROSS_CLASS:
+        return None
+    check, field = CROSS_CLASS[metric]
+    band = bands.load(paths.baselines_root(), profile).for_check(str(method), check)
+    return None if band is None else (getattr(band, field), band.source)
+
+
+def cross_class(metric: str, brecs: list[dict], crecs: list[dict], diff: float) -> str | None:
+    """Where the sides ran on different kernel classes and a tight metric moved by no more than the
+    measured cross-class band: the note that says so (None: judge as usual)."""
+    bcls, ccls = classes_of(brecs), classes_of(crecs)
+    if bcls == ccls:
+        return None
+    rec = (crecs or brecs)[0]
+    method = (rec.get("case") or {}).get("method")
+    band = cross_class_band(metric, str(method), (rec.get("budgets") or {}).get("profile") or "cpu")
+    if band is None or abs(diff) > band[0]:
+        return None
+    return (f"kernel classes differ ({bcls} -> {ccls}): within the measured cross-class band for {method} "
+            f"({band[0]:.3g}; {band[1]})")
+
+
 def _metric_names(brecs: list[dict], crecs: list[dict]) -> list[str]:
     names = {n for r in brecs + crecs for n in r["metrics"]}
     order = list(METRICS)
@@ -202,6 +242,8 @@ def _metric_rows(case_id: str, brecs: list[dict], crecs: list[dict], comparable:
         b, c = statistics.median(base), statistics.median(cand)
         j = judge(metric, base, cand)
         verdict, note = j.verdict, j.note
+        if verdict in (WORSE, BETTER) and (across := cross_class(name, brecs, crecs, c - b)):
+            verdict, note = WITHIN_NOISE, across
         if not comparable:
             verdict = NOT_COMPARABLE
             note = (f"by the numbers: {j.verdict}" if j.verdict != WITHIN_NOISE
@@ -453,7 +495,7 @@ def gate_fails(df: pd.DataFrame, fail_on: Iterable[str]) -> bool:
     return len(gated(df, fail_on)) > 0
 
 
-ENV_KEYS = ("python", "platform", "host", "cpu_count", "cpu", "cpu.flags", "torch.cpu_capability", "torch.cuda",
+ENV_KEYS = ("kernel_class", "python", "platform", "host", "cpu_count", "cpu", "cpu.flags", "torch.cpu_capability", "torch.cuda",
             "torch.cudnn", "gpus", "suite.commit")
 
 

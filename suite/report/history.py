@@ -16,6 +16,7 @@ runs on either side, and the `bisect` command that starts the hunt.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import math
 import statistics
@@ -28,7 +29,7 @@ from suite.errors import RecordError, SuiteError
 from suite.judge.metrics import METRICS
 from suite.records import runs as runs_mod
 from suite.records.runs import Run
-from suite.report.compare import flat_environment
+from suite.report.compare import cross_class_band, flat_environment
 from suite.versions import STACK
 
 # Otava's significance (a shift whose t-test p-value is above this is noise) and the window of its
@@ -75,6 +76,7 @@ class Change:
     pvalue: float
     environment: list[str]  # what changed between `previous` and `run`
     bisect: list[str]  # the command lines that start the hunt
+    note: str = ""  # a kernel-class switch that explains it (within the measured cross-class band)
 
     @property
     def change(self) -> float:
@@ -82,8 +84,9 @@ class Change:
 
     @property
     def direction(self) -> str:
-        """worse / better in the metric's declared sense; changed for a metric with no better side."""
-        if self.better not in ("lower", "higher") or self.after == self.before:
+        """worse / better in the metric's declared sense; changed for a metric with no better side,
+        or for a shift that a switch of kernel class explains."""
+        if self.better not in ("lower", "higher") or self.after == self.before or self.note:
             return "changed"
         up = self.after > self.before
         return "worse" if up == (self.better == "lower") else "better"
@@ -243,6 +246,30 @@ def bisect_lines(a: RunPoint, b: RunPoint, case_id: str) -> list[str]:
     return out
 
 
+def _class_switch(a: RunPoint, b: RunPoint, case_id: str, metric: str, diff: float) -> str:
+    """Why a shift of a tight metric is no regression: the runs crossed kernel classes and it moved by
+    no more than the measured cross-class band (suite/judge/bands.py); "" otherwise."""
+    ka, kb = ((p.environment or {}).get("kernel_class") for p in (a, b))
+    if not ka or not kb or ka == kb:
+        return ""
+    method = _methods().get(case_id)
+    band = cross_class_band(metric, method) if method else None
+    if band is None or abs(diff) > band[0]:
+        return ""
+    return f"kernel class switched ({ka} -> {kb}): within the measured cross-class band for {method} ({band[0]:.3g})"
+
+
+@functools.lru_cache(maxsize=1)
+def _methods() -> dict[str, str]:
+    from suite.matrix.load import load_cases
+    from suite.paths import CASES
+
+    try:
+        return {c.id: c.method for c in load_cases(CASES)}
+    except Exception:  # a history of runs needs no readable case files
+        return {}
+
+
 def change_points(values: list[float], max_pvalue: float = MAX_PVALUE, window: int = WINDOW) -> list[tuple[int, float]]:
     """Otava's change points of a series: (index of the first value after the shift, p-value)."""
     try:
@@ -327,6 +354,7 @@ def analyse(args: list[str], results_root: str | Path | None = None, cases: str 
             prev, run = by_name[names[at - 1]], by_name[names[at]]
             changes.append(Change(case_id, name, mode, metric.unit, metric.better, int(df["index"].iloc[at]),
                                   run.name, prev.name, before, after, pvalues[at],
-                                  environment_diff(prev, run, case_id), bisect_lines(prev, run, case_id)))
+                                  environment_diff(prev, run, case_id), bisect_lines(prev, run, case_id),
+                                  _class_switch(prev, run, case_id, name, after - before)))
     changes.sort(key=lambda c: (-c.index, c.case_id, c.metric))
     return History(points, frame, changes, drifts, skipped, short, analysed, max_pvalue, window)

@@ -41,7 +41,7 @@ def markdown(h: History, title: str = "ftsuite history") -> str:
                   "| | first run after | case | metric | change | before → after | p | what changed that run | "
                   "start here |", "|---|---|---|---|---:|---|---:|---|---|"]
         for c in h.changes:
-            env = "; ".join(c.environment) or "nothing in the environment"
+            env = "; ".join(([c.note] if c.note else []) + c.environment) or "nothing in the environment"
             start = "<br>".join(code(b) for b in c.bisect) or "-"
             lines.append(f"| {c.direction} | {code(c.run)} | {code(c.case_id)} | {md(_metric(c))} | "
                          f"{fmt_change(c.change)} | {fmt_value(c.before, c.unit)} → {fmt_value(c.after, c.unit)} | "
@@ -91,7 +91,8 @@ def render(h: History, title: str = "ftsuite history") -> str:
             rows.append([esc(c.direction), f"<code>{esc(c.run)}</code>", f"<code>{esc(c.case_id)}</code>",
                          esc(_metric(c)), esc(fmt_change(c.change)),
                          f"{esc(fmt_value(c.before, c.unit))} → {esc(fmt_value(c.after, c.unit))}",
-                         esc(f"{c.pvalue:.1e}"), esc("; ".join(c.environment) or "nothing in the environment"),
+                         esc(f"{c.pvalue:.1e}"),
+                         esc("; ".join(([c.note] if c.note else []) + c.environment) or "nothing in the environment"),
                          "<br>".join(f"<code>{esc(b)}</code>" for b in c.bisect) or "-"])
             classes.append(c.direction if c.direction in ("worse", "better") else "not-comparable")
         body.append(f"<h2>Change points ({len(h.changes)}, newest first)</h2>" + table(
@@ -127,7 +128,7 @@ def as_json(h: History) -> dict:
             "series": h.series, "short": h.short, "skipped": h.skipped,
             "changes": [{**{k: getattr(c, k) for k in ("case_id", "metric", "mode", "unit", "better", "run",
                                                        "previous", "before", "after", "pvalue", "environment",
-                                                       "bisect")}, "change": c.change, "direction": c.direction}
+                                                       "bisect", "note")}, "change": c.change, "direction": c.direction}
                         for c in h.changes],
             "drifts": [{**{k: getattr(d, k) for k in ("case_id", "metric", "mode", "unit", "better", "first", "last",
                                                       "runs", "per_run", "total", "pvalue")},

@@ -17,9 +17,12 @@ def environment_md(diff: pd.DataFrame) -> list[str]:
     changed = diff[diff["changed"]]
     if not len(changed):
         return ["Environment: identical (packages, Python, torch, GPUs, host, suite commit)."]
+    klass = changed[changed["field"] == "kernel_class"]
     pk = changed[changed["package"]]
-    other = changed[~changed["package"]]
-    lines = []
+    other = changed[~changed["package"] & (changed["field"] != "kernel_class")]
+    lines = [f"**Kernel class changed**: {md(r.baseline)} → {md(r.candidate)} (the runs crossed kernel classes; "
+             f"tight metrics within the measured cross-class band are not a regression: docs/kernel-classes.md)."
+             for r in klass.itertuples()]
     if len(pk):
         lines.append("Package versions changed: " + ", ".join(
             f"**{md(r.field)}** {md(r.baseline)} → {md(r.candidate)}" for r in pk.itertuples()) + ".")

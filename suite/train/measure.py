@@ -172,9 +172,14 @@ def profiled_step(trainer) -> tuple[dict[str, int], dict]:
       name the kernel's backend on a GPU too);
     - the work it did: FLOPs (torch.utils.flop_counter, matmuls and attention, forward and
       backward) and aten operator calls, both the same on any machine for the same code path, so
-      an extra forward, recomputation, a larger matmul or an upcast shows exactly.
+      an extra forward, recomputation, a larger matmul or an upcast shows exactly. On an
+      AVX512-BF16 CPU a 4-bit base that bitsandbytes repacked for its bf16 GEMM (an eval-mode forward)
+      runs a kernel the counter does not see, and saving unpacks it again: the work records which
+      (`repacked_4bit`), so a count is compared with counts of the same path.
     """
     from torch.profiler import ProfilerActivity, profile
+
+    from suite.train.probes import repacked_4bit
     from torch.utils.flop_counter import FlopCounterMode
 
     batch = next(iter(trainer.get_train_dataloader()))
@@ -189,5 +194,6 @@ def profiled_step(trainer) -> tuple[dict[str, int], dict]:
     by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
     work = {"flops": int(counter.get_total_flops()), "aten_calls": int(sum(aten.values())),
             "processed_tokens": tokens, "flops_by_op": dict(sorted(by_op.items())),
-            "aten_top": dict(sorted(aten.items(), key=lambda kv: -kv[1])[:20])}
+            "aten_top": dict(sorted(aten.items(), key=lambda kv: -kv[1])[:20]),
+            "repacked_4bit": repacked_4bit(trainer.model)}
     return attention, work
