@@ -216,3 +216,20 @@ def test_a_comparison_across_kernel_classes_judges_tight_metrics_by_the_band(tmp
         assert "kernel classes differ (avx2 -> avx512-bf16): within the measured cross-class band" in row["note"]
     env = markdown.environment_md(compare.environment_diff(*sides))
     assert ("**Kernel class changed**: avx2 → avx512-bf16" in env[0]) == (classes[0] != classes[1])
+
+
+@pytest.mark.parametrize("case_id", ["tiny-llama/full/base", "tiny-llama/lora/base", "tiny-llama/qlora/base",
+                                     "tiny-llama/lora_8bit/base"])
+def test_a_loss_computed_5_percent_off_fails_on_every_class_and_across_the_band(cases, case_id, tmp_path):
+    """Portability cost no detection: the bisect fixture's bad commit (trl's loss scaled by 1.05) on a
+    curve of the AVX512-BF16 class fails against that class's reference, and against the nearest
+    class (AVX2) within the measured band, as a run of an AVX-512 CPU without BF16 would be judged."""
+    case = cases[case_id]
+    store = BaselineStore(ROOT / "results" / "baselines", profile="cpu")
+    ref = json.loads((ROOT / "results" / "baselines" / "cpu" / "avx512-bf16" / f"{case.slug}.json").read_text())
+    assert [r.passed for r in store.checks(case, ref["curve"], [], tmp_path, BF16)] == [True]
+    scaled = [{"step": p["step"], "loss": p["loss"] * 1.05} for p in ref["curve"]]
+    [own] = store.checks(case, scaled, [], tmp_path, BF16)
+    [across] = store.checks(case, scaled, [], tmp_path, AVX512)
+    assert not own.passed and not across.passed
+    assert "compared with class avx2 within the measured cross-class band" in across.message
