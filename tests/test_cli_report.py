@@ -127,3 +127,16 @@ def test_compare_to_without_cases_says_so(pytester, tmp_path):
     pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
     result = pytester.runpytest(*PLUGINS, "--results-dir", str(tmp_path), "--compare-to", "x")
     result.stdout.fnmatch_lines(["*--compare-to x: no case ran in this session, nothing to compare*"])
+
+
+def test_a_one_run_report_names_planned_cases_without_a_record_and_fails(capsys, tmp_path):
+    """A run whose manifest planned a case it has no record of (lost, or written by another process
+    into another folder) says which, counts it and fails its gate."""
+    run = tmp_path / "tiny-a"
+    shutil.copytree(FIXTURES / "tiny-a", run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["planned"] = [*manifest.get("planned", []), "tiny-llama/qlora/elsewhere"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run_cli(capsys, "report", str(run))
+    assert code == 1 and "1 lost" in out and "`tiny-llama/qlora/elsewhere`: planned in manifest.json, no record" \
+        in out and "gate fails: 1 lost" in err

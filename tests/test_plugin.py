@@ -92,3 +92,23 @@ def test_two_pytest_processes_into_one_run_id_keep_every_record(tmp_path):
     # each training case had a folder of its own in each session
     assert {p.name for p in run.iterdir() if p.is_dir()} == {"tiny-llama__lora__base", "tiny-llama__lora__base.r1",
                                                              "tiny-llama__full__base", "tiny-llama__full__base.r1"}
+
+
+def test_one_pytest_run_under_xdist_leaves_one_run_folder(tmp_path):
+    """`pytest -n 2` without --run-id: the controller's run id reaches both workers (one folder, one
+    manifest with a session per worker and every record), not one folder per worker."""
+    cases = write_cases(tmp_path / "cases", """
+        matrix:
+          - {models: [tiny-llama], methods: [lora, full]}
+    """)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-q", "-n", "2",
+           str(ROOT / "tests" / "test_matrix.py"), "--rootdir", str(ROOT), "--cases-dir", str(cases),
+           "--results-dir", str(tmp_path / "results"), "--no-baselines"]
+    env = {k: v for k, v in os.environ.items() if k not in ("FTSUITE_RUN_ID", "PYTEST_XDIST_WORKER")}
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    [run] = [p for p in (tmp_path / "results").iterdir() if p.is_dir()]
+    manifest = results.read_manifest(run)
+    assert len(manifest["sessions"]) == 2 and sorted(manifest["records"]) == ["tiny-llama/full/base",
+                                                                              "tiny-llama/lora/base"]
+    assert manifest["counts"] == {"passed": 2} and "2 worker sessions" in out.stdout

@@ -42,8 +42,17 @@ def pytest_configure(config: pytest.Config) -> None:
         _load(config)  # a bad case file stops the session here, with its file and field named
         if config.getoption("benchmark_repeat") < 1:
             raise pytest.UsageError("--benchmark-repeat must be at least 1")
-    if not hasattr(config, "workerinput") and not config.getoption("run_id"):
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller's run id (pytest_configure_node)
+        config.option.run_id = config.workerinput.get("ftsuite_run_id") or config.getoption("run_id")
+    elif not config.getoption("run_id"):
         config.option.run_id = new_run_id()  # one run for the session and every pytest-xdist worker
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """Hand the controller's run id to each xdist worker: a worker parses the command line afresh and
+    would otherwise make its own, and one pytest run would write one run folder per worker."""
+    node.workerinput["ftsuite_run_id"] = node.config.getoption("run_id")
 
 
 @pytest.hookimpl(tryfirst=True)

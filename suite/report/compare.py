@@ -339,6 +339,13 @@ def integrity(run: Run, side: str, known: set[str] = frozenset()) -> tuple[list[
     return rows, gone
 
 
+def missing_rows(run: Run, gone: dict[str, str]) -> list[dict]:
+    """A one-run report's rows for cases its manifest planned that have no record: lost, gated."""
+    have = run.by_case()
+    return [_row(case_id, STATUS, LOST, f"planned in manifest.json, no record: {why}")
+            for case_id, why in sorted(gone.items()) if case_id not in have]
+
+
 INVARIANT_PREFIX = "invariants/"  # case ids of invariant rows: invariants/<relation> or invariants/<test>
 GROWTH_NOTED = 100.0  # a discrepancy that grows this many times, still within its bound, is noted
 

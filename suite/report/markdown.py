@@ -163,7 +163,12 @@ def summary_md(report: Report) -> list[str]:
     pk = report.baseline.environment.get("packages") or {}
     problems = report.integrity if report.integrity is not None else pd.DataFrame(columns=compare.COLUMNS)
     lines = [f"**Unfinished**: {md(r.note)}\n" for r in problems.itertuples() if r.verdict == compare.UNFINISHED]
-    lines += [" · ".join(f"{counts[s]} {s}" for s in ("passed", "failed", "error", "skipped") if counts.get(s)),
+    lost = problems[problems["verdict"] == compare.LOST]
+    if len(lost):
+        lines += [f"**{len(lost)} planned case(s) have no record** (lost, or written to another run folder):", "",
+                  *[f"- {code(r.case_id)}: {md(r.note)}" for r in lost.itertuples()], ""]
+    lines += [" · ".join([*(f"{counts[s]} {s}" for s in ("passed", "failed", "error", "skipped") if counts.get(s)),
+                          *([f"{len(lost)} lost"] if len(lost) else [])]),
              "", "Packages: " + ", ".join(f"{p} {md(pk[p])}" for p in HEADLINE if pk.get(p)) + ".", "",
              "| case | status | " + " | ".join(SUMMARY_METRICS.values()) + " |",
              "|---|---|" + "---:|" * len(SUMMARY_METRICS)]

@@ -27,8 +27,8 @@ class Report:
         unreadable = [(run.name, err) for run in [baseline, *candidates] for err in run.errors]
         integrity = None
         if not candidates:
-            rows, _ = compare.integrity(baseline, "candidate")
-            integrity = pd.DataFrame(rows, columns=compare.COLUMNS)
+            rows, gone = compare.integrity(baseline, "candidate")
+            integrity = pd.DataFrame(rows + compare.missing_rows(baseline, gone), columns=compare.COLUMNS)
         return cls(baseline, candidates, frame, unreadable, integrity)
 
     @property
