@@ -190,3 +190,29 @@ def test_checkpoint_compatibility_rows_gate_a_checkpoint_the_upgrade_cannot_read
     assert fails["verdict"] == compare.NEWLY_FAILING and fails["note"] == "KeyError: 'lora_A'"
     downgrade = rows[("checkpoints/tiny-llama/full/base", "loads in the baseline")]
     assert downgrade["verdict"] == compare.WITHIN_NOISE and downgrade["note"].startswith("informational (a downgrade)")
+
+
+def test_a_single_run_timing_needs_repeats_while_the_same_change_over_repeats_is_judged():
+    """One run a side on a shared CPU carries no timing verdict (four real upgrade-checks of
+    2026-12-05 failed their gates on such rows); the same +30% over three repeats a side, tightly
+    clustered, is `worse` and gates. Counted work and memory are judged from one run as before."""
+    step_cpu = METRICS["step_cpu_time_median_s"]
+    one = compare.judge(step_cpu, [0.10], [0.13])
+    assert one.verdict == compare.NEEDS_REPEATS and "run with --repeats 3" in one.note
+    repeated = compare.judge(step_cpu, [0.100, 0.101, 0.099], [0.130, 0.131, 0.129])
+    assert repeated.verdict == compare.WORSE
+    assert compare.NEEDS_REPEATS not in compare.parse_fail_on(compare.DEFAULT_FAIL_ON)
+    assert compare.judge(METRICS["peak_rss_gib"], [0.5], [0.6]).verdict == compare.WORSE
+    assert compare.judge(METRICS["counted_flops_per_step"], [1e8], [1.0001e8]).verdict == compare.WORSE
+
+
+def test_a_change_below_the_absolute_floor_is_no_verdict():
+    """The canary of 2026-12-05 failed on step_off_cpu_median_s 0 s -> 6.76e-06 s ("worse from 0"); over
+    repeats too a change of microseconds is below the 100 us floor of a time."""
+    off = METRICS["step_off_cpu_median_s"]
+    for base, cand in (([0.0], [6.76e-06]), ([0.0] * 3, [6.7e-06, 6.8e-06, 6.9e-06])):
+        j = compare.judge(off, base, cand)
+        assert j.verdict == compare.WITHIN_NOISE and "below the absolute floor" in j.note
+    reload = METRICS["reload_max_abs_logit_diff"]
+    assert compare.judge(reload, [0.0], [5e-7]).verdict == compare.WITHIN_NOISE
+    assert compare.judge(reload, [0.0], [1e-3]).verdict == compare.WORSE  # above the floor: as before

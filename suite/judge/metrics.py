@@ -5,7 +5,7 @@ Checks, budgets and reports read these declarations instead of special-casing na
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from suite.train.payload import Payload
 
@@ -23,12 +23,32 @@ class Metric:
     # With repeats, a change must also exceed this (or the tolerance, if smaller) to be a verdict:
     # five tightly clustered repeats must not turn a 1% drift of a timing into one.
     min_change: float = 0.05
+    # A timing (wall or CPU time, a rate): one run a side on a shared machine carries no verdict
+    # (suite/report/compare.py says "needs repeats" and does not gate); repeats judge it.
+    timing: bool = False
+    # No verdict for a change this small in the metric's unit, whatever the ratio: a multiplicative
+    # tolerance on a baseline of 0 would call 0 -> 7 microseconds "worse" (one canary did).
+    abs_floor: float | None = None
+
+    @property
+    def floor(self) -> float:
+        """The absolute floor: declared, else the default of the metric's unit (UNIT_FLOORS)."""
+        return self.abs_floor if self.abs_floor is not None else UNIT_FLOORS.get(self.unit, 0.0)
 
     def tolerance_for(self, device: str | None) -> float:
         if device == "cpu" and self.cpu_rel_tolerance is not None:
             return self.cpu_rel_tolerance
         return self.rel_tolerance
 
+
+# Default absolute floors per unit: below a timer's and a scheduler's resolution for times (100 us),
+# 1 MiB of memory, a millionth of a nat or a logit (float32 rounding of the tiny models' values);
+# counts (FLOPs, calls, parameters, bytes) are exact and have none.
+UNIT_FLOORS = {"s": 1e-4, "GiB": 2**-10, "nats": 1e-6, "logit": 1e-6, "fraction": 1e-4, "tokens/s": 0.01,
+               "samples/s": 0.001, "FLOP/s": 1.0, "ratio": 1e-4, "bits": 1e-4}
+TIMINGS = ("train_runtime_s", "step_time_median_s", "step_time_iqr_s", "tokens_per_s", "processed_tokens_per_s",
+           "samples_per_s", "model_flops_per_s", "mfu", "step_cpu_time_median_s", "step_off_cpu_median_s",
+           "train_cpu_s", "setup_s", "fixed_cost_s", "save_s")
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
     # rel_tolerance bounds the ratio both ways on a dedicated device; cpu_rel_tolerance is the largest factor seen
@@ -93,6 +113,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("reference_max_abs_logit_diff", "logit", "lower", "DPO: the reference after training vs before "
            "(same model object)", 0.0),
 ]}
+METRICS = {name: (replace(m, timing=True) if name in TIMINGS else m) for name, m in METRICS.items()}
 
 
 def _window_mean(losses: list[float], k: int, last: bool) -> float | None:

@@ -27,11 +27,13 @@ from suite.report import stats
 
 WORSE, BETTER, NEWLY_FAILING, FIXED = "worse", "better", "newly failing", "fixed"
 NOT_COMPARABLE, WITHIN_NOISE = "not comparable", "within noise"
+# A timing measured once a side: shown with the change and its detection floor, never gated.
+NEEDS_REPEATS = "needs repeats"
 # What a run failed to keep: a case that passed in the baseline and has no readable record in the
 # candidate (lost), a record that cannot be read on either side (unreadable), a candidate whose
 # manifest says it did not finish or that has none (unfinished). A crashed nightly is never green.
 LOST, UNREADABLE, UNFINISHED = "lost", "unreadable", "unfinished"
-VERDICTS = (WORSE, NEWLY_FAILING, LOST, UNREADABLE, UNFINISHED, NOT_COMPARABLE, FIXED, BETTER,
+VERDICTS = (WORSE, NEWLY_FAILING, LOST, UNREADABLE, UNFINISHED, NOT_COMPARABLE, FIXED, BETTER, NEEDS_REPEATS,
             WITHIN_NOISE)  # most urgent first
 GATES = {"worse": WORSE, "newly-failing": NEWLY_FAILING, "lost": LOST, "unreadable": UNREADABLE,
          "unfinished": UNFINISHED}  # --fail-on spelling -> verdict
@@ -98,10 +100,19 @@ def judge(metric: Metric, base: list[float], cand: list[float]) -> Judgement:
         else:
             within = abs(c - b) <= band
     threshold = band / abs(b) if b else (0.0 if band == 0 else math.inf)
-    return _verdict(metric, within, c - b, noise, threshold)
+    judged = _verdict(metric, within, c - b, noise, threshold)
+    if judged.verdict in (WORSE, BETTER) and metric.timing and not repeated:
+        change = f"{(c - b) / abs(b):+.1%}" if b else f"{c - b:+.3g} {metric.unit} from 0"
+        return Judgement(NEEDS_REPEATS, noise, threshold,
+                         f"one run a side: by the numbers {judged.verdict} ({change}), but a single timing on a "
+                         f"shared machine is no verdict; run with --repeats 3 to judge")
+    return judged
 
 
 def _verdict(metric: Metric, within: bool, diff: float, noise: str, threshold: float) -> Judgement:
+    if not within and abs(diff) <= metric.floor:  # a change below the metric's absolute floor
+        return Judgement(WITHIN_NOISE, noise, threshold, f"changed by {diff:+.3g} {metric.unit}, below the "
+                                                         f"absolute floor {metric.floor:g} {metric.unit}")
     if within:
         return Judgement(WITHIN_NOISE, noise, threshold)
     if metric.better not in ("lower", "higher"):
