@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from suite.invariants import harness as h
+from suite.invariants.labels import require_position_ids
 from suite.invariants.losses import per_example_losses
 from suite.invariants.relations import RELATIONS, Verdict, compare
 
@@ -30,6 +31,7 @@ def _packed_forward_probe(model, batch: dict, break_positions: bool) -> list[Ver
 
     from suite.invariants.harness import plain_logits
 
+    require_position_ids(batch, "packed examples")
     inputs = _model_inputs(continuous_positions(lambda b: b)(batch) if break_positions else batch)
     packed = plain_logits(model, inputs)
     segs = _segments(batch["position_ids"])

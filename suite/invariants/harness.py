@@ -1,7 +1,7 @@
 """Tiny in-process SFTTrainers for the invariants, built the way a matrix case builds its own.
 
 A trainer here is made from a `Case` through the same helpers the matrix uses
-(`suite.train._sft_config`, `model_init_kwargs`, `_lora_config`, `suite.train.compat`), so an
+(`suite.train.args.sft_config`, `model_init_kwargs`, `lora_config`, `suite.train.compat`), so an
 invariant exercises the argument mapping the suite ships, not a private copy of it. What differs
 from a case run: it stays in this process, and the caller may swap the trainer class, the
 collator or the rows, which is how the "can fail" tests break a relation on purpose.
@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from suite.matrix.spec import Case, CheckSpec, LoraSpec, ModelSpec, Training
 from suite.train import args as train_args
-from suite.train import data, models
+from suite.train import compat, data, models
 
 ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral"}
 # Small and quick: a handful of steps of 4-example batches on 16 examples.
@@ -75,15 +75,17 @@ def build_trainer(case: Case, output_dir: Path, rows: list[dict] | None = None, 
     seed_everything(case.training.seed)
     path = model_path(case)
     tokenizer = tokenizer if tokenizer is not None else models.load_tokenizer(path)
-    load_kwargs = train_args.model_init_kwargs(case, "cpu", torch.float32)
-    quant = load_kwargs.pop("quantization_config", None)
-    args = train_args.sft_config(case, output_dir, "cpu", "fp32", load_kwargs)
+    # through the compatibility layer, as the matrix's SFT backend: quantization_config is an SFTTrainer
+    # argument from trl 1.8 only (before, a model_init_kwargs entry), and passing it at all, even None,
+    # made every harness-built invariant error on older trl
+    init_kwargs, quant_kwargs = compat.quantization_args(train_args.model_init_kwargs(case, "cpu", torch.float32))
+    args = train_args.sft_config(case, output_dir, "cpu", "fp32", init_kwargs)
     if peft_config is None and case.is_adapter:
         peft_config = train_args.lora_config(case)
     dataset = Dataset.from_list(rows if rows is not None else rows_for(case))
     cls = trainer_cls or SFTTrainer
-    trainer = cls(model=path, args=args, train_dataset=dataset, processing_class=tokenizer,
-                  peft_config=peft_config, quantization_config=quant, callbacks=list(callbacks), **trainer_kwargs)
+    trainer = cls(model=path, args=args, train_dataset=dataset, **{compat.key("processing_class"): tokenizer},
+                  peft_config=peft_config, callbacks=list(callbacks), **quant_kwargs, **trainer_kwargs)
     return Built(trainer, tokenizer, case, path)
 
 

@@ -6,7 +6,7 @@ from typing import Callable
 
 from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS, masked_loss, token_logprobs
-from suite.invariants.relations import RELATIONS, Verdict, compare, count
+from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, compare, count
 from suite.matrix.spec import CONVERSATIONAL
 
 
@@ -180,6 +180,7 @@ def measure_packed_starts(mode: str, out: Path, *, collator_wrapper: Callable | 
         trainer.data_collator = collator_wrapper(trainer.data_collator)
     bad, starts = [], 0
     for b, batch in enumerate(h.first_batches(trainer, 3)):
+        require_position_ids(batch, mode)
         at_start = batch["position_ids"] == 0
         starts += int(at_start.sum())
         bad += [f"batch {b} position {int(i)}" for i in (at_start & (batch["labels"] != -100)).nonzero()[:, 1]]
@@ -188,10 +189,19 @@ def measure_packed_starts(mode: str, out: Path, *, collator_wrapper: Callable | 
     return count("packed_starts.masked", bad, f"{mode}, {starts} sequence starts in 3 batches")
 
 
+def require_position_ids(batch: dict, what: str) -> None:
+    """Sequence starts are read from position_ids; a trl whose collator gives none (trl 0.20's packing
+    concatenates examples without them) cannot express the relation."""
+    if "position_ids" not in batch:
+        raise NotApplicable(f"{what}: the installed trl's batches carry no position_ids (keys: "
+                            f"{', '.join(sorted(batch))}), so sequence starts cannot be told apart")
+
+
 def label_sequence_starts(collator):
     """A padding-free collator that lets each sequence's first token be the previous one's target."""
     def collate(examples):
         batch = dict(collator(examples))
+        require_position_ids(batch, "labelled sequence starts")
         start = batch["position_ids"] == 0
         start[:, 0] = False  # the row's first token is never a target anyway
         batch["labels"] = batch["labels"].masked_scatter(start, batch["input_ids"][start])
@@ -202,10 +212,11 @@ def label_sequence_starts(collator):
 
 # --------------------------------------------------------------------------------- logged loss
 
-def measure_logged_loss(method: str, loss_type: str, out: Path, *, trainer_cls=None) -> Verdict:
-    """The first logged loss against the hand-computed loss of the batch the model was fed."""
+def measure_logged_loss(method: str, loss_type: str | None, out: Path, *, trainer_cls=None) -> Verdict:
+    """The first logged loss against the hand-computed loss of the batch the model was fed; loss_type
+    None: a trl whose SFTConfig has no loss_type (nll, and nothing passed)."""
     case = h.tiny_case(method, batch_size=len(UNEQUAL_ROWS), num_samples=len(UNEQUAL_ROWS), max_steps=1,
-                       max_length=128, extra={"loss_type": loss_type})
+                       max_length=128, extra={"loss_type": loss_type} if loss_type is not None else None)
     built = h.build_trainer(case, out, UNEQUAL_ROWS, trainer_cls=trainer_cls)
     trainer, model = built.trainer, built.trainer.model
     fed: dict = {}
@@ -220,7 +231,7 @@ def measure_logged_loss(method: str, loss_type: str, out: Path, *, trainer_cls=N
     trainer.compute_loss = recording
     logged = h.train_and_log(built)
     model.load_state_dict(before)  # the logged loss of step 1 was computed before the update
-    hand = masked_loss(h.plain_logits(model, fed), fed["labels"], loss_type)
+    hand = masked_loss(h.plain_logits(model, fed), fed["labels"], loss_type or "nll")
     n = int((fed["labels"][:, 1:] != -100).sum())
     return compare("logged_loss", logged[0], hand, f"{method}, loss_type {loss_type}, {n} target tokens")
 

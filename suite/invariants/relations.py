@@ -24,6 +24,12 @@ class Relation:
         return Verdict(self, float(discrepancy), detail)
 
 
+class NotApplicable(Exception):
+    """The installed stack cannot express what a relation measures (a trl whose packed batches carry
+    no position_ids, say): the relation is not applicable there, which is not a verdict on it. The
+    message says why; the invariant tests skip with it."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     relation: Relation

@@ -147,9 +147,12 @@ def sft_config_fields() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(SFTConfig))
 
 
-def sft_loss_types() -> tuple[str, ...]:
-    """The loss_type values the installed trl's SFTConfig declares (its field's `choices`)."""
+def sft_loss_types() -> tuple[str | None, ...]:
+    """The loss_type values the installed trl's SFTConfig declares (its field's `choices`); (None,) for a
+    trl without the field (before it, SFT had one loss: the token-level negative log-likelihood)."""
     from trl import SFTConfig
 
-    field = next(f for f in dataclasses.fields(SFTConfig) if f.name == "loss_type")
+    field = next((f for f in dataclasses.fields(SFTConfig) if f.name == "loss_type"), None)
+    if field is None:
+        return (None,)
     return tuple(field.metadata.get("choices") or (field.default,))

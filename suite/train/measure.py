@@ -163,6 +163,14 @@ class MeasureCallback(TrainerCallback):
 ATTENTION_OPS = re.compile(r"_scaled_dot_product_|flash_?attn|xformers|fmha|efficient_attention", re.IGNORECASE)
 
 
+def repacked_4bit(model) -> bool:
+    """Whether bitsandbytes has repacked any 4-bit weight for its CPU bf16 inference GEMM (it does so at
+    the first eval-mode no-grad forward on an AVX512-BF16 CPU, and every later forward, training ones
+    included, then runs that GEMM)."""
+    return any(getattr(getattr(getattr(m, "weight", None), "quant_state", None), "packing_format_for_cpu", False)
+               for m in model.modules())
+
+
 def profiled_step(trainer) -> tuple[dict[str, int], dict]:
     """One more forward and backward on the first training batch, after everything else is
     measured (inside training, the profiler cost a tiny CPU case 12% of its step time and 4% of
@@ -178,8 +186,6 @@ def profiled_step(trainer) -> tuple[dict[str, int], dict]:
       (`repacked_4bit`), so a count is compared with counts of the same path.
     """
     from torch.profiler import ProfilerActivity, profile
-
-    from suite.train.probes import repacked_4bit
     from torch.utils.flop_counter import FlopCounterMode
 
     batch = next(iter(trainer.get_train_dataloader()))

@@ -47,14 +47,6 @@ def probe_logits(model, tokenizer, device: str, train_mode: bool = False):
     return logits[enc["attention_mask"].cpu().bool()]
 
 
-def repacked_4bit(model) -> bool:
-    """Whether bitsandbytes has repacked any 4-bit weight for its CPU bf16 inference GEMM (it does so at
-    the first eval-mode no-grad forward on an AVX512-BF16 CPU, and every later forward, training ones
-    included, then runs that GEMM)."""
-    return any(getattr(getattr(getattr(m, "weight", None), "quant_state", None), "packing_format_for_cpu", False)
-               for m in model.modules())
-
-
 def param_summary(model, is_adapter: bool) -> dict:
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if hasattr(model, "get_nb_trainable_parameters"):  # counts 4-bit packed weights correctly

@@ -10,7 +10,7 @@ from typing import Iterable
 
 import pytest
 
-from suite.invariants.relations import RELATIONS, Verdict
+from suite.invariants.relations import RELATIONS, NotApplicable, Verdict
 
 # (node id, relation name, discrepancy, broken on purpose?) of every verdict, gathered from the test
 # reports: under pytest-xdist the workers measure and the controller, which writes the table and the
@@ -21,6 +21,16 @@ PROPERTY = "ftsuite_invariant"
 
 def _as_list(verdicts: Verdict | Iterable[Verdict]) -> list[Verdict]:
     return [verdicts] if isinstance(verdicts, Verdict) else list(verdicts)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A relation the installed stack cannot express is not applicable: a skip that says why (reports
+    count it apart from a verdict), never a failure or an error."""
+    try:
+        return (yield)
+    except NotApplicable as exc:
+        pytest.skip(f"not applicable: {exc}")
 
 
 class InvariantRecorder:

@@ -39,19 +39,23 @@ class DPO(HFSFTTrainer):
         return trainer, tokenizer, load_kwargs
 
     def reference_snapshot(self, trainer: Any, tokenizer: Any, device: str) -> Any:
+        from suite.train.measure import repacked_4bit  # imports transformers: the child's side only
+
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-        return _reference_logits(trainer, tokenizer, device)[1], probes.repacked_4bit(model)
+        return _reference_logits(trainer, tokenizer, device)[1], repacked_4bit(model)
 
     def reference(self, trainer: Any, case: Case, before: Any, tokenizer: Any, device: str) -> dict | None:
         """The reference the loss was computed against, after training, vs the same model object's
         reference before training, on the same kernels (a trained or shared reference would move DPO's
         implicit rewards without showing in the loss). A fresh load of the base is not compared: on an
         AVX512-BF16 CPU it takes another bitsandbytes path and differs by rounding, not by training."""
+        from suite.train.measure import repacked_4bit
+
         before, packed_before = before
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
         kind, after = _reference_logits(trainer, tokenizer, device)
         diff = (after - before).abs().max().item() if after.shape == before.shape else float("inf")
-        return {"kind": kind, "max_abs_logit_diff": diff, "repacked": probes.repacked_4bit(model) != packed_before,
+        return {"kind": kind, "max_abs_logit_diff": diff, "repacked": repacked_4bit(model) != packed_before,
                 "compared": "the reference's logits on the probe input before and after training, same model "
                             "object, training mode (the kernels training used)"}
 
