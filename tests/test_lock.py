@@ -87,3 +87,18 @@ def test_a_relation_the_candidate_cannot_express_says_why():
     row, test = compare.compare_invariants(base, cand)
     assert row["verdict"] == test["verdict"] == compare.NOT_COMPARABLE  # a skip is not a failure
     assert row["note"] == "not measured in the candidate: test_a skipped (needs trl>=1.0 for loss_type)"
+
+
+def test_the_invariants_section_says_how_many_relations_of_all_were_measured():
+    """Never "N invariants" when N relations of M ran: the section says N of M and names the rest."""
+    import pandas as pd
+
+    from suite.invariants.relations import RELATIONS
+    from suite.report import markdown
+
+    doc = {"relations": {"logged_loss": {"statement": "s", "tolerance": 1e-5, "unit": "nats", "measured": 0.0,
+                                         "holds": True}}, "tests": {}}
+    df = pd.DataFrame(compare.compare_invariants(doc, doc), columns=compare.COLUMNS)
+    text = "\n".join(markdown.invariants_md(df))
+    assert f"1 of {len(RELATIONS)} relations measured; not measured on either side" in text
+    assert "`packing.run_loss`" in text and "`logged_loss`," not in text

@@ -146,3 +146,23 @@ def test_repeats_alternate_the_sides_and_probe_once(tmp_path, monkeypatch):
     with pytest.raises(SuiteError, match="--repeats must be at least 1"):
         upgrade.upgrade_check("trl==1.15.0", "trl==1.16.0", [], tmp_path / "o2", tmp_path / "r2", ("worse",), "t",
                               repeats=0)
+
+
+def test_the_invariants_follow_the_user_s_selection():
+    """`-m packing` runs the packing relations too; --invariants-k overrides; a case -k is not passed on
+    (it names case ids, which no invariant test has)."""
+    from suite.tools.upgrade import Checks, invariant_selection
+
+    assert invariant_selection(["-m", "tiny and packing and not gpu", "-k", "tiny-llama"], Checks()) == [
+        "-m", "tiny and packing and not gpu"]
+    assert invariant_selection(["-m", "packing"], Checks(invariants_k="logged_loss")) == ["-k", "logged_loss"]
+    assert invariant_selection(["-k", "tiny-llama/lora/base"], Checks()) == []
+
+
+def test_a_packing_selection_collects_the_packing_invariants_only():
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider",
+                          str(root / "tests" / "invariants"), "-m", "tiny and packing and not gpu"], cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    ids = [line for line in out.stdout.splitlines() if "::" in line]
+    assert ids and all("packing" in i or "packed" in i for i in ids), ids

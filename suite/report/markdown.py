@@ -85,8 +85,11 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
         label = {"repeats": "repeats", "tolerance": "declared tolerance", "bound": "invariant bound"}
         how = ", ".join(f"{n} by {label.get(k, k)}" for k, n in sorted(by.items()))
         inv = quiet["case_id"].str.startswith(compare.INVARIANT_PREFIX)
-        over = f"{quiet[~inv]['case_id'].nunique()} cases" + (f" and {quiet[inv]['case_id'].nunique()} invariants"
-                                                             if inv.any() else "")
+        relations = quiet[inv & (quiet["metric"] == "discrepancy")]["case_id"].nunique()
+        from suite.invariants.relations import RELATIONS
+
+        over = f"{quiet[~inv]['case_id'].nunique()} cases" + (
+            f" and {relations} of {len(RELATIONS)} invariant relations" if inv.any() else "")
         lines += [f"{len(quiet)} rows within noise over {over} ({how}).", ""]
     return lines
 
@@ -95,8 +98,15 @@ def invariants_md(df: pd.DataFrame) -> list[str]:
     rows = invariant_rows(df)
     if not len(rows):
         return []
+    from suite.invariants.relations import RELATIONS
+
+    measured = {c[len(compare.INVARIANT_PREFIX):] for c in rows["case_id"]}
+    left = sorted(set(RELATIONS) - measured)
     out = ["### Invariants", "", "Each relation's measured discrepancy (worst over its tests) in both environments, "
            "against its bound (`suite/invariants/relations.py`).", "",
+           f"{len(measured & set(RELATIONS))} of {len(RELATIONS)} relations measured"
+           + (f"; not measured on either side (left out by the selection, or not applicable): "
+              f"{', '.join(code(n) for n in left)}." if left else "."), "",
            "| relation | bound | baseline | candidate | verdict | note |", "|---|---|---:|---:|---|---|"]
     for r in rows.itertuples():
         bound = f"{'≥' if r.better == 'higher' else '≤'} {fmt_number(r.threshold)} {r.unit}".strip()

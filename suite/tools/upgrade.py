@@ -86,6 +86,17 @@ class Timed:
     code: int  # pytest's exit code (the cases', else the invariants')
 
 
+def invariant_selection(select: list[str], checks: Checks) -> list[str]:
+    """The invariant tests the user's words choose: --invariants-k when given, else the cases' `-m`
+    expression (invariant tests carry the same axis markers: `-m packing` runs the packing relations).
+    The cases' `-k` names case ids, which no invariant test has, so it is not passed on."""
+    if checks.invariants_k:
+        return ["-k", checks.invariants_k]
+    if "-m" in select:
+        return ["-m", select[select.index("-m") + 1]]
+    return []
+
+
 def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str], checks: Checks = Checks()) -> Timed:
     """Run the matrix test with the environment's interpreter (then, if asked, the invariant tests,
     whose measurements go into the run folder)."""
@@ -102,8 +113,7 @@ def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str], 
     if checks.invariants:
         from suite.records.runs import INVARIANTS_FILE
 
-        inv = envs.run_pytest(env_dir, [str(ROOT / "tests" / "invariants"),
-                                        *(["-k", checks.invariants_k] if checks.invariants_k else [])],
+        inv = envs.run_pytest(env_dir, [str(ROOT / "tests" / "invariants"), *invariant_selection(select, checks)],
                               env={"FTSUITE_INVARIANTS_JSON": str(run_dir / INVARIANTS_FILE)})
         code = code or inv
     return Timed(run_dir, cases_s, time.time() - t1 if checks.invariants else 0.0, code)
