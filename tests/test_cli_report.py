@@ -23,7 +23,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 def test_report_gate_exit_codes(capsys, tmp_path):
     base, cand = str(FIXTURES / "verdicts-base"), str(FIXTURES / "verdicts-cand")
     code, out, err = run_cli(capsys, "report", base, cand, "--out", str(tmp_path / "r"))
-    assert code == 1 and "gate fails: 3 worse, 1 newly failing" in err and out.startswith("## ftsuite:")
+    assert code == 1 and "gate fails: 1 errored, 3 worse, 1 newly failing" in err and out.startswith("## ftsuite:")
     assert (tmp_path / "r" / "report.html").is_file()
     assert "verdicts-cand/corrupt.json" in err  # unreadable records are named on stderr too
     assert run_cli(capsys, "report", base, cand, "--fail-on", "newly-failing", "-q")[0] == 1

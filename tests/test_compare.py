@@ -165,8 +165,9 @@ def test_an_errored_repeat_fails_the_case_and_the_others_are_still_compared():
     rec = json.loads((FIXTURES / "verdicts-base" / "worse.json").read_text())
     crashed = {**copy.deepcopy(rec), "status": "error", "reason": "oom: killed", "metrics": {}}
     rows = compare.compare_case("crafted/worse", [rec], [rec, crashed])
-    assert rows[0]["metric"] == compare.STATUS and rows[0]["verdict"] == compare.NEWLY_FAILING
-    assert rows[0]["note"] == "oom: killed"
+    # it raised (a crash), rather than failed a check: errored, on the candidate, with its first line
+    assert rows[0]["metric"] == compare.STATUS and rows[0]["verdict"] == compare.ERRORED
+    assert rows[0]["note"] == "errored on the candidate: oom: killed"
     final = next(r for r in rows if r["metric"] == "final_loss")
     assert final["verdict"] == compare.WITHIN_NOISE and final["n_candidate"] == 1
 
@@ -216,3 +217,28 @@ def test_a_change_below_the_absolute_floor_is_no_verdict():
     reload = METRICS["reload_max_abs_logit_diff"]
     assert compare.judge(reload, [0.0], [5e-7]).verdict == compare.WITHIN_NOISE
     assert compare.judge(reload, [0.0], [1e-3]).verdict == compare.WORSE  # above the floor: as before
+
+
+def test_a_case_that_errored_in_both_runs_is_its_own_gated_verdict(frame):
+    [row] = frame[(frame.case_id == "crafted/errored-in-both") & (frame.metric == compare.STATUS)].to_dict("records")
+    assert row["verdict"] == compare.ERRORED and row["note"] == "errored in both: exception: KeyError: 'labels'"
+    assert compare.ERRORED in compare.parse_fail_on(compare.DEFAULT_FAIL_ON)
+    without = [v for k, v in compare.GATES.items() if k != "errored"]
+    assert compare.ERRORED not in set(compare.gated(frame, tuple(without))["verdict"])  # --fail-on can drop it
+    assert compare.VERDICTS.index(compare.ERRORED) < compare.VERDICTS.index(compare.WITHIN_NOISE)
+
+
+def test_an_invariant_test_that_raised_is_errored_not_a_failed_relation():
+    rel = {"logged_loss": {"tolerance": 1e-5, "measured": None, "holds": None, "unit": "nats"}}
+    test = "tests/invariants/test_logged_loss.py::test_x"
+    base = {"relations": rel, "tests": {test: "errored"}, "errors": {test: "TypeError: SFTTrainer.__init__() got an "
+                                                                      "unexpected keyword argument 'quantization_config'"}}
+    rows = compare.compare_invariants(base, base)
+    [status] = [r for r in rows if r["metric"] == compare.STATUS]
+    assert status["verdict"] == compare.ERRORED and status["note"].startswith(
+        "errored in both: TypeError: SFTTrainer.__init__() got an unexpected keyword argument")
+    passed = {**base, "tests": {test: "passed"}, "errors": {}}
+    [on_cand] = [r for r in compare.compare_invariants(passed, base) if r["metric"] == compare.STATUS]
+    assert on_cand["verdict"] == compare.ERRORED and on_cand["note"].startswith("errored on the candidate: TypeError")
+    [fixed] = [r for r in compare.compare_invariants(base, passed) if r["metric"] == compare.STATUS]
+    assert fixed["verdict"] == compare.FIXED

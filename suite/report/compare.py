@@ -26,6 +26,9 @@ from suite.records.runs import Run
 from suite.report import stats
 
 WORSE, BETTER, NEWLY_FAILING, FIXED = "worse", "better", "newly failing", "fixed"
+# A case or an invariant test that raised (a crash, an exception in the harness) rather than failed a
+# check: said apart from a failure, on the side(s) where it happened, and gated by default.
+ERRORED = "errored"
 NOT_COMPARABLE, WITHIN_NOISE = "not comparable", "within noise"
 # A timing measured once a side: shown with the change and its detection floor, never gated.
 NEEDS_REPEATS = "needs repeats"
@@ -33,9 +36,9 @@ NEEDS_REPEATS = "needs repeats"
 # candidate (lost), a record that cannot be read on either side (unreadable), a candidate whose
 # manifest says it did not finish or that has none (unfinished). A crashed nightly is never green.
 LOST, UNREADABLE, UNFINISHED = "lost", "unreadable", "unfinished"
-VERDICTS = (WORSE, NEWLY_FAILING, LOST, UNREADABLE, UNFINISHED, NOT_COMPARABLE, FIXED, BETTER, NEEDS_REPEATS,
+VERDICTS = (ERRORED, WORSE, NEWLY_FAILING, LOST, UNREADABLE, UNFINISHED, NOT_COMPARABLE, FIXED, BETTER, NEEDS_REPEATS,
             WITHIN_NOISE)  # most urgent first
-GATES = {"worse": WORSE, "newly-failing": NEWLY_FAILING, "lost": LOST, "unreadable": UNREADABLE,
+GATES = {"errored": ERRORED, "worse": WORSE, "newly-failing": NEWLY_FAILING, "lost": LOST, "unreadable": UNREADABLE,
          "unfinished": UNFINISHED}  # --fail-on spelling -> verdict
 DEFAULT_FAIL_ON = ",".join(GATES)
 STATUS = "status"  # the pseudo-metric of a case's outcome row
@@ -119,6 +122,16 @@ def _verdict(metric: Metric, within: bool, diff: float, noise: str, threshold: f
         return Judgement(WITHIN_NOISE, noise, threshold, "informational: changed beyond noise")
     worse = diff > 0 if metric.better == "lower" else diff < 0
     return Judgement(WORSE if worse else BETTER, noise, threshold)
+
+
+def errored_note(bstat: str, breason: str, cstat: str, creason: str) -> str:
+    """"errored in both: ..." / "errored on the candidate: ..." with the first line of the error."""
+    first = lambda text: (text or "no message").strip().splitlines()[0][:300] if (text or "").strip() else "no message"
+    if bstat.startswith("error") and cstat.startswith("error"):
+        return f"errored in both: {first(creason)}" + ("" if first(breason) == first(creason)
+                                                       else f" (baseline: {first(breason)})")
+    side, reason = ("candidate", creason) if cstat.startswith("error") else ("baseline", breason)
+    return f"errored on the {side}: {first(reason)}"
 
 
 def outcome(records: list[dict]) -> tuple[str, str]:
@@ -282,7 +295,10 @@ def compare_case(case_id: str, brecs: list[dict], crecs: list[dict], lost: str =
     why = _incomparable(brecs, crecs, bstat, cstat, breason, creason)
     status = dict(baseline_status=bstat, candidate_status=cstat, n_baseline=len(brecs), n_candidate=len(crecs))
     rows = []
-    if bstat == "passed" and cstat in FAILING:
+    if cstat == "error" or (bstat == "error" and cstat != "passed"):  # error -> passed is fixed
+        rows.append(_row(case_id, STATUS, ERRORED, "; ".join([errored_note(bstat, breason, cstat, creason), *why]),
+                         **status))
+    elif bstat == "passed" and cstat in FAILING:
         rows.append(_row(case_id, STATUS, NEWLY_FAILING, "; ".join([creason, *why]), **status))
     elif bstat in FAILING and cstat == "passed":
         rows.append(_row(case_id, STATUS, FIXED, "; ".join([f"was: {breason}", *why]), **status))
@@ -399,8 +415,14 @@ def compare_invariants(base: dict | None, cand: dict | None) -> list[dict]:
         rows.append(_row(case_id, "discrepancy", verdict, note, **fields))
     btests, ctests = base.get("tests") or {}, cand.get("tests") or {}
     good = ("passed", "xfailed", "xpassed")  # a strict xfail's relation is known broken; XPASS: it holds now
+    berr, cerr = base.get("errors") or {}, cand.get("errors") or {}
     for test in sorted(set(btests) & set(ctests)):
         bo, co = btests[test], ctests[test]
+        if co.startswith("errored") or (bo.startswith("errored") and co not in good):
+            rows.append(_row(f"{INVARIANT_PREFIX}{test.split('::')[-1]}", STATUS, ERRORED,
+                             f"{errored_note(bo, berr.get(test, ''), co, cerr.get(test, ''))} ({test})",
+                             baseline_status=bo, candidate_status=co))
+            continue
         if bo == co:
             continue
         verdict = (FIXED if (bo, co) == ("xfailed", "xpassed")

@@ -89,6 +89,17 @@ def _fmt(x: float | None) -> str:
 
 _OUTCOMES: dict[str, str] = {}  # node id -> outcome, for FTSUITE_INVARIANTS_JSON
 _SKIPS: dict[str, str] = {}  # node id -> why it skipped (a version that cannot express the relation, ...)
+_ERRORS: dict[str, str] = {}  # node id -> the first line of what it raised (not an invariant's verdict)
+VERDICT_FAILURES = ("invariant violated", "the deliberate break did not violate", "no verdict for relation")
+
+
+def _raised(report: pytest.TestReport) -> str | None:
+    """The first error line of a test that raised something other than an invariant's verdict."""
+    text = str(report.longrepr)
+    if report.when == "call" and any(marker in text for marker in VERDICT_FAILURES):
+        return None
+    crash = getattr(report.longrepr, "reprcrash", None)
+    return (crash.message if crash is not None else text).strip().splitlines()[0][:300] if text.strip() else "?"
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -102,6 +113,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             outcome = "xfailed" if report.skipped else "xpassed"
         elif report.failed and "XPASS(strict)" in str(report.longrepr):  # a known failure that now holds
             outcome = "xpassed"
+        if report.failed and not hasattr(report, "wasxfail") and outcome != "xpassed":
+            raised = _raised(report)
+            if raised is not None:
+                outcome = "errored"
+                _ERRORS[report.nodeid] = raised
         _OUTCOMES[report.nodeid] = outcome if report.when == "call" else f"{outcome} in {report.when}"
         if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
             _SKIPS[report.nodeid] = str(report.longrepr[2]).removeprefix("Skipped: ")
@@ -131,6 +147,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                  for name, rel in RELATIONS.items()}
     doc = {"kind": "ftsuite.invariants", "schema_version": 1, "relations": relations,
            "tests": dict(sorted(_OUTCOMES.items())), "skips": dict(sorted(_SKIPS.items())),
+           "errors": dict(sorted(_ERRORS.items())),
            "measured_by": {name: sorted({node for node, rel, _, is_broken in _MEASURED
                                          if rel == name and not is_broken})
                            for name in sorted(worst)}}
