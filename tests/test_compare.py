@@ -1,6 +1,7 @@
 """The comparison frame: every verdict of the vocabulary from a crafted pair of records, noise rules."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,33 @@ def test_an_invariant_test_that_raised_is_errored_not_a_failed_relation():
     assert on_cand["verdict"] == compare.ERRORED and on_cand["note"].startswith("errored on the candidate: TypeError")
     [fixed] = [r for r in compare.compare_invariants(base, passed) if r["metric"] == compare.STATUS]
     assert fixed["verdict"] == compare.FIXED
+
+
+def test_a_report_leads_with_a_broken_relation_and_distrusts_the_loss_it_explains():
+    """A candidate whose trl computes the loss wrongly (the logged loss 0.207 nats off the hand-computed
+    cross-entropy): the broken relation is the first finding and the first line of what is wrong, and
+    its 'better' final loss is marked untrustworthy, not better."""
+    import pandas as pd
+
+    from suite.report import select
+
+    rel = {"statement": "the logged loss equals a hand-computed cross-entropy", "tolerance": 1e-5, "unit": "nats"}
+    base = {"relations": {"logged_loss": {**rel, "measured": 0.0, "holds": True}}, "tests": {}}
+    cand = {"relations": {"logged_loss": {**rel, "measured": 0.207, "holds": False}}, "tests": {}}
+    rec = json.loads((FIXTURES / "verdicts-base" / "worse.json").read_text())
+    lower = json.loads(json.dumps(rec))
+    lower["metrics"]["final_loss"]["value"] = rec["metrics"]["final_loss"]["value"] * 0.908
+    lower["metrics"]["step_time_median_s"]["value"] *= 3  # a timing row too, which must come last
+    rows = compare.compare_case("crafted/worse", [rec], [lower]) + compare.compare_invariants(base, cand)
+    compare.distrust(rows)
+    final = next(r for r in rows if r["metric"] == "final_loss")
+    assert final["verdict"] == compare.NOT_COMPARABLE
+    assert final["note"].startswith("untrustworthy: logged_loss broke, so the loss itself is computed wrongly "
+                                    "(by the numbers: better)")
+    df = pd.DataFrame(rows, columns=compare.COLUMNS).assign(candidate_run="c", baseline_run="b")
+    ordered = select.flagged(df)
+    assert list(ordered["case_id"])[0] == "invariants/logged_loss"
+    assert list(ordered["metric"])[-1] in ("final_loss", "step_time_median_s")
+    wrong = select.what_is_wrong(df, compare.parse_fail_on(compare.DEFAULT_FAIL_ON))
+    assert wrong[0].startswith("Broken relations and compatibility: 1 — invariants/logged_loss discrepancy newly "
+                               "failing: holds → broken: 0.207")

@@ -466,6 +466,28 @@ def _why_unmeasured(relation: str, doc: dict, other: dict) -> str:
     return "; ".join(said) if said else "its tests skipped or failed before measuring"
 
 
+# Relations that say the loss itself is computed wrongly when they break in the candidate, and the
+# metrics that read the loss: a "better" final loss then means nothing.
+LOSS_RELATIONS = ("logged_loss", "prompt_mask.loss", "grad_accum.loss", "dpo.grad_accum.loss", "packing.run_loss")
+LOSS_METRICS = ("final_loss", "initial_loss", "eval_loss_final", "eval_loss_initial")
+
+
+def distrust(rows: list[dict]) -> None:
+    """Loss metrics judged better or worse while a loss relation broke in the candidate: not comparable,
+    untrustworthy, saying which relation (in place)."""
+    broken = [r["case_id"][len(INVARIANT_PREFIX):] for r in rows
+              if r["case_id"].startswith(INVARIANT_PREFIX) and r["metric"] == "discrepancy"
+              and r["case_id"][len(INVARIANT_PREFIX):] in LOSS_RELATIONS and r["verdict"] == NEWLY_FAILING]
+    if not broken:
+        return
+    for r in rows:
+        if r["metric"] in LOSS_METRICS and r["verdict"] in (WORSE, BETTER, WITHIN_NOISE):
+            was = r["verdict"]
+            r["verdict"] = NOT_COMPARABLE
+            r["note"] = (f"untrustworthy: {', '.join(broken)} broke, so the loss itself is computed wrongly "
+                         f"(by the numbers: {was})" + (f"; {r['note']}" if r.get("note") else ""))
+
+
 def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
     """The comparison of one candidate run with the baseline run."""
     bcases, ccases = baseline.by_case(), candidate.by_case()
@@ -477,6 +499,7 @@ def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
                                     lost=gone.get(case_id, ""))]
     rows += brows + crows + compare_invariants(baseline.invariants, candidate.invariants)
     rows += compare_checkpoints(candidate.compat)
+    distrust(rows)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["baseline_run"], df["candidate_run"] = baseline.name, candidate.name
     for col in ("baseline", "candidate", "ratio", "change", "threshold"):

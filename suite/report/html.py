@@ -13,13 +13,14 @@ from suite.records.runs import Run
 from suite.report import compare, plots
 from suite.report.format import SUMMARY_METRICS, fmt_band, fmt_change, fmt_value, text
 from suite.report.model import Report
-from suite.report.select import apart, checkpoint_rows, flagged, gate_summary, invariant_rows
+from suite.report.select import apart, checkpoint_rows, flagged, gate_summary, invariant_rows, what_is_wrong
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1b1f24;max-width:1250px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d0d7de}
 h3{font-size:15px;margin:18px 0 6px}
-table{border-collapse:collapse;margin:6px 0 12px} td,th{border:1px solid #d0d7de;padding:3px 7px;vertical-align:top}
+table{border-collapse:collapse;margin:6px 0 12px;max-width:100%} td,th{border:1px solid #d0d7de;padding:3px 7px;vertical-align:top;overflow-wrap:anywhere}
+details.note summary{cursor:pointer} details.note{max-width:420px}
 th{background:#f6f8fa;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 .worse,.newly-failing,.lost,.unreadable,.unfinished{background:#ffebe9} .better,.fixed{background:#dafbe1} .not-comparable{background:#fff8c5}
@@ -62,6 +63,17 @@ def environment_html(base: Run, cand: Run) -> str:
     return top + f"<details><summary>every field</summary>{every}</details>"
 
 
+NOTE_FOLD = 120  # characters of a note shown before the rest folds away (the table stays on the page)
+
+
+def note_html(note: object) -> str:
+    """A note, escaped; a long one folds into a details element instead of widening the table."""
+    t = text(note)
+    if len(t) <= NOTE_FOLD:
+        return esc(t)
+    return f'<details class="note"><summary>{esc(t[:NOTE_FOLD])}…</summary>{esc(t[NOTE_FOLD:])}</details>'
+
+
 def rows_html(df: pd.DataFrame) -> str:
     rows, classes = [], []
     for _, r in df.iterrows():
@@ -69,7 +81,7 @@ def rows_html(df: pd.DataFrame) -> str:
         base = r["baseline_status"] if status else fmt_value(r["baseline"], r["unit"])
         cand = r["candidate_status"] if status else fmt_value(r["candidate"], r["unit"])
         rows.append([esc(r["verdict"]), f"<code>{esc(r['case_id'])}</code>", esc(r["metric"]), esc(text(base)),
-                     esc(text(cand)), esc(fmt_change(r["change"])), esc(fmt_band(r)), esc(text(r["note"]))])
+                     esc(text(cand)), esc(fmt_change(r["change"])), esc(fmt_band(r)), note_html(r["note"])])
         classes.append(verdict_class(r["verdict"]))
     return table(["verdict", "case", "metric", "baseline", "candidate", "change", "noise band", "note"],
                  rows, numeric={3, 4, 5}, row_classes=classes)
@@ -88,10 +100,14 @@ def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
     for label, apart_rows in apart(df).items():
         changes += (f"<details><summary>{esc(label)} ({len(apart_rows)}, not comparable)</summary>"
                     f"{rows_html(apart_rows)}</details>")
+    wrong = what_is_wrong(df, fail_on)
+    wrong_html = ('<div class="errors"><b>What is wrong, most serious first</b><ul>'
+                  + "".join(f"<li>{esc(w)}</li>" for w in wrong) + "</ul></div>") if wrong else ""
     return (f"<h2>{esc(cand.name)} vs baseline {esc(report.baseline.name)}</h2>"
+            f'<p class="{"gate-fails" if fails else "gate-passes"}">'
+            f'Gate {"fails" if fails else "passes"}{esc(gate)}</p>{wrong_html}'
             f"<h3>Environment</h3>{environment_html(report.baseline, cand)}"
-            f'<h3>Verdicts</h3><p class="{"gate-fails" if fails else "gate-passes"}">'
-            f'Gate {"fails" if fails else "passes"}{esc(gate)}</p>{summary}'
+            f"<h3>Verdicts</h3>{summary}"
             f"<h3>What changed</h3>{changes}{invariants_html(df)}{checkpoints_html(cand.compat)}"
             f"<details><summary>every row ({len(df)})</summary>{rows_html(df)}</details>")
 
@@ -103,7 +119,7 @@ def invariants_html(df: pd.DataFrame) -> str:
     cells = [[f"<code>{esc(r.case_id[len(compare.INVARIANT_PREFIX):])}</code>",
               esc(f"{'≥' if r.better == 'higher' else '≤'} {r.threshold:.3g} {r.unit}".strip()),
               esc("-" if pd.isna(r.baseline) else f"{r.baseline:.3g}"),
-              esc("-" if pd.isna(r.candidate) else f"{r.candidate:.3g}"), esc(r.verdict), esc(text(r.note))]
+              esc("-" if pd.isna(r.candidate) else f"{r.candidate:.3g}"), esc(r.verdict), note_html(r.note)]
              for r in rows.itertuples()]
     return ("<h3>Invariants</h3>" + table(["relation", "bound", "baseline", "candidate", "verdict", "note"], cells,
                                           numeric={2, 3}, row_classes=[verdict_class(v) for v in rows["verdict"]]))

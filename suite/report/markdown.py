@@ -9,7 +9,15 @@ from suite.records.runs import Run
 from suite.report import compare
 from suite.report.format import SUMMARY_METRICS, code, fmt_band, fmt_change, fmt_number, fmt_value, md, text
 from suite.report.model import Report
-from suite.report.select import LIST_IDS, apart, checkpoint_rows, flagged, headline, invariant_rows
+from suite.report.select import (
+    LIST_IDS,
+    apart,
+    checkpoint_rows,
+    flagged,
+    headline,
+    invariant_rows,
+    what_is_wrong,
+)
 from suite.versions import HEADLINE
 
 
@@ -59,6 +67,9 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
     df = report.frame[report.frame["candidate_run"] == cand.name]
     lines = [f"### {code(cand.name)} vs baseline {code(report.baseline.name)}", ""] if len(report.candidates) > 1 else []
     lines += [headline(df, fail_on), ""]
+    wrong = what_is_wrong(df, fail_on)
+    if wrong:
+        lines += ["What is wrong, most serious first:", "", *[f"- {md(w)}" for w in wrong], ""]
     lines += environment_md(compare.environment_diff(report.baseline, cand)) + [""]
     rows = flagged(df, with_apart=False)
     if len(rows):

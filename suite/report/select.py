@@ -40,12 +40,50 @@ def flagged(df: pd.DataFrame, with_apart: bool = True) -> pd.DataFrame:
         for rows in apart(df).values():
             keep &= ~df.index.isin(rows.index)
     out = df[keep & ~quiet].copy()
-    # Cases by their most urgent verdict; inside a case the status row, then metrics by urgency.
+    # By kind first (what is wrong leads), then by urgency, then by case.
+    out["_kind"] = [kind_of(r) for _, r in out.iterrows()]
     out["_order"] = out["verdict"].map(compare.VERDICTS.index)
-    out["_case"] = out.groupby(["candidate_run", "case_id"])["_order"].transform("min")
-    out["_metric"] = out["metric"] != compare.STATUS
-    return out.sort_values(["_case", "case_id", "_metric", "_order"], kind="stable").drop(
-        columns=["_order", "_case", "_metric"])
+    out["_metric"] = out["metric"] != compare.STATUS  # a case's status row before its metrics
+    return out.sort_values(["_kind", "_order", "case_id", "_metric", "metric"], kind="stable").drop(
+        columns=["_kind", "_order", "_metric"])
+
+
+KINDS = ("broken relations and compatibility", "failing and errored cases", "counted work, memory and outputs",
+         "timing", "the rest")
+
+
+def kind_of(row) -> int:
+    """The rank of a row's kind in KINDS: broken relations and checkpoint compatibility, then case
+    outcomes, then counted work and memory, then timing; improvements and the informational last."""
+    from suite.judge.metrics import METRICS
+
+    if row["verdict"] in (compare.FIXED, compare.BETTER, compare.NOT_COMPARABLE, compare.NEEDS_REPEATS):
+        return 4 if row["verdict"] != compare.NEEDS_REPEATS else 3
+    case_id = str(row["case_id"])
+    if case_id.startswith((compare.INVARIANT_PREFIX, compare.COMPAT_PREFIX)):
+        return 0
+    if row["metric"] in (compare.STATUS, compare.RECORD, "manifest"):
+        return 1
+    metric = METRICS.get(row["metric"])
+    return 3 if metric is not None and metric.timing else 2
+
+
+def what_is_wrong(df: pd.DataFrame, fail_on: tuple[str, ...]) -> list[str]:
+    """One line per kind that has gated rows, most serious kind first: what a maintainer reads first."""
+    gated = compare.gated(df, fail_on)
+    if not len(gated):
+        return []
+    gated = gated.assign(_kind=[kind_of(r) for _, r in gated.iterrows()],
+                         _order=gated["verdict"].map(compare.VERDICTS.index)).sort_values(["_order", "case_id"],
+                                                                                          kind="stable")
+    lines = []
+    for k, rows in gated.groupby("_kind", sort=True):
+        first = rows.iloc[0]
+        note = str(first["note"] or "") if isinstance(first["note"], str) else ""
+        what = f"{first['case_id']} {first['metric']} {first['verdict']}" + (f": {note[:200]}" if note else "")
+        more = f" (and {len(rows) - 1} more)" if len(rows) > 1 else ""
+        lines.append(f"{KINDS[k].capitalize()}: {len(rows)} — {what}{more}")
+    return lines
 
 
 def gate_summary(df: pd.DataFrame, fail_on: tuple[str, ...]) -> tuple[bool, str]:
