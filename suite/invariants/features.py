@@ -8,7 +8,7 @@ from typing import Callable
 from suite.invariants import harness as h
 from suite.invariants.labels import require_position_ids
 from suite.invariants.losses import per_example_losses
-from suite.invariants.relations import RELATIONS, Verdict, compare
+from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, compare
 
 PACK_ROWS = 6  # examples that all fit one packed sequence of PACK_LENGTH tokens
 PACK_LENGTH = 256
@@ -163,6 +163,10 @@ def measure_neftune(out: Path, *, alpha: float = 0.5, drop_neftune: bool = False
 
 def leave_neftune_on(trainer) -> None:
     """Register NEFTune's hook again after train(), as a trainer that forgets to remove it would."""
-    from transformers.integrations.neftune import activate_neftune
+    try:
+        from transformers.integrations.neftune import activate_neftune
+    except ImportError:  # transformers 4.x keeps NEFTune inside the Trainer: this fault cannot be planted
+        raise NotApplicable("the installed transformers has no transformers.integrations.neftune.activate_neftune "
+                            "to register the hook again with (it arrived with transformers 5)") from None
 
     activate_neftune(trainer.model, trainer.args.neftune_noise_alpha)

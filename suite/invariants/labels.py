@@ -129,9 +129,12 @@ def measure_eos(dataset: str, out: Path, *, pad_is_eos: bool = False, collator_w
     if collator_wrapper is not None:
         trainer.data_collator = collator_wrapper(trainer.data_collator)
     stop = stop_token_id(tokenizer, dataset in CONVERSATIONAL)
-    rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in trainer.train_dataset]
+    # trl before 0.2x's label-in-dataset preparation (0.20) leaves labels to the collator, which copies
+    # input_ids: a prepared row without labels is labelled by its own ids
+    prepared = [{k: r[k] for k in ("input_ids", "labels") if k in r} for r in trainer.train_dataset]
+    rows = [{"input_ids": r["input_ids"], "labels": r.get("labels", r["input_ids"])} for r in prepared]
     no_stop = [i for i, r in enumerate(rows) if r["input_ids"][-1] != stop]
-    batch = trainer.data_collator(rows[:8])
+    batch = trainer.data_collator(prepared[:8])
     lost, padded = [], []
     for i, r in enumerate(rows[:8]):
         n = len(r["input_ids"])
