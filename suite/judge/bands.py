@@ -60,16 +60,22 @@ def load(root: Path, profile: str) -> Bands:
     path = path_of(root, profile)
     if not path.is_file():
         return Bands({}, None)
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RecordError(str(path), f"not readable JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != KIND:
-        raise RecordError(str(path), f"field kind: expected {KIND!r}")
+    doc = _read(path, KIND)
     if doc.get("schema_version") != SCHEMA_VERSION:
         raise RecordError(str(path), f"field schema_version: {doc.get('schema_version')!r}, this suite reads "
                                      f"{SCHEMA_VERSION}")
     return Bands(doc, path)
+
+
+def _read(path: Path, kind: str) -> dict:
+    """A JSON document of a kind, or RecordError naming the file and the field."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(str(path), f"not readable JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != kind:
+        raise RecordError(str(path), f"field kind: expected {kind!r}")
+    return doc
 
 
 def _curve_distance(a: list[dict], b: list[dict]) -> tuple[float, float] | None:
@@ -143,12 +149,7 @@ def class_bounds(root: Path, profile: str, klass: str) -> ClassBounds:
     path = Path(root) / profile / klass / CLASS_FILE
     if not path.is_file():
         return ClassBounds(klass, {}, None)
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RecordError(str(path), f"not readable JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != CLASS_KIND:
-        raise RecordError(str(path), f"field kind: expected {CLASS_KIND!r}")
+    doc = _read(path, CLASS_KIND)
     for check, per_method in (doc.get("bounds") or {}).items():
         for method, entry in (per_method or {}).items():
             missing = [k for k in ("bound", "worst", "case", "margin", "measured_on") if k not in (entry or {})]
