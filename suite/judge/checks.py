@@ -258,7 +258,6 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None,
     """Every check that applies to the case; `bounds`: the run's kernel class's measured bounds, which
     replace a declared one where the class measured more (suite/judge/bands.py)."""
     c = case.checks
-    reload_bound = bounds.bound("reload_logits", case.method) if bounds else None
     results = [LossDecreases(c.loss_window, c.loss_margin).evaluate(case.id, payload.losses)]
     params = payload.params
     if inv is None:
@@ -274,9 +273,8 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None,
         results.append(SizeMatches(c.size_rtol, "full model").evaluate(
             case.id, inv, params.state_dict_bytes or 0, f"{len(keys)} state-dict tensors"))
     if payload.reload:
-        check = (ReloadMatches(reload_bound[0], source=reload_bound[1]) if reload_bound
-                 else ReloadMatches(c.logits_atol))
-        results.append(check.evaluate(case.id, float(payload.reload.max_abs_logit_diff), payload.reload.loader))
+        results.append(reload_check(case, bounds).evaluate(case.id, float(payload.reload.max_abs_logit_diff),
+                                                           payload.reload.loader))
     if c.eval_falls:
         results.append(EvalLossFalls().evaluate(case.id, payload.eval_curve))
     if case.backend.preference:
@@ -287,6 +285,12 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None,
     if ops is not None and not case.backend.picks_attention:  # its own kernels: recorded, not checked
         results.append(AttentionRan().evaluate(case.id, case.attention, ops))
     return results
+
+
+def reload_check(case: Case, bounds: ClassBounds | None) -> ReloadMatches:
+    """The reload bound on a kernel class: its measured bound where it has one, else the case's declared one."""
+    measured = bounds.bound("reload_logits", case.method) if bounds else None
+    return ReloadMatches(measured[0], source=measured[1]) if measured else ReloadMatches(case.checks.logits_atol)
 
 
 def _reference_check(case: Case, payload: Payload, bounds: ClassBounds | None) -> CheckResult:

@@ -152,14 +152,14 @@ def derive_class_bounds(run_args: list[str], root: Path, profile: str, cases_dir
     """The kernel class's own bounds for the tight checks, from its runs (regression and benchmark):
     for each check and method whose worst measured value exceeds the cases' declared bound, the worst
     x (1 + margin). Written to results/baselines/<profile>/<class>/class.json."""
-    method = {c.id: c for c in load_cases(cases_dir)}
+    cases = {c.id: c for c in load_cases(cases_dir)}
     worst: dict[tuple[str, str], tuple[float, str]] = {}
     classes, run_names = set(), []
     for arg in run_args:
         run = runs.load(arg)
         run_names.append(f"{run.path.parent.name}/{run.path.name}")
         for rec in run.records:
-            case = method.get(rec.get("case_id"))
+            case = cases.get(rec.get("case_id"))
             if case is None or rec.get("status") not in ("passed", "failed"):
                 continue
             classes.add(kernelclass.of_record(rec).name)
@@ -221,11 +221,9 @@ def replay(run_dir: Path, root: Path, cases_dir: Path, budgets_dir: Path, scratc
         klass = kernelclass.of_kernels(kernels)
         results = [checks.LossDecreases(case.checks.loss_window, case.checks.loss_margin).evaluate(
             case.id, [p["loss"] for p in rec["loss_curve"]])]
-        bound = bands.class_bounds(root, "cpu", klass.name).bound("reload_logits", case.method)
         reload = (rec.get("reload") or {}).get("max_abs_logit_diff")
         if reload is not None:
-            check = checks.ReloadMatches(bound[0], source=bound[1]) if bound else checks.ReloadMatches(
-                case.checks.logits_atol)
+            check = checks.reload_check(case, bands.class_bounds(root, "cpu", klass.name))
             results.append(check.evaluate(case.id, float(reload), rec["reload"]["loader"]))
         results += store.checks(case, rec["loss_curve"], [], scratch, kernels)
         if rec["mode"] == "benchmark":
