@@ -155,7 +155,11 @@ def test_a_session_lists_what_it_was_asked_to_run_and_when_it_finished(tmp_path,
     monkeypatch.delenv("FTSUITE_TEST_BIG", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     session = RunSession(tmp_path, "planned", planned=["big/qlora/base", "tiny-llama/lora/base"])
+    assert not session.started and session.counts == {}
     session.run_case(cases["big/qlora/base"])
+    assert session.started and session.counts == {"skipped": 1}
+    session.counts["skipped"] = 9  # read-only: a copy
+    assert session.counts == {"skipped": 1}
     manifest = results.read_manifest(tmp_path / "planned")
     assert manifest["planned"] == ["big/qlora/base", "tiny-llama/lora/base"] and manifest["finished_at"] is None
     session.finish()

@@ -75,7 +75,6 @@ class RunSession:
     _started: bool = False
     _started_at: str = ""
     _counts: dict = field(default_factory=dict)  # this session's own outcomes (the manifest holds every session's)
-    _records: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.results_root = Path(self.results_root).resolve()
@@ -87,6 +86,16 @@ class RunSession:
     @property
     def run_dir(self) -> Path:
         return self.results_root / self.run_id
+
+    @property
+    def started(self) -> bool:
+        """Whether this session has opened its run (its first case started it)."""
+        return self._started
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """This session's own outcomes by status, a copy (the manifest holds every session's)."""
+        return dict(self._counts)
 
     # The manifest is shared by every process that writes into the run (two pytest sessions, shards
     # on one machine): each change re-reads it and writes it back under an exclusive lock, so no
@@ -280,7 +289,6 @@ class RunSession:
 
         self._update_manifest(add)
         self._counts[status] = self._counts.get(status, 0) + 1
-        self._records.setdefault(case.id, []).append(written[0].name)
         return CaseResult(case, status, reason, record, written[0])
 
 
