@@ -242,25 +242,67 @@ def cmd_references(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_selection(p: argparse.ArgumentParser, default_m: str = "tiny") -> None:
+    """The cases to run and the gate, shared by upgrade-check, bisect and canary."""
+    p.add_argument("-m", default=default_m, metavar="EXPR", help=f"marker expression (default: {default_m})")
+    p.add_argument("-k", default=None, metavar="EXPR", help="case id expression, as pytest -k")
+    options.add_fail_on(p.add_argument)
+    options.add_results_dir(p.add_argument)
+
+
+def _add_invariant_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-invariants", action="store_true", help="run the cases only, not tests/invariants/")
+    p.add_argument("--invariants-k", metavar="EXPR", default=None, help="a -k expression choosing invariant tests")
+
+
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print the Markdown")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run cases; every further argument goes to pytest "
                                      "(-m EXPR, -k EXPR, --benchmark, --run-id ID, ...)")
     run.set_defaults(func=cmd_run)
+
+
+def _add_cases(sub: argparse._SubParsersAction) -> None:
     cases = sub.add_parser("cases", help="validate cases/ and list every case with its markers")
     options.add_cases_dir(cases.add_argument)
     cases.set_defaults(func=cmd_cases)
-    wheels.add_parser(sub)
+
+
+def _add_upgrade_check(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("upgrade-check", help="the same cases under two version sets of the stack, one report, "
                                               "exit 1 when the gate fails")
     up.add_argument("--baseline", required=True, metavar="PINS", help='e.g. "trl==1.15.0 peft==0.21.2"')
     up.add_argument("--candidate", required=True, metavar="PINS", help='e.g. "trl==1.16.0"')
+    up.add_argument("--repeats", type=int, default=1, metavar="N",
+                    help="run each side N times, alternating (A B A B ...); with 3 or more, every metric is judged by a "
+                         "bootstrap test on the repeats and the report states each one's detection floor")
+    up.add_argument("--benchmark", action="store_true", help="benchmark mode: long runs, budgets enforced")
+    up.add_argument("--no-compat", action="store_true",
+                    help="do not load each side's checkpoints in the other environment")
+    _add_invariant_options(up)
+    _add_selection(up)
+    up.add_argument("--out", default=str(REPORTS / "upgrade-check"), metavar="DIR")
+    up.set_defaults(func=cmd_upgrade_check)
+
+
+def _add_bisect(sub: argparse._SubParsersAction) -> None:
     bis = sub.add_parser("bisect", help="walk the releases of a package between --good and --bad and name the "
                                         "first whose verdict turns worse")
     bis.add_argument("--package", required=True)
     bis.add_argument("--good", required=True, metavar="VERSION|REF")
     bis.add_argument("--bad", required=True, metavar="VERSION|REF")
+    bis.add_argument("--repo", metavar="PATH|URL", default=None,
+                     help="bisect the commits between --good and --bad (git refs) of this repository of the package, "
+                          "installing each probe from source; without it, the released versions")
+    _add_invariant_options(bis)
+    _add_selection(bis)
+    bis.set_defaults(func=cmd_bisect)
+
+
+def _add_canary(sub: argparse._SubParsersAction) -> None:
     can = sub.add_parser("canary", help="the control lock's stack against the newest releases of the stack "
                                         "(or git refs): cases and invariants in both, one report, exit 1 when the "
                                         "gate fails")
@@ -269,27 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "accelerate); repeatable")
     can.add_argument("--no-invariants", action="store_true", help="run the cases only")
     can.add_argument("--out", default=str(REPORTS / "canary"), metavar="DIR")
+    _add_selection(can)
     can.set_defaults(func=cmd_canary)
-    up.add_argument("--repeats", type=int, default=1, metavar="N",
-                    help="run each side N times, alternating (A B A B ...); with 3 or more, every metric is judged by a "
-                         "bootstrap test on the repeats and the report states each one's detection floor")
-    up.add_argument("--benchmark", action="store_true", help="benchmark mode: long runs, budgets enforced")
-    up.add_argument("--no-compat", action="store_true",
-                    help="do not load each side's checkpoints in the other environment")
-    bis.add_argument("--repo", metavar="PATH|URL", default=None,
-                     help="bisect the commits between --good and --bad (git refs) of this repository of the package, "
-                          "installing each probe from source; without it, the released versions")
-    for p in (up, bis):
-        p.add_argument("--no-invariants", action="store_true", help="run the cases only, not tests/invariants/")
-        p.add_argument("--invariants-k", metavar="EXPR", default=None, help="a -k expression choosing invariant tests")
-    for p, default_m in ((up, "tiny"), (bis, "tiny"), (can, "tiny")):
-        p.add_argument("-m", default=default_m, metavar="EXPR", help=f"marker expression (default: {default_m})")
-        p.add_argument("-k", default=None, metavar="EXPR", help="case id expression, as pytest -k")
-        options.add_fail_on(p.add_argument)
-        options.add_results_dir(p.add_argument)
-    up.add_argument("--out", default=str(REPORTS / "upgrade-check"), metavar="DIR")
-    up.set_defaults(func=cmd_upgrade_check)
-    bis.set_defaults(func=cmd_bisect)
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="compare runs: Markdown on stdout, HTML/CSV/JSON with --out; "
                                         "exit 1 when the gate fails")
     rep.add_argument("runs", nargs="+", metavar="RUN", help="run ids under results/ or folders; the first "
@@ -297,9 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--baseline", metavar="RUN", help="the baseline run (then every RUN is a candidate)")
     rep.add_argument("--out", metavar="DIR", help="write report.md, report.html, comparison.csv/.json here")
     options.add_fail_on(rep.add_argument)
-    rep.add_argument("-q", "--quiet", action="store_true", help="do not print the Markdown")
+    _add_quiet(rep)
     options.add_results_dir(rep.add_argument)
     rep.set_defaults(func=cmd_report)
+
+
+def _add_history(sub: argparse._SubParsersAction) -> None:
     his = sub.add_parser("history", help="runs as a time series: change points (Apache Otava) and drifts per case "
                                          "and metric, with what changed in the environment at each")
     his.add_argument("runs", nargs="+", metavar="RUN|DIR|GLOB", help="run ids, run folders, folders holding runs "
@@ -312,9 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     his.add_argument("--gate", type=int, default=0, metavar="N",
                      help="exit 1 when a worse change point starts in one of the last N runs (Otava needs a few runs "
                           "after a shift to see it: a step shows a night or more after it happened)")
-    his.add_argument("-q", "--quiet", action="store_true", help="do not print the Markdown")
+    _add_quiet(his)
     options.add_results_dir(his.add_argument)
     his.set_defaults(func=cmd_history)
+
+
+def _add_budgets(sub: argparse._SubParsersAction) -> None:
     bud = sub.add_parser("budgets", help="budgets from measured runs").add_subparsers(dest="action", required=True)
     der = bud.add_parser("derive", help="per-case budget entries from benchmark records: the worst measured value "
                                         "with a margin; printed, or written into cases/budgets/PROFILE.yaml")
@@ -331,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     der.add_argument("--write", action="store_true", help="replace the measured block of the profile's file")
     options.add_results_dir(der.add_argument)
     der.set_defaults(func=cmd_budgets_derive)
+
+
+def _add_lock(sub: argparse._SubParsersAction) -> None:
     lk = sub.add_parser("lock", help="the control lock (requirements/control.txt)").add_subparsers(
         dest="action", required=True)
     ref = lk.add_parser("refresh", help="resolve requirements/control.in (with --set/--newest) into control.txt, run "
@@ -343,32 +378,67 @@ def build_parser() -> argparse.ArgumentParser:
     ref.set_defaults(func=cmd_lock)
     chk = lk.add_parser("check", help="exit 1 when the installed stack is not the lock's")
     chk.set_defaults(func=cmd_lock)
+
+
+def _add_reference_options(p: argparse.ArgumentParser) -> None:
+    """Where the references are and which profile: every `references` action has them."""
+    options.add_baselines_dir(p.add_argument)
+    p.add_argument("--profile", default=None, help="hardware profile (default: this machine's)")
+    p.add_argument("--cases-dir", default=str(CASES))
+    p.set_defaults(func=cmd_references)
+
+
+def _add_references(sub: argparse._SubParsersAction) -> None:
     refs = sub.add_parser("references", help="golden curves and tight bounds per kernel class "
                                              "(docs/kernel-classes.md)").add_subparsers(dest="action", required=True)
     imp = refs.add_parser("import", help="another machine's regression run(s) as its kernel class's references "
                                          "(a copy of the records kept under tests/fixtures/machines/LABEL/), then bands")
     imp.add_argument("runs", nargs="+", help="run folders (several: xdist workers of one run)")
     imp.add_argument("--label", required=True, help="a name for the machine, e.g. intel-xeon-avx512-amx")
+    _add_reference_options(imp)
     rec = refs.add_parser("record", help="this machine's kernel class: the tiny matrix with --update-baselines "
                                          "(further arguments go to pytest); then run `references bands`")
     rec.add_argument("--run-id", default="references")
+    _add_reference_options(rec)
     bnd = refs.add_parser("bands", help="measure the cross-class bands from the references at hand")
+    _add_reference_options(bnd)
     cb = refs.add_parser("class-bounds", help="a kernel class's own bounds for reload and reference checks from "
                                               "its runs, where they measured more than the declared bound")
     cb.add_argument("runs", nargs="+", help="run folders of one kernel class (regression and benchmark)")
     cb.add_argument("--margin", type=float, default=0.5, help="room over the worst measured value (0.5: x1.5)")
-    for p in (imp, rec, bnd, cb):
-        options.add_baselines_dir(p.add_argument)
-        p.add_argument("--profile", default=None, help="hardware profile (default: this machine's)")
-        p.add_argument("--cases-dir", default=str(CASES))
-        p.set_defaults(func=cmd_references)
+    _add_reference_options(cb)
+
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
     lst = sub.add_parser("list", help="runs under results/ with their environments")
     options.add_results_dir(lst.add_argument)
     lst.set_defaults(func=cmd_list)
+
+
+def _add_show(sub: argparse._SubParsersAction) -> None:
     show = sub.add_parser("show", help="one run: status and key metrics of every case")
     show.add_argument("run", metavar="RUN")
     options.add_results_dir(show.add_argument)
     show.set_defaults(func=cmd_show)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI: one subcommand per `_add_*`, in the order `--help` lists them."""
+    parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_cases(sub)
+    wheels.add_parser(sub)
+    _add_upgrade_check(sub)
+    _add_bisect(sub)
+    _add_canary(sub)
+    _add_report(sub)
+    _add_history(sub)
+    _add_budgets(sub)
+    _add_lock(sub)
+    _add_references(sub)
+    _add_list(sub)
+    _add_show(sub)
     return parser
 
 
