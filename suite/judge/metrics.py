@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, replace
 
-from suite.train.payload import Payload
+from suite.train.payload import Memory, Params, Payload, Reference, Reload, Timing
 
 GIB = 2**30
 
@@ -133,37 +133,72 @@ def timed_window(step_times_s: list[float], step_tokens: list[list[int]],
 
 def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, warmup_steps: int = 0,
            peak_flops: float | None = None) -> dict[str, float]:
-    """Metric values from what a child measured (peak_flops: the device's peak for the case's dtype)."""
-    out: dict[str, float] = {}
-    timing, mem = payload.timing, payload.memory
+    """Metric values from what a child measured (peak_flops: the device's peak for the case's dtype).
+
+    Each phase below returns its own figures; they are merged in this order (the order a record lists them)."""
     times, counts = timed_window(payload.step_times_s, payload.step_tokens, warmup_steps)
     cpu_times, _ = timed_window(payload.step_cpu_times_s, [], warmup_steps)
-    per_token = None
-    if payload.flops and payload.flops.hidden:
-        from suite.judge.hardware import flops_per_token
+    per_token = _model_flops_per_token(payload)
+    return {**_step_figures(times, counts, per_token, peak_flops),
+            **_cpu_step_figures(times, cpu_times),
+            **_phase_time_figures(payload.timing),
+            **_memory_figures(payload.memory),
+            **_work_figures(payload.work, per_token),
+            **({} if checkpoint_bytes is None else {"checkpoint_bytes": checkpoint_bytes}),
+            **_loss_figures(payload.losses, loss_window),
+            **_param_figures(payload.params),
+            **_check_figure("reload_max_abs_logit_diff", payload.reload),
+            **_reward_figures(payload.loss_curve, loss_window),
+            **_eval_figures(payload.eval_curve),
+            **_check_figure("reference_max_abs_logit_diff", payload.reference)}
 
-        f = payload.flops
-        per_token = flops_per_token(f.total_params, f.trainable_params, f.embedding_params, f.n_layers, f.hidden,
-                                    f.mean_seq_len, f.full)
-    if times:
-        out["step_time_median_s"] = statistics.median(times)
-        if len(times) >= 4:
-            q = statistics.quantiles(times, n=4)
-            out["step_time_iqr_s"] = q[2] - q[0]
-        total = sum(times)
-        if counts and total > 0:
-            out["tokens_per_s"] = sum(c[1] for c in counts) / total
-            out["processed_tokens_per_s"] = sum(c[0] for c in counts) / total
-            out["samples_per_s"] = sum(c[2] for c in counts) / total
-            if per_token is not None:
-                out["model_flops_per_s"] = per_token * out["processed_tokens_per_s"]
-                if peak_flops:
-                    out["mfu"] = out["model_flops_per_s"] / peak_flops
+
+def _model_flops_per_token(payload: Payload) -> float | None:
+    """The analytic model FLOPs per processed token (suite/judge/hardware.py), when the child said the model's shape."""
+    f = payload.flops
+    if not (f and f.hidden):
+        return None
+    from suite.judge.hardware import flops_per_token
+
+    return flops_per_token(f.total_params, f.trainable_params, f.embedding_params, f.n_layers, f.hidden,
+                           f.mean_seq_len, f.full)
+
+
+def _step_figures(times: list[float], counts: list[list[int]], per_token: float | None,
+                  peak_flops: float | None) -> dict[str, float]:
+    """Step time, its spread and the throughputs of the timed steps."""
+    out: dict[str, float] = {}
+    if not times:
+        return out
+    out["step_time_median_s"] = statistics.median(times)
+    if len(times) >= 4:
+        q = statistics.quantiles(times, n=4)
+        out["step_time_iqr_s"] = q[2] - q[0]
+    total = sum(times)
+    if counts and total > 0:
+        out["tokens_per_s"] = sum(c[1] for c in counts) / total
+        out["processed_tokens_per_s"] = sum(c[0] for c in counts) / total
+        out["samples_per_s"] = sum(c[2] for c in counts) / total
+        if per_token is not None:
+            out["model_flops_per_s"] = per_token * out["processed_tokens_per_s"]
+            if peak_flops:
+                out["mfu"] = out["model_flops_per_s"] / peak_flops
+    return out
+
+
+def _cpu_step_figures(times: list[float], cpu_times: list[float]) -> dict[str, float]:
+    """The training thread's CPU time per step, and the time it spent off the CPU."""
+    out: dict[str, float] = {}
     if cpu_times:
         out["step_cpu_time_median_s"] = statistics.median(cpu_times)
         if len(cpu_times) == len(times):
             out["step_off_cpu_median_s"] = statistics.median(max(w - c, 0.0) for w, c in zip(times, cpu_times))
-    out["train_runtime_s"] = timing.train_s
+    return out
+
+
+def _phase_time_figures(timing: Timing) -> dict[str, float]:
+    """Wall (and CPU) time of the case's phases: training, set-up, saving, and set-up's fixed cost."""
+    out: dict[str, float] = {"train_runtime_s": timing.train_s}
     if timing.train_cpu_s is not None:
         out["train_cpu_s"] = timing.train_cpu_s
     if timing.setup_s is not None:
@@ -171,38 +206,66 @@ def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, war
     out["save_s"] = timing.save_s
     if timing.setup_s is not None:
         out["fixed_cost_s"] = max(timing.setup_s - timing.build_s, 0.0)
-    out["peak_rss_gib"] = mem.peak_rss_bytes / GIB
-    out["peak_rss_delta_gib"] = (mem.peak_rss_bytes - mem.start_rss_bytes) / GIB
+    return out
+
+
+def _memory_figures(mem: Memory) -> dict[str, float]:
+    """Peak host memory, and the device's peaks where it measured them."""
+    out = {"peak_rss_gib": mem.peak_rss_bytes / GIB,
+           "peak_rss_delta_gib": (mem.peak_rss_bytes - mem.start_rss_bytes) / GIB}
     for key in ("cuda_max_allocated", "cuda_max_reserved", "nvml_peak_used"):
         value = getattr(mem, f"{key}_bytes")
         if value is not None:
             out[f"{key}_gib"] = value / GIB
-    if payload.work:
-        out["counted_flops_per_step"] = payload.work["flops"]
-        out["aten_calls_per_step"] = payload.work["aten_calls"]
-        if per_token and payload.work.get("processed_tokens"):
-            out["counted_vs_analytic_flops"] = payload.work["flops"] / (per_token * payload.work["processed_tokens"])
-    if checkpoint_bytes is not None:
-        out["checkpoint_bytes"] = checkpoint_bytes
-    losses = payload.losses
-    if losses:
-        out["final_loss"] = _window_mean(losses, loss_window, last=True)
-        out["initial_loss"] = _window_mean(losses, loss_window, last=False)
-    out["trainable_params"], out["total_params"] = payload.params.trainable, payload.params.total
-    if payload.params.quantized is not None:
-        out["quant_bits_per_param"] = payload.params.quantized.bits_per_param
-    if payload.reload is not None:
-        out["reload_max_abs_logit_diff"] = payload.reload.max_abs_logit_diff
+    return out
+
+
+def _work_figures(work: dict | None, per_token: float | None) -> dict[str, float]:
+    """What the one profiled step counted: FLOPs, aten calls, and the FLOPs against the analytic count."""
+    if not work:
+        return {}
+    out = {"counted_flops_per_step": work["flops"], "aten_calls_per_step": work["aten_calls"]}
+    if per_token and work.get("processed_tokens"):
+        out["counted_vs_analytic_flops"] = work["flops"] / (per_token * work["processed_tokens"])
+    return out
+
+
+def _loss_figures(losses: list[float], loss_window: int) -> dict[str, float]:
+    """The mean of the last and of the first `loss_window` logged losses."""
+    if not losses:
+        return {}
+    return {"final_loss": _window_mean(losses, loss_window, last=True),
+            "initial_loss": _window_mean(losses, loss_window, last=False)}
+
+
+def _param_figures(params: Params) -> dict[str, float]:
+    """Parameter counts, and the 4-bit base's storage per parameter."""
+    out = {"trainable_params": params.trainable, "total_params": params.total}
+    if params.quantized is not None:
+        out["quant_bits_per_param"] = params.quantized.bits_per_param
+    return out
+
+
+def _check_figure(name: str, check: Reload | Reference | None) -> dict[str, float]:
+    """A logit check's largest difference (the reloaded checkpoint's, DPO's reference's), where it ran."""
+    return {} if check is None else {name: check.max_abs_logit_diff}
+
+
+def _reward_figures(loss_curve: list[dict], loss_window: int) -> dict[str, float]:
+    """DPO: the mean implicit reward margin and accuracy trl logged over the last `loss_window` steps."""
+    out: dict[str, float] = {}
     for name, key in (("reward_margin_final", "rewards/margins"), ("reward_accuracy_final", "rewards/accuracies")):
-        series = [p[key] for p in payload.loss_curve if key in p]
+        series = [p[key] for p in loss_curve if key in p]
         if series:
             out[name] = _window_mean(series, loss_window, last=True)
-    if payload.eval_curve:
-        out["eval_loss_initial"] = payload.eval_curve[0]["eval_loss"]
-        out["eval_loss_final"] = payload.eval_curve[-1]["eval_loss"]
-    if payload.reference is not None:
-        out["reference_max_abs_logit_diff"] = payload.reference.max_abs_logit_diff
     return out
+
+
+def _eval_figures(eval_curve: list[dict]) -> dict[str, float]:
+    """The eval split's loss before the first step and after the last."""
+    if not eval_curve:
+        return {}
+    return {"eval_loss_initial": eval_curve[0]["eval_loss"], "eval_loss_final": eval_curve[-1]["eval_loss"]}
 
 
 def described(values: dict[str, float]) -> dict[str, dict]:
