@@ -5,9 +5,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from suite.plugin.state import PluginSession
 from suite.records import results
 from tests.helpers import write_cases
+
+pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,3 +118,40 @@ def test_one_pytest_run_under_xdist_leaves_one_run_folder(tmp_path):
     assert len(manifest["sessions"]) == 2 and sorted(manifest["records"]) == ["tiny-llama/full/base",
                                                                               "tiny-llama/lora/base"]
     assert manifest["counts"] == {"passed": 2} and "2 worker sessions" in out.stdout
+
+
+def test_the_controller_hands_its_run_id_to_the_workers_through_the_session_object():
+    controller = PluginSession(SimpleNamespace(option=SimpleNamespace(numprocesses=2)), run_id="r-1")
+    workerinput = {"workerid": "gw0", **controller.to_workerinput()}  # what pytest_configure_node sends
+    worker = PluginSession(SimpleNamespace(option=SimpleNamespace(numprocesses=None), workerinput=workerinput))
+    worker.from_workerinput(workerinput)
+    assert worker.run_id == "r-1" and worker.is_worker and not worker.is_controller
+    assert controller.is_controller and not controller.is_worker
+    alone = PluginSession(SimpleNamespace(option=SimpleNamespace()), run_id="own")
+    alone.from_workerinput({})  # a controller that sent nothing leaves the worker's own
+    assert alone.run_id == "own"
+
+
+STATE_TEST = """
+from suite.plugin.state import PluginSession
+
+def test_case(ft_case):  # parametrized by the plugin; asks for no run, so nothing trains
+    pass
+
+def test_the_state(pytestconfig):
+    plugin = PluginSession.of(pytestconfig)
+    assert plugin is PluginSession.of(pytestconfig)
+    assert plugin.run_id == "rid" and plugin.shard == (1, 1) and plugin.cases
+    assert plugin.planned and all(i.startswith("tiny-llama/lora/base") for i in plugin.planned)
+    assert plugin.baselines_dir is not None and plugin.baselines is None and plugin.run is None
+    assert not [a for a in vars(pytestconfig) if a.startswith("_ftsuite")]
+"""
+
+
+def test_the_plugins_keep_their_state_in_one_session_object(pytester: pytest.Pytester, tmp_path):
+    pytester.makepyfile(test_m=STATE_TEST)
+    result = pytester.runpytest("-p", "suite.plugin.cases", "-p", "suite.plugin.shard", "-p", "suite.plugin.baselines",
+                                "-p", "no:cacheprovider", "--run-id", "rid", "--shard", "1/1",
+                                "--results-dir", str(tmp_path / "results"), "-k", "the_state or tiny-llama/lora/base")
+    assert result.ret == 0 and result.parseoutcomes()["passed"] >= 2, result.stdout.str()
+    assert not (tmp_path / "results").exists()  # no case ran, no run folder

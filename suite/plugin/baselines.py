@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from suite import options
-from suite.judge.baselines import BaselineStore
+from suite.plugin.state import PluginSession
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -19,20 +19,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="do not compare loss curves with golden curves")
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef, request):
-    """Give the run session (suite/plugin/cases.py's ft_session) its baseline store once it exists."""
-    session = yield
-    config = request.config
-    if fixturedef.argname == "ft_session" and session.baselines is None and not config.getoption("no_baselines"):
-        session.baselines = BaselineStore(Path(config.getoption("baselines_dir")),
-                                          update=config.getoption("update_baselines"))
-    return session
+def pytest_configure(config: pytest.Config) -> None:
+    """The run session (suite/plugin/state.py) compares each tiny case's loss curve with its golden curve."""
+    if not config.getoption("no_baselines"):
+        PluginSession.of(config).compare_baselines(Path(config.getoption("baselines_dir")),
+                                                   update=config.getoption("update_baselines"))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    session = getattr(config, "_ftsuite_session", None)
-    store = getattr(session, "baselines", None)
+    store = PluginSession.of(config).baselines
     if store is not None and store.events:
         terminalreporter.write_sep("-", f"ftsuite golden curves (profile {store.profile})")
         for line in store.events:

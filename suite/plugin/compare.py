@@ -11,6 +11,7 @@ import pytest
 
 from suite.errors import SuiteError
 from suite.paths import ROOT
+from suite.plugin.state import PluginSession
 from suite.report import files as report_files
 from suite.report import markdown as report_md
 from suite.report import model as report_model
@@ -25,19 +26,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where --compare-to writes its report (default: reports/<run-id>-vs-<RUN>)")
 
 
-def render(config: pytest.Config) -> str:
+def render(plugin: PluginSession) -> str:
     """The Markdown of this session's comparison, or a line saying why there is none."""
     from suite.records import runs
 
+    config = plugin.config
     baseline_arg = config.getoption("compare_to")
-    session = getattr(config, "_ftsuite_session", None)
-    results_root = Path(config.getoption("results_dir"))
-    run_dir = results_root / str(config.getoption("run_id"))  # with pytest-xdist, the workers' run
-    if (session is None or not getattr(session, "_started", False)) and not (run_dir / "manifest.json").is_file():
+    if not plugin.ran():
         return f"--compare-to {baseline_arg}: no case ran in this session, nothing to compare"
     try:
-        baseline = runs.load(baseline_arg, results_root)
-        current = runs.load(run_dir)
+        baseline = runs.load(baseline_arg, Path(config.getoption("results_dir")))
+        current = runs.load(plugin.run_dir)  # with pytest-xdist, the workers' run
     except SuiteError as exc:
         return f"--compare-to {baseline_arg}: {exc}"
     rep = report_model.Report.build(baseline, [current])
@@ -48,13 +47,13 @@ def render(config: pytest.Config) -> str:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    if config.getoption("compare_to") and not hasattr(config, "workerinput"):
-        config._ftsuite_report_md = render(config)
+    plugin = PluginSession.of(session.config)
+    if session.config.getoption("compare_to") and not plugin.is_worker:
+        plugin.report_md = render(plugin)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    text = getattr(config, "_ftsuite_report_md", None)
+    text = PluginSession.of(config).report_md
     if text:
         terminalreporter.write_sep("-", "ftsuite comparison")
         for line in text.rstrip("\n").splitlines():

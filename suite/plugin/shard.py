@@ -15,6 +15,8 @@ from typing import Sequence
 
 import pytest
 
+from suite.plugin.state import PluginSession
+
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 USAGE = "--shard takes I/N with 1 <= I <= N (this runner's slice I of N), e.g. --shard 2/4"
 
@@ -69,13 +71,13 @@ def pytest_configure(config: pytest.Config) -> None:
     spec = config.getoption("shard", None)
     if spec is not None:
         try:
-            config._ftsuite_shard = parse_shard(spec)
+            PluginSession.of(config).shard = parse_shard(spec)
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    shard = getattr(config, "_ftsuite_shard", None)
+    shard = PluginSession.of(config).shard
     if shard is None:
         return
     keep, drop = select(items, *shard)
@@ -85,5 +87,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    shard = getattr(config, "_ftsuite_shard", None)
+    shard = PluginSession.of(config).shard
     return f"ftsuite: shard {shard[0]}/{shard[1]}" if shard else None
