@@ -24,31 +24,16 @@ from suite.judge.metrics import METRICS, Metric
 from suite.matrix.spec import NOT_FINGERPRINTED
 from suite.records.runs import Run
 from suite.report import stats
+# The vocabulary, the gate and the environment diff live in their own modules; the renderers, the CLI
+# and the tests read them as compare.X, so they are re-exported here.
+from suite.report.envdiff import ENV_KEYS, environment_diff, flat_environment  # noqa: F401
+from suite.report.gate import DEFAULT_FAIL_ON, GATES, counts, gate_fails, gated, parse_fail_on  # noqa: F401
+from suite.report.verdicts import (BETTER, COLUMNS, ERRORED, FIXED, LOST, NEEDS_REPEATS, NEWLY_FAILING,  # noqa: F401
+                                   NOT_COMPARABLE, RECORD, RUN, STATUS, UNFINISHED, UNREADABLE, VERDICTS,  # noqa: F401
+                                   WITHIN_NOISE, WORSE, row)  # noqa: F401
 
-WORSE, BETTER, NEWLY_FAILING, FIXED = "worse", "better", "newly failing", "fixed"
-# A case or an invariant test that raised (a crash, an exception in the harness) rather than failed a
-# check: said apart from a failure, on the side(s) where it happened, and gated by default.
-ERRORED = "errored"
-NOT_COMPARABLE, WITHIN_NOISE = "not comparable", "within noise"
-# A timing measured once a side: shown with the change and its detection floor, never gated.
-NEEDS_REPEATS = "needs repeats"
-# What a run failed to keep: a case that passed in the baseline and has no readable record in the
-# candidate (lost), a record that cannot be read on either side (unreadable), a candidate whose
-# manifest says it did not finish or that has none (unfinished). A crashed nightly is never green.
-LOST, UNREADABLE, UNFINISHED = "lost", "unreadable", "unfinished"
-VERDICTS = (ERRORED, WORSE, NEWLY_FAILING, LOST, UNREADABLE, UNFINISHED, NOT_COMPARABLE, FIXED, BETTER, NEEDS_REPEATS,
-            WITHIN_NOISE)  # most urgent first
-GATES = {"errored": ERRORED, "worse": WORSE, "newly-failing": NEWLY_FAILING, "lost": LOST, "unreadable": UNREADABLE,
-         "unfinished": UNFINISHED}  # --fail-on spelling -> verdict
-DEFAULT_FAIL_ON = ",".join(GATES)
-STATUS = "status"  # the pseudo-metric of a case's outcome row
-RECORD = "record"  # the pseudo-metric of an unreadable record's row
-RUN = "(run)"  # the case id of a row about the whole run (an unfinished manifest)
 FAILING = ("failed", "error")
 MIN_REPEATS = 3
-COLUMNS = ["baseline_run", "candidate_run", "case_id", "metric", "unit", "better", "baseline", "candidate",
-           "ratio", "change", "verdict", "noise", "threshold", "n_baseline", "n_candidate",
-           "baseline_status", "candidate_status", "note"]
 
 
 @dataclass(frozen=True)
@@ -243,12 +228,6 @@ def _metric_names(brecs: list[dict], crecs: list[dict]) -> list[str]:
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
 
 
-def _row(case_id: str, metric: str, verdict: str, note: str = "", **fields: object) -> dict:
-    row = dict.fromkeys(COLUMNS)
-    row.update(case_id=case_id, metric=metric, verdict=verdict, note=note, **fields)
-    return row
-
-
 def _metric_rows(case_id: str, brecs: list[dict], crecs: list[dict], comparable: bool) -> list[dict]:
     rows = []
     for name in _metric_names(brecs, crecs):
@@ -259,7 +238,7 @@ def _metric_rows(case_id: str, brecs: list[dict], crecs: list[dict], comparable:
         fields = dict(unit=metric.unit, better=metric.better, n_baseline=len(base), n_candidate=len(cand))
         if not base or not cand:
             side = "baseline" if not base else "candidate"
-            rows.append(_row(case_id, name, NOT_COMPARABLE, f"no value in the {side}",
+            rows.append(row(case_id, name, NOT_COMPARABLE, f"no value in the {side}",
                              baseline=statistics.median(base) if base else None,
                              candidate=statistics.median(cand) if cand else None, **fields))
             continue
@@ -272,7 +251,7 @@ def _metric_rows(case_id: str, brecs: list[dict], crecs: list[dict], comparable:
             verdict = NOT_COMPARABLE
             note = (f"by the numbers: {j.verdict}" if j.verdict != WITHIN_NOISE
                     else "by the numbers: changed (informational)" if j.note else "")
-        rows.append(_row(case_id, name, verdict, note, baseline=b, candidate=c,
+        rows.append(row(case_id, name, verdict, note, baseline=b, candidate=c,
                          ratio=c / b if b else (1.0 if c == b else math.inf),
                          change=(c - b) / abs(b) if b else (0.0 if c == b else math.inf),
                          noise=j.noise, threshold=j.threshold, **fields))
@@ -287,29 +266,29 @@ def compare_case(case_id: str, brecs: list[dict], crecs: list[dict], lost: str =
         recs = brecs or crecs
         stat = outcome(recs)[0]
         if lost and brecs and stat == "passed":
-            return [_row(case_id, STATUS, LOST, lost, baseline_status=stat, n_baseline=len(brecs))]
+            return [row(case_id, STATUS, LOST, lost, baseline_status=stat, n_baseline=len(brecs))]
         note = f"not in the {where} run" + (f" ({lost})" if lost and brecs else "")
-        return [_row(case_id, STATUS, NOT_COMPARABLE, note,
+        return [row(case_id, STATUS, NOT_COMPARABLE, note,
                      baseline_status=stat if brecs else None, candidate_status=stat if crecs else None)]
     (bstat, breason), (cstat, creason) = outcome(brecs), outcome(crecs)
     why = _incomparable(brecs, crecs, bstat, cstat, breason, creason)
     status = dict(baseline_status=bstat, candidate_status=cstat, n_baseline=len(brecs), n_candidate=len(crecs))
     rows = []
     if cstat == "error" or (bstat == "error" and cstat != "passed"):  # error -> passed is fixed
-        rows.append(_row(case_id, STATUS, ERRORED, "; ".join([errored_note(bstat, breason, cstat, creason), *why]),
+        rows.append(row(case_id, STATUS, ERRORED, "; ".join([errored_note(bstat, breason, cstat, creason), *why]),
                          **status))
     elif bstat == "passed" and cstat in FAILING:
-        rows.append(_row(case_id, STATUS, NEWLY_FAILING, "; ".join([creason, *why]), **status))
+        rows.append(row(case_id, STATUS, NEWLY_FAILING, "; ".join([creason, *why]), **status))
     elif bstat in FAILING and cstat == "passed":
-        rows.append(_row(case_id, STATUS, FIXED, "; ".join([f"was: {breason}", *why]), **status))
+        rows.append(row(case_id, STATUS, FIXED, "; ".join([f"was: {breason}", *why]), **status))
     elif why:
-        rows.append(_row(case_id, STATUS, NOT_COMPARABLE, "; ".join(why), **status))
+        rows.append(row(case_id, STATUS, NOT_COMPARABLE, "; ".join(why), **status))
     elif bstat in FAILING and cstat in FAILING:
-        rows.append(_row(case_id, STATUS, WITHIN_NOISE, f"failing in both runs: {creason}", **status))
+        rows.append(row(case_id, STATUS, WITHIN_NOISE, f"failing in both runs: {creason}", **status))
     if any(r["metrics"] for r in brecs) and any(r["metrics"] for r in crecs):  # an errored repeat has none
-        for row in _metric_rows(case_id, brecs, crecs, comparable=not why):
-            row.update(baseline_status=bstat, candidate_status=cstat)
-            rows.append(row)
+        for metric_row in _metric_rows(case_id, brecs, crecs, comparable=not why):
+            metric_row.update(baseline_status=bstat, candidate_status=cstat)
+            rows.append(metric_row)
     return rows
 
 
@@ -341,23 +320,23 @@ def integrity(run: Run, side: str, known: set[str] = frozenset()) -> tuple[list[
         file = Path(err.path).name
         owner = _record_owner(run, file, known)
         why = f"record {file} is unreadable: {err.message}"
-        rows.append(_row(owner or file, RECORD, UNREADABLE, f"{side}: {why}"))
+        rows.append(row(owner or file, RECORD, UNREADABLE, f"{side}: {why}"))
         if owner:
             gone.setdefault(owner, why)
     for case_id, names in run.listed.items():
         for name in names:
             if not (run.path / name).exists():
                 why = f"record {name} is listed in manifest.json but missing"
-                rows.append(_row(case_id, RECORD, UNREADABLE, f"{side}: {why}"))
+                rows.append(row(case_id, RECORD, UNREADABLE, f"{side}: {why}"))
                 gone.setdefault(case_id, why)
     if side == "candidate":
         if manifest_errors:
-            rows.append(_row(RUN, "manifest", UNFINISHED, f"manifest.json is unreadable ({manifest_errors[0].message}): "
+            rows.append(row(RUN, "manifest", UNFINISHED, f"manifest.json is unreadable ({manifest_errors[0].message}): "
                                                           f"cannot tell whether the run finished"))
         elif run.manifest is None:
-            rows.append(_row(RUN, "manifest", UNFINISHED, "no manifest.json: cannot tell whether the run finished"))
+            rows.append(row(RUN, "manifest", UNFINISHED, "no manifest.json: cannot tell whether the run finished"))
         elif not run.manifest.get("finished_at"):
-            rows.append(_row(RUN, "manifest", UNFINISHED, f"manifest.json says the run did not finish (started "
+            rows.append(row(RUN, "manifest", UNFINISHED, f"manifest.json says the run did not finish (started "
                                                           f"{run.manifest.get('started_at') or '?'}; "
                                                           f"{sum(len(v) for v in run.listed.values())} records listed)"))
     for case_id in run.planned or ():
@@ -369,7 +348,7 @@ def integrity(run: Run, side: str, known: set[str] = frozenset()) -> tuple[list[
 def missing_rows(run: Run, gone: dict[str, str]) -> list[dict]:
     """A one-run report's rows for cases its manifest planned that have no record: lost, gated."""
     have = run.by_case()
-    return [_row(case_id, STATUS, LOST, f"planned in manifest.json, no record: {why}")
+    return [row(case_id, STATUS, LOST, f"planned in manifest.json, no record: {why}")
             for case_id, why in sorted(gone.items()) if case_id not in have]
 
 
@@ -395,7 +374,7 @@ def compare_invariants(base: dict | None, cand: dict | None) -> list[dict]:
         case_id, bound = f"{INVARIANT_PREFIX}{name}", f"{'≥' if rel.get('at_least') else '≤'} {rel.get('tolerance')}"
         if b.get("measured") is None or c.get("measured") is None:
             side, doc, other = (("baseline", base, cand) if b.get("measured") is None else ("candidate", cand, base))
-            rows.append(_row(case_id, "discrepancy", NOT_COMPARABLE,
+            rows.append(row(case_id, "discrepancy", NOT_COMPARABLE,
                              f"not measured in the {side}: {_why_unmeasured(name, doc, other)}", **fields))
             continue
         bh, ch = bool(b.get("holds")), bool(c.get("holds"))
@@ -412,14 +391,14 @@ def compare_invariants(base: dict | None, cand: dict | None) -> list[dict]:
             if not rel.get("at_least") and grew >= GROWTH_NOTED:
                 note = (f"still within its bound {bound}, but grew {'from 0' if bv == 0 else f'{grew:,.0f}x'}: "
                         f"{bv:.3g} → {cv:.3g}")
-        rows.append(_row(case_id, "discrepancy", verdict, note, **fields))
+        rows.append(row(case_id, "discrepancy", verdict, note, **fields))
     btests, ctests = base.get("tests") or {}, cand.get("tests") or {}
     good = ("passed", "xfailed", "xpassed")  # a strict xfail's relation is known broken; XPASS: it holds now
     berr, cerr = base.get("errors") or {}, cand.get("errors") or {}
     for test in sorted(set(btests) & set(ctests)):
         bo, co = btests[test], ctests[test]
         if co.startswith("errored") or (bo.startswith("errored") and co not in good):
-            rows.append(_row(f"{INVARIANT_PREFIX}{test.split('::')[-1]}", STATUS, ERRORED,
+            rows.append(row(f"{INVARIANT_PREFIX}{test.split('::')[-1]}", STATUS, ERRORED,
                              f"{errored_note(bo, berr.get(test, ''), co, cerr.get(test, ''))} ({test})",
                              baseline_status=bo, candidate_status=co))
             continue
@@ -428,7 +407,7 @@ def compare_invariants(base: dict | None, cand: dict | None) -> list[dict]:
         verdict = (FIXED if (bo, co) == ("xfailed", "xpassed")
                    else NEWLY_FAILING if bo in good and co not in good and not co.startswith("skipped")
                    else FIXED if co in good and bo not in good else NOT_COMPARABLE)
-        rows.append(_row(f"{INVARIANT_PREFIX}{test.split('::')[-1]}", STATUS, verdict, test,
+        rows.append(row(f"{INVARIANT_PREFIX}{test.split('::')[-1]}", STATUS, verdict, test,
                          baseline_status=bo, candidate_status=co))
     return rows
 
@@ -452,7 +431,7 @@ def compare_checkpoints(doc: dict | None) -> list[dict]:
         else:
             verdict = WITHIN_NOISE
             note = "informational (a downgrade): " + (e.get("error") or f"outputs differ by {diff:.3g}")
-        rows.append(_row(f"{COMPAT_PREFIX}{e.get('case_id')}", f"loads in the {e.get('loaded_in')}", verdict, note,
+        rows.append(row(f"{COMPAT_PREFIX}{e.get('case_id')}", f"loads in the {e.get('loaded_in')}", verdict, note,
                          unit="logit", better="lower", candidate=diff))
     return rows
 
@@ -494,9 +473,9 @@ def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
     known = set(bcases) | set(ccases)
     brows, _ = integrity(baseline, "baseline", known)
     crows, gone = integrity(candidate, "candidate", known)
-    rows = [row for case_id in sorted(set(bcases) | set(ccases))
-            for row in compare_case(case_id, bcases.get(case_id, []), ccases.get(case_id, []),
-                                    lost=gone.get(case_id, ""))]
+    rows = [r for case_id in sorted(set(bcases) | set(ccases))
+            for r in compare_case(case_id, bcases.get(case_id, []), ccases.get(case_id, []),
+                                  lost=gone.get(case_id, ""))]
     rows += brows + crows + compare_invariants(baseline.invariants, candidate.invariants)
     rows += compare_checkpoints(candidate.compat)
     distrust(rows)
@@ -532,65 +511,3 @@ def summarize(run: Run) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["run", "case_id", "metric", "unit", "better", "value", "n", "status", "note"])
     df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)
     return df
-
-
-def counts(df: pd.DataFrame) -> dict[str, int]:
-    """Verdict -> number of rows, in the vocabulary's order, zeros left out."""
-    got = df["verdict"].value_counts().to_dict() if len(df) else {}
-    return {v: int(got[v]) for v in VERDICTS if got.get(v)}
-
-
-def parse_fail_on(text: str) -> tuple[str, ...]:
-    """`worse,newly-failing` -> the verdicts that fail the gate; ValueError naming what is unknown."""
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [n for n in names if n not in GATES and n != "none"]
-    if unknown:
-        raise ValueError(f"--fail-on: unknown {', '.join(unknown)}; choose from {', '.join(GATES)} (or none)")
-    return tuple(GATES[n] for n in names if n in GATES)
-
-
-def gated(df: pd.DataFrame, fail_on: Iterable[str]) -> pd.DataFrame:
-    """The rows whose verdict fails the gate."""
-    return df[df["verdict"].isin(list(fail_on))] if len(df) and "verdict" in df else df.iloc[0:0]
-
-
-def gate_fails(df: pd.DataFrame, fail_on: Iterable[str]) -> bool:
-    return len(gated(df, fail_on)) > 0
-
-
-ENV_KEYS = ("kernel_class", "python", "platform", "host", "cpu_count", "cpu", "cpu.flags", "torch.cpu_capability", "torch.cuda",
-            "torch.cudnn", "gpus", "suite.commit")
-
-
-def flat_environment(env: dict) -> dict[str, str]:
-    """An environment as `name -> text`: the kernel class first (a change of runner class explains
-    curves and tight numbers before any package does), packages, then the machine and the suite's commit."""
-    out = {"kernel_class": _text(env.get("kernel_class"))} if env.get("kernel_class") else {}
-    out.update({f"{name}": _text(version) for name, version in (env.get("packages") or {}).items()})
-    torch = env.get("torch") or {}
-    suite = env.get("suite") or {}
-    gpus = env.get("gpus") or []
-    cpu = env.get("cpu") or {}
-    extra = {"python": env.get("python"), "platform": env.get("platform"), "host": env.get("host"),
-             "cpu_count": env.get("cpu_count"),
-             "cpu": " ".join(str(v) for v in (cpu.get("vendor"), cpu.get("model")) if v) or None,
-             "cpu.flags": " ".join(cpu.get("flags") or []) or None, "torch.cpu_capability": torch.get("cpu_capability"),
-             "torch.cuda": torch.get("cuda"), "torch.cudnn": torch.get("cudnn"),
-             "gpus": ", ".join(str(g.get("name")) for g in gpus if isinstance(g, dict)) or None,
-             "suite.commit": (str(suite.get("commit") or "")[:10] + (" (dirty)" if suite.get("dirty") else ""))
-             or None}
-    out.update({k: _text(v) for k, v in extra.items()})
-    return out
-
-
-def _text(value: object) -> str:
-    return "-" if value is None or value == "" else str(value)
-
-
-def environment_diff(baseline: Run, candidate: Run) -> pd.DataFrame:
-    """Every environment field of both runs with whether it changed; packages come first."""
-    fb, fc = flat_environment(baseline.environment), flat_environment(candidate.environment)
-    keys = list(dict.fromkeys([*fb, *fc]))
-    rows = [{"field": k, "baseline": fb.get(k, "-"), "candidate": fc.get(k, "-"),
-             "changed": fb.get(k, "-") != fc.get(k, "-"), "package": k not in ENV_KEYS} for k in keys]
-    return pd.DataFrame(rows, columns=["field", "baseline", "candidate", "changed", "package"])
