@@ -21,7 +21,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_cases(args: argparse.Namespace, extra: list[str]) -> int:
-    from suite.matrix.load import load_cases
+    from suite.cases import load_cases
 
     cases = load_cases(args.cases_dir)
     for case in cases:

@@ -10,9 +10,10 @@ import pytest
 
 from suite.judge.checkpoint import inventory
 from suite.judge.checks import AdapterOnly
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.train import args as train_args
 from suite.train import models, probes, tokens
+from suite.train.backends.registry import backend_for
 from tests.helpers import write_cases
 
 pytestmark = pytest.mark.xdist_group("added-tokens")
@@ -29,7 +30,7 @@ def _train(case, out):
     import torch
 
     path = str(models.materialise_tiny("llama"))
-    trainer, _, _ = case.backend.build_trainer(case, path, "cpu", "fp32", torch.float32, out / "trainer",
+    trainer, _, _ = backend_for(case).build_trainer(case, path, "cpu", "fp32", torch.float32, out / "trainer",
                                                train_args.dataset(case), [])
     trainer.train()
     return trainer, probes.param_summary(trainer.model, True)
@@ -42,7 +43,7 @@ def test_the_adapter_carries_the_new_rows_its_way_and_peft_auto_saves_more(cases
     assert tokens.expected_tensors(case) == expected
     trainer, params = _train(case, tmp_path)
     ours, auto = tmp_path / "ours", tmp_path / "auto"
-    case.backend.save(case, trainer, ours)  # save_embedding_layers=False
+    backend_for(case).save(case, trainer, ours)  # save_embedding_layers=False
     trainer.save_model(str(auto))  # what trainer.save_model does by default
     good = AdapterOnly().evaluate(case.id, inventory(ours), params["trainable_tensors"], expected)
     assert good.passed, good.message
@@ -57,7 +58,7 @@ def test_the_adapter_carries_the_new_rows_its_way_and_peft_auto_saves_more(cases
 def test_an_adapter_without_the_rows_fails(cases, tmp_path):
     plain = dataclasses.replace(cases["modules_to_save"], dataset="messages", features=())
     trainer, params = _train(plain, tmp_path)
-    plain.backend.save(plain, trainer, tmp_path / "ckpt")
+    backend_for(plain).save(plain, trainer, tmp_path / "ckpt")
     res = AdapterOnly().evaluate(plain.id, inventory(tmp_path / "ckpt"), params["trainable_tensors"],
                                  tokens.expected_tensors(cases["modules_to_save"]))
     assert not res.passed and "no embed_tokens.weight, lm_head.weight tensor" in res.message

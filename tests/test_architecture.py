@@ -1,5 +1,7 @@
-"""The shape of the house: no import cycles among suite modules, no module reaching into another's
-private helpers, one seam per trainer backend, every stage a sub-package (shared/STYLE.md)."""
+"""The shape of the house: no import cycles among suite modules (TYPE_CHECKING imports count: a cycle
+hidden under one is still a cycle in the design), the matrix importing nothing of the training side, no
+module reaching into another's private helpers, no trainer, method or quantization name compared
+outside the modules that own it, every stage a sub-package (docs/layout.md)."""
 from __future__ import annotations
 
 import ast
@@ -10,11 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "suite"
 STAGES = ("matrix", "run", "train", "judge", "records", "report", "plugin", "tools", "invariants")
-TOP_LEVEL = {"__init__", "__main__", "cli", "errors", "options", "paths", "machine", "versions"}
+TOP_LEVEL = {"__init__", "__main__", "cli", "errors", "options", "paths", "machine", "versions", "cases"}
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -22,25 +24,13 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(SUITE.rglob("*.py"))}
 
 
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.body:
-                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
-    return lines
-
-
-def imports(path: Path, known: set[str]) -> set[str]:
-    """The suite modules a module imports at run time (a TYPE_CHECKING block does not count); importing
-    a.b.c runs the package a.b too."""
+def imports(path: Path, known: set[str], root: Path = ROOT) -> set[str]:
+    """The suite modules a module imports, at run time or under TYPE_CHECKING alike (both are arrows
+    of the design); importing a.b.c runs the package a.b too."""
     tree = ast.parse(path.read_text())
-    skip = _type_checking_lines(tree)
-    me = module_name(path)
+    me = module_name(path, root)
     found: set[str] = set()
     for node in ast.walk(tree):
-        if getattr(node, "lineno", None) in skip:
-            continue
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
@@ -102,6 +92,23 @@ def test_no_import_cycle_among_suite_modules():
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+def test_a_cycle_hidden_under_type_checking_counts(tmp_path):
+    pkg = tmp_path / "suite"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from suite import b\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from suite import a\n")
+    known = {"suite.a", "suite.b"}
+    edges = {"suite.a": imports(pkg / "a.py", known, tmp_path), "suite.b": imports(pkg / "b.py", known, tmp_path)}
+    assert cycles(edges) == [["suite.a", "suite.b"]]
+
+
+def test_the_matrix_imports_nothing_of_the_training_side():
+    """The matrix owns the vocabulary; train/ declares against it (a TYPE_CHECKING import counts)."""
+    found = {f"{m} -> {t}" for m, targets in graph().items() if m.startswith("suite.matrix")
+             for t in targets if not t.startswith(("suite.matrix", "suite.errors", "suite.paths"))}
+    assert not found, sorted(found)
+
+
 def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
@@ -158,11 +165,38 @@ def _string_comparisons(path: Path, word: str) -> list[int]:
     return hits
 
 
-def test_unsloth_is_special_cased_only_in_its_backend_and_the_matrix_rules():
-    allowed = {SUITE / "train" / "backends" / "unsloth.py", SUITE / "matrix" / "rules.py"}
-    found = {f"{p.relative_to(ROOT)}:{line}" for p in SUITE.rglob("*.py") if p not in allowed
-             for line in _string_comparisons(p, "unsloth")}
-    assert not found, f"`unsloth` compared outside its backend and the matrix rules: {sorted(found)}"
+def axis_names() -> set[str]:
+    """Every trainer, method, adapter, quantization and library name of the matrix's axes."""
+    from suite.matrix import axes
+    from suite.train.backends.registry import BACKENDS
+
+    return ({b.trainer for b in BACKENDS} | set(axes.METHODS) | {a.name for a in axes.ADAPTERS}
+            | {q.name for q in axes.QUANTIZATIONS} | {lib.name for lib in axes.LIBRARIES})
+
+
+# Where an axis name may be compared as a string: the matrix's rules and axes, and the objects that own
+# the values (the quantizations; each backend for its own library).
+ALLOWED = {SUITE / "matrix" / "rules.py", SUITE / "matrix" / "axes.py", SUITE / "train" / "quantize.py"}
+
+
+def name_comparisons(paths, names: set[str]) -> set[str]:
+    return {f"{p.relative_to(p.parents[len(p.relative_to(ROOT).parts) - 1])}:{line} ({name})"
+            for p in paths for name in sorted(names) for line in _string_comparisons(p, name)}
+
+
+def test_no_axis_name_is_compared_outside_the_modules_that_own_it():
+    found = name_comparisons([p for p in SUITE.rglob("*.py") if p not in ALLOWED], axis_names())
+    assert not found, f"an axis name compared as a string outside the matrix's rules and its object: {sorted(found)}"
+
+
+def test_a_planted_method_comparison_is_found(tmp_path):
+    planted = SUITE / "train" / "_planted_for_test.py"
+    planted.write_text('def four_bit(case):\n    return case.method == "qlora"\n')
+    try:
+        found = name_comparisons([p for p in SUITE.rglob("*.py") if p not in ALLOWED], axis_names())
+    finally:
+        planted.unlink()
+    assert found == {"suite/train/_planted_for_test.py:2 (qlora)"}
 
 
 def test_the_special_casing_check_finds_a_comparison(tmp_path):

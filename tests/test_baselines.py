@@ -10,7 +10,7 @@ from suite import machine
 from suite.judge import baselines
 from suite.judge.baselines import BaselineStore, CurveMatches, read_curve
 from suite.judge.checks import CheckResult
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.records import provenance
 
 

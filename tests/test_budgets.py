@@ -10,7 +10,7 @@ import pytest
 
 from suite.errors import CaseError
 from suite.judge import budgets, hardware
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.run.session import RunSession
 from tests.helpers import write_cases
 

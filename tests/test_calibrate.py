@@ -5,7 +5,7 @@ import pytest
 
 from suite import cli
 from suite.judge import budgets, calibrate
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.run.session import RunSession
 from tests.helpers import write_cases
 from tests.test_budgets import SHORT, write_budget

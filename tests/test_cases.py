@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from suite.errors import CaseError
-from suite.matrix.load import load_cases
-from suite.matrix.spec import MARKERS
+from suite.cases import load_cases
+from suite.cases import markers
+from suite.train.backends.registry import backend_for
 from tests.helpers import write_cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ def test_the_shipped_matrix_loads_and_covers_every_axis():
         assert any(marker in c.markers for c in cases), marker
     assert {c.model.arch for c in cases if c.model.size == "tiny"} >= {"llama", "qwen2"}
     for c in cases:
-        assert set(c.markers) <= set(MARKERS), c.id
+        assert set(c.markers) <= set(markers()), c.id
     assert cases[0].model.size == "tiny"  # tiny rows first
 
 
@@ -256,7 +257,7 @@ def test_the_trainer_axis_names_its_cases_and_keeps_sft_fingerprints(tmp_path):
     assert "sft" in sft.markers and "dpo" in dpo.markers and "hf_trainer" in plain.markers
     assert "trainer" not in sft.to_dict() and dpo.to_dict()["trainer"] == "dpo"
     assert len({sft.fingerprint, dpo.fingerprint, plain.fingerprint}) == 3
-    assert dpo.backend.preference and not sft.backend.preference and plain.backend.name.startswith("transformers")
+    assert backend_for(dpo).checks and not backend_for(sft).checks and backend_for(plain).name.startswith("transformers")
     # the shipped SFT cases' fingerprints are the ones their golden curves were recorded under before the axis
     shipped = next(c for c in load_cases(ROOT / "cases") if c.id == "tiny-llama/lora/base")
     golden = json.loads((ROOT / "results" / "baselines" / "cpu" / "avx2" / f"{shipped.slug}.json").read_text())

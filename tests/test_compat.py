@@ -6,7 +6,8 @@ import inspect
 
 import pytest
 
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
+from suite.train.backends.registry import backend_for
 from suite.train import compat
 from suite.versions import package_version
 from tests.helpers import write_cases
@@ -86,6 +87,7 @@ def test_an_older_version_renames_and_skips_with_the_version_named(monkeypatch, 
     assert compat.dtype_kwarg("x") == {"torch_dtype": "x"}
     d = write_cases(tmp_path, "matrix:\n  - {models: [tiny-llama], methods: [lora], features: [packing], "
                               "datasets: ['messages:assistant_only']}\n")
-    reasons = compat.cannot_express(load_cases(d)[0])
+    case = load_cases(d)[0]
+    reasons = compat.cannot_express(case, backend_for(case).version_needs(case))
     assert "trl>=0.20.0 for assistant-only loss (SFTConfig.assistant_only_loss) (installed: 0.19.1)" in reasons
     assert any("packing with position ids" in r for r in reasons)

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from suite import machine
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
+from suite.matrix.axes import METHODS
 from suite.matrix.rules import validate_combination
+from suite.train.backends.registry import SUPPORT
 from suite.matrix.spec import WORLD_SIZE
 from suite.run import distributed, requirements
 from suite.run.session import RunSession
@@ -34,7 +36,7 @@ def test_the_axis_marks_and_records_the_world_size():
     ("qlora", ("fsdp",), "bnb_4bit_quant_storage"),
 ])
 def test_impossible_distributed_combinations(method, features, problem):
-    assert problem in validate_combination(replace(DDP, method=method, features=features))
+    assert problem in validate_combination(replace(DDP, **METHODS[method].axes(), features=features), SUPPORT)
 
 
 @pytest.mark.parametrize("gpus", [0, 1])

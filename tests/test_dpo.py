@@ -9,7 +9,7 @@ import math
 import pytest
 
 from suite.judge.checks import ReferenceUntouched, RewardsRise, StartsAtLn2
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.run.session import RunSession
 from suite.train import inject
 from tests.helpers import write_cases

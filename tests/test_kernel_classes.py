@@ -8,7 +8,7 @@ import pytest
 
 from suite.judge import bands, budgets, checks, kernelclass
 from suite.judge.baselines import BaselineStore
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.paths import ROOT
 from suite.tools import references
 from suite.train.payload import Payload

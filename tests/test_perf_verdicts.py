@@ -12,7 +12,7 @@ import pytest
 
 from suite.judge import budgets, hardware
 from suite.judge.metrics import METRICS
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.report import compare, stats
 from suite.run.session import RunSession
 from suite.train import inject

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.train import args as train_args
-from suite.train import models, probes
+from suite.train import models, probes, quantize
 
 CONFIGS = Path(__file__).resolve().parent.parent / "cases" / "configs"
 # Llama-2-7b's config with layers of 1024 x 1024 and 1024 x 2048: every weight a whole number of
@@ -26,7 +25,7 @@ def test_nf4_double_quant_stores_the_papers_bits_per_parameter(tmp_path):
     doc.update(SMALL)
     (tmp_path / "shape.json").write_text(json.dumps(doc))
     path = models.materialise_random(tmp_path / "shape.json", root=tmp_path / "cache")
-    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=train_args.bnb_config(torch.float32), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, **quantize.Bnb4Bit().load_kwargs(torch.float32), dtype=torch.float32)
     q = probes.quantized_summary(model)
     linear = 1024 * 1024 * 2 + 1024 * 256 * 2 + 3 * 1024 * 2048
     assert q["params"] == linear  # q, o: 1024x1024; k, v: 256x1024 (2 kv heads); gate, up, down: 1024x2048

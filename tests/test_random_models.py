@@ -8,7 +8,7 @@ import pytest
 
 from suite import machine
 from suite.errors import CaseError
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.records.results import read_record
 from suite.run import requirements
 from suite.run.session import RunSession

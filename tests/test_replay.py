@@ -38,7 +38,7 @@ def test_a_kept_run_passes_today_s_checks(run_dir, tmp_path, request):
 
 def test_the_avx2_class_replays_from_its_references(request, tmp_path):
     """Each AVX2 reference, as the run it came from: today's fingerprint, its loss falling, its own curve."""
-    from suite.matrix.load import load_cases
+    from suite.cases import load_cases
 
     cases = {c.slug: c for c in load_cases(request.config.getoption("cases_dir"))}
     store = baselines.BaselineStore(REFERENCES, profile="cpu")

@@ -59,7 +59,7 @@ def test_memory_is_the_childs_own(tmp_path):
 def test_unsloth_and_gpu_cases_start_in_a_fresh_interpreter_without_the_stack(tmp_path):
     """unsloth must be imported before transformers/trl/peft, which the forkserver preloads; on a GPU
     the preload's imports initialise CUDA, which a forked child cannot use."""
-    from suite.matrix.load import load_cases
+    from suite.cases import load_cases
     from tests.helpers import write_cases
 
     d = write_cases(tmp_path, "matrix:\n  - {models: [tiny-llama], methods: [unsloth, qlora]}\n")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.records import results
 from suite.run.session import RunSession
 from suite.train import probes

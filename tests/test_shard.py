@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.plugin.shard import parse_shard, shard_of
 
 pytest_plugins = ["pytester"]

@@ -6,12 +6,14 @@ from typing import Any
 
 from suite.invariants import harness as h
 from suite.invariants.relations import RELATIONS, Verdict, count
-from suite.matrix.spec import GA_STEPS, PROMPT_FORMATS, Case
+from suite.matrix.spec import GA_STEPS, Case
 from suite.train import data
+from suite.train.backends.registry import backend_for
 
 
 def declared_fields(case: Case) -> dict[str, Any]:
-    """The trainer arguments a case pins, derived from the case itself (not from suite.train)."""
+    """The trainer arguments a case pins, derived from the case itself (not from suite.train.args):
+    every trainer's, then its backend's own (max_length, packing, loss flags, DPO's beta)."""
     t = case.training
     split = GA_STEPS if "grad_accum" in case.features else 1  # the same batch in GA_STEPS micro-batches
     out: dict[str, Any] = dict(
@@ -26,18 +28,7 @@ def declared_fields(case: Case) -> dict[str, Any]:
         out["optim"] = "adamw_8bit"
     if t.eval_samples:  # evaluated before the first step and after the last
         out.update(eval_strategy="steps", eval_steps=case.steps, eval_on_start=True)
-    if case.trainer == "hf_trainer":  # TrainingArguments: no packing, the length is cut when tokenising
-        return {**out, **dict(t.extra)}
-    out["max_length"] = t.max_length
-    if case.trainer == "dpo":  # the LLM Engineers Handbook's DPO stage
-        return {**out, "beta": 0.1, **dict(t.extra)}
-    out["packing"] = "packing" in case.features
-    if case.effective_loss == "assistant_only":
-        out["assistant_only_loss"] = True
-    elif case.dataset in PROMPT_FORMATS:
-        out["completion_only_loss"] = case.effective_loss == "completion_only"
-    out.update(dict(t.extra))
-    return out
+    return backend_for(case).declared_fields(case, out)
 
 
 def _max_length(trainer) -> int:
@@ -58,7 +49,7 @@ def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
     import torch
     from datasets import Dataset
 
-    build = build or (lambda case, *rest: case.backend.build_trainer(case, *rest))
+    build = build or (lambda case, *rest: backend_for(case).build_trainer(case, *rest))
     wrong_fields, wrong_length, attention = [], [], []
     for i, case in enumerate(cases):
         if case.needs_gpu:
@@ -73,7 +64,8 @@ def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
             if not _same(getattr(args, key, "<missing>"), want):
                 wrong_fields.append(f"{case.id}: {key}={getattr(args, key, '<missing>')!r}, declared {want!r}")
         length = _max_length(trainer)
-        if (length > case.training.max_length) if case.trainer == "hf_trainer" else length != case.training.max_length:
+        exact = backend_for(case).max_length_exact  # the plain Trainer cuts rows when tokenising: at most
+        if length != case.training.max_length if exact else length > case.training.max_length:
             wrong_length.append(f"{case.id}: {length} (declared {case.training.max_length})")
         got_attention = trainer.model.config._attn_implementation
         if got_attention != case.attention:

@@ -1,10 +1,10 @@
-"""Tiny in-process SFTTrainers for the invariants, built the way a matrix case builds its own.
+"""Tiny in-process trainers for the invariants, built by the case's own backend, the one way the
+suite builds a trainer (suite/train/backends/).
 
-A trainer here is made from a `Case` through the same helpers the matrix uses
-(`suite.train.args.sft_config`, `model_init_kwargs`, `lora_config`, `suite.train.compat`), so an
-invariant exercises the argument mapping the suite ships, not a private copy of it. What differs
-from a case run: it stays in this process, and the caller may swap the trainer class, the
-collator or the rows, which is how the "can fail" tests break a relation on purpose.
+So an invariant exercises the argument mapping the suite ships, not a private copy of it. What
+differs from a case run: it stays in this process, on the CPU in fp32, and the caller may swap the
+trainer class, the adapter config, the tokenizer or the rows (the backend's BuildHooks), or the
+collator afterwards, which is how the "can fail" tests break a relation on purpose.
 """
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from suite.matrix.axes import METHODS
 from suite.matrix.spec import Case, CheckSpec, LoraSpec, ModelSpec, Training
-from suite.train import args as train_args
-from suite.train import compat, data, models
+from suite.train import data, models
+from suite.train.backends.base import BuildHooks
+from suite.train.backends.registry import backend_for
 
 ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral"}
 # Small and quick: a handful of steps of 4-example batches on 16 examples.
@@ -30,7 +32,7 @@ def tiny_case(method: str = "lora", features: tuple[str, ...] = (), dataset: str
     settings = {**DEFAULT_TRAINING, **training, "extra": tuple(sorted((extra or {}).items()))}
     t = Training(**{**settings, "benchmark_steps": settings["max_steps"]})  # invariants run in regression mode
     spec = ModelSpec(name=ARCH_MODELS[arch], size="tiny", arch=arch)
-    return Case(model=spec, method=method, features=tuple(features), dataset=dataset, loss=loss, training=t,
+    return Case(model=spec, **METHODS[method].axes(), features=tuple(features), dataset=dataset, loss=loss, training=t,
                 lora=LoraSpec(), checks=CheckSpec(), timeout_s=120.0, source="(invariant)")
 
 
@@ -58,7 +60,7 @@ def rows_for(case: Case) -> list[dict]:
 
 @dataclass
 class Built:
-    trainer: Any  # an SFTTrainer (or the subclass the caller asked for)
+    trainer: Any  # the case's trainer (or the class the caller asked for)
     tokenizer: Any
     case: Case
     model_path: str
@@ -67,25 +69,18 @@ class Built:
 def build_trainer(case: Case, output_dir: Path, rows: list[dict] | None = None, *, trainer_cls=None,
                   callbacks: tuple = (), peft_config: Any = None, tokenizer: Any = None,
                   **trainer_kwargs: Any) -> Built:
-    """An SFTTrainer for the case on CPU in fp32, seeded; the model goes in as a path as in the matrix."""
+    """The case's trainer, built by its backend on CPU in fp32, seeded; the model goes in as the
+    backend gives it (a path for trl's trainers, as in the matrix)."""
     import torch
     from datasets import Dataset
-    from trl import SFTTrainer
 
     seed_everything(case.training.seed)
     path = model_path(case)
-    tokenizer = tokenizer if tokenizer is not None else models.load_tokenizer(path)
-    # through the compatibility layer, as the matrix's SFT backend: quantization_config is an SFTTrainer
-    # argument from trl 1.8 only (before, a model_init_kwargs entry), and passing it at all, even None,
-    # made every harness-built invariant error on older trl
-    init_kwargs, quant_kwargs = compat.quantization_args(train_args.model_init_kwargs(case, "cpu", torch.float32))
-    args = train_args.sft_config(case, output_dir, "cpu", "fp32", init_kwargs)
-    if peft_config is None and case.is_adapter:
-        peft_config = train_args.lora_config(case)
+    hooks = BuildHooks(trainer_cls=trainer_cls, peft_config=peft_config, tokenizer=tokenizer,
+                       trainer_kwargs=trainer_kwargs)
     dataset = Dataset.from_list(rows if rows is not None else rows_for(case))
-    cls = trainer_cls or SFTTrainer
-    trainer = cls(model=path, args=args, train_dataset=dataset, **{compat.key("processing_class"): tokenizer},
-                  peft_config=peft_config, callbacks=list(callbacks), **quant_kwargs, **trainer_kwargs)
+    trainer, tokenizer, _ = backend_for(case).build_trainer(case, path, "cpu", "fp32", torch.float32, output_dir,
+                                                            dataset, list(callbacks), hooks=hooks)
     return Built(trainer, tokenizer, case, path)
 
 

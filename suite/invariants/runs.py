@@ -12,6 +12,7 @@ from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS
 from suite.invariants.relations import Verdict, compare, count
 from suite.train import compat
+from suite.train.backends.registry import backend_for
 
 
 def measure_grad_accum(method: str, out: Path, *, accumulate: int = 4, steps: int = 3,
@@ -49,7 +50,7 @@ def measure_dpo_grad_accum(out: Path, *, accumulate: int = 4, steps: int = 3,
                                    trainer="dpo")
         h.seed_everything(case.training.seed)
         log = h.LossLog()
-        trainer, _, _ = case.backend.build_trainer(case, h.model_path(case), "cpu", "fp32", torch.float32,
+        trainer, _, _ = backend_for(case).build_trainer(case, h.model_path(case), "cpu", "fp32", torch.float32,
                                                    out / f"dpo-bs{bs}-ga{ga}", Dataset.from_list(rows),
                                                    [log.as_callback()])
         if tamper is not None and ga > 1:

@@ -8,6 +8,7 @@ from suite.invariants import harness as h
 from suite.invariants.relations import Verdict, compare
 from suite.train import args as train_args
 from suite.train import probes
+from suite.train.quantize import quantizer_for
 
 
 def _probe(tokenizer) -> dict:
@@ -45,7 +46,7 @@ def measure_save_load(method: str, out: Path, *, corrupt: Callable[[Path], None]
     reloaded = _reload(case, built.model_path, saved)
     unmerged = h.plain_logits(reloaded, probe)
     what = f"{method}, {steps} steps, probe {tuple(trained.shape)}"
-    if method != "qlora":
+    if not quantizer_for(case).merges_dequantized:
         if before_merge is not None:
             before_merge(reloaded)
         merged = h.plain_logits(reloaded.merge_and_unload(), probe)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from suite.judge.bands import ClassBounds
 from suite.judge.checkpoint import Inventory
 from suite.matrix.spec import Case
 from suite.train import tokens
+from suite.train.backends.registry import backend_for
 from suite.train.payload import Payload
 
 ADAPTER_MARKERS = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
@@ -255,36 +257,39 @@ class EvalLossFalls:
 
 def run_all(case: Case, payload: Payload, inv: Inventory | None,
             bounds: ClassBounds | None = None) -> list[CheckResult]:
-    """Every check that applies to the case; `bounds`: the run's kernel class's measured bounds, which
-    replace a declared one where the class measured more (suite/judge/bands.py)."""
+    """Every check that applies to the case: the common ones, then its trainer's own (its backend
+    names them); `bounds`: the run's kernel class's measured bounds, which replace a declared one
+    where the class measured more (suite/judge/bands.py)."""
     c = case.checks
+    backend = backend_for(case)
     results = [LossDecreases(c.loss_window, c.loss_margin).evaluate(case.id, payload.losses)]
-    params = payload.params
-    if inv is None:
-        results.append(CheckResult("checkpoint", False, f"{case.id}: no checkpoint directory was found"))
-    elif case.is_adapter:
-        results.append(AdapterOnly().evaluate(case.id, inv, params.trainable_tensors,
-                                              tokens.expected_tensors(case)))
-        detail = f"{params.trainable} trainable params in {'/'.join(params.trainable_dtypes)}"
-        results.append(SizeMatches(c.size_rtol, "adapter").evaluate(case.id, inv, params.trainable_bytes, detail))
-    else:
-        keys = params.state_dict_keys or []
-        results.append(HoldsWholeModel().evaluate(case.id, inv, keys))
-        results.append(SizeMatches(c.size_rtol, "full model").evaluate(
-            case.id, inv, params.state_dict_bytes or 0, f"{len(keys)} state-dict tensors"))
+    results += checkpoint_checks(case, payload, inv)
     if payload.reload:
         results.append(reload_check(case, bounds).evaluate(case.id, float(payload.reload.max_abs_logit_diff),
                                                            payload.reload.loader))
     if c.eval_falls:
         results.append(EvalLossFalls().evaluate(case.id, payload.eval_curve))
-    if case.backend.preference:
-        results.append(StartsAtLn2(c.dpo_ln2_atol).evaluate(case.id, payload.losses))
-        results.append(RewardsRise(c.loss_window).evaluate(case.id, payload.loss_curve))
-        results.append(_reference_check(case, payload, bounds))
+    results += [TRAINER_CHECKS[name](case, payload, bounds) for name in backend.checks]
     ops = payload.device.attention_ops
-    if ops is not None and not case.backend.picks_attention:  # its own kernels: recorded, not checked
+    if ops is not None and not backend.picks_attention:  # its own kernels: recorded, not checked
         results.append(AttentionRan().evaluate(case.id, case.attention, ops))
     return results
+
+
+def checkpoint_checks(case: Case, payload: Payload, inv: Inventory | None) -> list[CheckResult]:
+    """What the saved checkpoint holds: only the adapter with the size its trainable parameters imply,
+    or the whole model with the size of its state dict."""
+    c, params = case.checks, payload.params
+    if inv is None:
+        return [CheckResult("checkpoint", False, f"{case.id}: no checkpoint directory was found")]
+    if case.is_adapter:
+        detail = f"{params.trainable} trainable params in {'/'.join(params.trainable_dtypes)}"
+        return [AdapterOnly().evaluate(case.id, inv, params.trainable_tensors, tokens.expected_tensors(case)),
+                SizeMatches(c.size_rtol, "adapter").evaluate(case.id, inv, params.trainable_bytes, detail)]
+    keys = params.state_dict_keys or []
+    return [HoldsWholeModel().evaluate(case.id, inv, keys),
+            SizeMatches(c.size_rtol, "full model").evaluate(case.id, inv, params.state_dict_bytes or 0,
+                                                            f"{len(keys)} state-dict tensors")]
 
 
 def reload_check(case: Case, bounds: ClassBounds | None) -> ReloadMatches:
@@ -293,7 +298,7 @@ def reload_check(case: Case, bounds: ClassBounds | None) -> ReloadMatches:
     return ReloadMatches(measured[0], source=measured[1]) if measured else ReloadMatches(case.checks.logits_atol)
 
 
-def _reference_check(case: Case, payload: Payload, bounds: ClassBounds | None) -> CheckResult:
+def reference_check(case: Case, payload: Payload, bounds: ClassBounds | None) -> CheckResult:
     """Bitwise where the reference ran the same kernels before and after training; where bitsandbytes
     repacked the 4-bit base for its bf16 inference GEMM in between (an eval-mode forward during
     training, on an AVX512-BF16 CPU), within the class's measured bound, and the message says so."""
@@ -312,3 +317,13 @@ def _reference_check(case: Case, payload: Payload, bounds: ClassBounds | None) -
                            value=ref.max_abs_logit_diff)
     return ReferenceUntouched(measured[0], source=f"{why}; {measured[1]}").evaluate(case.id, ref.kind,
                                                                                     ref.max_abs_logit_diff)
+
+
+# The checks a trainer's backend may name as its own (Backend.checks): DPO's today.
+TRAINER_CHECKS: dict[str, Callable[[Case, Payload, ClassBounds | None], CheckResult]] = {
+    "starts_at_ln2": lambda case, payload, bounds: StartsAtLn2(case.checks.dpo_ln2_atol).evaluate(case.id,
+                                                                                                  payload.losses),
+    "rewards_rise": lambda case, payload, bounds: RewardsRise(case.checks.loss_window).evaluate(case.id,
+                                                                                                payload.loss_curve),
+    "reference_untouched": reference_check,
+}

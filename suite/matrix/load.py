@@ -22,7 +22,6 @@ from suite.matrix.spec import (
     METHODS,
     SIZES,
     TINY_ARCHS,
-    TRAINERS,
     BenchSpec,
     Case,
     CheckSpec,
@@ -30,6 +29,8 @@ from suite.matrix.spec import (
     ModelSpec,
     Training,
 )
+from suite.matrix.spec import DEFAULT_TRAINER
+from suite.matrix.support import Support
 from suite.paths import display
 
 _SECTION = {"training": Training, "lora": LoraSpec, "checks": CheckSpec, "benchmark": BenchSpec}
@@ -253,7 +254,8 @@ def _parse_features(file: str, where: str, item: Any) -> tuple[str, ...]:
     return tuple(f for f in FEATURES if f in item)
 
 
-def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defaults: _Defaults) -> list[Case]:
+def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defaults: _Defaults,
+            support: Support) -> list[Case]:
     where = f"matrix[{idx}]"
     if not isinstance(entry, dict):
         raise CaseError(file, where, "must be a mapping")
@@ -271,10 +273,11 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
     for j, m in enumerate(methods):
         if m not in METHODS:
             raise CaseError(file, f"{where}.methods[{j}]", f"unknown method {m!r}; known: {', '.join(METHODS)}")
-    trainers = _as_list(file, f"{where}.trainers", entry.get("trainers", ["sft"]))
+    trainers = _as_list(file, f"{where}.trainers", entry.get("trainers", [DEFAULT_TRAINER]))
     for j, t in enumerate(trainers):
-        if t not in TRAINERS:
-            raise CaseError(file, f"{where}.trainers[{j}]", f"unknown trainer {t!r}; known: {', '.join(TRAINERS)}")
+        if t not in support.trainers:
+            raise CaseError(file, f"{where}.trainers[{j}]",
+                            f"unknown trainer {t!r}; known: {', '.join(support.trainers)}")
     raw_feats = entry.get("features", [[]])
     feats = [_parse_features(file, f"{where}.features[{j}]", f)
              for j, f in enumerate(raw_feats if isinstance(raw_feats, list) else [raw_feats])]
@@ -288,18 +291,19 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
             if layer:
                 sections, timeout = _apply(layer["file"], "defaults.", layer, sections, timeout)
         sections, timeout = _apply(file, f"{where}.", entry, sections, timeout)
-        case = Case(model=model, method=method, features=feat, dataset=fmt, loss=loss,
+        case = Case(model=model, **METHODS[method].axes(), features=feat, dataset=fmt, loss=loss,
                     training=sections["training"], lora=sections["lora"], checks=sections["checks"],
                     benchmark=sections["benchmark"], timeout_s=timeout, source=file, trainer=trainer)
-        problem = validate_combination(case)
+        problem = validate_combination(case, support)
         if problem:
             raise CaseError(file, where, f"impossible combination {case.id}: {problem}")
         cases.append(case)
     return cases
 
 
-def load_cases(directory: str | Path = "cases", mode: str = "regression") -> list[Case]:
-    """Every case declared under `directory`, validated, in file order."""
+def load_cases(directory: str | Path, mode: str, support: Support) -> list[Case]:
+    """Every case declared under `directory`, validated against the matrix's rules and what `support`
+    (the backends) can train, in file order (suite/cases.py hands in the suite's backends)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CaseError(str(directory), "(directory)", "case directory not found")
@@ -324,7 +328,7 @@ def load_cases(directory: str | Path = "cases", mode: str = "regression") -> lis
         if not isinstance(matrix, list):
             raise CaseError(file, "matrix", "must be a list of entries")
         for idx, entry in enumerate(matrix):
-            for case in _expand(file, idx, entry, models, defaults):
+            for case in _expand(file, idx, entry, models, defaults, support):
                 if case.id in seen:
                     raise CaseError(file, f"matrix[{idx}]", f"case {case.id} already declared in {seen[case.id]}")
                 seen[case.id] = file

@@ -1,4 +1,5 @@
-"""Which combinations of the axes exist: an impossible one is refused when the case files load."""
+"""Which combinations of the axes exist: an impossible one is refused when the case files load. What
+a backend cannot train it says itself, through the Support handed in (suite/matrix/support.py)."""
 from __future__ import annotations
 
 from suite.matrix.spec import (
@@ -12,9 +13,10 @@ from suite.matrix.spec import (
     PROMPT_FORMATS,
     Case,
 )
+from suite.matrix.support import Support
 
 
-def validate_combination(case: Case) -> str | None:
+def validate_combination(case: Case, support: Support) -> str | None:
     """Why a combination of axes cannot exist, or None."""
     attn = [f for f in case.features if f in ATTENTION]
     if len(attn) > 1:
@@ -23,12 +25,8 @@ def validate_combination(case: Case) -> str | None:
         return f"assistant_only loss needs a conversational format ({', '.join(CONVERSATIONAL)}), not {case.dataset}"
     if case.loss == "completion_only" and case.dataset not in PROMPT_FORMATS:
         return f"completion_only loss needs a prompt-completion format ({', '.join(PROMPT_FORMATS)}), not {case.dataset}"
-    try:
-        backend = case.backend
-    except KeyError as exc:
-        return exc.args[0]
-    if case.dataset not in backend.formats:
-        return f"{backend.name} trains on {', '.join(backend.formats)} data, not {case.dataset}"
+    if case.trainer not in support.trainers:
+        return f"unknown trainer {case.trainer!r}; known: {', '.join(support.trainers)}"
     ways = [f for f in case.features if f in NEW_TOKEN_WAYS]
     if case.dataset in ADDED_TOKEN_FORMATS and (len(ways) != 1 or not case.is_adapter):
         return (f"{case.dataset} adds tokens: an adapter case with exactly one of {', '.join(NEW_TOKEN_WAYS)} "
@@ -37,25 +35,14 @@ def validate_combination(case: Case) -> str | None:
         return f"{ways[0]} is how an adapter carries added tokens: it needs {', '.join(ADDED_TOKEN_FORMATS)} data"
     if case.dataset in PREFERENCE_FORMATS and case.loss != "auto":
         return "a preference format's loss is DPO's, on the completions; it takes no loss variant"
-    refused_features = [f for f in case.features if backend.features is not None and f not in backend.features]
-    if refused_features:
-        return f"{backend.name} cannot train with {', '.join(refused_features)}; it takes {', '.join(backend.features)}"
-    if backend.picks_attention and set(ATTENTION) & set(case.features):
-        return f"{backend.name} picks its own attention kernels; do not combine it with an attention variant"
-    if backend.picks_attention and "liger" in case.features:
-        return f"{backend.name} patches the model with its own kernels; do not combine it with liger"
-    refused = backend.cannot_run(case)
+    refused = support.cannot_train(case)
     if refused:
         return refused
     dist = [f for f in case.features if f in DISTRIBUTED]
     if len(dist) > 1:
         return f"at most one of {', '.join(DISTRIBUTED)}, got {' and '.join(dist)}"
-    if dist and not backend.distributed:
-        return f"{backend.name} trains on one GPU; it cannot be combined with ddp or fsdp"
-    if "fsdp" in dist and case.method == "qlora":
-        return "fsdp with qlora needs bnb_4bit_quant_storage set to the compute dtype, which the suite does not set"
-    if "fsdp" in dist and case.method == "lora_8bit":
-        return "fsdp cannot shard bitsandbytes' 8-bit weights"
+    if "fsdp" in dist and case.quantization.fsdp:
+        return f"{case.method}: {case.quantization.fsdp}"
     if dist and case.dataset in ADDED_TOKEN_FORMATS:
         return f"{case.dataset} resizes the embeddings and saves from one process; it runs on one device"
     if case.training.max_steps < 2 * case.checks.loss_window:

@@ -1,5 +1,6 @@
-"""A case: model x method x features x dataset (format and loss) plus training settings, as frozen
-dataclasses with stable ids, markers and a fingerprint; the axes' vocabularies."""
+"""A case: model x trainer x adapter x quantization x library x features x dataset (format and loss)
+plus training settings, as frozen dataclasses with stable ids, markers and a fingerprint. The axes'
+vocabularies are suite/matrix/axes.py's."""
 from __future__ import annotations
 
 import hashlib
@@ -7,53 +8,54 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from suite.train import args as train_args
-from suite.train import data, models, tokens
-from suite.train.backends.base import Backend
-from suite.train.backends.registry import backend_for
+from suite.matrix.axes import (
+    ADAPTER_METHODS,
+    ADDED_TOKEN_FORMATS,
+    ATTENTION,
+    CONVERSATIONAL,
+    DISTRIBUTED,
+    FEATURES,
+    FORMATS,
+    GA_STEPS,
+    LOSSES,
+    METHODS,
+    MODES,
+    NEW_TOKEN_WAYS,
+    PREFERENCE_FORMATS,
+    PROMPT_FORMATS,
+    SIZES,
+    TINY_ARCHS,
+    WORLD_SIZE,
+    Adapter,
+    Library,
+    Method,
+    Quantization,
+    method_of,
+)
 
-METHODS = ("full", "lora", "qlora", "lora_8bit", "unsloth")
-# Which trainer trains the case: trl's SFTTrainer (every case before this axis), trl's DPOTrainer, or
-# transformers' plain Trainer given a peft model (its own PEFT path). Ids name a trainer other than sft.
-TRAINERS = ("sft", "dpo", "hf_trainer")
-ADAPTER_METHODS = ("lora", "qlora", "lora_8bit", "unsloth")
-# Canonical order: ids list features in this order whatever the case file says.
-FEATURES = ("packing", "neftune", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "modules_to_save",
-            "trainable_tokens", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
-# How an adapter carries the rows of tokens a chat format added (chatml): the whole embedding and head
-# matrices (peft's modules_to_save), or only the new rows (peft's trainable_token_indices).
-NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
-ADDED_TOKEN_FORMATS = tokens.FORMATS
-GA_STEPS = train_args.GA_STEPS  # grad_accum: the case's batch in GA_STEPS accumulated micro-batches
-ATTENTION = {"flash_attn": "flash_attention_2", "sdpa": "sdpa", "eager": "eager"}
-# Data-parallel features: the case is launched as WORLD_SIZE processes (suite/run/distributed.py).
-DISTRIBUTED = ("ddp", "fsdp")
-WORLD_SIZE = 2
-SIZES = ("tiny", "7b")
-FORMATS = data.FORMATS  # what suite/train/data.py generates
-LOSSES = ("auto", "full", "completion_only", "assistant_only")
-MODES = ("regression", "benchmark")
-TINY_ARCHS = tuple(models.TINY_ARCHS)  # what suite/train/models.py builds
-CONVERSATIONAL = ("messages", "conversational_pc", "conversational_preference", "chatml")
-PREFERENCE_FORMATS = data.PREFERENCE_FORMATS
-PROMPT_FORMATS = ("prompt_completion", "conversational_pc")
+__all__ = ["ADAPTER_METHODS", "ADDED_TOKEN_FORMATS", "ATTENTION", "CONVERSATIONAL", "DISTRIBUTED", "FEATURES",
+           "FORMATS", "GA_STEPS", "LOSSES", "METHODS", "MODES", "NEW_TOKEN_WAYS", "PREFERENCE_FORMATS",
+           "PROMPT_FORMATS", "SIZES", "TINY_ARCHS", "WORLD_SIZE", "DEFAULT_TRAINER", "MARKERS", "NOT_FINGERPRINTED",
+           "ModelSpec", "Training", "LoraSpec", "CheckSpec", "BenchSpec", "Case", "markers"]
 
-# Every marker a case can carry; registered so that --strict-markers catches typos.
+# The trainer a case trains with unless its file says otherwise (trl's SFTTrainer, every case before the
+# trainer axis): ids name any other. The trainers themselves are the backends' (suite/matrix/support.py).
+DEFAULT_TRAINER = "sft"
+
 # The resolved case's fields a fingerprint leaves out: where it was declared, how long it may run, how it
 # is judged and how it is timed change nothing that is trained (reports compare the rest).
 NOT_FINGERPRINTED = ("source", "timeout_s", "checks", "benchmark")
 
+# Every marker a case can carry but the trainers' (which their backends bring, suite/matrix/support.py);
+# registered so that --strict-markers catches typos.
 MARKERS: dict[str, str] = {
-    **{m: f"method: {m}" for m in METHODS},
-    "sft": "trainer: trl's SFTTrainer",
-    "dpo": "trainer: trl's DPOTrainer (preference data, ref_model=None)",
-    "hf_trainer": "trainer: transformers' plain Trainer with a peft model",
+    **{m.name: f"method: {m.name}" for m in METHODS.values()},
     **{f: f"feature: {f}" for f in FEATURES},
     **{s: f"model size: {s}" for s in SIZES},
     "large": "a 7B-class model (same as 7b)",
     "gpu": "needs a CUDA GPU",
     "multigpu": f"needs {WORLD_SIZE} CUDA GPUs (ddp, fsdp)",
-    "adapter": "an adapter method (lora, qlora, lora_8bit, unsloth)",
+    "adapter": f"an adapter method ({', '.join(ADAPTER_METHODS)})",
     **{f: f"dataset format: {f}" for f in FORMATS},
     "completion_only": "loss on the completion only",
     "assistant_only": "loss on assistant turns only",
@@ -61,6 +63,11 @@ MARKERS: dict[str, str] = {
     "case": "a training case of the matrix (not a unit test)",
     "invariant": "a correctness invariant comparing two real runs or states (tests/invariants/)",
 }
+
+
+def markers(trainers: dict[str, str]) -> dict[str, str]:
+    """Every marker a case can carry, the trainers' included ({name: description})."""
+    return {**MARKERS, **trainers}
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,9 @@ class BenchSpec:
 @dataclass(frozen=True)
 class Case:
     model: ModelSpec
-    method: str
+    adapter: Adapter
+    quantization: Quantization
+    library: Library
     features: tuple[str, ...]
     dataset: str
     loss: str
@@ -143,11 +152,21 @@ class Case:
     source: str  # the case file this case was declared in
     mode: str = "regression"
     benchmark: BenchSpec = BenchSpec()
-    trainer: str = "sft"
+    trainer: str = DEFAULT_TRAINER
+
+    @property
+    def method(self) -> str:
+        """The method's name: the id part, marker and fingerprint field the three axes map back to."""
+        return self.variant.name
+
+    @property
+    def variant(self) -> Method:
+        """The named adapter x quantization x library (suite/matrix/axes.py)."""
+        return method_of(self.adapter, self.quantization, self.library)
 
     @property
     def id(self) -> str:
-        parts = [self.model.name, *([self.trainer] if self.trainer != "sft" else []), self.method,
+        parts = [self.model.name, *([self.trainer] if self.trainer != DEFAULT_TRAINER else []), self.method,
                  "+".join(self.features) or "base"]
         if self.dataset != "text" or self.loss != "auto":
             parts.append(self.dataset + ("" if self.loss == "auto" else f":{self.loss}"))
@@ -160,7 +179,7 @@ class Case:
 
     @property
     def is_adapter(self) -> bool:
-        return self.method in ADAPTER_METHODS
+        return self.adapter.is_adapter
 
     @property
     def effective_loss(self) -> str:
@@ -186,13 +205,8 @@ class Case:
         return next((f for f in self.features if f in DISTRIBUTED), None)
 
     @property
-    def backend(self) -> Backend:
-        """The trainer backend that trains this case's method with its trainer (suite/train/backends/)."""
-        return backend_for(self.method, self.trainer)
-
-    @property
     def needs_gpu(self) -> bool:
-        return (self.model.size == "7b" or self.backend.needs_gpu or "flash_attn" in self.features
+        return (self.model.size == "7b" or self.library.needs_gpu or "flash_attn" in self.features
                 or "liger" in self.features or self.distributed is not None)
 
     @property
@@ -220,11 +234,14 @@ class Case:
     def to_dict(self) -> dict:
         """The resolved case, as recorded in results (JSON-safe)."""
         d = asdict(self)
+        # the three axes map back to the method's name, which fingerprints have hashed since before the split
+        axes = {"adapter", "quantization", "library"}
+        d = {"model": d["model"], "method": self.method, **{k: v for k, v in d.items() if k not in axes | {"model"}}}
         d["training"]["extra"] = dict(self.training.extra)
         d["id"] = self.id
         if self.model.config is None:  # left out so that the other cases keep their fingerprints
             del d["model"]["config"], d["model"]["config_sha256"]
-        if self.trainer == "sft":  # the same: SFT cases' fingerprints predate the trainer axis
+        if self.trainer == DEFAULT_TRAINER:  # the same: SFT cases' fingerprints predate the trainer axis
             del d["trainer"]
         if not self.training.eval_samples:  # and the eval split
             del d["training"]["eval_samples"]

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from suite import options
+from suite.cases import markers
 from suite.matrix import spec
 from suite.plugin import benchmark as benchmarking
 from suite.plugin.state import PluginSession
@@ -35,7 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name, doc in spec.MARKERS.items():
+    for name, doc in markers().items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     PluginSession.of(config).configure()
 

@@ -18,7 +18,8 @@ import pytest
 
 from suite.errors import CaseError
 from suite.judge.baselines import BaselineStore
-from suite.matrix import load, spec
+from suite import cases as load
+from suite.matrix import spec
 from suite.records.results import new_run_id, read_manifest
 from suite.run.session import RunSession
 

@@ -261,7 +261,7 @@ def _class_switch(a: RunPoint, b: RunPoint, case_id: str, metric: str, diff: flo
 
 @functools.lru_cache(maxsize=1)
 def _methods() -> dict[str, str]:
-    from suite.matrix.load import load_cases
+    from suite.cases import load_cases
     from suite.paths import CASES
 
     try:

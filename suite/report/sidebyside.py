@@ -16,13 +16,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from suite.records.runs import Run
+from suite.matrix.axes import METHODS
 from suite.report.compare import metric_values
-from suite.train.backends.registry import backend_for
+from suite.train.backends.registry import BACKENDS, backend_named
 
-# variant method -> its reference
-METHOD_STEPS = {"unsloth": "qlora", "qlora": "lora", "lora_8bit": "lora", "lora": "full"}
+# variant method -> its reference: the method one change away, as the matrix declares it
+METHOD_STEPS = {name: m.steps_from for name, m in METHODS.items() if m.steps_from}
 FEATURE_STEPS = ("flash_attn", "eager", "packing", "neftune", "gradient_checkpointing", "liger", "adamw_8bit")
-TRAINER_STEPS = {"hf_trainer": "sft"}
+# variant trainer -> the trainer its backend does the same job as (Backend.twin)
+TRAINER_STEPS = {b.trainer: b.twin for b in BACKENDS if b.twin}
 # variant feature -> the feature it replaces: the two ways an adapter carries added tokens' rows
 FEATURE_SWAPS = {"trainable_tokens": "modules_to_save"}  # variant trainer -> its reference (DPO trains on other data: no twin)
 INTRO = ("The same case with one thing changed: variant tokens/s over the reference's, the change in peak "
@@ -79,10 +81,10 @@ def _published(comparison: str, model: str | None) -> Published | None:
                  and fnmatch.fnmatchcase(model, p.model_glob)), None)
 
 
-def _method_label(variant: str, reference: str, trainer: str) -> str:
-    """`qlora vs lora`; across backends the reference's is named: `unsloth vs HF qlora`."""
-    other = backend_for(reference, trainer)
-    same = backend_for(variant, trainer) is other
+def _method_label(variant: str, reference: str) -> str:
+    """`qlora vs lora`; across libraries the reference's is named: `unsloth vs HF qlora`."""
+    other = METHODS[reference].library
+    same = METHODS[variant].library == other
     return f"{variant} vs {reference}" if same else f"{variant} vs {other.label} {reference}"
 
 
@@ -92,7 +94,7 @@ def _pairs(groups: dict[tuple, list[dict]]):
         if method in METHOD_STEPS:
             ref = (model, trainer, METHOD_STEPS[method], features, dataset, loss)
             if ref in groups:
-                yield _method_label(method, METHOD_STEPS[method], trainer), key, ref
+                yield _method_label(method, METHOD_STEPS[method]), key, ref
         for feat in FEATURE_STEPS:
             if feat in features:
                 ref = (model, trainer, method, features - {feat}, dataset, loss)
@@ -106,7 +108,8 @@ def _pairs(groups: dict[tuple, list[dict]]):
         if trainer in TRAINER_STEPS:
             ref = (model, TRAINER_STEPS[trainer], method, features, dataset, loss)
             if ref in groups:
-                variant, reference = backend_for(method, trainer), backend_for(method, TRAINER_STEPS[trainer])
+                variant = backend_named(trainer, method)
+                reference = backend_named(TRAINER_STEPS[trainer], method)
                 yield f"{variant.label} vs {reference.name.split()[-1]} {method}", key, ref
 
 

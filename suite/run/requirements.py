@@ -5,16 +5,15 @@ import importlib.util
 
 from suite import machine
 from suite.matrix.spec import WORLD_SIZE, Case
-from suite.versions import package_version, version_at_least
-
-# bitsandbytes runs 4-bit nf4 on a CPU from this release on.
-BNB_CPU_4BIT = "0.46.0"
+from suite.train.backends.registry import backend_for
+from suite.train.quantize import quantizer_for
+from suite.versions import package_version
 
 
 def missing_requirements(case: Case) -> list[str]:
     """What this machine lacks to run the case, each said so a user knows what to install or set."""
     missing = []
-    backend = case.backend
+    backend = backend_for(case)
     if case.distributed:
         gpus = machine.visible_gpu_count()
         if gpus < WORLD_SIZE:
@@ -23,7 +22,7 @@ def missing_requirements(case: Case) -> list[str]:
         why = []
         if case.model.size == "7b":
             why.append("a 7B model")
-        if backend.needs_gpu:
+        if case.library.needs_gpu:
             why.append(backend.name)
         if "flash_attn" in case.features:
             why.append("flash-attention 2")
@@ -37,18 +36,12 @@ def missing_requirements(case: Case) -> list[str]:
         missing.append("the package flash-attn (pip install flash-attn), not installed")
     if "liger" in case.features and importlib.util.find_spec("liger_kernel") is None:
         missing.append("the package liger-kernel (pip install liger-kernel), not installed")
-    if (backend.quantized(case) and not backend.four_bit(case)) or "adamw_8bit" in case.features:
-        if package_version("bitsandbytes") is None:
-            missing.append("the package bitsandbytes (pip install bitsandbytes), not installed")
-    if backend.four_bit(case):
-        bnb = package_version("bitsandbytes")
-        if bnb is None:
-            missing.append("the package bitsandbytes (pip install bitsandbytes), not installed")
-        elif not case.needs_gpu and not machine.cuda_available() and not version_at_least(bnb, BNB_CPU_4BIT):
-            missing.append(f"bitsandbytes>={BNB_CPU_4BIT} for 4-bit on a CPU (installed: {bnb})")
+    missing += quantizer_for(case).missing(case, machine.cuda_available())
+    if "adamw_8bit" in case.features and package_version("bitsandbytes") is None:
+        missing.append("the package bitsandbytes (pip install bitsandbytes), not installed")
     from suite.train import compat
 
-    missing += compat.cannot_express(case)
+    missing += compat.cannot_express(case, backend.version_needs(case))
     if case.model.size != "tiny":
         from suite.train import models
 
@@ -57,4 +50,4 @@ def missing_requirements(case: Case) -> list[str]:
                            config=case.model.config, materialise=False)
         except models.ModelNotAvailable as exc:
             missing.append(str(exc))
-    return missing
+    return list(dict.fromkeys(missing))  # an 8-bit base with adamw_8bit would name bitsandbytes twice

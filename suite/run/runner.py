@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from suite.matrix.spec import Case
+from suite.train.backends.registry import backend_for
 
 PRELOAD = ["suite.run.preload"]
 STDERR_TAIL_CHARS = 4000
@@ -181,7 +182,7 @@ def train_spawned(case: Case, workdir: Path, process_start: float) -> dict:
     when imported and must come first. The interpreter's start and the imports are `import_s`,
     left out of `setup_s`, so that set-up compares with the cases forked from the preloaded server.
     """
-    case.backend.prepare_child()  # e.g. unsloth, which must be imported before the stack
+    backend_for(case).prepare_child()  # e.g. unsloth, which must be imported before the stack
     import suite.run.preload  # noqa: F401  (the stack, as the forkserver has it)
     from suite.train import run as train_run
 
@@ -197,5 +198,5 @@ def entry_point(case: Case, cuda: bool | None = None) -> tuple[Callable[..., dic
         from suite.machine import cuda_available
 
         cuda = cuda_available()
-    method = case.backend.start_method(cuda)
+    method = backend_for(case).start_method(cuda)
     return (train_spawned if method == "spawn" else train_case), method

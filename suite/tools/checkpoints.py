@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 
 from suite.paths import CASES, ROOT
+from suite.train.backends.registry import backend_for
 
 KIND = "ftsuite.checkpoint-compat"
 FILE = "compat/checkpoints.json"  # in the candidate's run folder; suite/records/runs.py reads it
@@ -57,7 +58,7 @@ def load_one(record_path: Path) -> dict:
     """In this environment: load the checkpoint of a record as its backend reloads it, compare."""
     import warnings
 
-    from suite.matrix.load import load_cases
+    from suite.cases import load_cases
     from suite.records.results import read_record
     from suite.train import args as train_args
     from suite.train import models, probes
@@ -75,8 +76,8 @@ def load_one(record_path: Path) -> dict:
         saved = probes.load_probe(folder.parent / probes.PROBE_FILE)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            logits, loader = case.backend.reload(case, resolved.path, folder,
-                                                 case.backend.reload_kwargs(case, device, dtype))
+            backend = backend_for(case)
+            logits, loader = backend.reload(case, resolved.path, folder, backend.reload_kwargs(case, device, dtype))
         out["loader"] = loader
         # what the loading versions said of the keys (peft warns of missing or unexpected adapter keys)
         out["load_warnings"] = sorted({str(w.message)[:300] for w in caught if "key" in str(w.message).lower()})

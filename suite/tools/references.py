@@ -18,7 +18,7 @@ from pathlib import Path
 
 from suite.errors import SuiteError
 from suite.judge import bands, baselines, kernelclass
-from suite.matrix.load import load_cases
+from suite.cases import load_cases
 from suite.matrix.spec import Case
 from suite.paths import ROOT, TESTS, display
 from suite.records import results, runs

@@ -7,15 +7,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from suite.train import compat, data
+from suite.matrix.axes import GA_STEPS
+from suite.train import compat, data, quantize
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
-
-
-# The grad_accum feature: the case's batch reached in this many micro-batches (per-device batch /
-# GA_STEPS, accumulation x GA_STEPS), so the matrix itself trains through gradient accumulation.
-GA_STEPS = 4
 
 
 def device_and_dtype(case: Case):
@@ -144,13 +140,6 @@ def transformers_default_optim() -> str:
     return getattr(field.default, "value", field.default)
 
 
-def bnb_config(dtype):
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=dtype)
-
-
 def lora_config(case: Case, **extra):
     """peft's LoraConfig for the case; `extra`: how it carries added tokens (suite/train/tokens.py)."""
     from peft import LoraConfig
@@ -165,10 +154,4 @@ def model_init_kwargs(case: Case, device: str, dtype) -> dict:
     kwargs = {**compat.dtype_kwarg(dtype), "attn_implementation": case.attention,
               # each rank of a ddp/fsdp case loads onto its own GPU (LOCAL_RANK is set by the launcher)
               "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))} if device == "cuda" else None}
-    if case.method == "qlora":
-        kwargs["quantization_config"] = bnb_config(dtype)
-    elif case.method == "lora_8bit":  # trl's "training adapters with base 8 bit models"
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-    return kwargs
+    return {**kwargs, **quantize.quantizer_for(case).load_kwargs(dtype)}

@@ -125,12 +125,10 @@ def quantization_args(load_kwargs: dict) -> tuple[dict, dict]:
     return {**init, "quantization_config": quant}, {}
 
 
-def cannot_express(case) -> list[str]:
-    """Why the installed versions cannot run the case as declared (each names the version)."""
-    needed = []
-    if case.trainer == "sft" and (case.effective_loss == "completion_only"
-                                  or case.dataset in ("prompt_completion", "conversational_pc")):
-        needed += ["prompt_completion", "completion_only_loss"]
+def cannot_express(case, trainer_needs: list[str]) -> list[str]:
+    """Why the installed versions cannot run the case as declared (each names the version);
+    `trainer_needs`: what its backend needs of them (Backend.version_needs)."""
+    needed = list(trainer_needs)
     if case.effective_loss == "assistant_only":
         needed.append("assistant_only_loss")
     if "packing" in case.features:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import random
 
-FORMATS = ("text", "messages", "prompt_completion", "conversational_pc", "preference", "conversational_preference",
-           "chatml")
-# chatml: the messages rows, rendered by a ChatML template whose <|im_start|> and <|im_end|> are tokens
-# the tokenizer does not have: they are added, the embeddings resized (suite/train/tokens.py)
-# DPO's: prompt, chosen, rejected (trl's standard and conversational preference formats)
-PREFERENCE_FORMATS = ("preference", "conversational_preference")
+# The formats are the matrix's vocabulary; this module generates each. chatml: the messages rows,
+# rendered by a ChatML template whose <|im_start|> and <|im_end|> are tokens the tokenizer does not
+# have: they are added, the embeddings resized (suite/train/tokens.py). The preference formats
+# (prompt, chosen, rejected) are trl's standard and conversational ones.
+from suite.matrix.axes import FORMATS, PREFERENCE_FORMATS
 
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "brown"]
 ANIMALS = ["cat", "dog", "fox", "owl", "cow", "pig", "hen", "bee", "ant", "elk", "yak", "emu"]

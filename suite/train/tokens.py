@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
 
-FORMATS = ("chatml",)
+from suite.matrix.axes import ADDED_TOKEN_FORMATS as FORMATS  # the matrix's formats that add tokens
 ADDED = ("<|im_start|>", "<|im_end|>")
 # ChatML, with {% generation %} markers so that assistant_only_loss works on it too
 TEMPLATE = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from suite.invariants.relations import compare
-from suite.matrix import load
+from suite import cases as load
 from suite.run.session import RunSession
 
 pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora, pytest.mark.adapter]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from suite.invariants import configs
-from suite.matrix import load, spec
+from suite import cases as load
+from suite.matrix import spec
 from suite.train import compat
 
 pytestmark = [pytest.mark.invariant, pytest.mark.tiny]

@@ -1,38 +1,76 @@
 """What every trainer backend declares, so that the rest of the suite asks it instead of comparing
-method names: how its child starts, what it requires, what it controls, whether it runs distributed,
-how it builds the trainer and reloads the checkpoint. Heavy imports stay inside the methods: the
-matrix reads the declarations when the case files load."""
+axis values: which trainer it is, which adapters, quantizations and library it trains, how its child
+starts, what it requires, what it controls, whether it runs distributed, how it builds the trainer and
+reloads the checkpoint, and which checks, metrics and invariant settings are its own (a new trainer
+brings its own and inherits none by accident). Heavy imports stay inside the methods: the parent
+reads the declarations when the case files load (suite/train/backends/registry.py)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from suite.matrix.axes import ADAPTERS, QUANTIZATIONS, TRANSFORMERS, Adapter, Library, Quantization
+from suite.matrix.spec import DEFAULT_TRAINER, PROMPT_FORMATS
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
 
 
+@dataclass(frozen=True)
+class BuildHooks:
+    """What a caller may swap when a backend builds its trainer: the invariants' "can fail" tests
+    break a relation on purpose this way (another trainer class, collator, adapter config or
+    tokenizer, more trainer arguments); the matrix never sets them."""
+
+    trainer_cls: Any = None
+    peft_config: Any = None
+    tokenizer: Any = None
+    trainer_kwargs: dict = field(default_factory=dict)
+
+
+NO_HOOKS = BuildHooks()
+
+
 class Backend:
     name = ""  # how messages name it
-    trainer = "sft"  # the matrix's trainer axis value it serves
+    trainer = DEFAULT_TRAINER  # the matrix's trainer axis value it serves
+    description = "trainer: trl's SFTTrainer"  # its marker's description
     label = ""  # how a side-by-side names it next to another backend ("HF", "unsloth")
-    methods: tuple[str, ...] = ()  # the matrix methods it trains
-    four_bit_methods: tuple[str, ...] = ()  # methods that load a 4-bit (bitsandbytes) base
-    eight_bit_methods: tuple[str, ...] = ()  # methods that load an 8-bit (bitsandbytes LLM.int8) base
-    needs_gpu = False  # its kernels need CUDA
+    library: Library = TRANSFORMERS  # whose code loads the model and wraps the adapter
+    adapters: tuple[Adapter, ...] = ADAPTERS  # what it trains
+    quantizations: tuple[Quantization, ...] = QUANTIZATIONS  # the bases it trains on
+    twin: str | None = None  # the trainer it does the same job as: a side-by-side compares the two
+    # The checks that are this trainer's own (suite/judge/checks.py's TRAINER_CHECKS names them), and
+    # the metrics it logs beyond the loss ({metric: the key trl logs}, suite/judge/metrics.py)
+    checks: tuple[str, ...] = ()
+    logged_metrics: dict[str, str] = {}
     packages: tuple[tuple[str, str], ...] = ()  # (module, pip name) its child imports beyond the stack
     picks_attention = False  # it chooses its own attention kernels: no variant, no attention check
     distributed = True  # it can run as ddp/fsdp ranks
     spawn_always = False  # its child starts in a fresh interpreter even where others are forked
     formats: tuple[str, ...] = ("text", "messages", "prompt_completion", "conversational_pc", "chatml")  # data it takes
     features: tuple[str, ...] | None = None  # the features it can train (None: all)
-    preference = False  # trains on preference pairs: the DPO checks apply (suite/judge/checks.py)
+    max_length_exact = True  # its rows are max_length long after truncation (the plain Trainer: at most)
 
-    def four_bit(self, case: Case) -> bool:
-        return case.method in self.four_bit_methods
+    def version_needs(self, case: Case) -> list[str]:
+        """The suite.train.compat requirements the installed versions must meet to train the case as
+        declared (SFTTrainer's prompt-completion data and loss flags)."""
+        needed = []
+        if case.effective_loss == "completion_only" or case.dataset in PROMPT_FORMATS:
+            needed += ["prompt_completion", "completion_only_loss"]
+        return needed
 
-    def quantized(self, case: Case) -> bool:
-        """Its base is quantized by bitsandbytes (4- or 8-bit)."""
-        return case.method in self.four_bit_methods + self.eight_bit_methods
+    def declared_fields(self, case: Case, common: dict) -> dict:
+        """The trainer arguments the case pins, from the case itself (not from suite.train.args): what
+        suite/invariants/configs.py reads back from a built trainer. `common`: every trainer's."""
+        t = case.training
+        out = {**common, "max_length": t.max_length, "packing": "packing" in case.features}
+        if case.effective_loss == "assistant_only":
+            out["assistant_only_loss"] = True
+        elif case.dataset in PROMPT_FORMATS:
+            out["completion_only_loss"] = case.effective_loss == "completion_only"
+        return {**out, **dict(t.extra)}
 
     def start_method(self, cuda: bool) -> str:
         """"spawn" on a CUDA machine (a fork of the preloaded server could not use CUDA) or where the
@@ -51,7 +89,8 @@ class Backend:
         raise NotImplementedError
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
-                      dataset: Any, callbacks: list, eval_dataset: Any = None) -> tuple[Any, Any, dict]:
+                      dataset: Any, callbacks: list, eval_dataset: Any = None,
+                      hooks: BuildHooks = NO_HOOKS) -> tuple[Any, Any, dict]:
         """(trainer, tokenizer, the kwargs the reload loads the base with)."""
         raise NotImplementedError
 
@@ -69,7 +108,7 @@ class Backend:
         else:
             trainer.save_model(str(directory))
 
-    def reference_snapshot(self, trainer: Any, tokenizer: Any, device: str) -> Any:
+    def reference_snapshot(self, trainer: Any, case: Case, tokenizer: Any, device: str) -> Any:
         """Before training, what `reference` compares with after it (None: no reference model)."""
         return None
 

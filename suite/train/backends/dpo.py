@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.train import args as train_args
-from suite.train import compat, data, models, probes
+from suite.matrix.axes import PREFERENCE_FORMATS
+from suite.train import compat, models, probes
+from suite.train.backends.base import NO_HOOKS, BuildHooks
 from suite.train.backends.hf import HFSFTTrainer
+from suite.train.quantize import quantizer_for
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -18,44 +21,52 @@ class DPO(HFSFTTrainer):
     name = "trl DPOTrainer"
     label = "DPO"
     trainer = "dpo"
-    formats = data.PREFERENCE_FORMATS
+    description = "trainer: trl's DPOTrainer (preference data, ref_model=None)"
+    formats = PREFERENCE_FORMATS
     # no packing or NEFTune in DPOTrainer; attention variants, checkpointing and accumulation apply
     features = ("gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
-    preference = True
+    # policy equals reference before the first update (ln 2), the implicit rewards separate, and the
+    # reference is the base, untouched (suite/judge/checks.py)
+    checks = ("starts_at_ln2", "rewards_rise", "reference_untouched")
+    logged_metrics = {"reward_margin_final": "rewards/margins", "reward_accuracy_final": "rewards/accuracies"}
+    BETA = 0.1  # trl's default, as the LLM Engineers Handbook's DPO stage runs it
+
+    def version_needs(self, case: Case) -> list[str]:
+        return []
+
+    def declared_fields(self, case: Case, common: dict) -> dict:
+        return {**common, "max_length": case.training.max_length, "beta": self.BETA, **dict(case.training.extra)}
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
-                      dataset: Any, callbacks: list, eval_dataset: Any = None) -> tuple[Any, Any, dict]:
+                      dataset: Any, callbacks: list, eval_dataset: Any = None,
+                      hooks: BuildHooks = NO_HOOKS) -> tuple[Any, Any, dict]:
         from trl import DPOTrainer
 
-        tokenizer = models.load_tokenizer(model_path)
+        tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
         probes.ensure_chat_template(tokenizer)
         load_kwargs = self.reload_kwargs(case, device, dtype)
         init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
         args = train_args.dpo_config(case, output_dir, device, precision, init_kwargs)
-        trainer = DPOTrainer(model=model_path, ref_model=None, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
-                             processing_class=tokenizer,
-                             peft_config=train_args.lora_config(case) if case.is_adapter else None,
-                             callbacks=callbacks, **trainer_kwargs)
+        trainer = (hooks.trainer_cls or DPOTrainer)(
+            model=model_path, ref_model=None, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
+            processing_class=tokenizer, peft_config=self.peft_config(case, hooks), callbacks=callbacks,
+            **trainer_kwargs, **hooks.trainer_kwargs)
         return trainer, tokenizer, load_kwargs
 
-    def reference_snapshot(self, trainer: Any, tokenizer: Any, device: str) -> Any:
-        from suite.train.measure import repacked_4bit  # imports transformers: the child's side only
-
+    def reference_snapshot(self, trainer: Any, case: Case, tokenizer: Any, device: str) -> Any:
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-        return _reference_logits(trainer, tokenizer, device)[1], repacked_4bit(model)
+        return _reference_logits(trainer, tokenizer, device)[1], quantizer_for(case).repacked(model)
 
     def reference(self, trainer: Any, case: Case, before: Any, tokenizer: Any, device: str) -> dict | None:
         """The reference the loss was computed against, after training, vs the same model object's
         reference before training, on the same kernels (a trained or shared reference would move DPO's
         implicit rewards without showing in the loss). A fresh load of the base is not compared: on an
         AVX512-BF16 CPU it takes another bitsandbytes path and differs by rounding, not by training."""
-        from suite.train.measure import repacked_4bit
-
         before, packed_before = before
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
         kind, after = _reference_logits(trainer, tokenizer, device)
         diff = (after - before).abs().max().item() if after.shape == before.shape else float("inf")
-        return {"kind": kind, "max_abs_logit_diff": diff, "repacked": repacked_4bit(model) != packed_before,
+        return {"kind": kind, "max_abs_logit_diff": diff, "repacked": quantizer_for(case).repacked(model) != packed_before,
                 "compared": "the reference's logits on the probe input before and after training, same model "
                             "object, training mode (the kernels training used)"}
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from suite.train import args as train_args
 from suite.train import compat, models, probes, tokens
-from suite.train.backends.base import Backend
+from suite.train.backends.base import NO_HOOKS, Backend, BuildHooks
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -15,19 +15,18 @@ if TYPE_CHECKING:
 class HFSFTTrainer(Backend):
     name = "trl SFTTrainer"
     label = "HF"
-    methods = ("full", "lora", "qlora", "lora_8bit")
-    four_bit_methods = ("qlora",)
-    eight_bit_methods = ("lora_8bit",)
 
     def reload_kwargs(self, case: Case, device: str, dtype: Any) -> dict:
         return train_args.model_init_kwargs(case, device, dtype)
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
-                      dataset: Any, callbacks: list, eval_dataset: Any = None) -> tuple[Any, Any, dict]:
+                      dataset: Any, callbacks: list, eval_dataset: Any = None,
+                      hooks: BuildHooks = NO_HOOKS) -> tuple[Any, Any, dict]:
         from trl import SFTTrainer
 
-        tokenizer = models.load_tokenizer(model_path)
+        tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
         probes.ensure_chat_template(tokenizer)
+        trainer_cls = hooks.trainer_cls or SFTTrainer
         load_kwargs = self.reload_kwargs(case, device, dtype)
         if case.dataset in tokens.FORMATS:  # added tokens: the model is resized before trl sees it
             from transformers import AutoModelForCausalLM
@@ -36,19 +35,26 @@ class HFSFTTrainer(Backend):
             model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
             tokens.resize(model, len(tokenizer))
             args = train_args.sft_config(case, output_dir, device, precision, None)
-            trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
-                                 processing_class=tokenizer,
-                                 peft_config=train_args.lora_config(case, **tokens.lora_kwargs(case, new_ids)),
-                                 callbacks=callbacks)
+            peft_config = (hooks.peft_config if hooks.peft_config is not None
+                           else train_args.lora_config(case, **tokens.lora_kwargs(case, new_ids)))
+            trainer = trainer_cls(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
+                                  processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+                                  **hooks.trainer_kwargs)
             return trainer, tokenizer, load_kwargs
         init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
         args = train_args.sft_config(case, output_dir, device, precision, init_kwargs)
         # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.
-        trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
-                             **{compat.key("processing_class"): tokenizer},
-                             peft_config=train_args.lora_config(case) if case.is_adapter else None,
-                             callbacks=callbacks, **trainer_kwargs)
+        trainer = trainer_cls(model=model_path, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
+                              **{compat.key("processing_class"): tokenizer},
+                              peft_config=self.peft_config(case, hooks), callbacks=callbacks, **trainer_kwargs,
+                              **hooks.trainer_kwargs)
         return trainer, tokenizer, load_kwargs
+
+    def peft_config(self, case: Case, hooks: BuildHooks) -> Any:
+        """The hooks' adapter config, else the case's LoraConfig for an adapter case, else None."""
+        if hooks.peft_config is not None:
+            return hooks.peft_config
+        return train_args.lora_config(case) if case.is_adapter else None
 
     def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
         from transformers import AutoModelForCausalLM

@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from suite.matrix.axes import LORA
 from suite.train import args as train_args
 from suite.train import models
+from suite.train.backends.base import NO_HOOKS, BuildHooks
 from suite.train.backends.hf import HFSFTTrainer
+from suite.train.quantize import quantizer_for
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -18,36 +21,47 @@ class PlainTrainer(HFSFTTrainer):
     name = "transformers Trainer with peft"
     label = "Trainer"
     trainer = "hf_trainer"
-    methods = ("lora", "qlora", "lora_8bit")
+    description = "trainer: transformers' plain Trainer with a peft model"
+    adapters = (LORA,)
+    twin = "sft"  # the same adapter through trl's SFTTrainer
     formats = ("text",)  # tokenised here; the chat formats are trl's
     features = ("neftune", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager",
                 "ddp", "fsdp")
     distributed = True
+    max_length_exact = False  # rows are cut when tokenised: at most max_length
+
+    def version_needs(self, case: Case) -> list[str]:
+        return []
+
+    def declared_fields(self, case: Case, common: dict) -> dict:
+        return {**common, **dict(case.training.extra)}  # TrainingArguments: no packing, no max_length
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
-                      dataset: Any, callbacks: list, eval_dataset: Any = None) -> tuple[Any, Any, dict]:
+                      dataset: Any, callbacks: list, eval_dataset: Any = None,
+                      hooks: BuildHooks = NO_HOOKS) -> tuple[Any, Any, dict]:
         from peft import get_peft_model, prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, Trainer
 
-        tokenizer = models.load_tokenizer(model_path)
+        tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
         load_kwargs = self.reload_kwargs(case, device, dtype)
         args = train_args.training_arguments(case, output_dir, device, precision)
         model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
-        if self.quantized(case):  # what peft's guides do before wrapping a 4- or 8-bit model
+        if quantizer_for(case).quantized:  # what peft's guides do before wrapping a 4- or 8-bit model
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
         elif args.gradient_checkpointing:  # frozen embeddings: reentrant checkpointing needs grads on its inputs
             model.enable_input_require_grads()
-        model = get_peft_model(model, train_args.lora_config(case))
+        model = get_peft_model(model, self.peft_config(case, hooks))
         max_length = case.training.max_length
 
         def tokenize(rows):
             return rows.map(lambda row: tokenizer(row["text"], truncation=True, max_length=max_length),
                             remove_columns=rows.column_names)
 
-        trainer = Trainer(model=model, args=args, train_dataset=tokenize(dataset),
-                          eval_dataset=tokenize(eval_dataset) if eval_dataset is not None else None,
-                          processing_class=tokenizer,
-                          data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=callbacks)
+        trainer = (hooks.trainer_cls or Trainer)(
+            model=model, args=args, train_dataset=tokenize(dataset),
+            eval_dataset=tokenize(eval_dataset) if eval_dataset is not None else None, processing_class=tokenizer,
+            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=callbacks,
+            **hooks.trainer_kwargs)
         return trainer, tokenizer, load_kwargs
 
 

@@ -1,15 +1,59 @@
-"""Every backend, and the one that trains a method. Adding a trainer is adding a module here."""
+"""Every backend, the one that trains a case, and what they tell the matrix (suite/matrix/support.py).
+Adding a trainer is adding a module and one line to BACKENDS."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from suite.matrix.axes import ATTENTION, DISTRIBUTED, METHODS
 from suite.train.backends import dpo, hf, plain, unsloth
 from suite.train.backends.base import Backend
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
 
 BACKENDS: tuple[Backend, ...] = (hf.BACKEND, unsloth.BACKEND, dpo.BACKEND, plain.BACKEND)
 
 
-def backend_for(method: str, trainer: str = "sft") -> Backend:
+def backend_named(trainer: str, method: str) -> Backend:
+    """The backend that trains a named method with a trainer (KeyError naming what it trains)."""
+    m = METHODS[method]
     for backend in BACKENDS:
-        if backend.trainer == trainer and method in backend.methods:
+        if (backend.trainer, backend.library) == (trainer, m.library) and m.adapter in backend.adapters \
+                and m.quantization in backend.quantizations:
             return backend
-    known = ", ".join(m for b in BACKENDS if b.trainer == trainer for m in b.methods)
+    known = ", ".join(name for name, x in METHODS.items() for b in BACKENDS if b.trainer == trainer
+                      and b.library == x.library and x.adapter in b.adapters and x.quantization in b.quantizations)
     raise KeyError(f"no backend trains method {method!r} with trainer {trainer!r}; {trainer} trains: {known or 'nothing'}")
+
+
+def backend_for(case: Case) -> Backend:
+    return backend_named(case.trainer, case.method)
+
+
+class _Support:
+    """The matrix's view of the backends (suite/matrix/support.py's Support)."""
+
+    @property
+    def trainers(self) -> dict[str, str]:
+        return {b.trainer: b.description for b in BACKENDS}
+
+    def cannot_train(self, case: Case) -> str | None:
+        try:
+            backend = backend_for(case)
+        except KeyError as exc:
+            return exc.args[0]
+        if case.dataset not in backend.formats:
+            return f"{backend.name} trains on {', '.join(backend.formats)} data, not {case.dataset}"
+        refused = [f for f in case.features if backend.features is not None and f not in backend.features]
+        if refused:
+            return f"{backend.name} cannot train with {', '.join(refused)}; it takes {', '.join(backend.features)}"
+        if backend.picks_attention and set(ATTENTION) & set(case.features):
+            return f"{backend.name} picks its own attention kernels; do not combine it with an attention variant"
+        if backend.picks_attention and "liger" in case.features:
+            return f"{backend.name} patches the model with its own kernels; do not combine it with liger"
+        if not backend.distributed and set(DISTRIBUTED) & set(case.features):
+            return f"{backend.name} trains on one GPU; it cannot be combined with ddp or fsdp"
+        return backend.cannot_run(case)
+
+
+SUPPORT = _Support()

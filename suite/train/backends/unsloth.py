@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from suite.matrix.axes import BNB_4BIT, LORA, UNSLOTH
 from suite.train import args as train_args
 from suite.train import models, probes
-from suite.train.backends.base import Backend
+from suite.train.backends.base import NO_HOOKS, Backend, BuildHooks
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -22,9 +23,9 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 class Unsloth(Backend):
     name = "unsloth"
     label = "unsloth"
-    methods = ("unsloth",)
-    four_bit_methods = ("unsloth",)
-    needs_gpu = True
+    library = UNSLOTH
+    adapters = (LORA,)
+    quantizations = (BNB_4BIT,)  # it loads the base in 4-bit itself
     packages = (("unsloth", "unsloth"),)
     picks_attention = True
     distributed = False  # it trains on one GPU
@@ -49,7 +50,8 @@ class Unsloth(Backend):
         return {"dtype": dtype}
 
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
-                      dataset: Any, callbacks: list, eval_dataset: Any = None) -> tuple[Any, Any, dict]:
+                      dataset: Any, callbacks: list, eval_dataset: Any = None,
+                      hooks: BuildHooks = NO_HOOKS) -> tuple[Any, Any, dict]:
         import unsloth  # noqa: F401  (must come before trl/transformers use, it patches them)
         from trl import SFTTrainer
         from unsloth import FastLanguageModel
@@ -64,9 +66,9 @@ class Unsloth(Backend):
             use_gradient_checkpointing="unsloth" if "gradient_checkpointing" in case.features else False,
             random_state=case.training.seed)
         args = train_args.sft_config(case, output_dir, device, precision, None)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
-                             processing_class=tokenizer,
-                             callbacks=callbacks)
+        trainer = (hooks.trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=dataset,
+                                                    eval_dataset=eval_dataset, processing_class=tokenizer,
+                                                    callbacks=callbacks, **hooks.trainer_kwargs)
         return trainer, tokenizer, self.reload_kwargs(case, device, dtype)
 
     def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
