@@ -1,225 +1,34 @@
-"""Comparing runs: one DataFrame row per case x metric, with a verdict in a fixed vocabulary.
+"""Comparing runs: one DataFrame row per case x metric, with a verdict in a fixed vocabulary
+(suite/report/verdicts.py).
 
 Status decides first (newly failing, fixed), then comparability (a changed case fingerprint, a
-different schema, a skip: not comparable), then each metric against its noise: the spread of
-repeats where both sides have at least MIN_REPEATS of them, else the metric's declared
-rel_tolerance (suite/judge/metrics.py; cpu_rel_tolerance when every record was made on a CPU), read as a
-bound on the ratio of the two values both ways.
-Metrics whose direction is `none` are informational: they never get `worse` or `better`.
+different schema, a skip: not comparable; suite/report/outcome.py), then each metric against its
+noise (suite/report/judgement.py).
 """
 from __future__ import annotations
 
 import math
 import re
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
-from suite import paths
-from suite.judge import bands, kernelclass
-from suite.judge.metrics import METRICS, Metric
-from suite.matrix.spec import NOT_FINGERPRINTED
+from suite.judge.metrics import METRICS
 from suite.records.runs import Run
-from suite.report import stats
-# The vocabulary, the gate and the environment diff live in their own modules; the renderers, the CLI
-# and the tests read them as compare.X, so they are re-exported here.
+# The vocabulary, judging a metric, a case's outcome, the gate and the environment diff live in their own
+# modules; the renderers, the CLI and the tests read them as compare.X, so they are re-exported here.
 from suite.report.envdiff import ENV_KEYS, environment_diff, flat_environment  # noqa: F401
 from suite.report.gate import DEFAULT_FAIL_ON, GATES, counts, gate_fails, gated, parse_fail_on  # noqa: F401
+from suite.report.judgement import (CROSS_CLASS, MIN_REPEATS, Judgement, classes_of, cross_class,  # noqa: F401
+                                    cross_class_band, device_of, judge, metric_for, metric_values,  # noqa: F401
+                                    spread)  # noqa: F401
+from suite.report.outcome import FAILING, case_diff, errored_note, incomparable, outcome  # noqa: F401
 from suite.report.verdicts import (BETTER, COLUMNS, ERRORED, FIXED, LOST, NEEDS_REPEATS, NEWLY_FAILING,  # noqa: F401
                                    NOT_COMPARABLE, RECORD, RUN, STATUS, UNFINISHED, UNREADABLE, VERDICTS,  # noqa: F401
                                    WITHIN_NOISE, WORSE, row)  # noqa: F401
-
-FAILING = ("failed", "error")
-MIN_REPEATS = 3
-
-
-@dataclass(frozen=True)
-class Judgement:
-    verdict: str
-    noise: str  # "repeats" or "tolerance": where the noise band came from
-    threshold: float  # relative change that the band allows (inf when the baseline is 0 and the band not)
-    note: str = ""
-
-
-def metric_for(name: str, described: dict | None = None) -> Metric:
-    """The declared metric, or one built from what the record says of an undeclared name."""
-    if name in METRICS:
-        return METRICS[name]
-    described = described or {}
-    return Metric(name, str(described.get("unit", "")), str(described.get("better", "none")), "")
-
-
-def spread(values: list[float]) -> float:
-    """A robust spread of repeats: the larger of the IQR and the MAD scaled to a normal sigma."""
-    if len(values) < 2:
-        return 0.0
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    med = statistics.median(values)
-    mad = statistics.median(abs(v - med) for v in values)
-    return max(q[2] - q[0], 1.4826 * mad)
-
-
-def judge(metric: Metric, base: list[float], cand: list[float]) -> Judgement:
-    """A metric's verdict from the baseline's and the candidate's values (one per repeat)."""
-    b, c = statistics.median(base), statistics.median(cand)
-    repeated = len(base) >= MIN_REPEATS and len(cand) >= MIN_REPEATS
-    if repeated and min(base) > 0 and min(cand) > 0:
-        # a statistical test on the repeats: the bootstrap interval of the ratio of medians
-        t = stats.ratio_test(base, cand)
-        least = min(metric.rel_tolerance, metric.min_change)
-        threshold = max(t.floor, least)  # the detection floor this pair of runs had
-        # a verdict needs the interval to exclude "no change" and the change to be above the floor the
-        # report states: nothing smaller than "changes of X% or more would show" is ever flagged
-        within = not (t.significant() and abs(t.ratio - 1) > threshold)
-        return _verdict(metric, within, c - b, "repeats", threshold)
-    if repeated:
-        floor = min(metric.rel_tolerance, metric.min_change) * abs(b)
-        band, noise = max(spread(base) + spread(cand), floor), "repeats"
-        within = abs(c - b) <= band
-    else:
-        # The tolerance bounds the ratio both ways (c/b and b/c within 1 + tol), so a throughput
-        # that drops 30x is as far out as a step time that grows 30x.
-        band, noise = metric.rel_tolerance * abs(b), "tolerance"
-        if b > 0 and c > 0:
-            within = max(c / b, b / c) <= 1 + metric.rel_tolerance
-        else:
-            within = abs(c - b) <= band
-    threshold = band / abs(b) if b else (0.0 if band == 0 else math.inf)
-    judged = _verdict(metric, within, c - b, noise, threshold)
-    if judged.verdict in (WORSE, BETTER) and metric.timing and not repeated:
-        change = f"{(c - b) / abs(b):+.1%}" if b else f"{c - b:+.3g} {metric.unit} from 0"
-        return Judgement(NEEDS_REPEATS, noise, threshold,
-                         f"one run a side: by the numbers {judged.verdict} ({change}), but a single timing on a "
-                         f"shared machine is no verdict; run with --repeats 3 to judge")
-    return judged
-
-
-def _verdict(metric: Metric, within: bool, diff: float, noise: str, threshold: float) -> Judgement:
-    if not within and abs(diff) <= metric.floor:  # a change below the metric's absolute floor
-        return Judgement(WITHIN_NOISE, noise, threshold, f"changed by {diff:+.3g} {metric.unit}, below the "
-                                                         f"absolute floor {metric.floor:g} {metric.unit}")
-    if within:
-        return Judgement(WITHIN_NOISE, noise, threshold)
-    if metric.better not in ("lower", "higher"):
-        return Judgement(WITHIN_NOISE, noise, threshold, "informational: changed beyond noise")
-    worse = diff > 0 if metric.better == "lower" else diff < 0
-    return Judgement(WORSE if worse else BETTER, noise, threshold)
-
-
-def errored_note(bstat: str, breason: str, cstat: str, creason: str) -> str:
-    """"errored in both: ..." / "errored on the candidate: ..." with the first line of the error."""
-    first = lambda text: (text or "no message").strip().splitlines()[0][:300] if (text or "").strip() else "no message"
-    if bstat.startswith("error") and cstat.startswith("error"):
-        return f"errored in both: {first(creason)}" + ("" if first(breason) == first(creason)
-                                                       else f" (baseline: {first(breason)})")
-    side, reason = ("candidate", creason) if cstat.startswith("error") else ("baseline", breason)
-    return f"errored on the {side}: {first(reason)}"
-
-
-def outcome(records: list[dict]) -> tuple[str, str]:
-    """The status of a case over its repeats (any failing repeat fails it) and the reason to show."""
-    statuses = [r["status"] for r in records]
-    for rec in records:
-        if rec["status"] in FAILING:
-            return rec["status"], rec.get("reason") or ""
-    if all(s == "skipped" for s in statuses):
-        return "skipped", records[0].get("reason") or ""
-    return "passed", ""
-
-
-def case_diff(base: dict, cand: dict) -> str:
-    """What differs between two resolved cases, e.g. `training.learning_rate 0.01 → 0.005`."""
-    fb, fc = _flatten(base), _flatten(cand)
-    parts = [f"{k} {fb.get(k, '(none)')} → {fc.get(k, '(none)')}" for k in sorted(set(fb) | set(fc))
-             if k.split(".")[0] not in NOT_FINGERPRINTED and fb.get(k) != fc.get(k)]
-    return ", ".join(parts) if parts else "the fingerprint differs"
-
-
-def _flatten(doc: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in doc.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def _incomparable(brecs: list[dict], crecs: list[dict], bstat: str, cstat: str,
-                  breason: str, creason: str) -> list[str]:
-    """Why a pair of cases cannot be compared metric by metric (empty: it can)."""
-    why = []
-    bv, cv = {r["schema_version"] for r in brecs}, {r["schema_version"] for r in crecs}
-    if bv != cv:
-        why.append(f"schema_version {'/'.join(map(str, sorted(bv)))} vs {'/'.join(map(str, sorted(cv)))}")
-    if {r["fingerprint"] for r in brecs} != {r["fingerprint"] for r in crecs}:
-        why.append("case changed: " + case_diff(brecs[0]["case"], crecs[0]["case"]))
-    if bstat == cstat == "skipped" and breason == creason:
-        why.append(f"skipped in both runs: {breason}")
-    else:
-        if bstat == "skipped":
-            why.append(f"skipped in the baseline: {breason}")
-        if cstat == "skipped":
-            why.append(f"skipped in the candidate: {creason}")
-    return why
-
-
-def metric_values(records: list[dict], name: str) -> list[float]:
-    """The finite values of one metric across records (repeats); records without it add nothing."""
-    out = []
-    for rec in records:
-        value = rec["metrics"].get(name, {}).get("value") if isinstance(rec["metrics"].get(name), dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out.append(float(value))
-    return out
-
-
-def _device(records: list[dict]) -> str | None:
-    """The device type all records were made on ("cpu", "cuda"), or None when they differ."""
-    kinds = {(r.get("device") or {}).get("type") for r in records}
-    return kinds.pop() if len(kinds) == 1 else None
-
-
-# Metrics whose tolerance is tight, and the cross-class band (suite/judge/bands.py) that judges them
-# when the two sides ran on different kernel classes: a nightly fleet that switches runners must not
-# read as a regression at every switch (the band says how far the classes' own references lie apart).
-CROSS_CLASS = {"reload_max_abs_logit_diff": ("reload_logits", "value"),
-               "reference_max_abs_logit_diff": ("reference_untouched", "value"),
-               "final_loss": ("golden_curve", "atol"), "initial_loss": ("golden_curve", "atol")}
-
-
-def classes_of(records: list[dict]) -> str:
-    """The kernel classes records ran on (records from before classes were named: from device.kernels)."""
-    names = {r.get("kernel_class") or kernelclass.of_record(r).name for r in records}
-    return ", ".join(sorted(names))
-
-
-def cross_class_band(metric: str, method: str, profile: str = "cpu") -> tuple[float, str] | None:
-    """The measured cross-class band of a tight metric for a method: (width, where it was measured)."""
-    if metric not in CROSS_CLASS:
-        return None
-    check, field = CROSS_CLASS[metric]
-    band = bands.load(paths.baselines_root(), profile).for_check(str(method), check)
-    return None if band is None else (getattr(band, field), band.source)
-
-
-def cross_class(metric: str, brecs: list[dict], crecs: list[dict], diff: float) -> str | None:
-    """Where the sides ran on different kernel classes and a tight metric moved by no more than the
-    measured cross-class band: the note that says so (None: judge as usual)."""
-    bcls, ccls = classes_of(brecs), classes_of(crecs)
-    if bcls == ccls:
-        return None
-    rec = (crecs or brecs)[0]
-    method = (rec.get("case") or {}).get("method")
-    band = cross_class_band(metric, str(method), (rec.get("budgets") or {}).get("profile") or "cpu")
-    if band is None or abs(diff) > band[0]:
-        return None
-    return (f"kernel classes differ ({bcls} -> {ccls}): within the measured cross-class band for {method} "
-            f"({band[0]:.3g}; {band[1]})")
 
 
 def _metric_names(brecs: list[dict], crecs: list[dict]) -> list[str]:
@@ -233,7 +42,7 @@ def _metric_rows(case_id: str, brecs: list[dict], crecs: list[dict], comparable:
     for name in _metric_names(brecs, crecs):
         described = next((r["metrics"][name] for r in brecs + crecs if name in r["metrics"]), {})
         metric = metric_for(name, described if isinstance(described, dict) else {})
-        metric = replace(metric, rel_tolerance=metric.tolerance_for(_device(brecs + crecs)))
+        metric = replace(metric, rel_tolerance=metric.tolerance_for(device_of(brecs + crecs)))
         base, cand = metric_values(brecs, name), metric_values(crecs, name)
         fields = dict(unit=metric.unit, better=metric.better, n_baseline=len(base), n_candidate=len(cand))
         if not base or not cand:
@@ -271,7 +80,7 @@ def compare_case(case_id: str, brecs: list[dict], crecs: list[dict], lost: str =
         return [row(case_id, STATUS, NOT_COMPARABLE, note,
                      baseline_status=stat if brecs else None, candidate_status=stat if crecs else None)]
     (bstat, breason), (cstat, creason) = outcome(brecs), outcome(crecs)
-    why = _incomparable(brecs, crecs, bstat, cstat, breason, creason)
+    why = incomparable(brecs, crecs, bstat, cstat, breason, creason)
     status = dict(baseline_status=bstat, candidate_status=cstat, n_baseline=len(brecs), n_candidate=len(crecs))
     rows = []
     if cstat == "error" or (bstat == "error" and cstat != "passed"):  # error -> passed is fixed
