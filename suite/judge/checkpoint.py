@@ -6,8 +6,6 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-               "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
 # Saved beside the weights by Trainer.save_model: the pickled TrainingArguments, no tensors.
 NOT_WEIGHTS = {"training_args.bin"}

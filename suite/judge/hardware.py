@@ -35,7 +35,6 @@ PROFILES: tuple[Profile, ...] = (
     Profile("t4-16gb", r"\bT4\b", 10, 20, {"fp16": 65 * TERA, "fp32": 8.1 * TERA}),
     Profile("cpu", None),
 )
-PROFILE_NAMES = tuple(p.name for p in PROFILES)
 
 
 def profile_named(name: str) -> Profile:

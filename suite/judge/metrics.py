@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 from suite.train.payload import Memory, Params, Payload, Reference, Reload, Timing
 
@@ -132,8 +133,9 @@ def timed_window(step_times_s: list[float], step_tokens: list[list[int]],
 
 
 def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, warmup_steps: int = 0,
-           peak_flops: float | None = None) -> dict[str, float]:
-    """Metric values from what a child measured (peak_flops: the device's peak for the case's dtype).
+           peak_flops: float | None = None, logged: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Metric values from what a child measured (peak_flops: the device's peak for the case's dtype;
+    logged: the metrics the case's trainer logs beyond the loss, {metric: log key}, its backend's).
 
     Each phase below returns its own figures; they are merged in this order (the order a record lists them)."""
     times, counts = timed_window(payload.step_times_s, payload.step_tokens, warmup_steps)
@@ -148,7 +150,7 @@ def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, war
             **_loss_figures(payload.losses, loss_window),
             **_param_figures(payload.params),
             **_check_figure("reload_max_abs_logit_diff", payload.reload),
-            **_reward_figures(payload.loss_curve, loss_window),
+            **_logged_figures(payload.loss_curve, logged or {}, loss_window),
             **_eval_figures(payload.eval_curve),
             **_check_figure("reference_max_abs_logit_diff", payload.reference)}
 
@@ -251,10 +253,11 @@ def _check_figure(name: str, check: Reload | Reference | None) -> dict[str, floa
     return {} if check is None else {name: check.max_abs_logit_diff}
 
 
-def _reward_figures(loss_curve: list[dict], loss_window: int) -> dict[str, float]:
-    """DPO: the mean implicit reward margin and accuracy trl logged over the last `loss_window` steps."""
+def _logged_figures(loss_curve: list[dict], logged: Mapping[str, str], loss_window: int) -> dict[str, float]:
+    """What the trainer logged beyond the loss (DPO's implicit reward margin and accuracy), as the mean
+    over the last `loss_window` steps; only the metrics its backend declares (Backend.logged_metrics)."""
     out: dict[str, float] = {}
-    for name, key in (("reward_margin_final", "rewards/margins"), ("reward_accuracy_final", "rewards/accuracies")):
+    for name, key in logged.items():
         series = [p[key] for p in loss_curve if key in p]
         if series:
             out[name] = _window_mean(series, loss_window, last=True)

@@ -21,6 +21,7 @@ from suite.paths import BUDGETS
 from suite.records import provenance, results
 from suite.records.results import SCHEMA_VERSION
 from suite.run import distributed, requirements, runner
+from suite.train.backends.registry import backend_for
 from suite.train.payload import Payload
 
 # Checkpoints above this size are deleted once checked (their inventory stays in the record),
@@ -211,7 +212,8 @@ class RunSession:
         precision = payload.device.precision
         return metrics.derive(payload, case.checks.loss_window, inv.total_bytes if inv else None,
                               warmup_steps=case.benchmark.warmup_steps,
-                              peak_flops=self.hw.peak_flops.get(precision))
+                              peak_flops=self.hw.peak_flops.get(precision),
+                              logged=backend_for(case).logged_metrics)
 
     def _budget_summary(self, case: Case, klass: kernelclass.KernelClass | None) -> dict:
         declared = budgets.applicable(self._budget_entries, case.id, klass)
