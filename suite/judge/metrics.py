@@ -25,7 +25,7 @@ class Metric:
     # five tightly clustered repeats must not turn a 1% drift of a timing into one.
     min_change: float = 0.05
     # A timing (wall or CPU time, a rate): one run a side on a shared machine carries no verdict
-    # (suite/report/compare.py says "needs repeats" and does not gate); repeats judge it.
+    # (suite/report/judgement.py says "needs repeats" and does not gate); repeats judge it.
     timing: bool = False
     # No verdict for a change this small in the metric's unit, whatever the ratio: a multiplicative
     # tolerance on a baseline of 0 would call 0 -> 7 microseconds "worse" (one canary did).

@@ -1,0 +1,28 @@
+"""Checkpoint compatibility across the two version sets of an upgrade check: a row per checkpoint one
+side saved and the other loaded (suite/tools/upgrade.py writes what happened)."""
+from __future__ import annotations
+
+from suite.report.verdicts import NEWLY_FAILING, WITHIN_NOISE, row
+
+COMPAT_PREFIX = "checkpoints/"  # case ids of checkpoint-compatibility rows
+
+
+def compare_checkpoints(doc: dict | None) -> list[dict]:
+    """A row per checkpoint loaded across the two version sets. A baseline checkpoint the candidate
+    cannot load, or loads to other outputs, is newly failing; the reverse direction (a downgrade)
+    is informational."""
+    rows = []
+    for e in (doc or {}).get("entries") or []:
+        forward = e.get("saved_in") == "baseline"
+        diff = e.get("max_abs_logit_diff")
+        if e.get("verdict", "").startswith("loads, same"):
+            verdict, note = WITHIN_NOISE, ""
+        elif forward:
+            verdict = NEWLY_FAILING
+            note = e.get("error") or f"outputs differ by {diff:.3g} (tolerance {e.get('tolerance')})"
+        else:
+            verdict = WITHIN_NOISE
+            note = "informational (a downgrade): " + (e.get("error") or f"outputs differ by {diff:.3g}")
+        rows.append(row(f"{COMPAT_PREFIX}{e.get('case_id')}", f"loads in the {e.get('loaded_in')}", verdict, note,
+                        unit="logit", better="lower", candidate=diff))
+    return rows
