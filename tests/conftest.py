@@ -1,9 +1,148 @@
 """What every test of the suite's own needs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from suite.tools.envs import XDIST_VARIABLES
+
+# The fast inner loop is `python -m pytest -m "not slow"`: every unit test of every stage, without
+# training. Slow are the matrix's cases and the invariants (they train, by definition) and the tests
+# below, each measured at 0.4 s or more on the 2-core CI machine (AMD EPYC Zen 4, 2026-12-05, one run
+# of the whole suite with --durations=0): they train a tiny model, start a child interpreter or a
+# pytest, build an environment or open a browser, or read a module fixture that trains ("*": every test
+# of the module). A new test that does so belongs here; one that is
+# missing makes the fast loop slower, never drops coverage (the whole suite still runs it).
+TESTS = Path(__file__).resolve().parent
+SLOW_DIRS = ("invariants",)
+SLOW: dict[str, tuple[str, ...]] = {
+    "test_added_tokens.py": (
+        "test_an_adapter_without_the_rows_fails",
+        "test_the_adapter_carries_the_new_rows_its_way_and_peft_auto_saves_more",
+        "test_trainable_tokens_on_the_head_train_under_sft",
+    ),
+    "test_budgets.py": (
+        "test_benchmark_mode_feeds_pytest_benchmark_json",
+        "test_tight_budgets_fail_a_real_tiny_case_and_generous_ones_pass",
+    ),
+    "test_calibrate.py": ("*",),  # every test reads the records of a module fixture that trains
+    "test_cli_report.py": (
+        "test_a_candidate_that_lost_or_truncated_a_record_fails_the_gate",
+        "test_compare_to_prints_the_summary",
+        "test_one_run_report_exits_0",
+        "test_report_gate_exit_codes",
+    ),
+    "test_distributed.py": (
+        "test_a_hung_launch_is_killed_at_the_timeout",
+        "test_two_ranks_train_a_case_end_to_end_on_a_cpu",
+    ),
+    "test_dpo.py": (  # the tests of its module fixture, which trains (the time shows in the first's setup)
+        "test_a_clean_dpo_run_passes_every_check",
+        "test_each_fault_fails_its_check_and_leaves_the_others",
+        "test_a_shifted_reference_leaves_the_start_at_ln2",
+    ),
+    "test_envs.py": (
+        "test_an_environment_made_from_a_venv_sees_that_venvs_stack",
+    ),
+    "test_gpu_session.py": (
+        "test_a_part_past_its_time_stops_and_still_leaves_its_log",
+        "test_smoke_part_runs_reports_and_packs",
+    ),
+    "test_history.py": (
+        "test_a_slow_drift_is_reported_as_a_drift_not_a_step",
+        "test_cli_writes_the_pages_and_gates_on_a_recent_worse_change",
+        "test_runs_are_ordered_by_start_and_the_frame_holds_every_value",
+        "test_where_a_step_is_found_over_many_noisy_series",
+    ),
+    "test_perf_verdicts.py": (  # the same
+        "test_counted_work_is_the_same_in_two_runs_and_sees_an_extra_forward",
+        "test_a_record_has_cpu_times_beside_wall_times_and_the_analytic_comparison",
+        "test_the_measured_flop_budget_refuses_the_extra_forward",
+    ),
+    "test_plugin.py": (
+        "test_a_malformed_case_file_stops_collection_naming_file_and_field",
+        "test_benchmark_option_switches_to_long_runs_and_cli_lists_cases",
+        "test_markers_select_the_matrix",
+        "test_one_pytest_run_under_xdist_leaves_one_run_folder",
+        "test_two_pytest_processes_into_one_run_id_keep_every_record",
+        "test_unknown_marker_is_refused",
+    ),
+    "test_quantized.py": (
+        "test_nf4_double_quant_stores_the_papers_bits_per_parameter",
+    ),
+    "test_random_models.py": (
+        "test_a_shaped_case_trains_end_to_end_through_the_suite",
+    ),
+    "test_replay.py": (
+        "test_a_tightened_bound_fails_the_replay",
+    ),
+    "test_report.py": (
+        "test_html_is_self_contained",
+        "test_html_escapes_case_ids_and_failure_text",
+        "test_write_produces_every_format",
+    ),
+    "test_report_browser.py": (
+        "test_no_sideways_scroll_at_1400_px_and_long_notes_fold",
+        "test_report_opens_without_console_errors",
+        "test_screenshot_is_not_blank",
+    ),
+    "test_runner.py": (
+        "test_timeout_kills_the_child",
+    ),
+    "test_session.py": (
+        "test_a_full_fine_tune_checkpoint_holds_the_whole_model",
+        "test_a_passing_adapter_case_leaves_a_valid_record_and_checkpoint",
+        "test_a_spawned_case_trains_and_keeps_its_imports_out_of_set_up",
+        "test_a_timeout_is_recorded",
+        "test_an_exception_in_the_child_is_an_error_record_and_the_next_case_runs",
+        "test_records_of_a_rerun_into_the_same_run_id_are_kept",
+    ),
+    "test_shard.py": (
+        "test_slices_are_disjoint_cover_everything_and_unit_tests_run_once",
+    ),
+    "test_upgrade.py": (
+        "test_a_packing_selection_collects_the_packing_invariants_only",
+        "test_cli_refuses_a_bad_pin_before_making_anything",
+        "test_repeats_alternate_the_sides_and_probe_once",
+    ),
+    "test_upgrade_deep.py": (
+        "test_a_commit_bisect_names_the_bad_commit",
+        "test_an_upgrade_onto_a_broken_invariant_fails_the_gate_naming_the_relation",
+    ),
+    "test_wheels.py": (
+        "test_a_second_install_into_the_same_target_replaces_other_versions",
+        "test_cli_refuses_a_folder_without_manifest",
+        "test_download_writes_a_manifest_and_install_checks_it_then_installs_offline",
+    ),
+    "test_workflows.py": (
+        "test_pytest_options_used_by_workflows_are_registered",
+    ),
+}
+
+
+def slow_reason(item: pytest.Item) -> str | None:
+    """Why a collected test is slow (the fast loop leaves it out), or None."""
+    if item.get_closest_marker("case") or item.get_closest_marker("invariant"):
+        return "a matrix case or an invariant: it trains"
+    rel = item.path.relative_to(TESTS).as_posix()
+    if rel.split("/")[0] in SLOW_DIRS:
+        return f"under tests/{rel.split('/')[0]}/"
+    listed = SLOW.get(rel, ())
+    if "*" in listed or getattr(item, "originalname", item.name) in listed:
+        return "measured slow (tests/conftest.py: SLOW)"
+    return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains, starts a child or a browser: left out of the fast loop "
+                                       "(-m 'not slow'; tests/conftest.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if slow_reason(item):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

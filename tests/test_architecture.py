@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import io
+import shutil
 import tokenize
 from pathlib import Path
 
@@ -179,8 +180,8 @@ def axis_names() -> set[str]:
 ALLOWED = {SUITE / "matrix" / "rules.py", SUITE / "matrix" / "axes.py", SUITE / "train" / "quantize.py"}
 
 
-def name_comparisons(paths, names: set[str]) -> set[str]:
-    return {f"{p.relative_to(p.parents[len(p.relative_to(ROOT).parts) - 1])}:{line} ({name})"
+def name_comparisons(paths, names: set[str], root: Path = ROOT) -> set[str]:
+    return {f"{p.relative_to(root)}:{line} ({name})"
             for p in paths for name in sorted(names) for line in _string_comparisons(p, name)}
 
 
@@ -190,13 +191,14 @@ def test_no_axis_name_is_compared_outside_the_modules_that_own_it():
 
 
 def test_a_planted_method_comparison_is_found(tmp_path):
-    planted = SUITE / "train" / "_planted_for_test.py"
-    planted.write_text('def four_bit(case):\n    return case.method == "qlora"\n')
-    try:
-        found = name_comparisons([p for p in SUITE.rglob("*.py") if p not in ALLOWED], axis_names())
-    finally:
-        planted.unlink()
-    assert found == {"suite/train/_planted_for_test.py:2 (qlora)"}
+    """A copy of the package with one comparison planted (the real tree is left alone: xdist runs the
+    check above at the same time)."""
+    copy = tmp_path / "suite"
+    shutil.copytree(SUITE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "train" / "planted.py").write_text('def four_bit(case):\n    return case.method == "qlora"\n')
+    allowed = {copy / p.relative_to(SUITE) for p in ALLOWED}
+    found = name_comparisons([p for p in copy.rglob("*.py") if p not in allowed], axis_names(), tmp_path)
+    assert found == {"suite/train/planted.py:2 (qlora)"}
 
 
 def test_the_special_casing_check_finds_a_comparison(tmp_path):
