@@ -141,3 +141,31 @@ def test_safetensors_inventory_reads_headers_and_rejects_truncation(tmp_path):
     (tmp_path / "broken.safetensors").write_bytes(b"\x10\x00")
     with pytest.raises(ValueError, match="truncated"):
         checkpoint.inventory(tmp_path)
+
+
+def test_every_backend_names_checks_and_metrics_the_judge_knows():
+    """A trainer's own checks and logged metrics are declared by its backend; each must exist."""
+    from suite.judge.checks import TRAINER_CHECKS
+    from suite.judge.metrics import METRICS
+    from suite.train.backends.registry import BACKENDS
+
+    assert unknown_declarations(BACKENDS, TRAINER_CHECKS, METRICS) == []
+
+
+def test_a_backend_naming_an_unknown_check_is_found():
+    from suite.judge.checks import TRAINER_CHECKS
+    from suite.judge.metrics import METRICS
+    from suite.train.backends.dpo import DPO
+
+    class Typo(DPO):
+        checks = ("starts_at_ln_2",)
+        logged_metrics = {"reward_margin": "rewards/margins"}
+
+    assert unknown_declarations((Typo(),), TRAINER_CHECKS, METRICS) == [
+        "trl DPOTrainer: check starts_at_ln_2", "trl DPOTrainer: metric reward_margin"]
+
+
+def unknown_declarations(backends, trainer_checks, metrics) -> list[str]:
+    known = {m.name for m in metrics} if not isinstance(metrics, dict) else set(metrics)
+    return ([f"{b.name}: check {c}" for b in backends for c in b.checks if c not in trainer_checks]
+            + [f"{b.name}: metric {m}" for b in backends for m in b.logged_metrics if m not in known])
