@@ -13,7 +13,7 @@ and any `--also`), the largest per-step difference and the mean residual (mean o
 differences over the curve), and per method the tolerance = margin x the largest measurement,
 rounded up to two significant digits. It writes benchmarks/curve_spread.json (read by
 tests/test_baselines.py, which checks that the declared tolerances cover it) and prints the
-README's table.
+table in docs/checks.md.
 """
 from __future__ import annotations
 

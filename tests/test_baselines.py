@@ -137,7 +137,7 @@ def test_a_systematic_shift_below_the_per_step_bound_is_caught_by_the_drift_boun
     ref = read_curve(baselines.Path(__file__).resolve().parent.parent / "results" / "baselines" / "cpu"
                      / "avx2" / f"{case.slug}.json")["curve"]
     check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol, case.checks.curve_drift)
-    shift = 1.5 * SPREAD["methods"][method]["smallest_systematic_shift"]  # what the README says it sees
+    shift = 1.5 * SPREAD["methods"][method]["smallest_systematic_shift"]  # what docs/checks.md says it sees
     shifted = [{"step": p["step"], "loss": p["loss"] * (1 + shift)} for p in ref]
     assert all(abs(s["loss"] - p["loss"]) <= case.checks.curve_atol for s, p in zip(shifted, ref))  # per step: fine
     [line] = check.mismatches(shifted, ref)

@@ -3,7 +3,7 @@
 A `Relation` declares what must hold and its tolerance; `Relation.measure(...)` turns a measured
 discrepancy into a `Verdict`, whose `fails()` is `None` or a message naming the relation, the
 measured value and the bound (the style of suite/judge/checks.py). Every relation of the suite is in
-`RELATIONS`, so the README and the report list the same names and tolerances as the tests use.
+`RELATIONS`, so docs/checks.md and the report list the same names and tolerances as the tests use.
 """
 from __future__ import annotations
 

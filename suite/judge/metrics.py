@@ -53,7 +53,7 @@ TIMINGS = ("train_runtime_s", "step_time_median_s", "step_time_iqr_s", "tokens_p
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
     # rel_tolerance bounds the ratio both ways on a dedicated device; cpu_rel_tolerance is the largest factor seen
-    # between identical runs on the shared 2-core CPU (step time up to 276x) with margin (README, "Comparing runs").
+    # between identical runs on the shared 2-core CPU (step time up to 276x) with margin (docs/reports.md, "Comparing runs").
     Metric("train_runtime_s", "s", "lower", "wall time of trainer.train()", 0.10, 499.0),
     Metric("step_time_median_s", "s", "lower", "median optimizer-step time, warm-up steps excluded", 0.10, 999.0),
     Metric("step_time_iqr_s", "s", "none", "interquartile range of the timed step times", 0.5, 9999.0),
@@ -66,7 +66,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            499.0),
     Metric("mfu", "fraction", "higher", "model FLOPs utilisation: model_flops_per_s / the device's peak", 0.10),
     # CPU time does not grow while a process waits for a core another one holds: its CPU tolerance
-    # is measured (benchmarks/sensitivity.py, README "Performance verdicts"), not the wall clock's.
+    # is measured (benchmarks/sensitivity.py, docs/reports.md, "Performance verdicts"), not the wall clock's.
     Metric("step_cpu_time_median_s", "s", "lower", "median CPU time of the training thread per optimizer step, "
            "warm-up steps excluded", 0.10, 0.25),
     # Wall minus CPU time of the training thread: what a step spent waiting (a sleep, a lock, I/O, a

@@ -362,7 +362,7 @@ def verify(folder: Path) -> dict:
 
 def install_command(folder: Path, manifest: dict, target_dir: Path | None, python: str = sys.executable) -> list[str]:
     base = [python, "-m", "pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check"]
-    if target_dir is not None:  # as the device README does: a folder on PYTHONPATH, nothing else touched
+    if target_dir is not None:  # a folder put on PYTHONPATH, nothing else touched (docs/gpu.md)
         return base + ["--no-deps", "--no-compile", "--upgrade", "--target", str(target_dir),
                        *[str(folder / w["file"]) for w in manifest["wheels"]]]
     # into the environment: pip checks every requirement against what is installed and the folder
