@@ -87,6 +87,12 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_report_opens_without_console_errors",
         "test_screenshot_is_not_blank",
     ),
+    "test_routes.py": (  # its module fixture trains seven tiny runs; the seq-cls test builds a model
+        "test_a_clean_run_passes_every_route_that_applies_and_says_why_the_others_do_not",
+        "test_each_fault_fails_exactly_the_routes_it_is_aimed_at",
+        "test_the_record_says_which_routes_failed",
+        "test_a_sequence_classifier_carries_its_score_head_through_its_routes",
+    ),
     "test_runner.py": (
         "test_timeout_kills_the_child",
     ),

@@ -1,4 +1,5 @@
-"""Save/load invariants: a saved adapter reloads to the same logits, and merging keeps them."""
+"""Save/load invariants: a saved adapter reloads to the same logits, and merging keeps them. Loading and
+merging are the load routes' own functions (suite/train/routes.py): one place for each."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,11 @@ from typing import Callable
 from suite.invariants import harness as h
 from suite.invariants.relations import Verdict, compare
 from suite.train import args as train_args
-from suite.train import probes
+from suite.train import probes, routes
+from suite.train.inject import drop_lora_b
 from suite.train.quantize import quantizer_for
+
+__all__ = ["measure_save_load", "drop_lora_b", "double_lora_b"]
 
 
 def _probe(tokenizer) -> dict:
@@ -18,13 +22,10 @@ def _probe(tokenizer) -> dict:
 def _reload(case, model_path: str, saved: Path, dequantize: bool = False):
     """The adapter loaded as a user would: a fresh base (4-bit for QLoRA, or that base dequantised)."""
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(model_path, **train_args.model_init_kwargs(case, "cpu", torch.float32))
-    if dequantize:
-        base = base.dequantize()
-    return PeftModel.from_pretrained(base, str(saved))
+    ctx = routes.Context(case, model_path, saved, train_args.model_init_kwargs(case, "cpu", torch.float32), "cpu",
+                         probe=None, generated=None, scratch=saved.parent / "routes")
+    return routes.peft_model(ctx, dequantize=dequantize)
 
 
 def measure_save_load(method: str, out: Path, *, corrupt: Callable[[Path], None] | None = None,
@@ -49,26 +50,17 @@ def measure_save_load(method: str, out: Path, *, corrupt: Callable[[Path], None]
     if not quantizer_for(case).merges_dequantized:
         if before_merge is not None:
             before_merge(reloaded)
-        merged = h.plain_logits(reloaded.merge_and_unload(), probe)
+        merged = h.plain_logits(routes.merge(reloaded), probe)
         return [compare("save_load.reload", unmerged, trained, what),
                 compare("save_load.merge", merged, unmerged, what)]
-    merged_4bit = h.plain_logits(reloaded.merge_and_unload(), probe)
+    merged_4bit = h.plain_logits(routes.merge(reloaded), probe)
     dequantised = _reload(case, built.model_path, saved, dequantize=True)
     if before_merge is not None:
         before_merge(dequantised)
-    merged = h.plain_logits(dequantised.merge_and_unload(), probe)
+    merged = h.plain_logits(routes.merge(dequantised), probe)
     return [compare("save_load.reload_qlora", unmerged, trained, what),
             compare("save_load.merge_qlora", merged, unmerged, what + ", merged into the dequantised base"),
             compare("save_load.merge_qlora_4bit", merged_4bit, unmerged, what + ", merged into the 4-bit base")]
-
-
-def drop_lora_b(saved: Path) -> None:
-    """Save the wrong tensors: an adapter file without its lora_B matrices (peft reloads them as zeros)."""
-    from safetensors.torch import load_file, save_file
-
-    path = saved / "adapter_model.safetensors"
-    tensors = {k: v for k, v in load_file(str(path)).items() if "lora_B" not in k}
-    save_file(tensors, str(path), metadata={"format": "pt"})
 
 
 def double_lora_b(model) -> None:

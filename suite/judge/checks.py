@@ -160,6 +160,47 @@ class ReloadMatches:
 
 
 @dataclass(frozen=True)
+class RouteMatches:
+    """One load route (suite/train/routes.py) gives back what was trained: its logits within the reload
+    bound (plus the merge relation's tolerance for a merge), the trained model's greedy ids where its
+    logits are the same, the saved adapter's tensors, no trainable parameter where the loader promises
+    an inference model, and a generation config that agrees with the tokenizer."""
+
+    reload: ReloadMatches
+    relations: dict  # name -> the invariant relation's tolerance (suite/invariants/relations.py)
+
+    def evaluate(self, case_id: str, outcome: dict) -> CheckResult:
+        name, loader = f"reload/{outcome['route']}", outcome.get("loader", outcome["route"])
+        if outcome["status"] == "error":
+            return CheckResult(name, False, f"{case_id}: {loader} failed: {outcome.get('reason')}")
+        extra = outcome.get("bound_relation")
+        bound = self.reload.atol + (self.relations.get(extra, 0.0) if extra else 0.0)
+        diff = outcome.get("max_abs_logit_diff")
+        diff = float("inf") if diff is None else float(diff)
+        problems = []
+        if not (math.isfinite(diff) and diff <= bound):
+            problems.append(f"logits {diff:.3g} from {outcome.get('against', 'the trained model')}'s (bound {bound:g}: "
+                            f"{self.reload.source}"
+                            f"{f' + {extra}' if extra else ''})")
+        if outcome.get("generation_matches") is False and diff == 0:
+            problems.append(f"the same logits but other greedy ids {outcome.get('generated')}")
+        if outcome.get("adapter_mismatch"):
+            problems.append(f"saved adapter tensors not loaded as saved: {', '.join(outcome['adapter_mismatch'][:3])}")
+        if outcome.get("inference") and outcome.get("trainable_params"):
+            problems.append(f"{outcome['trainable_params']} trainable parameters from a loader that promises an "
+                            f"inference model")
+        if str(outcome.get("generation_config", "")).startswith("differs"):
+            problems.append(f"the saved generation config {outcome['generation_config']}")
+        if problems:
+            return CheckResult(name, False, f"{case_id}: {loader}: " + "; ".join(problems), value=diff, bound=bound)
+        note = ("" if outcome.get("generation_matches") is not False else
+                f"; greedy ids differ ({outcome.get('generated')}), which logits {diff:.3g} apart allow")
+        against = outcome.get("against", "the trained model")
+        return CheckResult(name, True, f"{case_id}: {loader} gives logits within {diff:.3g} of {against} "
+                                       f"(bound {bound:g}){note}", value=diff, bound=bound)
+
+
+@dataclass(frozen=True)
 class AttentionRan:
     """The attention implementation the case asked for is the one whose operators ran (the
     profiled step's operator names, suite.train.measure.attention_ops): a silent fallback from
@@ -267,6 +308,7 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None,
     if payload.reload:
         results.append(reload_check(case, bounds).evaluate(case.id, float(payload.reload.max_abs_logit_diff),
                                                            payload.reload.loader))
+        results += route_checks(case, payload, bounds)
     if c.eval_falls:
         results.append(EvalLossFalls().evaluate(case.id, payload.eval_curve))
     results += [TRAINER_CHECKS[name](case, payload, bounds) for name in backend.checks]
@@ -274,6 +316,26 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None,
     if ops is not None and not backend.picks_attention:  # its own kernels: recorded, not checked
         results.append(AttentionRan().evaluate(case.id, case.attention, ops))
     return results
+
+
+def route_checks(case: Case, payload: Payload, bounds: ClassBounds | None) -> list[CheckResult]:
+    """A check per load route that applies (`reload/<route>`), and the saved tokenizer's; the routes
+    that do not apply are in the record with why (reload.routes)."""
+    from suite.invariants.relations import RELATIONS
+
+    reload = payload.reload
+    if reload is None or reload.routes is None:
+        return []
+    check = RouteMatches(reload_check(case, bounds), {name: r.tolerance for name, r in RELATIONS.items()})
+    out = [check.evaluate(case.id, r) for r in reload.routes if r["status"] != "not_applicable"]
+    tok = reload.tokenizer or {}
+    if tok.get("saved"):
+        problems = tok.get("problems") or []
+        out.append(CheckResult("saved_tokenizer", not problems,
+                               f"{case.id}: the tokenizer saved beside the checkpoint "
+                               + ("; ".join(problems) if problems else "tokenizes the probe texts and renders the chat "
+                                  "template as training's did")))
+    return out
 
 
 def checkpoint_checks(case: Case, payload: Payload, inv: Inventory | None) -> list[CheckResult]:

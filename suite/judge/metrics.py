@@ -8,6 +8,7 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import Mapping
 
+from suite.train.routes import ROUTES
 from suite.train.payload import Memory, Params, Payload, Reference, Reload, Timing
 
 GIB = 2**30
@@ -104,6 +105,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("quant_bits_per_param", "bits", "lower", "storage of the 4-bit base weights per parameter, packed "
            "weights plus block constants (QLoRA paper: 4.127 for NF4 with double quantization)", 0.001),
     Metric("reload_max_abs_logit_diff", "logit", "lower", "reloaded checkpoint vs in-memory model", 0.0),
+    # one per load route (suite/train/routes.py): what a user's loader gives against the trained model
+    *[Metric(f"reload/{r.name}", "logit", "lower", f"{r.loader} vs the trained model", 0.0)
+      for r in {r.name: r for rs in ROUTES.values() for r in rs}.values()],
     # DPO: the implicit rewards trl logs (beta x log-ratio of policy to reference)
     Metric("reward_margin_final", "nats", "higher", "DPO: mean chosen-minus-rejected reward of the last k logged "
            "steps", 0.10),
@@ -150,6 +154,7 @@ def derive(payload: Payload, loss_window: int, checkpoint_bytes: int | None, war
             **_loss_figures(payload.losses, loss_window),
             **_param_figures(payload.params),
             **_check_figure("reload_max_abs_logit_diff", payload.reload),
+            **_route_figures(payload.reload),
             **_logged_figures(payload.loss_curve, logged or {}, loss_window),
             **_eval_figures(payload.eval_curve),
             **_check_figure("reference_max_abs_logit_diff", payload.reference)}
@@ -251,6 +256,14 @@ def _param_figures(params: Params) -> dict[str, float]:
 def _check_figure(name: str, check: Reload | Reference | None) -> dict[str, float]:
     """A logit check's largest difference (the reloaded checkpoint's, DPO's reference's), where it ran."""
     return {} if check is None else {name: check.max_abs_logit_diff}
+
+
+def _route_figures(reload: Reload | None) -> dict[str, float]:
+    """Each load route's logits against the trained model's (`reload/<route>`), where it was checked."""
+    if reload is None or not reload.routes:
+        return {}
+    return {f"reload/{r['route']}": r["max_abs_logit_diff"] for r in reload.routes
+            if r.get("status") == "checked" and r.get("max_abs_logit_diff") is not None}
 
 
 def _logged_figures(loss_curve: list[dict], logged: Mapping[str, str], loss_window: int) -> dict[str, float]:

@@ -9,7 +9,12 @@ the process touches memory until its peak resident memory is 5% above what it wa
 DPO checks' tests: `reference` (the base weights the reference model computes with are shifted
 before training: a trained or shared reference), `adapter_init` (the adapter starts non-zero, or a
 full fine-tune's policy differs from its reference: the policy is not its reference at step 1),
-`save_base` (the checkpoint gets the base model's weights beside the adapter). Unset, nothing here
+`save_base` (the checkpoint gets the base model's weights beside the adapter). Faults of the load
+routes (suite/train/routes.py), each aimed at one: `route_merge` (merge_and_unload leaves one layer
+unmerged), `route_modules_to_save` (base.load_adapter leaves the modules_to_save copies at the base's
+weights), `route_quantized_save` (the saved quantized base has one weight's block constants scaled);
+and one in the saved files that every route reading them must see: `drop_lora_b` (the adapter file
+loses its lora_B tensors, which peft then loads as zeros). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 """
 from __future__ import annotations
@@ -22,7 +27,8 @@ from transformers import TrainerCallback
 from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
-KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base")
+KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "route_merge",
+         "route_modules_to_save", "route_quantized_save", "drop_lora_b")
 
 
 def requested() -> dict[str, float]:
@@ -115,6 +121,14 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
                         param.fill_(0.01)
             else:
                 model.get_input_embeddings().weight.add_(0.05)
+    if "drop_lora_b" in faults:
+        saving = trainer.save_model
+
+        def save_without_lora_b(output_dir=None, *args, **kwargs):
+            saving(output_dir, *args, **kwargs)
+            drop_lora_b(output_dir)
+
+        trainer.save_model = save_without_lora_b
     if "save_base" in faults:
         original_save = trainer.save_model
 
@@ -127,3 +141,12 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
             save_file(tensors, f"{output_dir}/model.safetensors")
 
         trainer.save_model = save_model
+
+
+def drop_lora_b(saved) -> None:
+    """Save the wrong tensors: an adapter file without its lora_B matrices (peft reloads them as zeros)."""
+    from safetensors.torch import load_file, save_file
+
+    path = f"{saved}/adapter_model.safetensors"
+    tensors = {k: v for k, v in load_file(path).items() if "lora_B" not in k}
+    save_file(tensors, path, metadata={"format": "pt"})

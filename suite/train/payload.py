@@ -107,11 +107,13 @@ class Timing(_Part):
     train_cpu_s: float | None = None  # the process's user + system time in train()
     materialise_s: float | None = None  # a one-off build of a model into the cache, left out of setup_s
     import_s: float | None = None  # a spawned child's start and imports, left out of setup_s
+    routes_s: float | None = None  # loading the checkpoint by every route (suite/train/routes.py)
 
     def to_dict(self) -> dict:
         doc = _out(self)
         # the record lists them in the order they were measured
-        order = ("build_s", "train_s", "train_cpu_s", "save_s", "reload_s", "materialise_s", "setup_s", "import_s")
+        order = ("build_s", "train_s", "train_cpu_s", "save_s", "reload_s", "routes_s", "materialise_s", "setup_s",
+                 "import_s")
         return {k: doc[k] for k in order if k in doc}
 
 
@@ -126,6 +128,11 @@ class Reload(_Part):
     loader: str
     max_abs_logit_diff: float
     probe_shape: list[int]
+    # every load route (suite/train/routes.py), in order: each one's outcome, or why it does not apply;
+    # None in records from before the routes
+    routes: list[dict] | None = None
+    generated: list[int] | None = None  # the trained model's greedy ids from the probe prompt
+    tokenizer: dict | None = None  # the tokenizer saved beside the checkpoint vs training's
 
 
 @dataclass

@@ -47,6 +47,20 @@ def probe_logits(model, tokenizer, device: str, train_mode: bool = False):
     return logits[enc["attention_mask"].cpu().bool()]
 
 
+def generate(model, tokenizer, device: str, new_tokens: int) -> list[int]:
+    """Greedy ids generated from the first probe text (eval mode, no sampling): what a user's
+    inference code would print."""
+    import torch
+
+    enc = tokenizer(PROBE_TEXTS[:1], return_tensors="pt").to(model.device if device == "cuda" else "cpu")
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+                             else tokenizer.eos_token_id)
+    return out[0, enc["input_ids"].shape[1]:].tolist()
+
+
 def param_summary(model, is_adapter: bool) -> dict:
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if hasattr(model, "get_nb_trainable_parameters"):  # counts 4-bit packed weights correctly

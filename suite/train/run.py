@@ -11,7 +11,7 @@ from typing import Any
 
 from suite.matrix.spec import Case
 from suite.train import args as train_args
-from suite.train import inject, models, probes
+from suite.train import inject, models, probes, routes
 from suite.train.backends.base import Backend
 from suite.train.backends.registry import backend_for
 from suite.train.quantize import quantizer_for
@@ -40,6 +40,7 @@ class Trained:
     result: Any  # trainer.train()'s TrainOutput
     reference: dict | None  # a preference trainer's reference after training vs before
     probe: Any  # the trained model's logits on the probe input
+    generated: list[int] | None  # its greedy ids from the probe prompt (what a route's model must generate)
     injected: Any  # the known fault installed, if any (FTSUITE_INJECT)
     counter: Any  # the CountingCollator that counted each step's tokens
     checkpoint: Path
@@ -61,7 +62,7 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
         trained = _train(case, backend, resolved.path, (device, precision, dtype), workdir, measure, timing)
     memory = probes.memory(device, start_rss, nvml)  # before the reload, which would count a second model
     counts = _step_counts(trained.trainer, trained.counter)
-    reload = _reload(case, backend, resolved.path, trained, timing)
+    reload = _reload(case, backend, resolved.path, trained, timing, device)
     # Not for ddp/fsdp (one rank's extra step would need the others) nor a backend that picks its own
     # kernels (unsloth's model is in inference mode after train()): those records say None and have
     # no attention check.
@@ -130,8 +131,9 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
                  if reference_before is not None else None)
     # Without the mixed-precision wrapper accelerate put on forward (bf16 autocast on a GPU): the
     # reloaded model has none, and the check compares the two models, not two precisions.
-    probe = probes.probe_logits(trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False),
-                                tokenizer, device)
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    probe = probes.probe_logits(model, tokenizer, device)
+    generated = probes.generate(model, tokenizer, device, routes.GENERATE_TOKENS) if backend.routes(case) else None
     if trainer.is_world_process_zero():  # what another version's load of the checkpoint must give
         probes.save_probe(probe, workdir / probes.PROBE_FILE)
     ckpt = workdir / "checkpoint"
@@ -139,7 +141,8 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     backend.save(case, trainer, ckpt)
     trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
     timing["save_s"] = time.perf_counter() - t0
-    return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, injected, counter, ckpt)
+    return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, generated, injected, counter,
+                   ckpt)
 
 
 def _step_counts(trainer: Any, counter: Any) -> list[tuple[int, int, int]]:
@@ -150,14 +153,24 @@ def _step_counts(trainer: Any, counter: Any) -> list[tuple[int, int, int]]:
     return counts
 
 
-def _reload(case: Case, backend: Backend, model_path: str, trained: Trained, timing: dict[str, float]) -> Reload:
-    """Read the checkpoint back as a user would and compare its logits with the trained model's."""
+def _reload(case: Case, backend: Backend, model_path: str, trained: Trained, timing: dict[str, float],
+            device: str) -> Reload:
+    """Read the checkpoint back as a user would (the backend's own way, then every load route) and
+    compare each with the trained model."""
     t0 = time.perf_counter()
     reloaded, loader = backend.reload(case, model_path, trained.checkpoint, trained.load_kwargs)
     probe = trained.probe
     diff = (reloaded - probe).abs().max().item() if reloaded.shape == probe.shape else float("inf")
     timing["reload_s"] = time.perf_counter() - t0
-    return Reload(loader, diff, list(probe.shape))
+    if not trained.trainer.is_world_process_zero() or not backend.routes(case):
+        return Reload(loader, diff, list(probe.shape))
+    ctx = routes.Context(case, model_path, trained.checkpoint, trained.load_kwargs, device, probe, trained.generated,
+                         trained.checkpoint.parent / "routes")
+    t0 = time.perf_counter()
+    outcomes = [o.to_dict() for o in routes.check_routes(ctx, backend.routes(case))]
+    timing["routes_s"] = time.perf_counter() - t0
+    return Reload(loader, diff, list(probe.shape), routes=outcomes, generated=trained.generated,
+                  tokenizer=routes.tokenizer_check(trained.checkpoint, trained.tokenizer))
 
 
 def _profile(trainer: Any, backend: Backend) -> tuple[Any, Any]:

@@ -94,6 +94,12 @@ class Backend:
         """(trainer, tokenizer, the kwargs the reload loads the base with)."""
         raise NotImplementedError
 
+    def routes(self, case: Case) -> tuple:
+        """The load routes its checkpoints are checked by (suite/train/routes.py): a causal LM's."""
+        from suite.train import routes
+
+        return routes.ROUTES["causal_lm"]
+
     def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
         """Read the checkpoint back as a user would: (its logits on the probe input, the loader's name)."""
         raise NotImplementedError

@@ -57,22 +57,18 @@ class HFSFTTrainer(Backend):
         return train_args.lora_config(case) if case.is_adapter else None
 
     def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
-        from transformers import AutoModelForCausalLM
+        """peft's PeftModel on a fresh base for an adapter, from_pretrained for a full model: the load
+        routes' own functions (suite/train/routes.py)."""
+        from suite.train import routes
 
-        tokenizer = models.load_tokenizer(model_path)
         device = "cuda" if load_kwargs.get("device_map") else "cpu"
+        ctx = routes.Context(case, model_path, checkpoint, load_kwargs, device, probe=None, generated=None,
+                             scratch=checkpoint.parent / "routes")
         if case.is_adapter:
-            from peft import PeftModel
-
-            base = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
-            if case.dataset in tokens.FORMATS:  # the saved tokenizer says how far the base was grown
-                tokens.resize(base, len(models.load_tokenizer(checkpoint)))
-            model = PeftModel.from_pretrained(base, str(checkpoint))
-            loader = "PeftModel.from_pretrained"
+            model, loader = routes.peft_model(ctx), "PeftModel.from_pretrained"
         else:
-            model = AutoModelForCausalLM.from_pretrained(str(checkpoint), **load_kwargs)
-            loader = "AutoModelForCausalLM.from_pretrained"
-        return probes.probe_logits(model, tokenizer, device), loader
+            model, loader = routes.FullModel().load(ctx), "AutoModelForCausalLM.from_pretrained"
+        return probes.probe_logits(model, models.load_tokenizer(model_path), device), loader
 
 
 BACKEND = HFSFTTrainer()

@@ -46,6 +46,11 @@ class Unsloth(Backend):
                     "word-level tokenizer; use a built llama or mistral model, or real Qwen2 weights")
         return None
 
+    def routes(self, case: Case) -> tuple:
+        """Its own loader is its route (reload below, GPU only, as its cases are); the transformers and
+        peft routes would load its saved 4-bit base their own way, which is not what its users do."""
+        return ()
+
     def reload_kwargs(self, case: Case, device: str, dtype: Any) -> dict:
         return {"dtype": dtype}
 
