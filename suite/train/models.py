@@ -74,16 +74,19 @@ def build_tokenizer():
     return fast
 
 
-def load_tokenizer(path: str | Path):
-    """The tokenizer saved in a model directory.
+def load_tokenizer(path: str | Path, base: str | Path | None = None):
+    """The tokenizer saved in a model directory (`base`: the model it was trained from, for a
+    checkpoint's directory, which carries no marker of its own).
 
     transformers 5 lets AutoTokenizer prefer the architecture's own tokenizer class (Qwen2's
     BPE) over the saved tokenizer.json, which would silently replace the tiny word-level
-    tokenizer; tiny directories are therefore read with the generic fast class.
+    tokenizer; tiny directories, and checkpoints trained from one, are therefore read with the
+    generic fast class.
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if (Path(path) / TINY_MARKER).exists() or (Path(path) / RANDOM_MARKER).exists():
+    built = [Path(p) for p in (path, base) if p is not None]
+    if any((p / TINY_MARKER).exists() or (p / RANDOM_MARKER).exists() for p in built):
         return PreTrainedTokenizerFast.from_pretrained(str(path))
     return AutoTokenizer.from_pretrained(str(path))
 

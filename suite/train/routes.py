@@ -44,7 +44,8 @@ class Context:
     def tokenizer(self):
         """The tokenizer saved beside the checkpoint (the base's where none was saved)."""
         saved = self.checkpoint / "tokenizer_config.json"
-        return models.load_tokenizer(str(self.checkpoint) if saved.is_file() else self.model_path)
+        return (models.load_tokenizer(self.checkpoint, base=self.model_path) if saved.is_file()
+                else models.load_tokenizer(self.model_path))
 
 
 def auto_class(head: str):
@@ -344,12 +345,12 @@ def generation_config_note(folder: str | None, tokenizer: Any) -> str | None:
     return "differs from the tokenizer: " + ", ".join(wrong) if wrong else "matches the tokenizer"
 
 
-def tokenizer_check(checkpoint: Path, trained_tokenizer: Any) -> dict:
+def tokenizer_check(checkpoint: Path, trained_tokenizer: Any, model_path: str) -> dict:
     """The tokenizer saved beside the checkpoint against the one training used: the probe texts'
     ids and the chat template rendered (added tokens included)."""
     if not (checkpoint / "tokenizer_config.json").is_file():
         return {"saved": False, "problems": []}
-    saved = models.load_tokenizer(str(checkpoint))
+    saved = models.load_tokenizer(checkpoint, base=model_path)
     problems = []
     for text in probes.PROBE_TEXTS:
         if saved(text)["input_ids"] != trained_tokenizer(text)["input_ids"]:

@@ -170,7 +170,7 @@ def _reload(case: Case, backend: Backend, model_path: str, trained: Trained, tim
     outcomes = [o.to_dict() for o in routes.check_routes(ctx, backend.routes(case))]
     timing["routes_s"] = time.perf_counter() - t0
     return Reload(loader, diff, list(probe.shape), routes=outcomes, generated=trained.generated,
-                  tokenizer=routes.tokenizer_check(trained.checkpoint, trained.tokenizer))
+                  tokenizer=routes.tokenizer_check(trained.checkpoint, trained.tokenizer, model_path))
 
 
 def _profile(trainer: Any, backend: Backend) -> tuple[Any, Any]:
