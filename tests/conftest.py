@@ -42,6 +42,10 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_each_fault_fails_its_check_and_leaves_the_others",
         "test_a_shifted_reference_leaves_the_start_at_ln2",
     ),
+    "test_kto.py": (  # the tests of its module fixture, which trains
+        "test_a_clean_kto_run_passes_every_check",
+        "test_each_fault_fails_its_check_and_leaves_the_others",
+    ),
     "test_envs.py": (
         "test_an_environment_made_from_a_venv_sees_that_venvs_stack",
     ),

@@ -113,6 +113,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "steps", 0.10),
     Metric("reward_accuracy_final", "fraction", "higher", "DPO: mean share of pairs whose chosen reward is higher, "
            "last k logged steps", 0.10),
+    # KTO: the implicit rewards and the KL estimate trl logs
+    Metric("kto_reward_margin_final", "nats", "higher", "KTO: mean desirable-minus-undesirable reward of the last "
+           "k logged steps", 0.10),
+    Metric("kto_kl_final", "nats", "none", "KTO: trl's KL estimate (policy vs reference on mismatched "
+           "completions), mean of the last k logged steps", 0.10),
     Metric("eval_loss_initial", "nats", "none", "loss on the eval split before the first step", 0.05),
     Metric("eval_loss_final", "nats", "lower", "loss on the eval split after the last step", 0.05),
     Metric("reference_max_abs_logit_diff", "logit", "lower", "DPO: the reference after training vs before "

@@ -11,6 +11,7 @@ from suite.matrix.spec import (
     GA_STEPS,
     PREFERENCE_FORMATS,
     PROMPT_FORMATS,
+    UNPAIRED_PREFERENCE_FORMATS,
     Case,
 )
 from suite.matrix.support import Support
@@ -33,8 +34,8 @@ def validate_combination(case: Case, support: Support) -> str | None:
                 f"(how the adapter carries their rows), got {' and '.join(ways) or 'none'} with {case.method}")
     if ways and case.dataset not in ADDED_TOKEN_FORMATS:
         return f"{ways[0]} is how an adapter carries added tokens: it needs {', '.join(ADDED_TOKEN_FORMATS)} data"
-    if case.dataset in PREFERENCE_FORMATS and case.loss != "auto":
-        return "a preference format's loss is DPO's, on the completions; it takes no loss variant"
+    if case.dataset in PREFERENCE_FORMATS + UNPAIRED_PREFERENCE_FORMATS and case.loss != "auto":
+        return "a preference format's loss is DPO's (KTO's on unpaired data), on the completions; it takes no loss variant"
     refused = support.cannot_train(case)
     if refused:
         return refused

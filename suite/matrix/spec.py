@@ -25,6 +25,7 @@ from suite.matrix.axes import (
     PROMPT_FORMATS,
     SIZES,
     TINY_ARCHS,
+    UNPAIRED_PREFERENCE_FORMATS,
     WORLD_SIZE,
     Adapter,
     Library,
@@ -35,7 +36,8 @@ from suite.matrix.axes import (
 
 __all__ = ["ADAPTER_METHODS", "ADDED_TOKEN_FORMATS", "ATTENTION", "CONVERSATIONAL", "DISTRIBUTED", "FEATURES",
            "FORMATS", "GA_STEPS", "LOSSES", "METHODS", "MODES", "NEW_TOKEN_WAYS", "PREFERENCE_FORMATS",
-           "PROMPT_FORMATS", "SIZES", "TINY_ARCHS", "WORLD_SIZE", "DEFAULT_TRAINER", "MARKERS", "NOT_FINGERPRINTED",
+           "PROMPT_FORMATS", "SIZES", "TINY_ARCHS", "UNPAIRED_PREFERENCE_FORMATS", "WORLD_SIZE", "DEFAULT_TRAINER",
+           "MARKERS", "NOT_FINGERPRINTED",
            "ModelSpec", "Training", "LoraSpec", "CheckSpec", "BenchSpec", "Case", "markers"]
 
 # The trainer a case trains with unless its file says otherwise (trl's SFTTrainer, every case before the
@@ -185,8 +187,9 @@ class Case:
     def effective_loss(self) -> str:
         if self.loss != "auto":
             return self.loss
-        # DPO's log-probabilities are the completions' (chosen and rejected) only
-        return "completion_only" if self.dataset in PROMPT_FORMATS + PREFERENCE_FORMATS else "full"
+        # DPO's log-probabilities are the completions' (chosen and rejected) only, KTO's the completion's
+        return ("completion_only" if self.dataset in PROMPT_FORMATS + PREFERENCE_FORMATS + UNPAIRED_PREFERENCE_FORMATS
+                else "full")
 
     @property
     def attention(self) -> str:

@@ -119,6 +119,22 @@ def dpo_config(case: Case, output_dir: Path, device: str, precision: str, model_
     return DPOConfig(**{**kwargs, **extra})
 
 
+# KTO as trl's docs run it: beta 0.1, desirable and undesirable weights 1 (the data is about half each).
+KTO_BETA = 0.1
+
+
+def kto_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
+    import dataclasses
+
+    from trl import KTOConfig
+
+    extra = _extra(case, {f.name for f in dataclasses.fields(KTOConfig)}, "trl's KTOConfig")
+    kwargs = dict(**_common(case, output_dir, device, precision), beta=KTO_BETA, max_length=case.training.max_length)
+    if model_init_kwargs is not None:
+        kwargs["model_init_kwargs"] = model_init_kwargs
+    return KTOConfig(**{**kwargs, **extra})
+
+
 def training_arguments(case: Case, output_dir: Path, device: str, precision: str):
     """transformers' TrainingArguments for the plain Trainer (no trl)."""
     import dataclasses

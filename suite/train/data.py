@@ -1,4 +1,4 @@
-"""Learnable synthetic data sets in every format trl's SFTTrainer and DPOTrainer accept.
+"""Learnable synthetic data sets in every format trl's SFTTrainer, DPOTrainer, KTOTrainer and RewardTrainer accept.
 
 The task is deterministic and small-vocabulary (colour/animal facts and counting), so a
 tiny model's loss falls within a few dozen steps and any regression that breaks learning
@@ -11,8 +11,9 @@ import random
 # The formats are the matrix's vocabulary; this module generates each. chatml: the messages rows,
 # rendered by a ChatML template whose <|im_start|> and <|im_end|> are tokens the tokenizer does not
 # have: they are added, the embeddings resized (suite/train/tokens.py). The preference formats
-# (prompt, chosen, rejected) are trl's standard and conversational ones.
-from suite.matrix.axes import FORMATS, PREFERENCE_FORMATS
+# (prompt, chosen, rejected) are trl's standard and conversational ones; the unpaired one (prompt,
+# completion, label) is KTO's: each row the right answer (desirable) or a wrong one, about half each.
+from suite.matrix.axes import FORMATS, PREFERENCE_FORMATS, UNPAIRED_PREFERENCE_FORMATS
 
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "brown"]
 ANIMALS = ["cat", "dog", "fox", "owl", "cow", "pig", "hen", "bee", "ant", "elk", "yak", "emu"]
@@ -78,6 +79,10 @@ def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
                 rows.append({"prompt": history + [{"role": "user", "content": prompt}],
                              "chosen": [{"role": "assistant", "content": completion}],
                              "rejected": [{"role": "assistant", "content": rejected}]})
+        elif fmt in UNPAIRED_PREFERENCE_FORMATS:
+            desirable = wrong.random() < 0.5
+            rows.append({"prompt": (context + " " if context else "") + prompt + " ",
+                         "completion": completion if desirable else _rejected(completion, wrong), "label": desirable})
         elif fmt == "prompt_completion":
             rows.append({"prompt": (context + " " if context else "") + prompt + " ", "completion": completion})
         else:

@@ -9,7 +9,9 @@ the process touches memory until its peak resident memory is 5% above what it wa
 DPO checks' tests: `reference` (the base weights the reference model computes with are shifted
 before training: a trained or shared reference), `adapter_init` (the adapter starts non-zero, or a
 full fine-tune's policy differs from its reference: the policy is not its reference at step 1),
-`save_base` (the checkpoint gets the base model's weights beside the adapter). Faults of the load
+`save_base` (the checkpoint gets the base model's weights beside the adapter); for the KTO and reward
+checks' tests, `no_update` (the optimizer's learning rate is 0: the steps run, nothing learns, and what
+the trainer logs about its preferences stays where it started). Faults of the load
 routes (suite/train/routes.py), each aimed at one: `route_merge` (merge_and_unload leaves one layer
 unmerged), `route_modules_to_save` (base.load_adapter leaves the modules_to_save copies at the base's
 weights), `route_quantized_save` (the saved quantized base has one weight's block constants scaled);
@@ -27,7 +29,7 @@ from transformers import TrainerCallback
 from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
-KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "route_merge",
+KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "route_merge",
          "route_modules_to_save", "route_quantized_save", "drop_lora_b")
 
 
@@ -121,6 +123,16 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
                         param.fill_(0.01)
             else:
                 model.get_input_embeddings().weight.add_(0.05)
+    if "no_update" in faults:
+        creating = trainer.create_optimizer
+
+        def create_optimizer(*args, **kwargs):
+            optimizer = creating(*args, **kwargs)
+            for group in optimizer.param_groups:  # the scheduler takes its base rates from these
+                group["lr"] = 0.0
+            return optimizer
+
+        trainer.create_optimizer = create_optimizer
     if "drop_lora_b" in faults:
         saving = trainer.save_model
 

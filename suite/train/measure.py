@@ -110,8 +110,11 @@ class CountingCollator:
         return out
 
 
-# What DPOTrainer logs per step beside the loss: the implicit rewards (beta x log-ratio to the reference)
-PREFERENCE_LOGS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+# What DPOTrainer logs per step beside the loss: the implicit rewards (beta x log-ratio to the reference);
+# KTOTrainer the same rewards (chosen: desirable, rejected: undesirable) and its KL estimate; RewardTrainer
+# its pairwise accuracy and margin
+PREFERENCE_LOGS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl", "accuracy",
+                   "margin")
 
 
 class MeasureCallback(TrainerCallback):
