@@ -6,6 +6,10 @@ class SuiteError(Exception):
     """Base of the errors a user can act on."""
 
 
+class LockError(SuiteError):
+    """The lock cannot be read, resolved or refreshed."""
+
+
 class CaseError(SuiteError):
     """A case file is malformed, names something unknown, or asks for an impossible combination."""
 

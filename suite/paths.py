@@ -9,6 +9,7 @@ CASES = ROOT / "cases"
 BUDGETS = CASES / "budgets"
 REPORTS = ROOT / "reports"
 TESTS = ROOT / "tests"
+LOCK_FILE = ROOT / "requirements" / "control.txt"  # the control lock (suite/tools/lock.py makes it)
 
 
 def results_root() -> Path:

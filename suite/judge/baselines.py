@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite import versions
+from suite.versions import differences_from_lock
 from suite.errors import RecordError
 from suite.judge import bands as cross_class
 from suite.judge import kernelclass
 from suite.judge.checks import CheckResult
 from suite.matrix.spec import Case
-from suite.paths import display
+from suite.paths import LOCK_FILE, display
 from suite.records import provenance
 from suite.records.results import read_document
 
@@ -308,10 +309,8 @@ def differences(ref: dict, now: dict) -> str:
 
 def _lock_note(packages: dict) -> str:
     """Where the installed stack is not the control lock's, say how to get the references' stack."""
-    from suite.tools import lock
-
-    off = lock.differences_from_lock(packages)
+    off = differences_from_lock(packages)
     if not off:
         return ""
-    return (f" (not the control stack: {', '.join(off)}; install through {display(lock.LOCK_FILE)} "
+    return (f" (not the control stack: {', '.join(off)}; install through {display(LOCK_FILE)} "
             f"to reproduce the references)")

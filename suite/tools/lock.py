@@ -9,68 +9,24 @@ were re-recorded on purpose (`--rerecord REASON`, which the lock's header keeps)
 """
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-from suite.errors import SuiteError
-from suite.paths import ROOT, display
-from suite.versions import STACK
+from suite.errors import LockError
+from suite.paths import LOCK_FILE, ROOT, display
+from suite.versions import LOCK_LINE as _LINE
+from suite.versions import STACK, differences_from_lock, norm_name, read_pins
 
+__all__ = ["LockError", "LOCK_FILE", "read_pins", "differences_from_lock", "stack_pins", "refresh", "check"]
 LOCK_DIR = ROOT / "requirements"
-LOCK_FILE = LOCK_DIR / "control.txt"
 INPUT_FILE = LOCK_DIR / "control.in"
 NO_DEPS_FILE = LOCK_DIR / "no-deps.txt"  # pins installed without their dependencies (Apache Otava)
 # One lock for every Python the stack supports (transformers 5 needs 3.11), with markers.
 COMPILE_ARGS = ("--universal", "--python-version", "3.11")
-_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)\s*(?:;\s*(.+))?$")
-
-
-class LockError(SuiteError):
-    """The lock cannot be read, resolved or refreshed."""
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def read_pins(path: Path = LOCK_FILE) -> dict[str, str]:
-    """name -> version of every line of a lock (or input) file whose marker holds here."""
-    from packaging.markers import Marker
-
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise LockError(f"{display(path)}: cannot read: {exc.strerror or exc}") from None
-    pins = {}
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        match = _LINE.match(line)
-        if not match:
-            raise LockError(f"{display(path)}: line {n}: {raw.strip()!r} is not `name==version [; marker]`")
-        name, version, marker = match.groups()
-        if marker is None or Marker(marker).evaluate():
-            pins[_norm(name)] = version
-    return pins
-
-
-def differences_from_lock(packages: dict[str, str | None], path: Path = LOCK_FILE) -> list[str]:
-    """`transformers 5.24.0 (lock: 5.23.0)` for each stack package installed in another version."""
-    try:
-        pins = read_pins(path)
-    except LockError:
-        return []
-    out = []
-    for name in STACK:
-        locked, installed = pins.get(_norm(name)), packages.get(name)
-        if locked and (installed or "").split("+")[0] != locked.split("+")[0]:
-            out.append(f"{name} {installed} (lock: {locked})")
-    return out
+_norm = norm_name
 
 
 def stack_pins(path: Path = LOCK_FILE) -> tuple[str, ...]:
