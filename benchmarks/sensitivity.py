@@ -56,7 +56,7 @@ def make_pools(case, plan: dict[str, int], root: Path, run_id: str) -> dict[str,
             res = session.run_case(case)
             if res.status != "passed":
                 raise SystemExit(f"{kind} run {i}: {res.status}: {res.reason[:500]}")
-            pools[kind].append({k: v["value"] for k, v in res.record["metrics"].items()})
+            pools[kind].append({k: v["value"] for k, v in res.record.metrics.items()})
     session.finish()
     return pools
 

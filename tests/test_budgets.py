@@ -89,16 +89,16 @@ def test_tight_budgets_fail_a_real_tiny_case_and_generous_ones_pass(tmp_path):
     text = "\n".join(res.failure_messages)
     assert "budget breached on profile cpu: peak_memory_gib (peak_rss_gib) = " in text and "> budget 0.01 GiB" in text
     assert "budget breached on profile cpu: step_time_s (step_time_median_s) = " in text and "> budget 1e-06 s" in text
-    assert res.record["budgets"]["enforced"] is True and len(res.record["step_times_s"]) == 15
+    assert res.record.budgets["enforced"] is True and len(res.record.step_times_s) == 15
     generous = write_budget(tmp_path / "generous", "cpu", "  - {cases: '*', peak_memory_gib: 64, step_time_s: 60, "
                                                           "tokens_per_s: 1, setup_s: 600, source: a test}\n")
     ok = RunSession(tmp_path / "r", "generous", mode="benchmark", budgets_dir=generous).run_case(case)
     assert ok.status == "passed", ok.failure_messages
-    assert sum(c["name"].startswith("budget:") for c in ok.record["checks"]) == 4
+    assert sum(c["name"].startswith("budget:") for c in ok.record.checks) == 4
     none = RunSession(tmp_path / "r", "none", mode="benchmark", budgets_dir=tmp_path / "empty").run_case(case)
-    assert none.status == "passed" and "no budget declared" in none.record["budgets"]["note"]
+    assert none.status == "passed" and "no budget declared" in none.record.budgets["note"]
     regression = RunSession(tmp_path / "r", "reg", budgets_dir=tight).run_case(case)
-    assert regression.status == "passed" and "benchmark mode" in regression.record["budgets"]["note"]
+    assert regression.status == "passed" and "benchmark mode" in regression.record.budgets["note"]
 
 
 def test_benchmark_mode_feeds_pytest_benchmark_json(tmp_path):

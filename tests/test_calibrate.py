@@ -21,12 +21,12 @@ def measured(tmp_path_factory):
     bdir = write_budget(tmp / "budgets", "cpu", SEEDED)
     session = RunSession(tmp / "results", "cal", mode="benchmark", budgets_dir=bdir, profile="cpu")
     recs = [session.run_case(case).record for _ in range(2)]
-    assert all(r["status"] == "passed" for r in recs), [r["reason"] for r in recs]
+    assert all(r.status == "passed" for r in recs), [r.reason for r in recs]
     return tmp, case, recs
 
 
 def _worst(recs, metric, pick):
-    return pick(r["metrics"][metric]["value"] for r in recs)
+    return pick(r.metrics[metric]["value"] for r in recs)
 
 
 def test_bounds_are_the_worst_repeat_with_the_margin(measured):

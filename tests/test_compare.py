@@ -8,6 +8,7 @@ import pytest
 
 from suite.judge.metrics import METRICS, Metric
 from suite.records import runs
+from suite.records.record import SCHEMA_VERSION, CaseRecord
 from suite.report import compare
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
@@ -131,7 +132,7 @@ def test_informational_metrics_are_never_flagged():
 
 
 def test_status_over_repeats():
-    rec = lambda s: {"status": s, "reason": f"why {s}"}
+    rec = lambda s: CaseRecord(SCHEMA_VERSION, "r", "c", s, "f", {}, {}, reason=f"why {s}")
     assert compare.outcome([rec("passed"), rec("error")]) == ("error", "why error")
     assert compare.outcome([rec("skipped"), rec("skipped")]) == ("skipped", "why skipped")
     assert compare.outcome([rec("passed"), rec("skipped")]) == ("passed", "")
@@ -165,6 +166,7 @@ def test_an_errored_repeat_fails_the_case_and_the_others_are_still_compared():
 
     rec = json.loads((FIXTURES / "verdicts-base" / "worse.json").read_text())
     crashed = {**copy.deepcopy(rec), "status": "error", "reason": "oom: killed", "metrics": {}}
+    rec, crashed = CaseRecord.from_dict(rec, "worse.json"), CaseRecord.from_dict(crashed, "crashed.json")
     rows = compare.compare_case("crafted/worse", [rec], [rec, crashed])
     # it raised (a crash), rather than failed a check: errored, on the candidate, with its first line
     assert rows[0]["metric"] == compare.STATUS and rows[0]["verdict"] == compare.ERRORED
@@ -260,6 +262,7 @@ def test_a_report_leads_with_a_broken_relation_and_distrusts_the_loss_it_explain
     lower = json.loads(json.dumps(rec))
     lower["metrics"]["final_loss"]["value"] = rec["metrics"]["final_loss"]["value"] * 0.908
     lower["metrics"]["step_time_median_s"]["value"] *= 3  # a timing row too, which must come last
+    rec, lower = CaseRecord.from_dict(rec, "worse.json"), CaseRecord.from_dict(lower, "lower.json")
     rows = compare.compare_case("crafted/worse", [rec], [lower]) + compare.compare_invariants(base, cand)
     compare.distrust(rows)
     final = next(r for r in rows if r["metric"] == "final_loss")

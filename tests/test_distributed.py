@@ -115,8 +115,8 @@ def test_two_ranks_train_a_case_end_to_end_on_a_cpu(monkeypatch, tmp_path):
     result = RunSession(tmp_path, "ddp-cpu", timeout_s=600).run_case(DDP)
     rec = result.record
     assert result.status == "passed", result.failure_messages
-    assert rec["resolved"]["launch"]["world_size"] == 2 and "--multi_gpu" in rec["resolved"]["launch"]["command"]
+    assert rec.resolved["launch"]["world_size"] == 2 and "--multi_gpu" in rec.resolved["launch"]["command"]
     steps, batch = DDP.steps, DDP.training.batch_size
-    assert rec["train"]["samples"] == steps * batch * 2  # both ranks consumed data
-    assert rec["train"]["epochs"] == pytest.approx(steps * batch * 2 / DDP.training.num_samples, rel=0.05)
-    assert rec["checkpoint"]["kind"] == "adapter" and rec["fingerprint"] == DDP.fingerprint
+    assert rec.train["samples"] == steps * batch * 2  # both ranks consumed data
+    assert rec.train["epochs"] == pytest.approx(steps * batch * 2 / DDP.training.num_samples, rel=0.05)
+    assert rec.checkpoint["kind"] == "adapter" and rec.fingerprint == DDP.fingerprint

@@ -10,6 +10,7 @@ import pytest
 
 from suite.judge.checks import ReferenceUntouched, RewardsRise, StartsAtLn2
 from suite.cases import load_cases
+from suite.records.record import CaseRecord
 from suite.run.session import RunSession
 from suite.train import inject
 from tests.helpers import write_cases
@@ -21,7 +22,7 @@ FAULTS = ("", "reference", "adapter_init", "save_base")
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict[str, dict]:
+def records(tmp_path_factory) -> dict[str, CaseRecord]:
     tmp = tmp_path_factory.mktemp("dpo")
     case = load_cases(write_cases(tmp / "cases", DPO_LORA))[0]
     session = RunSession(tmp / "results", "dpo", baselines=None)
@@ -33,20 +34,20 @@ def records(tmp_path_factory) -> dict[str, dict]:
     return out
 
 
-def _checks(record: dict) -> dict[str, bool]:
-    return {c["name"]: c["passed"] for c in record["checks"]}
+def _checks(record: CaseRecord) -> dict[str, bool]:
+    return {c["name"]: c["passed"] for c in record.checks}
 
 
 def test_a_clean_dpo_run_passes_every_check(records):
     rec = records["clean"]
-    assert rec["status"] == "passed", rec["reason"]
+    assert rec.status == "passed", rec.reason
     checks = _checks(rec)
     assert checks["dpo_starts_at_ln2"] and checks["dpo_rewards_rise"] and checks["reference_untouched"]
     assert checks["adapter_only"] and checks["checkpoint_size"] and checks["reload_logits"]
-    assert abs(rec["loss_curve"][0]["loss"] - math.log(2)) < 1e-6
-    assert (rec["reference"]["kind"], rec["reference"]["max_abs_logit_diff"]) == ("the disabled adapter", 0.0)
-    assert "before and after training, same model object" in rec["reference"]["compared"]
-    assert rec["metrics"]["reward_accuracy_final"]["value"] > 0.5
+    assert abs(rec.loss_curve[0]["loss"] - math.log(2)) < 1e-6
+    assert (rec.reference["kind"], rec.reference["max_abs_logit_diff"]) == ("the disabled adapter", 0.0)
+    assert "before and after training, same model object" in rec.reference["compared"]
+    assert rec.metrics["reward_accuracy_final"]["value"] > 0.5
 
 
 # fault -> (the check it must fail, the checks it cannot touch). A shifted base also moves the policy away
@@ -62,17 +63,17 @@ FAULT_CHECKS = {
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     rec = records[fault]
     check, untouched = FAULT_CHECKS[fault]
-    assert rec["resolved"]["injected"] == {fault: 1.0}
-    assert rec["status"] == "failed"
+    assert rec.resolved["injected"] == {fault: 1.0}
+    assert rec.status == "failed"
     checks = _checks(rec)
-    assert not checks[check], next(c["message"] for c in rec["checks"] if c["name"] == check)
-    assert all(checks[name] for name in untouched), [c["message"] for c in rec["checks"] if not c["passed"]]
+    assert not checks[check], next(c["message"] for c in rec.checks if c["name"] == check)
+    assert all(checks[name] for name in untouched), [c["message"] for c in rec.checks if not c["passed"]]
 
 
 def test_a_shifted_reference_leaves_the_start_at_ln2(records):
     # the policy shares the shifted base, so only the reference check can see it
     assert _checks(records["reference"])["dpo_starts_at_ln2"]
-    assert records["reference"]["reference"]["max_abs_logit_diff"] > 0
+    assert records["reference"].reference["max_abs_logit_diff"] > 0
 
 
 def test_the_checks_on_crafted_values():

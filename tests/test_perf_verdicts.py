@@ -116,8 +116,8 @@ def runs(tmp_path_factory):
     return out
 
 
-def _m(record: dict, name: str) -> float:
-    return record["metrics"][name]["value"]
+def _m(record, name: str) -> float:
+    return record.metrics[name]["value"]
 
 
 def test_counted_work_is_the_same_in_two_runs_and_sees_an_extra_forward(runs):
@@ -131,19 +131,19 @@ def test_counted_work_is_the_same_in_two_runs_and_sees_an_extra_forward(runs):
         assert compare.judge(METRICS[name], [_m(a, name)], [_m(b, name)]).verdict == compare.WITHIN_NOISE
     # a forward is about a third of a forward and backward: the count grows by roughly that
     assert 1.2 < _m(fwd, "counted_flops_per_step") / _m(a, "counted_flops_per_step") < 1.6
-    assert fwd["resolved"]["injected"] == {"forward": 1.0} and "injected" not in a["resolved"]
+    assert fwd.resolved["injected"] == {"forward": 1.0} and "injected" not in a.resolved
 
 
 def test_a_record_has_cpu_times_beside_wall_times_and_the_analytic_comparison(runs):
     a = runs["a"]
-    assert len(a["step_cpu_times_s"]) == len(a["step_times_s"]) > 0
-    assert all(t >= 0 for t in a["step_cpu_times_s"])
+    assert len(a.step_cpu_times_s) == len(a.step_times_s) > 0
+    assert all(t >= 0 for t in a.step_cpu_times_s)
     assert _m(a, "step_cpu_time_median_s") > 0 and _m(a, "train_cpu_s") > 0
-    assert a["timing"]["train_cpu_s"] == _m(a, "train_cpu_s")
-    warm = a["case"]["benchmark"]["warmup_steps"]
-    off = sorted(max(w - c, 0.0) for w, c in zip(a["step_times_s"][warm:], a["step_cpu_times_s"][warm:]))
+    assert a.timing["train_cpu_s"] == _m(a, "train_cpu_s")
+    warm = a.case["benchmark"]["warmup_steps"]
+    off = sorted(max(w - c, 0.0) for w, c in zip(a.step_times_s[warm:], a.step_cpu_times_s[warm:]))
     assert _m(a, "step_off_cpu_median_s") == pytest.approx(statistics.median(off))
-    work = a["work"]
+    work = a.work
     assert work["flops"] == sum(work["flops_by_op"].values()) and work["processed_tokens"] > 0
     assert work["vs_analytic"]["ratio"] == pytest.approx(_m(a, "counted_vs_analytic_flops"))
     assert work["vs_analytic"]["note"] is None  # LoRA on a plain llama: the count and the formula agree
@@ -153,9 +153,9 @@ def test_the_measured_flop_budget_refuses_the_extra_forward(runs):
     """cases/budgets/cpu.yaml's counted-FLOPs bound of tiny-llama/lora/base is the measured count: the
     unchanged run meets it exactly, the run with one more forward pass breaches it, named."""
     entries = budgets.load_profile(ROOT / "cases" / "budgets", "cpu")
-    values = {name: _m(runs["a"], name) for name in runs["a"]["metrics"]}
+    values = {name: _m(runs["a"], name) for name in runs["a"].metrics}
     ok = [c for c in budgets.evaluate(entries, CASE_ID, values) if "flops_per_step" in c.name]
     assert ok and all(c.passed for c in ok)
-    values = {name: _m(runs["forward"], name) for name in runs["forward"]["metrics"]}
+    values = {name: _m(runs["forward"], name) for name in runs["forward"].metrics}
     bad = [c for c in budgets.evaluate(entries, CASE_ID, values) if "flops_per_step" in c.name]
     assert bad and not any(c.passed for c in bad) and "counted_flops_per_step" in bad[0].message

@@ -92,7 +92,7 @@ def test_two_pytest_processes_into_one_run_id_keep_every_record(tmp_path):
     assert len(files) == 10 and sorted(n for names in manifest["records"].values() for n in names) == files
     recs = [results.read_record(run / f) for f in files]
     for case_id in ("tiny-llama/lora/base", "tiny-llama/full/base", "big/qlora/base"):
-        assert sorted(r["repeat"] for r in recs if r["case_id"] == case_id) == [0, 1], case_id
+        assert sorted(r.repeat for r in recs if r.case_id == case_id) == [0, 1], case_id
     assert sum(manifest["counts"].values()) == 10 and manifest["counts"]["passed"] == 4
     assert len(manifest["sessions"]) == 2 and manifest["finished_at"] and len(manifest["planned"]) == 5
     # each training case had a folder of its own in each session

@@ -132,9 +132,9 @@ def test_a_shaped_case_trains_end_to_end_through_the_suite(tmp_path, monkeypatch
     result = RunSession(tmp_path / "results", "shaped", timeout_s=600, baselines=None).run_case(case)
     assert result.status == "passed", result.reason
     record = read_record(result.record_path)
-    assert record["resolved"]["model_source"] == "random-config"
-    assert record["resolved"]["model_path"].split("/")[-1].startswith("small-llama-")
-    assert {c["name"] for c in record["checks"]} >= {"loss_decreases", "adapter_only", "checkpoint_size"}
+    assert record.resolved["model_source"] == "random-config"
+    assert record.resolved["model_path"].split("/")[-1].startswith("small-llama-")
+    assert {c["name"] for c in record.checks} >= {"loss_decreases", "adapter_only", "checkpoint_size"}
 
 
 def test_an_empty_cache_variable_means_the_default_cache(monkeypatch, tmp_path):

@@ -12,7 +12,8 @@ from suite.records import results
 def minimal_record(**over) -> dict:
     rec = {"schema_version": results.SCHEMA_VERSION, "kind": results.RECORD_KIND, "run_id": "r1",
            "case_id": "tiny-llama/lora/base", "status": "passed", "markers": ["lora"], "case": {},
-           "fingerprint": "abc", "metrics": {}, "loss_curve": [], "checks": [], "environment": {}}
+           "fingerprint": "abc", "metrics": {}, "loss_curve": [], "checks": [], "environment": {},
+           "backend": {"name": "trl SFTTrainer", "label": "HF", "trainer_class": "SFTTrainer", "twin": None}}
     rec.update(over)
     return rec
 
@@ -20,7 +21,7 @@ def minimal_record(**over) -> dict:
 def test_round_trip(tmp_path):
     path = tmp_path / "a.json"
     results.write_json_atomic(path, minimal_record())
-    assert results.read_record(path)["case_id"] == "tiny-llama/lora/base"
+    assert results.read_record(path).case_id == "tiny-llama/lora/base"
     assert not list(tmp_path.glob("*.tmp*"))
 
 
@@ -57,7 +58,7 @@ def test_load_run_keeps_good_records_and_names_bad_ones(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "manifest.json").write_text("{}")
     records, errors = results.load_run(tmp_path)
-    assert [r["case_id"] for r in records] == ["tiny-llama/lora/base"]
+    assert [r.case_id for r in records] == ["tiny-llama/lora/base"]
     assert len(errors) == 1 and errors[0].path.endswith("bad.json")
 
 

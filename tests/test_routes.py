@@ -10,6 +10,7 @@ import pytest
 
 from suite.cases import load_cases
 from suite.judge.checks import ReloadMatches, RouteMatches
+from suite.records.record import CaseRecord
 from suite.run.session import RunSession
 from suite.train import inject, routes
 from tests.helpers import write_cases
@@ -31,7 +32,7 @@ FAULTS = {
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict[tuple[str, str], dict]:
+def records(tmp_path_factory) -> dict[tuple[str, str], CaseRecord]:
     tmp = tmp_path_factory.mktemp("routes")
     cases = {c.id: c for c in load_cases(write_cases(tmp / "cases", CASES))}
     session = RunSession(tmp / "results", "routes", baselines=None)
@@ -45,8 +46,8 @@ def records(tmp_path_factory) -> dict[tuple[str, str], dict]:
     return out
 
 
-def route_checks(record: dict) -> dict[str, bool]:
-    return {c["name"].removeprefix("reload/"): c["passed"] for c in record["checks"] if c["name"].startswith("reload/")}
+def route_checks(record: CaseRecord) -> dict[str, bool]:
+    return {c["name"].removeprefix("reload/"): c["passed"] for c in record.checks if c["name"].startswith("reload/")}
 
 
 def test_a_clean_run_passes_every_route_that_applies_and_says_why_the_others_do_not(records):
@@ -55,14 +56,14 @@ def test_a_clean_run_passes_every_route_that_applies_and_says_why_the_others_do_
                 "tiny-llama/lora/modules_to_save/chatml": set(ADAPTER_ROUTES) - {"transformers_adapter_dir"}}
     for case_id, routes_run in expected.items():
         rec = records[("", case_id)]
-        assert rec["status"] == "passed", rec["reason"]
+        assert rec.status == "passed", rec.reason
         assert route_checks(rec) == dict.fromkeys(routes_run, True), case_id
-        skipped = {r["route"]: r["reason"] for r in rec["reload"]["routes"] if r["status"] == "not_applicable"}
+        skipped = {r["route"]: r["reason"] for r in rec.reload["routes"] if r["status"] == "not_applicable"}
         assert set(skipped) == {r.name for r in routes.ROUTES["causal_lm"]} - routes_run
         assert all(skipped.values())
-        assert rec["metrics"]["reload/peft_model"]["value"] == rec["reload"]["max_abs_logit_diff"]
-        assert {c["name"]: c["passed"] for c in rec["checks"]}["saved_tokenizer"]
-        generated = [r for r in rec["reload"]["routes"] if r.get("generated") is not None]
+        assert rec.metrics["reload/peft_model"]["value"] == rec.reload["max_abs_logit_diff"]
+        assert {c["name"]: c["passed"] for c in rec.checks}["saved_tokenizer"]
+        generated = [r for r in rec.reload["routes"] if r.get("generated") is not None]
         assert generated and all(r["generation_matches"] for r in generated if r["max_abs_logit_diff"] == 0)
 
 
@@ -70,17 +71,17 @@ def test_a_clean_run_passes_every_route_that_applies_and_says_why_the_others_do_
 def test_each_fault_fails_exactly_the_routes_it_is_aimed_at(records, fault):
     case_id, failing = FAULTS[fault]
     rec = records[(fault, case_id)]
-    assert rec["resolved"]["injected"] == {fault: 1.0}
+    assert rec.resolved["injected"] == {fault: 1.0}
     checks = route_checks(rec)
     assert {name for name, ok in checks.items() if not ok} == failing, [
-        c["message"] for c in rec["checks"] if not c["passed"]]
+        c["message"] for c in rec.checks if not c["passed"]]
 
 
 def test_the_record_says_which_routes_failed(records):
     rec = records[("drop_lora_b", "tiny-llama/lora/base")]
-    failed = {c["name"] for c in rec["checks"] if not c["passed"]}
+    failed = {c["name"] for c in rec.checks if not c["passed"]}
     assert {f"reload/{r}" for r in ADAPTER_ROUTES} <= failed and "reload_logits" in failed
-    assert any("lora_B" in m for m in rec["reason"].split("; "))
+    assert any("lora_B" in m for m in rec.reason.split("; "))
 
 
 def outcome(**kw) -> dict:

@@ -28,20 +28,20 @@ def test_a_passing_adapter_case_leaves_a_valid_record_and_checkpoint(tmp_path, c
     res = session.run_case(cases["tiny-llama/lora/base"])
     assert res.status == "passed", res.failure_messages
     rec = results.read_record(res.record_path)
-    assert rec["case_id"] == "tiny-llama/lora/base" and rec["fingerprint"] == cases["tiny-llama/lora/base"].fingerprint
-    assert {c["name"] for c in rec["checks"]} == {"loss_decreases", "adapter_only", "checkpoint_size", "reload_logits",
+    assert rec.case_id == "tiny-llama/lora/base" and rec.fingerprint == cases["tiny-llama/lora/base"].fingerprint
+    assert {c["name"] for c in rec.checks} == {"loss_decreases", "adapter_only", "checkpoint_size", "reload_logits",
                                                 "attention_ran"}
-    assert any("_scaled_dot_product_" in op for op in rec["device"]["attention_ops"])  # SDPA, the default
-    assert all(c["passed"] for c in rec["checks"])
-    assert rec["checkpoint"]["weight_files"] == ["adapter_model.safetensors"] and rec["checkpoint"]["kept"]
-    assert rec["params"]["trainable"] < rec["params"]["total"]
-    assert rec["metrics"]["tokens_per_s"]["better"] == "higher" and rec["metrics"]["tokens_per_s"]["value"] > 0
-    assert len(rec["loss_curve"]) == 30 and rec["environment"]["packages"]["trl"]
-    assert rec["resolved"]["args"]["gradient_checkpointing"] is False  # trl's default is True; the case said no
+    assert any("_scaled_dot_product_" in op for op in rec.device["attention_ops"])  # SDPA, the default
+    assert all(c["passed"] for c in rec.checks)
+    assert rec.checkpoint["weight_files"] == ["adapter_model.safetensors"] and rec.checkpoint["kept"]
+    assert rec.params["trainable"] < rec.params["total"]
+    assert rec.metrics["tokens_per_s"]["better"] == "higher" and rec.metrics["tokens_per_s"]["value"] > 0
+    assert len(rec.loss_curve) == 30 and rec.environment["packages"]["trl"]
+    assert rec.resolved["args"]["gradient_checkpointing"] is False  # trl's default is True; the case said no
     # said explicitly, so that unsloth's patched config (adamw_8bit, automatic padding-free) cannot differ
-    assert rec["resolved"]["args"]["optim"] == "adamw_torch_fused" and rec["resolved"]["args"]["padding_free"] is False
+    assert rec.resolved["args"]["optim"] == "adamw_torch_fused" and rec.resolved["args"]["padding_free"] is False
     # the reload probe compares the positions that hold a token (right padding), not the padding
-    shape = rec["reload"]["probe_shape"]
+    shape = rec.reload["probe_shape"]
     # (the word-level tokenizer: one token per word, no BOS; padded, the batch would have 2 x 9)
     assert len(shape) == 2 and shape[0] == sum(len(t.split()) for t in probes.PROBE_TEXTS) == 16, shape
     session.finish()
@@ -54,15 +54,15 @@ def test_a_full_fine_tune_checkpoint_holds_the_whole_model(tmp_path, cases):
     res = RunSession(tmp_path, "run2").run_case(cases["tiny-llama/full/base"])
     assert res.status == "passed", res.failure_messages
     rec = res.record
-    assert rec["checkpoint"]["tensor_bytes"] == rec["params"]["state_dict_bytes"]
-    assert rec["params"]["trainable"] == rec["params"]["total"]
+    assert rec.checkpoint["tensor_bytes"] == rec.params["state_dict_bytes"]
+    assert rec.params["trainable"] == rec.params["total"]
 
 
 def test_an_exception_in_the_child_is_an_error_record_and_the_next_case_runs(tmp_path, cases):
     session = RunSession(tmp_path, "run3")
     res = session.run_case(cases["tiny-qwen2/lora/base"])
     assert res.status == "error"
-    failure = res.record["failure"]
+    failure = res.record.failure
     assert failure["kind"] == "exception" and "no_such_sft_field not a field of the installed trl" in failure["message"]
     assert "Traceback" in failure["stderr_tail"]
     assert any("tiny-qwen2/lora/base: exception" in m for m in res.failure_messages)
@@ -71,7 +71,7 @@ def test_an_exception_in_the_child_is_an_error_record_and_the_next_case_runs(tmp
 
 def test_a_timeout_is_recorded(tmp_path, cases):
     res = RunSession(tmp_path, "run4", timeout_s=0.5).run_case(cases["tiny-llama/lora/base"])
-    assert res.status == "error" and res.record["failure"]["kind"] == "timeout"
+    assert res.status == "error" and res.record.failure["kind"] == "timeout"
     assert json.loads(res.record_path.read_text())["status"] == "error"
 
 
@@ -146,7 +146,7 @@ def test_two_processes_writing_one_run_lose_and_overwrite_nothing(tmp_path, case
     manifest = results.read_manifest(run)
     assert len(files) == 2 * n and sorted(manifest["records"][case.id]) == files
     assert manifest["counts"] == {"skipped": 2 * n}
-    assert sorted(results.read_record(run / f)["repeat"] for f in files) == list(range(2 * n))
+    assert sorted(results.read_record(run / f).repeat for f in files) == list(range(2 * n))
     assert len(manifest["sessions"]) == 2 and all(s["finished_at"] for s in manifest["sessions"])
     assert manifest["finished_at"] and manifest["planned"] == [case.id]
 

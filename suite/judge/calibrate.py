@@ -19,6 +19,7 @@ import yaml
 from suite.errors import SuiteError
 from suite.judge import budgets, kernelclass
 from suite.records import runs
+from suite.records.record import CaseRecord
 from suite.report.compare import metric_values
 from suite.versions import HEADLINE
 
@@ -51,8 +52,8 @@ def two_digits(x: float, up: bool) -> float:
     return int(value) if digits <= 0 else value
 
 
-def _describe_env(record: dict) -> str:
-    env = record.get("environment") or {}
+def _describe_env(record: CaseRecord) -> str:
+    env = record.environment
     pk = env.get("packages") or {}
     gpus = env.get("gpus") or []
     gpu = gpus[0].get("name") if gpus and isinstance(gpus[0], dict) else "CPU"
@@ -76,19 +77,19 @@ def derive(run_args: list[str], profile: str, margin: float, setup_margin: float
         raise CalibrationError("--time-margin and --work-margin must not be negative")
     margins = {"setup_s": setup_margin, "step_time_s": time_margin, "step_cpu_time_s": time_margin,
                "flops_per_step": work_margin}
-    per_case: dict[tuple[str, str], list[dict]] = {}
+    per_case: dict[tuple[str, str], list[CaseRecord]] = {}
     run_ids, notes = [], []
     for arg in run_args:
         run = runs.load(arg, results_root)
         run_ids.append(run.path.name)
         notes += [f"not read: {err}" for err in run.errors]
         for rec in run.records:
-            if rec.get("mode") != "benchmark" or rec.get("status") not in ("passed", "failed"):
+            if rec.mode != "benchmark" or not rec.measured:
                 continue
-            if (rec.get("budgets") or {}).get("profile") != profile:
+            if rec.profile != profile:
                 continue
-            if fnmatch.fnmatchcase(rec["case_id"], select):
-                per_case.setdefault((rec["case_id"], kernelclass.of_record(rec).name), []).append(rec)
+            if fnmatch.fnmatchcase(rec.case_id, select):
+                per_case.setdefault((rec.case_id, kernelclass.of_record(rec).name), []).append(rec)
     if not per_case:
         raise CalibrationError(
             f"no benchmark records measured on profile {profile!r} in {', '.join(run_args)} (records of "

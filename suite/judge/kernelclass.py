@@ -24,6 +24,10 @@ bitsandbytes' CUDA library and whether TF32 matmuls are allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from suite.records.record import CaseRecord
 
 # feature -> weight in "nearest class": the class that shares the most weight of numerics-deciding
 # features is nearest; ties go to the class whose name sorts first.
@@ -77,9 +81,9 @@ def of_kernels(kernels: dict | None) -> KernelClass:
     return KernelClass(name, feats)
 
 
-def of_record(record: dict) -> KernelClass:
+def of_record(record: CaseRecord) -> KernelClass:
     """The class of a case record (records written before classes existed carry `device.kernels`)."""
-    return of_kernels(((record.get("device") or {}).get("kernels")))
+    return of_kernels(record.kernels)
 
 
 def nearest(target: KernelClass, candidates: list[KernelClass]) -> KernelClass | None:

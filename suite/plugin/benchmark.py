@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from suite.judge.metrics import timed_window
 from suite.records import provenance
+from suite.records.record import CaseRecord
 
 EXTRA_METRICS = ("step_time_median_s", "tokens_per_s", "processed_tokens_per_s", "samples_per_s", "mfu",
                  "model_flops_per_s", "peak_rss_gib", "cuda_max_allocated_gib", "cuda_max_reserved_gib",
@@ -27,29 +28,28 @@ class StepClock:
         self._next += 1
 
 
-def timed_steps(record: dict) -> list[float]:
+def timed_steps(record: CaseRecord) -> list[float]:
     """The steps a record's metrics were computed from: warm-up left out (as suite.judge.metrics does)."""
-    warmup = record.get("case", {}).get("benchmark", {}).get("warmup_steps", 0)
-    return timed_window(record.get("step_times_s"), record.get("step_tokens"), warmup)[0]
+    return timed_window(record.step_times_s, record.step_tokens, record.warmup_steps)[0]
 
 
-def extra_info(records: list[dict]) -> dict:
+def extra_info(records: list[CaseRecord]) -> dict:
     """What a maintainer needs beside the timings: memory, throughput, MFU, versions, per repeat."""
     first = records[0]
-    info = {"case_id": first["case_id"], "fingerprint": first["fingerprint"], "mode": first["mode"],
-            "profile": first.get("budgets", {}).get("profile"), "repeats": len(records),
-            "run_id": first["run_id"], "packages": provenance.capture()["packages"],
-            "device": first.get("device"), "statuses": [r["status"] for r in records]}
+    info = {"case_id": first.case_id, "fingerprint": first.fingerprint, "mode": first.mode,
+            "profile": first.profile, "repeats": len(records),
+            "run_id": first.run_id, "packages": provenance.capture()["packages"],
+            "device": first.device, "statuses": [r.status for r in records]}
     for name in EXTRA_METRICS:
-        values = [r["metrics"][name]["value"] for r in records if name in r.get("metrics", {})]
+        values = [r.metrics[name]["value"] for r in records if name in r.metrics]
         if values:
             info[name] = values[0] if len(values) == 1 else values
     return info
 
 
-def report(benchmark, records: list[dict]) -> bool:
+def report(benchmark, records: list[CaseRecord]) -> bool:
     """Feed every timed step of every passed repeat to the fixture; False when none was timed."""
-    steps = [t for r in records if r["status"] in ("passed", "failed") for t in timed_steps(r)]
+    steps = [t for r in records if r.measured for t in timed_steps(r)]
     benchmark.extra_info.update(extra_info(records))
     if not steps:
         return False

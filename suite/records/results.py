@@ -1,8 +1,12 @@
 """Result records: one versioned JSON file per case run, plus a manifest per run.
 
-Schema history (bump SCHEMA_VERSION on any change a reader must know about, and say it here):
+Schema history (bump SCHEMA_VERSION, in suite/records/record.py, on any change a reader must know
+about, and say it here and in docs/results-schema.md):
   1  first version (docs/results-schema.md).
-A reader refuses records of a newer schema with a message, and never rewrites old ones.
+  2  adds `backend` (name, label, trainer_class, twin of the backend that trained the case); schema-1
+     records get theirs from record.py's LEGACY_BACKENDS. The metrics mean what they meant in 1.
+A reader refuses records of a newer schema with a message, and never rewrites old ones. A case record
+is a CaseRecord (suite/records/record.py), read here and written from its to_dict.
 """
 from __future__ import annotations
 
@@ -13,14 +17,13 @@ import time
 from pathlib import Path
 
 from suite.errors import RecordError, not_utf8
+from suite.records.record import RECORD_KIND, SCHEMA_VERSION, STATUSES, CaseRecord
 
-SCHEMA_VERSION = 1
-RECORD_KIND = "ftsuite.case-result"
+__all__ = ["SCHEMA_VERSION", "RECORD_KIND", "MANIFEST_KIND", "STATUSES", "new_run_id", "check_run_id",
+           "write_json_atomic", "write_record", "record_path", "read_record", "load_run", "read_document",
+           "read_manifest"]
+
 MANIFEST_KIND = "ftsuite.run"
-STATUSES = ("passed", "failed", "error", "skipped")
-REQUIRED = {"schema_version": int, "kind": str, "run_id": str, "case_id": str, "status": str,
-            "markers": list, "case": dict, "fingerprint": str, "metrics": dict, "loss_curve": list,
-            "checks": list, "environment": dict}
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -35,10 +38,19 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def write_json_atomic(path: Path, doc: dict) -> None:
+def write_json_atomic(path: Path, doc: dict) -> str:
+    """Write a JSON document whole or not at all; returns the text written."""
+    text = json.dumps(doc, indent=1, sort_keys=False, default=str) + "\n"
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+    return text
+
+
+def write_record(path: Path, record: CaseRecord) -> CaseRecord:
+    """Write a case record (its to_dict) and return it as a reader will read it: what was written,
+    checked as every reader checks it (a writer that made an unreadable record fails here)."""
+    return CaseRecord.from_dict(json.loads(write_json_atomic(path, record.to_dict())), str(path))
 
 
 def record_path(run_dir: Path, slug: str, taken: set[str] = frozenset()) -> Path:
@@ -52,29 +64,8 @@ def record_path(run_dir: Path, slug: str, taken: set[str] = frozenset()) -> Path
     return path
 
 
-def validate(doc: object, where: str) -> dict:
-    """A record as read from disk, or RecordError naming the file and the field."""
-    if not isinstance(doc, dict):
-        raise RecordError(where, f"not a result record (a JSON {type(doc).__name__}, expected an object)")
-    version = doc.get("schema_version")
-    if not isinstance(version, int):
-        raise RecordError(where, "field schema_version: missing or not an integer")
-    if version > SCHEMA_VERSION:
-        raise RecordError(where, f"field schema_version: {version} is newer than this ftsuite reads "
-                                 f"({SCHEMA_VERSION}); upgrade ftsuite to read it")
-    if doc.get("kind") != RECORD_KIND:
-        raise RecordError(where, f"field kind: expected {RECORD_KIND!r}, got {doc.get('kind')!r}")
-    for name, typ in REQUIRED.items():
-        if name not in doc:
-            raise RecordError(where, f"field {name}: missing")
-        if not isinstance(doc[name], typ):
-            raise RecordError(where, f"field {name}: expected {typ.__name__}, got {type(doc[name]).__name__}")
-    if doc["status"] not in STATUSES:
-        raise RecordError(where, f"field status: {doc['status']!r} is not one of {', '.join(STATUSES)}")
-    return doc
-
-
-def read_record(path: str | Path) -> dict:
+def read_record(path: str | Path) -> CaseRecord:
+    """The record in a file, or RecordError naming the file (and the field, CaseRecord.from_dict)."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -87,10 +78,10 @@ def read_record(path: str | Path) -> dict:
     except json.JSONDecodeError as exc:
         raise RecordError(str(path), f"corrupt or truncated JSON at line {exc.lineno} column {exc.colno}: "
                                      f"{exc.msg}") from None
-    return validate(doc, str(path))
+    return CaseRecord.from_dict(doc, str(path))
 
 
-def load_run(run_dir: str | Path) -> tuple[list[dict], list[RecordError]]:
+def load_run(run_dir: str | Path) -> tuple[list[CaseRecord], list[RecordError]]:
     """Every readable record of a run, and an error for each one that is not (nothing is dropped silently)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

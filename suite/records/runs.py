@@ -6,6 +6,7 @@ from pathlib import Path
 
 from suite import paths
 from suite.errors import RecordError
+from suite.records.record import CaseRecord
 from suite.records.results import load_run, read_document, read_manifest
 from suite.versions import HEADLINE
 
@@ -22,7 +23,7 @@ class Run:
     name: str
     path: Path
     manifest: dict | None
-    records: list[dict]
+    records: list[CaseRecord]
     errors: list[RecordError] = field(default_factory=list)
     invariants: dict | None = None  # invariants/invariants.json: the invariant tests run beside the cases
     compat: dict | None = None  # compat/checkpoints.json: checkpoints loaded across two version sets
@@ -36,9 +37,9 @@ class Run:
             env = self.manifest["environment"]
         else:
             for rec in self.records:  # a run whose parent crashed has records but maybe no manifest
-                env = rec.get("environment") or {}
+                env = rec.environment
                 break
-        classes = sorted({r["kernel_class"] for r in self.records if isinstance(r.get("kernel_class"), str)})
+        classes = sorted({r.kernel_class for r in self.records if r.kernel_class is not None})
         return {"kernel_class": ", ".join(classes), **env} if classes else env
 
     @property
@@ -55,13 +56,13 @@ class Run:
             return {}
         return {str(k): [str(n) for n in v] for k, v in listed.items() if isinstance(v, list)}
 
-    def by_case(self) -> dict[str, list[dict]]:
+    def by_case(self) -> dict[str, list[CaseRecord]]:
         """Records grouped by case id; several records of one case are its repeats, in repeat order."""
-        out: dict[str, list[dict]] = {}
+        out: dict[str, list[CaseRecord]] = {}
         for rec in self.records:
-            out.setdefault(rec["case_id"], []).append(rec)
+            out.setdefault(rec.case_id, []).append(rec)
         for recs in out.values():
-            recs.sort(key=lambda r: r.get("repeat", 0) if isinstance(r.get("repeat"), int) else 0)
+            recs.sort(key=lambda r: r.repeat or 0)
         return dict(sorted(out.items()))
 
 

@@ -18,6 +18,7 @@ from typing import Iterable
 import pandas as pd
 
 from suite.judge.metrics import METRICS
+from suite.records.record import CaseRecord
 from suite.records.runs import Run
 from suite.report.compat import COMPAT_PREFIX, compare_checkpoints
 from suite.report.envdiff import ENV_KEYS, environment_diff, flat_environment
@@ -82,7 +83,7 @@ def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
     return df
 
 
-def compare_case(case_id: str, brecs: list[dict], crecs: list[dict], lost: str = "") -> list[dict]:
+def compare_case(case_id: str, brecs: list[CaseRecord], crecs: list[CaseRecord], lost: str = "") -> list[dict]:
     """Rows for one case: a status row when its outcome says something, then one row per metric.
     `lost` says why a case with no readable candidate record should have had one."""
     if not brecs or not crecs:
@@ -93,14 +94,14 @@ def compare_case(case_id: str, brecs: list[dict], crecs: list[dict], lost: str =
                          dict(baseline_status=bstat, candidate_status=cstat, n_baseline=len(brecs),
                               n_candidate=len(crecs)))
     rows = [status] if status else []
-    if any(r["metrics"] for r in brecs) and any(r["metrics"] for r in crecs):  # an errored repeat has none
+    if any(r.metrics for r in brecs) and any(r.metrics for r in crecs):  # an errored repeat has none
         for metric_row in _metric_rows(case_id, brecs, crecs, comparable=not why):
             metric_row.update(baseline_status=bstat, candidate_status=cstat)
             rows.append(metric_row)
     return rows
 
 
-def _one_sided_row(case_id: str, brecs: list[dict], crecs: list[dict], lost: str) -> dict:
+def _one_sided_row(case_id: str, brecs: list[CaseRecord], crecs: list[CaseRecord], lost: str) -> dict:
     """A case in one run only: lost where it passed in the baseline and the candidate lost its record,
     else not comparable."""
     where = "baseline" if not brecs else "candidate"
@@ -129,19 +130,19 @@ def _status_row(case_id: str, base: tuple[str, str], cand: tuple[str, str], why:
     return None
 
 
-def _metric_names(brecs: list[dict], crecs: list[dict]) -> list[str]:
-    names = {n for r in brecs + crecs for n in r["metrics"]}
+def _metric_names(brecs: list[CaseRecord], crecs: list[CaseRecord]) -> list[str]:
+    names = {n for r in brecs + crecs for n in r.metrics}
     order = list(METRICS)
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
 
 
-def _metric_rows(case_id: str, brecs: list[dict], crecs: list[dict], comparable: bool) -> list[dict]:
+def _metric_rows(case_id: str, brecs: list[CaseRecord], crecs: list[CaseRecord], comparable: bool) -> list[dict]:
     return [_metric_row(case_id, name, brecs, crecs, comparable) for name in _metric_names(brecs, crecs)]
 
 
-def _metric_row(case_id: str, name: str, brecs: list[dict], crecs: list[dict], comparable: bool) -> dict:
+def _metric_row(case_id: str, name: str, brecs: list[CaseRecord], crecs: list[CaseRecord], comparable: bool) -> dict:
     """One metric of a case judged (suite/report/judgement.py); not comparable when the case is not."""
-    described = next((r["metrics"][name] for r in brecs + crecs if name in r["metrics"]), {})
+    described = next((r.metric(name) for r in brecs + crecs if name in r.metrics), {})
     metric = metric_for(name, described if isinstance(described, dict) else {})
     metric = replace(metric, rel_tolerance=metric.tolerance_for(device_of(brecs + crecs)))
     base, cand = metric_values(brecs, name), metric_values(crecs, name)
@@ -176,7 +177,7 @@ def summarize(run: Run) -> pd.DataFrame:
         for name in _metric_names(recs, []):
             values = metric_values(recs, name)
             if values:
-                metric = metric_for(name, recs[0]["metrics"].get(name))
+                metric = metric_for(name, recs[0].metric(name))
                 rows.append({"run": run.name, "case_id": case_id, "metric": name, "unit": metric.unit,
                              "better": metric.better, "value": statistics.median(values), "n": len(values),
                              "status": stat, "note": ""})

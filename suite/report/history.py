@@ -170,7 +170,7 @@ def _started(run: Run) -> str:
     started = (run.manifest or {}).get("started_at")
     if isinstance(started, str) and started:
         return started
-    times = [r.get("started_at") for r in run.records if isinstance(r.get("started_at"), str)]
+    times = [r.started_at for r in run.records if r.started_at is not None]
     return min(times) if times else ""
 
 
@@ -197,15 +197,14 @@ def load(args: list[str], results_root: str | Path | None = None, cases: str = "
         for case_id, recs in run.by_case().items():
             if not fnmatch.fnmatchcase(case_id, cases):
                 continue
-            for mode in sorted({str(r.get("mode")) for r in recs}):
-                usable = [r for r in recs if r.get("mode") == mode and r.get("status") in USABLE]
+            for mode in sorted({str(r.mode) for r in recs}):
+                usable = [r for r in recs if r.mode == mode and r.status in USABLE]
                 if usable:
-                    prints[case_id] = str(usable[0].get("fingerprint"))
-                for name in sorted({m for r in usable for m in (r.get("metrics") or {})}):
+                    prints[case_id] = usable[0].fingerprint
+                for name in sorted({m for r in usable for m in r.metrics}):
                     if not fnmatch.fnmatchcase(name, metrics):
                         continue
-                    vals = [v["value"] for r in usable for k, v in (r.get("metrics") or {}).items()
-                            if k == name and isinstance(v, dict) and _finite(v.get("value"))]
+                    vals = [v for r in usable if _finite(v := r.metric_value(name))]
                     if vals:
                         rows.append({"run": run.name, "index": i, "started": _started(run), "case_id": case_id,
                                      "mode": mode, "metric": name, "value": float(statistics.median(vals)),

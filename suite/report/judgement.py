@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from suite import paths
 from suite.judge import bands, kernelclass
 from suite.judge.metrics import METRICS, Metric
+from suite.records.record import CaseRecord
 from suite.report import stats
 from suite.report.verdicts import BETTER, NEEDS_REPEATS, WITHIN_NOISE, WORSE
 
@@ -104,19 +105,19 @@ def _verdict(metric: Metric, within: bool, diff: float, noise: str, threshold: f
     return Judgement(WORSE if worse else BETTER, noise, threshold)
 
 
-def metric_values(records: list[dict], name: str) -> list[float]:
+def metric_values(records: list[CaseRecord], name: str) -> list[float]:
     """The finite values of one metric across records (repeats); records without it add nothing."""
     out = []
     for rec in records:
-        value = rec["metrics"].get(name, {}).get("value") if isinstance(rec["metrics"].get(name), dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        value = rec.metric_value(name)
+        if value is not None and math.isfinite(value):
             out.append(float(value))
     return out
 
 
-def device_of(records: list[dict]) -> str | None:
+def device_of(records: list[CaseRecord]) -> str | None:
     """The device type all records were made on ("cpu", "cuda"), or None when they differ."""
-    kinds = {(r.get("device") or {}).get("type") for r in records}
+    kinds = {r.device_type for r in records}
     return kinds.pop() if len(kinds) == 1 else None
 
 
@@ -128,9 +129,9 @@ CROSS_CLASS = {"reload_max_abs_logit_diff": ("reload_logits", "value"),
                "final_loss": ("golden_curve", "atol"), "initial_loss": ("golden_curve", "atol")}
 
 
-def classes_of(records: list[dict]) -> str:
+def classes_of(records: list[CaseRecord]) -> str:
     """The kernel classes records ran on (records from before classes were named: from device.kernels)."""
-    names = {r.get("kernel_class") or kernelclass.of_record(r).name for r in records}
+    names = {r.kernel_class or kernelclass.of_record(r).name for r in records}
     return ", ".join(sorted(names))
 
 
@@ -143,15 +144,15 @@ def cross_class_band(metric: str, method: str, profile: str = "cpu") -> tuple[fl
     return None if band is None else (getattr(band, field), band.source)
 
 
-def cross_class(metric: str, brecs: list[dict], crecs: list[dict], diff: float) -> str | None:
+def cross_class(metric: str, brecs: list[CaseRecord], crecs: list[CaseRecord], diff: float) -> str | None:
     """Where the sides ran on different kernel classes and a tight metric moved by no more than the
     measured cross-class band: the note that says so (None: judge as usual)."""
     bcls, ccls = classes_of(brecs), classes_of(crecs)
     if bcls == ccls:
         return None
     rec = (crecs or brecs)[0]
-    method = (rec.get("case") or {}).get("method")
-    band = cross_class_band(metric, str(method), (rec.get("budgets") or {}).get("profile") or "cpu")
+    method = rec.method
+    band = cross_class_band(metric, str(method), rec.profile or "cpu")
     if band is None or abs(diff) > band[0]:
         return None
     return (f"kernel classes differ ({bcls} -> {ccls}): within the measured cross-class band for {method} "

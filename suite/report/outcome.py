@@ -3,6 +3,7 @@ metric by metric (a changed fingerprint, a different schema, a skip)."""
 from __future__ import annotations
 
 from suite.matrix.spec import NOT_FINGERPRINTED
+from suite.records.record import CaseRecord
 
 FAILING = ("failed", "error")
 
@@ -17,14 +18,14 @@ def errored_note(bstat: str, breason: str, cstat: str, creason: str) -> str:
     return f"errored on the {side}: {first(reason)}"
 
 
-def outcome(records: list[dict]) -> tuple[str, str]:
+def outcome(records: list[CaseRecord]) -> tuple[str, str]:
     """The status of a case over its repeats (any failing repeat fails it) and the reason to show."""
-    statuses = [r["status"] for r in records]
+    statuses = [r.status for r in records]
     for rec in records:
-        if rec["status"] in FAILING:
-            return rec["status"], rec.get("reason") or ""
+        if rec.status in FAILING:
+            return rec.status, rec.reason or ""
     if all(s == "skipped" for s in statuses):
-        return "skipped", records[0].get("reason") or ""
+        return "skipped", records[0].reason or ""
     return "passed", ""
 
 
@@ -47,15 +48,16 @@ def _flatten(doc: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def incomparable(brecs: list[dict], crecs: list[dict], bstat: str, cstat: str,
+def incomparable(brecs: list[CaseRecord], crecs: list[CaseRecord], bstat: str, cstat: str,
                  breason: str, creason: str) -> list[str]:
-    """Why a pair of cases cannot be compared metric by metric (empty: it can)."""
+    """Why a pair of cases cannot be compared metric by metric (empty: it can). Records of two
+    schema versions whose metrics mean the same compare (CaseRecord.metrics_schema)."""
     why = []
-    bv, cv = {r["schema_version"] for r in brecs}, {r["schema_version"] for r in crecs}
-    if bv != cv:
+    if {r.metrics_schema for r in brecs} != {r.metrics_schema for r in crecs}:
+        bv, cv = {r.schema_version for r in brecs}, {r.schema_version for r in crecs}
         why.append(f"schema_version {'/'.join(map(str, sorted(bv)))} vs {'/'.join(map(str, sorted(cv)))}")
-    if {r["fingerprint"] for r in brecs} != {r["fingerprint"] for r in crecs}:
-        why.append("case changed: " + case_diff(brecs[0]["case"], crecs[0]["case"]))
+    if {r.fingerprint for r in brecs} != {r.fingerprint for r in crecs}:
+        why.append("case changed: " + case_diff(brecs[0].case, crecs[0].case))
     if bstat == cstat == "skipped" and breason == creason:
         why.append(f"skipped in both runs: {breason}")
     else:

@@ -11,6 +11,7 @@ import io
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from suite.records.record import CaseRecord
 from suite.records.runs import Run
 
 # The baseline is black; candidates take these in order (colour-blind-safe Okabe-Ito hues).
@@ -39,8 +40,8 @@ def data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _curve(rec: dict) -> tuple[list[float], list[float]]:
-    points = [p for p in rec.get("loss_curve") or [] if isinstance(p, dict)
+def _curve(rec: CaseRecord) -> tuple[list[float], list[float]]:
+    points = [p for p in rec.loss_curve if isinstance(p, dict)
               and isinstance(p.get("step"), (int, float)) and isinstance(p.get("loss"), (int, float))]
     return [p["step"] for p in points], [p["loss"] for p in points]
 
@@ -70,9 +71,8 @@ def loss_curves(runs: list[Run], case_id: str) -> bytes:
 
 
 def _value(run: Run, case_id: str, metric: str) -> float | None:
-    values = sorted(rec["metrics"][metric]["value"] for rec in run.by_case().get(case_id, [])
-                    if isinstance(rec["metrics"].get(metric), dict)
-                    and isinstance(rec["metrics"][metric].get("value"), (int, float)))
+    values = sorted(value for rec in run.by_case().get(case_id, [])
+                    if (value := rec.metric_value(metric)) is not None)
     if not values:
         return None
     mid = len(values) // 2

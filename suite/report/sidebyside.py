@@ -3,7 +3,8 @@ SDPA, packing vs not, ...), as speed and memory ratios, next to the published fi
 
 Pairs come from the records themselves: a variant and its reference share model, dataset and loss,
 and differ by one method step (unsloth -> qlora -> lora -> full), by one feature, or by the trainer (the plain
-transformers Trainer against trl's SFTTrainer with the same adapter). Repeats count
+transformers Trainer against trl's SFTTrainer with the same adapter: the twin the variant's record names,
+each side labelled as its own record says, never from today's backends). Repeats count
 by their median. Nothing here is a verdict: ratios of single CPU timings are noise-prone, and the
 published figures were measured on other GPUs, versions and data (their source says which).
 """
@@ -15,16 +16,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from suite.records.record import BackendInfo, CaseRecord
 from suite.records.runs import Run
 from suite.matrix.axes import METHODS
 from suite.report.compare import metric_values
-from suite.train.backends.registry import BACKENDS, backend_named
 
 # variant method -> its reference: the method one change away, as the matrix declares it
 METHOD_STEPS = {name: m.steps_from for name, m in METHODS.items() if m.steps_from}
 FEATURE_STEPS = ("flash_attn", "eager", "packing", "neftune", "gradient_checkpointing", "liger", "adamw_8bit")
-# variant trainer -> the trainer its backend does the same job as (Backend.twin)
-TRAINER_STEPS = {b.trainer: b.twin for b in BACKENDS if b.twin}
 # variant feature -> the feature it replaces: the two ways an adapter carries added tokens' rows
 FEATURE_SWAPS = {"trainable_tokens": "modules_to_save"}  # variant trainer -> its reference (DPO trains on other data: no twin)
 INTRO = ("The same case with one thing changed: variant tokens/s over the reference's, the change in peak "
@@ -59,20 +58,21 @@ PUBLISHED = (
 )
 
 
-def _key(rec: dict) -> tuple:
-    case = rec.get("case") or {}
-    model = case.get("model")
-    model = model.get("name") if isinstance(model, dict) else model
-    return (model, case.get("trainer") or "sft", case.get("method"), frozenset(case.get("features") or ()),
-            case.get("dataset"), case.get("effective_loss") or case.get("loss"))
+def _key(rec: CaseRecord) -> tuple:
+    return rec.model_name, rec.trainer, rec.method, frozenset(rec.features), rec.dataset, rec.loss
 
 
-def _median(recs: list[dict], metric: str) -> float | None:
+def _median(recs: list[CaseRecord], metric: str) -> float | None:
     vals = metric_values(recs, metric)
     return statistics.median(vals) if vals else None
 
 
-def _memory_metric(recs: list[dict]) -> str:
+def _backend(recs: list[CaseRecord]) -> BackendInfo | None:
+    """What the records of one case say trained them (the first that says)."""
+    return next((r.backend for r in recs if r.backend is not None), None)
+
+
+def _memory_metric(recs: list[CaseRecord]) -> str:
     return "cuda_max_reserved_gib" if _median(recs, "cuda_max_reserved_gib") is not None else "peak_rss_gib"
 
 
@@ -88,7 +88,7 @@ def _method_label(variant: str, reference: str) -> str:
     return f"{variant} vs {reference}" if same else f"{variant} vs {other.label} {reference}"
 
 
-def _pairs(groups: dict[tuple, list[dict]]):
+def _pairs(groups: dict[tuple, list[CaseRecord]]):
     for key in groups:
         model, trainer, method, features, dataset, loss = key
         if method in METHOD_STEPS:
@@ -105,22 +105,22 @@ def _pairs(groups: dict[tuple, list[dict]]):
                 ref = (model, trainer, method, (features - {feat}) | {other}, dataset, loss)
                 if ref in groups:
                     yield f"{feat} vs {other}", key, ref
-        if trainer in TRAINER_STEPS:
-            ref = (model, TRAINER_STEPS[trainer], method, features, dataset, loss)
-            if ref in groups:
-                variant = backend_named(trainer, method)
-                reference = backend_named(TRAINER_STEPS[trainer], method)
-                yield f"{variant.label} vs {reference.name.split()[-1]} {method}", key, ref
+        variant = _backend(groups[key])
+        if variant is not None and variant.twin:  # the trainer its backend does the same job as
+            ref = (model, variant.twin, method, features, dataset, loss)
+            reference = _backend(groups[ref]) if ref in groups else None
+            if reference is not None:
+                yield f"{variant.label} vs {reference.trainer_class} {method}", key, ref
 
 
 def frame(run: Run) -> pd.DataFrame:
     """One row per (variant, reference) pair of the run's measured cases."""
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, list[CaseRecord]] = {}
     ids: dict[tuple, str] = {}
     for rec in run.records:
-        if rec.get("status") in ("passed", "failed") and rec.get("metrics"):
+        if rec.measured and rec.metrics:
             groups.setdefault(_key(rec), []).append(rec)
-            ids[_key(rec)] = rec["case_id"]
+            ids[_key(rec)] = rec.case_id
     rows = []
     for comparison, var, ref in _pairs(groups):
         v, r = groups[var], groups[ref]

@@ -8,7 +8,7 @@ import shutil
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from suite import paths
@@ -19,7 +19,7 @@ from suite.judge.checks import CheckResult
 from suite.matrix.spec import Case
 from suite.paths import BUDGETS
 from suite.records import provenance, results
-from suite.records.results import SCHEMA_VERSION
+from suite.records.record import SCHEMA_VERSION, BackendInfo, CaseRecord
 from suite.run import distributed, requirements, runner
 from suite.train.backends.registry import backend_for
 from suite.train.payload import Payload
@@ -46,13 +46,13 @@ class CaseResult:
     case: Case
     status: str  # passed | failed | error | skipped
     reason: str  # why skipped / failed / errored; empty when passed
-    record: dict
+    record: CaseRecord  # as written to record_path
     record_path: Path
 
     @property
     def failure_messages(self) -> list[str]:
-        msgs = [c["message"] for c in self.record["checks"] if not c["passed"]]
-        failure = self.record.get("failure")
+        msgs = [c["message"] for c in self.record.failed_checks]
+        failure = self.record.failure
         if failure:
             msgs.insert(0, f"{self.case.id}: {failure['kind']}: {failure['message']}")
             if failure.get("stderr_tail"):
@@ -240,8 +240,8 @@ class RunSession:
         return self.keep_checkpoints == "always" or (self.keep_checkpoints == "auto"
                                                      and nbytes <= KEEP_CHECKPOINT_BYTES)
 
-    def _record(self, case: Case, outcome: CaseOutcome, started: float, repeat: int | None) -> dict:
-        """The JSON record of a case (docs/results-schema.md), from its outcome."""
+    def _record(self, case: Case, outcome: CaseOutcome, started: float, repeat: int | None) -> CaseRecord:
+        """The record of a case (docs/results-schema.md), from its outcome: the one place records are made."""
         payload, inv = outcome.payload, outcome.inventory
         ckpt = None
         if inv is not None and payload is not None:
@@ -249,49 +249,61 @@ class RunSession:
                     "directory": str(Path(inv.directory).relative_to(self.results_root.resolve()))
                     if Path(inv.directory).is_relative_to(self.results_root.resolve()) else inv.directory}
         p = payload
-        return {
-            "schema_version": SCHEMA_VERSION, "kind": results.RECORD_KIND, "run_id": self.run_id,
-            **({"kernel_class": kernelclass.of_kernels(p.device.kernels).name} if p else {}),
-            "case_id": case.id, "repeat": repeat, "mode": self.mode, "status": outcome.status,
-            "reason": outcome.reason or None,
-            "markers": list(case.markers), "fingerprint": case.fingerprint, "case": case.to_dict(),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "wall_s": round(time.time() - started, 3),
-            "metrics": metrics.described(outcome.values),
-            "loss_curve": p.loss_curve if p else [], "step_times_s": p.step_times_s if p else [],
-            "step_cpu_times_s": p.step_cpu_times_s if p else [],
-            "step_tokens": p.step_tokens if p else [], "flops": _dict(p and p.flops), "work": _work(case, p, outcome.values),
-            "train": _dict(p and p.train), "params": p.params.for_record() if p else None,
-            "memory": _dict(p and p.memory), "timing": _dict(p and p.timing), "device": _dict(p and p.device),
-            "checkpoint": ckpt, "reload": _dict(p and p.reload),
-            **({"reference": p.reference.to_dict()} if p and p.reference else {}),
-            **({"eval_curve": p.eval_curve} if p and p.eval_curve else {}),
-            "resolved": p.resolved if p else None,
-            "checks": [c.to_dict() for c in outcome.checks],
-            "budgets": self._budget_summary(case, kernelclass.of_kernels(p.device.kernels) if p else None),
-            "failure": outcome.failure, "warnings": payload.warnings if payload else [],
-            "environment": provenance.capture(),
-        }
+        klass = kernelclass.of_kernels(p.device.kernels) if p else None
+        return CaseRecord(
+            schema_version=SCHEMA_VERSION, run_id=self.run_id, kernel_class=klass.name if klass else None,
+            case_id=case.id, repeat=repeat, mode=self.mode, status=outcome.status,
+            reason=outcome.reason or None,
+            markers=tuple(case.markers), fingerprint=case.fingerprint, case=case.to_dict(),
+            backend=_backend_info(case),
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            wall_s=round(time.time() - started, 3),
+            metrics=metrics.described(outcome.values),
+            loss_curve=p.loss_curve if p else [], step_times_s=p.step_times_s if p else [],
+            step_cpu_times_s=p.step_cpu_times_s if p else [],
+            step_tokens=p.step_tokens if p else [], flops=_dict(p and p.flops), work=_work(case, p, outcome.values),
+            train=_dict(p and p.train), params=p.params.for_record() if p else None,
+            memory=_dict(p and p.memory), timing=_dict(p and p.timing), device=_dict(p and p.device),
+            checkpoint=ckpt, reload=_dict(p and p.reload),
+            reference=p.reference.to_dict() if p and p.reference else None,
+            eval_curve=p.eval_curve if p and p.eval_curve else None,
+            resolved=p.resolved if p else None,
+            checks=[c.to_dict() for c in outcome.checks],
+            budgets=self._budget_summary(case, klass),
+            failure=outcome.failure, warnings=payload.warnings if payload else [],
+            environment=provenance.capture(),
+        )
 
     def _finish_case(self, case: Case, outcome: CaseOutcome, started: float, repeat: int | None) -> CaseResult:
         status, reason = outcome.status, outcome.reason
         record = self._record(case, outcome, started, repeat)
-        written: list[Path] = []
+        written: list[tuple[Path, CaseRecord]] = []
 
         def add(doc: dict) -> None:  # under the manifest lock: the name, the repeat and the listing at once
             listed = doc.setdefault("records", {}).setdefault(case.id, [])
-            if repeat is None:
-                record["repeat"] = len(listed)
             path = results.record_path(self.run_dir, case.slug, taken={n for names in doc["records"].values()
                                                                         for n in names})
-            results.write_json_atomic(path, record)
+            rec = results.write_record(path, record if repeat is not None else replace(record, repeat=len(listed)))
             listed.append(path.name)
             doc.setdefault("counts", {})[status] = doc["counts"].get(status, 0) + 1
-            written.append(path)
+            written.append((path, rec))
 
         self._update_manifest(add)
         self._counts[status] = self._counts.get(status, 0) + 1
-        return CaseResult(case, status, reason, record, written[0])
+        path, record = written[-1]
+        return CaseResult(case, status, reason, record, path)
+
+
+def _backend_info(case: Case) -> BackendInfo | None:
+    """What the record says of the backend that trains the case (None: no backend trains it). The
+    trainer class is the backend's `trainer_class` where it declares one, else the word its name
+    ends with ("trl SFTTrainer": SFTTrainer; "unsloth": unsloth)."""
+    try:
+        backend = backend_for(case)
+    except KeyError:
+        return None
+    trainer_class = getattr(backend, "trainer_class", None) or backend.name.split()[-1]
+    return BackendInfo(backend.name, backend.label, trainer_class, backend.twin)
 
 
 def _dict(part) -> dict | None:

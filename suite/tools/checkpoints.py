@@ -45,12 +45,11 @@ def usable(run_dir: Path, case_ids: tuple[str, ...] = COMPAT_CASES) -> dict[str,
             rec = read_record(path)
         except Exception:  # unreadable records are the comparison's business
             continue
-        ckpt = rec.get("checkpoint") or {}
-        folder = run_dir.parent / ckpt.get("directory", "") if ckpt.get("directory") else None
+        folder = run_dir.parent / rec.checkpoint_directory if rec.checkpoint_directory else None
         # failed cases count too (a golden curve that moved still saved a checkpoint); errored ones have none
-        if (rec["case_id"] in case_ids and rec["status"] in ("passed", "failed") and folder and folder.is_dir()
-                and (folder.parent / PROBE_FILE).is_file() and rec["case_id"] not in out):
-            out[rec["case_id"]] = path
+        if (rec.case_id in case_ids and rec.measured and folder and folder.is_dir()
+                and (folder.parent / PROBE_FILE).is_file() and rec.case_id not in out):
+            out[rec.case_id] = path
     return out
 
 
@@ -64,11 +63,11 @@ def load_one(record_path: Path) -> dict:
     from suite.train import models, probes
 
     rec = read_record(record_path)
-    folder = record_path.parent.parent / rec["checkpoint"]["directory"]
-    out = {"case_id": rec["case_id"], "checkpoint": str(folder)}
+    folder = record_path.parent.parent / rec.checkpoint["directory"]
+    out = {"case_id": rec.case_id, "checkpoint": str(folder)}
     try:
-        case = next((c for c in load_cases(CASES) if c.id == rec["case_id"]), None)
-        if case is None or case.fingerprint != rec["fingerprint"]:
+        case = next((c for c in load_cases(CASES) if c.id == rec.case_id), None)
+        if case is None or case.fingerprint != rec.fingerprint:
             raise RuntimeError("the case changed since the checkpoint was saved (fingerprint)")
         device, _, dtype = train_args.device_and_dtype(case)
         resolved = models.resolve(case.model.size, arch=case.model.arch, hub_id=case.model.hub_id,
@@ -95,7 +94,7 @@ def load_one(record_path: Path) -> dict:
 def _folder(record_path: Path) -> Path:
     from suite.records.results import read_record
 
-    return record_path.parent.parent / read_record(record_path)["checkpoint"]["directory"]
+    return record_path.parent.parent / read_record(record_path).checkpoint["directory"]
 
 
 def same_keys(a: Path, b: Path) -> str:

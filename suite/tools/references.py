@@ -22,6 +22,7 @@ from suite.cases import load_cases
 from suite.matrix.spec import Case
 from suite.paths import ROOT, TESTS, display
 from suite.records import results, runs
+from suite.records.record import CaseRecord
 from suite.tools import lock
 
 MACHINES = TESTS / "fixtures" / "machines"
@@ -43,22 +44,22 @@ def _copy_run(run: runs.Run, dest: Path) -> Path:
     return dest
 
 
-def importable(record: dict, case: Case | None) -> str | None:
+def importable(record: CaseRecord, case: Case | None) -> str | None:
     """Why a record cannot be its class's reference (None: it can)."""
     if case is None:
-        return f"case {record.get('case_id')} is not in today's matrix"
-    if record.get("mode") != "regression" or record.get("status") not in ("passed", "failed"):
-        return f"a {record.get('mode')} record that {record.get('status')} (references come from regression runs)"
-    if record.get("fingerprint") != case.fingerprint:
-        return f"fingerprint {record.get('fingerprint')} is not today's {case.fingerprint} (another configuration)"
-    failed = [c["name"] for c in record.get("checks") or [] if not c.get("passed")]
+        return f"case {record.case_id} is not in today's matrix"
+    if record.mode != "regression" or not record.measured:
+        return f"a {record.mode} record that {record.status} (references come from regression runs)"
+    if record.fingerprint != case.fingerprint:
+        return f"fingerprint {record.fingerprint} is not today's {case.fingerprint} (another configuration)"
+    failed = [c["name"] for c in record.failed_checks]
     other = [n for n in failed if n not in CLASS_RELATIVE and not n.startswith("budget:")]
     if other:
         return f"it failed {', '.join(other)}, which no kernel class explains: a failing run is no reference"
-    off = lock.differences_from_lock((record.get("environment") or {}).get("packages") or {})
+    off = lock.differences_from_lock(record.packages)
     if off:
         return f"its stack is not the control lock's ({', '.join(off)})"
-    if not record.get("loss_curve"):
+    if not record.loss_curve:
         return "it has no loss curve"
     return None
 
@@ -75,24 +76,24 @@ def import_runs(run_dirs: list[str], label: str, root: Path, profile: str, cases
         copy = _copy_run(run, copy_root / label / run.path.name)
         for file in sorted(f for f in run.path.glob("*.json") if f.name != "manifest.json"):
             record = results.read_record(file)
-            case = cases.get(record.get("case_id"))
+            case = cases.get(record.case_id)
             why = importable(record, case)
             if why:
-                if record.get("status") != "skipped":
-                    lines.append(f"left out {record.get('case_id')}: {why}")
+                if record.status != "skipped":
+                    lines.append(f"left out {record.case_id}: {why}")
                 continue
-            if (record.get("budgets") or {}).get("profile", profile) != profile:
-                raise ReferenceError(f"{run.path}: recorded on profile {record['budgets']['profile']}, not {profile}")
-            kernels = (record.get("device") or {}).get("kernels") or {}
+            if (record.budgets or {}).get("profile", profile) != profile:
+                raise ReferenceError(f"{run.path}: recorded on profile {record.profile}, not {profile}")
+            kernels = record.kernels
             klass = kernelclass.of_kernels(kernels)
-            reload = (record.get("reload") or {}).get("max_abs_logit_diff")
+            reload = record.reload_diff
             head = baselines.reference_head(
-                baselines.KIND, case, profile, kernels, record.get("environment") or {},
-                {"reload_logits": reload} if isinstance(reload, (int, float)) else None,
-                record.get("started_at") or "", imported_from=f"{display(copy)}/{file.name}")
+                baselines.KIND, case, profile, kernels, record.environment,
+                {"reload_logits": reload} if reload is not None else None,
+                record.started_at or "", imported_from=f"{display(copy)}/{file.name}")
             path = root / profile / klass.name / f"{case.slug}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            points = [{"step": int(p["step"]), "loss": float(p["loss"])} for p in record["loss_curve"]]
+            points = [{"step": int(p["step"]), "loss": float(p["loss"])} for p in record.loss_curve]
             path.write_text(baselines.dumps_curve(head, points))
             written += 1
         lines.append(f"{run.path.name}: records copied to {display(copy)}")
@@ -159,19 +160,19 @@ def derive_class_bounds(run_args: list[str], root: Path, profile: str, cases_dir
         run = runs.load(arg)
         run_names.append(f"{run.path.parent.name}/{run.path.name}")
         for rec in run.records:
-            case = cases.get(rec.get("case_id"))
-            if case is None or rec.get("status") not in ("passed", "failed"):
+            case = cases.get(rec.case_id)
+            if case is None or not rec.measured:
                 continue
             classes.add(kernelclass.of_record(rec).name)
-            ref = rec.get("reference") or {}
-            values = {"reload_logits": ((rec.get("reload") or {}).get("max_abs_logit_diff"), case.checks.logits_atol)}
+            ref = rec.reference or {}
+            values = {"reload_logits": ((rec.reload or {}).get("max_abs_logit_diff"), case.checks.logits_atol)}
             if ref.get("repacked"):  # only the new definition's numbers, and only where the kernels changed
                 values["reference_untouched"] = (ref.get("max_abs_logit_diff"), case.checks.reference_atol)
             for check, (value, declared) in values.items():
                 if isinstance(value, (int, float)) and value > declared:
                     key = (check, case.method)
                     if value > worst.get(key, (-1.0, ""))[0]:
-                        worst[key] = (float(value), f"{case.id}, {rec.get('mode')}")
+                        worst[key] = (float(value), f"{case.id}, {rec.mode}")
     if len(classes) != 1:
         raise ReferenceError(f"class bounds come from one kernel class's runs; these hold {sorted(classes) or 'none'}")
     name = classes.pop()
@@ -209,27 +210,26 @@ def replay(run_dir: Path, root: Path, cases_dir: Path, budgets_dir: Path, scratc
     store = baselines.BaselineStore(root, profile="cpu")
     judged, problems = 0, []
     for rec in runs.load(run_dir).records:
-        case = cases.get(rec.get("case_id"))
-        if case is None or rec.get("status") not in ("passed", "failed") or case.model.size != "tiny":
+        case = cases.get(rec.case_id)
+        if case is None or not rec.measured or case.model.size != "tiny":
             continue
-        case = case.with_mode(rec["mode"])
-        if rec.get("fingerprint") != case.fingerprint:
-            problems.append(f"{rec['case_id']}: recorded under fingerprint {rec.get('fingerprint')}, today "
+        case = case.with_mode(rec.mode)
+        if rec.fingerprint != case.fingerprint:
+            problems.append(f"{rec.case_id}: recorded under fingerprint {rec.fingerprint}, today "
                             f"{case.fingerprint}: re-record the fixture")
             continue
-        kernels = (rec.get("device") or {}).get("kernels") or {}
+        kernels = rec.kernels
         klass = kernelclass.of_kernels(kernels)
         results = [checks.LossDecreases(case.checks.loss_window, case.checks.loss_margin).evaluate(
-            case.id, [p["loss"] for p in rec["loss_curve"]])]
-        reload = (rec.get("reload") or {}).get("max_abs_logit_diff")
+            case.id, [p["loss"] for p in rec.loss_curve])]
+        reload = (rec.reload or {}).get("max_abs_logit_diff")
         if reload is not None:
             check = checks.reload_check(case, bands.class_bounds(root, "cpu", klass.name))
-            results.append(check.evaluate(case.id, float(reload), rec["reload"]["loader"]))
-        results += store.checks(case, rec["loss_curve"], [], scratch, kernels)
-        if rec["mode"] == "benchmark":
-            values = {k: v["value"] for k, v in (rec.get("metrics") or {}).items() if isinstance(v, dict)}
-            results += budget_mod.evaluate(entries, case.id, values, klass)
+            results.append(check.evaluate(case.id, float(reload), rec.reload["loader"]))
+        results += store.checks(case, rec.loss_curve, [], scratch, kernels)
+        if rec.mode == "benchmark":
+            results += budget_mod.evaluate(entries, case.id, rec.metric_table(), klass)
         judged += 1
-        problems += [f"{rec['case_id']} ({rec['mode']}, class {klass.name}): {r.message}" for r in results
+        problems += [f"{rec.case_id} ({rec.mode}, class {klass.name}): {r.message}" for r in results
                      if not r.passed]
     return judged, problems

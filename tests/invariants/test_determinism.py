@@ -19,7 +19,7 @@ def test_two_runs_give_identical_curves(request, tmp_path, invariant):
         result = session.run_case(case)
         session.finish()
         assert result.status == "passed", result.failure_messages
-        curves.append([p["loss"] for p in result.record["loss_curve"]])
+        curves.append([p["loss"] for p in result.record.loss_curve])
     invariant.holds(compare("determinism.curve", curves[0], curves[1],
                             f"{CASE_ID}, {len(curves[0])} logged losses, two child processes"))
 
