@@ -330,6 +330,56 @@ class KTORewardsSeparate:
 
 
 @dataclass(frozen=True)
+class PairwiseRise:
+    """A reward model's pairwise accuracy (share of pairs whose chosen completion scores higher) and
+    mean margin (chosen minus rejected score), as trl's RewardTrainer logs them: the mean of the last k
+    logged steps above the first k's."""
+
+    window: int
+    name: str = "reward_pairs_rise"
+
+    def evaluate(self, case_id: str, curve: list[dict]) -> CheckResult:
+        k, parts, ok = self.window, [], True
+        for key in ("accuracy", "margin"):
+            series = [p[key] for p in curve if key in p]
+            if len(series) < 2 * k:
+                return CheckResult(self.name, False, f"{case_id}: {key} logged {len(series)} times, the check "
+                                                     f"needs {2 * k}")
+            first, last = sum(series[:k]) / k, sum(series[-k:]) / k
+            ok = ok and last > first
+            parts.append(f"{key} {first:.4g} -> {last:.4g}")
+        return CheckResult(self.name, ok, f"{case_id}: reward model pairwise {'rose' if ok else 'did not rise'} "
+                                          f"(mean of the first {k} logged steps -> the last {k}): {', '.join(parts)}")
+
+
+@dataclass(frozen=True)
+class ScoreHeadSaved:
+    """The checkpoint holds the classifier's score head (for an adapter: peft's modules_to_save copy
+    saved with the LoRA tensors), so a reload scores with the trained head, not a fresh random one."""
+
+    name: str = "score_head_saved"
+
+    def evaluate(self, case_id: str, inv: Inventory | None, fragment: str = "score") -> CheckResult:
+        if inv is None:
+            return CheckResult(self.name, False, f"{case_id}: no checkpoint directory was found")
+        held = [t.name for t in inv.tensors if fragment in t.name]
+        return CheckResult(self.name, bool(held), f"{case_id}: the checkpoint "
+                                                  + (f"holds the score head ({', '.join(held)})" if held else
+                                                     f"holds no {fragment} tensor: a reload scores with a new "
+                                                     f"random head"), value=float(len(held)))
+
+
+def _score_head(case: Case, payload: Payload, bounds: ClassBounds | None) -> CheckResult:
+    from pathlib import Path
+
+    from suite.judge.checkpoint import inventory
+
+    directory = payload.checkpoint.dir if payload.checkpoint else None
+    inv = inventory(directory) if directory and Path(directory).is_dir() else None
+    return ScoreHeadSaved().evaluate(case.id, inv)
+
+
+@dataclass(frozen=True)
 class EvalLossFalls:
     """The loss on the eval split after training is below the loss before it (checks.eval_falls)."""
 
@@ -396,7 +446,8 @@ def checkpoint_checks(case: Case, payload: Payload, inv: Inventory | None) -> li
         return [CheckResult("checkpoint", False, f"{case.id}: no checkpoint directory was found")]
     if case.is_adapter:
         detail = f"{params.trainable} trainable params in {'/'.join(params.trainable_dtypes)}"
-        return [AdapterOnly().evaluate(case.id, inv, params.trainable_tensors, tokens.expected_tensors(case)),
+        expected = tokens.expected_tensors(case) + backend_for(case).adapter_carries  # added rows, a score head
+        return [AdapterOnly().evaluate(case.id, inv, params.trainable_tensors, expected),
                 SizeMatches(c.size_rtol, "adapter").evaluate(case.id, inv, params.trainable_bytes, detail)]
     keys = params.state_dict_keys or []
     return [HoldsWholeModel().evaluate(case.id, inv, keys),
@@ -443,4 +494,7 @@ TRAINER_CHECKS: dict[str, Callable[[Case, Payload, ClassBounds | None], CheckRes
         case.id, payload.loss_curve),
     "kto_rewards_separate": lambda case, payload, bounds: KTORewardsSeparate(case.checks.loss_window).evaluate(
         case.id, payload.loss_curve),
+    "reward_pairs_rise": lambda case, payload, bounds: PairwiseRise(case.checks.loss_window).evaluate(
+        case.id, payload.loss_curve),
+    "score_head_saved": _score_head,
 }

@@ -118,6 +118,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "k logged steps", 0.10),
     Metric("kto_kl_final", "nats", "none", "KTO: trl's KL estimate (policy vs reference on mismatched "
            "completions), mean of the last k logged steps", 0.10),
+    # the reward trainer: pairwise accuracy and margin trl logs
+    Metric("pairwise_accuracy_final", "fraction", "higher", "reward model: share of pairs whose chosen completion "
+           "scores higher, mean of the last k logged steps", 0.10),
+    Metric("pairwise_margin_final", "logit", "higher", "reward model: mean chosen-minus-rejected score, last k "
+           "logged steps", 0.10),
     Metric("eval_loss_initial", "nats", "none", "loss on the eval split before the first step", 0.05),
     Metric("eval_loss_final", "nats", "lower", "loss on the eval split after the last step", 0.05),
     Metric("reference_max_abs_logit_diff", "logit", "lower", "DPO: the reference after training vs before "

@@ -135,6 +135,17 @@ def kto_config(case: Case, output_dir: Path, device: str, precision: str, model_
     return KTOConfig(**{**kwargs, **extra})
 
 
+def reward_config(case: Case, output_dir: Path, device: str, precision: str):
+    """trl's RewardConfig: the pairwise loss on a one-output classifier the backend loads itself."""
+    import dataclasses
+
+    from trl import RewardConfig
+
+    extra = _extra(case, {f.name for f in dataclasses.fields(RewardConfig)}, "trl's RewardConfig")
+    kwargs = dict(**_common(case, output_dir, device, precision), max_length=case.training.max_length)
+    return RewardConfig(**{**kwargs, **extra})
+
+
 def training_arguments(case: Case, output_dir: Path, device: str, precision: str):
     """transformers' TrainingArguments for the plain Trainer (no trl)."""
     import dataclasses

@@ -11,7 +11,8 @@ before training: a trained or shared reference), `adapter_init` (the adapter sta
 full fine-tune's policy differs from its reference: the policy is not its reference at step 1),
 `save_base` (the checkpoint gets the base model's weights beside the adapter); for the KTO and reward
 checks' tests, `no_update` (the optimizer's learning rate is 0: the steps run, nothing learns, and what
-the trainer logs about its preferences stays where it started). Faults of the load
+the trainer logs about its preferences stays where it started), `drop_score` (the saved adapter loses
+its score-head tensors: a reward model's reload would score with a new random head). Faults of the load
 routes (suite/train/routes.py), each aimed at one: `route_merge` (merge_and_unload leaves one layer
 unmerged), `route_modules_to_save` (base.load_adapter leaves the modules_to_save copies at the base's
 weights), `route_quantized_save` (the saved quantized base has one weight's block constants scaled);
@@ -29,7 +30,7 @@ from transformers import TrainerCallback
 from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
-KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "route_merge",
+KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score", "route_merge",
          "route_modules_to_save", "route_quantized_save", "drop_lora_b")
 
 
@@ -133,6 +134,14 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
             return optimizer
 
         trainer.create_optimizer = create_optimizer
+    if "drop_score" in faults:
+        saving_model = trainer.save_model
+
+        def save_without_score(output_dir=None, *args, **kwargs):
+            saving_model(output_dir, *args, **kwargs)
+            drop_tensors(output_dir, "score")
+
+        trainer.save_model = save_without_score
     if "drop_lora_b" in faults:
         saving = trainer.save_model
 
@@ -153,6 +162,14 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
             save_file(tensors, f"{output_dir}/model.safetensors")
 
         trainer.save_model = save_model
+
+
+def drop_tensors(saved, fragment: str) -> None:
+    """Save the wrong tensors: an adapter file without the tensors whose names hold `fragment`."""
+    from safetensors.torch import load_file, save_file
+
+    path = f"{saved}/adapter_model.safetensors"
+    save_file({k: v for k, v in load_file(path).items() if fragment not in k}, path, metadata={"format": "pt"})
 
 
 def drop_lora_b(saved) -> None:

@@ -132,8 +132,9 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     # Without the mixed-precision wrapper accelerate put on forward (bf16 autocast on a GPU): the
     # reloaded model has none, and the check compares the two models, not two precisions.
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-    probe = probes.probe_logits(model, tokenizer, device)
-    generated = probes.generate(model, tokenizer, device, routes.GENERATE_TOKENS) if backend.routes(case) else None
+    probe = routes.probe(model, tokenizer, device, backend.head)  # a causal LM's logits, a classifier's scores
+    generated = (probes.generate(model, tokenizer, device, routes.GENERATE_TOKENS)
+                 if backend.routes(case) and backend.generates else None)
     if trainer.is_world_process_zero():  # what another version's load of the checkpoint must give
         probes.save_probe(probe, workdir / probes.PROBE_FILE)
     ckpt = workdir / "checkpoint"
@@ -165,7 +166,7 @@ def _reload(case: Case, backend: Backend, model_path: str, trained: Trained, tim
     if not trained.trainer.is_world_process_zero() or not backend.routes(case):
         return Reload(loader, diff, list(probe.shape))
     ctx = routes.Context(case, model_path, trained.checkpoint, trained.load_kwargs, device, probe, trained.generated,
-                         trained.checkpoint.parent / "routes")
+                         trained.checkpoint.parent / "routes", head=backend.head)
     t0 = time.perf_counter()
     outcomes = [o.to_dict() for o in routes.check_routes(ctx, backend.routes(case))]
     timing["routes_s"] = time.perf_counter() - t0

@@ -52,6 +52,9 @@ class Backend:
     formats: tuple[str, ...] = ("text", "messages", "prompt_completion", "conversational_pc", "chatml")  # data it takes
     features: tuple[str, ...] | None = None  # the features it can train (None: all)
     max_length_exact = True  # its rows are max_length long after truncation (the plain Trainer: at most)
+    head = "causal_lm"  # the model's head (suite/train/routes.py's heads): how it is probed and reloaded
+    generates = True  # its model generates text (the routes compare greedy ids); a classifier does not
+    adapter_carries: tuple[str, ...] = ()  # name fragments of non-LoRA tensors its adapter must hold (a score head)
 
     def version_needs(self, case: Case) -> list[str]:
         """The suite.train.compat requirements the installed versions must meet to train the case as

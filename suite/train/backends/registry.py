@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from suite.matrix.axes import ATTENTION, DISTRIBUTED, METHODS
-from suite.train.backends import dpo, hf, kto, plain, unsloth
+from suite.train.backends import dpo, hf, kto, plain, reward, unsloth
 from suite.train.backends.base import Backend
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
 
-BACKENDS: tuple[Backend, ...] = (hf.BACKEND, unsloth.BACKEND, dpo.BACKEND, plain.BACKEND, kto.BACKEND)
+BACKENDS: tuple[Backend, ...] = (hf.BACKEND, unsloth.BACKEND, dpo.BACKEND, plain.BACKEND, kto.BACKEND, reward.BACKEND)
 
 
 def backend_named(trainer: str, method: str) -> Backend:

@@ -1,0 +1,100 @@
+"""full / lora through trl's RewardTrainer: a sequence classifier with one output (transformers'
+AutoModelForSequenceClassification on the tiny model's directory, num_labels=1, pad_token_id set; its
+score head is new, seeded) trained on the preference data (prompt, chosen, rejected) with the pairwise
+loss -log sigmoid(r_chosen - r_rejected). The LoRA adapter is peft's SEQ_CLS task: the score head is
+trained and saved with it (modules_to_save). Probed and reloaded as a classifier: its scores on the probe
+texts (suite/train/routes.py's seq_cls head and routes)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from suite.matrix.axes import ADAPTERS, NO_QUANTIZATION, PREFERENCE_FORMATS
+from suite.train import args as train_args
+from suite.train import models
+from suite.train.backends.base import NO_HOOKS, BuildHooks
+from suite.train.backends.hf import HFSFTTrainer
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
+
+
+class Reward(HFSFTTrainer):
+    name = "trl RewardTrainer"
+    label = "Reward"
+    trainer = "reward"
+    description = "trainer: trl's RewardTrainer (a one-output sequence classifier on preference data)"
+    adapters = ADAPTERS
+    quantizations = (NO_QUANTIZATION,)  # a 4-bit classifier is not what this row checks
+    formats = PREFERENCE_FORMATS
+    features = ("gradient_checkpointing", "adamw_8bit", "sdpa", "eager")
+    distributed = False
+    head = "seq_cls"
+    generates = False
+    adapter_carries = ("score",)  # the score head, saved with the adapter (peft's modules_to_save for SEQ_CLS)
+    # the pairwise accuracy and margin trl logs rise; the saved checkpoint holds the score head
+    checks = ("reward_pairs_rise", "score_head_saved")
+    logged_metrics = {"pairwise_accuracy_final": "accuracy", "pairwise_margin_final": "margin"}
+
+    def version_needs(self, case: Case) -> list[str]:
+        return []
+
+    def declared_fields(self, case: Case, common: dict) -> dict:
+        return {**common, "max_length": case.training.max_length, **dict(case.training.extra)}
+
+    def reload_kwargs(self, case: Case, device: str, dtype: Any) -> dict:
+        """The causal LM's load arguments plus num_labels=1 (build_trainer adds the tokenizer's pad_token_id)."""
+        return {**train_args.model_init_kwargs(case, device, dtype), "num_labels": 1}
+
+    def peft_config(self, case: Case, hooks: BuildHooks) -> Any:
+        if hooks.peft_config is not None:
+            return hooks.peft_config
+        if not case.is_adapter:
+            return None
+        config = train_args.lora_config(case)
+        config.task_type = "SEQ_CLS"  # peft then trains and saves the score head (modules_to_save)
+        return config
+
+    def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
+                      dataset: Any, callbacks: list, eval_dataset: Any = None,
+                      hooks: BuildHooks = NO_HOOKS) -> tuple[Any, Any, dict]:
+        from transformers import AutoModelForSequenceClassification
+        from trl import RewardTrainer
+
+        tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
+        # the classifier scores the last non-padding token: it must know the padding id
+        load_kwargs = {**self.reload_kwargs(case, device, dtype), "pad_token_id": tokenizer.pad_token_id}
+        model = AutoModelForSequenceClassification.from_pretrained(model_path, **load_kwargs)
+        args = train_args.reward_config(case, output_dir, device, precision)
+        trainer = (hooks.trainer_cls or RewardTrainer)(
+            model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
+            peft_config=self.peft_config(case, hooks), callbacks=callbacks, **hooks.trainer_kwargs)
+        return trainer, tokenizer, load_kwargs
+
+    def routes(self, case: Case) -> tuple:
+        from suite.train import routes
+
+        return routes.ROUTES["seq_cls"]
+
+    def reload(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict) -> tuple[Any, str]:
+        """peft's PeftModel on a fresh classifier base for an adapter, from_pretrained for a full model; the
+        scores on the probe texts."""
+        from suite.train import routes
+
+        device = "cuda" if load_kwargs.get("device_map") else "cpu"
+        ctx = routes.Context(case, model_path, checkpoint, load_kwargs, device, probe=None, generated=None,
+                             scratch=checkpoint.parent / "routes", head=self.head)
+        if case.is_adapter:
+            load, loader = (lambda: routes.peft_model(ctx)), "PeftModel.from_pretrained (sequence classifier)"
+        else:
+            load, loader = (lambda: routes.FullModel().load(ctx)), "AutoModelForSequenceClassification.from_pretrained"
+        try:
+            model = load()
+        except Exception as exc:  # peft refuses an adapter without its score head: a failed reload, not a crash
+            import torch
+
+            return torch.tensor([float("inf")]), f"{loader}, which raised {type(exc).__name__}: {str(exc)[:200]}"
+        return routes.probe(model, models.load_tokenizer(model_path), device, self.head), loader
+
+
+BACKEND = Reward()
