@@ -37,7 +37,8 @@ def make_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] 
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"{module or name.replace('-', '_') + '_mod'}.py", f"VERSION = {version!r}\n{body}")
         zf.writestr(f"{dist}.dist-info/METADATA", meta)
-        zf.writestr(f"{dist}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{dist}.dist-info/WHEEL",
+                    "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         zf.writestr(f"{dist}.dist-info/RECORD", "")
     return path
 
@@ -64,7 +65,8 @@ def files(folder: Path) -> list[str]:
 
 def test_the_target_keeps_its_own_packages_and_markers_are_the_targets(tmp_path):
     packages = {
-        "trl": {"1.0": ("torch>=2", "datasets", "numpy", 'tomli; python_version < "3.11"', 'pywin; sys_platform == "win32"')},
+        "trl": {"1.0": ("torch>=2", "datasets", "numpy", 'tomli; python_version < "3.11"',
+                        'pywin; sys_platform == "win32"')},
         "datasets": {"1.0": ("numpy", "pyarrow>=20", 'pytest; extra == "test"')},
         "pyarrow": {"19.0": (), "21.0": ("numpy",)},
         "tomli": {"2.0": ()}, "torch": {"2.1": ("filelock",)}, "filelock": {"3.0": ()}, "numpy": {"2.0": (), "2.1": ()},
@@ -72,7 +74,8 @@ def test_the_target_keeps_its_own_packages_and_markers_are_the_targets(tmp_path)
     got = carried(tmp_path, ["trl>=1"], {"torch": None, "numpy": "2.0"}, packages)
     assert got == {"trl": "1.0", "datasets": "1.0", "pyarrow": "21.0"}  # not torch, nor filelock (torch's), nor numpy
     m = json.loads((tmp_path / "whl" / "manifest.json").read_text())
-    assert m["provided"] == {"filelock": None, "numpy": "2.0", "torch": None} and m["unknown_versions"] == {"torch": "2.1"}
+    assert m["provided"] == {"filelock": None, "numpy": "2.0", "torch": None}
+    assert m["unknown_versions"] == {"torch": "2.1"}  # trl needs it; the have list gives no version
     assert files(tmp_path / "whl") == ["datasets-1.0", "pyarrow-21.0", "trl-1.0"]
     py310 = tmp_path / "py310"
     assert "tomli" in carried(py310, ["trl"], {"torch": None, "numpy": None}, packages, Target("3.10"))
@@ -109,7 +112,8 @@ def test_a_too_old_package_on_the_target_is_refused_unless_replaced_and_never_to
     with pytest.raises(WheelError, match="the carried set would hold torch, which replaces the target's CUDA build"):
         carried(tmp_path / "5", ["bnb"], {"numpy": None}, packages)
     # the CUDA runtime wheels are the target's, but nvidia-ml-py (NVML bindings) is not one of them
-    assert carried(tmp_path / "6", ["x"], parse_have(wheels.DEFAULT_HAVE), packages) == {"nvidia-ml-py": "13.0", "x": "1.0"}
+    got = carried(tmp_path / "6", ["x"], parse_have(wheels.DEFAULT_HAVE), packages)
+    assert got == {"nvidia-ml-py": "13.0", "x": "1.0"}
 
 
 def test_have_lists_read_pip_freeze_output_and_manifests(tmp_path):
@@ -169,17 +173,19 @@ transformers==5.17.0
 
 def test_uv_output_is_read_and_cut_where_the_target_begins():
     pins = wheels.parse_compiled(UV_OUTPUT)
-    assert pins["bitsandbytes"].hashes == ["sha256:aa", "sha256:bb"] and pins["datasets"].via == ["-r requirements/gpu.in",
-                                                                                                   "trl"]
+    assert pins["bitsandbytes"].hashes == ["sha256:aa", "sha256:bb"]
+    assert pins["datasets"].via == ["-r requirements/gpu.in", "trl"]
     have = {"torch": "2.11.0", "transformers": "5.17.0", "typer": None, "fsspec": None}
     # requested: bitsandbytes, datasets (pyproject, -r) and transformers; pydantic is typer's, the target's business
     assert wheels.cut(pins, have) == ["bitsandbytes", "datasets"]
     assert wheels.cut(pins, have, replace=["fsspec"]) == ["bitsandbytes", "datasets", "fsspec"]
+    with pytest.raises(WheelError, match="uv's output names no requested package"):
+        wheels.cut(wheels.parse_compiled("trl==1.0\n"), {})
     with pytest.raises(WheelError, match="uv's output has a line that is no pin"):
         wheels.parse_compiled("trl>=1\n")
 
 
-def test_download_writes_a_manifest_and_install_checks_the_hashes_then_installs_offline(tmp_path):
+def test_download_writes_a_manifest_and_install_checks_it_then_installs_offline(tmp_path):
     dest = tmp_path / "whl"
     idx = index(tmp_path / "index", {"app": {"1.0": ("lib>=1", "torch")}, "lib": {"1.0": (), "1.1": ()},
                                      "torch": {"2.1": ()}})
@@ -188,7 +194,8 @@ def test_download_writes_a_manifest_and_install_checks_the_hashes_then_installs_
     assert m["count"] == 2 and m["total_bytes"] == sum((dest / w["file"]).stat().st_size for w in m["wheels"])
     assert m["wheels"][1]["requested_by"] == ["app"] and json.loads((dest / "manifest.json").read_text()) == m
     assert m["resolver"].startswith("uv ") and m["target"]["uv_platform"] == "x86_64-manylinux_2_28"
-    assert (dest / "requirements.txt").read_text().splitlines()[1] == f"lib==1.1 --hash=sha256:{m['wheels'][1]['sha256']}"
+    lib_line = f"lib==1.1 --hash=sha256:{m['wheels'][1]['sha256']}"
+    assert (dest / "requirements.txt").read_text().splitlines()[1] == lib_line
     with pytest.raises(WheelError, match="already holds 2 wheels"):
         wheels.download(dest, ["app"], {}, PY312, index_args=idx)
 
@@ -223,7 +230,8 @@ def test_the_lock_holds_the_whole_set_and_downloads_the_same_files_again(tmp_pat
     m = wheels.download(again, [], {}, PY312, index_args=index(tmp_path / "1" / "index", {}), from_lock=lock,
                         log=lambda s: None)
     assert {w["name"]: w["version"] for w in m["wheels"]} == first
-    assert [w["sha256"] for w in m["wheels"]] == [w["sha256"] for w in wheels.read_manifest(tmp_path / "1" / "whl")["wheels"]]
+    before = wheels.read_manifest(tmp_path / "1" / "whl")["wheels"]
+    assert [w["sha256"] for w in m["wheels"]] == [w["sha256"] for w in before]
     # a file on the index that is no longer the locked one: pip's hash check refuses the download
     make_wheel(tmp_path / "1" / "index", "lib", "1.1", body="CHANGED = True\n")
     with pytest.raises(WheelError, match=r"(?s)pip download failed.*DO NOT MATCH THE HASHES"):
@@ -270,6 +278,7 @@ def test_a_second_install_into_the_same_target_replaces_other_versions(tmp_path)
         wheels.download(folder, ["lib"], {}, PY312, index_args=idx, log=lambda s: None)
         wheels.install(folder, site, log=lambda s: None)
     assert sorted(p.name for p in site.glob("*.dist-info")) == ["lib-1.15.dist-info"]
-    out = subprocess.run([sys.executable, "-c", "import importlib.metadata as m, lib_mod; print(m.version('lib'), "
-                          "lib_mod.VERSION)"], env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True)
+    code = "import importlib.metadata as m, lib_mod; print(m.version('lib'), lib_mod.VERSION)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True)
     assert out.stdout.split() == ["1.15", "1.15"], out.stderr

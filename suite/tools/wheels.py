@@ -165,7 +165,8 @@ def parse_compiled(text: str) -> dict[str, Pin]:
             current.hashes.append(line[len("--hash="):].rstrip(" \\"))
         elif current is not None and line.startswith("#"):
             entry = line.lstrip("#").strip()
-            entry = entry[len("via"):].strip() if entry.startswith("via") and (entry == "via" or entry[3] == " ") else entry
+            if entry == "via" or entry.startswith("via "):
+                entry = entry[len("via"):].strip()
             if entry:
                 current.via.append(entry)
     return pins
@@ -185,6 +186,7 @@ def uv_compile(inputs: list[str], have: dict[str, str | None], target: Target, r
         cmd = [sys.executable, "-m", "uv", "pip", "compile", *files, "-c", str(Path(tmp) / "target.txt"),
                "--python", sys.executable, "--python-version", target.python_version,
                "--python-platform", target.uv_platform(), "--only-binary", ":all:", "--generate-hashes",
+               "--annotation-style", "split",
                "--no-header", "--quiet", *[a for e in extras for a in ("--extra", e)], *(index_args or [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
@@ -213,6 +215,9 @@ def cut(pins: dict[str, Pin], have: dict[str, str | None], replace: Iterable[str
                 children[canonical(entry)].add(name)
             elif not entry.startswith("-c"):  # "-r FILE", "ftsuite (pyproject.toml)": requested
                 roots.append(name)
+    if pins and not roots:
+        raise WheelError("uv's output names no requested package (`# via -r ...`): are its annotations turned off "
+                         "(no-annotate in a uv.toml)?")
     carry: set[str] = set()
     todo = sorted(set(roots))
     while todo:
@@ -278,7 +283,8 @@ def download(dest: Path, inputs: list[str], have: dict[str, str | None], target:
         raise WheelError(f"--replace {never[0]}: torch, triton and the CUDA wheels are never carried (they would "
                          f"replace the target's CUDA build)")
     if from_lock is not None and lock is not None:
-        raise WheelError("--from-lock downloads a lock's carried files; --lock writes a lock from a resolution: one of them")
+        raise WheelError("--from-lock downloads a lock's carried files, --lock writes a lock from a resolution: "
+                         "one of them")
     started = time.time()
     if from_lock is not None:
         pins, resolver = read_lock(from_lock), f"the lock {from_lock}"
@@ -325,9 +331,10 @@ def lock_text(pins: dict[str, Pin], manifest: dict) -> str:
     carried = {w["name"]: w for w in manifest["wheels"]}
     have = manifest["have"]
     t = manifest["target"]
-    head = [f"# The pinned set of a target without a package index: its own packages and the wheels carried to it,",
-            f"# resolved by {manifest['resolver']} for Python {t['python_version']}, {t['uv_platform']}, with the target's",
-            f"# versions pinned (`python -m suite wheels download`, docs/gpu-session.md), {manifest['created_at'][:10]}.",
+    head = ["# The pinned set of a target without a package index: its own packages and the wheels carried to it,",
+            f"# resolved by {manifest['resolver']} for Python {t['python_version']}, {t['uv_platform']}, with the",
+            f"# target's versions pinned (`python -m suite wheels download`, docs/gpu-session.md), "
+            f"{manifest['created_at'][:10]}.",
             f"# requested: {' '.join(manifest['requirements']) or 'pyproject.toml'}"
             + (f" (extras {', '.join(manifest['extras'])})" if manifest["extras"] else "")
             + f"; the target's packages: {' '.join(manifest['have_from']) or 'the --have names'}",
@@ -366,7 +373,8 @@ def read_manifest(folder: Path) -> dict:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except FileNotFoundError:
-        raise WheelError(f"{folder / MANIFEST} not found: make the folder with `python -m suite wheels download`") from None
+        raise WheelError(f"{folder / MANIFEST} not found: make the folder with `python -m suite wheels download`"
+                         ) from None
     if manifest.get("kind") != MANIFEST_KIND or not (folder / REQUIREMENTS).is_file():
         raise WheelError(f"{folder}: not a wheels folder of this suite (manifest kind {manifest.get('kind')!r}, "
                          f"{REQUIREMENTS} {'present' if (folder / REQUIREMENTS).is_file() else 'missing'})")
@@ -417,7 +425,8 @@ def install(folder: Path, target_dir: Path | None = None, python: str = sys.exec
     for w in manifest["wheels"]:
         log(f"  {w['name']} {w['version']}")
     where = f"into {target_dir} (export PYTHONPATH={target_dir}:$PYTHONPATH)" if target_dir else "into the environment"
-    log(f"installed {len(manifest['wheels'])} wheels, {manifest['total_bytes'] / 2**20:.1f} MiB, hashes checked, {where}")
+    log(f"installed {len(manifest['wheels'])} wheels, {manifest['total_bytes'] / 2**20:.1f} MiB, hashes checked, "
+        f"{where}")
     return manifest["wheels"]
 
 
@@ -446,7 +455,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dl.add_argument("--find-links", action="append", default=[], metavar="DIR", help="also look for wheels in DIR "
                     "(uv and pip; e.g. a flash-attn wheel)")
     dl.add_argument("--no-index", action="store_true", help="only --find-links, no package index")
-    dl.add_argument("--lock", type=Path, help="also write the target's whole pinned set here (e.g. requirements/gpu.txt)")
+    dl.add_argument("--lock", type=Path,
+                    help="also write the target's whole pinned set here (e.g. requirements/gpu.txt)")
     dl.add_argument("--from-lock", type=Path, help="download a lock's carried files again (their sha256), "
                                                    "without resolving")
     dl.set_defaults(func=cmd_download)
@@ -461,7 +471,10 @@ def cmd_download(args: argparse.Namespace, extra: list[str]) -> int:
     for path in args.have_file:
         have.update(read_have(path))
     target = Target(args.python_version, args.glibc, args.machine)
-    index_args = [a for d in args.find_links for a in ("--find-links", str(d))] + (["--no-index"] if args.no_index else [])
+    index_args = [a for d in args.find_links for a in ("--find-links", str(d))]
+    index_args += ["--no-index"] if args.no_index else []
+    have_from = [str(p) for p in args.have_file]
+    have_from += args.have if args.have is not None else [f"(default) {' '.join(DEFAULT_HAVE)}"]
     asked = [*args.requirement, *args.requirements]
     for path in args.requirement:
         if not Path(path).is_file():
@@ -472,16 +485,19 @@ def cmd_download(args: argparse.Namespace, extra: list[str]) -> int:
     if args.from_lock:
         print(f"(no resolving: the carried files of {args.from_lock})", file=sys.stderr)
     m = download(args.dest, inputs, have, target, args.replace, args.extra if not asked else [],
-                 index_args, args.lock, args.from_lock, [str(p) for p in args.have_file] + (args.have if args.have is not None else [f"(default) {' '.join(DEFAULT_HAVE)}"]),
+                 index_args, args.lock, args.from_lock, have_from,
                  log=lambda s: print(s, file=sys.stderr))
     for w in m["wheels"]:
-        print(f"{w['name']:28s} {w['version']:14s} {w['bytes'] / 2**20:8.2f} MiB  {w['file']}  sha256:{w['sha256'][:16]}")
+        print(f"{w['name']:28s} {w['version']:14s} {w['bytes'] / 2**20:8.2f} MiB  {w['file']}  "
+              f"sha256:{w['sha256'][:16]}")
     for u in m["upgrades"]:
         print(f"note: the target's {u['name']} {u['have']} is replaced by {u['carried']} (--replace)")
     if m["unknown_versions"]:
-        print(f"note: the carried packages need {', '.join(f'{n} (uv: {v})' for n, v in m['unknown_versions'].items())} "
+        needs = ", ".join(f"{n} (uv: {v})" for n, v in m["unknown_versions"].items())
+        print(f"note: the carried packages need {needs} "
               f"from the target, whose versions the have list does not give; `pip check` there says whether they fit")
-    print(f"{m['count']} wheels, {m['total_bytes'] / 2**20:.1f} MiB in {args.dest} ({m['seconds']} s, {m['resolver']}); "
+    print(f"{m['count']} wheels, {m['total_bytes'] / 2**20:.1f} MiB in {args.dest} "
+          f"({m['seconds']} s, {m['resolver']}); "
           f"manifest: {args.dest / MANIFEST}" + (f"; lock: {args.lock}" if args.lock else ""))
     return 0
 
