@@ -196,6 +196,22 @@ def test_checkpoint_compatibility_rows_gate_a_checkpoint_the_upgrade_cannot_read
     assert downgrade["verdict"] == compare.WITHIN_NOISE and downgrade["note"].startswith("informational (a downgrade)")
 
 
+def test_checkpoint_compatibility_is_a_row_per_route_and_a_route_that_does_not_apply_is_no_verdict():
+    doc = {"entries": [
+        {"case_id": "tiny-llama/lora/base", "route": "auto_peft", "saved_in": "baseline", "loaded_in": "candidate",
+         "verdict": "loads, same outputs", "max_abs_logit_diff": 0.0, "tolerance": 1e-4},
+        {"case_id": "tiny-llama/lora/base", "route": "load_adapter", "saved_in": "baseline",
+         "loaded_in": "candidate", "verdict": "fails to load", "error": "KeyError: 'lora_A'"},
+        {"case_id": "tiny-llama/lora/base", "route": "full_model", "saved_in": "baseline", "loaded_in": "candidate",
+         "verdict": "not applicable", "error": "an adapter checkpoint: the adapter routes load it"},
+    ]}
+    rows = {(r["case_id"], r["metric"]): r for r in compare.compare_checkpoints(doc)}
+    assert set(rows) == {("checkpoints/tiny-llama/lora/base", "auto_peft: loads in the candidate"),
+                         ("checkpoints/tiny-llama/lora/base", "load_adapter: loads in the candidate")}
+    assert rows[("checkpoints/tiny-llama/lora/base", "load_adapter: loads in the candidate")]["verdict"] == \
+        compare.NEWLY_FAILING
+
+
 def test_a_single_run_timing_needs_repeats_while_the_same_change_over_repeats_is_judged():
     """One run a side on a shared CPU carries no timing verdict (four real upgrade-checks of
     2026-12-05 failed their gates on such rows); the same +30% over three repeats a side, tightly

@@ -30,7 +30,9 @@ def test_a_passing_adapter_case_leaves_a_valid_record_and_checkpoint(tmp_path, c
     rec = results.read_record(res.record_path)
     assert rec.case_id == "tiny-llama/lora/base" and rec.fingerprint == cases["tiny-llama/lora/base"].fingerprint
     assert {c["name"] for c in rec.checks} == {"loss_decreases", "adapter_only", "checkpoint_size", "reload_logits",
-                                                "attention_ran"}
+                                                "attention_ran", "saved_tokenizer", "reload/peft_model",
+                                                "reload/transformers_adapter_dir", "reload/load_adapter",
+                                                "reload/auto_peft", "reload/merged"}
     assert any("_scaled_dot_product_" in op for op in rec.device["attention_ops"])  # SDPA, the default
     assert all(c["passed"] for c in rec.checks)
     assert rec.checkpoint["weight_files"] == ["adapter_model.safetensors"] and rec.checkpoint["kept"]

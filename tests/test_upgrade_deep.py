@@ -102,7 +102,10 @@ def test_an_upgrade_onto_a_broken_invariant_fails_the_gate_naming_the_relation(t
     assert "holds → broken" in row and "hand-computed cross-entropy" in row
     assert "### Invariants" in report and "### Checkpoint compatibility" in report
     # the adapter trained under the good commit loads under the bad one: saving is not what broke
-    assert "| `tiny-llama/lora/base` | baseline | candidate | loads, same outputs |" in report
+    # ... by every route that applies to it (docs/checks.md), each a row
+    for route in ("peft_model", "transformers_adapter_dir", "load_adapter", "auto_peft", "merged"):
+        assert f"| `tiny-llama/lora/base` | {route} | baseline | candidate | loads, same outputs |" in report, route
+    assert "| `tiny-llama/lora/base` | full_model | baseline | candidate | not applicable |" in report
     assert "gate fails" in out.stdout and "newly failing" in out.stdout
 
 

@@ -13,6 +13,8 @@ def compare_checkpoints(doc: dict | None) -> list[dict]:
     is informational."""
     rows = []
     for e in (doc or {}).get("entries") or []:
+        if e.get("verdict") == "not applicable":  # listed in the table, not a row of the verdict frame
+            continue
         forward = e.get("saved_in") == "baseline"
         diff = e.get("max_abs_logit_diff")
         if e.get("verdict", "").startswith("loads, same"):
@@ -23,6 +25,8 @@ def compare_checkpoints(doc: dict | None) -> list[dict]:
         else:
             verdict = WITHIN_NOISE
             note = "informational (a downgrade): " + (e.get("error") or f"outputs differ by {diff:.3g}")
-        rows.append(row(f"{COMPAT_PREFIX}{e.get('case_id')}", f"loads in the {e.get('loaded_in')}", verdict, note,
+        route = e.get("route")  # per route since compat schema 2; one row per checkpoint before
+        rows.append(row(f"{COMPAT_PREFIX}{e.get('case_id')}",
+                        f"{route + ': ' if route else ''}loads in the {e.get('loaded_in')}", verdict, note,
                         unit="logit", better="lower", candidate=diff))
     return rows

@@ -130,10 +130,10 @@ def checkpoints_html(doc: dict | None) -> str:
     if not rows:
         return ""
     cells = [[f"<code>{esc(r[0])}</code>", *map(esc, r[1:])] for r in rows]
-    classes = ["within-noise" if r[3].startswith("loads, same") else "newly-failing" for r in rows]
-    return ("<h3>Checkpoint compatibility</h3>" + table(["case", "saved under", "loaded under", "verdict",
+    classes = ["within-noise" if r[4].startswith(("loads, same", "not applicable")) else "newly-failing" for r in rows]
+    return ("<h3>Checkpoint compatibility</h3>" + table(["case", "route", "saved under", "loaded under", "verdict",
                                                          "largest logit difference", "tensor keys", "said"],
-                                                        cells, numeric={4}, row_classes=classes))
+                                                        cells, numeric={5}, row_classes=classes))
 
 
 def summary_html(report: Report) -> str:

@@ -165,10 +165,11 @@ def checkpoints_md(doc: dict | None) -> list[str]:
         return ["### Checkpoint compatibility", "", "No checkpoint could be checked (none of "
                 f"{', '.join(map(code, doc.get('not_checked') or []))} has a checkpoint on both sides).", ""]
     out = ["### Checkpoint compatibility", "",
-           "Each checkpoint saved under one version set, loaded under the other as its backend reloads it; the "
-           "logits against what the saving environment recorded, within the case's reload tolerance.", "",
-           "| case | saved under | loaded under | verdict | largest logit difference | tensor keys | said |",
-           "|---|---|---|---|---:|---|---|"]
+           "Each checkpoint saved under one version set, loaded under the other by every load route of its case "
+           "(docs/checks.md); the logits against what the saving environment recorded, within the case's reload "
+           "tolerance.", "",
+           "| case | route | saved under | loaded under | verdict | largest logit difference | tensor keys | said |",
+           "|---|---|---|---|---|---:|---|---|"]
     out += [f"| {code(r[0])} | " + " | ".join(md(c) for c in r[1:]) + " |" for r in rows]
     missing = (doc or {}).get("not_checked") or []
     if missing:

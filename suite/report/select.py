@@ -112,7 +112,7 @@ def checkpoint_rows(doc: dict | None) -> list[list[str]]:
     rows = []
     for e in (doc or {}).get("entries") or []:
         diff = e.get("max_abs_logit_diff")
-        rows.append([e.get("case_id", "?"), e.get("saved_in", "?"), e.get("loaded_in", "?"),
+        rows.append([e.get("case_id", "?"), e.get("route", "-"), e.get("saved_in", "?"), e.get("loaded_in", "?"),
                      e.get("verdict", "?") + (f" by {diff:.3g}" if e.get("verdict") == "loads, outputs differ" else ""),
                      "-" if diff is None else f"{diff:.3g} (≤ {e.get('tolerance')})", e.get("keys") or "-",
                      e.get("error") or "; ".join(e.get("load_warnings") or []) or "-"])

@@ -1,14 +1,15 @@
 """Checkpoint compatibility across versions: will the adapters (and full checkpoints) trained under
 one version set still load, and give the same outputs, under another?
 
-After an upgrade check has run both environments, every case of COMPAT_CASES that passed on both
-sides has a checkpoint and, beside it, the trained model's logits on the probe input
-(suite/train/probes.py). The checkpoint saved under the baseline is loaded in the candidate
-environment the way its backend reloads it (and the candidate's in the baseline, where a
-downgrade makes sense), the tensor keys are compared with what the loading versions expect, and
-the logits with the saved ones, within the case's reload tolerance:
+After an upgrade check has run both environments, every selected case that left a checkpoint on
+both sides has, beside it, the trained model's logits on the probe input (suite/train/probes.py)
+and, in its record, its greedy ids. The checkpoint saved under the baseline is loaded in the
+candidate environment by every load route of the case (suite/train/routes.py: PeftModel,
+transformers' adapter folder and load_adapter, AutoPeft, merged, the full model, the saved quantized
+base), and the candidate's in the baseline (where a downgrade makes sense); the tensor keys are
+compared, and each route's logits with the saved ones, within the case's reload tolerance:
 
-    loads, same outputs · loads, outputs differ by X · fails to load: <error>
+    loads, same outputs · loads, outputs differ by X · fails to load: <error> · not applicable: why
 
 The loader runs inside the loading environment: `python -m suite.tools.checkpoints RECORD... --out F`.
 """
@@ -28,12 +29,13 @@ from suite.train.backends.registry import backend_for
 
 KIND = "ftsuite.checkpoint-compat"
 FILE = "compat/checkpoints.json"  # in the candidate's run folder; suite/records/runs.py reads it
-COMPAT_CASES = ("tiny-llama/lora/base", "tiny-llama/qlora/base", "tiny-llama/full/base")
 SAME, DIFFER, FAILS = "loads, same outputs", "loads, outputs differ", "fails to load"
+NOT_APPLICABLE = "not applicable"
 
 
-def usable(run_dir: Path, case_ids: tuple[str, ...] = COMPAT_CASES) -> dict[str, Path]:
-    """case id -> record file of the cases whose checkpoint and probe logits are on disk."""
+def usable(run_dir: Path, case_ids: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """case id -> record file of the cases whose checkpoint and probe logits are on disk (of `case_ids`,
+    or every case the run has: the selected ones)."""
     from suite.records.results import read_record
     from suite.train.probes import PROBE_FILE
 
@@ -47,48 +49,66 @@ def usable(run_dir: Path, case_ids: tuple[str, ...] = COMPAT_CASES) -> dict[str,
             continue
         folder = run_dir.parent / rec.checkpoint_directory if rec.checkpoint_directory else None
         # failed cases count too (a golden curve that moved still saved a checkpoint); errored ones have none
-        if (rec.case_id in case_ids and rec.measured and folder and folder.is_dir()
+        if ((case_ids is None or rec.case_id in case_ids) and rec.measured and folder and folder.is_dir()
                 and (folder.parent / PROBE_FILE).is_file() and rec.case_id not in out):
             out[rec.case_id] = path
     return out
 
 
-def load_one(record_path: Path) -> dict:
-    """In this environment: load the checkpoint of a record as its backend reloads it, compare."""
+def load_one(record_path: Path) -> list[dict]:
+    """In this environment: load the checkpoint of a record by every load route of its case
+    (suite/train/routes.py), each against the logits and greedy ids the saving environment recorded."""
     import warnings
 
     from suite.cases import load_cases
     from suite.records.results import read_record
     from suite.train import args as train_args
-    from suite.train import models, probes
+    from suite.train import models, probes, routes
 
     rec = read_record(record_path)
     folder = record_path.parent.parent / rec.checkpoint["directory"]
-    out = {"case_id": rec.case_id, "checkpoint": str(folder)}
+    base = {"case_id": rec.case_id, "checkpoint": str(folder)}
     try:
-        case = next((c for c in load_cases(CASES) if c.id == rec.case_id), None)
+        case = next((c for c in load_cases(CASES, mode=rec.mode or "regression") if c.id == rec.case_id), None)
         if case is None or case.fingerprint != rec.fingerprint:
             raise RuntimeError("the case changed since the checkpoint was saved (fingerprint)")
         device, _, dtype = train_args.device_and_dtype(case)
         resolved = models.resolve(case.model.size, arch=case.model.arch, hub_id=case.model.hub_id,
                                   env=case.model.env, path=case.model.path, config=case.model.config)
-        saved = probes.load_probe(folder.parent / probes.PROBE_FILE)
+        backend = backend_for(case)
+        ctx = routes.Context(case, resolved.path, folder, backend.reload_kwargs(case, device, dtype), device,
+                             probes.load_probe(folder.parent / probes.PROBE_FILE), (rec.reload or {}).get("generated"),
+                             folder.parent / "compat-routes")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            backend = backend_for(case)
-            logits, loader = backend.reload(case, resolved.path, folder, backend.reload_kwargs(case, device, dtype))
-        out["loader"] = loader
-        # what the loading versions said of the keys (peft warns of missing or unexpected adapter keys)
-        out["load_warnings"] = sorted({str(w.message)[:300] for w in caught if "key" in str(w.message).lower()})
-        diff = (logits - saved).abs().max().item() if logits.shape == saved.shape else float("inf")
-        out["max_abs_logit_diff"] = diff
-        out["tolerance"] = case.checks.logits_atol
-        out["verdict"] = SAME if diff <= case.checks.logits_atol else DIFFER
+            outcomes = routes.check_routes(ctx, backend.routes(case))
+        said = sorted({str(w.message)[:300] for w in caught if "key" in str(w.message).lower()})
+        return [_entry(base, o, case, said) for o in outcomes]
     except Exception as exc:  # noqa: BLE001 - every failure to load is the finding
-        out["verdict"] = FAILS
-        out["error"] = f"{type(exc).__name__}: {exc}"[:600]
-        out["traceback"] = traceback.format_exc()[-3000:]
-    return out
+        return [{**base, "route": "*", "verdict": FAILS, "error": f"{type(exc).__name__}: {exc}"[:600],
+                 "traceback": traceback.format_exc()[-3000:]}]
+
+
+def _entry(base: dict, outcome, case, said: list[str]) -> dict:
+    """One route's row: loads with the same outputs (within the case's reload tolerance, plus the merge
+    relation's for a merge), with other outputs, or fails; a route that does not apply says why."""
+    from suite.invariants.relations import RELATIONS
+
+    out = {**base, "route": outcome.route, "loader": outcome.loader}
+    if outcome.status == "not_applicable":
+        return {**out, "verdict": NOT_APPLICABLE, "error": outcome.reason}
+    if outcome.status == "error":
+        return {**out, "verdict": FAILS, "error": outcome.reason}
+    extra = RELATIONS[outcome.bound_relation].tolerance if outcome.bound_relation else 0.0
+    tolerance = case.checks.logits_atol + extra
+    diff = outcome.max_abs_logit_diff
+    problems = [f"saved tensors not loaded as saved: {', '.join(outcome.adapter_mismatch[:2])}"] \
+        if outcome.adapter_mismatch else []
+    if outcome.generation_matches is False:
+        problems.append(f"greedy ids {outcome.generated}, the saving side's differ")
+    verdict = SAME if diff <= tolerance and not outcome.adapter_mismatch else DIFFER
+    return {**out, "max_abs_logit_diff": diff, "tolerance": tolerance, "verdict": verdict,
+            "load_warnings": said + problems}
 
 
 def _folder(record_path: Path) -> Path:
@@ -121,8 +141,9 @@ def load_in(env_python: Path, records: list[Path], out: Path, timeout: float = 1
 
 
 def check(base_run: Path, cand_run: Path, base_python: Path, cand_python: Path,
-          case_ids: tuple[str, ...] = COMPAT_CASES, remove: bool = True) -> dict:
-    """Both directions for every usable case; written into the candidate run (FILE) and returned."""
+          case_ids: tuple[str, ...] | None = None, remove: bool = True) -> dict:
+    """Both directions, every route, for every case with a checkpoint on both sides (of `case_ids`, or
+    every selected case); written into the candidate run (FILE) and returned."""
     base, cand = usable(base_run, case_ids), usable(cand_run, case_ids)
     ids = sorted(set(base) & set(cand))
     t0 = time.time()
@@ -135,8 +156,8 @@ def check(base_run: Path, cand_run: Path, base_python: Path, cand_python: Path,
         got = load_in(python, [records[i] for i in ids], work / f"load-in-{loaded_in}.json") if ids else []
         for entry in got:
             entries.append({**entry, "saved_in": saved_in, "loaded_in": loaded_in, "keys": keys.get(entry["case_id"])})
-    doc = {"kind": KIND, "schema_version": 1, "cases": ids, "entries": entries, "wall_s": round(time.time() - t0, 1),
-           "not_checked": sorted(set(case_ids) - set(ids))}
+    doc = {"kind": KIND, "schema_version": 2, "cases": ids, "entries": entries, "wall_s": round(time.time() - t0, 1),
+           "not_checked": sorted((set(case_ids) if case_ids is not None else set(base) | set(cand)) - set(ids))}
     if remove:  # the checkpoints were kept for this check only
         for found in (base, cand):
             for i in ids:
@@ -151,7 +172,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("records", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    results = [load_one(r.resolve()) for r in args.records]
+    results = [entry for r in args.records for entry in load_one(r.resolve())]
     args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     return 0
 
