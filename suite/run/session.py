@@ -302,7 +302,7 @@ def _backend_info(case: Case) -> BackendInfo | None:
         backend = backend_for(case)
     except KeyError:
         return None
-    trainer_class = getattr(backend, "trainer_class", None) or backend.name.split()[-1]
+    trainer_class = backend.trainer_class or backend.name.split()[-1]
     return BackendInfo(backend.name, backend.label, trainer_class, backend.twin)
 
 

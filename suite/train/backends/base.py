@@ -37,6 +37,7 @@ class Backend:
     trainer = DEFAULT_TRAINER  # the matrix's trainer axis value it serves
     description = "trainer: trl's SFTTrainer"  # its marker's description
     label = ""  # how a side-by-side names it next to another backend ("HF", "unsloth")
+    trainer_class = ""  # the trainer class it builds, as records name it (empty: the word its name ends with)
     library: Library = TRANSFORMERS  # whose code loads the model and wraps the adapter
     adapters: tuple[Adapter, ...] = ADAPTERS  # what it trains
     quantizations: tuple[Quantization, ...] = QUANTIZATIONS  # the bases it trains on
