@@ -5,20 +5,22 @@
 
 In this order, and each step only while time is left: install the carried wheels (WHEELS, default
 .whl) into /tmp/site; read the facts a GPU kernel class is made of (benchmarks/gpu_facts.py); then
-the cases, in order of value, one pytest run per stage into the one run id, in benchmark mode:
+the cases, in order of value, one pytest run per stage:
 
-    tiny      tiny-llama full, LoRA and QLoRA on CUDA
+    tiny      tiny-llama full, LoRA and QLoRA on CUDA, regression mode, into RUN_ID-regression
+              (regression records are what a kernel class's references, its golden curves, are made of)
     7b-qlora  the Llama-2-7B-shaped model, built once into FTSUITE_CACHE, QLoRA + gradient checkpointing
     7b-lora   the same model, LoRA + gradient checkpointing
     unsloth   the unsloth twin of the 7B QLoRA case (only if unsloth imports: its wheels were carried)
     liger     the 7B QLoRA case with Liger kernels (only if liger_kernel imports)
 
-A stage starts only with at least its `min_s` left before the cases' deadline (--limit less --pack);
-its cases get `--case-timeout` of the time left (the suite then records a killed case as an error
-with its reason), and at the deadline the stage's process group gets SIGINT (SIGKILL 15 s later).
-After every stage, and at the end, what finished is packed into $OUT (default gpu-out):
-RUN_ID.tar.gz (records, facts, session summary, wheel manifests, log; no checkpoints),
-RUN_ID.md / .html (the report), RUN_ID.log, RUN_ID.facts.json, RUN_ID.session.json.
+The 7B and later stages run in benchmark mode into RUN_ID. A stage starts only with at least its
+`min_s` left before the cases' deadline (--limit less --pack); its cases get `--case-timeout` of the
+time left (the suite then records a killed case as an error with its reason), and at the deadline
+the stage's process group gets SIGINT (SIGKILL 15 s later). After every stage, and at the end, what
+finished is packed into $OUT (default gpu-out): RUN_ID.tar.gz (both runs' records, the facts, the
+session summary with the wheel manifests, the log; no checkpoints), RUN_ID.md / .html and
+RUN_ID-regression.md (the reports), RUN_ID.log, RUN_ID.facts.json, RUN_ID.session.json.
 
 Exit status: 0 every stage ran and every case passed or skipped; 1 a case failed (or errored);
 124 the limit stopped a stage or left one unstarted; 3 the wheels did not install or the stack does
@@ -53,11 +55,16 @@ class Stage:
     cases: tuple[str, ...]
     min_s: float  # not started with less left before the deadline: the least it could take
     needs: tuple[str, ...] = ()  # modules that must import (else their wheels were not carried: skipped)
+    benchmark: bool = True  # benchmark mode into RUN_ID; else regression mode into RUN_ID-regression
+
+    def run_id(self, base: str) -> str:
+        return base if self.benchmark else f"{base}-regression"
 
 
 GPU = (
-    Stage("tiny", "tiny-llama full, LoRA and QLoRA on CUDA",
-          ("tiny-llama/full/base", "tiny-llama/lora/base", "tiny-llama/qlora/base"), 30),
+    # regression mode: the records a kernel class's references are made of (golden curves: tiny cases only)
+    Stage("tiny", "tiny-llama full, LoRA and QLoRA on CUDA, regression mode",
+          ("tiny-llama/full/base", "tiny-llama/lora/base", "tiny-llama/qlora/base"), 30, benchmark=False),
     Stage("7b-qlora", "Llama-2-7B-shaped (built once), QLoRA + gradient checkpointing",
           ("llama2-7b-shaped/qlora/gradient_checkpointing",), 120),
     Stage("7b-lora", "Llama-2-7B-shaped, LoRA + gradient checkpointing",
@@ -69,7 +76,7 @@ GPU = (
 )
 # On a CPU: the same stages, limit and packing, with a tiny case standing in for each GPU one
 SMOKE = (
-    Stage("tiny", "stand-in: tiny-llama LoRA", ("tiny-llama/lora/base",), 5),
+    Stage("tiny", "stand-in: tiny-llama LoRA, regression mode", ("tiny-llama/lora/base",), 5, benchmark=False),
     Stage("7b-qlora", "stand-in: tiny-llama QLoRA", ("tiny-llama/qlora/base",), 5),
     Stage("7b-lora", "stand-in: tiny-llama full", ("tiny-llama/full/base",), 5),
     *(s for s in GPU if s.needs),
@@ -80,7 +87,8 @@ PLANS = {"gpu": GPU, "smoke": SMOKE}
 class Session:
     def __init__(self, args: argparse.Namespace):
         self.t0 = time.monotonic()
-        self.args, self.run_id, self.plan = args, args.run_id, PLANS[args.plan]
+        self.args, self.run_id = args, args.run_id
+        self.plan = tuple(s for s in PLANS[args.plan] if not args.stages or s.name in args.stages)
         self.deadline = self.t0 + args.limit - args.pack  # the cases stop here
         self.end = self.t0 + args.limit - 10  # the report must be done here (the last pack takes a second)
         self.out = Path(os.environ.get("OUT") or "gpu-out")
@@ -202,9 +210,11 @@ class Session:
         else:
             self.say(f"stage {stage.name}: {stage.what} ({len(stage.cases)} case(s), {left:.0f} s left)")
             t = time.monotonic()
+            # regression mode runs a case per process (pytest-xdist): the tiny ones side by side on the GPU
+            mode = ["--benchmark"] if stage.benchmark else ["-n", str(len(stage.cases))]
             cmd = [sys.executable, "-m", "pytest", *[f"tests/test_matrix.py::test_case[{c}]" for c in stage.cases],
-                   "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-q", "-rs", "--benchmark",
-                   "--run-id", self.run_id, "--keep-checkpoints", "never", "--no-baselines",
+                   "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-q", "-rs", *mode,
+                   "--run-id", stage.run_id(self.run_id), "--keep-checkpoints", "never", "--no-baselines",
                    "--case-timeout", str(max(1, int(left - 10))),
                    *self.args.pytest_args]
             code, stopped = self.run(cmd, self.deadline, f"stage {stage.name}")
@@ -212,14 +222,20 @@ class Session:
             row["exit_code"] = code
             row["status"] = "stopped at the limit" if stopped else {0: "passed", 1: "failed", 5: "no such case"}.get(
                 code, f"exit {code}")
-        row["cases_status"] = self.case_statuses(stage.cases)
+        row["run_id"] = stage.run_id(self.run_id)
+        row["cases_status"] = self.case_statuses(row["run_id"], stage.cases)
         if row["status"] != "passed":
             self.say(f"stage {stage.name}: {row['status']}" + (f": {row['reason']}" if row.get("reason") else ""))
         return row
 
-    def case_statuses(self, cases: tuple[str, ...]) -> dict:
+    def run_ids(self) -> list[str]:
+        """The runs this session wrote (benchmark and regression), those that exist."""
+        ids = dict.fromkeys(s.run_id(self.run_id) for s in self.plan)
+        return [i for i in ids if (self.results / i).is_dir()]
+
+    def case_statuses(self, run_id: str, cases: tuple[str, ...]) -> dict:
         found = {}
-        for path in sorted((self.results / self.run_id).glob("*.json")):
+        for path in sorted((self.results / run_id).glob("*.json")):
             if path.name == "manifest.json":
                 continue
             try:
@@ -232,35 +248,38 @@ class Session:
         return {c: found.get(c, {"status": "no record"}) for c in cases}
 
     def report(self) -> None:
-        if not (self.results / self.run_id / "manifest.json").is_file():
+        """Each run's report (Markdown back in $OUT; HTML for the benchmark run: $OUT returns 8 files)."""
+        runs = [i for i in self.run_ids() if (self.results / i / "manifest.json").is_file()]
+        if not runs:
             self.say("no records: no case stage began")
-            return
-        where = self.reports / self.run_id
-        code, _ = self.run([sys.executable, "-m", "suite", "report", self.run_id, "--results-dir", str(self.results),
-                            "--out", str(where), "--fail-on", "none"], self.end, "report", echo=False)
-        for ext in ("md", "html"):
-            if (where / f"report.{ext}").is_file():
-                shutil.copy(where / f"report.{ext}", self.out / f"{self.run_id}.{ext}")
-        self.summary["report_rc"] = code
+        for run_id in runs:
+            where = self.reports / run_id
+            code, _ = self.run([sys.executable, "-m", "suite", "report", run_id, "--results-dir", str(self.results),
+                                "--out", str(where), "--fail-on", "none"], self.end, f"report {run_id}", echo=False)
+            for ext in ("md", "html") if run_id == self.run_id else ("md",):
+                if (where / f"report.{ext}").is_file():
+                    shutil.copy(where / f"report.{ext}", self.out / f"{run_id}.{ext}")
+            self.summary.setdefault("report_rc", {})[run_id] = code
 
     def pack(self) -> None:
         """RUN_ID.tar.gz of what is there now (written aside, then renamed: a kill never leaves half a file)."""
-        run_dir = self.results / self.run_id
         files, big = [], []
-        for path in sorted(run_dir.rglob("*")) if run_dir.is_dir() else []:
-            parts = path.relative_to(run_dir).parts
-            if not path.is_file() or any(p in ("checkpoint", "trainer") or p.startswith("checkpoint-") for p in parts):
-                continue
-            (big if path.stat().st_size > MAX_FILE_BYTES else files).append(path)
-        self.summary["left_out_of_archive"] = [f"{p.relative_to(run_dir)} ({p.stat().st_size / 2**20:.1f} MiB)"
+        for run_id in self.run_ids():
+            for path in sorted((self.results / run_id).rglob("*")):
+                parts = path.relative_to(self.results).parts
+                if not path.is_file() or any(p in ("checkpoint", "trainer") or p.startswith("checkpoint-")
+                                             for p in parts):
+                    continue
+                (big if path.stat().st_size > MAX_FILE_BYTES else files).append(path)
+        self.summary["left_out_of_archive"] = [f"{p.relative_to(self.results)} ({p.stat().st_size / 2**20:.1f} MiB)"
                                                for p in big]
         self.summary["elapsed_s"] = round(self.elapsed(), 1)
         session = self.out / f"{self.run_id}.session.json"
         session.write_text(json.dumps(self.summary, indent=1, default=str) + "\n")
         tmp = self.out / f".{self.run_id}.tar.gz.part"
         with tarfile.open(tmp, "w:gz") as tar:
-            for path in files:
-                tar.add(path, arcname=f"{self.run_id}/{path.relative_to(run_dir)}")
+            for path in files:  # RUN_ID/... and RUN_ID-regression/..., as under results/
+                tar.add(path, arcname=str(path.relative_to(self.results)))
             for name in (f"{self.run_id}.facts.json", session.name, f"{self.run_id}.log"):
                 if (self.out / name).is_file():
                     tar.add(self.out / name, arcname=f"{self.run_id}/session/{name}")
@@ -332,11 +351,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="seconds kept after the cases' deadline for the SIGINT grace, the report and the archive")
     ap.add_argument("--wheels", default=None, help="carried wheel folders, in order (default: .whl on the gpu plan)")
     ap.add_argument("--site", default="/tmp/site", help="where the wheels go (put on PYTHONPATH)")
+    ap.add_argument("--stages", type=lambda v: [x for x in v.split(",") if x], default=None, metavar="NAME,...",
+                    help="only these stages, in the plan's order (default: all)")
     ap.add_argument("run_id")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER, help="more pytest arguments for every stage")
     args = ap.parse_args(argv)
     if args.wheels is None:
         args.wheels = os.environ.get("WHEELS", ".whl" if args.plan == "gpu" else "")
+    unknown = sorted(set(args.stages or ()) - {s.name for s in PLANS[args.plan]})
+    if unknown:
+        ap.error(f"--stages: no stage {', '.join(unknown)} in the {args.plan} plan "
+                 f"({', '.join(s.name for s in PLANS[args.plan])})")
     if args.pack < GRACE_S + 15 or args.limit <= args.pack:
         ap.error(f"--pack must be at least {GRACE_S + 15} s and --limit larger than --pack")
     return args

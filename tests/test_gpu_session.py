@@ -46,7 +46,8 @@ def test_smoke_part_runs_reports_and_packs(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{run_id}.{ext}" for ext in ("facts.json", "html", "log", "md", "session.json", "tar.gz"))
+        [f"{run_id}.{ext}" for ext in ("facts.json", "html", "log", "md", "session.json", "tar.gz")]
+        + [f"{run_id}-regression.md"])
     summary = json.loads((out / f"{run_id}.session.json").read_text())
     assert [s["name"] for s in summary["stages"]] == [s.name for s in gpu_session.GPU]
     assert [s["status"] for s in summary["stages"]] == ["passed", "passed", "passed", "skipped", "passed"]
@@ -56,14 +57,16 @@ def test_smoke_part_runs_reports_and_packs(tmp_path):
     assert [(w["status"], w["count"]) for w in summary["wheels"]] == [("installed", 1)]
     assert summary["exit"] == 0 and summary["elapsed_s"] < summary["limit_s"] - 10
     report = (out / f"{run_id}.md").read_text()
-    assert all(c in report for c in ("tiny-llama/lora/base", "tiny-llama/qlora/base", "tiny-llama/full/base"))
+    assert all(c in report for c in ("tiny-llama/qlora/base", "tiny-llama/full/base"))
+    assert "tiny-llama/lora/base" in (out / f"{run_id}-regression.md").read_text()
     with tarfile.open(out / f"{run_id}.tar.gz") as tar:
         names = tar.getnames()
-        started = {}
-        for case in ("lora", "qlora", "full"):
-            record = json.load(tar.extractfile(f"{run_id}/tiny-llama__{case}__base.json"))
-            started[case] = record["started_at"]
-    assert f"{run_id}/manifest.json" in names and f"{run_id}/session/{run_id}.facts.json" in names
+        records = {case: json.load(tar.extractfile(f"{run}/tiny-llama__{case}__base.json"))
+                   for case, run in (("lora", f"{run_id}-regression"), ("qlora", run_id), ("full", run_id))}
+    started = {case: r["started_at"] for case, r in records.items()}
+    assert [r["mode"] for r in records.values()] == ["regression", "benchmark", "benchmark"]
+    assert f"{run_id}/manifest.json" in names and f"{run_id}-regression/manifest.json" in names
+    assert f"{run_id}/session/{run_id}.facts.json" in names
     assert not [n for n in names if "/checkpoint" in n]
     assert started["lora"] <= started["qlora"] <= started["full"]  # the stages' order, not the matrix's
     facts = json.loads((out / f"{run_id}.facts.json").read_text())
@@ -114,7 +117,7 @@ def test_a_stage_needs_its_time_and_its_wheels(tmp_path, monkeypatch):
     assert late["cases_status"] == {"tiny-llama/lora/base": {"status": "no record"}}
 
 
-def test_the_plans_name_cases_of_the_matrix_in_order_of_value():
+def test_the_plans_name_cases_of_the_matrix_in_order_of_value(tmp_path, monkeypatch):
     ids = {c.id for c in load_cases(CASES)}
     for plan in gpu_session.PLANS.values():
         assert not [c for s in plan for c in s.cases if c not in ids]
@@ -123,6 +126,9 @@ def test_the_plans_name_cases_of_the_matrix_in_order_of_value():
                                                                              "liger"]
     assert gpu[1].cases == ("llama2-7b-shaped/qlora/gradient_checkpointing",)  # builds the 7B shape, once
     assert [s.needs for s in gpu] == [(), (), (), ("unsloth",), ("liger_kernel",)]
+    monkeypatch.setenv("OUT", str(tmp_path))
+    picked = gpu_session.Session(gpu_session.parse(["--stages", "liger,tiny", "x"])).plan
+    assert [s.name for s in picked] == ["tiny", "liger"]
 
 
 def test_the_sdpa_probe_tries_each_backend_alone():
@@ -137,7 +143,8 @@ def test_the_sdpa_probe_tries_each_backend_alone():
 
 
 @pytest.mark.parametrize("args, message", [(["--plan", "everything", "x"], "invalid choice: 'everything'"),
-                                           (["--limit", "40", "--pack", "10", "x"], "--pack must be at least")])
+                                           (["--limit", "40", "--pack", "10", "x"], "--pack must be at least"),
+                                           (["--stages", "tiny,7b", "x"], "--stages: no stage 7b in the gpu plan")])
 def test_usage_errors(tmp_path, args, message):
     proc = subprocess.run(["bash", "benchmarks/gpu_session.sh", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})

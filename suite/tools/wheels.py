@@ -480,10 +480,12 @@ def cmd_download(args: argparse.Namespace, extra: list[str]) -> int:
         if not Path(path).is_file():
             raise WheelError(f"-r {path}: no such file")
     inputs = asked or [str(ROOT / "pyproject.toml")]
-    print(f"resolving {' '.join(asked) or 'pyproject.toml'} for {target.describe()}; "
-          f"the target has {_names(have)}", file=sys.stderr)
     if args.from_lock:
-        print(f"(no resolving: the carried files of {args.from_lock})", file=sys.stderr)
+        print(f"downloading the carried files of {args.from_lock} for {target.describe()} (no resolving)",
+              file=sys.stderr)
+    else:
+        print(f"resolving {' '.join(asked) or 'pyproject.toml'} for {target.describe()}; "
+              f"the target has {_names(have)}", file=sys.stderr)
     m = download(args.dest, inputs, have, target, args.replace, args.extra if not asked else [],
                  index_args, args.lock, args.from_lock, have_from,
                  log=lambda s: print(s, file=sys.stderr))
