@@ -20,7 +20,7 @@ from suite.errors import SuiteError
 from suite.judge import budgets, kernelclass
 from suite.records import runs
 from suite.records.record import CaseRecord
-from suite.report.compare import metric_values
+from suite.records.record import metric_values
 from suite.versions import HEADLINE
 
 MEASURED_MARK = "  # --- measured: written by `python -m suite budgets derive`; edit the seeded entries above ---"

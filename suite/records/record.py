@@ -12,6 +12,8 @@ what was read plus what was derived. A record of a newer schema is refused, nami
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from suite.errors import RecordError
@@ -369,3 +371,13 @@ def _check_parts(doc: dict, where: str) -> None:
 
 __all__ = ["SCHEMA_VERSION", "RECORD_KIND", "STATUSES", "MEASURED", "KEYS", "BackendInfo", "CaseRecord",
            "LEGACY_BACKENDS", "LEGACY_METHOD_BACKENDS", "legacy_backend"]
+
+
+def metric_values(records: list[CaseRecord], name: str) -> list[float]:
+    """The finite values of one metric across records (repeats); records without it add nothing."""
+    out = []
+    for rec in records:
+        value = rec.metric_value(name)
+        if value is not None and math.isfinite(value):
+            out.append(float(value))
+    return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from suite import paths
 from suite.judge import bands, kernelclass
 from suite.judge.metrics import METRICS, Metric
-from suite.records.record import CaseRecord
+from suite.records.record import CaseRecord, metric_values
 from suite.report import stats
 from suite.report.verdicts import BETTER, NEEDS_REPEATS, WITHIN_NOISE, WORSE
 
@@ -103,16 +103,6 @@ def _verdict(metric: Metric, within: bool, diff: float, noise: str, threshold: f
         return Judgement(WITHIN_NOISE, noise, threshold, "informational: changed beyond noise")
     worse = diff > 0 if metric.better == "lower" else diff < 0
     return Judgement(WORSE if worse else BETTER, noise, threshold)
-
-
-def metric_values(records: list[CaseRecord], name: str) -> list[float]:
-    """The finite values of one metric across records (repeats); records without it add nothing."""
-    out = []
-    for rec in records:
-        value = rec.metric_value(name)
-        if value is not None and math.isfinite(value):
-            out.append(float(value))
-    return out
 
 
 def device_of(records: list[CaseRecord]) -> str | None:
