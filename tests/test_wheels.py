@@ -158,6 +158,10 @@ datasets==5.2.0 \\
     #   trl
 pydantic==2.14.4
     # via typer
+huggingface-hub==1.33.0
+    # via
+    #   datasets
+    #   transformers
 torch==2.11.0
     # via
     #   -c target.txt
@@ -176,8 +180,11 @@ def test_uv_output_is_read_and_cut_where_the_target_begins():
     assert pins["bitsandbytes"].hashes == ["sha256:aa", "sha256:bb"]
     assert pins["datasets"].via == ["-r requirements/gpu.in", "trl"]
     have = {"torch": "2.11.0", "transformers": "5.17.0", "typer": None, "fsspec": None}
-    # requested: bitsandbytes, datasets (pyproject, -r) and transformers; pydantic is typer's, the target's business
+    # requested: bitsandbytes, datasets (pyproject, -r) and transformers; pydantic is typer's, the target's business;
+    # the target's transformers requires huggingface-hub: the target has it, though its list does not say so
     assert wheels.cut(pins, have) == ["bitsandbytes", "datasets"]
+    without = {n: v for n, v in have.items() if n != "transformers"}
+    assert wheels.cut(pins, without) == ["bitsandbytes", "datasets", "huggingface-hub", "transformers"]
     assert wheels.cut(pins, have, replace=["fsspec"]) == ["bitsandbytes", "datasets", "fsspec"]
     with pytest.raises(WheelError, match="uv's output names no requested package"):
         wheels.cut(wheels.parse_compiled("trl==1.0\n"), {})
@@ -224,7 +231,7 @@ def test_the_lock_holds_the_whole_set_and_downloads_the_same_files_again(tmp_pat
     first = carried(tmp_path / "1", ["app"], {"torch": "2.1"}, packages, lock=lock)
     text = lock.read_text()
     assert "app==1.0  # carried: app-1.0-py3-none-any.whl sha256:" in text and "torch==2.1  # target\n" in text
-    assert "dep==1.0  # needed by the target's packages only\n" in text
+    assert "dep==1.0  # target, required by its packages\n" in text
     assert control_lock.read_pins(lock) == {"app": "1.0", "dep": "1.0", "lib": "1.1", "torch": "2.1"}
     again = tmp_path / "2" / "whl"
     m = wheels.download(again, [], {}, PY312, index_args=index(tmp_path / "1" / "index", {}), from_lock=lock,

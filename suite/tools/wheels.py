@@ -204,8 +204,10 @@ def _shown(path: Path) -> str:
 
 def cut(pins: dict[str, Pin], have: dict[str, str | None], replace: Iterable[str] = ()) -> list[str]:
     """What to carry: the packages the requested ones reach in the resolution without passing
-    through one the target has (uv resolved torch's requirements; the target has torch, so none
-    of them is carried). A --replace'd package is carried though the target has it."""
+    through one the target has. The target has its packages' requirements too (in uv's resolution:
+    transformers brings numpy, huggingface-hub, ...; torch its CUDA wheels), even where its list
+    does not name them: a second numpy shadowing the target's is the mix to avoid. A --replace'd
+    package is carried though the target has it."""
     replaced = {canonical(n) for n in replace}
     children: dict[str, set[str]] = {n: set() for n in pins}
     roots = []
@@ -218,11 +220,17 @@ def cut(pins: dict[str, Pin], have: dict[str, str | None], replace: Iterable[str
     if pins and not roots:
         raise WheelError("uv's output names no requested package (`# via -r ...`): are its annotations turned off "
                          "(no-annotate in a uv.toml)?")
+    target = {n for n in pins if on_target(n, have) and n not in replaced}
+    todo = sorted(target)
+    while todo:
+        for child in children[todo.pop()] - target - replaced:
+            target.add(child)
+            todo.append(child)
     carry: set[str] = set()
     todo = sorted(set(roots))
     while todo:
         name = todo.pop()
-        if name in carry or (on_target(name, have) and name not in replaced):
+        if name in carry or name in target:
             continue
         carry.add(name)
         todo += sorted(children[name])
@@ -340,7 +348,8 @@ def lock_text(pins: dict[str, Pin], manifest: dict) -> str:
             + f"; the target's packages: {' '.join(manifest['have_from']) or 'the --have names'}",
             "# carried: downloaded and installed there (the file and its sha256; `--from-lock` downloads them again)",
             "# target: the target's own, pinned by its package list; target, version not listed: uv's pick, not a",
-            "#   reading (the target's own version serves); needed by the target's packages only: uv's pick likewise"]
+            "#   reading (the target's own version serves); target, required by its packages: not in its list, but",
+            "#   a package it has requires it (uv's pick likewise)"]
     lines = []
     for name, pin in sorted(pins.items()):
         if name in carried:
@@ -350,7 +359,7 @@ def lock_text(pins: dict[str, Pin], manifest: dict) -> str:
         elif on_target(name, have):
             tag = "target, version not listed"
         else:
-            tag = "needed by the target's packages only"
+            tag = "target, required by its packages"
         lines.append(f"{name}=={pin.version}  # {tag}")
     return "\n".join(head + lines) + "\n"
 
