@@ -118,3 +118,23 @@ def test_the_two_ways_of_carrying_added_tokens_pair_with_their_checkpoint_sizes(
     assert row["comparison"] == "trainable_tokens vs modules_to_save"
     assert row["checkpoint_change"] == pytest.approx(66048 / 91136 - 1)
     assert "| -27.5% |" in "\n".join(report_md.sidebyside_md(run))
+
+
+SCHEMA_2 = Path(__file__).parent / "fixtures" / "records" / "schema-2" / "tiny-llama__lora__base.json"
+
+
+def test_the_routes_table_says_which_routes_each_method_went_through_and_why_not(tmp_path):
+    rec = json.loads(SCHEMA_2.read_text())
+    for name in ("ok", "bad", "md"):
+        (tmp_path / name).mkdir()
+    headers, rows, notes = sidebyside.routes_table(_run(tmp_path / "ok", [rec]))
+    assert headers[:2] == ["trainer", "method"] and "auto_peft" in headers and "quantized_base" in headers
+    cells = dict(zip(headers, rows[0]))
+    assert (cells["trainer"], cells["method"], cells["auto_peft"], cells["full_model"]) == ("sft", "lora", "1/1 passed",
+                                                                                             "n/a")
+    assert any(n.startswith("full_model: ") and "(sft lora)" in n for n in notes)
+    broken = copy.deepcopy(rec)  # the route's check failed in the record: the table says so
+    next(c for c in broken["checks"] if c["name"] == "reload/auto_peft")["passed"] = False
+    cells = dict(zip(headers, sidebyside.routes_table(_run(tmp_path / "bad", [broken]))[1][0]))
+    assert cells["auto_peft"] == "0/1 passed"
+    assert "Load routes per method" in "\n".join(report_md.routes_md(_run(tmp_path / "md", [rec])))

@@ -157,12 +157,26 @@ def sidebyside_html(run) -> str:
 
     df = sidebyside.frame(run)
     if df.empty:
-        return ""
+        return routes_html(run)
     headers, rows = sidebyside.table_rows(df)
     cells = [[esc(r[0]), f"<code>{esc(r[1])}</code>", f"<code>{esc(r[2])}</code>", *map(esc, r[3:])] for r in rows]
     srcs = sidebyside.sources(df)
     note = f"<p>Published figures: {esc('; '.join(srcs))}.</p>" if srcs else ""
-    return f"<h2>Side by side</h2><p>{esc(sidebyside.INTRO)}</p>{table(headers, cells, numeric={3, 4, 5, 6, 7})}{note}"
+    return (f"<h2>Side by side</h2><p>{esc(sidebyside.INTRO)}</p>{table(headers, cells, numeric={3, 4, 5, 6, 7})}{note}"
+            + routes_html(run))
+
+
+def routes_html(run) -> str:
+    """Which load routes each method's checkpoints went through (docs/checks.md)."""
+    from suite.report import sidebyside
+
+    headers, rows, notes = sidebyside.routes_table(run)
+    if not rows:
+        return ""
+    why = "".join(f"<li>n/a {esc(n)}</li>" for n in notes)
+    return ("<h3>Load routes per method</h3><p>Each checkpoint loaded back by every route that applies to it: passed "
+            "of checked, n/a where the route does not apply (why: below the table).</p>"
+            + table(headers, [[esc(c) for c in r] for r in rows]) + (f"<ul>{why}</ul>" if why else ""))
 
 
 def figures_html(report: Report) -> str:

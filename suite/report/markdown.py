@@ -211,7 +211,7 @@ def sidebyside_md(run) -> list[str]:
 
     df = sidebyside.frame(run)
     if df.empty:
-        return []
+        return routes_md(run)
     headers, rows = sidebyside.table_rows(df)
     lines = ["### Side by side", "", sidebyside.INTRO, "",
              "| " + " | ".join(headers) + " |", "|---|---|---|" + "---:|" * (len(headers) - 3)]
@@ -221,7 +221,21 @@ def sidebyside_md(run) -> list[str]:
     srcs = sidebyside.sources(df)
     if srcs:
         lines += ["", "Published figures: " + "; ".join(md(s) for s in srcs) + "."]
-    return lines + [""]
+    return lines + [""] + routes_md(run)
+
+
+def routes_md(run) -> list[str]:
+    """Which load routes each method's checkpoints went through (docs/checks.md)."""
+    from suite.report import sidebyside
+
+    headers, rows, notes = sidebyside.routes_table(run)
+    if not rows:
+        return []
+    return (["### Load routes per method", "", "Each checkpoint loaded back by every route that applies to it: "
+             "passed of checked, n/a where the route does not apply (why: below the table).", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            + ["| " + " | ".join(md(c) for c in row) + " |" for row in rows] + [""]
+            + [f"- n/a {md(n)}" for n in notes] + [""])
 
 
 def markdown(report: Report, fail_on: tuple[str, ...] = tuple(compare.GATES.values())) -> str:

@@ -172,3 +172,32 @@ def table_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 def sources(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(s for s in df["published_source"] if s))
+
+
+def routes_table(run: Run) -> tuple[list[str], list[list[str]], list[str]]:
+    """Which load routes each trainer and method's checkpoints went through in this run (docs/checks.md):
+    per route, how many cases it loaded and how many of those passed, or n/a; and why each n/a is."""
+    seen: dict[tuple[str, str], dict[str, list]] = {}
+    order: list[str] = []
+    for rec in run.records:
+        for r in (rec.reload or {}).get("routes") or []:
+            route = r.get("route")
+            if route not in order:
+                order.append(route)
+            cell = seen.setdefault((rec.trainer or "sft", rec.method or "?"), {}).setdefault(route, [0, 0, ""])
+            if r.get("status") == "not_applicable":
+                cell[2] = cell[2] or str(r.get("reason") or "not applicable")
+                continue
+            cell[0] += 1
+            cell[1] += int(any(c.get("name") == f"reload/{route}" and c.get("passed") for c in rec.checks))
+    if not seen:
+        return [], [], []
+    rows, why = [], {}
+    for (trainer, method), cells in sorted(seen.items()):
+        rows.append([trainer, method] + [
+            (f"{c[1]}/{c[0]} passed" if c[0] else "n/a") if (c := cells.get(route)) else "-" for route in order])
+        for route, c in cells.items():
+            if c[2]:
+                why.setdefault(f"{route}: {c[2]}", []).append(f"{trainer} {method}")
+    notes = [f"{reason} ({', '.join(who)})" for reason, who in why.items()]
+    return ["trainer", "method", *order], rows, notes
