@@ -74,6 +74,10 @@ RELATIONS: dict[str, Relation] = dict([
          "(each preference pair weighs the same)", 1e-5, unit="nats"),
     _rel("dpo.grad_accum.weights", "DPO with batch Bx1 and batch 1xB (accumulation B) ends with the same "
          "trainable weights", 5e-4, unit="max abs"),
+    _rel("reward.grad_accum.loss", "the reward trainer with batch Bx1 and batch 1xB (accumulation B) logs the same "
+         "per-step pairwise loss (each preference pair weighs the same)", 1e-5, unit="nats"),
+    _rel("reward.grad_accum.weights", "the reward trainer with batch Bx1 and batch 1xB (accumulation B) ends with "
+         "the same trainable weights (LoRA and the score head)", 5e-4, unit="max abs"),
     _rel("packing.per_example_loss", "each example's loss inside a packed (padding-free) sequence equals its "
          "loss run alone", 1e-5, unit="nats"),
     _rel("packing.no_cross_attention", "changing every other example of a packed sequence leaves an example's "

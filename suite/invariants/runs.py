@@ -35,6 +35,20 @@ def measure_dpo_grad_accum(out: Path, *, accumulate: int = 4, steps: int = 3,
                            tamper: Callable[[object], None] | None = None) -> list[Verdict]:
     """DPO (trl's DPOTrainer through the matrix's own backend, LoRA, ref_model=None): batch B x
     accumulation 1 against batch 1 x accumulation B; `tamper(trainer)` may break the second."""
+    return _preference_grad_accum("dpo", out, accumulate=accumulate, steps=steps, tamper=tamper)
+
+
+def measure_reward_grad_accum(out: Path, *, accumulate: int = 4, steps: int = 3,
+                              tamper: Callable[[object], None] | None = None) -> list[Verdict]:
+    """The reward trainer (trl's RewardTrainer through the matrix's own backend, a one-output classifier
+    with a LoRA adapter and its score head): the pairwise loss is a mean over pairs, so batch B x
+    accumulation 1 and batch 1 x accumulation B must agree. (KTO has no such relation: its KL estimate
+    pairs each prompt with another row's completion of the same micro-batch.)"""
+    return _preference_grad_accum("reward", out, accumulate=accumulate, steps=steps, tamper=tamper)
+
+
+def _preference_grad_accum(trainer_name: str, out: Path, *, accumulate: int, steps: int,
+                           tamper: Callable[[object], None] | None) -> list[Verdict]:
     import dataclasses
 
     import torch
@@ -47,20 +61,20 @@ def measure_dpo_grad_accum(out: Path, *, accumulate: int = 4, steps: int = 3,
     for bs, ga in ((accumulate, 1), (1, accumulate)):
         case = dataclasses.replace(h.tiny_case("lora", dataset="preference", batch_size=bs, grad_accum=ga,
                                                num_samples=len(rows), max_steps=steps, learning_rate=5e-3),
-                                   trainer="dpo")
+                                   trainer=trainer_name)
         h.seed_everything(case.training.seed)
         log = h.LossLog()
         trainer, _, _ = backend_for(case).build_trainer(case, h.model_path(case), "cpu", "fp32", torch.float32,
-                                                   out / f"dpo-bs{bs}-ga{ga}", Dataset.from_list(rows),
+                                                   out / f"{trainer_name}-bs{bs}-ga{ga}", Dataset.from_list(rows),
                                                    [log.as_callback()])
         if tamper is not None and ga > 1:
             tamper(trainer)
         trainer.train()
         runs.append((log.losses, h.trainable_state(trainer.model)))
     (loss_a, w_a), (loss_b, w_b) = runs
-    what = f"dpo lora, {steps} steps, batch {accumulate}x1 vs 1x{accumulate}"
-    return [compare("dpo.grad_accum.loss", loss_a, loss_b, what),
-            compare("dpo.grad_accum.weights", w_a, w_b, what)]
+    what = f"{trainer_name} lora, {steps} steps, batch {accumulate}x1 vs 1x{accumulate}"
+    return [compare(f"{trainer_name}.grad_accum.loss", loss_a, loss_b, what),
+            compare(f"{trainer_name}.grad_accum.weights", w_a, w_b, what)]
 
 
 def summed_micro_batches(trainer) -> None:

@@ -37,3 +37,19 @@ def test_can_fail_dpo_with_summed_micro_batches(tmp_path, invariant):
     verdicts = runs.measure_dpo_grad_accum(tmp_path, tamper=runs.summed_micro_batches)
     invariant.breaks(verdicts, "dpo.grad_accum.loss")
     invariant.breaks(verdicts, "dpo.grad_accum.weights")
+
+
+@pytest.mark.lora
+@pytest.mark.adapter
+@pytest.mark.reward
+def test_reward_batch_and_accumulation_agree(tmp_path, invariant):
+    invariant.holds(runs.measure_reward_grad_accum(tmp_path))
+
+
+@pytest.mark.lora
+@pytest.mark.adapter
+@pytest.mark.reward
+def test_can_fail_reward_with_summed_micro_batches(tmp_path, invariant):
+    verdicts = runs.measure_reward_grad_accum(tmp_path, tamper=runs.summed_micro_batches)
+    invariant.breaks(verdicts, "reward.grad_accum.loss")
+    invariant.breaks(verdicts, "reward.grad_accum.weights")
