@@ -239,6 +239,18 @@ class StartsAtLn2:
                            value=diff, bound=self.atol)
 
 
+def first_and_last_windows(curve: list[dict], keys: tuple[str, ...], k: int) -> dict[str, tuple[float, float]] | str:
+    """Per logged key, the mean of its first k and its last k values over the curve; or why not (a key
+    logged fewer than 2k times)."""
+    out = {}
+    for key in keys:
+        series = [p[key] for p in curve if key in p]
+        if len(series) < 2 * k:
+            return f"{key} logged {len(series)} times, the check needs {2 * k}"
+        out[key] = (sum(series[:k]) / k, sum(series[-k:]) / k)
+    return out
+
+
 @dataclass(frozen=True)
 class RewardsRise:
     """DPO's reward margins and accuracies, mean of the last k logged steps above the first k."""
@@ -247,15 +259,12 @@ class RewardsRise:
     name: str = "dpo_rewards_rise"
 
     def evaluate(self, case_id: str, curve: list[dict]) -> CheckResult:
-        k, parts, ok = self.window, [], True
-        for key in ("rewards/margins", "rewards/accuracies"):
-            series = [p[key] for p in curve if key in p]
-            if len(series) < 2 * k:
-                return CheckResult(self.name, False, f"{case_id}: {key} logged {len(series)} times, the check "
-                                                     f"needs {2 * k}")
-            first, last = sum(series[:k]) / k, sum(series[-k:]) / k
-            ok = ok and last > first
-            parts.append(f"{key.split('/')[1]} {first:.4g} -> {last:.4g}")
+        k = self.window
+        windows = first_and_last_windows(curve, ("rewards/margins", "rewards/accuracies"), k)
+        if isinstance(windows, str):
+            return CheckResult(self.name, False, f"{case_id}: {windows}")
+        ok = all(last > first for first, last in windows.values())
+        parts = [f"{key.split('/')[1]} {first:.4g} -> {last:.4g}" for key, (first, last) in windows.items()]
         verdict = "rose" if ok else "did not rise"
         return CheckResult(self.name, ok, f"{case_id}: DPO rewards {verdict} (mean of the first {k} logged "
                                           f"steps -> the last {k}): {', '.join(parts)}")
@@ -339,15 +348,12 @@ class PairwiseRise:
     name: str = "reward_pairs_rise"
 
     def evaluate(self, case_id: str, curve: list[dict]) -> CheckResult:
-        k, parts, ok = self.window, [], True
-        for key in ("accuracy", "margin"):
-            series = [p[key] for p in curve if key in p]
-            if len(series) < 2 * k:
-                return CheckResult(self.name, False, f"{case_id}: {key} logged {len(series)} times, the check "
-                                                     f"needs {2 * k}")
-            first, last = sum(series[:k]) / k, sum(series[-k:]) / k
-            ok = ok and last > first
-            parts.append(f"{key} {first:.4g} -> {last:.4g}")
+        k = self.window
+        windows = first_and_last_windows(curve, ("accuracy", "margin"), k)
+        if isinstance(windows, str):
+            return CheckResult(self.name, False, f"{case_id}: {windows}")
+        ok = all(last > first for first, last in windows.values())
+        parts = [f"{key} {first:.4g} -> {last:.4g}" for key, (first, last) in windows.items()]
         return CheckResult(self.name, ok, f"{case_id}: reward model pairwise {'rose' if ok else 'did not rise'} "
                                           f"(mean of the first {k} logged steps -> the last {k}): {', '.join(parts)}")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite.train import args as train_args
 from suite.matrix.axes import PREFERENCE_FORMATS
+from suite.train import args as train_args
 from suite.train import compat, models, probes
 from suite.train.backends.base import NO_HOOKS, BuildHooks
 from suite.train.backends.hf import HFSFTTrainer
@@ -40,18 +40,25 @@ class DPO(HFSFTTrainer):
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
                       dataset: Any, callbacks: list, eval_dataset: Any = None,
                       hooks: BuildHooks = NO_HOOKS) -> tuple[Any, Any, dict]:
-        from trl import DPOTrainer
-
         tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
         probes.ensure_chat_template(tokenizer)
         load_kwargs = self.reload_kwargs(case, device, dtype)
         init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
-        args = train_args.dpo_config(case, output_dir, device, precision, init_kwargs)
-        trainer = (hooks.trainer_cls or DPOTrainer)(
+        args = self.trl_config(case, output_dir, device, precision, init_kwargs)
+        trainer = (hooks.trainer_cls or self.trl_trainer())(
             model=model_path, ref_model=None, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
             processing_class=tokenizer, peft_config=self.peft_config(case, hooks), callbacks=callbacks,
             **trainer_kwargs, **hooks.trainer_kwargs)
         return trainer, tokenizer, load_kwargs
+
+    def trl_trainer(self) -> type:
+        """The trl trainer class it builds (a subclass with a reference model builds its own)."""
+        from trl import DPOTrainer
+
+        return DPOTrainer
+
+    def trl_config(self, case: Case, output_dir: Path, device: str, precision: str, init_kwargs: dict | None) -> Any:
+        return train_args.dpo_config(case, output_dir, device, precision, init_kwargs)
 
     def reference_snapshot(self, trainer: Any, case: Case, tokenizer: Any, device: str) -> Any:
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from suite.matrix.axes import UNPAIRED_PREFERENCE_FORMATS
 from suite.train import args as train_args
-from suite.train import compat, models, probes
-from suite.train.backends.base import NO_HOOKS, BuildHooks
 from suite.train.backends.dpo import DPO
 
 if TYPE_CHECKING:
@@ -31,24 +29,13 @@ class KTO(DPO):
     logged_metrics = {"kto_reward_margin_final": "rewards/margins", "kto_kl_final": "kl"}
     BETA = train_args.KTO_BETA
 
-    def declared_fields(self, case: Case, common: dict) -> dict:
-        return {**common, "max_length": case.training.max_length, "beta": self.BETA, **dict(case.training.extra)}
-
-    def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
-                      dataset: Any, callbacks: list, eval_dataset: Any = None,
-                      hooks: BuildHooks = NO_HOOKS) -> tuple[Any, Any, dict]:
+    def trl_trainer(self) -> type:
         from trl import KTOTrainer
 
-        tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
-        probes.ensure_chat_template(tokenizer)
-        load_kwargs = self.reload_kwargs(case, device, dtype)
-        init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
-        args = train_args.kto_config(case, output_dir, device, precision, init_kwargs)
-        trainer = (hooks.trainer_cls or KTOTrainer)(
-            model=model_path, ref_model=None, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
-            processing_class=tokenizer, peft_config=self.peft_config(case, hooks), callbacks=callbacks,
-            **trainer_kwargs, **hooks.trainer_kwargs)
-        return trainer, tokenizer, load_kwargs
+        return KTOTrainer
+
+    def trl_config(self, case: Case, output_dir: Path, device: str, precision: str, init_kwargs: dict | None) -> Any:
+        return train_args.kto_config(case, output_dir, device, precision, init_kwargs)
 
 
 BACKEND = KTO()
