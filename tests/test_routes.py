@@ -4,12 +4,11 @@ the saved files fails every route that reads them; the routes are declared per h
 classifier's score head travels with its adapter)."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from suite.cases import load_cases
 from suite.judge.checks import ReloadMatches, RouteMatches
+from suite.records import results
 from suite.records.record import CaseRecord
 from suite.run.session import RunSession
 from suite.train import inject, routes
@@ -41,7 +40,7 @@ def records(tmp_path_factory) -> dict[tuple[str, str], CaseRecord]:
     for fault, case_id in runs:
         session.child_env = {inject.ENV: fault}
         result = session.run_case(cases[case_id])
-        out[(fault, case_id)] = json.loads(result.record_path.read_text())
+        out[(fault, case_id)] = results.read_record(result.record_path)
     session.finish()
     return out
 

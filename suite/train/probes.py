@@ -53,12 +53,14 @@ def generate(model, tokenizer, device: str, new_tokens: int) -> list[int]:
     import torch
 
     enc = tokenizer(PROBE_TEXTS[:1], return_tensors="pt").to(model.device if device == "cuda" else "cpu")
+    # only what every causal LM takes: older transformers refuse the token_type_ids a tokenizer may add
+    inputs = {k: enc[k] for k in ("input_ids", "attention_mask")}
     model.eval()
     with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+        out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                              else tokenizer.eos_token_id)
-    return out[0, enc["input_ids"].shape[1]:].tolist()
+    return out[0, inputs["input_ids"].shape[1]:].tolist()
 
 
 def param_summary(model, is_adapter: bool) -> dict:
