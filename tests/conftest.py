@@ -50,6 +50,11 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_a_clean_reward_run_passes_every_check",
         "test_each_fault_fails_its_check_and_leaves_the_others",
     ),
+    "test_dropout.py": (  # the tests of its module fixture, which trains
+        "test_a_clean_run_with_lora_dropout_passes",
+        "test_each_fault_fails_the_dropout_check_and_leaves_the_others",
+        "test_dropout_on_in_evaluation_also_fails_the_reload",
+    ),
     "test_envs.py": (
         "test_an_environment_made_from_a_venv_sees_that_venvs_stack",
     ),

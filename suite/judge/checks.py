@@ -402,6 +402,36 @@ class EvalLossFalls:
                                               f"{evals[-1]['step']}", value=last, bound=first)
 
 
+@dataclass(frozen=True)
+class LoraDropoutActs:
+    """An adapter trained with LoRA dropout (feature lora_dropout): its dropout layers have the rate the
+    case asked for; in evaluation it is off (two more eval-mode forwards agree with the probe within
+    `atol`, the case's reload bound: what the reload and every load route are then compared with),
+    while two training-mode forwards differ by more than that."""
+
+    atol: float
+    name: str = "lora_dropout"
+
+    def evaluate(self, case_id: str, rate: float, measured: dict | None) -> CheckResult:
+        if measured is None:
+            return CheckResult(self.name, False, f"{case_id}: the trained model has no LoRA dropout layer; the case "
+                                                 f"asked for lora.dropout {rate}")
+        problems = []
+        if measured["rates"] != [rate]:
+            problems.append(f"its {measured['modules']} dropout layers have rates {measured['rates']}, not {rate}")
+        if measured["eval_repeat_diff"] > self.atol:
+            problems.append(f"eval-mode forwards differ by {measured['eval_repeat_diff']:.3g} (> {self.atol:g}): "
+                            f"dropout is on in evaluation")
+        if measured["train_pair_diff"] <= self.atol:
+            problems.append(f"two training-mode forwards differ by only {measured['train_pair_diff']:.3g} "
+                            f"(<= {self.atol:g}): no dropout in training")
+        what = (f"eval-mode forwards agree within {measured['eval_repeat_diff']:.3g}, training-mode ones differ by "
+                f"{measured['train_pair_diff']:.3g}, {measured['modules']} layers at rate {rate}")
+        return CheckResult(self.name, not problems, f"{case_id}: LoRA dropout " + ("; ".join(problems) if problems
+                                                                                   else what),
+                           value=measured["train_pair_diff"], bound=self.atol)
+
+
 def run_all(case: Case, payload: Payload, inv: Inventory | None,
             bounds: ClassBounds | None = None) -> list[CheckResult]:
     """Every check that applies to the case: the common ones, then its trainer's own (its backend
@@ -417,6 +447,8 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None,
         results += route_checks(case, payload, bounds)
     if c.eval_falls:
         results.append(EvalLossFalls().evaluate(case.id, payload.eval_curve))
+    if "lora_dropout" in case.features:
+        results.append(LoraDropoutActs(case.checks.logits_atol).evaluate(case.id, case.lora.dropout, payload.dropout))
     results += [TRAINER_CHECKS[name](case, payload, bounds) for name in backend.checks]
     ops = payload.device.attention_ops
     if ops is not None and not backend.picks_attention:  # its own kernels: recorded, not checked

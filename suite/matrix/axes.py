@@ -90,8 +90,10 @@ def method_of(adapter: Adapter, quantization: Quantization, library: Library) ->
 
 
 # Canonical order: ids list features in this order whatever the case file says.
-FEATURES = ("packing", "neftune", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "modules_to_save",
-            "trainable_tokens", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+FEATURES = ("packing", "neftune", "lora_dropout", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger",
+            "modules_to_save", "trainable_tokens", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+# lora_dropout: the adapter trains with dropout on its input (lora.dropout > 0, PEFT's example 0.05, the
+# Handbook's 0.1), on in training, off in evaluation and after reload; every other adapter case trains at 0.
 # How an adapter carries the rows of tokens a chat format added (chatml): the whole embedding and head
 # matrices (peft's modules_to_save), or only the new rows (peft's trainable_token_indices).
 NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")

@@ -36,6 +36,11 @@ def validate_combination(case: Case, support: Support) -> str | None:
         return f"{ways[0]} is how an adapter carries added tokens: it needs {', '.join(ADDED_TOKEN_FORMATS)} data"
     if case.dataset in PREFERENCE_FORMATS + UNPAIRED_PREFERENCE_FORMATS and case.loss != "auto":
         return "a preference format's loss is DPO's (KTO's on unpaired data), on the completions; it takes no loss variant"
+    if ("lora_dropout" in case.features) != (case.lora.dropout > 0):
+        return ("lora.dropout > 0 and the lora_dropout feature go together (the id must say the adapter trains with "
+                f"dropout): got lora.dropout {case.lora.dropout} with features {', '.join(case.features) or 'none'}")
+    if "lora_dropout" in case.features and not case.is_adapter:
+        return f"lora_dropout is the adapter's dropout: it needs an adapter method, not {case.method}"
     refused = support.cannot_train(case)
     if refused:
         return refused

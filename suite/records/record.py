@@ -133,6 +133,7 @@ _KEYS = (
     _Key("reload", (dict,), nullable=True),
     _Key("reference", (dict,), omit_none=True),
     _Key("eval_curve", (list,), omit_none=True),
+    _Key("dropout", (dict,), omit_none=True),
     _Key("resolved", (dict,), nullable=True),
     _Key("checks", (list,), required=True),
     _Key("budgets", (dict,), nullable=True),
@@ -180,6 +181,7 @@ class CaseRecord:
     reload: dict | None = None
     reference: dict | None = None  # DPO cases only
     eval_curve: list[dict] | None = None  # only for a case with an eval split
+    dropout: dict | None = None  # only for an adapter trained with LoRA dropout (the lora_dropout check)
     resolved: dict | None = None
     checks: list[dict] = field(default_factory=list)  # {name, passed, message, value, bound}
     budgets: dict | None = None

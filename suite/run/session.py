@@ -267,6 +267,7 @@ class RunSession:
             checkpoint=ckpt, reload=_dict(p and p.reload),
             reference=p.reference.to_dict() if p and p.reference else None,
             eval_curve=p.eval_curve if p and p.eval_curve else None,
+            dropout=p.dropout if p else None,
             resolved=p.resolved if p else None,
             checks=[c.to_dict() for c in outcome.checks],
             budgets=self._budget_summary(case, klass),

@@ -17,7 +17,10 @@ routes (suite/train/routes.py), each aimed at one: `route_merge` (merge_and_unlo
 unmerged), `route_modules_to_save` (base.load_adapter leaves the modules_to_save copies at the base's
 weights), `route_quantized_save` (the saved quantized base has one weight's block constants scaled);
 and one in the saved files that every route reading them must see: `drop_lora_b` (the adapter file
-loses its lora_B tensors, which peft then loads as zeros). Unset, nothing here
+loses its lora_B tensors, which peft then loads as zeros). Faults of LoRA dropout (the lora_dropout
+check): `dropout_off` (the adapter's dropout layers get rate 0 before training: it trains without the
+dropout its config asked for), `dropout_in_eval` (its dropout layers drop in evaluation too, as if
+the model were left in training mode for inference). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 """
 from __future__ import annotations
@@ -31,7 +34,7 @@ from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
 KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score", "route_merge",
-         "route_modules_to_save", "route_quantized_save", "drop_lora_b")
+         "route_modules_to_save", "route_quantized_save", "drop_lora_b", "dropout_off", "dropout_in_eval")
 
 
 def requested() -> dict[str, float]:
@@ -124,6 +127,8 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
                         param.fill_(0.01)
             else:
                 model.get_input_embeddings().weight.add_(0.05)
+    if "dropout_off" in faults or "dropout_in_eval" in faults:
+        _dropout_faults(model, faults)
     if "no_update" in faults:
         creating = trainer.create_optimizer
 
@@ -162,6 +167,18 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
             save_file(tensors, f"{output_dir}/model.safetensors")
 
         trainer.save_model = save_model
+
+
+def _dropout_faults(model, faults: dict[str, float]) -> None:
+    import torch
+
+    for name, module in model.named_modules():
+        if ".lora_dropout." not in f".{name}." or not isinstance(module, torch.nn.Dropout):
+            continue
+        if "dropout_off" in faults:
+            module.p = 0.0
+        if "dropout_in_eval" in faults:
+            module.forward = lambda x, m=module: torch.nn.functional.dropout(x, m.p, training=True)
 
 
 def drop_tensors(saved, fragment: str) -> None:

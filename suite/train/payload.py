@@ -176,6 +176,7 @@ class Payload:
     work: dict | None = None
     reference: Reference | None = None  # DPO: the reference model, checked untouched
     eval_curve: list[dict] = field(default_factory=list)  # per evaluation of the eval split: step, eval_loss, ...
+    dropout: dict | None = None  # LoRA dropout at work after training (suite/train/probes.py lora_dropout)
 
     @property
     def losses(self) -> list[float]:
@@ -194,4 +195,5 @@ class Payload:
                    reload=_in(Reload, doc.get("reload")), device=Device(**doc["device"]),
                    resolved=doc.get("resolved") or {}, warnings=doc.get("warnings") or [],
                    step_cpu_times_s=doc.get("step_cpu_times_s") or [], work=doc.get("work"),
-                   reference=_in(Reference, doc.get("reference")), eval_curve=doc.get("eval_curve") or [])
+                   reference=_in(Reference, doc.get("reference")), eval_curve=doc.get("eval_curve") or [],
+                   dropout=doc.get("dropout"))

@@ -47,6 +47,26 @@ def probe_logits(model, tokenizer, device: str, train_mode: bool = False):
     return logits[enc["attention_mask"].cpu().bool()]
 
 
+def lora_dropout(model, tokenizer, device: str, eval_probe) -> dict | None:
+    """LoRA dropout at work, after training (the lora_dropout check): the rates of the adapter's dropout
+    modules; two more eval-mode forwards against the eval-mode probe taken before (dropout off: they
+    agree); two training-mode forwards against each other (dropout on: they differ). None for a model
+    without LoRA dropout modules (peft puts an Identity where the rate is 0). The model is left in eval mode."""
+    import torch
+
+    rates = [m.p for name, m in model.named_modules() if ".lora_dropout." in f".{name}." and isinstance(m, torch.nn.Dropout)]
+    if not rates:
+        return None
+    repeats = [probe_logits(model, tokenizer, device) for _ in range(2)]
+    train_a, train_b = (probe_logits(model, tokenizer, device, train_mode=True) for _ in range(2))
+    model.eval()
+    return {"rates": sorted(set(rates)), "modules": len(rates),
+            "eval_repeat_diff": max((r - eval_probe).abs().max().item() for r in repeats),
+            "train_pair_diff": (train_a - train_b).abs().max().item(),
+            "compared": "max |logit difference| on the probe input: two eval-mode forwards vs the eval-mode probe, "
+                        "and two training-mode forwards (no_grad) with each other"}
+
+
 def generate(model, tokenizer, device: str, new_tokens: int) -> list[int]:
     """Greedy ids generated from the first probe text (eval mode, no sampling): what a user's
     inference code would print."""

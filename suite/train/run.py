@@ -41,6 +41,7 @@ class Trained:
     reference: dict | None  # a preference trainer's reference after training vs before
     probe: Any  # the trained model's logits on the probe input
     generated: list[int] | None  # its greedy ids from the probe prompt (what a route's model must generate)
+    dropout: dict | None  # its LoRA dropout at work: eval-mode forwards agree, training-mode ones differ
     injected: Any  # the known fault installed, if any (FTSUITE_INJECT)
     counter: Any  # the CountingCollator that counted each step's tokens
     checkpoint: Path
@@ -135,6 +136,7 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     probe = routes.probe(model, tokenizer, device, backend.head)  # a causal LM's logits, a classifier's scores
     generated = (probes.generate(model, tokenizer, device, routes.GENERATE_TOKENS)
                  if backend.routes(case) and backend.generates else None)
+    dropout = probes.lora_dropout(model, tokenizer, device, probe) if backend.head == "causal_lm" else None
     if trainer.is_world_process_zero():  # what another version's load of the checkpoint must give
         probes.save_probe(probe, workdir / probes.PROBE_FILE)
     ckpt = workdir / "checkpoint"
@@ -142,8 +144,8 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     backend.save(case, trainer, ckpt)
     trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
     timing["save_s"] = time.perf_counter() - t0
-    return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, generated, injected, counter,
-                   ckpt)
+    return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, generated, dropout, injected,
+                   counter, ckpt)
 
 
 def _step_counts(trainer: Any, counter: Any) -> list[tuple[int, int, int]]:
@@ -213,6 +215,7 @@ def _payload(case: Case, trained: Trained, measure: Any, counts: list, memory: d
         resolved=_resolved(trainer, resolved, trained.injected),
         warnings=sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
         reference=Reference(**trained.reference) if trained.reference else None,
+        dropout=trained.dropout,
     )
 
 
