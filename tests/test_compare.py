@@ -292,3 +292,13 @@ def test_a_report_leads_with_a_broken_relation_and_distrusts_the_loss_it_explain
     wrong = select.what_is_wrong(df, compare.parse_fail_on(compare.DEFAULT_FAIL_ON))
     assert wrong[0].startswith("Broken relations and compatibility: 1 — invariants/logged_loss discrepancy newly "
                                "failing: holds → broken: 0.207")
+
+
+def test_every_trainers_grad_accum_loss_relation_distrusts_the_loss():
+    """A new trainer's accumulation relation is a relation of its logged loss: a report must not judge a
+    loss while it is broken (it was forgotten once, for the reward trainer)."""
+    from suite.invariants.relations import RELATIONS
+    from suite.report.invariants import LOSS_RELATIONS
+
+    accumulation = [name for name in RELATIONS if name.endswith("grad_accum.loss")]
+    assert len(accumulation) >= 3 and set(accumulation) <= set(LOSS_RELATIONS), accumulation

@@ -146,6 +146,7 @@ def test_a_sequence_classifier_carries_its_score_head_through_its_routes(tmp_pat
     for name in ("peft_model", "auto_peft"):
         assert out[name].max_abs_logit_diff == 0.0 and out[name].adapter_mismatch == [], out[name]
     assert out["merged"].max_abs_logit_diff < 1e-4
+    assert out["auto_peft"].loader == "AutoPeftModelForSequenceClassification.from_pretrained(dir)"  # the user's call
     # a score head left behind is seen: drop it from the saved adapter
     from safetensors.torch import load_file, save_file
 

@@ -238,9 +238,16 @@ class RouteOutcome:
         return {k: v for k, v in self.__dict__.items() if v not in (None, [], "") or k in ("route", "status")}
 
 
+def loader_label(route: Route, head: str) -> str:
+    """The call a user writes for this head: the routes name the causal LM's auto classes, a sequence
+    classifier loads through the ...ForSequenceClassification ones (model_class above)."""
+    return route.loader if head == "causal_lm" else route.loader.replace("ForCausalLM", "ForSequenceClassification")
+
+
 def check_route(route: Route, ctx: Context) -> RouteOutcome:
     """Load the checkpoint by one route and measure it against the trained model."""
-    out = RouteOutcome(route.name, route.loader, "checked", inference=route.inference, against=route.against)
+    out = RouteOutcome(route.name, loader_label(route, ctx.head), "checked", inference=route.inference,
+                       against=route.against)
     why = route.not_applicable(ctx) if ctx.head in route.heads else f"not a route of a {ctx.head} model"
     if why:
         out.status, out.reason = "not_applicable", why
