@@ -20,3 +20,29 @@ def write_cases(directory: Path, matrix: str, models: str = BASE_MODELS, default
         (directory / "_base.yaml").write_text(textwrap.dedent(defaults))
     (directory / "matrix.yaml").write_text(textwrap.dedent(matrix))
     return directory
+
+
+def fault_runs(tmp: Path, matrix: str, faults: tuple[str, ...]) -> dict:
+    """Real runs of the matrix's first case, one per known fault (suite/train/inject.py; "" runs it
+    clean), through one RunSession without baselines: {fault, or "clean": its CaseRecord}."""
+    from suite.cases import load_cases
+    from suite.run.session import RunSession
+    from suite.train import inject
+
+    case = load_cases(write_cases(tmp / "cases", matrix))[0]
+    session = RunSession(tmp / "results", tmp.name, baselines=None)
+    out = {}
+    for fault in faults:
+        session.child_env = {inject.ENV: fault}
+        out[fault or "clean"] = session.run_case(case).record
+    session.finish()
+    return out
+
+
+def check_outcomes(record) -> dict[str, bool]:
+    """A record's checks: name -> passed."""
+    return {c["name"]: c["passed"] for c in record.checks}
+
+
+def failed_messages(record) -> list[str]:
+    return [c["message"] for c in record.checks if not c["passed"]]

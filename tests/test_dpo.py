@@ -9,11 +9,7 @@ import math
 import pytest
 
 from suite.judge.checks import ReferenceUntouched, RewardsRise, StartsAtLn2
-from suite.cases import load_cases
-from suite.records.record import CaseRecord
-from suite.run.session import RunSession
-from suite.train import inject
-from tests.helpers import write_cases
+from tests.helpers import check_outcomes, failed_messages, fault_runs
 
 pytestmark = pytest.mark.xdist_group("dpo-faults")
 DPO_LORA = ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference], "
@@ -22,26 +18,14 @@ FAULTS = ("", "reference", "adapter_init", "save_base")
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict[str, CaseRecord]:
-    tmp = tmp_path_factory.mktemp("dpo")
-    case = load_cases(write_cases(tmp / "cases", DPO_LORA))[0]
-    session = RunSession(tmp / "results", "dpo", baselines=None)
-    out = {}
-    for fault in FAULTS:
-        session.child_env = {inject.ENV: fault}
-        out[fault or "clean"] = session.run_case(case).record
-    session.finish()
-    return out
-
-
-def _checks(record: CaseRecord) -> dict[str, bool]:
-    return {c["name"]: c["passed"] for c in record.checks}
+def records(tmp_path_factory) -> dict:
+    return fault_runs(tmp_path_factory.mktemp("dpo"), DPO_LORA, FAULTS)
 
 
 def test_a_clean_dpo_run_passes_every_check(records):
     rec = records["clean"]
     assert rec.status == "passed", rec.reason
-    checks = _checks(rec)
+    checks = check_outcomes(rec)
     assert checks["dpo_starts_at_ln2"] and checks["dpo_rewards_rise"] and checks["reference_untouched"]
     assert checks["adapter_only"] and checks["checkpoint_size"] and checks["reload_logits"]
     assert abs(rec.loss_curve[0]["loss"] - math.log(2)) < 1e-6
@@ -65,14 +49,14 @@ def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     check, untouched = FAULT_CHECKS[fault]
     assert rec.resolved["injected"] == {fault: 1.0}
     assert rec.status == "failed"
-    checks = _checks(rec)
+    checks = check_outcomes(rec)
     assert not checks[check], next(c["message"] for c in rec.checks if c["name"] == check)
-    assert all(checks[name] for name in untouched), [c["message"] for c in rec.checks if not c["passed"]]
+    assert all(checks[name] for name in untouched), failed_messages(rec)
 
 
 def test_a_shifted_reference_leaves_the_start_at_ln2(records):
     # the policy shares the shifted base, so only the reference check can see it
-    assert _checks(records["reference"])["dpo_starts_at_ln2"]
+    assert check_outcomes(records["reference"])["dpo_starts_at_ln2"]
     assert records["reference"].reference["max_abs_logit_diff"] > 0
 
 

@@ -9,9 +9,7 @@ import pytest
 from suite.cases import load_cases
 from suite.errors import CaseError
 from suite.judge.checks import LoraDropoutActs
-from suite.run.session import RunSession
-from suite.train import inject
-from tests.helpers import write_cases
+from tests.helpers import check_outcomes, failed_messages, fault_runs, write_cases
 
 pytestmark = pytest.mark.xdist_group("dropout-faults")
 LORA_DROPOUT = ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [lora_dropout], lora: {dropout: 0.05}, "
@@ -20,27 +18,15 @@ FAULTS = ("", "dropout_off", "dropout_in_eval")
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict[str, dict]:
-    tmp = tmp_path_factory.mktemp("dropout")
-    case = load_cases(write_cases(tmp / "cases", LORA_DROPOUT))[0]
-    session = RunSession(tmp / "results", "dropout", baselines=None)
-    out = {}
-    for fault in FAULTS:
-        session.child_env = {inject.ENV: fault}
-        out[fault or "clean"] = session.run_case(case).record.to_dict()
-    session.finish()
-    return out
-
-
-def _checks(record: dict) -> dict[str, bool]:
-    return {c["name"]: c["passed"] for c in record["checks"]}
+def records(tmp_path_factory) -> dict:
+    return fault_runs(tmp_path_factory.mktemp("dropout"), LORA_DROPOUT, FAULTS)
 
 
 def test_a_clean_run_with_lora_dropout_passes(records):
     rec = records["clean"]
-    assert rec["status"] == "passed", rec["reason"]
-    assert _checks(rec)["lora_dropout"]
-    measured = rec["dropout"]
+    assert rec.status == "passed", rec.reason
+    assert check_outcomes(rec)["lora_dropout"]
+    measured = rec.dropout
     assert measured["rates"] == [0.05] and measured["modules"] > 0
     assert measured["eval_repeat_diff"] == 0.0 and measured["train_pair_diff"] > 1e-4
 
@@ -56,17 +42,17 @@ FAULT_CHECKS = {
 def test_each_fault_fails_the_dropout_check_and_leaves_the_others(records, fault):
     rec = records[fault]
     words, untouched = FAULT_CHECKS[fault]
-    assert rec["resolved"]["injected"] == {fault: 1.0}
-    assert rec["status"] == "failed"
-    checks = _checks(rec)
-    message = next(c["message"] for c in rec["checks"] if c["name"] == "lora_dropout")
+    assert rec.resolved["injected"] == {fault: 1.0}
+    assert rec.status == "failed"
+    checks = check_outcomes(rec)
+    message = next(c["message"] for c in rec.checks if c["name"] == "lora_dropout")
     assert not checks["lora_dropout"] and words in message, message
-    assert all(checks[name] for name in untouched), [c["message"] for c in rec["checks"] if not c["passed"]]
+    assert all(checks[name] for name in untouched), failed_messages(rec)
 
 
 def test_dropout_on_in_evaluation_also_fails_the_reload(records):
     """The reloaded model evaluates without dropout; the trained one, with the fault, with it."""
-    assert not _checks(records["dropout_in_eval"])["reload_logits"]
+    assert not check_outcomes(records["dropout_in_eval"])["reload_logits"]
 
 
 def test_the_check_on_crafted_values():

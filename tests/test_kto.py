@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from suite.cases import load_cases
 from suite.judge.checks import KTORewardsSeparate, KTOStartsAtReference
-from suite.run.session import RunSession
-from suite.train import inject
-from tests.helpers import write_cases
+from tests.helpers import check_outcomes, failed_messages, fault_runs
 
 pytestmark = pytest.mark.xdist_group("kto-faults")
 KTO_LORA = ("matrix:\n  - {models: [tiny-llama], trainers: [kto], methods: [lora], datasets: [unpaired_preference], "
@@ -21,33 +18,20 @@ FAULTS = ("", "reference", "adapter_init", "no_update")
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict[str, dict]:
-    tmp = tmp_path_factory.mktemp("kto")
-    case = load_cases(write_cases(tmp / "cases", KTO_LORA))[0]
-    session = RunSession(tmp / "results", "kto", baselines=None)
-    out = {}
-    for fault in FAULTS:
-        session.child_env = {inject.ENV: fault}
-        record = session.run_case(case).record
-        out[fault or "clean"] = record.to_dict() if hasattr(record, "to_dict") else record  # a dict before records/'s typed record
-    session.finish()
-    return out
-
-
-def _checks(record: dict) -> dict[str, bool]:
-    return {c["name"]: c["passed"] for c in record["checks"]}
+def records(tmp_path_factory) -> dict:
+    return fault_runs(tmp_path_factory.mktemp("kto"), KTO_LORA, FAULTS)
 
 
 def test_a_clean_kto_run_passes_every_check(records):
     rec = records["clean"]
-    assert rec["status"] == "passed", rec["reason"]
-    checks = _checks(rec)
+    assert rec.status == "passed", rec.reason
+    checks = check_outcomes(rec)
     assert checks["kto_starts_at_reference"] and checks["kto_rewards_separate"] and checks["reference_untouched"]
     assert checks["adapter_only"] and checks["checkpoint_size"] and checks["reload_logits"]
-    first = rec["loss_curve"][0]
+    first = rec.loss_curve[0]
     assert (first["loss"], first["kl"]) == (0.5, 0.0)
-    assert (rec["reference"]["kind"], rec["reference"]["max_abs_logit_diff"]) == ("the disabled adapter", 0.0)
-    assert rec["metrics"]["kto_reward_margin_final"]["value"] > 0
+    assert (rec.reference["kind"], rec.reference["max_abs_logit_diff"]) == ("the disabled adapter", 0.0)
+    assert rec.metrics["kto_reward_margin_final"]["value"] > 0
 
 
 # fault -> (the check it must fail, the checks it cannot touch)
@@ -63,11 +47,11 @@ FAULT_CHECKS = {
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     rec = records[fault]
     check, untouched = FAULT_CHECKS[fault]
-    assert rec["resolved"]["injected"] == {fault: 1.0}
-    assert rec["status"] == "failed"
-    checks = _checks(rec)
-    assert not checks[check], next(c["message"] for c in rec["checks"] if c["name"] == check)
-    assert all(checks[name] for name in untouched), [c["message"] for c in rec["checks"] if not c["passed"]]
+    assert rec.resolved["injected"] == {fault: 1.0}
+    assert rec.status == "failed"
+    checks = check_outcomes(rec)
+    assert not checks[check], next(c["message"] for c in rec.checks if c["name"] == check)
+    assert all(checks[name] for name in untouched), failed_messages(rec)
 
 
 def test_the_checks_on_crafted_values():

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from suite.cases import load_cases
 from suite.judge.checks import PairwiseRise, ScoreHeadSaved
 from suite.judge.checkpoint import Inventory, Tensor
-from suite.run.session import RunSession
-from suite.train import inject
-from tests.helpers import write_cases
+from tests.helpers import check_outcomes, failed_messages, fault_runs
 
 pytestmark = pytest.mark.xdist_group("reward-faults")
 REWARD_LORA = ("matrix:\n  - {models: [tiny-llama], trainers: [reward], methods: [lora], datasets: [preference], "
@@ -21,33 +18,20 @@ FAULTS = ("", "no_update", "drop_score")
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict[str, dict]:
-    tmp = tmp_path_factory.mktemp("reward")
-    case = load_cases(write_cases(tmp / "cases", REWARD_LORA))[0]
-    session = RunSession(tmp / "results", "reward", baselines=None)
-    out = {}
-    for fault in FAULTS:
-        session.child_env = {inject.ENV: fault}
-        record = session.run_case(case).record
-        out[fault or "clean"] = record.to_dict() if hasattr(record, "to_dict") else record  # a dict before records/'s typed record
-    session.finish()
-    return out
-
-
-def _checks(record: dict) -> dict[str, bool]:
-    return {c["name"]: c["passed"] for c in record["checks"]}
+def records(tmp_path_factory) -> dict:
+    return fault_runs(tmp_path_factory.mktemp("reward"), REWARD_LORA, FAULTS)
 
 
 def test_a_clean_reward_run_passes_every_check(records):
     rec = records["clean"]
-    assert rec["status"] == "passed", rec["reason"]
-    checks = _checks(rec)
+    assert rec.status == "passed", rec.reason
+    checks = check_outcomes(rec)
     assert checks["reward_pairs_rise"] and checks["score_head_saved"] and checks["adapter_only"]
     assert checks["checkpoint_size"] and checks["reload_logits"]
-    routes = {r["route"]: r for r in rec["reload"]["routes"]}
+    routes = {r["route"]: r for r in rec.reload["routes"]}
     assert {r for r, o in routes.items() if o["status"] == "checked"} == {"peft_model", "auto_peft", "merged"}
-    assert rec["reload"]["max_abs_logit_diff"] == 0.0 and rec["reload"]["probe_shape"][-1] == 1
-    assert rec["metrics"]["pairwise_accuracy_final"]["value"] > 0.5
+    assert rec.reload["max_abs_logit_diff"] == 0.0 and rec.reload["probe_shape"][-1] == 1
+    assert rec.metrics["pairwise_accuracy_final"]["value"] > 0.5
 
 
 # fault -> (the checks it must fail, the checks it cannot touch)
@@ -61,11 +45,11 @@ FAULT_CHECKS = {
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     rec = records[fault]
     failing, untouched = FAULT_CHECKS[fault]
-    assert rec["resolved"]["injected"] == {fault: 1.0}
-    assert rec["status"] == "failed"
-    checks = _checks(rec)
-    assert not any(checks[name] for name in failing), [c["message"] for c in rec["checks"] if c["name"] in failing]
-    assert all(checks[name] for name in untouched), [c["message"] for c in rec["checks"] if not c["passed"]]
+    assert rec.resolved["injected"] == {fault: 1.0}
+    assert rec.status == "failed"
+    checks = check_outcomes(rec)
+    assert not any(checks[name] for name in failing), [c["message"] for c in rec.checks if c["name"] in failing]
+    assert all(checks[name] for name in untouched), failed_messages(rec)
 
 
 def test_the_checks_on_crafted_values():
