@@ -11,6 +11,7 @@ from suite.matrix.spec import (
     GA_STEPS,
     PREFERENCE_FORMATS,
     PROMPT_FORMATS,
+    PROMPT_ONLY_FORMATS,
     UNPAIRED_PREFERENCE_FORMATS,
     Case,
 )
@@ -36,6 +37,8 @@ def validate_combination(case: Case, support: Support) -> str | None:
         return f"{ways[0]} is how an adapter carries added tokens: it needs {', '.join(ADDED_TOKEN_FORMATS)} data"
     if case.dataset in PREFERENCE_FORMATS + UNPAIRED_PREFERENCE_FORMATS and case.loss != "auto":
         return "a preference format's loss is DPO's (KTO's on unpaired data), on the completions; it takes no loss variant"
+    if case.dataset in PROMPT_ONLY_FORMATS and case.loss != "auto":
+        return "a prompt-only format's loss is the generating trainer's, on its sampled completions; it takes no loss variant"
     refused = support.cannot_train(case)
     if refused:
         return refused
