@@ -92,6 +92,22 @@ def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     assert all(checks[name] for name in untouched), [c["message"] for c in rec["checks"] if not c["passed"]]
 
 
+@pytest.mark.parametrize("loss_type", ("bnpo", "dr_grpo", "grpo"))
+def test_the_first_loss_is_each_loss_types_definition(tmp_path, loss_type):
+    """Real GRPO runs under the other loss types whose value at ratio 1 needs only lengths and advantages:
+    the first loss is that type's definition, and not the default's (dapo) where the two differ."""
+    yaml = CASES["grpo"].replace("max_steps: 20", "max_steps: 10").replace("beta: 0.04", f"loss_type: {loss_type}")
+    case = load_cases(write_cases(tmp_path / "cases", yaml))[0]
+    session = RunSession(tmp_path / "results", f"loss-{loss_type}", baselines=None)
+    rec = session.run_case(case).record.to_dict()
+    session.finish()
+    check = next(c for c in rec["checks"] if c["name"] == "first_loss_by_definition")
+    assert check["passed"] and f"{loss_type}'s definition" in check["message"], check["message"]
+    first = rec["loss_curve"][0]
+    as_dapo = first_loss_by_definition("dapo", first["sampled/lengths"], first["sampled/advantages"], 8)
+    assert (abs(first["loss"] - as_dapo) > 1e-3) == (loss_type != "bnpo")  # bnpo equals dapo in one micro-batch
+
+
 def test_the_checks_on_crafted_values():
     lengths, adv = [8, 4, 2, 8], [1.0, -1.0, 0.5, -0.5]
     # dapo: -(8 - 4 + 1 - 4) / 22; grpo: the mean of -A (0); dr_grpo: -(1) / (4 x 8)
