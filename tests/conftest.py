@@ -55,6 +55,11 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_each_fault_fails_the_dropout_check_and_leaves_the_others",
         "test_dropout_on_in_evaluation_also_fails_the_reload",
     ),
+    "test_online.py": (  # the tests of its module fixtures (GRPO and RLOO), which train
+        "test_a_clean_online_run_passes_every_check",
+        "test_each_fault_fails_its_check_and_leaves_the_others",
+        "test_the_first_loss_is_each_loss_types_definition",
+    ),
     "test_envs.py": (
         "test_an_environment_made_from_a_venv_sees_that_venvs_stack",
     ),

@@ -51,6 +51,7 @@ def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
 
     build = build or (lambda case, *rest: backend_for(case).build_trainer(case, *rest))
     wrong_fields, wrong_length, attention = [], [], []
+    uncut = 0  # cases whose trainer has no max_length (its completions' cap is one of the declared fields)
     for i, case in enumerate(cases):
         if case.needs_gpu:
             raise ValueError(f"{case.id} needs a GPU; measure_config builds trainers on the CPU")
@@ -63,16 +64,22 @@ def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
         for key, want in declared_fields(case).items():
             if not _same(getattr(args, key, "<missing>"), want):
                 wrong_fields.append(f"{case.id}: {key}={getattr(args, key, '<missing>')!r}, declared {want!r}")
-        length = _max_length(trainer)
-        exact = backend_for(case).max_length_exact  # the plain Trainer cuts rows when tokenising: at most
-        if length != case.training.max_length if exact else length > case.training.max_length:
-            wrong_length.append(f"{case.id}: {length} (declared {case.training.max_length})")
+        backend = backend_for(case)
+        if backend.cuts_to_max_length:
+            length = _max_length(trainer)
+            exact = backend.max_length_exact  # the plain Trainer cuts rows when tokenising: at most
+            if length != case.training.max_length if exact else length > case.training.max_length:
+                wrong_length.append(f"{case.id}: {length} (declared {case.training.max_length})")
+        else:
+            uncut += 1
         got_attention = trainer.model.config._attn_implementation
         if got_attention != case.attention:
             attention.append(f"{case.id}: attention {got_attention!r}, declared {case.attention!r}")
     what = f"{len(cases)} tiny cases built as the matrix builds them"
+    cut = f"{len(cases) - uncut} tiny cases whose trainer truncates to max_length" + (
+        f" ({uncut} generating cases have none)" if uncut else "")
     return [count("config.reaches_args", wrong_fields + attention, what),
-            count("truncation.max_length", wrong_length, what)]
+            count("truncation.max_length", wrong_length, cut)]
 
 
 def _long_text(words: int) -> str:

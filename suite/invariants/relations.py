@@ -78,6 +78,12 @@ RELATIONS: dict[str, Relation] = dict([
          "per-step pairwise loss (each preference pair weighs the same)", 1e-5, unit="nats"),
     _rel("reward.grad_accum.weights", "the reward trainer with batch Bx1 and batch 1xB (accumulation B) ends with "
          "the same trainable weights (LoRA and the score head)", 5e-4, unit="max abs"),
+    _rel("grpo.grad_accum.loss", "GRPO (dapo) with batch Bx1 and batch 1xB (accumulation B) logs the same per-step "
+         "loss (one generation batch, its tokens weigh the same)", 1e-5, unit="nats"),
+    _rel("grpo.grad_accum.weights", "GRPO with batch Bx1 and batch 1xB (accumulation B) ends with the same "
+         "trainable weights (LoRA and the LM head)", 5e-4, unit="max abs"),
+    _rel("rloo.grad_accum.weights", "RLOO with batch Bx1 and batch 1xB (accumulation B) ends with the same "
+         "trainable weights (LoRA and the LM head)", 5e-4, unit="max abs"),
     _rel("packing.per_example_loss", "each example's loss inside a packed (padding-free) sequence equals its "
          "loss run alone", 1e-5, unit="nats"),
     _rel("packing.no_cross_attention", "changing every other example of a packed sequence leaves an example's "

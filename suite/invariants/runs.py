@@ -10,7 +10,7 @@ from typing import Callable
 
 from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS
-from suite.invariants.relations import Verdict, compare, count
+from suite.invariants.relations import RELATIONS, Verdict, compare, count
 from suite.train import compat
 from suite.train.backends.registry import backend_for
 
@@ -47,8 +47,21 @@ def measure_reward_grad_accum(out: Path, *, accumulate: int = 4, steps: int = 3,
     return _preference_grad_accum("reward", out, accumulate=accumulate, steps=steps, tamper=tamper)
 
 
+def measure_online_grad_accum(trainer_name: str, out: Path, *, accumulate: int = 4, steps: int = 3,
+                              tamper: Callable[[object], None] | None = None) -> list[Verdict]:
+    """GRPO or RLOO (trl's GRPOTrainer or RLOOTrainer through the matrix's own backend, LoRA with the LM head,
+    prompt-only data, 4 completions per prompt): trl samples the whole generation batch (one prompt's group)
+    in one call either way, and the loss is an average over it (GRPO's dapo: each micro-batch's token sum over
+    the generation batch's token count; RLOO: each micro-batch's sequence mean, over the accumulation steps),
+    so batch B x accumulation 1 and batch 1 x accumulation B must agree. RLOO's relation is on the weights
+    only: its logged loss at ratio 1 is the mean of a whole group's leave-one-out advantages, which sum to 0,
+    so it is 0 in both setups whatever the accumulation does."""
+    return _preference_grad_accum(trainer_name, out, accumulate=accumulate, steps=steps, tamper=tamper,
+                                  dataset="prompt_only")
+
+
 def _preference_grad_accum(trainer_name: str, out: Path, *, accumulate: int, steps: int,
-                           tamper: Callable[[object], None] | None) -> list[Verdict]:
+                           tamper: Callable[[object], None] | None, dataset: str = "preference") -> list[Verdict]:
     import dataclasses
 
     import torch
@@ -56,10 +69,10 @@ def _preference_grad_accum(trainer_name: str, out: Path, *, accumulate: int, ste
 
     from suite.train import data
 
-    rows = data.generate("preference", accumulate, seed=0)
+    rows = data.generate(dataset, accumulate, seed=0)
     runs = []
     for bs, ga in ((accumulate, 1), (1, accumulate)):
-        case = dataclasses.replace(h.tiny_case("lora", dataset="preference", batch_size=bs, grad_accum=ga,
+        case = dataclasses.replace(h.tiny_case("lora", dataset=dataset, batch_size=bs, grad_accum=ga,
                                                num_samples=len(rows), max_steps=steps, learning_rate=5e-3),
                                    trainer=trainer_name)
         h.seed_everything(case.training.seed)
@@ -73,8 +86,10 @@ def _preference_grad_accum(trainer_name: str, out: Path, *, accumulate: int, ste
         runs.append((log.losses, h.trainable_state(trainer.model)))
     (loss_a, w_a), (loss_b, w_b) = runs
     what = f"{trainer_name} lora, {steps} steps, batch {accumulate}x1 vs 1x{accumulate}"
-    return [compare(f"{trainer_name}.grad_accum.loss", loss_a, loss_b, what),
-            compare(f"{trainer_name}.grad_accum.weights", w_a, w_b, what)]
+    verdicts = [compare(f"{trainer_name}.grad_accum.weights", w_a, w_b, what)]
+    if f"{trainer_name}.grad_accum.loss" in RELATIONS:  # RLOO's has none (measure_online_grad_accum)
+        verdicts.insert(0, compare(f"{trainer_name}.grad_accum.loss", loss_a, loss_b, what))
+    return verdicts
 
 
 def summed_micro_batches(trainer) -> None:
@@ -84,6 +99,22 @@ def summed_micro_batches(trainer) -> None:
     def compute_loss(model, inputs, *args, **kwargs):
         out = original(model, inputs, *args, **kwargs)
         scale = trainer.args.gradient_accumulation_steps if model.training else 1
+        return (out[0] * scale, *out[1:]) if isinstance(out, tuple) else out * scale
+
+    trainer.compute_loss = compute_loss
+
+
+def first_micro_batch_twice(trainer) -> None:
+    """The first micro-batch of each accumulation window weighs twice (a window that counts one micro-batch
+    again): unlike a scale of the whole loss, which Adam and gradient clipping undo, it turns the gradient."""
+    original, calls = trainer.compute_loss, [0]
+
+    def compute_loss(model, inputs, *args, **kwargs):
+        out = original(model, inputs, *args, **kwargs)
+        if not model.training:
+            return out
+        calls[0] += 1
+        scale = 2.0 if calls[0] % trainer.args.gradient_accumulation_steps == 1 else 1.0
         return (out[0] * scale, *out[1:]) if isinstance(out, tuple) else out * scale
 
     trainer.compute_loss = compute_loss

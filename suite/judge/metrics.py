@@ -123,6 +123,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "scores higher, mean of the last k logged steps", 0.10),
     Metric("pairwise_margin_final", "logit", "higher", "reward model: mean chosen-minus-rejected score, last k "
            "logged steps", 0.10),
+    # the generating trainers (GRPO, RLOO): the mean reward of the sampled completions and the KL trl logs
+    Metric("online_reward_final", "reward", "higher", "GRPO/RLOO: mean reward of the sampled completions, last k "
+           "logged steps", 0.10),
+    Metric("online_kl_final", "nats", "none", "GRPO/RLOO: trl's KL estimate (policy vs reference on the sampled "
+           "completions), mean of the last k logged steps", 0.10),
     Metric("eval_loss_initial", "nats", "none", "loss on the eval split before the first step", 0.05),
     Metric("eval_loss_final", "nats", "lower", "loss on the eval split after the last step", 0.05),
     Metric("reference_max_abs_logit_diff", "logit", "lower", "DPO: the reference after training vs before "

@@ -112,10 +112,13 @@ TINY_ARCHS = ("llama", "qwen2", "mistral")
 # Dataset formats suite/train/data.py generates: trl's standard and conversational formats, its preference
 # formats (prompt, chosen, rejected) and chatml, a conversational format whose template adds tokens.
 FORMATS = ("text", "messages", "prompt_completion", "conversational_pc", "preference", "conversational_preference",
-           "chatml", "unpaired_preference")
+           "chatml", "unpaired_preference", "prompt_only")
 PREFERENCE_FORMATS = ("preference", "conversational_preference")
 # trl's unpaired preference format (prompt, completion, label: desirable or not), KTO's
 UNPAIRED_PREFERENCE_FORMATS = ("unpaired_preference",)
+# trl's prompt-only format (a prompt, no completion): the generating trainers' (GRPO, RLOO), which sample
+# their completions and score them with reward functions
+PROMPT_ONLY_FORMATS = ("prompt_only",)
 PROMPT_FORMATS = ("prompt_completion", "conversational_pc")
 CONVERSATIONAL = ("messages", "conversational_pc", "conversational_preference", "chatml")
 ADDED_TOKEN_FORMATS = ("chatml",)  # formats whose chat template adds tokens to the vocabulary

@@ -11,6 +11,7 @@ from suite.matrix.spec import (
     GA_STEPS,
     PREFERENCE_FORMATS,
     PROMPT_FORMATS,
+    PROMPT_ONLY_FORMATS,
     UNPAIRED_PREFERENCE_FORMATS,
     Case,
 )
@@ -41,6 +42,8 @@ def validate_combination(case: Case, support: Support) -> str | None:
                 f"dropout): got lora.dropout {case.lora.dropout} with features {', '.join(case.features) or 'none'}")
     if "lora_dropout" in case.features and not case.is_adapter:
         return f"lora_dropout is the adapter's dropout: it needs an adapter method, not {case.method}"
+    if case.dataset in PROMPT_ONLY_FORMATS and case.loss != "auto":
+        return "a prompt-only format's loss is the generating trainer's, on its sampled completions; it takes no loss variant"
     refused = support.cannot_train(case)
     if refused:
         return refused

@@ -23,6 +23,7 @@ from suite.matrix.axes import (
     NEW_TOKEN_WAYS,
     PREFERENCE_FORMATS,
     PROMPT_FORMATS,
+    PROMPT_ONLY_FORMATS,
     SIZES,
     TINY_ARCHS,
     UNPAIRED_PREFERENCE_FORMATS,
@@ -36,7 +37,8 @@ from suite.matrix.axes import (
 
 __all__ = ["ADAPTER_METHODS", "ADDED_TOKEN_FORMATS", "ATTENTION", "CONVERSATIONAL", "DISTRIBUTED", "FEATURES",
            "FORMATS", "GA_STEPS", "LOSSES", "METHODS", "MODES", "NEW_TOKEN_WAYS", "PREFERENCE_FORMATS",
-           "PROMPT_FORMATS", "SIZES", "TINY_ARCHS", "UNPAIRED_PREFERENCE_FORMATS", "WORLD_SIZE", "DEFAULT_TRAINER",
+           "PROMPT_FORMATS", "PROMPT_ONLY_FORMATS", "SIZES", "TINY_ARCHS", "UNPAIRED_PREFERENCE_FORMATS", "WORLD_SIZE",
+           "DEFAULT_TRAINER",
            "MARKERS", "NOT_FINGERPRINTED",
            "ModelSpec", "Training", "LoraSpec", "CheckSpec", "BenchSpec", "Case", "markers"]
 
@@ -187,9 +189,10 @@ class Case:
     def effective_loss(self) -> str:
         if self.loss != "auto":
             return self.loss
-        # DPO's log-probabilities are the completions' (chosen and rejected) only, KTO's the completion's
+        # DPO's log-probabilities are the completions' (chosen and rejected) only, KTO's the completion's,
+        # GRPO's and RLOO's the sampled completions'
         return ("completion_only" if self.dataset in PROMPT_FORMATS + PREFERENCE_FORMATS + UNPAIRED_PREFERENCE_FORMATS
-                else "full")
+                + PROMPT_ONLY_FORMATS else "full")
 
     @property
     def attention(self) -> str:

@@ -99,7 +99,7 @@ def _why_unmeasured(relation: str, doc: dict, other: dict) -> str:
 # Relations that say the loss itself is computed wrongly when they break in the candidate, and the
 # metrics that read the loss: a "better" final loss then means nothing.
 LOSS_RELATIONS = ("logged_loss", "prompt_mask.loss", "grad_accum.loss", "dpo.grad_accum.loss", "reward.grad_accum.loss",
-                  "packing.run_loss")
+                  "grpo.grad_accum.loss", "packing.run_loss")
 LOSS_METRICS = ("final_loss", "initial_loss", "eval_loss_final", "eval_loss_initial")
 
 

@@ -146,6 +146,29 @@ def reward_config(case: Case, output_dir: Path, device: str, precision: str):
     return RewardConfig(**{**kwargs, **extra})
 
 
+# The generating trainers (GRPO, RLOO) on the tiny models: 4 completions of at most 8 tokens per prompt,
+# sampled at temperature 1 (trl's default, no top-k or top-p), so that a case's batch of 16 is 4 prompts
+# x 4 completions and a step generates in milliseconds on a CPU. The loss type is GRPOConfig's default in
+# trl 1.16 ("dapo": the token-level sum over the generation batch / its completion tokens), said explicitly
+# so that a changed default shows as a changed fingerprint, not as a moved curve.
+NUM_GENERATIONS = 4
+MAX_COMPLETION_LENGTH = 8
+GRPO_LOSS_TYPE = "dapo"
+
+
+def online_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None,
+                  config_cls: type, what: str, defaults: dict):
+    """trl's GRPOConfig or RLOOConfig: generation, sampling and the trainer's `defaults`, then the case's extra."""
+    import dataclasses
+
+    extra = _extra(case, {f.name for f in dataclasses.fields(config_cls)}, what)
+    kwargs = dict(**_common(case, output_dir, device, precision), num_generations=NUM_GENERATIONS,
+                  max_completion_length=MAX_COMPLETION_LENGTH, **defaults)
+    if model_init_kwargs is not None:
+        kwargs["model_init_kwargs"] = model_init_kwargs
+    return config_cls(**{**kwargs, **extra})
+
+
 def training_arguments(case: Case, output_dir: Path, device: str, precision: str):
     """transformers' TrainingArguments for the plain Trainer (no trl)."""
     import dataclasses

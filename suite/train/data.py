@@ -12,8 +12,9 @@ import random
 # rendered by a ChatML template whose <|im_start|> and <|im_end|> are tokens the tokenizer does not
 # have: they are added, the embeddings resized (suite/train/tokens.py). The preference formats
 # (prompt, chosen, rejected) are trl's standard and conversational ones; the unpaired one (prompt,
-# completion, label) is KTO's: each row the right answer (desirable) or a wrong one, about half each.
-from suite.matrix.axes import FORMATS, PREFERENCE_FORMATS, UNPAIRED_PREFERENCE_FORMATS
+# completion, label) is KTO's: each row the right answer (desirable) or a wrong one, about half each. The
+# prompt-only one is GRPO's and RLOO's: the prompts alone; the trainers sample the completions.
+from suite.matrix.axes import FORMATS, PREFERENCE_FORMATS, PROMPT_ONLY_FORMATS, UNPAIRED_PREFERENCE_FORMATS
 
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "brown"]
 ANIMALS = ["cat", "dog", "fox", "owl", "cow", "pig", "hen", "bee", "ant", "elk", "yak", "emu"]
@@ -83,6 +84,8 @@ def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
             desirable = wrong.random() < 0.5
             rows.append({"prompt": (context + " " if context else "") + prompt + " ",
                          "completion": completion if desirable else _rejected(completion, wrong), "label": desirable})
+        elif fmt in PROMPT_ONLY_FORMATS:
+            rows.append({"prompt": (context + " " if context else "") + prompt + " "})
         elif fmt == "prompt_completion":
             rows.append({"prompt": (context + " " if context else "") + prompt + " ", "completion": completion})
         else:

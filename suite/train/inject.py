@@ -12,7 +12,12 @@ full fine-tune's policy differs from its reference: the policy is not its refere
 `save_base` (the checkpoint gets the base model's weights beside the adapter); for the KTO and reward
 checks' tests, `no_update` (the optimizer's learning rate is 0: the steps run, nothing learns, and what
 the trainer logs about its preferences stays where it started), `drop_score` (the saved adapter loses
-its score-head tensors: a reward model's reload would score with a new random head). Faults of the load
+its score-head tensors: a reward model's reload would score with a new random head); for the GRPO and
+RLOO checks' tests, `replay_completions` (every step gets the first step's completions again, as a
+generator that is never synced or a stale rollout buffer would hand out), `stale_old_logps` (the old policy's
+log-probabilities handed to the loss are 0, not the sampling policy's: the ratio is not 1 at the first
+step), `batch_baseline` (advantages are each reward less the whole batch's mean reward, not its group's).
+Faults of the load
 routes (suite/train/routes.py), each aimed at one: `route_merge` (merge_and_unload leaves one layer
 unmerged), `route_modules_to_save` (base.load_adapter leaves the modules_to_save copies at the base's
 weights), `route_quantized_save` (the saved quantized base has one weight's block constants scaled);
@@ -33,8 +38,9 @@ from transformers import TrainerCallback
 from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
-KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score", "route_merge",
-         "route_modules_to_save", "route_quantized_save", "drop_lora_b", "dropout_off", "dropout_in_eval")
+KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score",
+         "replay_completions", "stale_old_logps", "batch_baseline", "route_merge", "route_modules_to_save",
+         "route_quantized_save", "drop_lora_b", "dropout_off", "dropout_in_eval")
 
 
 def requested() -> dict[str, float]:
@@ -76,6 +82,7 @@ def install(trainer) -> dict[str, float]:
         return {}
     trainer.add_callback(Faults(faults))
     _correctness_faults(trainer, faults)
+    _online_faults(trainer, faults)
     if "forward" in faults:
         original_loss = trainer.compute_loss
 
@@ -196,3 +203,35 @@ def drop_lora_b(saved) -> None:
     path = f"{saved}/adapter_model.safetensors"
     tensors = {k: v for k, v in load_file(path).items() if "lora_B" not in k}
     save_file(tensors, path, metadata={"format": "pt"})
+
+
+def _online_faults(trainer, faults: dict[str, float]) -> None:
+    """The generating trainers' faults: around trl's generation and its scoring, nothing of its loss."""
+    import torch
+
+    if "replay_completions" in faults:
+        generating, first = trainer._generate_single_turn, []
+
+        def replay_first(*args, **kwargs):  # sampling still runs (the random stream is the clean run's)
+            sampled = generating(*args, **kwargs)  # (completion ids, log-probabilities, ...)
+            first.extend([] if first else [sampled])
+            return first[0]
+
+        trainer._generate_single_turn = replay_first
+    if "stale_old_logps" in faults or "batch_baseline" in faults:
+        scoring = trainer._generate_and_score_completions
+
+        def score(inputs):
+            out = scoring(inputs)
+            if "stale_old_logps" in faults:  # GRPO's per-token old log-probabilities, RLOO's per sequence
+                key = "old_logps" if "old_logps" in out else "old_per_token_logps"
+                out[key] = torch.zeros_like(out["completion_mask"] if key == "old_per_token_logps"
+                                            else out["advantages"], dtype=torch.float32)
+            if "batch_baseline" in faults:
+                n = out["advantages"].shape[0]
+                rewards = torch.tensor([sum(col[i] for col in (list(v)[-n:] for v in trainer._logs["rewards"].values()))
+                                        for i in range(n)], dtype=out["advantages"].dtype)
+                out["advantages"] = rewards - rewards.mean()
+            return out
+
+        trainer._generate_and_score_completions = score

@@ -115,6 +115,10 @@ class CountingCollator:
 # its pairwise accuracy and margin
 PREFERENCE_LOGS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl", "accuracy",
                    "margin")
+# What GRPOTrainer and RLOOTrainer log per step (the mean reward of its samples, their spread, the policy's
+# entropy; kl above), and what the suite's sample recorder adds (lists: suite/train/backends/online.py)
+ONLINE_LOGS = ("reward", "reward_std", "entropy")
+SAMPLED_LOGS = ("sampled/lengths", "sampled/rewards", "sampled/advantages", "sampled/on_policy")
 
 
 class MeasureCallback(TrainerCallback):
@@ -143,9 +147,11 @@ class MeasureCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             entry = {"step": state.global_step, "loss": float(logs["loss"])}
-            for key in ("grad_norm", "learning_rate", "num_tokens", "mean_token_accuracy", *PREFERENCE_LOGS):
+            for key in ("grad_norm", "learning_rate", "num_tokens", "mean_token_accuracy", *PREFERENCE_LOGS,
+                        *ONLINE_LOGS):
                 if key in logs:
                     entry[key] = float(logs[key])
+            entry.update({key: logs[key] for key in SAMPLED_LOGS if key in logs})
             self.losses.append(entry)
         if logs and "eval_loss" in logs:
             self.evals.append({"step": state.global_step, **{k: float(v) for k, v in logs.items()
@@ -174,7 +180,7 @@ def repacked_4bit(model) -> bool:
                for m in model.modules())
 
 
-def profiled_step(trainer) -> tuple[dict[str, int], dict]:
+def profiled_step(trainer, step_counter=None) -> tuple[dict[str, int], dict]:
     """One more forward and backward on the first training batch, after everything else is
     measured (inside training, the profiler cost a tiny CPU case 12% of its step time and 4% of
     its RSS: benchmarks/overhead.py), counted two ways that no noise moves:
@@ -187,6 +193,9 @@ def profiled_step(trainer) -> tuple[dict[str, int], dict]:
       AVX512-BF16 CPU a 4-bit base that bitsandbytes repacked for its bf16 GEMM (an eval-mode forward)
       runs a kernel the counter does not see, and saving unpacks it again: the work records which
       (`repacked_4bit`), so a count is compared with counts of the same path.
+
+    A generating trainer's step samples its completions first (and the suite's recorder replays them):
+    its work counts both, and its tokens are what `step_counter` counted of that step.
     """
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
@@ -194,12 +203,15 @@ def profiled_step(trainer) -> tuple[dict[str, int], dict]:
     batch = next(iter(trainer.get_train_dataloader()))
     counter = FlopCounterMode(display=False)
     with profile(activities=[ProfilerActivity.CPU]) as prof, counter:
-        trainer.training_step(trainer.model, batch)
+        trainer.training_step(trainer.model, batch, None)  # num_items_in_batch: the generating trainers require it
     events = prof.key_averages()
     attention = {e.key: e.count for e in events if ATTENTION_OPS.search(e.key)}
     aten = {e.key: e.count for e in events if e.key.startswith("aten::")}
-    mask = batch.get("attention_mask")
-    tokens = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+    if isinstance(batch, dict):
+        mask = batch.get("attention_mask")
+        tokens = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+    else:  # a generating trainer's prompts: what its counter saw of the step's generation, last
+        tokens = step_counter.batches[-1][0]
     by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
     work = {"flops": int(counter.get_total_flops()), "aten_calls": int(sum(aten.values())),
             "processed_tokens": tokens, "flops_by_op": dict(sorted(by_op.items())),

@@ -67,7 +67,7 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     # Not for ddp/fsdp (one rank's extra step would need the others) nor a backend that picks its own
     # kernels (unsloth's model is in inference mode after train()): those records say None and have
     # no attention check.
-    ops, work = _profile(trained.trainer, backend)
+    ops, work = _profile(trained.trainer, backend, trained.counter)
     if resolved.built_s:  # a one-off fill of the model cache, like a download: not this case's set-up
         timing["materialise_s"] = resolved.built_s
     if measure.first_step_at is not None:
@@ -104,8 +104,6 @@ def _resolve_model(case: Case, device: str) -> models.ResolvedModel:
 def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str, Any], workdir: Path,
            measure: Any, timing: dict[str, float]) -> Trained:
     """Build the trainer through the backend, train, compare its reference, probe and save."""
-    from suite.train.measure import CountingCollator
-
     device, precision, dtype = where
     t0 = time.perf_counter()
     trainer, tokenizer, load_kwargs = backend.build_trainer(case, model_path, device, precision, dtype,
@@ -116,7 +114,7 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     # compare with the same model object's after training
     reference_before = backend.reference_snapshot(trainer, case, tokenizer, device)
     injected = inject.install(trainer)  # FTSUITE_INJECT: known faults, for benchmarks/sensitivity.py and tests only
-    counter = trainer.data_collator = CountingCollator(trainer.data_collator)
+    counter = backend.instrument(trainer)  # after the faults: it counts (and records) what training saw
     params = probes.param_summary(trainer.model, case.is_adapter)
     quantized = quantizer_for(case).summary(trainer.model)
     if quantized:
@@ -176,11 +174,11 @@ def _reload(case: Case, backend: Backend, model_path: str, trained: Trained, tim
                   tokenizer=routes.tokenizer_check(trained.checkpoint, trained.tokenizer, model_path))
 
 
-def _profile(trainer: Any, backend: Backend) -> tuple[Any, Any]:
+def _profile(trainer: Any, backend: Backend, counter: Any) -> tuple[Any, Any]:
     from suite.train.measure import profiled_step
 
     if trainer.args.world_size == 1 and not backend.picks_attention:
-        return profiled_step(trainer)
+        return profiled_step(trainer, counter)
     return None, None
 
 
@@ -212,7 +210,7 @@ def _payload(case: Case, trained: Trained, measure: Any, counts: list, memory: d
                       kernels=probes.kernel_profile(),
                       name=torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                       sdpa_backends=probes.sdpa_backends() if device == "cuda" else None),
-        resolved=_resolved(trainer, resolved, trained.injected),
+        resolved={**_resolved(trainer, resolved, trained.injected), **backend_for(case).describe(trainer)},
         warnings=sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
         reference=Reference(**trained.reference) if trained.reference else None,
         dropout=trained.dropout,

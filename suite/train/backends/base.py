@@ -53,9 +53,27 @@ class Backend:
     formats: tuple[str, ...] = ("text", "messages", "prompt_completion", "conversational_pc", "chatml")  # data it takes
     features: tuple[str, ...] | None = None  # the features it can train (None: all)
     max_length_exact = True  # its rows are max_length long after truncation (the plain Trainer: at most)
+    cuts_to_max_length = True  # it truncates rows to the case's max_length (a generating trainer has no such field)
     head = "causal_lm"  # the model's head (suite/train/routes.py's heads): how it is probed and reloaded
     generates = True  # its model generates text (the routes compare greedy ids); a classifier does not
     adapter_carries: tuple[str, ...] = ()  # name fragments of non-LoRA tensors its adapter must hold (a score head)
+    loss_falls = True  # its logged loss falls as it learns (loss_decreases); a policy-gradient surrogate's does not
+
+    def checks_for(self, case: Case) -> tuple[str, ...]:
+        """Its own checks that apply to the case (all of them unless a setting of the case removes a term)."""
+        return self.checks
+
+    def instrument(self, trainer: Any) -> Any:
+        """Install what counts each step's tokens (after any known fault); return it (its per_step gives the
+        counts): the CountingCollator around the trainer's collator."""
+        from suite.train.measure import CountingCollator
+
+        counter = trainer.data_collator = CountingCollator(trainer.data_collator)
+        return counter
+
+    def describe(self, trainer: Any) -> dict:
+        """What the record says of the run beyond the trainer's arguments (a generating trainer: what it sampled)."""
+        return {}
 
     def version_needs(self, case: Case) -> list[str]:
         """The suite.train.compat requirements the installed versions must meet to train the case as

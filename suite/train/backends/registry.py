@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from suite.matrix.axes import ATTENTION, DISTRIBUTED, METHODS
-from suite.train.backends import dpo, hf, kto, plain, reward, unsloth
+from suite.train.backends import dpo, grpo, hf, kto, plain, reward, rloo, unsloth
 from suite.train.backends.base import Backend
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
 
-BACKENDS: tuple[Backend, ...] = (hf.BACKEND, unsloth.BACKEND, dpo.BACKEND, plain.BACKEND, kto.BACKEND, reward.BACKEND)
+BACKENDS: tuple[Backend, ...] = (hf.BACKEND, unsloth.BACKEND, dpo.BACKEND, plain.BACKEND, kto.BACKEND, reward.BACKEND,
+                                 grpo.BACKEND, rloo.BACKEND)
 
 
 def backend_named(trainer: str, method: str) -> Backend:
