@@ -17,7 +17,10 @@ routes (suite/train/routes.py), each aimed at one: `route_merge` (merge_and_unlo
 unmerged), `route_modules_to_save` (base.load_adapter leaves the modules_to_save copies at the base's
 weights), `route_quantized_save` (the saved quantized base has one weight's block constants scaled);
 and one in the saved files that every route reading them must see: `drop_lora_b` (the adapter file
-loses its lora_B tensors, which peft then loads as zeros). Unset, nothing here
+loses its lora_B tensors, which peft then loads as zeros). For the mixture-of-experts checks:
+`drop_expert_lora` (the adapter file loses the fused experts' LoRA tensors), `quant_skip` (the 4-bit
+load leaves the attention's o_proj unquantized), and for the router loss invariant `aux_twice` (trl
+weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 """
 from __future__ import annotations
@@ -31,7 +34,8 @@ from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
 KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score", "route_merge",
-         "route_modules_to_save", "route_quantized_save", "drop_lora_b")
+         "route_modules_to_save", "route_quantized_save", "drop_lora_b",
+         "drop_expert_lora", "quant_skip", "aux_twice", "aux_dropped")
 
 
 def requested() -> dict[str, float]:
@@ -142,6 +146,18 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
             drop_tensors(output_dir, "score")
 
         trainer.save_model = save_without_score
+    if "aux_twice" in faults:  # trl's SFTTrainer adds router_aux_loss_coef x aux_loss once per step
+        trainer.router_aux_loss_coef *= 2
+    if "aux_dropped" in faults:
+        trainer.aux_loss_enabled = False
+    if "drop_expert_lora" in faults:
+        saving_experts = trainer.save_model
+
+        def save_without_experts(output_dir=None, *args, **kwargs):
+            saving_experts(output_dir, *args, **kwargs)
+            drop_tensors(output_dir, ".experts.")
+
+        trainer.save_model = save_without_experts
     if "drop_lora_b" in faults:
         saving = trainer.save_model
 
