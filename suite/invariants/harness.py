@@ -20,7 +20,7 @@ from suite.train import data, models
 from suite.train.backends.base import BuildHooks
 from suite.train.backends.registry import backend_for
 
-ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral"}
+ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral", "mixtral": "tiny-mixtral"}
 # Small and quick: a handful of steps of 4-example batches on 16 examples.
 DEFAULT_TRAINING = dict(max_steps=3, batch_size=4, num_samples=16, max_length=64,
                         precision="fp32", learning_rate=1e-2, neftune_alpha=0.5)

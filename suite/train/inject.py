@@ -70,9 +70,10 @@ class Faults(TrainerCallback):
 EXTRA = 64  # the side of the square matrices the compute fault multiplies
 
 
-def install(trainer) -> dict[str, float]:
-    """Add the requested faults to a built trainer; returns them (empty: nothing injected)."""
-    faults = requested()
+def install(trainer, faults: dict[str, float] | None = None) -> dict[str, float]:
+    """Add the requested faults (`faults`, else FTSUITE_INJECT's) to a built trainer; returns them (empty:
+    nothing injected)."""
+    faults = requested() if faults is None else faults
     if not faults:
         return {}
     trainer.add_callback(Faults(faults))
