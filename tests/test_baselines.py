@@ -133,9 +133,10 @@ def test_declared_tolerances_cover_the_measured_spread_with_their_margin(tiny_ca
 
 @pytest.mark.parametrize("method", ["full", "lora", "qlora"])
 def test_a_systematic_shift_below_the_per_step_bound_is_caught_by_the_drift_bound(tiny_cases, method):
-    case = next(c for c in tiny_cases.values() if c.method == method and not c.features and c.dataset == "text")
-    ref = read_curve(baselines.Path(__file__).resolve().parent.parent / "results" / "baselines" / "cpu"
-                     / "avx2" / f"{case.slug}.json")["curve"]
+    avx2 = baselines.Path(__file__).resolve().parent.parent / "results" / "baselines" / "cpu" / "avx2"
+    case = next(c for c in tiny_cases.values() if c.method == method and not c.features and c.dataset == "text"
+                and (avx2 / f"{c.slug}.json").exists())  # a case with an avx2 reference (the MoE cases have none)
+    ref = read_curve(avx2 / f"{case.slug}.json")["curve"]
     check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol, case.checks.curve_drift)
     shift = 1.5 * SPREAD["methods"][method]["smallest_systematic_shift"]  # what docs/checks.md says it sees
     shifted = [{"step": p["step"], "loss": p["loss"] * (1 + shift)} for p in ref]

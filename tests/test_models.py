@@ -34,7 +34,7 @@ def test_every_format_is_generated_deterministically():
         data.generate("csv", 1)
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral", "mixtral"])
 def test_tiny_models_materialise_and_load_through_from_pretrained(tmp_path, arch):
     from transformers import AutoModelForCausalLM
 

@@ -30,5 +30,6 @@ def test_nf4_double_quant_stores_the_papers_bits_per_parameter(tmp_path):
     linear = 1024 * 1024 * 2 + 1024 * 256 * 2 + 3 * 1024 * 2048
     assert q["params"] == linear  # q, o: 1024x1024; k, v: 256x1024 (2 kv heads); gate, up, down: 1024x2048
     assert q["bits_per_param"] == pytest.approx(PAPER_BITS, abs=1e-9), q
+    assert q["unquantized"] == {}  # every nn.Linear of a dense model is quantized (embeddings and head apart)
     # the same model in bf16 has no quantized weights to count
     assert probes.quantized_summary(AutoModelForCausalLM.from_pretrained(path)) is None

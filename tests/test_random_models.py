@@ -34,14 +34,24 @@ def test_shipped_configs_have_the_published_parameter_counts(name):
 def test_shaped_models_are_gpu_cases_that_skip_with_the_reason_on_a_cpu():
     cases = {c.id: c for c in load_cases("cases")}
     shaped = [c for c in cases.values() if c.model.config]
-    assert {c.model.name for c in shaped} == {"llama2-7b-shaped", "mistral-7b-shaped", "qwen2.5-7b-shaped"}
+    assert {c.model.name for c in shaped} == {"llama2-7b-shaped", "mistral-7b-shaped", "qwen2.5-7b-shaped",
+                                               "olmoe-1b-7b-shaped"}
     case = cases["llama2-7b-shaped/qlora/gradient_checkpointing"]
+    moe = cases["olmoe-1b-7b-shaped/qlora/gradient_checkpointing"]
     assert {"7b", "large", "gpu", "llama", "qlora"} <= set(case.markers)
+    assert {"7b", "large", "gpu", "olmoe", "moe", "qlora"} <= set(moe.markers)
     if machine.cuda_available():
         pytest.skip("a CUDA GPU is visible: the CPU skip reason does not apply")
-    missing = requirements.missing_requirements(case)
-    assert missing[0] == "a CUDA GPU (for a 7B model); none is visible here"
-    assert not any("not found" in m for m in missing)  # no weights are needed
+    for c in (case, moe):
+        missing = requirements.missing_requirements(c)
+        assert missing[0] == "a CUDA GPU (for a 7B model); none is visible here"
+        assert not any("not found" in m for m in missing)  # no weights are needed
+
+
+def test_the_olmoe_config_has_olmoe_1b_7bs_size():
+    """OLMoE-1B-7B's model card: 6.9B parameters in all (64 experts of 8 per token, 16 layers)."""
+    n = models.random_param_count(CONFIGS / "olmoe-1b-7b.json")
+    assert 6.85e9 < n < 6.95e9, n
 
 
 def _small_config(directory: Path) -> Path:

@@ -20,7 +20,7 @@ from suite.train import data, models
 from suite.train.backends.base import BuildHooks
 from suite.train.backends.registry import backend_for
 
-ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral"}
+ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral", "mixtral": "tiny-mixtral"}
 # Small and quick: a handful of steps of 4-example batches on 16 examples.
 DEFAULT_TRAINING = dict(max_steps=3, batch_size=4, num_samples=16, max_length=64,
                         precision="fp32", learning_rate=1e-2, neftune_alpha=0.5)
@@ -111,6 +111,26 @@ def train_and_log(built: Built, **train_kwargs: Any) -> list[float]:
     built.trainer.add_callback(log.as_callback())
     built.trainer.train(**train_kwargs)
     return log.losses
+
+
+def train_first_step(built: Built) -> tuple[list[float], dict]:
+    """Train, keeping the batch step 1 was fed whatever the trainer class; returns the logged losses and that
+    batch, with the model put back to its weights before step 1 (its logged loss was computed before the
+    update), so that the caller can compute that loss by hand."""
+    trainer, model = built.trainer, built.trainer.model
+    fed: dict = {}
+    compute_loss = trainer.compute_loss
+
+    def recording(model, inputs, *args, **kwargs):
+        if not fed:
+            fed.update({k: v.detach().clone() for k, v in inputs.items() if hasattr(v, "detach")})
+        return compute_loss(model, inputs, *args, **kwargs)
+
+    before = full_state(model)
+    trainer.compute_loss = recording
+    logged = train_and_log(built)
+    model.load_state_dict(before)
+    return logged, fed
 
 
 def trainable_state(model) -> dict[str, Any]:

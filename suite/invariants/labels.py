@@ -221,20 +221,8 @@ def measure_logged_loss(method: str, loss_type: str | None, out: Path, *, traine
     case = h.tiny_case(method, batch_size=len(UNEQUAL_ROWS), num_samples=len(UNEQUAL_ROWS), max_steps=1,
                        max_length=128, extra={"loss_type": loss_type} if loss_type is not None else None)
     built = h.build_trainer(case, out, UNEQUAL_ROWS, trainer_cls=trainer_cls)
-    trainer, model = built.trainer, built.trainer.model
-    fed: dict = {}
-    compute_loss = trainer.compute_loss
-
-    def recording(model, inputs, *args, **kwargs):  # whatever the trainer class, keep what step 1 was fed
-        if not fed:
-            fed.update({k: v.detach().clone() for k, v in inputs.items() if hasattr(v, "detach")})
-        return compute_loss(model, inputs, *args, **kwargs)
-
-    before = h.full_state(model)
-    trainer.compute_loss = recording
-    logged = h.train_and_log(built)
-    model.load_state_dict(before)  # the logged loss of step 1 was computed before the update
-    hand = masked_loss(h.plain_logits(model, fed), fed["labels"], loss_type or "nll")
+    logged, fed = h.train_first_step(built)
+    hand = masked_loss(h.plain_logits(built.trainer.model, fed), fed["labels"], loss_type or "nll")
     n = int((fed["labels"][:, 1:] != -100).sum())
     return compare("logged_loss", logged[0], hand, f"{method}, loss_type {loss_type}, {n} target tokens")
 

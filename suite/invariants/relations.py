@@ -122,6 +122,11 @@ RELATIONS: dict[str, Relation] = dict([
     _rel("trainable.lora_b_nonzero", "every lora_B is non-zero after training", 0, unit="lora_B all zero"),
     _rel("logged_loss", "the logged loss equals a hand-computed cross-entropy over the shifted, non-masked "
          "tokens of the batch", 1e-5, unit="nats"),
+    _rel("moe.aux_loss.counted_once", "a mixture of experts' logged loss equals a hand-computed cross-entropy plus "
+         "router_aux_loss_coef x the router's load-balancing loss of the batch, counted once", 1e-5, unit="nats"),
+    _rel("moe.grad_accum.cross_entropy", "a mixture of experts with batch Bx1 and batch 1xB (accumulation B) logs "
+         "the same first-step loss less router_aux_loss_coef x the logged auxiliary loss (the cross-entropy "
+         "part; the auxiliary loss is a statistic of each micro-batch's routing)", 1e-5, unit="nats"),
     _rel("eos.last_token", "every prepared example ends with the end-of-sequence token", 0, unit="examples"),
     _rel("eos.label_survives", "the end-of-sequence label survives collation (also when pad == eos)", 0,
          unit="examples"),

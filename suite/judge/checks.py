@@ -12,6 +12,7 @@ from typing import Callable
 
 from suite.judge.bands import ClassBounds
 from suite.judge.checkpoint import Inventory
+from suite.judge.experts import CheckOutcome, ExpertAdapters, QuantizedWhere
 from suite.matrix.spec import Case
 from suite.train import tokens
 from suite.train.backends.registry import backend_for
@@ -442,6 +443,8 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None,
     results = [LossDecreases(c.loss_window, c.loss_margin).evaluate(case.id, payload.losses)
                ] if backend.loss_falls else []  # a generating trainer's surrogate loss: its reward rises instead
     results += checkpoint_checks(case, payload, inv)
+    if payload.params.quantized is not None:
+        results.append(_outcome(QuantizedWhere(c.unquantized), case.id, payload.params.quantized))
     if payload.reload:
         results.append(reload_check(case, bounds).evaluate(case.id, float(payload.reload.max_abs_logit_diff),
                                                            payload.reload.loader))
@@ -486,12 +489,23 @@ def checkpoint_checks(case: Case, payload: Payload, inv: Inventory | None) -> li
     if case.is_adapter:
         detail = f"{params.trainable} trainable params in {'/'.join(params.trainable_dtypes)}"
         expected = tokens.expected_tensors(case) + backend_for(case).adapter_carries  # added rows, a score head
-        return [AdapterOnly().evaluate(case.id, inv, params.trainable_tensors, expected),
-                SizeMatches(c.size_rtol, "adapter").evaluate(case.id, inv, params.trainable_bytes, detail)]
+        out = [AdapterOnly().evaluate(case.id, inv, params.trainable_tensors, expected),
+               SizeMatches(c.size_rtol, "adapter").evaluate(case.id, inv, params.trainable_bytes, detail)]
+        if case.lora.target_parameters:  # the fused experts' LoRA pairs
+            layers = payload.flops.n_layers if payload.flops else 0
+            check = ExpertAdapters(case.lora.target_parameters, layers, case.lora.r)
+            out.append(_outcome(check, case.id, inv, params))
+        return out
     keys = params.state_dict_keys or []
     return [HoldsWholeModel().evaluate(case.id, inv, keys),
             SizeMatches(c.size_rtol, "full model").evaluate(case.id, inv, params.state_dict_bytes or 0,
                                                             f"{len(keys)} state-dict tensors")]
+
+
+def _outcome(check, case_id: str, *args) -> CheckResult:
+    """A check of suite/judge/experts.py, evaluated, as a CheckResult."""
+    o: CheckOutcome = check.evaluate(case_id, *args)
+    return CheckResult(check.name, o.passed, o.message, o.value, o.bound)
 
 
 def reload_check(case: Case, bounds: ClassBounds | None) -> ReloadMatches:

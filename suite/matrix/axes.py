@@ -107,7 +107,10 @@ GA_STEPS = 4
 
 SIZES = ("tiny", "7b")
 # The tiny architectures suite/train/models.py builds from a config (a test checks the two agree).
-TINY_ARCHS = ("llama", "qwen2", "mistral")
+TINY_ARCHS = ("llama", "qwen2", "mistral", "mixtral")
+# Mixture-of-experts architectures (tiny, or 7B-shaped from a config): their cases carry the `moe` marker
+# and their router's load-balancing loss is part of the training loss (docs/cases.md, "Mixture of experts").
+MOE_ARCHS = ("mixtral", "olmoe")
 
 # Dataset formats suite/train/data.py generates: trl's standard and conversational formats, its preference
 # formats (prompt, chosen, rejected) and chatml, a conversational format whose template adds tokens.

@@ -121,6 +121,10 @@ def _section(file: str, where: str, raw: Any, base: Any) -> Any:
             if not isinstance(value, (str, list)) or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
                 raise CaseError(file, f"{where}.{key}", "must be a string or a list of module names")
             updates[key] = value if isinstance(value, str) else tuple(value)
+        elif key in ("target_parameters", "unquantized"):
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise CaseError(file, f"{where}.{key}", "must be a list of parameter names (e.g. mlp.experts.down_proj)")
+            updates[key] = tuple(value)
         else:
             updates[key] = _coerce(file, f"{where}.{key}", value, current)
     for key, value in updates.items():

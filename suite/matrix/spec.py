@@ -20,6 +20,7 @@ from suite.matrix.axes import (
     LOSSES,
     METHODS,
     MODES,
+    MOE_ARCHS,
     NEW_TOKEN_WAYS,
     PREFERENCE_FORMATS,
     PROMPT_FORMATS,
@@ -36,7 +37,7 @@ from suite.matrix.axes import (
 )
 
 __all__ = ["ADAPTER_METHODS", "ADDED_TOKEN_FORMATS", "ATTENTION", "CONVERSATIONAL", "DISTRIBUTED", "FEATURES",
-           "FORMATS", "GA_STEPS", "LOSSES", "METHODS", "MODES", "NEW_TOKEN_WAYS", "PREFERENCE_FORMATS",
+           "FORMATS", "GA_STEPS", "LOSSES", "METHODS", "MODES", "MOE_ARCHS", "NEW_TOKEN_WAYS", "PREFERENCE_FORMATS",
            "PROMPT_FORMATS", "PROMPT_ONLY_FORMATS", "SIZES", "TINY_ARCHS", "UNPAIRED_PREFERENCE_FORMATS", "WORLD_SIZE",
            "DEFAULT_TRAINER",
            "MARKERS", "NOT_FINGERPRINTED",
@@ -63,7 +64,8 @@ MARKERS: dict[str, str] = {
     **{f: f"dataset format: {f}" for f in FORMATS},
     "completion_only": "loss on the completion only",
     "assistant_only": "loss on assistant turns only",
-    **{a: f"architecture: {a}" for a in TINY_ARCHS},
+    **{a: f"architecture: {a}" for a in dict.fromkeys(TINY_ARCHS + MOE_ARCHS)},
+    "moe": f"a mixture-of-experts model ({', '.join(MOE_ARCHS)}), its router's auxiliary loss on",
     "case": "a training case of the matrix (not a unit test)",
     "invariant": "a correctness invariant comparing two real runs or states (tests/invariants/)",
 }
@@ -115,6 +117,9 @@ class LoraSpec:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: str | tuple[str, ...] = "all-linear"
+    # parameters peft wraps directly (its target_parameters): the 3-D fused expert weights of a
+    # mixture-of-experts model, which are no nn.Linear that target_modules could name
+    target_parameters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,9 @@ class CheckSpec:
     dpo_ln2_atol: float = 1e-4
     reference_atol: float = 0.0  # the reference after training vs before, same model object: bitwise
     eval_falls: bool = False  # with training.eval_samples: the eval loss after training must be below the first
+    # 4-bit bases: the base's weights bitsandbytes leaves unquantized (layer index dropped), besides the
+    # embeddings and the head: a mixture of experts' fused 3-D expert weights and its router
+    unquantized: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,10 @@ class Case:
                 + PROMPT_ONLY_FORMATS else "full")
 
     @property
+    def is_moe(self) -> bool:
+        return self.model.arch in MOE_ARCHS
+
+    @property
     def attention(self) -> str:
         for feat, impl in ATTENTION.items():
             if feat in self.features:
@@ -222,6 +234,8 @@ class Case:
             marks.append("large")
         if self.model.arch:
             marks.append(self.model.arch)
+        if self.is_moe:
+            marks.append("moe")
         if self.is_adapter:
             marks.append("adapter")
         if self.needs_gpu:
@@ -251,6 +265,10 @@ class Case:
             del d["trainer"]
         if not self.training.eval_samples:  # and the eval split
             del d["training"]["eval_samples"]
+        if not self.lora.target_parameters:  # and the adapters of parameters (mixture-of-experts cases)
+            del d["lora"]["target_parameters"]
+        if not self.checks.unquantized:
+            del d["checks"]["unquantized"]
         d["steps"] = self.steps
         d["attention"] = self.attention
         d["effective_loss"] = self.effective_loss

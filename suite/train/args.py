@@ -195,6 +195,8 @@ def lora_config(case: Case, **extra):
     from peft import LoraConfig
 
     target = case.lora.target_modules
+    if case.lora.target_parameters:  # fused 3-D expert weights: peft wraps the parameters themselves
+        extra = {**extra, "target_parameters": list(case.lora.target_parameters)}
     return LoraConfig(r=case.lora.r, lora_alpha=case.lora.alpha, lora_dropout=case.lora.dropout,
                       target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM",
                       **extra)

@@ -25,7 +25,10 @@ and one in the saved files that every route reading them must see: `drop_lora_b`
 loses its lora_B tensors, which peft then loads as zeros). Faults of LoRA dropout (the lora_dropout
 check): `dropout_off` (the adapter's dropout layers get rate 0 before training: it trains without the
 dropout its config asked for), `dropout_in_eval` (its dropout layers drop in evaluation too, as if
-the model were left in training mode for inference). Unset, nothing here
+the model were left in training mode for inference). For the mixture-of-experts checks:
+`drop_expert_lora` (the adapter file loses the fused experts' LoRA tensors), `quant_skip` (the 4-bit
+load leaves the attention's o_proj unquantized), and for the router loss invariant `aux_twice` (trl
+weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 """
 from __future__ import annotations
@@ -40,7 +43,8 @@ from suite.train.measure import current_rss_bytes, peak_rss_bytes
 ENV = "FTSUITE_INJECT"
 KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score",
          "replay_completions", "stale_old_logps", "batch_baseline", "route_merge", "route_modules_to_save",
-         "route_quantized_save", "drop_lora_b", "dropout_off", "dropout_in_eval")
+         "route_quantized_save", "drop_lora_b", "dropout_off", "dropout_in_eval", "drop_expert_lora", "quant_skip",
+         "aux_twice", "aux_dropped")
 
 
 def requested() -> dict[str, float]:
@@ -75,9 +79,10 @@ class Faults(TrainerCallback):
 EXTRA = 64  # the side of the square matrices the compute fault multiplies
 
 
-def install(trainer) -> dict[str, float]:
-    """Add the requested faults to a built trainer; returns them (empty: nothing injected)."""
-    faults = requested()
+def install(trainer, faults: dict[str, float] | None = None) -> dict[str, float]:
+    """Add the requested faults (`faults`, else FTSUITE_INJECT's) to a built trainer; returns them (empty:
+    nothing injected)."""
+    faults = requested() if faults is None else faults
     if not faults:
         return {}
     trainer.add_callback(Faults(faults))
@@ -147,33 +152,35 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
 
         trainer.create_optimizer = create_optimizer
     if "drop_score" in faults:
-        saving_model = trainer.save_model
-
-        def save_without_score(output_dir=None, *args, **kwargs):
-            saving_model(output_dir, *args, **kwargs)
-            drop_tensors(output_dir, "score")
-
-        trainer.save_model = save_without_score
+        _after_save(trainer, lambda saved: drop_tensors(saved, "score"))
+    if "aux_twice" in faults:  # trl's SFTTrainer adds router_aux_loss_coef x aux_loss once per step
+        trainer.router_aux_loss_coef *= 2
+    if "aux_dropped" in faults:
+        trainer.aux_loss_enabled = False
+    if "drop_expert_lora" in faults:
+        _after_save(trainer, lambda saved: drop_tensors(saved, ".experts."))
     if "drop_lora_b" in faults:
-        saving = trainer.save_model
-
-        def save_without_lora_b(output_dir=None, *args, **kwargs):
-            saving(output_dir, *args, **kwargs)
-            drop_lora_b(output_dir)
-
-        trainer.save_model = save_without_lora_b
+        _after_save(trainer, drop_lora_b)
     if "save_base" in faults:
-        original_save = trainer.save_model
-
-        def save_model(output_dir=None, *args, **kwargs):
+        def save_base(saved) -> None:
             from safetensors.torch import save_file
 
-            original_save(output_dir, *args, **kwargs)
             base = model.get_base_model() if peft else model
             tensors = {k: v.detach().contiguous().clone() for k, v in base.state_dict().items() if v.is_floating_point()}
-            save_file(tensors, f"{output_dir}/model.safetensors")
+            save_file(tensors, f"{saved}/model.safetensors")
 
-        trainer.save_model = save_model
+        _after_save(trainer, save_base)
+
+
+def _after_save(trainer, spoil) -> None:
+    """Save the wrong files: `spoil(output_dir)` runs after each of the trainer's saves."""
+    saving = trainer.save_model
+
+    def save_model(output_dir=None, *args, **kwargs):
+        saving(output_dir, *args, **kwargs)
+        spoil(output_dir)
+
+    trainer.save_model = save_model
 
 
 def _dropout_faults(model, faults: dict[str, float]) -> None:
@@ -198,11 +205,7 @@ def drop_tensors(saved, fragment: str) -> None:
 
 def drop_lora_b(saved) -> None:
     """Save the wrong tensors: an adapter file without its lora_B matrices (peft reloads them as zeros)."""
-    from safetensors.torch import load_file, save_file
-
-    path = f"{saved}/adapter_model.safetensors"
-    tensors = {k: v for k, v in load_file(path).items() if "lora_B" not in k}
-    save_file(tensors, path, metadata={"format": "pt"})
+    drop_tensors(saved, "lora_B")
 
 
 def _online_faults(trainer, faults: dict[str, float]) -> None:

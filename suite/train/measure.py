@@ -147,7 +147,7 @@ class MeasureCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             entry = {"step": state.global_step, "loss": float(logs["loss"])}
-            for key in ("grad_norm", "learning_rate", "num_tokens", "mean_token_accuracy", *PREFERENCE_LOGS,
+            for key in ("grad_norm", "learning_rate", "num_tokens", "mean_token_accuracy", "aux_loss", *PREFERENCE_LOGS,
                         *ONLINE_LOGS):
                 if key in logs:
                     entry[key] = float(logs[key])

@@ -39,6 +39,15 @@ TINY_ARCHS: dict[str, dict] = {
     "mistral": dict(model_type="mistral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                     tie_word_embeddings=False, sliding_window=None),
+    # A mixture of experts: 4 experts of Mistral's MLP, 2 per token. transformers 5 stores each layer's
+    # experts fused as two 3-D parameters (mlp.experts.gate_up_proj, down_proj) that are no nn.Linear.
+    # The router's load-balancing loss is on (output_router_logits) at OLMoE's coefficient 0.01
+    # (Mixtral's published 0.001 would make it a 1e-3 share of the loss: a fault in it would hide in
+    # the curves' rounding); trl's SFTTrainer reads both from the config.
+    "mixtral": dict(model_type="mixtral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                    tie_word_embeddings=False, sliding_window=None, num_local_experts=4, num_experts_per_tok=2,
+                    output_router_logits=True, router_aux_loss_coef=0.01),
 }
 
 

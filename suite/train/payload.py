@@ -38,6 +38,9 @@ class Quantized(_Part):
     block_constant_bytes: int
     per_tensor_bytes: int
     bits_per_param: float
+    # the base's other weights (2-D and up; embeddings and head apart), which bitsandbytes left in the
+    # compute dtype: {name within a layer: parameters over the layers}, e.g. a mixture of experts' fused experts
+    unquantized: dict[str, int] | None = None
 
 
 @dataclass
@@ -50,6 +53,9 @@ class Params(_Part):
     state_dict_keys: list[str] | None = None  # full fine-tunes: what the checkpoint must hold
     state_dict_bytes: int | None = None
     quantized: Quantized | None = None
+    # adapters of parameters (peft's target_parameters, the fused experts): per wrapped parameter its
+    # name, shape and the names and shapes of its lora_A / lora_B in the adapter file
+    parameter_adapters: list[dict] | None = None
 
 
     def for_record(self) -> dict:

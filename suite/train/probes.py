@@ -96,13 +96,32 @@ def param_summary(model, is_adapter: bool) -> dict:
         "trainable_dtypes": sorted({str(p.dtype).replace("torch.", "") for _, p in trainable}),
         "trainable_tensors": len(trainable),
     }
+    if is_adapter and case_targets_parameters(model):
+        out["parameter_adapters"] = parameter_adapters(model)
     if not is_adapter:
-        sd = model.state_dict()
+        sd = saved_layout(model, model.state_dict())
         tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
         keys = [k for k in sd if k not in tied]
         out["state_dict_keys"] = keys
         out["state_dict_bytes"] = int(sum(sd[k].numel() * sd[k].element_size() for k in keys))
     return out
+
+
+def case_targets_parameters(model) -> bool:
+    """Whether the model's peft config wraps parameters (target_parameters)."""
+    configs = getattr(model, "peft_config", None) or {}
+    return any(getattr(c, "target_parameters", None) for c in configs.values())
+
+
+def saved_layout(model, state_dict: dict) -> dict:
+    """The state dict under the names save_pretrained writes: transformers 5 reverts its load-time
+    conversions on saving (a Mixtral's fused 3-D experts go back to one w1/w2/w3 matrix per expert
+    under block_sparse_moe), so a full checkpoint holds those names, not the module's."""
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:  # transformers 4 saves the module's own names
+        return state_dict
+    return revert_weight_conversion(model, dict(state_dict))
 
 
 def quantized_summary(model) -> dict | None:
@@ -126,8 +145,43 @@ def quantized_summary(model) -> dict | None:
     if not params:
         return None
     return {"params": params, "packed_bytes": packed, "block_constant_bytes": constants,
-            "per_tensor_bytes": per_tensor, "bits_per_param": (packed + constants) * 8 / params}
+            "per_tensor_bytes": per_tensor, "bits_per_param": (packed + constants) * 8 / params,
+            "unquantized": unquantized_weights(model)}
 
+
+def unquantized_weights(model) -> dict[str, int]:
+    """The base's floating-point weights of two or more dimensions that a 4-bit load left as they were,
+    by name within a layer ({name: parameters}, summed over the layers); the embeddings, the head and the adapter's
+    own tensors apart. On a mixture of experts bitsandbytes quantizes the nn.Linear layers only: the
+    fused 3-D experts and the router stay in the compute dtype."""
+    import re
+
+    skip = {id(m.weight) for m in (model.get_input_embeddings(), model.get_output_embeddings())
+            if m is not None and getattr(m, "weight", None) is not None}
+    out: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        if p.ndim < 2 or not p.is_floating_point() or id(p) in skip or "lora_" in name or "modules_to_save" in name:
+            continue
+        key = re.sub(r"^.*?layers\.\d+\.", "", name.replace(".base_layer", ""))  # per layer, not per index
+        out[key] = out.get(key, 0) + p.numel()
+    return out
+
+
+def parameter_adapters(model) -> list[dict]:
+    """peft's adapters of parameters (target_parameters) in a model: per wrapped parameter its name and
+    shape, and the names its lora_A / lora_B are saved under (the module's path, adapter name dropped)."""
+    out = []
+    for path, module in model.named_modules():
+        name = getattr(module, "parameter_name", None)
+        if not isinstance(name, str) or not hasattr(module, "lora_A") or not hasattr(module, "get_param"):
+            continue
+        for adapter, lora_a in module.lora_A.items():
+            lora_b = module.lora_B[adapter]
+            owner = path.replace(".base_layer", "").removeprefix("base_model.model.")
+            out.append({"parameter": f"{owner}.{name}", "shape": list(module.get_param().shape),
+                        "lora_A": f"{path}.lora_A.weight", "lora_A_shape": list(lora_a.weight.shape),
+                        "lora_B": f"{path}.lora_B.weight", "lora_B_shape": list(lora_b.weight.shape)})
+    return out
 
 def sdpa_backends() -> dict[str, bool]:
     """Which kernels torch's SDPA was allowed to pick (the flash one only for fp16/bf16 without an
