@@ -58,6 +58,28 @@ def test_written_budgets_keep_the_seeded_part_and_load(measured):
     assert calibrate.write(tmp / "budgets", "cpu", entries).read_text() == text  # replaces, never appends twice
 
 
+def test_writing_one_cases_budgets_keeps_the_other_cases_of_its_class(measured, tmp_path):
+    """Deriving budgets for a new case replaces that case's entry only: the class's other measured entries
+    (earlier runs of other cases) stay, byte for byte, and a re-derived case replaces its old entry."""
+    import dataclasses
+
+    tmp, case, _ = measured
+    [entry], _ = calibrate.derive(["cal"], "cpu", 0.25, 1.0, results_root=tmp / "results")
+    other = dataclasses.replace(entry, case_id="tiny-aaa/full/base", source="an earlier run")
+    bdir = write_budget(tmp_path, "cpu", SEEDED)
+    calibrate.write(bdir, "cpu", [other])
+    kept = calibrate._render_entry(other)
+    calibrate.write(bdir, "cpu", [entry])
+    text = (bdir / "cpu.yaml").read_text()
+    assert kept in text and calibrate._render_entry(entry) in text
+    assert text.index(kept) < text.index(f"  # {case.id}: measured")  # sorted by case id
+    again = dataclasses.replace(entry, source="a re-derivation")
+    calibrate.write(bdir, "cpu", [again])
+    text = (bdir / "cpu.yaml").read_text()
+    assert "a re-derivation" in text and entry.source not in text and text.count(f"  # {case.id}: measured") == 1
+    assert kept in text
+
+
 def test_a_seeded_bound_the_measurements_breach_is_reported(measured, tmp_path):
     tmp, case, _ = measured
     entries, _ = calibrate.derive(["cal"], "cpu", 0.25, 1.0, results_root=tmp / "results")

@@ -3,8 +3,9 @@
 `python -m suite budgets derive RUN --profile P` turns benchmark records into budget entries for
 `cases/budgets/P.yaml`, one per case and kernel class (suite/judge/kernelclass.py) measured, each
 saying which run, GPU or CPU class and versions it was measured on and with which margin. `--write`
-replaces the measured block of each class it derived (below MEASURED_MARK, one block per class),
-keeping the seeded entries above and the other classes' blocks; a seeded bound the measurements
+replaces, in the measured block of each class it derived (below MEASURED_MARK, one block per class),
+the entries of the cases it derived, keeping that block's other cases, the seeded entries above and
+the other classes' blocks (deriving budgets for new cases loses no one else's); a seeded bound the measurements
 already breach is reported, never hidden.
 """
 from __future__ import annotations
@@ -127,36 +128,54 @@ def render(entries: list[Derived]) -> str:
 
 
 def _render_class(klass: str | None, entries: list[Derived]) -> str:
-    lines = [f"{CLASS_MARK}{klass} ---"]
-    for e in entries:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in e.measured.items())
-        lines.append(f"  # {e.case_id}: measured {shown}")
-        item = {"cases": e.case_id, **({"kernel_class": e.kernel_class} if e.kernel_class else {}),
-                **e.bounds, "source": e.source}
-        dumped = yaml.safe_dump([item], sort_keys=False, width=1000).rstrip("\n").splitlines()
-        lines += ["  " + line for line in dumped]
-    return "\n".join(lines) + "\n"
+    return _class_block(klass, {e.case_id: _render_entry(e) for e in entries})
+
+
+def _render_entry(e: Derived) -> str:
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in e.measured.items())
+    lines = [f"  # {e.case_id}: measured {shown}"]
+    item = {"cases": e.case_id, **({"kernel_class": e.kernel_class} if e.kernel_class else {}),
+            **e.bounds, "source": e.source}
+    dumped = yaml.safe_dump([item], sort_keys=False, width=1000).rstrip("\n").splitlines()
+    return "\n".join(lines + ["  " + line for line in dumped]) + "\n"
+
+
+def _class_block(klass: str | None, by_case: dict[str, str]) -> str:
+    return f"{CLASS_MARK}{klass} ---\n" + "".join(by_case[c] for c in sorted(by_case))
+
+
+def _entries_of(body: str) -> dict[str, str]:
+    """A written class block's entries by case id (each from its `# CASE: measured` line)."""
+    out: dict[str, str] = {}
+    case = None
+    for line in body.splitlines(keepends=True):
+        if line.startswith("  # ") and ": measured " in line:
+            case = line[4:].split(": measured ")[0]
+            out[case] = ""
+        if case is not None:
+            out[case] += line
+    return out
 
 
 def write(budgets_dir: str | Path, profile: str, entries: list[Derived]) -> Path:
-    """Replace the measured blocks of the classes derived; the seeded part above the mark and the
-    other classes' blocks are kept as written."""
+    """Replace the derived cases' entries in the measured blocks of their classes; the seeded part above
+    the mark, the other cases of those blocks and the other classes' blocks are kept as written."""
     path = Path(budgets_dir) / f"{profile}.yaml"
-    blocks: dict[str, str] = {}
+    blocks: dict[str, dict[str, str]] = {}
     if path.is_file():
         text = path.read_text()
         head, _, measured = text.partition(MEASURED_MARK)
         head = head.rstrip("\n") + "\n"
         for chunk in measured.split(CLASS_MARK)[1:]:
             name, _, body = chunk.partition(" ---\n")
-            blocks[name] = f"{CLASS_MARK}{name} ---\n{body.rstrip()}\n"
+            blocks[name] = _entries_of(body.rstrip() + "\n")
     else:
         head = f"profile: {profile}\nbudgets:\n"
     if "budgets:" not in head:
         raise CalibrationError(f"{path}: no `budgets:` list to add the measured entries to")
-    for klass in dict.fromkeys(e.kernel_class for e in entries):
-        blocks[str(klass)] = _render_class(klass, [e for e in entries if e.kernel_class == klass])
-    path.write_text(head + MEASURED_MARK + "\n" + "".join(blocks[k] for k in sorted(blocks)))
+    for e in entries:
+        blocks.setdefault(str(e.kernel_class), {})[e.case_id] = _render_entry(e)
+    path.write_text(head + MEASURED_MARK + "\n" + "".join(_class_block(k, blocks[k]) for k in sorted(blocks)))
     budgets.load_profile(budgets_dir, profile)  # what was written must load
     return path
 
