@@ -131,3 +131,20 @@ def test_the_checks_on_crafted_values():
     rising = [{"reward": 0.1 + 0.05 * i} for i in range(10)]
     assert OnlineRewardRises(3, 0.5).evaluate("c", rising).passed
     assert not OnlineRewardRises(3, 0.5).evaluate("c", [{"reward": 0.2}] * 10).passed
+
+
+@pytest.mark.parametrize("trainer", ("grpo", "rloo"))
+def test_a_4bit_base_skips_on_a_cpu_saying_why(monkeypatch, tmp_path, trainer):
+    """trl casts a quantized model's trainable LM head to bf16 while a CPU run computes in fp32 (its generation
+    stops on the dtype mismatch, measured on trl 1.16.0): a declared QLoRA case skips with that reason on a CPU
+    and is not refused where a CUDA GPU is visible. Nothing is trained."""
+    from suite import machine
+    from suite.run import requirements
+
+    case = load_cases(write_cases(tmp_path / "cases", CASES[trainer].replace("methods: [lora]", "methods: [qlora]")))[0]
+    monkeypatch.setattr(machine, "cuda_available", lambda: False)
+    result = RunSession(tmp_path / "results", "skips").run_case(case)
+    assert result.status == "skipped", result.reason
+    assert "trl casts the trainable LM head to bf16 while a CPU run computes in fp32" in result.reason
+    monkeypatch.setattr(machine, "cuda_available", lambda: True)
+    assert not any("LM head" in m for m in requirements.missing_requirements(case))

@@ -29,6 +29,7 @@ def missing_requirements(case: Case) -> list[str]:
         if "liger" in case.features:
             why.append("Liger's Triton kernels")
         missing.append(f"a CUDA GPU (for {', '.join(why)}); none is visible here")
+    missing += backend.machine_lacks(case, machine.cuda_available())
     for module, pip_name in backend.packages:
         if importlib.util.find_spec(module) is None:
             missing.append(f"the package {pip_name} (pip install {pip_name}), not installed")

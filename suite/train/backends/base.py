@@ -106,6 +106,11 @@ class Backend:
         """Why this backend cannot train the case (refused when the case files load), or None."""
         return None
 
+    def machine_lacks(self, case: Case, cuda: bool) -> list[str]:
+        """What this machine lacks for this backend to train the case (the skip reasons), beyond what every
+        case needs (suite/run/requirements.py); `cuda`: whether a CUDA GPU is visible."""
+        return []
+
     def reload_kwargs(self, case: Case, device: str, dtype: Any) -> dict:
         """The kwargs `reload` loads the base with (what build_trainer returns as its third item)."""
         raise NotImplementedError
