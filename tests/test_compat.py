@@ -7,6 +7,7 @@ import inspect
 import pytest
 
 from suite.cases import load_cases
+from suite.paths import ROOT
 from suite.train.backends.registry import backend_for
 from suite.train import compat
 from suite.versions import package_version
@@ -91,3 +92,24 @@ def test_an_older_version_renames_and_skips_with_the_version_named(monkeypatch, 
     reasons = compat.cannot_express(case, backend_for(case).version_needs(case))
     assert "trl>=0.20.0 for assistant-only loss (SFTConfig.assistant_only_loss) (installed: 0.19.1)" in reasons
     assert any("packing with position ids" in r for r in reasons)
+
+
+def test_generating_trainers_and_expert_lora_skip_on_older_releases_naming_them(monkeypatch, tmp_path):
+    """GRPO/RLOO below trl 0.24 and LoRA on fused experts below peft 0.17 skip in the matrix, and an invariant
+    building such a case is not applicable, saying the same (the floor stack, trl 0.20 and peft 0.15, is one)."""
+    from suite.invariants import harness
+    from suite.invariants.relations import NotApplicable
+
+    cases_dir = ROOT / "cases"
+    cases = {c.id: c for c in load_cases(cases_dir)}
+    grpo, experts = cases["tiny-llama/grpo/lora/base/prompt_only"], cases["tiny-mixtral/lora/base"]
+    assert compat.cannot_express(grpo, backend_for(grpo).version_needs(grpo)) == []
+    assert compat.cannot_express(experts, backend_for(experts).version_needs(experts)) == []
+    versions = {"trl": "0.23.1", "peft": "0.16.0"}
+    monkeypatch.setattr(compat, "package_version", lambda name: versions.get(name, "99"))
+    [why] = compat.cannot_express(grpo, backend_for(grpo).version_needs(grpo))
+    assert why.startswith("trl>=0.24.0 for GRPOTrainer and RLOOTrainer") and "(installed: 0.23.1)" in why
+    [why] = compat.cannot_express(experts, backend_for(experts).version_needs(experts))
+    assert why.startswith("peft>=0.17.0 for LoRA on parameters such as fused experts") and "0.16.0" in why
+    with pytest.raises(NotApplicable, match=r"tiny-llama/grpo/lora/base/prompt_only needs trl>=0\.24\.0"):
+        harness.build_trainer(grpo, tmp_path)

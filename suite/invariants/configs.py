@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.invariants import harness as h
-from suite.invariants.relations import RELATIONS, Verdict, count
+from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, count
 from suite.matrix.spec import GA_STEPS, Case
 from suite.train import data
 from suite.train.backends.registry import backend_for
@@ -52,9 +52,15 @@ def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
     build = build or (lambda case, *rest: backend_for(case).build_trainer(case, *rest))
     wrong_fields, wrong_length, attention = [], [], []
     uncut = 0  # cases whose trainer has no max_length (its completions' cap is one of the declared fields)
+    inexpressible = []  # what the matrix skips on the installed versions (too old for what the case declares)
     for i, case in enumerate(cases):
         if case.needs_gpu:
             raise ValueError(f"{case.id} needs a GPU; measure_config builds trainers on the CPU")
+        try:
+            h.require_expressible(case)
+        except NotApplicable:
+            inexpressible.append(case.id)
+            continue
         rows = Dataset.from_list(data.generate(case.dataset, 16, seed=case.training.seed))
         evals = Dataset.from_list(data.generate(case.dataset, 4, seed=1)) if case.training.eval_samples else None
         path = h.model_path(case)
@@ -75,9 +81,14 @@ def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
         got_attention = trainer.model.config._attn_implementation
         if got_attention != case.attention:
             attention.append(f"{case.id}: attention {got_attention!r}, declared {case.attention!r}")
-    what = f"{len(cases)} tiny cases built as the matrix builds them"
-    cut = f"{len(cases) - uncut} tiny cases whose trainer truncates to max_length" + (
-        f" ({uncut} generating cases have none)" if uncut else "")
+    built = len(cases) - len(inexpressible)
+    if not built:
+        raise NotApplicable(f"the installed versions can express none of the {len(cases)} cases")
+    skipped = f"; {len(inexpressible)} the installed versions cannot express, skipped as the matrix skips them" \
+        if inexpressible else ""
+    what = f"{built} tiny cases built as the matrix builds them{skipped}"
+    cut = f"{built - uncut} tiny cases whose trainer truncates to max_length" + (
+        f" ({uncut} generating cases have none)" if uncut else "") + skipped
     return [count("config.reaches_args", wrong_fields + attention, what),
             count("truncation.max_length", wrong_length, cut)]
 

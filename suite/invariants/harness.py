@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from suite.invariants.relations import NotApplicable
 from suite.matrix.axes import METHODS
 from suite.matrix.spec import Case, CheckSpec, LoraSpec, ModelSpec, Training
 from suite.train import data, models
@@ -66,6 +67,16 @@ class Built:
     model_path: str
 
 
+def require_expressible(case: Case) -> None:
+    """What the matrix would skip on the installed versions (suite/train/compat.py: a release too old for
+    what the case declares) is not applicable to an invariant either: NotApplicable, saying what is missing."""
+    from suite.train import compat
+
+    missing = compat.cannot_express(case, backend_for(case).version_needs(case))
+    if missing:
+        raise NotApplicable(f"{case.id} needs {'; '.join(missing)}")
+
+
 def build_trainer(case: Case, output_dir: Path, rows: list[dict] | None = None, *, trainer_cls=None,
                   callbacks: tuple = (), peft_config: Any = None, tokenizer: Any = None,
                   **trainer_kwargs: Any) -> Built:
@@ -74,6 +85,7 @@ def build_trainer(case: Case, output_dir: Path, rows: list[dict] | None = None, 
     import torch
     from datasets import Dataset
 
+    require_expressible(case)
     seed_everything(case.training.seed)
     path = model_path(case)
     hooks = BuildHooks(trainer_cls=trainer_cls, peft_config=peft_config, tokenizer=tokenizer,

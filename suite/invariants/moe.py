@@ -15,7 +15,7 @@ from typing import Any
 
 from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS, masked_loss
-from suite.invariants.relations import Verdict, compare
+from suite.invariants.relations import NotApplicable, Verdict, compare
 from suite.matrix.spec import LoraSpec
 
 # The adapters of cases/moe.yaml: the attention as modules, the fused experts as parameters.
@@ -57,6 +57,7 @@ def measure_aux_counted_once(method: str, out: Path, *, faults: dict[str, float]
     case = moe_case(method, batch_size=len(UNEQUAL_ROWS), num_samples=len(UNEQUAL_ROWS), max_steps=1,
                     max_length=128)
     built = h.build_trainer(case, out, UNEQUAL_ROWS)
+    _require_trl_weighting(built.trainer)
     if faults:
         inject.install(built.trainer, faults)
     logged, fed = h.train_first_step(built)
@@ -73,6 +74,7 @@ def measure_moe_grad_accum(method: str, out: Path, *, accumulate: int = 4, train
     for bs, ga in ((accumulate, 1), (1, accumulate)):
         case = moe_case(method, batch_size=bs, grad_accum=ga, num_samples=len(rows), max_steps=1, max_length=128)
         built = h.build_trainer(case, out / f"bs{bs}-ga{ga}", rows, trainer_cls=trainer_cls)
+        _require_trl_weighting(built.trainer)
         auxes: list[float] = []
         built.trainer.add_callback(_aux_log(auxes))
         losses = h.train_and_log(built)
@@ -82,6 +84,14 @@ def measure_moe_grad_accum(method: str, out: Path, *, accumulate: int = 4, train
     what = (f"{method}, step 1, batch {accumulate}x1 vs 1x{accumulate}; auxiliary loss {aux_a:.6f} vs "
             f"{aux_b:.6f} (a per-micro-batch statistic, not bounded)")
     return [compare("moe.grad_accum.cross_entropy", ce_a, ce_b, what)]
+
+
+def _require_trl_weighting(trainer) -> None:
+    """These relations measure trl's own weighting of the router loss (SFTTrainer.router_aux_loss_coef, which
+    trl 1.16 adds per micro-batch); a trl without it leaves the loss to the model: not applicable."""
+    if not hasattr(trainer, "router_aux_loss_coef"):
+        raise NotApplicable(f"the installed trl's {type(trainer).__name__} does not weight the router's auxiliary "
+                            f"loss itself (no router_aux_loss_coef): the model's forward adds it")
 
 
 def _aux_log(into: list[float]):

@@ -75,6 +75,7 @@ def _preference_grad_accum(trainer_name: str, out: Path, *, accumulate: int, ste
         case = dataclasses.replace(h.tiny_case("lora", dataset=dataset, batch_size=bs, grad_accum=ga,
                                                num_samples=len(rows), max_steps=steps, learning_rate=5e-3),
                                    trainer=trainer_name)
+        h.require_expressible(case)
         h.seed_everything(case.training.seed)
         log = h.LossLog()
         trainer, _, _ = backend_for(case).build_trainer(case, h.model_path(case), "cpu", "fp32", torch.float32,

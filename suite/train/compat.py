@@ -87,6 +87,15 @@ REQUIREMENTS = {r.name: r for r in (
     Requirement("packing_bfd", "trl", "0.20.0", "packing with position ids (packing_strategy='bfd')"),
     Requirement("neftune", "transformers", "4.35.0", "NEFTune (TrainingArguments.neftune_noise_alpha)"),
     Requirement("prompt_completion", "trl", "0.16.0", "prompt-completion data sets in SFTTrainer"),
+    # read in the released wheels, not measured on each: RLOOTrainer took prompts and num_generations from
+    # trl 0.22 (before, a PPO-style trainer with a policy and a reference policy), and GRPOTrainer's
+    # _generate_single_turn, which the completions_on_policy check's fault wraps, came in trl 0.24; on the
+    # floor stack (trl 0.20, transformers 4.56) GRPO's generation refused the tokenizer's token_type_ids
+    Requirement("generating_trainers", "trl", "0.24.0",
+                "GRPOTrainer and RLOOTrainer as the suite drives them (num_generations, _generate_single_turn)"),
+    # peft 0.17 added LoraConfig.target_parameters (LoRA on nn.Parameters such as fused experts)
+    Requirement("lora_target_parameters", "peft", "0.17.0",
+                "LoRA on parameters such as fused experts (LoraConfig.target_parameters)"),
 )}
 
 
@@ -135,6 +144,8 @@ def cannot_express(case, trainer_needs: list[str]) -> list[str]:
         needed.append("packing_bfd")
     if "neftune" in case.features:
         needed.append("neftune")
+    if case.lora.target_parameters:
+        needed.append("lora_target_parameters")
     return [msg for msg in (REQUIREMENTS[n].missing() for n in dict.fromkeys(needed)) if msg]
 
 

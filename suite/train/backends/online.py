@@ -56,7 +56,7 @@ class Online(HFSFTTrainer):
     defaults: dict = {}  # the trainer's config fields the suite pins (beside generation and sampling)
 
     def version_needs(self, case: Case) -> list[str]:
-        return []
+        return ["generating_trainers"]
 
     def config_value(self, case: Case, field: str) -> Any:
         """A config field as the case declares it: its extra, else the suite's default, else trl's."""
@@ -70,14 +70,15 @@ class Online(HFSFTTrainer):
         return next(f.default for f in dataclasses.fields(self.trl_config_cls()) if f.name == field)
 
     def machine_lacks(self, case: Case, cuda: bool) -> list[str]:
-        """A 4-bit base on a CPU: trl casts a quantized model's trainable parameters to bf16 (the QLoRA paper's
+        """A quantized base on a CPU: trl casts a quantized model's trainable parameters to bf16 (the QLoRA paper's
         advice), the LM head this adapter trains among them, while a CPU run computes in fp32; the first
-        generation then stops on a dtype mismatch in the LM head (measured on trl 1.16.0: RuntimeError
+        generation then stops on a dtype mismatch in the LM head (measured on trl 1.16.0, 4-bit: RuntimeError
         "expected m1 and m2 to have the same dtype, but got: float != c10::BFloat16"). A CUDA run computes in
         bf16 (training.precision auto) and is not refused here; no such run has been measured yet."""
-        if case.method == "qlora" and not cuda:
-            return [f"a CUDA GPU (for {self.name} on a 4-bit base: trl casts the trainable LM head to bf16 while "
-                    f"a CPU run computes in fp32, so generation fails on the dtype mismatch); none is visible here"]
+        if case.quantization.bits is not None and not cuda:
+            return [f"a CUDA GPU (for {self.name} on a {case.quantization.bits}-bit base: trl casts the trainable LM "
+                    f"head to bf16 while a CPU run computes in fp32, so generation fails on the dtype mismatch); none "
+                    f"is visible here"]
         return []
 
     def checks_for(self, case: Case) -> tuple[str, ...]:
