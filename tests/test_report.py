@@ -99,3 +99,21 @@ def test_write_produces_every_format(tmp_path):
     assert list(csv.columns) == compare.COLUMNS
     rows = json.loads(paths["json"].read_text())
     assert len(rows) == len(csv) and {r["verdict"] for r in rows} == set(compare.VERDICTS)
+
+
+def test_the_one_run_summary_says_what_a_trainer_whose_loss_says_little_learned():
+    """A GRPO case's loss is a surrogate near 0: the summary's learned column shows the reward it raised, a DPO
+    or reward-model case its pair accuracy, a KTO case its reward margin, and an SFT case nothing."""
+    import pandas as pd
+
+    from suite.report.format import SUMMARY_HEADERS, summary_cells
+
+    rows = [("grpo", "final_loss", -0.0056, "nats"), ("grpo", "online_reward_final", 0.864, "reward"),
+            ("dpo", "reward_accuracy_final", 1.0, "fraction"), ("kto", "kto_reward_margin_final", 3.93071, "nats"),
+            ("rm", "pairwise_accuracy_final", 0.825, "fraction"), ("sft", "final_loss", 0.44, "nats")]
+    values = pd.DataFrame(rows, columns=["case_id", "metric", "value", "unit"]).set_index(["case_id", "metric"])
+    assert SUMMARY_HEADERS[-1] == "learned"
+    learned = {case: summary_cells(values, case)[-1] for case in ("grpo", "dpo", "kto", "rm", "sft")}
+    assert learned == {"grpo": "reward 0.864", "dpo": "pair accuracy 1.00", "kto": "reward margin 3.9307",
+                       "rm": "pair accuracy 0.825", "sft": "-"}
+    assert summary_cells(values, "grpo")[0] == "-0.0056"

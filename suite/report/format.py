@@ -10,6 +10,26 @@ NOTE_CHARS = 240  # notes carry failure text; the full text is in the CSV/JSON a
 # Columns of a one-run summary table: metric -> header.
 SUMMARY_METRICS = {"final_loss": "final loss", "train_runtime_s": "train", "tokens_per_s": "tokens/s",
                    "peak_rss_gib": "peak RSS", "checkpoint_bytes": "checkpoint"}
+# What a trainer whose loss says little learns, first found wins (a GRPO/RLOO loss is a surrogate near 0;
+# the reward it raises is what moved): the one-run summary's "learned" column, named by its label.
+LEARNED_METRICS = {"online_reward_final": "reward", "reward_accuracy_final": "pair accuracy",
+                   "kto_reward_margin_final": "reward margin", "pairwise_accuracy_final": "pair accuracy"}
+SUMMARY_HEADERS = (*SUMMARY_METRICS.values(), "learned")
+
+
+def summary_cells(values: pd.DataFrame, case_id: str) -> list[str]:
+    """A case's one-run summary cells: each SUMMARY_METRICS value, then its LEARNED_METRICS one with its label;
+    `values` is indexed by (case_id, metric) with value and unit columns."""
+    def cell(metric: str, label: str = "") -> str | None:
+        if (case_id, metric) not in values.index:
+            return None
+        value, unit = values.loc[(case_id, metric), "value"], values.loc[(case_id, metric), "unit"]
+        if label and unit in ("fraction", "reward"):  # the label says what it is: "reward 0.86"
+            return f"{label} {fmt_number(value)}"
+        return f"{label} {fmt_value(value, unit)}".strip()
+
+    learned = next((c for c in (cell(m, label) for m, label in LEARNED_METRICS.items()) if c is not None), "-")
+    return [cell(m) or "-" for m in SUMMARY_METRICS] + [learned]
 
 
 def fmt_number(value: float) -> str:

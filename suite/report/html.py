@@ -11,7 +11,7 @@ import pandas as pd
 
 from suite.records.runs import Run
 from suite.report import compare, plots
-from suite.report.format import SUMMARY_METRICS, fmt_band, fmt_change, fmt_value, text
+from suite.report.format import SUMMARY_HEADERS, fmt_band, fmt_change, fmt_value, summary_cells, text
 from suite.report.model import Report
 from suite.report.select import apart, checkpoint_rows, flagged, gate_summary, invariant_rows, what_is_wrong
 
@@ -142,13 +142,12 @@ def summary_html(report: Report) -> str:
     values = df[df["metric"] != compare.STATUS].set_index(["case_id", "metric"])
     rows = []
     for r in status.itertuples():
-        cells = [esc(fmt_value(values.loc[(r.case_id, m), "value"], values.loc[(r.case_id, m), "unit"]))
-                 if (r.case_id, m) in values.index else "-" for m in SUMMARY_METRICS]
+        cells = [esc(c) for c in summary_cells(values, r.case_id)]
         rows.append([f"<code>{esc(r.case_id)}</code>", esc(r.status), *cells, esc(r.note or "")])
     env = compare.flat_environment(report.baseline.environment)
     env_rows = [[esc(k), esc(v)] for k, v in env.items()]
     return (f"<h2>Environment</h2>{table(['field', report.baseline.name], env_rows)}"
-            f"<h2>Cases</h2>{table(['case', 'status', *SUMMARY_METRICS.values(), 'note'], rows, numeric={2, 3, 4, 5, 6})}"
+            f"<h2>Cases</h2>{table(['case', 'status', *SUMMARY_HEADERS, 'note'], rows, numeric={2, 3, 4, 5, 6})}"
             + sidebyside_html(report.baseline))
 
 

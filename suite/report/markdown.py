@@ -7,7 +7,8 @@ import pandas as pd
 
 from suite.records.runs import Run
 from suite.report import compare
-from suite.report.format import SUMMARY_METRICS, code, fmt_band, fmt_change, fmt_number, fmt_value, md, text
+from suite.report.format import (SUMMARY_HEADERS, code, fmt_band, fmt_change, fmt_number, fmt_value, md, summary_cells,
+                                 text)
 from suite.report.model import Report
 from suite.report.select import (
     LIST_IDS,
@@ -192,12 +193,11 @@ def summary_md(report: Report) -> list[str]:
     lines += [" · ".join([*(f"{counts[s]} {s}" for s in ("passed", "failed", "error", "skipped") if counts.get(s)),
                           *([f"{len(lost)} lost"] if len(lost) else [])]),
              "", "Packages: " + ", ".join(f"{p} {md(pk[p])}" for p in HEADLINE if pk.get(p)) + ".", "",
-             "| case | status | " + " | ".join(SUMMARY_METRICS.values()) + " |",
-             "|---|---|" + "---:|" * len(SUMMARY_METRICS)]
+             "| case | status | " + " | ".join(SUMMARY_HEADERS) + " |",
+             "|---|---|" + "---:|" * len(SUMMARY_HEADERS)]
     values = df[df["metric"] != compare.STATUS].set_index(["case_id", "metric"])
     for r in status.itertuples():
-        cells = [fmt_value(values.loc[(r.case_id, m), "value"], values.loc[(r.case_id, m), "unit"])
-                 if (r.case_id, m) in values.index else "-" for m in SUMMARY_METRICS]
+        cells = summary_cells(values, r.case_id)
         lines.append(f"| {code(r.case_id)} | {r.status} | " + " | ".join(md(c) for c in cells) + " |")
     notes = status[status["note"].fillna("") != ""]
     if len(notes):
