@@ -71,9 +71,9 @@ def measure_config(cases: list[Case], out: Path, build=None) -> list[Verdict]:
             if not _same(getattr(args, key, "<missing>"), want):
                 wrong_fields.append(f"{case.id}: {key}={getattr(args, key, '<missing>')!r}, declared {want!r}")
         backend = backend_for(case)
-        if backend.cuts_to_max_length:
+        if backend.max_length_cut is not None:
             length = _max_length(trainer)
-            exact = backend.max_length_exact  # the plain Trainer cuts rows when tokenising: at most
+            exact = backend.max_length_cut == "exact"
             if length != case.training.max_length if exact else length > case.training.max_length:
                 wrong_length.append(f"{case.id}: {length} (declared {case.training.max_length})")
         else:

@@ -52,8 +52,9 @@ class Backend:
     spawn_always = False  # its child starts in a fresh interpreter even where others are forked
     formats: tuple[str, ...] = ("text", "messages", "prompt_completion", "conversational_pc", "chatml")  # data it takes
     features: tuple[str, ...] | None = None  # the features it can train (None: all)
-    max_length_exact = True  # its rows are max_length long after truncation (the plain Trainer: at most)
-    cuts_to_max_length = True  # it truncates rows to the case's max_length (a generating trainer has no such field)
+    # how it truncates rows to the case's max_length: "exact" (its rows are max_length long after truncation),
+    # "at most" (the plain Trainer cuts when tokenising), None (a generating trainer has no such field)
+    max_length_cut: str | None = "exact"
     head = "causal_lm"  # the model's head (suite/train/routes.py's heads): how it is probed and reloaded
     generates = True  # its model generates text (the routes compare greedy ids); a classifier does not
     adapter_carries: tuple[str, ...] = ()  # name fragments of non-LoRA tensors its adapter must hold (a score head)

@@ -45,7 +45,7 @@ class Online(HFSFTTrainer):
     distributed = False
     # trl 1.x's GRPOConfig and RLOOConfig have no max_length (nor max_prompt_length): prompts go in whole and
     # what a step adds is capped by max_completion_length, which declared_fields pins
-    cuts_to_max_length = False
+    max_length_cut = None
     loss_falls = False  # a policy-gradient surrogate near 0 (zero-mean advantages): the reward is what rises
     # An adapter trains the LM head beside the LoRA matrices (peft's modules_to_save; trl refuses a LoRA on the
     # LM head, whose weight it multiplies directly): on the tiny model (hidden 64, head weights of std 0.02,

@@ -29,7 +29,7 @@ class PlainTrainer(HFSFTTrainer):
     features = ("neftune", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager",
                 "ddp", "fsdp")
     distributed = True
-    max_length_exact = False  # rows are cut when tokenised: at most max_length
+    max_length_cut = "at most"  # rows are cut when tokenised
 
     def version_needs(self, case: Case) -> list[str]:
         return []
