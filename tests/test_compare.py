@@ -67,7 +67,36 @@ def test_a_candidate_that_lost_records_fails_the_default_gate(frame):
 
 
 def test_the_whole_vocabulary_is_produced(frame):
-    assert set(frame["verdict"]) == set(compare.VERDICTS)
+    # `nothing compared` is about a whole comparison, which this one is not: tests/test_coverage.py
+    assert set(frame["verdict"]) == set(compare.VERDICTS) - {compare.NOTHING_COMPARED}
+
+
+def test_a_relation_broken_in_both_runs_is_gated_and_a_known_broken_one_is_not(frame):
+    assert verdict(frame, "invariants/moe.aux_loss.counted_once", "discrepancy") == compare.BROKEN_IN_BOTH
+    assert verdict(frame, "invariants/grad_accum.loss", "discrepancy") == compare.WITHIN_NOISE
+    known = frame[frame.case_id == "invariants/save_load.merge_qlora_4bit"].iloc[0]
+    assert known["verdict"] == compare.KNOWN_BROKEN
+    assert "tests/invariants/test_save_load.py::test_qlora_merge_into_4bit_base" in known["note"]
+    default = compare.parse_fail_on(compare.DEFAULT_FAIL_ON)
+    assert compare.BROKEN_IN_BOTH in default and compare.KNOWN_BROKEN not in default
+    gated = set(compare.gated(frame, default)["case_id"])
+    assert "invariants/moe.aux_loss.counted_once" in gated and "invariants/save_load.merge_qlora_4bit" not in gated
+    kept = [v for v in default if v != compare.BROKEN_IN_BOTH]  # --fail-on can drop it
+    assert "invariants/moe.aux_loss.counted_once" not in set(compare.gated(frame, kept)["case_id"])
+
+
+def test_a_known_broken_relation_that_moves_is_gated(frame):
+    from suite.report.invariants import compare_invariants
+
+    def doc(value):
+        return {"relations": {"save_load.merge_qlora_4bit": {"statement": "s", "tolerance": 0.02, "unit": "logit",
+                                                             "measured": value, "holds": False}}}
+    [stays] = compare_invariants(doc(0.0518), doc(0.0521))
+    [moved] = compare_invariants(doc(0.752), doc(0.40))  # far from both measured values
+    [jumped] = compare_invariants(doc(0.0518), doc(0.752))  # each where measured, but not on the same machine
+    assert stays["verdict"] == compare.KNOWN_BROKEN
+    assert moved["verdict"] == jumped["verdict"] == compare.BROKEN_IN_BOTH
+    assert "moved from where it was measured" in moved["note"]
 
 
 def test_notes_say_why(frame):

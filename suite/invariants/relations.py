@@ -13,12 +13,31 @@ from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
+class KnownBroken:
+    """A relation broken upstream on every version the suite was measured with: why, where that is said,
+    and the discrepancies measured (value, where: kernel class, versions, date). A comparison shows it as
+    known broken while both sides stay within the relation's own tolerance of each other and of a
+    measured value; a discrepancy that moves is news (suite/report/invariants.py)."""
+    why: str
+    see: str  # the test (a strict xfail) and the docs that say so
+    measured: tuple[tuple[float, str], ...]
+
+    def stays(self, baseline: float, candidate: float, tolerance: float) -> bool:
+        near = any(abs(candidate - value) <= tolerance for value, _ in self.measured)
+        return near and abs(candidate - baseline) <= tolerance
+
+    def where_measured(self) -> str:
+        return "; ".join(f"{value:.3g} on {where}" for value, where in self.measured)
+
+
+@dataclass(frozen=True)
 class Relation:
     name: str  # stable key, e.g. "grad_accum.weights"
     statement: str  # what must hold, in words
     tolerance: float
     at_least: bool = False  # True: the measured value must reach the tolerance (e.g. noise is on)
     unit: str = ""
+    known_broken: KnownBroken | None = None
 
     def measure(self, discrepancy: float, detail: str = "") -> Verdict:
         return Verdict(self, float(discrepancy), detail)
@@ -59,6 +78,16 @@ class Verdict:
 def _rel(name: str, statement: str, tolerance: float, **kw: Any) -> tuple[str, Relation]:
     return name, Relation(name, statement, tolerance, **kw)
 
+
+# peft merges into a bitsandbytes 4-bit Linear by dequantising, adding B@A and requantising to nf4 (its
+# bnb.py warns of "rounding errors"): the merged logits move by more than the adapter's own effect. How
+# far depends on bitsandbytes' CPU kernels, hence two values.
+MERGE_INTO_4BIT = KnownBroken(
+    why="peft requantises a merged 4-bit layer to nf4 (peft/tuners/lora/bnb.py: 'Merge lora module to 4-bit linear "
+        "may get different generations due to rounding errors')",
+    see="tests/invariants/test_save_load.py::test_qlora_merge_into_4bit_base (strict xfail); docs/checks.md",
+    measured=((0.0518, "avx2 (bitsandbytes without AVX512-BF16), peft 0.18.0 and 0.21.2, 2026-11"),
+              (0.752, "avx512-bf16 (AMD EPYC Zen 4), peft 0.21.2, 2026-12-07, torch's default and AVX2 kernels")))
 
 # Tolerances: CPU fp32 runs of the same arithmetic in a different grouping (B x 1 vs 1 x B, packed vs
 # padded) differ by float reassociation only: losses by ~1e-7, weights by up to ~6e-5, because AdamW
@@ -110,7 +139,7 @@ RELATIONS: dict[str, Relation] = dict([
     _rel("save_load.merge_qlora", "a QLoRA adapter merged into the dequantised base gives the unmerged 4-bit "
          "model's logits", 2e-2, unit="logit"),
     _rel("save_load.merge_qlora_4bit", "merge_and_unload straight onto the 4-bit base gives the unmerged "
-         "logits", 2e-2, unit="logit"),
+         "logits", 2e-2, unit="logit", known_broken=MERGE_INTO_4BIT),
     _rel("resume.loss", "training N steps, saving and resuming to 2N logs the losses of 2N straight", 1e-5,
          unit="nats"),
     _rel("resume.weights", "training N steps, saving and resuming to 2N ends with the weights of 2N straight",

@@ -21,6 +21,7 @@ from suite.judge.metrics import METRICS
 from suite.records.record import CaseRecord
 from suite.records.runs import Run
 from suite.report.compat import COMPAT_PREFIX, compare_checkpoints
+from suite.report.coverage import COVERAGE, Coverage, coverage, nothing_compared
 from suite.report.envdiff import ENV_KEYS, environment_diff, flat_environment
 from suite.report.gate import DEFAULT_FAIL_ON, GATES, counts, gate_fails, gated, parse_fail_on
 from suite.report.integrity import integrity, missing_rows, slug_of
@@ -29,15 +30,16 @@ from suite.report.invariants import (GROWTH_NOTED, INVARIANT_PREFIX, LOSS_METRIC
 from suite.report.judgement import (CROSS_CLASS, MIN_REPEATS, Judgement, classes_of, cross_class, cross_class_band,
                                     device_of, judge, metric_for, metric_values, spread)
 from suite.report.outcome import FAILING, case_diff, errored_note, incomparable, outcome
-from suite.report.verdicts import (BETTER, COLUMNS, ERRORED, FIXED, LOST, NEEDS_REPEATS, NEWLY_FAILING, NOT_COMPARABLE,
-                                   RECORD, RUN, STATUS, UNFINISHED, UNREADABLE, VERDICTS, WITHIN_NOISE, WORSE, row)
+from suite.report.verdicts import (BETTER, BROKEN_IN_BOTH, COLUMNS, ERRORED, FIXED, KNOWN_BROKEN, LOST, NEEDS_REPEATS,
+                                   NEWLY_FAILING, NOT_COMPARABLE, NOTHING_COMPARED, RECORD, RUN, STATUS, UNFINISHED,
+                                   UNREADABLE, VERDICTS, WITHIN_NOISE, WORSE, row)
 
 __all__ = [
     # the comparison (this module)
     "compare", "compare_runs", "compare_case", "summarize",
     # the vocabulary (verdicts.py)
     "WORSE", "BETTER", "NEWLY_FAILING", "FIXED", "ERRORED", "NOT_COMPARABLE", "WITHIN_NOISE", "NEEDS_REPEATS", "LOST",
-    "UNREADABLE", "UNFINISHED", "VERDICTS", "STATUS", "RECORD", "RUN", "COLUMNS", "row",
+    "UNREADABLE", "UNFINISHED", "NOTHING_COMPARED", "BROKEN_IN_BOTH", "KNOWN_BROKEN", "VERDICTS", "STATUS", "RECORD", "RUN", "COLUMNS", "row",
     # judging a metric (judgement.py)
     "MIN_REPEATS", "Judgement", "metric_for", "spread", "judge", "metric_values", "device_of", "CROSS_CLASS",
     "classes_of", "cross_class_band", "cross_class",
@@ -49,6 +51,8 @@ __all__ = [
     "INVARIANT_PREFIX", "GROWTH_NOTED", "compare_invariants", "LOSS_RELATIONS", "LOSS_METRICS", "distrust",
     # checkpoint compatibility (compat.py)
     "COMPAT_PREFIX", "compare_checkpoints",
+    # what a comparison compared (coverage.py)
+    "COVERAGE", "Coverage", "coverage", "nothing_compared",
     # the gate (gate.py)
     "GATES", "DEFAULT_FAIL_ON", "counts", "parse_fail_on", "gated", "gate_fails",
     # the environment diff (envdiff.py)
@@ -74,6 +78,12 @@ def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
     rows += brows + crows + compare_invariants(baseline.invariants, candidate.invariants)
     rows += compare_checkpoints(candidate.compat)
     distrust(rows)
+    df = _frame(rows, baseline, candidate)
+    said = nothing_compared(bcases, ccases, df)
+    return pd.concat([_frame(said, baseline, candidate), df], ignore_index=True) if said else df
+
+
+def _frame(rows: list[dict], baseline: Run, candidate: Run) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["baseline_run"], df["candidate_run"] = baseline.name, candidate.name
     for col in ("baseline", "candidate", "ratio", "change", "threshold"):

@@ -5,9 +5,11 @@ from typing import Iterable
 
 import pandas as pd
 
-from suite.report.verdicts import ERRORED, LOST, NEWLY_FAILING, UNFINISHED, UNREADABLE, VERDICTS, WORSE
+from suite.report.verdicts import (BROKEN_IN_BOTH, ERRORED, LOST, NEWLY_FAILING, NOTHING_COMPARED, UNFINISHED,
+                                   UNREADABLE, VERDICTS, WORSE)
 
-GATES = {"errored": ERRORED, "worse": WORSE, "newly-failing": NEWLY_FAILING, "lost": LOST, "unreadable": UNREADABLE,
+GATES = {"nothing-compared": NOTHING_COMPARED, "errored": ERRORED, "worse": WORSE, "newly-failing": NEWLY_FAILING,
+         "broken-in-both": BROKEN_IN_BOTH, "lost": LOST, "unreadable": UNREADABLE,
          "unfinished": UNFINISHED}  # --fail-on spelling -> verdict
 DEFAULT_FAIL_ON = ",".join(GATES)
 

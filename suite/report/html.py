@@ -105,7 +105,8 @@ def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
                   + "".join(f"<li>{esc(w)}</li>" for w in wrong) + "</ul></div>") if wrong else ""
     return (f"<h2>{esc(cand.name)} vs baseline {esc(report.baseline.name)}</h2>"
             f'<p class="{"gate-fails" if fails else "gate-passes"}">'
-            f'Gate {"fails" if fails else "passes"}{esc(gate)}</p>{wrong_html}'
+            f'Gate {"fails" if fails else "passes"}{esc(gate)}</p>'
+            f"<p>{esc(compare.coverage(df).sentence())}</p>{wrong_html}"
             f"<h3>Environment</h3>{environment_html(report.baseline, cand)}"
             f"<h3>Verdicts</h3>{summary}"
             f"<h3>What changed</h3>{changes}{invariants_html(df)}{checkpoints_html(cand.compat)}"

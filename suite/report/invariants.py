@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 from suite.report.outcome import errored_note
-from suite.report.verdicts import (BETTER, ERRORED, FIXED, NEWLY_FAILING, NOT_COMPARABLE, STATUS, WITHIN_NOISE,
-                                   WORSE, row)
+from suite.report.verdicts import (BETTER, BROKEN_IN_BOTH, ERRORED, FIXED, KNOWN_BROKEN, NEWLY_FAILING, NOT_COMPARABLE,
+                                   STATUS, WITHIN_NOISE, WORSE, row)
 
 INVARIANT_PREFIX = "invariants/"  # case ids of invariant rows: invariants/<relation> or invariants/<test>
 GROWTH_NOTED = 100.0  # a discrepancy that grows this many times, still within its bound, is noted
@@ -44,12 +44,13 @@ def _relation_row(name: str, b: dict, c: dict, base: dict, cand: dict) -> dict:
         side, doc, other = (("baseline", base, cand) if b.get("measured") is None else ("candidate", cand, base))
         return row(case_id, "discrepancy", NOT_COMPARABLE,
                    f"not measured in the {side}: {_why_unmeasured(name, doc, other)}", **fields)
-    verdict, note = _relation_verdict(b, c, rel, bound)
+    verdict, note = _relation_verdict(name, b, c, rel, bound)
     return row(case_id, "discrepancy", verdict, note, **fields)
 
 
-def _relation_verdict(b: dict, c: dict, rel: dict, bound: str) -> tuple[str, str]:
-    """Holds -> broken is newly failing, broken -> holds fixed; a holding discrepancy that grew a lot is noted."""
+def _relation_verdict(name: str, b: dict, c: dict, rel: dict, bound: str) -> tuple[str, str]:
+    """Holds -> broken is newly failing, broken -> holds fixed, broken on both sides broken in both (or
+    known broken, see _broken_in_both); a holding discrepancy that grew a lot is noted."""
     bh, ch = bool(b.get("holds")), bool(c.get("holds"))
     bv, cv = float(b["measured"]), float(c["measured"])
     if bh and not ch:
@@ -57,12 +58,28 @@ def _relation_verdict(b: dict, c: dict, rel: dict, bound: str) -> tuple[str, str
     if ch and not bh:
         return FIXED, f"broken → holds: {bv:.3g} → {cv:.3g} ({bound})"
     if not bh:
-        return WITHIN_NOISE, f"broken in both runs ({bound})"
+        return _broken_in_both(name, bv, cv, rel, bound)
     grew = cv / bv if bv > 0 else (math.inf if cv > 0 else 1.0)
     if not rel.get("at_least") and grew >= GROWTH_NOTED:
         return WITHIN_NOISE, (f"still within its bound {bound}, but grew {'from 0' if bv == 0 else f'{grew:,.0f}x'}: "
                               f"{bv:.3g} → {cv:.3g}")
     return WITHIN_NOISE, ""
+
+
+def _broken_in_both(name: str, bv: float, cv: float, rel: dict, bound: str) -> tuple[str, str]:
+    """Broken on both sides: gated as broken in both, unless the suite declares the relation known broken
+    upstream and its discrepancy stays where it was measured (suite/invariants/relations.py)."""
+    from suite.invariants.relations import RELATIONS
+
+    known = RELATIONS[name].known_broken if name in RELATIONS else None
+    both = f"broken in both runs: {bv:.3g} → {cv:.3g} against the bound {bound}: {rel.get('statement')}"
+    if known is None:
+        return BROKEN_IN_BOTH, both
+    if known.stays(bv, cv, float(rel.get("tolerance") or 0.0)):
+        return KNOWN_BROKEN, (f"known broken upstream, where it was measured ({bv:.3g} → {cv:.3g}; measured "
+                              f"{known.where_measured()}): {known.why}; see {known.see}")
+    return BROKEN_IN_BOTH, (f"{both}; known broken upstream, but its discrepancy moved from where it was measured "
+                            f"({known.where_measured()}): {known.why}")
 
 
 def _test_rows(base: dict, cand: dict) -> list[dict]:

@@ -67,7 +67,7 @@ def unreadable_md(report: Report) -> list[str]:
 def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[str]:
     df = report.frame[report.frame["candidate_run"] == cand.name]
     lines = [f"### {code(cand.name)} vs baseline {code(report.baseline.name)}", ""] if len(report.candidates) > 1 else []
-    lines += [headline(df, fail_on), ""]
+    lines += [headline(df, fail_on), "", compare.coverage(df).sentence(), ""]
     wrong = what_is_wrong(df, fail_on)
     if wrong:
         lines += ["What is wrong, most serious first:", "", *[f"- {md(w)}" for w in wrong], ""]
@@ -248,5 +248,7 @@ def markdown(report: Report, fail_on: tuple[str, ...] = tuple(compare.GATES.valu
     if report.candidates:
         lines.append("Verdicts: worse and better are beyond the noise band (spread of repeats, else the "
                      "metric's declared tolerance); not comparable means a changed case, another schema or "
-                     "a skip.\n")
+                     "a skip; nothing compared means the comparison as a whole compared nothing (it fails the "
+                     "gate); broken in both is a relation broken on both sides (gated), known broken one that "
+                     "the suite declares broken upstream, where it was measured (not gated).\n")
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -48,24 +48,28 @@ def flagged(df: pd.DataFrame, with_apart: bool = True) -> pd.DataFrame:
         columns=["_kind", "_order", "_metric"])
 
 
-KINDS = ("broken relations and compatibility", "failing and errored cases", "counted work, memory and outputs",
-         "timing", "the rest")
+KINDS = ("nothing compared", "broken relations and compatibility", "failing and errored cases",
+         "counted work, memory and outputs", "timing", "the rest")
 
 
 def kind_of(row) -> int:
-    """The rank of a row's kind in KINDS: broken relations and checkpoint compatibility, then case
-    outcomes, then counted work and memory, then timing; improvements and the informational last."""
+    """The rank of a row's kind in KINDS: a comparison that compared nothing, then broken relations and
+    checkpoint compatibility, then case outcomes, then counted work and memory, then timing;
+    improvements, known-broken relations and the informational last."""
     from suite.judge.metrics import METRICS
 
-    if row["verdict"] in (compare.FIXED, compare.BETTER, compare.NOT_COMPARABLE, compare.NEEDS_REPEATS):
-        return 4 if row["verdict"] != compare.NEEDS_REPEATS else 3
+    if row["verdict"] == compare.NOTHING_COMPARED:
+        return 0
+    if row["verdict"] in (compare.FIXED, compare.BETTER, compare.NOT_COMPARABLE, compare.NEEDS_REPEATS,
+                          compare.KNOWN_BROKEN):
+        return 4 if row["verdict"] == compare.NEEDS_REPEATS else 5
     case_id = str(row["case_id"])
     if case_id.startswith((compare.INVARIANT_PREFIX, compare.COMPAT_PREFIX)):
-        return 0
-    if row["metric"] in (compare.STATUS, compare.RECORD, "manifest"):
         return 1
+    if row["metric"] in (compare.STATUS, compare.RECORD, "manifest"):
+        return 2
     metric = METRICS.get(row["metric"])
-    return 3 if metric is not None and metric.timing else 2
+    return 4 if metric is not None and metric.timing else 3
 
 
 def what_is_wrong(df: pd.DataFrame, fail_on: tuple[str, ...]) -> list[str]:
