@@ -141,6 +141,10 @@ def cmd_upgrade_check(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _print_sides(summary: dict, code: int, t0: float, what: str) -> None:
+    if summary.get("nothing_compared"):
+        print(f"{what}: gate fails: nothing compared: {summary['nothing_compared']}; "
+              f"report: {summary['report'].get('markdown', '')}")
+        return
     for side, info in summary["sides"].items():
         inv = f", invariants {info['invariants_s']} s" if summary.get("invariants") else ""
         print(f"{side}: {info['pins']} -> {upgrade_describe(info)}"

@@ -148,6 +148,24 @@ def test_repeats_alternate_the_sides_and_probe_once(tmp_path, monkeypatch):
                               repeats=0)
 
 
+def test_two_sides_that_resolve_to_the_same_versions_compare_nothing_and_run_nothing(tmp_path, monkeypatch):
+    """`--candidate "trl>=1.16"` against `trl==1.16.0` resolves to one stack: said before any case runs,
+    and the gate fails (nothing compared) instead of passing a comparison of the stack with itself."""
+    versions = {"trl": "1.16.0", "peft": "0.21.2"}
+    monkeypatch.setattr(upgrade, "prepare", lambda spec: (tmp_path / spec.pins[0], {"cached": True,
+                                                                                   "versions": versions}, 0.0))
+    monkeypatch.setattr(upgrade, "run_cases", lambda *a, **k: pytest.fail("a case ran"))
+    monkeypatch.setattr(upgrade.envs, "python_of", lambda env_dir: Path(sys.executable))
+    said = []
+    code, summary = upgrade.upgrade_check("trl==1.16.0", "trl>=1.16", ["-m", "tiny"], tmp_path / "out",
+                                          tmp_path / "results", ("nothing compared",), "t", log=said.append)
+    assert code == 1 and summary["gated"] == {"nothing compared": 1}
+    assert "both sides resolve to the same versions (trl 1.16.0, peft 0.21.2)" in summary["nothing_compared"]
+    assert any(line.startswith("nothing to compare: both sides") for line in said)
+    assert "Nothing was compared" in (tmp_path / "out" / "report.md").read_text()
+    assert json.loads((tmp_path / "out" / "upgrade-check.json").read_text())["gated"] == {"nothing compared": 1}
+
+
 def test_the_invariants_follow_the_user_s_selection():
     """`-m packing` runs the packing relations too; --invariants-k overrides; a case -k is not passed on
     (it names case ids, which no invariant test has)."""

@@ -159,6 +159,9 @@ def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, s
             log(f"{side}: environment {env_dir} {'reused' if info['cached'] else 'made'} in {env_s:.1f} s")
         made[side] = (spec, env_dir, info, env_s, f"{name}-{side}-{time.strftime('%Y%m%d-%H%M%S')}")
         pythons[side] = envs.python_of(env_dir)
+    same = same_versions(made["baseline"][2], made["candidate"][2])
+    if same:
+        return 1, nothing_to_compare(summary, made, same, out, log)
     args = [*select, *(["--benchmark"] if benchmark else [])]
     totals = {side: [0.0, 0.0, 0] for side in made}
     for r in range(repeats):
@@ -192,6 +195,36 @@ def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, s
     summary["gated"] = compare.counts(failing) if len(failing) else {}
     write_summary(out / "upgrade-check.json", summary)
     return (1 if len(failing) else 0), summary
+
+
+def same_versions(base: dict, cand: dict) -> str:
+    """The versions both sides resolved to when they are the same (empty: they differ)."""
+    if not base.get("versions") or base.get("versions") != cand.get("versions"):
+        return ""
+    return ", ".join(f"{k} {v}" for k, v in (base.get("versions") or {}).items() if v)
+
+
+def nothing_to_compare(summary: dict, made: dict, same: str, out: Path, log: Callable[[str], None] | None) -> dict:
+    """Two sides that resolve to the same versions would compare a stack with itself: said before any
+    case runs, written as the summary and the report, and the gate fails (nothing compared)."""
+    from suite.report.verdicts import NOTHING_COMPARED
+
+    why = (f"both sides resolve to the same versions ({same}): an upgrade-check of "
+           f"{made['baseline'][0].pins} against {made['candidate'][0].pins} would compare the stack with itself; "
+           f"no case was run")
+    if log:
+        log(f"nothing to compare: {why}")
+    for side, (spec, env_dir, info, env_s, _) in made.items():
+        summary["sides"][side] = {"pins": " ".join(spec.pins), "env": str(env_dir), "env_cached": info["cached"],
+                                  "env_s": round(env_s, 1), "versions": info["versions"], "run": None}
+    summary.update(nothing_compared=why, verdicts={NOTHING_COMPARED: 1}, gated={NOTHING_COMPARED: 1})
+    out.mkdir(parents=True, exist_ok=True)
+    report = out / "report.md"
+    report.write_text(f"## ftsuite upgrade-check {summary['name']}\n\n**Gate: fails** · 1 {NOTHING_COMPARED}\n\n"
+                      f"Nothing was compared: {why}.\n")
+    summary["report"] = {"markdown": str(report)}
+    write_summary(out / "upgrade-check.json", summary)
+    return summary
 
 
 # What the canary moves to its newest release (torch stays the machine's: it is the platform).
