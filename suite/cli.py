@@ -49,6 +49,9 @@ def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"{kind}: {path}", file=sys.stderr)
     for problem in h.skipped:
         print(f"warning: skipped {problem}", file=sys.stderr)
+    if args.gate and not h.series:
+        print(f"gate fails: nothing analysed: {h.nothing_analysed()}", file=sys.stderr)
+        return 1
     if args.gate:
         recent = {r.name for r in h.runs[-args.gate:]}
         worse = [c for c in h.changes if c.run in recent and c.direction == "worse"]

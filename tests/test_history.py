@@ -130,6 +130,18 @@ def test_nothing_readable_is_an_error_not_an_empty_green(tmp_path):
         history.analyse([str(tmp_path / "nothing")], results_root=tmp_path)
 
 
+def test_a_history_of_one_run_analyses_nothing_says_what_it_needs_and_its_gate_fails(planted, capsys):
+    from suite import cli
+
+    h = history.analyse([str(planted / "night-01")])
+    assert h.series == 0 and len(h.runs) == 1
+    text = history_pages.markdown(h)
+    assert f"**Nothing analysed**: a series needs at least {history.MIN_POINTS} runs" in text
+    assert cli.main(["history", str(planted / "night-01"), "-q"]) == 0  # no gate asked: a page, no verdict
+    assert cli.main(["history", str(planted / "night-01"), "-q", "--gate", "1"]) == 1
+    assert "gate fails: nothing analysed: a series needs at least 6 runs" in capsys.readouterr().err
+
+
 def test_cli_writes_the_pages_and_gates_on_a_recent_worse_change(planted, tmp_path):
     out = tmp_path / "report"
     run = [sys.executable, "-m", "suite", "history", str(planted / "night-*"), "--out", str(out), "-q"]

@@ -128,6 +128,12 @@ class History:
     max_pvalue: float = MAX_PVALUE
     window: int = WINDOW
 
+    def nothing_analysed(self) -> str:
+        """Why no series was analysed, with how many runs a history needs (a gate that analysed nothing
+        fails)."""
+        return (f"a series needs at least {MIN_POINTS} runs that measured it; {len(self.runs)} run(s) gave "
+                f"{self.short} series, none that long. Add runs (nightlies) until every case has {MIN_POINTS}.")
+
     def values(self, case_id: str, metric: str, mode: str) -> pd.DataFrame:
         df = self.frame
         return df[(df.case_id == case_id) & (df.metric == metric) & (df["mode"] == mode)].sort_values("index")

@@ -33,6 +33,8 @@ def markdown(h: History, title: str = "ftsuite history") -> str:
              f"{h.series} series analysed ({h.short} with fewer runs than the analysis needs, not analysed); "
              f"{method(h)}.",
              ""]
+    if not h.series:
+        lines += [f"**Nothing analysed**: {md(h.nothing_analysed())}", ""]
     if h.skipped:
         lines += [f"**{len(h.skipped)} run(s) or record(s) could not be read, skipped:**", ""]
         lines += [f"- {md(s, 400)}" for s in h.skipped] + [""]
