@@ -107,3 +107,13 @@ def test_nothing_compared_can_be_chosen_alone_and_is_on_by_default(tmp_path, fai
     df = compare.compare_runs(make(tmp_path, "b", [record("b", "t/a")]), make(tmp_path, "c", [record("c", "t/z")]))
     assert compare.gate_fails(df, compare.parse_fail_on(fail_on)) == (fail_on == "nothing-compared")
     assert "nothing-compared" in compare.DEFAULT_FAIL_ON
+
+
+def test_report_of_a_schema_0_candidate_exits_1_naming_it(tmp_path, capsys):
+    from suite import cli
+
+    make(tmp_path, "b", [record("b", "t/a"), record("b", "t/b")])
+    make(tmp_path, "c", [record("c", "t/a", schema_version=0), record("c", "t/b", schema_version=0)])
+    assert cli.main(["report", str(tmp_path / "b"), str(tmp_path / "c")]) == 1
+    out, err = capsys.readouterr()
+    assert "nothing compared" in err and "records cannot be compared" in out
