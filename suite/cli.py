@@ -156,8 +156,10 @@ def _print_sides(summary: dict, code: int, t0: float, what: str) -> None:
     if isinstance(compat, dict):
         print(f"checkpoint compatibility: {', '.join(compat['cases']) or 'no case'} in {compat['wall_s']} s"
               + (f" (not checked: {', '.join(compat['not_checked'])})" if compat["not_checked"] else ""))
-    print(f"verdicts: {summary['verdicts']}; report: {summary['report'].get('markdown', '')}")
-    print(f"{what} wall time {time.time() - t0:.0f} s; gate {'fails: ' + str(summary['gated']) if code else 'passes'}")
+    counted = lambda doc: ", ".join(f"{n} {v}" for v, n in doc.items()) or "none"  # noqa: E731
+    print(f"verdicts: {counted(summary['verdicts'])}; report: {summary['report'].get('markdown', '')}")
+    print(f"{what} wall time {time.time() - t0:.0f} s; gate "
+          + (f"fails: {counted(summary['gated'])}" if code else "passes"))
 
 
 def upgrade_describe(info: dict) -> str:

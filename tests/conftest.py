@@ -73,7 +73,8 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_the_sdpa_probe_tries_each_backend_alone",
         "test_a_running_stage_is_stopped_at_the_deadline",
     ),
-    "test_example_reports.py": ("*",),  # renders three reports, one of 57 cases x 2 machines
+    "test_example_reports.py": ("*",),
+    "test_progress.py": ("test_watch_runs_the_command_to_its_end_and_polls_until_then",),  # a child, 1.5 s  # renders three reports, one of 57 cases x 2 machines
     "test_history.py": (
         "test_a_history_of_one_run_analyses_nothing_says_what_it_needs_and_its_gate_fails",
         "test_a_slow_drift_is_reported_as_a_drift_not_a_step",
