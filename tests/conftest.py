@@ -111,6 +111,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     ),
     "test_report_browser.py": (
         "test_no_sideways_scroll_at_1400_px_and_long_notes_fold",
+        "test_no_word_broken_mid_word_and_no_sideways_scroll",
         "test_report_opens_without_console_errors",
         "test_screenshot_is_not_blank",
     ),
