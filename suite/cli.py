@@ -9,7 +9,7 @@ from pathlib import Path
 
 from suite import options
 from suite.errors import SuiteError
-from suite.paths import CASES, REPORTS, ROOT, TESTS
+from suite.paths import CASES, REPORTS, ROOT, TESTS, display
 from suite.tools import wheels
 
 
@@ -262,7 +262,7 @@ def _import_references(args: argparse.Namespace, root: Path, profile: str) -> in
         print(f"note: cross-class bands not re-measured: {exc}", file=sys.stderr)
         return 0
     print(references.render_bands(doc))
-    print(f"bands: {path}")
+    print(f"bands: {display(path)}")
     return 0
 
 

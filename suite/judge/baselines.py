@@ -6,10 +6,11 @@ A class without a reference of its own is compared with the nearest class that h
 cross-class band measured for the case's method (suite/judge/bands.py), and the verdict says so. A
 reference names the machines and runs it comes from (suite/judge/machines.py): one machine's is
 provisional, judged within the spread measured between the class's machines for its method family (or
-the cross-class band where none was measured), and the verdict says "provisional: one machine". A missing baseline is written and the check fails; the
-`--update-baselines` option rewrites deliberately; a baseline recorded for another fingerprint is
-another configuration and fails saying how to update; a mismatch leaves the obtained curve next to
-the run's records (`<slug>/obtained-curve.json`) and the message names both files.
+the cross-class band where none was measured), and the verdict says "provisional: one machine".
+A missing baseline is written and the check fails; the `--update-baselines` option rewrites
+deliberately; a baseline recorded for another fingerprint is another configuration and fails saying
+how to update; a mismatch leaves the obtained curve next to the run's records
+(`<slug>/obtained-curve.json`) and the message names both files.
 """
 from __future__ import annotations
 
@@ -196,7 +197,8 @@ class BaselineStore:
         if band is not None:
             return _widened(own, band.atol, band.drift), (
                 f"{head}; no spread measured between machines of class {klass} for {family}: within the "
-                f"cross-class band for {case.method} (per step +{band.atol:.3g}, drift +{band.drift:.3g}; {band.source})")
+                f"cross-class band for {case.method} (per step +{band.atol:.3g}, drift +{band.drift:.3g}; "
+                f"{band.source})")
         return own, (f"{head}; no spread between machines of class {klass} for {family} and no cross-class band for "
                      f"{case.method} measured: the case's own tolerance")
 

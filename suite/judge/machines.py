@@ -119,7 +119,8 @@ class Provenance:
 
     def describe(self) -> str:
         cpus = ", ".join(m.machine.cpu for m in self.machines)
-        return f"{self.count} machine{'s' if self.count != 1 else ''} ({cpus}), {self.runs} run{'s' if self.runs != 1 else ''}"
+        return (f"{self.count} machine{'s' * (self.count != 1)} ({cpus}), "
+                f"{self.runs} run{'s' * (self.runs != 1)}")
 
     def to_dict(self) -> dict:
         return {"count": self.count, "runs": self.runs, "spread": {"atol": self.atol, "drift": self.drift},

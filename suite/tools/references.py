@@ -153,10 +153,10 @@ def _confirm(doc: dict, path: Path, case: Case, klass: str, points: list[dict], 
     band = band_of.for_check(case.method, bands.CURVE)
     if band is not None and (dist[0] > band.atol + case.checks.curve_atol
                              or dist[1] > band.drift + case.checks.curve_drift):
-        return (f"left out {case.id}: its curve lies {dist[0]:.3g} per step (drift {dist[1]:.3g}) from {display(path)}, "
-                f"beyond the case's tolerance plus the cross-class band for {case.method} (+{band.atol:.3g}, "
-                f"+{band.drift:.3g}): a machine of the same class differing more than two classes do is no "
-                f"confirmation; investigate the run")
+        return (f"left out {case.id}: its curve lies {dist[0]:.3g} per step (drift {dist[1]:.3g}) from "
+                f"{display(path)}, beyond the case's tolerance plus the cross-class band for {case.method} "
+                f"(+{band.atol:.3g}, +{band.drift:.3g}): a machine of the same class differing more than two "
+                f"classes do is no confirmation; investigate the run")
     prov = prov.with_run(machine, machines.Run(run.run, run.records, run.recorded_at, *dist))
     head = {k: v for k, v in doc.items() if k not in ("curve", "family", machines.FIELD)}
     head.update({"family": machines.family_of(case), machines.FIELD: prov.to_dict()})
