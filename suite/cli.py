@@ -9,7 +9,7 @@ from pathlib import Path
 
 from suite import options
 from suite.errors import SuiteError
-from suite.paths import CASES, REPORTS, ROOT, TESTS
+from suite.paths import CASES, REPORTS, ROOT, TESTS, display
 from suite.tools import wheels
 
 
@@ -242,12 +242,36 @@ def cmd_references(args: argparse.Namespace, extra: list[str]) -> int:
         print(json.dumps(doc["bounds"], indent=1))
         print(f"wrote {path}")
         return 0
-    if args.action == "import":
-        for line in references.import_runs(args.runs, args.label, root, profile, Path(args.cases_dir)):
+    if args.action == "machines":
+        for line in references.list_machines(root, profile, Path(args.cases_dir), args.write):
             print(line)
+        return 0
+    if args.action == "import":
+        return _import_references(args, root, profile)
     path, doc = references.measure_bands(root, profile, Path(args.cases_dir))
     print(references.render_bands(doc))
     print(f"wrote {path}")
+    return 0
+
+
+def _import_references(args: argparse.Namespace, root: Path, profile: str) -> int:
+    """Exit 0 when the import imported (the bands' re-measure is a note then), 2 on bad input."""
+    from suite.tools import references
+
+    fixtures = Path(args.fixtures) if args.fixtures else None
+    done = references.import_runs(args.runs, root, profile, Path(args.cases_dir), fixtures)
+    for line in done.lines:
+        print(line)
+    if not done.worked:
+        print("error: no record of these runs could be imported (each left out above, with why)", file=sys.stderr)
+        return 2
+    try:
+        path, doc = references.measure_bands(root, profile, Path(args.cases_dir))
+    except references.ReferenceError as exc:
+        print(f"note: cross-class bands not re-measured: {exc}", file=sys.stderr)
+        return 0
+    print(references.render_bands(doc))
+    print(f"bands: {display(path)}")
     return 0
 
 
@@ -400,11 +424,17 @@ def _add_reference_options(p: argparse.ArgumentParser) -> None:
 def _add_references(sub: argparse._SubParsersAction) -> None:
     refs = sub.add_parser("references", help="golden curves and tight bounds per kernel class "
                                              "(docs/kernel-classes.md)").add_subparsers(dest="action", required=True)
-    imp = refs.add_parser("import", help="another machine's regression run(s) as its kernel class's references "
-                                         "(a copy of the records kept under tests/fixtures/machines/LABEL/), then bands")
-    imp.add_argument("runs", nargs="+", help="run folders (several: xdist workers of one run)")
-    imp.add_argument("--label", required=True, help="a name for the machine, e.g. intel-xeon-avx512-amx")
+    imp = refs.add_parser("import", help="other machines' regression run(s) into their kernel class's references "
+                                         "(new ones written, existing ones confirmed), then bands; exit 0 imported, "
+                                         "2 bad input")
+    imp.add_argument("runs", nargs="+", help="run folders (several: xdist workers of one run, other machines)")
+    imp.add_argument("--fixtures", metavar="DIR", default=None,
+                     help="keep a copy of each run's records under DIR/<run folder>/ for the replay test, e.g. "
+                          "tests/fixtures/machines/intel-xeon-avx512-amx (default: no copy)")
     _add_reference_options(imp)
+    mac = refs.add_parser("machines", help="each reference's machines, runs and spread (provisional: one machine)")
+    mac.add_argument("--write", action="store_true", help="store the fields in references recorded before they existed")
+    _add_reference_options(mac)
     rec = refs.add_parser("record", help="this machine's kernel class: the tiny matrix with --update-baselines "
                                          "(further arguments go to pytest); then run `references bands`")
     rec.add_argument("--run-id", default="references")

@@ -101,8 +101,13 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_random_models.py": (
         "test_a_shaped_case_trains_end_to_end_through_the_suite",
     ),
+    "test_provisional.py": (  # the CLI's import four times; two imports and a judged store
+        "test_import_copies_fixtures_only_when_asked_and_its_exit_code_says_whether_it_imported",
+        "test_a_second_machine_s_import_confirms_the_reference_with_its_measured_spread",
+    ),
     "test_replay.py": (
         "test_a_tightened_bound_fails_the_replay",
+        "test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class",  # its replay is in the fast loop too
     ),
     "test_report.py": (
         "test_html_is_self_contained",
