@@ -27,6 +27,7 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_tight_budgets_fail_a_real_tiny_case_and_generous_ones_pass",
     ),
     "test_calibrate.py": ("*",),  # every test reads the records of a module fixture that trains
+    "test_checkpoint_compat.py": ("*",),  # its module fixture trains the reward LoRA case
     "test_cli_report.py": (
         "test_a_candidate_that_lost_or_truncated_a_record_fails_the_gate",
         "test_compare_to_prints_the_summary",

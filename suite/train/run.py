@@ -165,8 +165,8 @@ def _reload(case: Case, backend: Backend, model_path: str, trained: Trained, tim
     timing["reload_s"] = time.perf_counter() - t0
     if not trained.trainer.is_world_process_zero() or not backend.routes(case):
         return Reload(loader, diff, list(probe.shape))
-    ctx = routes.Context(case, model_path, trained.checkpoint, trained.load_kwargs, device, probe, trained.generated,
-                         trained.checkpoint.parent / "routes", head=backend.head)
+    ctx = backend.route_context(case, model_path, trained.checkpoint, trained.load_kwargs, device, probe,
+                                trained.generated)
     t0 = time.perf_counter()
     outcomes = [o.to_dict() for o in routes.check_routes(ctx, backend.routes(case))]
     timing["routes_s"] = time.perf_counter() - t0
