@@ -102,6 +102,10 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_replay.py": (
         "test_a_tightened_bound_fails_the_replay",
     ),
+    "test_raises.py": (  # the tests of its module fixture, which trains
+        "test_a_raising_route_and_a_raising_check_fail_alone_and_the_case_is_judged",
+        "test_each_failure_carries_its_exception_type_and_first_line",
+    ),
     "test_report.py": (
         "test_html_is_self_contained",
         "test_html_escapes_case_ids_and_failure_text",
