@@ -43,6 +43,9 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_each_fault_fails_its_check_and_leaves_the_others",
         "test_a_shifted_reference_leaves_the_start_at_ln2",
     ),
+    "test_invariant_members.py": (  # pytest in a child, under the invariants' conftest (it imports the stack)
+        "test_the_invariant_conftest_records_a_raising_member_as_a_failing_member",
+    ),
     "test_kto.py": (  # the tests of its module fixture, which trains
         "test_a_clean_kto_run_passes_every_check",
         "test_each_fault_fails_its_check_and_leaves_the_others",
