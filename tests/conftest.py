@@ -27,6 +27,7 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_tight_budgets_fail_a_real_tiny_case_and_generous_ones_pass",
     ),
     "test_calibrate.py": ("*",),  # every test reads the records of a module fixture that trains
+    "test_checkpoint_compat.py": ("*",),  # its module fixture trains the reward LoRA case
     "test_cli_report.py": (
         "test_a_candidate_that_lost_or_truncated_a_record_fails_the_gate",
         "test_compare_to_prints_the_summary",
@@ -41,6 +42,9 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_a_clean_dpo_run_passes_every_check",
         "test_each_fault_fails_its_check_and_leaves_the_others",
         "test_a_shifted_reference_leaves_the_start_at_ln2",
+    ),
+    "test_invariant_members.py": (  # pytest in a child, under the invariants' conftest (it imports the stack)
+        "test_the_invariant_conftest_records_a_raising_member_as_a_failing_member",
     ),
     "test_kto.py": (  # the tests of its module fixture, which trains
         "test_a_clean_kto_run_passes_every_check",
@@ -108,6 +112,10 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_replay.py": (
         "test_a_tightened_bound_fails_the_replay",
         "test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class",  # its replay is in the fast loop too
+    ),
+    "test_raises.py": (  # the tests of its module fixture, which trains
+        "test_a_raising_route_and_a_raising_check_fail_alone_and_the_case_is_judged",
+        "test_each_failure_carries_its_exception_type_and_first_line",
     ),
     "test_report.py": (
         "test_html_is_self_contained",

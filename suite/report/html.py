@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.records.runs import Run
-from suite.report import compare, plots
+from suite.report import compare, findings, plots
 from suite.report.format import SUMMARY_HEADERS, fmt_band, fmt_change, fmt_value, summary_cells, text
 from suite.report.model import Report
 from suite.report.select import apart, checkpoint_rows, flagged, gate_summary, invariant_rows, what_is_wrong
@@ -132,8 +132,21 @@ def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
             f"<p>{esc(compare.coverage(df).sentence())}</p>{wrong_html}"
             f"<h3>Environment</h3>{environment_html(report.baseline, cand)}"
             f"<h3>Verdicts</h3>{summary}"
-            f"<h3>What changed</h3>{changes}{invariants_html(df)}{checkpoints_html(cand.compat)}"
+            f"<h3>What changed</h3>{changes}{findings_html(findings.findings(cand, report.baseline))}"
+            f"{invariants_html(df)}{checkpoints_html(cand.compat)}"
             f"<details><summary>every row ({len(df)})</summary>{rows_html(df)}</details>")
+
+
+def findings_html(found: list[findings.Finding]) -> str:
+    """A row per failure shared by several cases (suite/report/findings.py), most cases first."""
+    if not found:
+        return ""
+    with_baseline = any(f.in_baseline is not None for f in found)
+    rows = [[str(len(f.cases)), esc(f.label), note_html(("raised " if f.raised and f.check != findings.ERROR else "") + f.example),
+             note_html(", ".join(f.cases)), *([esc(text(f.in_baseline))] if with_baseline else [])] for f in found]
+    return ("<h3>Findings: one failure shared by several cases</h3>"
+            + table(["cases", "what failed", "how", "which", *(["failed so in the baseline"] if with_baseline else [])],
+                    rows, numeric={0, 4}, row_classes=["newly-failing"] * len(rows)))
 
 
 def invariants_html(df: pd.DataFrame) -> str:
@@ -172,7 +185,7 @@ def summary_html(report: Report) -> str:
     env_rows = [[esc(k), esc(v)] for k, v in env.items()]
     return (f"<h2>Environment</h2>{table(['field', report.baseline.name], env_rows)}"
             f"<h2>Cases</h2>{table(['case', 'status', *SUMMARY_HEADERS, 'note'], rows, numeric={2, 3, 4, 5, 6})}"
-            + sidebyside_html(report.baseline))
+            + findings_html(findings.findings(report.baseline)) + sidebyside_html(report.baseline))
 
 
 def sidebyside_html(run) -> str:

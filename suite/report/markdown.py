@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.records.runs import Run
-from suite.report import compare
+from suite.report import compare, findings
 from suite.report.format import (SUMMARY_HEADERS, code, fmt_band, fmt_change, fmt_number, fmt_value, md, summary_cells,
                                  text)
 from suite.report.model import Report
@@ -84,6 +84,7 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
         lines += ["Informational metrics that changed (no verdict): " + ", ".join(
             f"{code(r.case_id)} {md(r.metric)} {md(fmt_value(r.baseline, r.unit))} → "
             f"{md(fmt_value(r.candidate, r.unit))}" for r in info.itertuples()) + ".", ""]
+    lines += findings_md(findings.findings(cand, report.baseline))
     lines += floors_md(df)
     lines += invariants_md(df)
     lines += checkpoints_md(cand.compat)
@@ -104,6 +105,20 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
             f" and {relations} of {len(RELATIONS)} invariant relations" if inv.any() else "")
         lines += [f"{len(quiet)} rows within noise over {over} ({how}).", ""]
     return lines
+
+
+def findings_md(found: list[findings.Finding]) -> list[str]:
+    """One line per failure shared by several cases (suite/report/findings.py), most cases first."""
+    if not found:
+        return []
+    out = ["### Findings: one failure shared by several cases", ""]
+    for f in found:
+        ids = [code(c) for c in f.cases]
+        more = f" and {len(ids) - LIST_IDS} more" if len(ids) > LIST_IDS else ""
+        before = (f"; the baseline failed {f.in_baseline} of them the same way" if f.in_baseline
+                  else "; none of them failed so in the baseline" if f.in_baseline == 0 else "")
+        out.append(f"- **{md(f.headline, limit=400)}** ({', '.join(ids[:LIST_IDS])}{more}{before})")
+    return out + [""]
 
 
 def invariants_md(df: pd.DataFrame) -> list[str]:
@@ -202,7 +217,7 @@ def summary_md(report: Report) -> list[str]:
     notes = status[status["note"].fillna("") != ""]
     if len(notes):
         lines += ["", *[f"- {code(r.case_id)} ({r.status}): {md(r.note)}" for r in notes.itertuples()]]
-    return lines + [""] + sidebyside_md(report.baseline)
+    return lines + [""] + findings_md(findings.findings(report.baseline)) + sidebyside_md(report.baseline)
 
 
 def sidebyside_md(run) -> list[str]:
