@@ -318,9 +318,11 @@ def test_a_report_leads_with_a_broken_relation_and_distrusts_the_loss_it_explain
     ordered = select.flagged(df)
     assert list(ordered["case_id"])[0] == "invariants/logged_loss"
     assert list(ordered["metric"])[-1] in ("final_loss", "step_time_median_s")
-    wrong = select.what_is_wrong(df, compare.parse_fail_on(compare.DEFAULT_FAIL_ON))
-    assert wrong[0].startswith("Broken relations and compatibility: 1 — invariants/logged_loss discrepancy newly "
-                               "failing: holds → broken: 0.207")
+    from suite.report import answer
+
+    first = answer.findings(df, compare.parse_fail_on(compare.DEFAULT_FAIL_ON))[0].line()
+    assert first.startswith("1 broken relation: `logged_loss` (holds → broken: 0.207"), first
+    assert 'Next: `python -m pytest tests/invariants -k "logged_loss"`' in first
 
 
 def test_every_trainers_grad_accum_loss_relation_distrusts_the_loss():

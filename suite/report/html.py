@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 
 from suite.records.runs import Run
-from suite.report import compare, findings, plots
+from suite.report import answer, compare, findings, plots
 from suite.report.format import SUMMARY_HEADERS, fmt_band, fmt_change, fmt_value, summary_cells, text
 from suite.report.model import Report
-from suite.report.select import apart, checkpoint_rows, flagged, gate_summary, invariant_rows, what_is_wrong
+from suite.report.select import apart, checkpoint_rows, flagged, gate_summary, invariant_rows
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1b1f24;max-width:1250px}
@@ -123,13 +123,15 @@ def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
     for label, apart_rows in apart(df).items():
         changes += (f"<details><summary>{esc(label)} ({len(apart_rows)}, not comparable)</summary>"
                     f"{rows_html(apart_rows)}</details>")
-    wrong = what_is_wrong(df, fail_on)
-    wrong_html = ('<div class="errors"><b>What is wrong, most serious first</b><ul>'
-                  + "".join(f"<li>{esc(w)}</li>" for w in wrong) + "</ul></div>") if wrong else ""
-    return (f"<h2>{esc(cand.name)} vs baseline {esc(report.baseline.name)}</h2>"
+    found = answer.findings(df, fail_on)
+    found_html = ('<div class="errors"><ul>' + "".join(
+        f"<li{'' if f.gated else ' class=muted'}>{wrappable(f.what)}. <b>Next:</b> {wrappable(f.next_step)}</li>"
+        for f in found) + "</ul></div>") if found else ""
+    head = (f"<h2>{esc(answer.title(df, report.baseline, cand, fail_on))}</h2>" if len(report.candidates) > 1 else "")
+    return (f"{head}{found_html}"
             f'<p class="{"gate-fails" if fails else "gate-passes"}">'
             f'Gate {"fails" if fails else "passes"}{esc(gate)}</p>'
-            f"<p>{esc(compare.coverage(df).sentence())}</p>{wrong_html}"
+            f"<p>{esc(compare.coverage(df).sentence())}</p>"
             f"<h3>Environment</h3>{environment_html(report.baseline, cand)}"
             f"<h3>Verdicts</h3>{summary}"
             f"<h3>What changed</h3>{changes}{findings_html(findings.findings(cand, report.baseline))}"
@@ -258,6 +260,6 @@ def render(report: Report, fail_on: tuple[str, ...] = tuple(compare.GATES.values
     main = ("".join(body(report, c, fail_on) for c in report.candidates) if body else summary_html(report))
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">"
-            f"<title>{esc(report.title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{esc(report.title)}</h1><p class=\"muted\">runs: {runs}</p>"
+            f"<title>{esc(report.heading(fail_on))}</title><style>{CSS}</style></head><body>"
+            f"<h1>{esc(report.heading(fail_on))}</h1><p class=\"muted\">runs: {runs}</p>"
             f"{unreadable_html(report)}{main}{figures_html(report)}</body></html>\n")
