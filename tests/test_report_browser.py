@@ -191,43 +191,6 @@ def test_screenshot_is_not_blank(page, tmp_path):
     assert dark > 0.01, f"only {dark:.2%} of the screenshot is text or lines"
 
 
-def page_width(browser: DevTools, url: str, width: int) -> tuple[int, int]:
-    """(the document's scroll width, the viewport's width) of a page laid out at `width` CSS pixels."""
-    target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-    browser.events.clear()
-    browser.send("Page.enable", session=session)
-    browser.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": 1000, "deviceScaleFactor": 1,
-                                                        "mobile": False}, session=session)
-    browser.send("Page.navigate", {"url": url}, session=session)
-    browser.wait_for("Page.loadEventFired", session)
-    got = browser.send("Runtime.evaluate", {"expression": "[document.documentElement.scrollWidth, "
-                                                          "document.documentElement.clientWidth]",
-                                            "returnByValue": True}, session=session)["result"]["value"]
-    browser.send("Target.closeTarget", {"targetId": target})
-    return got[0], got[1]
-
-
-def test_no_sideways_scroll_at_1400_px_and_long_notes_fold(tmp_path):
-    """The report whose notes are longest (unreadable records, a timing that needs repeats) stays inside
-    a 1400 px window: long notes fold into a details element instead of widening the table; a page
-    made wide on purpose shows that the measurement sees sideways scroll at all."""
-    rep = report_model.Report.build(runs.load(FIXTURES / "verdicts-base"), [runs.load(FIXTURES / "verdicts-cand")])
-    page = report_files.write(rep, tmp_path / "out")["html"]
-    assert '<details class="note"><summary>' in page.read_text()
-    wide = tmp_path / "wide.html"
-    wide.write_text("<!doctype html><title>w</title><table><tr><td style='white-space:nowrap'>" + "x" * 600
-                    + "</td></tr></table>")
-    browser = DevTools(tmp_path / "profile")
-    try:
-        planted = page_width(browser, wide.as_uri(), 1400)
-        scroll, client = page_width(browser, page.as_uri(), 1400)
-    finally:
-        browser.close()
-    assert planted[0] > planted[1], planted
-    assert scroll <= client, f"the report scrolls sideways at 1400 px: {scroll} > {client}"
-
-
 # Words laid out over more than one line: for every word of the page's visible text, a Range over it
 # and the distinct tops of its client rects (a word broken mid-word has two). Hidden text has no rects.
 # A word is what lies between spaces and after a hyphen, slash, plus, comma, colon or underscore: ids
@@ -263,6 +226,26 @@ def layout(browser: DevTools, url: str, width: int) -> dict:
            "client": value("document.documentElement.clientWidth"), "broken": value(BROKEN_WORDS)}
     browser.send("Target.closeTarget", {"targetId": target})
     return got
+
+
+def test_no_sideways_scroll_at_1400_px_and_long_notes_fold(tmp_path):
+    """The report whose notes are longest (unreadable records, a timing that needs repeats) stays inside
+    a 1400 px window: long notes fold into a details element instead of widening the table; a page
+    made wide on purpose shows that the measurement sees sideways scroll at all."""
+    rep = report_model.Report.build(runs.load(FIXTURES / "verdicts-base"), [runs.load(FIXTURES / "verdicts-cand")])
+    page = report_files.write(rep, tmp_path / "out")["html"]
+    assert '<details class="note"><summary>' in page.read_text()
+    wide = tmp_path / "wide.html"
+    wide.write_text("<!doctype html><title>w</title><table><tr><td style='white-space:nowrap'>" + "x" * 600
+                    + "</td></tr></table>")
+    browser = DevTools(tmp_path / "profile")
+    try:
+        planted = [layout(browser, wide.as_uri(), 1400)[k] for k in ("scroll", "client")]
+        scroll, client = (layout(browser, page.as_uri(), 1400)[k] for k in ("scroll", "client"))
+    finally:
+        browser.close()
+    assert planted[0] > planted[1], planted
+    assert scroll <= client, f"the report scrolls sideways at 1400 px: {scroll} > {client}"
 
 
 @pytest.mark.parametrize("width", [900, 1400])
