@@ -211,22 +211,26 @@ def cmd_bisect(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_budgets_derive(args: argparse.Namespace, extra: list[str]) -> int:
-    """Budget entries from measured benchmark records; printed, or written with --write."""
+    """Budget entries from measured benchmark records; printed, or written with --write. Exit 1 when a
+    case was refused (too few records or runs): the others' entries are still printed or written."""
     from suite.judge import calibrate
 
-    entries, notes = calibrate.derive(args.runs, args.profile, args.margin, args.setup_margin,
-                                      _results_root(args), args.select, time_margin=args.time_margin,
-                                      work_margin=args.work_margin)
-    for note in notes:
+    made = calibrate.derive(args.runs, args.profile, args.margin, args.setup_margin, _results_root(args),
+                            args.select, time_margin=args.time_margin, work_margin=args.work_margin, note=args.note)
+    for note in made.notes:
         print(f"warning: {note}", file=sys.stderr)
-    for problem in calibrate.conflicts(args.budgets_dir, args.profile, entries):
+    for problem in calibrate.conflicts(args.budgets_dir, args.profile, made.entries):
         print(f"warning: {problem}", file=sys.stderr)
-    if args.write:
-        path = calibrate.write(args.budgets_dir, args.profile, entries)
-        print(f"wrote {len(entries)} measured entries to {path}")
-    else:
-        print(calibrate.render(entries), end="")
-    return 0
+    for why in made.refused:
+        print(f"refused: {why}", file=sys.stderr)
+    if args.write and made.entries:
+        path = calibrate.write(args.budgets_dir, args.profile, made.entries)
+        print(f"wrote {len(made.entries)} measured entries to {path}")
+    elif made.entries:
+        print(calibrate.render(made.entries), end="")
+    if made.refused:
+        print(f"{len(made.refused)} case(s) refused, no entry derived for them", file=sys.stderr)
+    return 1 if made.refused else 0
 
 
 def cmd_references(args: argparse.Namespace, extra: list[str]) -> int:
@@ -383,7 +387,8 @@ def _add_budgets(sub: argparse._SubParsersAction) -> None:
     bud = sub.add_parser("budgets", help="budgets from measured runs").add_subparsers(dest="action", required=True)
     der = bud.add_parser("derive", help="per-case budget entries from benchmark records: the worst measured value "
                                         "with a margin; printed, or written into cases/budgets/PROFILE.yaml")
-    der.add_argument("runs", nargs="+", help="run ids or folders of records (repeats and several runs: the worst counts)")
+    der.add_argument("runs", nargs="+", help="run ids or folders of records (repeats and several runs: the worst "
+                                             "counts); a case needs 3 records over 2 runs or is refused")
     der.add_argument("--profile", required=True, help="the hardware profile the records were measured on")
     der.add_argument("--margin", type=float, default=0.25, help="room for memory, step time and tokens/s (0.25: 25%%)")
     der.add_argument("--time-margin", type=float, default=None,
@@ -392,6 +397,8 @@ def _add_budgets(sub: argparse._SubParsersAction) -> None:
     der.add_argument("--setup-margin", type=float, default=1.0, help="room for set-up time, which depends on the "
                                                                      "disk cache (1.0: twice the measured)")
     der.add_argument("--select", default="*", help="a glob on case ids")
+    der.add_argument("--note", default="", help="said in every derived entry's source (e.g. how busy the machine "
+                                                "was)")
     options.add_budgets_dir(der.add_argument)
     der.add_argument("--write", action="store_true", help="replace the measured block of the profile's file")
     options.add_results_dir(der.add_argument)

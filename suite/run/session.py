@@ -230,9 +230,7 @@ class RunSession:
         declared = budgets.applicable(self._budget_entries, case.id, klass)
         summary = {"profile": self.hw.name, "enforced": self.mode == "benchmark" and bool(declared),
                    **({"kernel_class": klass.name} if klass else {}),
-                   "declared": [{"field": b.field, "metric": b.metric, "bound": b.bound, "kind": b.kind,
-                                 "source": b.source, **({"kernel_class": b.kernel_class} if b.kernel_class else {}),
-                                 **({"note": b.note} if b.note else {})} for b in declared]}
+                   "declared": [b.summary() for b in declared]}
         if not declared:
             summary["note"] = f"no budget declared for {case.id} on profile {self.hw.name}; numbers recorded"
         elif self.mode != "benchmark":
