@@ -77,6 +77,7 @@ NOUNS = {
     "kept": ("lost or unreadable record", "lost or unreadable records"),
     "unfinished": ("unfinished run", "unfinished runs"),
     "worse": ("case worse", "cases worse"),
+    "slower": ("case slower", "cases slower"),
 }
 
 
@@ -96,7 +97,7 @@ def _key(r) -> str:
         return "kept"
     if v == compare.UNFINISHED:
         return "unfinished"
-    return "worse"
+    return "slower" if getattr(METRICS.get(str(r["metric"])), "timing", False) else "worse"
 
 
 def _groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -150,9 +151,8 @@ def _finding(key: str, rows: pd.DataFrame) -> Finding:
         return Finding(f"{n} {noun}: {_ids(rows)} ({note})", "run the same command with the same --run-id again to "
                        "write what is missing; a lost record is never a green", True)
     metrics = ", ".join(dict.fromkeys(str(m) for m in rows["metric"]))
-    timed = all(getattr(METRICS.get(str(m)), "timing", False) for m in rows["metric"])
-    step = ("it was judged from repeats; `python -m suite bisect` names the release that made it slower" if timed
-            else "losses, outputs, memory and counted work repeat on one machine, so the change is the versions': "
+    step = ("it was judged from repeats; `python -m suite bisect` names the release that made it slower"
+            if key == "slower" else "losses, outputs, memory and counted work repeat on one machine, so the change is the versions': "
                  "`python -m suite bisect` names the first release (or commit) that makes it")
     return Finding(f"{n} {noun} ({metrics}): {_ids(rows)}", step, True)
 
