@@ -18,6 +18,7 @@ import yaml
 from suite.errors import CaseError, not_utf8
 from suite.judge import kernelclass
 from suite.judge.checks import CheckResult
+from suite.matrix import yamltext
 
 # budget field -> (metric on CUDA, metric on CPU, "max" bound or "min" bound, unit)
 BUDGET_FIELDS: dict[str, tuple[str, str, str, str]] = {
@@ -85,11 +86,13 @@ def load_profile(budgets_dir: str | Path, profile: str) -> list[Entry]:
         return []
     file = str(path)
     try:
-        doc = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        doc = yamltext.load(path.read_bytes().decode("utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise CaseError(file, "(document)", not_utf8(exc)) from None
     except yaml.YAMLError as exc:
-        raise CaseError(file, "(document)", f"not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        raise CaseError(file, f"line {mark.line + 1}" if mark else "(document)",
+                        f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(doc, dict) or set(doc) - {"profile", "budgets"}:
         raise CaseError(file, "(document)", "a budget file holds `profile` and `budgets` only")
     if doc.get("profile") != profile:
