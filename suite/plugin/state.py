@@ -87,7 +87,10 @@ class PluginSession:
         if opt.markexpr:
             expr = mark._parse_expression(opt.markexpr, "Wrong expression passed to '-m'")
             validate = getattr(mark, "_validate_marker_names", None)
-            if validate is not None:
+            # The names only on the controller: without xdist pytest checks them itself after collection,
+            # when a conftest below tests/ has registered its markers; the controller collects nothing, so it
+            # knows the plugin's markers and tests/conftest.py's (loaded first), where every marker is declared.
+            if validate is not None and self.is_controller:
                 validate(expr, self.config)
 
     def load_cases(self) -> list[spec.Case]:
