@@ -9,7 +9,7 @@ from pathlib import Path
 
 from suite import options
 from suite.errors import SuiteError
-from suite.paths import CASES, REPORTS, ROOT, TESTS
+from suite.paths import CASES, REPORTS, ROOT, TESTS, display
 from suite.tools import wheels
 
 
@@ -162,8 +162,10 @@ def _print_sides(summary: dict, code: int, t0: float, what: str) -> None:
     if isinstance(compat, dict):
         print(f"checkpoint compatibility: {', '.join(compat['cases']) or 'no case'} in {compat['wall_s']} s"
               + (f" (not checked: {', '.join(compat['not_checked'])})" if compat["not_checked"] else ""))
-    print(f"verdicts: {summary['verdicts']}; report: {summary['report'].get('markdown', '')}")
-    print(f"{what} wall time {time.time() - t0:.0f} s; gate {'fails: ' + str(summary['gated']) if code else 'passes'}")
+    counted = lambda doc: ", ".join(f"{n} {v}" for v, n in doc.items()) or "none"  # noqa: E731
+    print(f"verdicts: {counted(summary['verdicts'])}; report: {summary['report'].get('markdown', '')}")
+    print(f"{what} wall time {time.time() - t0:.0f} s; gate "
+          + (f"fails: {counted(summary['gated'])}" if code else "passes"))
 
 
 def upgrade_describe(info: dict) -> str:
@@ -216,22 +218,26 @@ def cmd_bisect(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_budgets_derive(args: argparse.Namespace, extra: list[str]) -> int:
-    """Budget entries from measured benchmark records; printed, or written with --write."""
+    """Budget entries from measured benchmark records; printed, or written with --write. Exit 1 when a
+    case was refused (too few records or runs): the others' entries are still printed or written."""
     from suite.judge import calibrate
 
-    entries, notes = calibrate.derive(args.runs, args.profile, args.margin, args.setup_margin,
-                                      _results_root(args), args.select, time_margin=args.time_margin,
-                                      work_margin=args.work_margin)
-    for note in notes:
+    made = calibrate.derive(args.runs, args.profile, args.margin, args.setup_margin, _results_root(args),
+                            args.select, time_margin=args.time_margin, work_margin=args.work_margin, note=args.note)
+    for note in made.notes:
         print(f"warning: {note}", file=sys.stderr)
-    for problem in calibrate.conflicts(args.budgets_dir, args.profile, entries):
+    for problem in calibrate.conflicts(args.budgets_dir, args.profile, made.entries):
         print(f"warning: {problem}", file=sys.stderr)
-    if args.write:
-        path = calibrate.write(args.budgets_dir, args.profile, entries)
-        print(f"wrote {len(entries)} measured entries to {path}")
-    else:
-        print(calibrate.render(entries), end="")
-    return 0
+    for why in made.refused:
+        print(f"refused: {why}", file=sys.stderr)
+    if args.write and made.entries:
+        path = calibrate.write(args.budgets_dir, args.profile, made.entries)
+        print(f"wrote {len(made.entries)} measured entries to {path}")
+    elif made.entries:
+        print(calibrate.render(made.entries), end="")
+    if made.refused:
+        print(f"{len(made.refused)} case(s) refused, no entry derived for them", file=sys.stderr)
+    return 1 if made.refused else 0
 
 
 def cmd_references(args: argparse.Namespace, extra: list[str]) -> int:
@@ -247,12 +253,36 @@ def cmd_references(args: argparse.Namespace, extra: list[str]) -> int:
         print(json.dumps(doc["bounds"], indent=1))
         print(f"wrote {path}")
         return 0
-    if args.action == "import":
-        for line in references.import_runs(args.runs, args.label, root, profile, Path(args.cases_dir)):
+    if args.action == "machines":
+        for line in references.list_machines(root, profile, Path(args.cases_dir), args.write):
             print(line)
+        return 0
+    if args.action == "import":
+        return _import_references(args, root, profile)
     path, doc = references.measure_bands(root, profile, Path(args.cases_dir))
     print(references.render_bands(doc))
     print(f"wrote {path}")
+    return 0
+
+
+def _import_references(args: argparse.Namespace, root: Path, profile: str) -> int:
+    """Exit 0 when the import imported (the bands' re-measure is a note then), 2 on bad input."""
+    from suite.tools import references
+
+    fixtures = Path(args.fixtures) if args.fixtures else None
+    done = references.import_runs(args.runs, root, profile, Path(args.cases_dir), fixtures)
+    for line in done.lines:
+        print(line)
+    if not done.worked:
+        print("error: no record of these runs could be imported (each left out above, with why)", file=sys.stderr)
+        return 2
+    try:
+        path, doc = references.measure_bands(root, profile, Path(args.cases_dir))
+    except references.ReferenceError as exc:
+        print(f"note: cross-class bands not re-measured: {exc}", file=sys.stderr)
+        return 0
+    print(references.render_bands(doc))
+    print(f"bands: {display(path)}")
     return 0
 
 
@@ -364,7 +394,8 @@ def _add_budgets(sub: argparse._SubParsersAction) -> None:
     bud = sub.add_parser("budgets", help="budgets from measured runs").add_subparsers(dest="action", required=True)
     der = bud.add_parser("derive", help="per-case budget entries from benchmark records: the worst measured value "
                                         "with a margin; printed, or written into cases/budgets/PROFILE.yaml")
-    der.add_argument("runs", nargs="+", help="run ids or folders of records (repeats and several runs: the worst counts)")
+    der.add_argument("runs", nargs="+", help="run ids or folders of records (repeats and several runs: the worst "
+                                             "counts); a case needs 3 records over 2 runs or is refused")
     der.add_argument("--profile", required=True, help="the hardware profile the records were measured on")
     der.add_argument("--margin", type=float, default=0.25, help="room for memory, step time and tokens/s (0.25: 25%%)")
     der.add_argument("--time-margin", type=float, default=None,
@@ -373,6 +404,8 @@ def _add_budgets(sub: argparse._SubParsersAction) -> None:
     der.add_argument("--setup-margin", type=float, default=1.0, help="room for set-up time, which depends on the "
                                                                      "disk cache (1.0: twice the measured)")
     der.add_argument("--select", default="*", help="a glob on case ids")
+    der.add_argument("--note", default="", help="said in every derived entry's source (e.g. how busy the machine "
+                                                "was)")
     options.add_budgets_dir(der.add_argument)
     der.add_argument("--write", action="store_true", help="replace the measured block of the profile's file")
     options.add_results_dir(der.add_argument)
@@ -405,11 +438,17 @@ def _add_reference_options(p: argparse.ArgumentParser) -> None:
 def _add_references(sub: argparse._SubParsersAction) -> None:
     refs = sub.add_parser("references", help="golden curves and tight bounds per kernel class "
                                              "(docs/kernel-classes.md)").add_subparsers(dest="action", required=True)
-    imp = refs.add_parser("import", help="another machine's regression run(s) as its kernel class's references "
-                                         "(a copy of the records kept under tests/fixtures/machines/LABEL/), then bands")
-    imp.add_argument("runs", nargs="+", help="run folders (several: xdist workers of one run)")
-    imp.add_argument("--label", required=True, help="a name for the machine, e.g. intel-xeon-avx512-amx")
+    imp = refs.add_parser("import", help="other machines' regression run(s) into their kernel class's references "
+                                         "(new ones written, existing ones confirmed), then bands; exit 0 imported, "
+                                         "2 bad input")
+    imp.add_argument("runs", nargs="+", help="run folders (several: xdist workers of one run, other machines)")
+    imp.add_argument("--fixtures", metavar="DIR", default=None,
+                     help="keep a copy of each run's records under DIR/<run folder>/ for the replay test, e.g. "
+                          "tests/fixtures/machines/intel-xeon-avx512-amx (default: no copy)")
     _add_reference_options(imp)
+    mac = refs.add_parser("machines", help="each reference's machines, runs and spread (provisional: one machine)")
+    mac.add_argument("--write", action="store_true", help="store the fields in references recorded before they existed")
+    _add_reference_options(mac)
     rec = refs.add_parser("record", help="this machine's kernel class: the tiny matrix with --update-baselines "
                                          "(further arguments go to pytest); then run `references bands`")
     rec.add_argument("--run-id", default="references")

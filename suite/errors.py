@@ -37,3 +37,11 @@ def not_utf8(exc: UnicodeDecodeError) -> str:
     line = data[: exc.start].count(b"\n") + 1
     byte = f"byte 0x{data[exc.start]:02x}" if exc.start < len(data) else "a byte"
     return f"not UTF-8 text: {byte} at line {line} (offset {exc.start}); save the file as UTF-8"
+
+
+def exception_line(exc: BaseException | str) -> str:
+    """An exception as "Type: its first line" (of a message already so written, its first line): how a
+    check, a load route or a phase of a case that raised is recorded (suite/judge/checks.py)."""
+    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else (type(exc).__name__ if not isinstance(exc, str) else "?")

@@ -27,6 +27,7 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_tight_budgets_fail_a_real_tiny_case_and_generous_ones_pass",
     ),
     "test_calibrate.py": ("*",),  # every test reads the records of a module fixture that trains
+    "test_checkpoint_compat.py": ("*",),  # its module fixture trains the reward LoRA case
     "test_cli_report.py": (
         "test_a_candidate_that_lost_or_truncated_a_record_fails_the_gate",
         "test_compare_to_prints_the_summary",
@@ -41,6 +42,9 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_a_clean_dpo_run_passes_every_check",
         "test_each_fault_fails_its_check_and_leaves_the_others",
         "test_a_shifted_reference_leaves_the_start_at_ln2",
+    ),
+    "test_invariant_members.py": (  # pytest in a child, under the invariants' conftest (it imports the stack)
+        "test_the_invariant_conftest_records_a_raising_member_as_a_failing_member",
     ),
     "test_kto.py": (  # the tests of its module fixture, which trains
         "test_a_clean_kto_run_passes_every_check",
@@ -73,7 +77,8 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_the_sdpa_probe_tries_each_backend_alone",
         "test_a_running_stage_is_stopped_at_the_deadline",
     ),
-    "test_example_reports.py": ("*",),  # renders three reports, one of 57 cases x 2 machines
+    "test_example_reports.py": ("*",),
+    "test_progress.py": ("test_watch_runs_the_command_to_its_end_and_polls_until_then",),  # a child, 1.5 s  # renders three reports, one of 57 cases x 2 machines
     "test_history.py": (
         "test_a_history_of_one_run_analyses_nothing_says_what_it_needs_and_its_gate_fails",
         "test_a_slow_drift_is_reported_as_a_drift_not_a_step",
@@ -100,8 +105,17 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_random_models.py": (
         "test_a_shaped_case_trains_end_to_end_through_the_suite",
     ),
+    "test_provisional.py": (  # the CLI's import four times; two imports and a judged store
+        "test_import_copies_fixtures_only_when_asked_and_its_exit_code_says_whether_it_imported",
+        "test_a_second_machine_s_import_confirms_the_reference_with_its_measured_spread",
+    ),
     "test_replay.py": (
         "test_a_tightened_bound_fails_the_replay",
+        "test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class",  # its replay is in the fast loop too
+    ),
+    "test_raises.py": (  # the tests of its module fixture, which trains
+        "test_a_raising_route_and_a_raising_check_fail_alone_and_the_case_is_judged",
+        "test_each_failure_carries_its_exception_type_and_first_line",
     ),
     "test_report.py": (
         "test_html_is_self_contained",
@@ -110,6 +124,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     ),
     "test_report_browser.py": (
         "test_no_sideways_scroll_at_1400_px_and_long_notes_fold",
+        "test_no_word_broken_mid_word_and_no_sideways_scroll",
         "test_report_opens_without_console_errors",
         "test_screenshot_is_not_blank",
     ),

@@ -45,6 +45,14 @@ def test_every_single_gpu_7b_case_has_a_memory_budget_on_the_h200():
     ("  - {source: x, peak_memory_gib: 1}\n", "budgets[0].cases", "needs `cases`"),
     ("  - {cases: '*', source: x, peak_mem: 1}\n", "budgets[0].peak_mem", "unknown budget field"),
     ("  - {cases: '*', source: x, step_time_s: -1}\n", "budgets[0].step_time_s", "positive number"),
+    ("  - {cases: '*', kernel_class: avx2, source: x, step_time_s: 1}\n", "budgets[0].records",
+     "how many benchmark records, runs and machines"),
+    ("  - {cases: '*', source: x, records: 3, runs: 2, machines: 0, step_time_s: 1}\n", "budgets[0].machines",
+     "at least 1"),
+    ("  - {cases: '*', source: x, records: 3, runs: 2, machines: 3, step_time_s: 1}\n", "budgets[0].runs",
+     "machines <= runs <= records"),
+    ("  - {cases: c, kernel_class: avx2, source: x, records: 3, runs: 2, machines: 1, step_time_s: 1}\n" * 2,
+     "budgets[1].cases", "a second measured entry for c on kernel class avx2"),
 ])
 def test_bad_budget_files_name_file_and_field(tmp_path, body, field, words):
     write_budget(tmp_path, "cpu", body)
@@ -73,6 +81,39 @@ def test_budget_bounds_fail_with_metric_value_bound_and_profile():
     assert "was not measured" in t.fails("c", None)
 
 
+def test_the_cpu_profile_gates_cpu_time_and_reports_wall_time(tmp_path):
+    """On the CPU profile a wall-clock bound (step time, tokens/s, set-up) breached is reported, not a
+    failure, and the CPU time per step gates; on a GPU profile the same bounds gate."""
+    body = ("  - {cases: 'c', step_time_s: 0.1, tokens_per_s: 1000, setup_s: 1, step_cpu_time_s: 0.1, "
+            "records: 3, runs: 2, machines: 2, kernel_class: avx2, source: crafted}\n")
+    loaded = budgets.load_profile(write_budget(tmp_path / "cpu", "cpu", body), "cpu")
+    slow_wall = {"step_time_median_s": 0.5, "tokens_per_s": 10.0, "setup_s": 9.0, "step_cpu_time_median_s": 0.05}
+    results = {c.name: c for c in budgets.evaluate(loaded, "c", slow_wall)}
+    assert all(c.passed for c in results.values())
+    wall = results["budget:step_time_s"]
+    assert wall.message.startswith("reported, not gated (wall time on the CPU profile") and "> budget 0.1 s" in wall.message
+    assert "< budget 1000 tokens/s" in results["budget:tokens_per_s"].message
+    [cpu] = [c for c in budgets.evaluate(loaded, "c", {**slow_wall, "step_cpu_time_median_s": 0.2}) if not c.passed]
+    assert cpu.name == "budget:step_cpu_time_s" and "= 0.2 s > budget 0.1 s" in cpu.message
+    assert "provisional" not in cpu.message and "measured from 3 records of 2 runs on 2 machines" in cpu.message
+    on_gpu = budgets.load_profile(write_budget(tmp_path / "gpu", "h200-141gb", body.replace("avx2", "sm90")),
+                                  "h200-141gb")
+    failed = sorted(c.name for c in budgets.evaluate(on_gpu, "c", {"step_time_median_s": 0.5, "tokens_per_s": 10.0,
+                                                                     "setup_s": 9.0, "step_cpu_time_median_s": 0.05})
+                    if not c.passed)
+    assert failed == ["budget:setup_s", "budget:step_time_s", "budget:tokens_per_s"]
+
+
+def test_a_bound_from_one_machine_or_too_few_runs_says_provisional():
+    one = budgets.Budget("step_cpu_time_s", "step_cpu_time_median_s", 0.1, "max", "s", "cpu", "m", "f.yaml",
+                         "avx2", basis=budgets.Basis(3, 2, 1))
+    assert "(provisional: one machine; measured from 3 records of 2 runs on 1 machine; declared in f.yaml" \
+        in one.fails("c", 0.2)
+    few = budgets.Basis(3, 1, 1).provisional
+    assert few.startswith("provisional: one machine; 3 record(s) of 1 run(s), fewer than the 3 records over 2 runs")
+    assert budgets.Basis(5, 3, 2).provisional == ""
+
+
 def test_flops_per_token_formulas():
     full = hardware.flops_per_token(100, 100, 10, 2, 8, 16, full=True)
     adapter = hardware.flops_per_token(100, 4, 10, 2, 8, 16, full=False)
@@ -83,29 +124,39 @@ def test_flops_per_token_formulas():
 def test_tight_budgets_fail_a_real_tiny_case_and_generous_ones_pass(tmp_path):
     case = load_cases(write_cases(tmp_path / "cases", SHORT))[0]
     tight = write_budget(tmp_path / "tight", "cpu", "  - {cases: 'tiny-llama/*', peak_memory_gib: 0.01, "
-                                                    "step_time_s: 0.000001, source: a test}\n")
-    res = RunSession(tmp_path / "r", "tight", mode="benchmark", budgets_dir=tight).run_case(case)
+                                                    "step_time_s: 0.000001, step_cpu_time_s: 0.000001, "
+                                                    "source: a test}\n")
+    res = RunSession(tmp_path / "r", "tight", mode="benchmark", budgets_dir=tight, profile="cpu").run_case(case)
     assert res.status == "failed"
     text = "\n".join(res.failure_messages)
     assert "budget breached on profile cpu: peak_memory_gib (peak_rss_gib) = " in text and "> budget 0.01 GiB" in text
-    assert "budget breached on profile cpu: step_time_s (step_time_median_s) = " in text and "> budget 1e-06 s" in text
+    assert "step_cpu_time_s (step_cpu_time_median_s) = " in text and "> budget 1e-06 s" in text
+    assert "step_time_s (step_time_median_s)" not in text  # wall time: reported on the CPU profile, not gated
+    [wall] = [c for c in res.record.checks if c["name"] == "budget:step_time_s"]
+    assert wall["passed"] and wall["message"].startswith("reported, not gated")
     assert res.record.budgets["enforced"] is True and len(res.record.step_times_s) == 15
     generous = write_budget(tmp_path / "generous", "cpu", "  - {cases: '*', peak_memory_gib: 64, step_time_s: 60, "
                                                           "tokens_per_s: 1, setup_s: 600, source: a test}\n")
-    ok = RunSession(tmp_path / "r", "generous", mode="benchmark", budgets_dir=generous).run_case(case)
+    ok = RunSession(tmp_path / "r", "generous", mode="benchmark", budgets_dir=generous, profile="cpu").run_case(case)
     assert ok.status == "passed", ok.failure_messages
     assert sum(c["name"].startswith("budget:") for c in ok.record.checks) == 4
-    none = RunSession(tmp_path / "r", "none", mode="benchmark", budgets_dir=tmp_path / "empty").run_case(case)
+    none = RunSession(tmp_path / "r", "none", mode="benchmark", budgets_dir=tmp_path / "empty",
+                      profile="cpu").run_case(case)
     assert none.status == "passed" and "no budget declared" in none.record.budgets["note"]
-    regression = RunSession(tmp_path / "r", "reg", budgets_dir=tight).run_case(case)
+    regression = RunSession(tmp_path / "r", "reg", budgets_dir=tight, profile="cpu").run_case(case)
     assert regression.status == "passed" and "benchmark mode" in regression.record.budgets["note"]
 
 
 def test_benchmark_mode_feeds_pytest_benchmark_json(tmp_path):
+    """The mechanism, not this machine's speed: the budgets are the test's own, generous ones (the committed
+    ones, measured alone, once failed this test beside another worker's training: 0.0567 s > 0.018 s)."""
     cases = write_cases(tmp_path / "cases", SHORT)
     out = tmp_path / "bench.json"
+    crafted = write_budget(tmp_path / "budgets", "cpu", "  - {cases: '*', peak_memory_gib: 64, step_time_s: 60, "
+                                                        "step_cpu_time_s: 60, source: crafted by the test}\n")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_matrix.py", "--cases-dir", str(cases),
                            "--benchmark", "--benchmark-repeat", "2", "--benchmark-json", str(out),
+                           "--budget-profile", "cpu", "--budgets-dir", str(crafted),
                            "--results-dir", str(tmp_path / "results"), "--run-id", "b"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -120,3 +171,4 @@ def test_benchmark_mode_feeds_pytest_benchmark_json(tmp_path):
     assert records == ["manifest.json", "tiny-llama__full__base.2.json", "tiny-llama__full__base.json"]
     first = json.loads((tmp_path / "results" / "b" / "tiny-llama__full__base.json").read_text())
     assert min(first["step_times_s"][5:]) >= entry["stats"]["min"]  # the rounds are the measured steps
+    assert {d["source"] for d in first["budgets"]["declared"]} == {"crafted by the test"}

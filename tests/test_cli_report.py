@@ -23,7 +23,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 def test_report_gate_exit_codes(capsys, tmp_path):
     base, cand = str(FIXTURES / "verdicts-base"), str(FIXTURES / "verdicts-cand")
     code, out, err = run_cli(capsys, "report", base, cand, "--out", str(tmp_path / "r"))
-    assert code == 1 and "gate fails: 1 errored, 3 worse, 1 newly failing" in err and out.startswith("## ftsuite:")
+    assert code == 1 and "gate fails: 1 errored, 3 worse, 1 newly failing" in err and out.startswith("## trl 1.16.0 → 1.17.0: not safe")
     assert (tmp_path / "r" / "report.html").is_file()
     assert "verdicts-cand/corrupt.json" in err  # unreadable records are named on stderr too
     assert run_cli(capsys, "report", base, cand, "--fail-on", "newly-failing", "-q")[0] == 1
@@ -82,7 +82,8 @@ def test_report_usage_errors_exit_2(capsys, tmp_path):
 def test_baseline_option_and_run_ids(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "report", "verdicts-cand", "--baseline", "verdicts-base",
                            "--results-dir", str(FIXTURES))
-    assert code == 1 and out.startswith("## ftsuite: verdicts-cand vs baseline verdicts-base")
+    assert code == 1 and out.startswith("## trl 1.16.0 → 1.17.0: not safe: ")  # the change and the answer first
+    assert "Baseline `verdicts-base` (started " in out and "candidate `verdicts-cand` (started " in out
 
 
 def test_one_run_report_exits_0(capsys, tmp_path):
@@ -118,7 +119,7 @@ def test_compare_to_prints_the_summary(pytester, tmp_path):
     result = pytester.runpytest(*PLUGINS, "--results-dir", str(results), "--run-id", "cand",
                                 "--compare-to", "base", "--report-dir", str(out_dir))
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*ftsuite comparison*", "## ftsuite: cand vs baseline verdicts-base",
+    result.stdout.fnmatch_lines(["*ftsuite comparison*", "## *: *",  # the change and its answer
                                  "*Gate: fails*", "*crafted/newly-failing*", f"report: {out_dir}*report.html"])
     assert (out_dir / "report.md").is_file()
 

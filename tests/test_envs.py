@@ -127,3 +127,11 @@ def test_stack_problems_name_what_is_missing_or_foreign():
     assert problems[0] == "torch is /base/torch/__init__.py, not the parent's /p/torch/__init__.py"
     assert "peft 0.21.2 (installed in /p) is missing" in problems
     assert any(p.startswith("datasets 4.0.0 comes from /base") for p in problems)
+
+
+def test_a_side_that_pins_a_package_beyond_the_stack_records_its_version():
+    """A control pair (docs/upgrade.md) changes only nvidia-ml-py: its versions are what tells the two sides
+    apart, so an environment's `versions` carry the pinned packages beyond the stack."""
+    assert envs.pinned_names(("nvidia-ml-py==13.610.43", "trl==1.16.0", "git+https://github.com/o/r@main",
+                              "peft>=0.15")) == ("nvidia-ml-py",)
+    assert envs.pinned_names(("trl==1.16.0",)) == ()

@@ -114,10 +114,16 @@ budgets:
   - cases: tiny-a
     kernel_class: avx2
     peak_memory_gib: 0.5
+    records: 3
+    runs: 2
+    machines: 1
     source: measured on avx2
   - cases: tiny-a
     kernel_class: avx512-bf16
     peak_memory_gib: 0.9
+    records: 3
+    runs: 2
+    machines: 2
     source: measured on avx512-bf16
 """)
     entries = budgets.load_profile(tmp_path, "cpu")

@@ -4,9 +4,11 @@ budgets, and must pass. A bound tightened on one machine that would turn another
 on any machine. What cannot be replayed from old numbers is listed in references.REPLAY_LEFT_OUT.
 
 The machines: an Intel Xeon with AVX-512, AVX512-BF16 and AMX (two xdist run folders and a benchmark
-run, 2026-12-05) and an AMD EPYC Zen 4 with AVX-512 and AVX512-BF16, no AMX (a regression and a
-benchmark run, 2026-12-05); the AVX2 class (AMD EPYC) is replayed from its committed references, the
-runs they were recorded from not having been kept.
+run, 2026-12-05; the README test command's regression run of 2026-12-07 at 25533ff) and an AMD EPYC Zen 4
+with AVX-512 and AVX512-BF16, no AMX (a regression and a benchmark run, 2026-12-05); the AVX2 class (AMD
+EPYC) is replayed from its committed references, the runs they were recorded from not having been kept.
+Each reference names the runs it comes from (suite/judge/machines.py); the spreads it stores are what
+these kept records measure.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import shutil
 
 import pytest
 
-from suite.judge import baselines
+from suite.cases import load_cases
+from suite.judge import baselines, machines
+from suite.records import runs
 from suite.paths import BUDGETS, ROOT, TESTS
 from suite.tools import references
 
@@ -67,3 +71,48 @@ def test_a_tightened_bound_fails_the_replay(request, tmp_path):
     _, problems = references.replay(run, root, request.config.getoption("cases_dir"), BUDGETS, tmp_path)
     _, more = references.replay(other, root, request.config.getoption("cases_dir"), BUDGETS, tmp_path)
     assert any(p.startswith("tiny-llama/qlora/base (regression") and "golden curve" in p for p in problems + more)
+
+
+INTEL_2026_12_07 = MACHINES / "intel-xeon-avx512-amx" / "2026-12-07-regression-run"
+
+
+def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request, tmp_path):
+    """The README test command on the Intel Xeon (main at 25533ff), replayed: every avx512-bf16
+    reference judged and passed, tiny-mixtral/qlora/base (0.0271 from the AMD Zen 4's reference at
+    step 15) within the spread measured between the two machines, saying so."""
+    judged, problems = references.replay(INTEL_2026_12_07, REFERENCES, request.config.getoption("cases_dir"),
+                                         BUDGETS, tmp_path)
+    assert not problems, "\n".join(problems)
+    assert judged == len(list((REFERENCES / "cpu" / "avx512-bf16").glob("tiny-*.json"))) == 58
+    cases = {c.id: c for c in load_cases(request.config.getoption("cases_dir"))}
+    rec = runs.load(INTEL_2026_12_07).by_case()["tiny-mixtral/qlora/base"][0]
+    [result] = baselines.BaselineStore(REFERENCES, profile="cpu").checks(cases[rec.case_id], rec.loss_curve, [],
+                                                                         tmp_path, rec.kernels)
+    assert result.passed and "max abs diff 0.0271" in result.message
+    assert "confirmed by 2 machines (AuthenticAMD AMD EPYC, GenuineIntel Intel(R) Xeon(R) Processor), 2 runs, which " \
+           "differ by more than the case's tolerance: within the spread measured between them" in result.message
+
+
+def test_every_reference_names_its_machines_and_runs_and_its_spread_is_what_their_records_measure(request):
+    """A bound is a measurement: each run a reference lists is either the run it was written from (its
+    records not kept: 0 from its own curve) or a kept run folder whose record measures exactly the
+    stored distance."""
+    cases = {c.slug: c for c in load_cases(request.config.getoption("cases_dir"))}
+    loaded: dict = {}
+    for path in sorted((REFERENCES / "cpu").glob("*/tiny-*.json")):
+        doc = baselines.read_curve(path)
+        prov = machines.of_reference(doc, path)
+        assert "machines" in doc and doc["family"] == machines.family_of(cases[path.stem]), path
+        for m in prov.machines:
+            for run in m.runs:
+                if not (ROOT / run.records).is_dir():
+                    assert (run.records, run.atol, run.drift) == ("not kept", 0.0, 0.0), (path, run)
+                    continue
+                if run.records not in loaded:
+                    loaded[run.records] = runs.load(ROOT / run.records).by_case()
+                found = loaded[run.records][doc["case_id"]]
+                [rec] = [r for r in found if r.run_id == run.run and r.mode == "regression"]
+                assert machines.machine_of(rec.environment) == m.machine, (path, run)
+                assert machines.distance(rec.loss_curve, doc["curve"]) == (run.atol, run.drift), (path, run)
+    bf16 = [machines.of_reference(baselines.read_curve(p), p) for p in (REFERENCES / "cpu" / "avx512-bf16").glob("t*")]
+    assert all(p.confirmed for p in bf16)  # the Intel Xeon and the AMD Zen 4 both ran every case of the class

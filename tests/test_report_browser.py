@@ -191,8 +191,27 @@ def test_screenshot_is_not_blank(page, tmp_path):
     assert dark > 0.01, f"only {dark:.2%} of the screenshot is text or lines"
 
 
-def page_width(browser: DevTools, url: str, width: int) -> tuple[int, int]:
-    """(the document's scroll width, the viewport's width) of a page laid out at `width` CSS pixels."""
+# Words laid out over more than one line: for every word of the page's visible text, a Range over it
+# and the distinct tops of its client rects (a word broken mid-word has two). Hidden text has no rects.
+# A word is what lies between spaces and after a hyphen, slash, plus, comma, colon or underscore: ids
+# and paths may wrap there (suite/report/html.py's wrappable), nowhere else.
+BROKEN_WORDS = """(() => {
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const m of node.data.matchAll(/[^\\s\\-\\/+,:_]+[\\-\\/+,:_]*/g)) {
+      const r = document.createRange();
+      r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
+      const tops = new Set(Array.from(r.getClientRects()).filter(b => b.width > 0).map(b => Math.round(b.top)));
+      if (tops.size > 1) out.push(m[0]);
+    }
+  }
+  return out;
+})()"""
+
+
+def layout(browser: DevTools, url: str, width: int) -> dict:
+    """At `width` CSS pixels: the document's scroll and client widths, and the words broken across lines."""
     target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
     session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     browser.events.clear()
@@ -201,11 +220,12 @@ def page_width(browser: DevTools, url: str, width: int) -> tuple[int, int]:
                                                         "mobile": False}, session=session)
     browser.send("Page.navigate", {"url": url}, session=session)
     browser.wait_for("Page.loadEventFired", session)
-    got = browser.send("Runtime.evaluate", {"expression": "[document.documentElement.scrollWidth, "
-                                                          "document.documentElement.clientWidth]",
-                                            "returnByValue": True}, session=session)["result"]["value"]
+    value = lambda expr: browser.send("Runtime.evaluate", {"expression": expr, "returnByValue": True},  # noqa: E731
+                                      session=session)["result"]["value"]
+    got = {"scroll": value("document.documentElement.scrollWidth"),
+           "client": value("document.documentElement.clientWidth"), "broken": value(BROKEN_WORDS)}
     browser.send("Target.closeTarget", {"targetId": target})
-    return got[0], got[1]
+    return got
 
 
 def test_no_sideways_scroll_at_1400_px_and_long_notes_fold(tmp_path):
@@ -220,9 +240,36 @@ def test_no_sideways_scroll_at_1400_px_and_long_notes_fold(tmp_path):
                     + "</td></tr></table>")
     browser = DevTools(tmp_path / "profile")
     try:
-        planted = page_width(browser, wide.as_uri(), 1400)
-        scroll, client = page_width(browser, page.as_uri(), 1400)
+        planted = [layout(browser, wide.as_uri(), 1400)[k] for k in ("scroll", "client")]
+        scroll, client = (layout(browser, page.as_uri(), 1400)[k] for k in ("scroll", "client"))
     finally:
         browser.close()
     assert planted[0] > planted[1], planted
     assert scroll <= client, f"the report scrolls sideways at 1400 px: {scroll} > {client}"
+
+
+@pytest.mark.parametrize("width", [900, 1400])
+def test_no_word_broken_mid_word_and_no_sideways_scroll(tmp_path, width):
+    """The crafted pair's report (every verdict, the longest notes) and the two-machine report of 57 cases,
+    at 900 and 1400 px: nothing scrolls sideways and no word is split across lines (ids wrap after their
+    slashes); a page that breaks words on purpose shows that the probe sees a broken word at all."""
+    pages = []
+    for name, (b, c) in {"verdicts": (FIXTURES / "verdicts-base", FIXTURES / "verdicts-cand"),
+                         "machines": (FIXTURES.parent / "machines" / "amd-epyc-zen4-avx512-bf16" / "benchmark-tiny-run",
+                                      FIXTURES.parent / "machines" / "intel-xeon-avx512-amx" / "benchmark-tiny-run")
+                         }.items():
+        rep = report_model.Report.build(runs.load(b), [runs.load(c)])
+        pages.append(report_files.write(rep, tmp_path / name)["html"])
+    planted = tmp_path / "planted.html"
+    planted.write_text("<!doctype html><title>p</title><div style='width:24px;overflow-wrap:anywhere'>"
+                       "baseline passed +100.0%</div>")
+    browser = DevTools(tmp_path / "profile")
+    try:
+        seen = layout(browser, planted.as_uri(), width)
+        got = {page.parent.name: layout(browser, page.as_uri(), width) for page in pages}
+    finally:
+        browser.close()
+    assert seen["broken"], "the probe found no broken word on a page made to break them"
+    for name, g in got.items():
+        assert g["scroll"] <= g["client"], f"{name} scrolls sideways at {width} px: {g['scroll']} > {g['client']}"
+        assert g["broken"] == [], f"{name} at {width} px breaks words mid-word: {g['broken'][:20]}"

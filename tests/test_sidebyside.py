@@ -74,7 +74,8 @@ def test_no_pairs_no_section_and_html_escapes(tmp_path):
     run = _run(tmp_path / "b", [_record("m<x>", "lora", [], tokens_per_s=1.0, peak_rss_gib=1.0),
                                 _record("m<x>", "lora", ["packing"], tokens_per_s=2.0, peak_rss_gib=1.0)])
     html = report_html.sidebyside_html(run)
-    assert "<code>m&lt;x&gt;/lora/packing</code>" in html and "m<x>" not in html
+    assert ('<code class="id" title="m&lt;x&gt;/lora/packing">m&lt;x&gt;/<wbr>lora/<wbr>packing</code>' in html
+            and "m<x>" not in html)
 
 
 def test_the_plain_trainer_pairs_with_its_sft_twin_and_dpo_with_nothing(tmp_path):

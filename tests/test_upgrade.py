@@ -125,7 +125,7 @@ def test_repeats_alternate_the_sides_and_probe_once(tmp_path, monkeypatch):
     def fake_prepare(spec):
         return tmp_path / "env" / ("b" if "1.15" in spec.pins[0] else "c"), {"cached": True, "versions": {}}, 0.0
 
-    def fake_run_cases(env_dir, run_id, results_dir, select, checks=upgrade.Checks()):
+    def fake_run_cases(env_dir, run_id, results_dir, select, checks=upgrade.Checks(), **_):
         calls.append((env_dir.name, checks.invariants, "--benchmark" in select))
         run_dir = results_dir / run_id
         if not run_dir.exists():

@@ -3,10 +3,14 @@
 One file per case, hardware profile and kernel class (suite/judge/kernelclass.py),
 `results/baselines/<profile>/<class>/<case-slug>.json`, written so that a diff shows one step per line.
 A class without a reference of its own is compared with the nearest class that has one, within the
-cross-class band measured for the case's method (suite/judge/bands.py), and the verdict says so. A missing baseline is written and the check fails; the
-`--update-baselines` option rewrites deliberately; a baseline recorded for another fingerprint is
-another configuration and fails saying how to update; a mismatch leaves the obtained curve next to
-the run's records (`<slug>/obtained-curve.json`) and the message names both files.
+cross-class band measured for the case's method (suite/judge/bands.py), and the verdict says so. A
+reference names the machines and runs it comes from (suite/judge/machines.py): one machine's is
+provisional, judged within the spread measured between the class's machines for its method family (or
+the cross-class band where none was measured), and the verdict says "provisional: one machine".
+A missing baseline is written and the check fails; the `--update-baselines` option rewrites
+deliberately; a baseline recorded for another fingerprint is another configuration and fails saying
+how to update; a mismatch leaves the obtained curve next to the run's records
+(`<slug>/obtained-curve.json`) and the message names both files.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from suite.versions import differences_from_lock
 from suite.errors import RecordError
 from suite.judge import bands as cross_class
 from suite.judge import kernelclass
+from suite.judge import machines
 from suite.judge.checks import CheckResult
 from suite.matrix.spec import Case
 from suite.paths import LOCK_FILE, display
@@ -109,6 +114,7 @@ class BaselineStore:
     update: bool = False
     profile: str = field(default_factory=current_profile)
     events: list[str] = field(default_factory=list)
+    _spread_cache: dict[str, dict[str, machines.Spread]] = field(default_factory=dict, repr=False)
 
     def class_dir(self, klass: str) -> Path:
         return Path(self.root) / self.profile / klass
@@ -152,7 +158,7 @@ class BaselineStore:
                 return [self._result(False, f"{case.id}: no golden curve written to {display(path)}: the case failed "
                                             f"{', '.join(failed)}, and a failing run is no reference")]
             existed = path.exists()
-            self._write(path, case, points, kernels, measured_of(prior))
+            self._write(path, case, points, kernels, measured_of(prior), run_dir)
             self.events.append(f"{'rewrote' if existed else 'wrote'} {display(path)}")
             if self.update:
                 return [self._result(True, f"{case.id}: golden curve {'rewritten' if existed else 'written'} "
@@ -161,9 +167,51 @@ class BaselineStore:
                                         f"class; wrote {display(path)} (class {klass.name}) from this run. Review "
                                         f"it, commit it and rerun (a new baseline never passes on the run that "
                                         f"wrote it)")]
-        check = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol, case.checks.curve_drift)
-        return [self._compare(case, points, path, run_dir, kernels, check,
-                              f"kernel class {klass.name}'s own reference")]
+        check, how = self._own_check(case, path, klass.name)
+        return [self._compare(case, points, path, run_dir, kernels, check, how)]
+
+    def _own_check(self, case: Case, path: Path, klass: str) -> tuple[CurveMatches, str]:
+        """The tolerance of a class's own reference: the case's own where two machines or more confirmed it
+        within it; the case's own plus the spread measured between its machines where they differ by
+        more; one machine's (provisional): plus the class's spread between machines for the case's
+        family, else plus the cross-class band for its method."""
+        doc = read_curve(path)
+        prov = machines.of_reference(doc, display(path))
+        own = CurveMatches(case.checks.curve_rtol, case.checks.curve_atol, case.checks.curve_drift)
+        head = f"kernel class {klass}'s own reference"
+        if prov.confirmed:
+            floor = min((abs(p["loss"]) for p in doc["curve"]), default=0.0)
+            if prov.atol <= own.atol + own.rtol * floor and prov.drift <= own.drift:
+                return own, (f"{head}, confirmed by {prov.describe()}: they differ by at most {prov.atol:.3g} per "
+                             f"step, drift {prov.drift:.3g}")
+            return _widened(own, prov.atol, prov.drift), (
+                f"{head}, confirmed by {prov.describe()}, which differ by more than the case's tolerance: within "
+                f"the spread measured between them (per step +{prov.atol:.3g}, drift +{prov.drift:.3g})")
+        family = machines.family_of(case)
+        head += f", provisional: one machine ({prov.machines[0].machine.cpu}, {prov.runs} run{'s' * (prov.runs != 1)})"
+        spread = self._spreads(klass).get(family)
+        if spread is not None:
+            return _widened(own, spread.atol, spread.drift), (
+                f"{head}; within the spread between machines of class {klass} for {family} ({spread.describe()})")
+        band = cross_class.load(self.root, self.profile).for_check(case.method, CHECK_NAME)
+        if band is not None:
+            return _widened(own, band.atol, band.drift), (
+                f"{head}; no spread measured between machines of class {klass} for {family}: within the "
+                f"cross-class band for {case.method} (per step +{band.atol:.3g}, drift +{band.drift:.3g}; "
+                f"{band.source})")
+        return own, (f"{head}; no spread between machines of class {klass} for {family} and no cross-class band for "
+                     f"{case.method} measured: the case's own tolerance")
+
+    def _spreads(self, klass: str) -> dict[str, machines.Spread]:
+        """The class's spreads between machines per family, from its references (read once per store)."""
+        if klass not in self._spread_cache:
+            refs = []
+            for f in sorted(self.class_dir(klass).glob("*.json")) if self.class_dir(klass).is_dir() else []:
+                if f.name != cross_class.CLASS_FILE:
+                    doc = read_curve(f)
+                    refs.append((doc, machines.of_reference(doc, display(f))))
+            self._spread_cache[klass] = machines.spreads(refs)
+        return self._spread_cache[klass]
 
     def _compare_across(self, case: Case, points: list[dict], klass: kernelclass.KernelClass,
                         nearest: kernelclass.KernelClass, run_dir: Path, kernels: dict) -> CheckResult:
@@ -220,9 +268,17 @@ class BaselineStore:
         return reference_head(kind, case, self.profile, kernels, provenance.capture(), measured,
                               time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
-    def _write(self, path: Path, case: Case, points: list[dict], kernels: dict, measured: dict | None = None) -> None:
+    def _write(self, path: Path, case: Case, points: list[dict], kernels: dict, measured: dict | None,
+               run_dir: Path) -> None:
+        """A reference of this machine and this run only: a rewritten curve drops the machines that
+        confirmed the old one."""
+        head = self._head(KIND, case, kernels, measured)
+        run = machines.Run(Path(run_dir).name, display(run_dir), head["recorded_at"], 0.0, 0.0)
+        this = machines.machine_of(provenance.capture())
+        head[machines.FIELD] = machines.Provenance((machines.MachineRuns(this, (run,)),)).to_dict()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dumps_curve(self._head(KIND, case, kernels, measured), points))
+        path.write_text(dumps_curve(head, points))
+        self._spread_cache.pop(path.parent.name, None)
 
     def _write_obtained(self, run_dir: Path, case: Case, points: list[dict], baseline: Path, kernels: dict) -> Path:
         # inside the case's folder, beside its log: the run folder's top level holds records only
@@ -267,13 +323,17 @@ def reference_head(kind: str, case: Case, profile: str, kernels: dict, captured:
     """The header of a reference (or obtained) curve: the case, its class, its environment, its tolerances."""
     klass = kernelclass.of_kernels(kernels)
     return {"kind": kind, "schema_version": SCHEMA_VERSION, "case_id": case.id,
-            "fingerprint": case.fingerprint, "profile": profile,
+            "fingerprint": case.fingerprint, "profile": profile, "family": machines.family_of(case),
             "kernel_class": klass.name, "kernel_features": klass.feature_map,
             "tolerance": {"rtol": case.checks.curve_rtol, "atol": case.checks.curve_atol,
                           "drift": case.checks.curve_drift},
             **provenance_of(captured, kernels),
             **({"measured": measured} if measured else {}),
             **extra, "recorded_at": recorded_at}
+
+
+def _widened(check: CurveMatches, atol: float, drift: float) -> CurveMatches:
+    return CurveMatches(check.rtol, check.atol + atol, check.drift + drift)
 
 
 def hardware_of(captured: dict, kernels: dict) -> dict:

@@ -1,8 +1,12 @@
 """Budgets from measured runs: per-case bounds = the worst measured value with a stated margin.
 
-`python -m suite budgets derive RUN --profile P` turns benchmark records into budget entries for
+`python -m suite budgets derive RUN... --profile P` turns benchmark records into budget entries for
 `cases/budgets/P.yaml`, one per case and kernel class (suite/judge/kernelclass.py) measured, each
-saying which run, GPU or CPU class and versions it was measured on and with which margin. `--write`
+saying which runs, GPU or CPU class and versions it was measured on, with which margin, and how many
+records, runs and machines it comes from (`records`, `runs`, `machines`). A case measured by fewer than
+budgets.MIN_RECORDS records over budgets.MIN_RUNS runs, or by records of different fingerprints, gets
+no entry: it is refused, by name (one record of one run on a busy machine once gave a bound a healthy
+stack breached). `--write`
 replaces, in the measured block of each class it derived (below MEASURED_MARK, one block per class),
 the entries of the cases it derived, keeping that block's other cases, the seeded entries above and
 the other classes' blocks (deriving budgets for new cases loses no one else's); a seeded bound the measurements
@@ -39,6 +43,24 @@ class Derived:
     measured: dict[str, float]  # budget field -> worst measured value
     source: str
     kernel_class: str | None = None
+    basis: budgets.Basis | None = None
+
+
+@dataclass
+class Derivation:
+    """What `derive` made: the entries, notes on records not read, and the cases it refused (why)."""
+
+    entries: list[Derived]
+    notes: list[str]
+    refused: list[str]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One benchmark record with the run it was read from (a folder: two machines' runs may share an id)."""
+
+    record: CaseRecord
+    run: str
 
 
 def two_digits(x: float, up: bool) -> float:
@@ -63,61 +85,116 @@ def _describe_env(record: CaseRecord) -> str:
     return f"{gpu}{f', CUDA {cuda}' if cuda else ''}, torch {pk.get('torch', '?')}, {versions}"
 
 
-def derive(run_args: list[str], profile: str, margin: float, setup_margin: float,
-           results_root: str | Path | None = None, select: str = "*", time_margin: float | None = None,
-           work_margin: float = 0.0) -> tuple[list[Derived], list[str]]:
-    """One entry per case measured in benchmark mode on this profile, and notes on what was not read.
+def machine_of(record: CaseRecord) -> str:
+    """The machine a record was made on, as far as it says: host name and CPU (or GPU) model. Two VMs of
+    one model with one host name count as one machine: never more machines than there were."""
+    env = record.environment
+    gpus = env.get("gpus") or []
+    cpu = env.get("cpu") if isinstance(env.get("cpu"), dict) else {}
+    model = (gpus[0].get("name") if gpus and isinstance(gpus[0], dict)
+             else " ".join(str(cpu.get(k)) for k in ("vendor", "model") if cpu.get(k)) or "unknown CPU")
+    return f"{env.get('host', '?')}: {model}"
 
-    margin: memory; time_margin (default: margin): step time and step CPU time (bound x (1 + it)) and
-    tokens/s (bound / (1 + it)), which a shared machine moves more; work_margin: counted FLOPs, exact for
-    the same code path."""
+
+def _margins(margin: float, setup_margin: float, time_margin: float | None, work_margin: float) -> dict[str, float]:
     if not 0 <= margin < 1:
         raise CalibrationError(f"--margin must be in [0, 1), got {margin}")
     time_margin = margin if time_margin is None else time_margin
     if time_margin < 0 or work_margin < 0:
         raise CalibrationError("--time-margin and --work-margin must not be negative")
-    margins = {"setup_s": setup_margin, "step_time_s": time_margin, "step_cpu_time_s": time_margin,
-               "flops_per_step": work_margin}
-    per_case: dict[tuple[str, str], list[CaseRecord]] = {}
-    run_ids, notes = [], []
+    return {"peak_memory_gib": margin, "setup_s": setup_margin, "step_time_s": time_margin,
+            "step_cpu_time_s": time_margin, "tokens_per_s": time_margin, "flops_per_step": work_margin}
+
+
+def _collect(run_args: list[str], profile: str, results_root: str | Path | None,
+             select: str) -> tuple[dict[tuple[str, str], list[Measured]], list[str]]:
+    """Benchmark records measured on the profile, by (case, kernel class), and notes on what was not read."""
+    per_case: dict[tuple[str, str], list[Measured]] = {}
+    notes: list[str] = []
+    labels: dict[Path, str] = {}
     for arg in run_args:
         run = runs.load(arg, results_root)
-        run_ids.append(run.path.name)
+        if run.path.resolve() in labels:  # the same folder named twice is one run
+            continue
+        # a run id names its run; a folder given by path is named with its parent, since two machines' runs
+        # may share a folder name (benchmark-tiny-run)
+        label = f"{run.path.parent.name}/{run.path.name}" if Path(arg).is_dir() else run.path.name
+        labels[run.path.resolve()] = label
         notes += [f"not read: {err}" for err in run.errors]
         for rec in run.records:
-            if rec.mode != "benchmark" or not rec.measured:
-                continue
-            if rec.profile != profile:
-                continue
-            if fnmatch.fnmatchcase(rec.case_id, select):
-                per_case.setdefault((rec.case_id, kernelclass.of_record(rec).name), []).append(rec)
+            if rec.mode == "benchmark" and rec.measured and rec.profile == profile \
+                    and fnmatch.fnmatchcase(rec.case_id, select):
+                key = (rec.case_id, kernelclass.of_record(rec).name)
+                per_case.setdefault(key, []).append(Measured(rec, label))
+    return per_case, notes
+
+
+def _refusal(case_id: str, klass: str, measured: list[Measured], basis: budgets.Basis) -> str | None:
+    """Why a case's records give no budget (None: they do)."""
+    prints = sorted({m.record.fingerprint for m in measured})
+    if len(prints) > 1:
+        return (f"{case_id} ({klass}): its records have {len(prints)} fingerprints ({', '.join(prints)}): they "
+                f"measured different cases; derive from runs of the current case")
+    if basis.records < budgets.MIN_RECORDS or basis.runs < budgets.MIN_RUNS:
+        return (f"{case_id} ({klass}): {basis.describe()} (runs {', '.join(dict.fromkeys(m.run for m in measured))}); "
+                f"a budget needs at least {budgets.MIN_RECORDS} benchmark records over {budgets.MIN_RUNS} runs: "
+                f"run it again (another --run-id) and derive from every run")
+    return None
+
+
+def derive(run_args: list[str], profile: str, margin: float, setup_margin: float,
+           results_root: str | Path | None = None, select: str = "*", time_margin: float | None = None,
+           work_margin: float = 0.0, note: str = "") -> Derivation:
+    """One entry per case measured in benchmark mode on this profile by enough records, the cases refused,
+    and notes on what was not read.
+
+    margin: memory; time_margin (default: margin): step time and step CPU time (bound x (1 + it)) and
+    tokens/s (bound / (1 + it)), which a shared machine moves more; work_margin: counted FLOPs, exact for
+    the same code path. note: said in every entry's source (how busy the machine was, say)."""
+    margins = _margins(margin, setup_margin, time_margin, work_margin)
+    per_case, notes = _collect(run_args, profile, results_root, select)
     if not per_case:
         raise CalibrationError(
             f"no benchmark records measured on profile {profile!r} in {', '.join(run_args)} (records of "
             f"`--benchmark` runs that passed or failed a check count; skipped and errored ones do not)")
-    out = []
-    for (case_id, klass), recs in sorted(per_case.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        measured, bounds = {}, {}
-        for field, (cuda_metric, cpu_metric, kind, _unit) in budgets.BUDGET_FIELDS.items():
-            metric = cpu_metric if profile == "cpu" else cuda_metric
-            values = metric_values(recs, metric)
-            if not values:
-                continue
-            m = margins.get(field, margin)
-            if kind == "max":
-                measured[field] = max(values)
-                # counted work is exact: its bound is not rounded up to two digits (that would be ~10%)
-                bounds[field] = (math.ceil(measured[field] * (1 + m)) if field == "flops_per_step"
-                                 else two_digits(measured[field] * (1 + m), up=True))
-            else:  # tokens/s, a rate: the time margin's inverse (1.0: half the measured throughput)
-                measured[field] = min(values)
-                bounds[field] = two_digits(measured[field] / (1 + time_margin), up=False)
-        source = (f"measured: {len(recs)} benchmark record(s) of run {', '.join(dict.fromkeys(run_ids))} on "
-                  f"{_describe_env(recs[0])}, kernel class {klass}; worst value x (1 + {margin:g}) for memory, x (1 + {time_margin:g}) "
-                  f"for step time and step CPU time, / (1 + {time_margin:g}) for tokens/s, x (1 + {work_margin:g}) for "
-                  f"counted FLOPs, setup x (1 + {setup_margin:g})")
-        out.append(Derived(case_id, bounds, measured, source, klass))
-    return out, notes
+    out, refused = [], []
+    for (case_id, klass), measured in sorted(per_case.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        basis = budgets.Basis(len(measured), len({m.run for m in measured}),
+                              len({machine_of(m.record) for m in measured}))
+        why = _refusal(case_id, klass, measured, basis)
+        if why:
+            refused.append(why)
+            continue
+        out.append(_derived(case_id, klass, measured, basis, profile, margins, note))
+    return Derivation(out, notes, refused)
+
+
+def _derived(case_id: str, klass: str, measured: list[Measured], basis: budgets.Basis, profile: str,
+             margins: dict[str, float], note: str) -> Derived:
+    recs = [m.record for m in measured]
+    bounds, worst = {}, {}
+    for field, spec in budgets.BUDGET_FIELDS.items():
+        values = metric_values(recs, spec.metric_on(profile))
+        if not values:
+            continue
+        m = margins[field]
+        if spec.kind == "max":
+            worst[field] = max(values)
+            # counted work is exact: its bound is not rounded up to two digits (that would be ~10%)
+            bounds[field] = (math.ceil(worst[field] * (1 + m)) if field == "flops_per_step"
+                             else two_digits(worst[field] * (1 + m), up=True))
+        else:  # tokens/s, a rate: the time margin's inverse (1.0: half the measured throughput)
+            worst[field] = min(values)
+            bounds[field] = two_digits(worst[field] / (1 + m), up=False)
+    machines = "; ".join(sorted({machine_of(r) for r in recs}))
+    envs = " / ".join(dict.fromkeys(_describe_env(r) for r in recs))
+    g = margins
+    source = (f"measured: {basis.describe()} ({machines}), runs {', '.join(dict.fromkeys(m.run for m in measured))}, "
+              f"on {envs}, kernel class {klass}; worst value x (1 + {g['peak_memory_gib']:g}) for memory, "
+              f"x (1 + {g['step_time_s']:g}) for step time and step CPU time, / (1 + {g['tokens_per_s']:g}) for "
+              f"tokens/s, x (1 + {g['flops_per_step']:g}) for counted FLOPs, setup x (1 + {g['setup_s']:g})"
+              f"{f'; {note}' if note else ''}")
+    return Derived(case_id, bounds, worst, source, klass, basis)
 
 
 def render(entries: list[Derived]) -> str:
@@ -135,7 +212,7 @@ def _render_entry(e: Derived) -> str:
     shown = ", ".join(f"{k} {v:.4g}" for k, v in e.measured.items())
     lines = [f"  # {e.case_id}: measured {shown}"]
     item = {"cases": e.case_id, **({"kernel_class": e.kernel_class} if e.kernel_class else {}),
-            **e.bounds, "source": e.source}
+            **e.bounds, **(vars(e.basis) if e.basis else {}), "source": e.source}
     dumped = yaml.safe_dump([item], sort_keys=False, width=1000).rstrip("\n").splitlines()
     return "\n".join(lines + ["  " + line for line in dumped]) + "\n"
 
@@ -174,7 +251,11 @@ def write(budgets_dir: str | Path, profile: str, entries: list[Derived]) -> Path
     if "budgets:" not in head:
         raise CalibrationError(f"{path}: no `budgets:` list to add the measured entries to")
     for e in entries:
+        for block in blocks.values():  # the case's old entry for this class, wherever it was written
+            if f"\n    kernel_class: {e.kernel_class}\n" in block.get(e.case_id, ""):
+                del block[e.case_id]
         blocks.setdefault(str(e.kernel_class), {})[e.case_id] = _render_entry(e)
+    blocks = {k: v for k, v in blocks.items() if v}
     path.write_text(head + MEASURED_MARK + "\n" + "".join(_class_block(k, blocks[k]) for k in sorted(blocks)))
     budgets.load_profile(budgets_dir, profile)  # what was written must load
     return path
@@ -195,7 +276,7 @@ def conflicts(budgets_dir: str | Path, profile: str, entries: list[Derived]) -> 
             for field, value in e.measured.items():
                 if field not in raw:
                     continue
-                kind = budgets.BUDGET_FIELDS[field][2]
+                kind = budgets.BUDGET_FIELDS[field].kind
                 if (kind == "max" and value > raw[field]) or (kind == "min" and value < raw[field]):
                     out.append(f"{path}: budgets[{i}] ({raw['cases']}) {field} {raw[field]:g} is already breached by "
                                f"{e.case_id}: measured {value:.4g}; correct or remove the seeded entry")

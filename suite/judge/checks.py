@@ -5,11 +5,13 @@ says what went wrong without opening the record.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Any, Callable
 
+from suite.errors import exception_line
 from suite.judge.bands import ClassBounds
 from suite.judge.checkpoint import Inventory
 from suite.judge.experts import CheckOutcome, ExpertAdapters, QuantizedWhere
@@ -30,9 +32,38 @@ class CheckResult:
     message: str
     value: float | None = None
     bound: float | None = None
+    # what the check (or the route, the phase of the child it judges) raised: "ValueError: <first line>";
+    # the reports group cases that failed with the same one (suite/report/findings.py)
+    raised: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        doc = asdict(self)
+        if doc["raised"] is None:  # the record keeps its old shape for a check that did not raise
+            del doc["raised"]
+        return doc
+
+
+def raised_result(name: str, case_id: str, what: str, raised: str) -> CheckResult:
+    """The failure of a check whose measurement or evaluation raised: named, with the exception."""
+    return CheckResult(name, False, f"{case_id}: {what} raised {raised}", raised=exception_line(raised))
+
+
+def attempt(name: str, case_id: str, what: str, compute: Callable[[], Any], fallback: Any) -> tuple[Any, list[CheckResult]]:
+    """(compute(), []) or, where it raises, (fallback, [the failed check `name` carrying the exception])."""
+    try:
+        return compute(), []
+    except Exception as exc:  # noqa: BLE001 - any exception here is that part's finding
+        return fallback, [raised_result(name, case_id, what, exception_line(exc))]
+
+
+def guarded(name: str, case_id: str, evaluate: Callable[[], CheckResult | list[CheckResult]]) -> list[CheckResult]:
+    """Evaluate one check (or a group of them, named `name`): what it raises is that check's failure,
+    and the case's other checks are still judged."""
+    try:
+        out = evaluate()
+    except Exception as exc:  # noqa: BLE001 - any exception of one check is that check's finding
+        return [raised_result(name, case_id, f"the check {name}", exception_line(exc))]
+    return out if isinstance(out, list) else [out]
 
 
 def _fmt_bytes(n: float) -> str:
@@ -172,8 +203,9 @@ class RouteMatches:
 
     def evaluate(self, case_id: str, outcome: dict) -> CheckResult:
         name, loader = f"reload/{outcome['route']}", outcome.get("loader", outcome["route"])
-        if outcome["status"] == "error":
-            return CheckResult(name, False, f"{case_id}: {loader} failed: {outcome.get('reason')}")
+        if outcome["status"] == "error":  # the route raised (suite/train/routes.py check_route): what it said
+            return CheckResult(name, False, f"{case_id}: {loader} failed: {outcome.get('reason')}",
+                               raised=exception_line(str(outcome.get("reason") or "an exception without a message")))
         extra = outcome.get("bound_relation")
         bound = self.reload.atol + (self.relations.get(extra, 0.0) if extra else 0.0)
         diff = outcome.get("max_abs_logit_diff")
@@ -437,41 +469,67 @@ def run_all(case: Case, payload: Payload, inv: Inventory | None,
             bounds: ClassBounds | None = None) -> list[CheckResult]:
     """Every check that applies to the case: the common ones, then its trainer's own (its backend
     names them); `bounds`: the run's kernel class's measured bounds, which replace a declared one
-    where the class measured more (suite/judge/bands.py)."""
+    where the class measured more (suite/judge/bands.py). A check that raises, or whose measurement
+    raised in the child (payload.raised), fails alone with the exception; the others are judged."""
+    return [r for name, evaluate in planned(case, payload, inv, bounds) for r in guarded(name, case.id, evaluate)]
+
+
+Planned = list[tuple[str, Callable[[], "CheckResult | list[CheckResult]"]]]
+
+
+def planned(case: Case, payload: Payload, inv: Inventory | None, bounds: ClassBounds | None) -> Planned:
+    """(name, how to evaluate it) of every check that applies to the case, in the record's order."""
     c = case.checks
     backend = backend_for(case)
-    results = [LossDecreases(c.loss_window, c.loss_margin).evaluate(case.id, payload.losses)
-               ] if backend.loss_falls else []  # a generating trainer's surrogate loss: its reward rises instead
-    results += checkpoint_checks(case, payload, inv)
+    out: Planned = []
+    if backend.loss_falls:  # a generating trainer's surrogate loss: its reward rises instead
+        out.append(("loss_decreases", lambda: LossDecreases(c.loss_window, c.loss_margin).evaluate(case.id,
+                                                                                                   payload.losses)))
+    out.append(("checkpoint", lambda: checkpoint_checks(case, payload, inv)))
     if payload.params.quantized is not None:
-        results.append(_outcome(QuantizedWhere(c.unquantized), case.id, payload.params.quantized))
+        check = QuantizedWhere(c.unquantized)
+        out.append((check.name, lambda: _outcome(check, case.id, payload.params.quantized)))
     if payload.reload:
-        results.append(reload_check(case, bounds).evaluate(case.id, float(payload.reload.max_abs_logit_diff),
-                                                           payload.reload.loader))
-        results += route_checks(case, payload, bounds)
+        out.append(("reload_logits", lambda: _reload(case, payload, bounds)))
+        out.append(("reload/routes", lambda: route_checks(case, payload, bounds)))
     if c.eval_falls:
-        results.append(EvalLossFalls().evaluate(case.id, payload.eval_curve))
+        out.append(("eval_loss_falls", lambda: EvalLossFalls().evaluate(case.id, payload.eval_curve)))
     if "lora_dropout" in case.features:
-        results.append(LoraDropoutActs(case.checks.logits_atol).evaluate(case.id, case.lora.dropout, payload.dropout))
-    results += [TRAINER_CHECKS[name](case, payload, bounds) for name in backend.checks_for(case)]
+        out.append(("lora_dropout", lambda: LoraDropoutActs(case.checks.logits_atol).evaluate(
+            case.id, case.lora.dropout, payload.dropout)))
+    out += [(name, functools.partial(TRAINER_CHECKS[name], case, payload, bounds)) for name in backend.checks_for(case)]
     ops = payload.device.attention_ops
-    if ops is not None and not backend.picks_attention:  # its own kernels: recorded, not checked
-        results.append(AttentionRan().evaluate(case.id, case.attention, ops))
-    return results
+    if "profile" in payload.raised and not backend.picks_attention:
+        out.append(("attention_ran", lambda: raised_result("attention_ran", case.id, "the profiled step",
+                                                           payload.raised["profile"])))
+    elif ops is not None and not backend.picks_attention:  # its own kernels: recorded, not checked
+        out.append(("attention_ran", lambda: AttentionRan().evaluate(case.id, case.attention, ops)))
+    return out
+
+
+def _reload(case: Case, payload: Payload, bounds: ClassBounds | None) -> CheckResult:
+    """The backend's own reload against the trained model, or what it raised."""
+    reload = payload.reload
+    if "reload" in payload.raised:
+        return raised_result("reload_logits", case.id, f"the reload ({reload.loader})", payload.raised["reload"])
+    return reload_check(case, bounds).evaluate(case.id, float(reload.max_abs_logit_diff), reload.loader)
 
 
 def route_checks(case: Case, payload: Payload, bounds: ClassBounds | None) -> list[CheckResult]:
     """A check per load route that applies (`reload/<route>`), and the saved tokenizer's; the routes
-    that do not apply are in the record with why (reload.routes)."""
+    that do not apply are in the record with why (reload.routes). A route that raised fails alone."""
     from suite.invariants.relations import RELATIONS
 
     reload = payload.reload
     if reload is None or reload.routes is None:
         return []
     check = RouteMatches(reload_check(case, bounds), {name: r.tolerance for name, r in RELATIONS.items()})
-    out = [check.evaluate(case.id, r) for r in reload.routes if r["status"] != "not_applicable"]
+    out = [result for r in reload.routes if r.get("status") != "not_applicable"
+           for result in guarded(f"reload/{r.get('route', '?')}", case.id, functools.partial(check.evaluate, case.id, r))]
     tok = reload.tokenizer or {}
-    if tok.get("saved"):
+    if "tokenizer" in payload.raised:
+        out.append(raised_result("saved_tokenizer", case.id, "the saved tokenizer's check", payload.raised["tokenizer"]))
+    elif tok.get("saved"):
         problems = tok.get("problems") or []
         out.append(CheckResult("saved_tokenizer", not problems,
                                f"{case.id}: the tokenizer saved beside the checkpoint "

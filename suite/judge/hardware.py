@@ -15,6 +15,8 @@ from suite import machine
 from suite.records import provenance
 
 TERA = 1e12
+# The profile of a machine with no GPU: its budgets gate CPU time per step, not wall time (budgets.py)
+CPU_PROFILE = "cpu"
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ PROFILES: tuple[Profile, ...] = (
     Profile("a100-40gb", r"A100", 30, 50, {"bf16": 312 * TERA, "fp16": 312 * TERA, "fp32": 19.5 * TERA}),
     Profile("l4-24gb", r"\bL4\b", 16, 30, {"bf16": 121 * TERA, "fp16": 121 * TERA, "fp32": 30 * TERA}),
     Profile("t4-16gb", r"\bT4\b", 10, 20, {"fp16": 65 * TERA, "fp32": 8.1 * TERA}),
-    Profile("cpu", None),
+    Profile(CPU_PROFILE, None),
 )
 
 
@@ -47,7 +49,7 @@ def profile_named(name: str) -> Profile:
 def detect_profile(gpus: list[dict]) -> Profile:
     """The profile of the first GPU (name and memory from NVML), or `cpu` when there is none."""
     if not gpus:
-        return profile_named("cpu")
+        return profile_named(CPU_PROFILE)
     name, mem = gpus[0].get("name", ""), gpus[0].get("memory_gib", 0.0)
     for p in PROFILES:
         if p.gpu_pattern and re.search(p.gpu_pattern, name) and p.min_memory_gib <= mem <= p.max_memory_gib:

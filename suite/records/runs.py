@@ -148,15 +148,13 @@ def describe(path: Path) -> str:
             f"{counts}{unfinished} | {stack} | suite {commit}")
 
 
-def unfinished_note(manifest: dict, name: str, recorded: set[str] | None = None) -> str:
+def unfinished_note(manifest: dict, name: str) -> str:
     """How an unfinished run is finished (suite/run/resume.py): a rerun into its id runs the planned cases
-    that have no record (`recorded`: the case ids with one, else the manifest's listing). Empty when the
-    manifest does not say what was planned."""
+    that have no record. Empty when the manifest does not say what was planned."""
     planned = manifest.get("planned")
     if not isinstance(planned, list):
         return ""
-    if recorded is None:
-        recorded = {c for c, names in (manifest.get("records") or {}).items() if names}
+    recorded = {c for c, names in (manifest.get("records") or {}).items() if names}
     missing = sum(1 for c in planned if c not in recorded)
     run_id = manifest.get("run_id") or name
     if not missing:

@@ -9,7 +9,7 @@ from pathlib import Path
 from suite.report import plots
 from suite.report.format import code, fmt_change, fmt_value, md
 from suite.report.history import Change, Drift, History
-from suite.report.html import CSS, esc, table
+from suite.report.html import CSS, esc, table, wrappable
 
 
 def method(h: History) -> str:
@@ -77,7 +77,7 @@ def _figure(h: History, item: Change | Drift, changes: list[Change]) -> str:
             for n, s, v, k in zip(names, df["started"], values, df["n"])]
     classes = ["changed" if i in marks else "" for i in indices]
     return (f'<figure><img alt="{esc(item.case_id)} {esc(item.metric)} over runs" src="{plots.data_uri(image)}">'
-            f"<figcaption>{esc(item.case_id)}: {esc(_metric(item))}</figcaption><details><summary>values per run"
+            f"<figcaption>{wrappable(item.case_id)}: {esc(_metric(item))}</figcaption><details><summary>values per run"
             f"</summary>{table(['run', 'started', 'value', 'records'], rows, {2, 3}, classes)}</details></figure>")
 
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from suite.errors import RecordError
-from suite.records.runs import Run, unfinished_note
+from suite.records.runs import Run
 from suite.report.verdicts import LOST, RECORD, RUN, STATUS, UNFINISHED, UNREADABLE, row
 
 
@@ -79,11 +79,9 @@ def _unfinished_rows(run: Run, manifest_errors: list[RecordError]) -> list[dict]
     if run.manifest is None:
         return [row(RUN, "manifest", UNFINISHED, "no manifest.json: cannot tell whether the run finished")]
     if not run.manifest.get("finished_at"):
-        note = unfinished_note(run.manifest, run.path.name, set(run.by_case()))
         return [row(RUN, "manifest", UNFINISHED, f"manifest.json says the run did not finish (started "
                                                  f"{run.manifest.get('started_at') or '?'}; "
-                                                 f"{sum(len(v) for v in run.listed.values())} records listed)"
-                                                 + (f"; {note}" if note else ""))]
+                                                 f"{sum(len(v) for v in run.listed.values())} records listed)")]
     return []
 
 

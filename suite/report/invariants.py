@@ -45,7 +45,19 @@ def _relation_row(name: str, b: dict, c: dict, base: dict, cand: dict) -> dict:
         return row(case_id, "discrepancy", NOT_COMPARABLE,
                    f"not measured in the {side}: {_why_unmeasured(name, doc, other)}", **fields)
     verdict, note = _relation_verdict(name, b, c, rel, bound)
+    if c.get("raised"):  # broken (also) by a member that raised, not (only) by what was measured
+        note = (f"holds → broken: {raised_note(c, bound)}" if verdict == NEWLY_FAILING
+                else "; ".join(filter(None, (note, raised_note(c, bound)))))
     return row(case_id, "discrepancy", verdict, note, **fields)
+
+
+def raised_note(side: dict, bound: str) -> str:
+    """What the members of a relation's tests that raised said (suite/invariants/members.py)."""
+    raised = side.get("raised") or {}
+    node, message = next(iter(sorted(raised.items())))
+    more = f" (and {len(raised) - 1} more member(s))" if len(raised) > 1 else ""
+    return (f"a member raised: {node.split('::')[-1]}: {message}{more}; the other members measured "
+            f"{float(side['measured']):.3g} ({bound})")
 
 
 def _relation_verdict(name: str, b: dict, c: dict, rel: dict, bound: str) -> tuple[str, str]:
@@ -99,7 +111,8 @@ def _test_rows(base: dict, cand: dict) -> list[dict]:
         verdict = (FIXED if (bo, co) == ("xfailed", "xpassed")
                    else NEWLY_FAILING if bo in GOOD and co not in GOOD and not co.startswith("skipped")
                    else FIXED if co in GOOD and bo not in GOOD else NOT_COMPARABLE)
-        rows.append(row(f"{INVARIANT_PREFIX}{test.split('::')[-1]}", STATUS, verdict, test,
+        said = f": raised {cerr[test]}" if co == "failed" and cerr.get(test) else ""  # a member that raised
+        rows.append(row(f"{INVARIANT_PREFIX}{test.split('::')[-1]}", STATUS, verdict, test + said,
                         baseline_status=bo, candidate_status=co))
     return rows
 

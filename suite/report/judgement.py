@@ -4,7 +4,9 @@ Each metric is judged against its noise: the spread of repeats where both sides 
 MIN_REPEATS of them, else the metric's declared rel_tolerance (suite/judge/metrics.py;
 cpu_rel_tolerance when every record was made on a CPU), read as a bound on the ratio of the two
 values both ways. Metrics whose direction is `none` are informational: they never get `worse` or
-`better`. Where the two sides ran on different kernel classes, a tight metric that moved by no more
+`better`. Without repeats a timing that moved carries no verdict (`needs repeats`), nor does a memory
+metric that moved by no more than single runs of one case were measured to move apart
+(`Metric.single_run_spread`). Where the two sides ran on different kernel classes, a tight metric that moved by no more
 than the measured cross-class band (suite/judge/bands.py) is within noise.
 """
 from __future__ import annotations
@@ -71,7 +73,26 @@ def judge(metric: Metric, base: list[float], cand: list[float]) -> Judgement:
     judged = _verdict(metric, within, c - b, noise, threshold)
     if judged.verdict in (WORSE, BETTER) and metric.timing and not repeated:
         return _needs_repeats(metric, judged, b, c)
+    if judged.verdict in (WORSE, BETTER) and metric.single_run_spread is not None and not repeated \
+            and not _beyond(metric.single_run_spread, b, c):
+        return _memory_needs_repeats(metric, judged, b, c)
     return judged
+
+
+def _beyond(spread: float, b: float, c: float) -> bool:
+    """Whether c moved from b by more than a relative spread, read both ways as the tolerance is."""
+    if b > 0 and c > 0:
+        return max(c / b, b / c) > 1 + spread
+    return abs(c - b) > spread * abs(b)
+
+
+def _memory_needs_repeats(metric: Metric, judged: Judgement, b: float, c: float) -> Judgement:
+    """A memory metric measured once a side that moved no more than single runs of one case move: no verdict."""
+    change = f"{(c - b) / abs(b):+.1%}" if b else f"{c - b:+.3g} {metric.unit} from 0"
+    return Judgement(NEEDS_REPEATS, judged.noise, judged.threshold,
+                     f"one run a side: by the numbers {judged.verdict} ({change}), within the ±"
+                     f"{metric.single_run_spread:.1%} that single runs of one case moved apart "
+                     f"(suite/judge/metrics.py); run with --repeats 3 to judge")
 
 
 def _bootstrap_judgement(metric: Metric, base: list[float], cand: list[float], diff: float) -> Judgement:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.records.runs import Run
-from suite.report import compare
+from suite.report import answer, compare, findings
 from suite.report.format import (SUMMARY_HEADERS, code, fmt_band, fmt_change, fmt_number, fmt_value, md, summary_cells,
                                  text)
 from suite.report.model import Report
@@ -17,7 +17,6 @@ from suite.report.select import (
     flagged,
     headline,
     invariant_rows,
-    what_is_wrong,
 )
 from suite.versions import HEADLINE
 
@@ -64,13 +63,19 @@ def unreadable_md(report: Report) -> list[str]:
     return lines + [""]
 
 
+def _started(run: Run) -> str:
+    return f"started {(run.manifest or {}).get('started_at') or '?'}"
+
+
 def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[str]:
     df = report.frame[report.frame["candidate_run"] == cand.name]
-    lines = [f"### {code(cand.name)} vs baseline {code(report.baseline.name)}", ""] if len(report.candidates) > 1 else []
-    lines += [headline(df, fail_on), "", compare.coverage(df).sentence(), ""]
-    wrong = what_is_wrong(df, fail_on)
-    if wrong:
-        lines += ["What is wrong, most serious first:", "", *[f"- {md(w)}" for w in wrong], ""]
+    lines = ([f"### {md(answer.title(df, report.baseline, cand, fail_on))}", ""] if len(report.candidates) > 1
+             else [])
+    found = answer.findings(df, fail_on)
+    if found:
+        lines += [*[f"- {md(f.line(), 700)}" for f in found], ""]
+    lines += [f"Baseline {code(report.baseline.name)} ({_started(report.baseline)}), candidate {code(cand.name)} "
+              f"({_started(cand)}).", "", headline(df, fail_on), "", compare.coverage(df).sentence(), ""]
     lines += environment_md(compare.environment_diff(report.baseline, cand)) + [""]
     rows = flagged(df, with_apart=False)
     if len(rows):
@@ -84,6 +89,7 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
         lines += ["Informational metrics that changed (no verdict): " + ", ".join(
             f"{code(r.case_id)} {md(r.metric)} {md(fmt_value(r.baseline, r.unit))} → "
             f"{md(fmt_value(r.candidate, r.unit))}" for r in info.itertuples()) + ".", ""]
+    lines += findings_md(findings.findings(cand, report.baseline))
     lines += floors_md(df)
     lines += invariants_md(df)
     lines += checkpoints_md(cand.compat)
@@ -104,6 +110,20 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
             f" and {relations} of {len(RELATIONS)} invariant relations" if inv.any() else "")
         lines += [f"{len(quiet)} rows within noise over {over} ({how}).", ""]
     return lines
+
+
+def findings_md(found: list[findings.Finding]) -> list[str]:
+    """One line per failure shared by several cases (suite/report/findings.py), most cases first."""
+    if not found:
+        return []
+    out = ["### Findings: one failure shared by several cases", ""]
+    for f in found:
+        ids = [code(c) for c in f.cases]
+        more = f" and {len(ids) - LIST_IDS} more" if len(ids) > LIST_IDS else ""
+        before = (f"; the baseline failed {f.in_baseline} of them the same way" if f.in_baseline
+                  else "; none of them failed so in the baseline" if f.in_baseline == 0 else "")
+        out.append(f"- **{md(f.headline, limit=400)}** ({', '.join(ids[:LIST_IDS])}{more}{before})")
+    return out + [""]
 
 
 def invariants_md(df: pd.DataFrame) -> list[str]:
@@ -202,7 +222,7 @@ def summary_md(report: Report) -> list[str]:
     notes = status[status["note"].fillna("") != ""]
     if len(notes):
         lines += ["", *[f"- {code(r.case_id)} ({r.status}): {md(r.note)}" for r in notes.itertuples()]]
-    return lines + [""] + sidebyside_md(report.baseline)
+    return lines + [""] + findings_md(findings.findings(report.baseline)) + sidebyside_md(report.baseline)
 
 
 def sidebyside_md(run) -> list[str]:
@@ -240,12 +260,13 @@ def routes_md(run) -> list[str]:
 
 def markdown(report: Report, fail_on: tuple[str, ...] = tuple(compare.GATES.values())) -> str:
     """The whole report as Markdown: fit for `$GITHUB_STEP_SUMMARY` and a terminal."""
-    lines = [f"## {md(report.title)}", ""] + unreadable_md(report)
+    lines = [f"## {md(report.heading(fail_on))}", ""]
     if not report.candidates:
-        lines += summary_md(report)
+        lines += unreadable_md(report) + summary_md(report)
     for cand in report.candidates:
         lines += candidate_md(report, cand, fail_on)
     if report.candidates:
+        lines += unreadable_md(report)
         lines.append("Verdicts: worse and better are beyond the noise band (spread of repeats, else the "
                      "metric's declared tolerance); not comparable means a changed case, another schema or "
                      "a skip; nothing compared means the comparison as a whole compared nothing (it fails the "

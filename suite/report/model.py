@@ -48,3 +48,13 @@ class Report:
         if not self.candidates:
             return f"ftsuite run {self.baseline.name}"
         return f"ftsuite: {', '.join(c.name for c in self.candidates)} vs baseline {self.baseline.name}"
+
+    def heading(self, fail_on: tuple[str, ...]) -> str:
+        """The report's first line: with one candidate the answer (suite/report/answer.py), e.g. `peft 0.18.0 →
+        0.21.2: not safe: 2 broken relations`; else the title, each candidate answering under it."""
+        from suite.report import answer
+
+        if len(self.candidates) != 1:
+            return self.title
+        cand = self.candidates[0]
+        return answer.title(self.frame[self.frame["candidate_run"] == cand.name], self.baseline, cand, fail_on)

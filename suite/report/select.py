@@ -72,24 +72,6 @@ def kind_of(row) -> int:
     return 4 if metric is not None and metric.timing else 3
 
 
-def what_is_wrong(df: pd.DataFrame, fail_on: tuple[str, ...]) -> list[str]:
-    """One line per kind that has gated rows, most serious kind first: what a maintainer reads first."""
-    gated = compare.gated(df, fail_on)
-    if not len(gated):
-        return []
-    gated = gated.assign(_kind=[kind_of(r) for _, r in gated.iterrows()],
-                         _order=gated["verdict"].map(compare.VERDICTS.index)).sort_values(["_order", "case_id"],
-                                                                                          kind="stable")
-    lines = []
-    for k, rows in gated.groupby("_kind", sort=True):
-        first = rows.iloc[0]
-        note = str(first["note"] or "") if isinstance(first["note"], str) else ""
-        what = f"{first['case_id']} {first['metric']} {first['verdict']}" + (f": {note[:200]}" if note else "")
-        more = f" (and {len(rows) - 1} more)" if len(rows) > 1 else ""
-        lines.append(f"{KINDS[k].capitalize()}: {len(rows)} — {what}{more}")
-    return lines
-
-
 def gate_summary(df: pd.DataFrame, fail_on: tuple[str, ...]) -> tuple[bool, str]:
     """(does the gate fail?, the counts that follow the verdict in a headline)."""
     counts = compare.counts(df)

@@ -195,22 +195,33 @@ class RunSession:
             return self._finish_case(case, CaseOutcome("error", f"{outcome.status}: {outcome.message}",
                                                        failure=failure), started, repeat)
         payload = Payload.from_dict(outcome.payload)
-        ckpt_dir = Path(payload.checkpoint.dir)
-        inv = checkpoint.inventory(ckpt_dir) if ckpt_dir.is_dir() else None
-        klass = kernelclass.of_kernels(payload.device.kernels)
-        root = self.baselines.root if self.baselines is not None else paths.baselines_root()
-        results_ = checks.run_all(case, payload, inv, bands.class_bounds(root, self.hw.name, klass.name))
-        values = self._metric_values(case, payload, inv)
-        if self.mode == "benchmark":
-            results_ += budgets.evaluate(self._budget_entries, case.id, values, klass)
-        if self.baselines is not None:
-            results_ += self.baselines.checks(case, payload.loss_curve, results_, self.run_dir,
-                                              payload.device.kernels)
+        inv, values, results_ = self._judge(case, payload)
         failed = [c for c in results_ if not c.passed]
         self._drop_outputs(workdir)
         return self._finish_case(case, CaseOutcome("failed" if failed else "passed",
                                                    "; ".join(c.message for c in failed), payload, values, results_,
                                                    inv), started, repeat)
+
+    def _judge(self, case: Case, payload: Payload) -> tuple[Inventory | None, dict[str, float], list[CheckResult]]:
+        """The checkpoint's inventory, the metric values and every check of a case that trained. Each part
+        that raises is a failed check of its own name carrying the exception (checks.guarded): the case is
+        failed, its other parts judged, its record written; never an error with nothing judged."""
+        ckpt_dir = Path(payload.checkpoint.dir)
+        inv, results_ = checks.attempt("checkpoint", case.id, "the checkpoint's inventory",
+                                       lambda: checkpoint.inventory(ckpt_dir) if ckpt_dir.is_dir() else None, None)
+        klass = kernelclass.of_kernels(payload.device.kernels)
+        root = self.baselines.root if self.baselines is not None else paths.baselines_root()
+        results_ += checks.run_all(case, payload, inv, bands.class_bounds(root, self.hw.name, klass.name))
+        values, failed = checks.attempt("metrics", case.id, "deriving the metrics",
+                                        lambda: self._metric_values(case, payload, inv), {})
+        results_ += failed
+        if self.mode == "benchmark":
+            results_ += checks.guarded("budgets", case.id,
+                                       lambda: budgets.evaluate(self._budget_entries, case.id, values, klass))
+        if self.baselines is not None:
+            results_ += checks.guarded("golden_curve", case.id, lambda: self.baselines.checks(
+                case, payload.loss_curve, results_, self.run_dir, payload.device.kernels))
+        return inv, values, results_
 
     def _metric_values(self, case: Case, payload: Payload, inv: Inventory | None) -> dict[str, float]:
         precision = payload.device.precision
@@ -223,9 +234,7 @@ class RunSession:
         declared = budgets.applicable(self._budget_entries, case.id, klass)
         summary = {"profile": self.hw.name, "enforced": self.mode == "benchmark" and bool(declared),
                    **({"kernel_class": klass.name} if klass else {}),
-                   "declared": [{"field": b.field, "metric": b.metric, "bound": b.bound, "kind": b.kind,
-                                 "source": b.source, **({"kernel_class": b.kernel_class} if b.kernel_class else {}),
-                                 **({"note": b.note} if b.note else {})} for b in declared]}
+                   "declared": [b.summary() for b in declared]}
         if not declared:
             summary["note"] = f"no budget declared for {case.id} on profile {self.hw.name}; numbers recorded"
         elif self.mode != "benchmark":

@@ -76,9 +76,11 @@ def load_one(record_path: Path) -> list[dict]:
         resolved = models.resolve(case.model.size, arch=case.model.arch, hub_id=case.model.hub_id,
                                   env=case.model.env, path=case.model.path, config=case.model.config)
         backend = backend_for(case)
-        ctx = routes.Context(case, resolved.path, folder, backend.reload_kwargs(case, device, dtype), device,
-                             probes.load_probe(folder.parent / probes.PROBE_FILE), (rec.reload or {}).get("generated"),
-                             folder.parent / "compat-routes")
+        # the backend's own context, as the in-run reload's: its head and the kwargs its trainer loaded the base with
+        ctx = backend.route_context(case, resolved.path, folder, backend.saved_load_kwargs(case, resolved.path, device,
+                                                                                            dtype), device,
+                                    probes.load_probe(folder.parent / probes.PROBE_FILE),
+                                    (rec.reload or {}).get("generated"), folder.parent / "compat-routes")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             outcomes = routes.check_routes(ctx, backend.routes(case))

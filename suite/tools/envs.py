@@ -195,14 +195,26 @@ def resolved_versions(env_dir: Path, names=STACK) -> dict[str, str | None]:
     return json.loads(_run([str(python_of(env_dir)), "-c", code], "reading versions").stdout)
 
 
+def pinned_names(pins: tuple[str, ...]) -> tuple[str, ...]:
+    """The packages a side's pins name that are not of the stack (a direct reference names none): their
+    versions are what differs between two sides that leave the stack alone (a control pair, docs/upgrade.md)."""
+    names = [re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", pin).group(0) for pin in pins
+             if not pin.startswith(("git+", "http://", "https://")) and "@" not in pin]
+    return tuple(n for n in dict.fromkeys(names) if n not in STACK)
+
+
 def ensure_env(spec: EnvSpec, root: Path | None = None) -> tuple[Path, dict]:
-    """The environment for spec, made if needed; returns its folder and its ready.json."""
+    """The environment for spec, made if needed; returns its folder and its ready.json (its `versions`: the
+    stack's and those of the pinned packages beyond it)."""
     root = root or envs_root()
     env_dir = root / spec.key
     ready = env_dir / "ready.json"
+    names = (*STACK, *pinned_names(spec.pins))
     if ready.is_file():
         info = json.loads(ready.read_text())
         check_stack(env_dir)
+        if any(n not in info.get("versions", {}) for n in names):  # made before pinned packages were read
+            info["versions"] = resolved_versions(env_dir, names)
         return env_dir, {**info, "cached": True}
     if env_dir.exists():  # a half-made environment from an interrupted call
         shutil.rmtree(env_dir)
@@ -216,7 +228,7 @@ def ensure_env(spec: EnvSpec, root: Path | None = None) -> tuple[Path, dict]:
         raise
     info = {"pins": list(spec.pins), "python": spec.python, "torch": spec.torch, "base": list(spec.base),
             "made_by": sys.executable, "tool": tool,
-            "created_s": round(time.time() - t0, 1), "versions": resolved_versions(env_dir)}
+            "created_s": round(time.time() - t0, 1), "versions": resolved_versions(env_dir, names)}
     tmp = ready.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(info, indent=1) + "\n")
     os.replace(tmp, ready)

@@ -1,12 +1,15 @@
-"""References per kernel class: import another machine's run as its class's golden curves, and
+"""References per kernel class: import other machines' runs into their class's golden curves, and
 measure the cross-class bands from the classes at hand (docs/kernel-classes.md).
 
-    python -m suite references import RUN_DIR... --label NAME   # another machine's regression run(s)
-    python -m suite references bands                           # results/baselines/<profile>/bands.json
-    python -m suite references record                          # this machine's class, from a fresh run
+    python -m suite references import RUN_DIR... [--fixtures DIR]   # other machines' regression run(s)
+    python -m suite references machines [--write]                   # which machines and runs each reference has
+    python -m suite references bands                                 # results/baselines/<profile>/bands.json
+    python -m suite references record                                # this machine's class, from a fresh run
 
-An import keeps a copy of the run's records under tests/fixtures/machines/<label>/ (the replay test
-judges them again with today's checks) and every imported reference names that copy.
+An import writes a reference where its class has none for the case (that one machine's, provisional),
+and adds the run to a reference that exists (a second machine confirms it: suite/judge/machines.py),
+keeping its curve. With --fixtures DIR it keeps a copy of each run's records under DIR/<run folder>/
+(the replay test judges them again with today's checks), and the references name that copy.
 """
 from __future__ import annotations
 
@@ -14,18 +17,18 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite.errors import SuiteError
-from suite.judge import bands, baselines, kernelclass
+from suite.judge import bands, baselines, kernelclass, machines
 from suite.cases import load_cases
 from suite.matrix.spec import Case
-from suite.paths import ROOT, TESTS, display
+from suite.paths import ROOT, display
 from suite.records import results, runs
 from suite.records.record import CaseRecord
 from suite.tools import lock
 
-MACHINES = TESTS / "fixtures" / "machines"
 # Checks a record may have failed and still be its class's reference: those that compared it with
 # another class's references (the curve, the budgets), and those whose definition or bound is per
 # class now (suite/judge/checks.py: the reload bound, the reference measured on one model object).
@@ -38,9 +41,11 @@ class ReferenceError(SuiteError):
 
 def _copy_run(run: runs.Run, dest: Path) -> Path:
     """The records and the manifest of a run (no checkpoints, logs or probes): what a replay reads."""
+    if dest.resolve() == run.path.resolve():  # the run is the fixture already
+        return dest
     dest.mkdir(parents=True, exist_ok=True)
     for src in sorted(run.path.glob("*.json")):
-        shutil.copy2(src, dest / src.name)
+        shutil.copyfile(src, dest / src.name)  # contents only: a read-only source leaves a writable copy
     return dest
 
 
@@ -64,40 +69,122 @@ def importable(record: CaseRecord, case: Case | None) -> str | None:
     return None
 
 
-def import_runs(run_dirs: list[str], label: str, root: Path, profile: str, cases_dir: Path,
-                copy_root: Path = MACHINES) -> list[str]:
-    """Write each importable record of the runs as its class's reference; return what was done."""
+@dataclass
+class Imported:
+    """What an import did, line by line, and whether it imported anything."""
+
+    lines: list[str] = field(default_factory=list)
+    written: int = 0  # new references (their class had none for the case)
+    confirmed: int = 0  # runs added to a reference that exists
+    already: int = 0  # runs the reference already listed
+
+    @property
+    def worked(self) -> bool:
+        return self.written + self.confirmed + self.already > 0
+
+
+def import_runs(run_dirs: list[str], root: Path, profile: str, cases_dir: Path,
+                fixtures: Path | None = None) -> Imported:
+    """Import each importable record of the runs into its class's reference (written or confirmed)."""
     cases = {c.id: c for c in load_cases(cases_dir) if c.model.size == "tiny"}
-    lines, written = [], 0
-    for arg in run_dirs:
-        run = runs.load(arg)
+    band_of = bands.load(root, profile)
+    out = Imported()
+    loaded = [runs.load(arg) for arg in run_dirs]  # every run read before anything is written
+    for run in loaded:
         if run.errors:
             raise ReferenceError("; ".join(str(e) for e in run.errors))
-        copy = _copy_run(run, copy_root / label / run.path.name)
+    for run in loaded:
+        where = run.path
+        if fixtures is not None:
+            where = _copy_run(run, Path(fixtures) / run.path.name)
+            out.lines.append(f"{run.path.name}: records copied to {display(where)}")
         for file in sorted(f for f in run.path.glob("*.json") if f.name != "manifest.json"):
             record = results.read_record(file)
             case = cases.get(record.case_id)
             why = importable(record, case)
             if why:
                 if record.status != "skipped":
-                    lines.append(f"left out {record.case_id}: {why}")
+                    out.lines.append(f"left out {record.case_id}: {why}")
                 continue
             if (record.budgets or {}).get("profile", profile) != profile:
                 raise ReferenceError(f"{run.path}: recorded on profile {record.profile}, not {profile}")
-            kernels = record.kernels
-            klass = kernelclass.of_kernels(kernels)
-            reload = record.reload_diff
-            head = baselines.reference_head(
-                baselines.KIND, case, profile, kernels, record.environment,
-                {"reload_logits": reload} if reload is not None else None,
-                record.started_at or "", imported_from=f"{display(copy)}/{file.name}")
-            path = root / profile / klass.name / f"{case.slug}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            points = [{"step": int(p["step"]), "loss": float(p["loss"])} for p in record.loss_curve]
-            path.write_text(baselines.dumps_curve(head, points))
-            written += 1
-        lines.append(f"{run.path.name}: records copied to {display(copy)}")
-    lines.append(f"wrote {written} reference(s) under {display(root / profile)}")
+            out.lines.append(_import_record(record, case, f"{display(where)}/{file.name}", root / profile,
+                                            band_of, out))
+    out.lines.append(f"{out.written} reference(s) written, {out.confirmed} confirmed by another run, "
+                     f"{out.already} already listing the run, under {display(root / profile)}")
+    return out
+
+
+def _import_record(record: CaseRecord, case: Case, source: str, base: Path, band_of: bands.Bands,
+                   out: Imported) -> str:
+    """One record into its class's reference: a new one, or one more run of an existing one."""
+    klass = kernelclass.of_kernels(record.kernels)
+    path = base / klass.name / f"{case.slug}.json"
+    points = [{"step": int(p["step"]), "loss": float(p["loss"])} for p in record.loss_curve]
+    machine = machines.machine_of(record.environment)
+    this_run = machines.Run(record.run_id, str(Path(source).parent), record.started_at or "", 0.0, 0.0)
+    if path.is_file():
+        doc = baselines.read_curve(path)
+        if doc.get("fingerprint") == case.fingerprint:
+            return _confirm(doc, path, case, klass.name, points, machine, this_run, band_of, out)
+    reload = record.reload_diff
+    head = baselines.reference_head(baselines.KIND, case, base.name, record.kernels, record.environment,
+                                    {"reload_logits": reload} if reload is not None else None,
+                                    record.started_at or "", imported_from=source)
+    head[machines.FIELD] = machines.Provenance((machines.MachineRuns(machine, (this_run,)),)).to_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(baselines.dumps_curve(head, points))
+    out.written += 1
+    return f"wrote {case.id} ({klass.name}): one machine ({machine.cpu}), provisional"
+
+
+def _confirm(doc: dict, path: Path, case: Case, klass: str, points: list[dict], machine: machines.Machine,
+             run: machines.Run, band_of: bands.Bands, out: Imported) -> str:
+    """Another run of a reference that exists: listed with how far its curve lies from the reference's
+    (the curve stays); refused beyond the cross-class band: a machine of the same class that differs
+    more than two classes do took other kernels, another stack or a fault, and is no confirmation."""
+    prov = machines.of_reference(doc, display(path))
+    if prov.has_run(machine, run.run):
+        out.already += 1
+        return f"{case.id} ({klass}): run {run.run} already listed ({prov.describe()})"
+    dist = machines.distance(points, doc["curve"])
+    if dist is None:
+        return f"left out {case.id}: its logged steps are not those of {display(path)}"
+    band = band_of.for_check(case.method, bands.CURVE)
+    if band is not None and (dist[0] > band.atol + case.checks.curve_atol
+                             or dist[1] > band.drift + case.checks.curve_drift):
+        return (f"left out {case.id}: its curve lies {dist[0]:.3g} per step (drift {dist[1]:.3g}) from "
+                f"{display(path)}, beyond the case's tolerance plus the cross-class band for {case.method} "
+                f"(+{band.atol:.3g}, +{band.drift:.3g}): a machine of the same class differing more than two "
+                f"classes do is no confirmation; investigate the run")
+    prov = prov.with_run(machine, machines.Run(run.run, run.records, run.recorded_at, *dist))
+    head = {k: v for k, v in doc.items() if k not in ("curve", "family", machines.FIELD)}
+    head.update({"family": machines.family_of(case), machines.FIELD: prov.to_dict()})
+    path.write_text(baselines.dumps_curve(head, doc["curve"]))
+    out.confirmed += 1
+    state = "confirmed" if prov.confirmed else "provisional"
+    return (f"{case.id} ({klass}): + run {run.run} of {machine.cpu}, {dist[0]:.3g} per step and drift {dist[1]:.3g} "
+            f"from the reference: {prov.describe()}, {state}")
+
+
+def list_machines(root: Path, profile: str, cases_dir: Path, write: bool = False) -> list[str]:
+    """Each reference of the profile with its machines, runs and spread; with write, a reference
+    recorded before references named their machines and family gets the fields, as they are read (one
+    machine, one run)."""
+    family = {c.slug: machines.family_of(c) for c in load_cases(cases_dir)}
+    lines = []
+    base = root / profile
+    for d in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
+        for f in sorted(f for f in d.glob("*.json") if f.name != bands.CLASS_FILE):
+            doc = baselines.read_curve(f)
+            prov = machines.of_reference(doc, display(f))
+            if write and (machines.FIELD not in doc or "family" not in doc) and f.stem in family:
+                head = {k: v for k, v in doc.items() if k not in ("curve", "family", machines.FIELD)}
+                head.update({"family": family[f.stem], machines.FIELD: prov.to_dict()})
+                f.write_text(baselines.dumps_curve(head, doc["curve"]))
+            state = "confirmed" if prov.confirmed else "provisional"
+            lines.append(f"{d.name:12s} {doc.get('case_id', f.stem):55s} {prov.count} machine(s), {prov.runs} run(s), "
+                         f"spread {prov.atol:.3g}/{prov.drift:.3g}: {state}")
     return lines
 
 
@@ -120,6 +207,12 @@ def measure_bands(root: Path, profile: str, cases_dir: Path) -> tuple[Path, dict
                              f"{', '.join(refs) or 'none'}")
     doc = bands.measure(refs)
     path = bands.path_of(root, profile)
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        before = {}
+    if (before.get("classes"), before.get("bands")) == (doc["classes"], doc["bands"]):
+        return path, before  # nothing moved: the file keeps its date
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return path, doc
 
@@ -204,6 +297,7 @@ def replay(run_dir: Path, root: Path, cases_dir: Path, budgets_dir: Path, scratc
     the golden curve, the reload difference, memory, counted work and the other budgets)."""
     from suite.judge import budgets as budget_mod
     from suite.judge import checks
+    from suite.train.backends.registry import backend_for
 
     cases = {c.id: c for c in load_cases(cases_dir)}
     entries = budget_mod.load_profile(budgets_dir, "cpu")
@@ -221,7 +315,7 @@ def replay(run_dir: Path, root: Path, cases_dir: Path, budgets_dir: Path, scratc
         kernels = rec.kernels
         klass = kernelclass.of_kernels(kernels)
         results = [checks.LossDecreases(case.checks.loss_window, case.checks.loss_margin).evaluate(
-            case.id, [p["loss"] for p in rec.loss_curve])]
+            case.id, [p["loss"] for p in rec.loss_curve])] if backend_for(case).loss_falls else []
         reload = (rec.reload or {}).get("max_abs_logit_diff")
         if reload is not None:
             check = checks.reload_check(case, bands.class_bounds(root, "cpu", klass.name))

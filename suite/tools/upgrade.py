@@ -106,23 +106,29 @@ def check_selection(select: list[str]) -> list[str]:
     return [case.id for case in selected(Selection.from_args(select))]
 
 
-def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str], checks: Checks = Checks()) -> Timed:
+def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str], checks: Checks = Checks(),
+              log: Callable[[str], None] | None = None, side: str = "") -> Timed:
     """Run the matrix test with the environment's interpreter (then, if asked, the invariant tests,
-    whose measurements go into the run folder)."""
+    whose measurements go into the run folder); with log, a line per case as its record lands."""
+    from suite.tools.progress import Progress, watch
+
     cmd = [str(envs.python_of(env_dir)), "-m", "pytest", str(ROOT / "tests" / "test_matrix.py"), "-q", "-p",
            "no:cacheprovider", "--rootdir", str(ROOT), "--run-id", run_id, "--results-dir", str(results_dir),
            *select]
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=envs.pytest_env())
     run_dir = results_dir / run_id
+    progress = Progress(run_dir, side or run_id, log, t0) if log else None
+    code, output = watch(cmd, run_dir, progress, cwd=ROOT, env=envs.pytest_env())
     if not (run_dir / "manifest.json").is_file():
-        raise SuiteError(f"no results from {' '.join(cmd)} (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
-                         f"{proc.stderr[-2000:]}")
-    cases_s, code, t1 = time.time() - t0, proc.returncode, time.time()
+        raise SuiteError(f"no results from {' '.join(cmd)} (exit {code}):\n{output[-2000:]}")
+    cases_s, t1 = time.time() - t0, time.time()
     if checks.invariants:
         from suite.records.runs import INVARIANTS_FILE
 
+        if log:
+            log(f"{side or run_id}: invariants (tests/invariants {' '.join(invariant_selection(select, checks))}) ...")
         inv = envs.run_pytest(env_dir, [str(ROOT / "tests" / "invariants"), *invariant_selection(select, checks)],
+                              log=(lambda line: log(f"{side or run_id}: {line.strip()}")) if log else None,
                               env={"FTSUITE_INVARIANTS_JSON": str(run_dir / INVARIANTS_FILE)})
         code = code or inv
     return Timed(run_dir, cases_s, time.time() - t1 if checks.invariants else 0.0, code)
@@ -180,7 +186,8 @@ def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, s
             spec, env_dir, info, env_s, run_id = made[side]
             if log:
                 log(f"{side}: running{f' (repeat {r + 1} of {repeats})' if repeats > 1 else ''} ...")
-            timed = run_cases(env_dir, run_id, results_dir, args, checks if r == 0 else Checks(False, None, False))
+            timed = run_cases(env_dir, run_id, results_dir, args, checks if r == 0 else Checks(False, None, False),
+                              log=log, side=side)
             run_dirs[side] = timed.run_dir
             totals[side][0] += timed.cases_s
             totals[side][1] += timed.invariants_s

@@ -22,7 +22,11 @@ routes (suite/train/routes.py), each aimed at one: `route_merge` (merge_and_unlo
 unmerged), `route_modules_to_save` (base.load_adapter leaves the modules_to_save copies at the base's
 weights), `route_quantized_save` (the saved quantized base has one weight's block constants scaled);
 and one in the saved files that every route reading them must see: `drop_lora_b` (the adapter file
-loses its lora_B tensors, which peft then loads as zeros). Faults of LoRA dropout (the lora_dropout
+loses its lora_B tensors, which peft then loads as zeros). A route that raises: `route_raises` (once the
+checkpoint is saved, transformers' PEFT integration asks for a peft newer than the installed one, as
+transformers 5.25.0 did of peft 0.21.2 in the canary of 2026-12-07: the routes through it, load_adapter's
+and the adapter folder's, raise its own ValueError "The version of PEFT you are using is not compatible,
+please use a version >= ..."; the case must still be judged, those routes failing with the exception). Faults of LoRA dropout (the lora_dropout
 check): `dropout_off` (the adapter's dropout layers get rate 0 before training: it trains without the
 dropout its config asked for), `dropout_in_eval` (its dropout layers drop in evaluation too, as if
 the model were left in training mode for inference). For the mixture-of-experts checks:
@@ -44,7 +48,7 @@ ENV = "FTSUITE_INJECT"
 KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score",
          "replay_completions", "stale_old_logps", "batch_baseline", "route_merge", "route_modules_to_save",
          "route_quantized_save", "drop_lora_b", "dropout_off", "dropout_in_eval", "drop_expert_lora", "quant_skip",
-         "aux_twice", "aux_dropped")
+         "aux_twice", "aux_dropped", "route_raises")
 
 
 def requested() -> dict[str, float]:
@@ -161,6 +165,8 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
         _after_save(trainer, lambda saved: drop_tensors(saved, ".experts."))
     if "drop_lora_b" in faults:
         _after_save(trainer, drop_lora_b)
+    if "route_raises" in faults:
+        _after_save(trainer, lambda saved: integration_wants_newer_peft())
     if "save_base" in faults:
         def save_base(saved) -> None:
             from safetensors.torch import save_file
@@ -201,6 +207,17 @@ def drop_tensors(saved, fragment: str) -> None:
 
     path = f"{saved}/adapter_model.safetensors"
     save_file({k: v for k, v in load_file(path).items() if fragment not in k}, path, metadata={"format": "pt"})
+
+
+def integration_wants_newer_peft() -> None:
+    """transformers' PEFT integration's minimum peft raised to the next minor release after the installed one:
+    its own check_peft_version then refuses the installed peft wherever the integration calls it."""
+    from importlib.metadata import version
+
+    from transformers.integrations import peft as integration
+
+    major, minor = (int(x) for x in version("peft").split(".")[:2])
+    integration.MIN_PEFT_VERSION = f"{major}.{minor + 1}.0"
 
 
 def drop_lora_b(saved) -> None:

@@ -183,6 +183,9 @@ class Payload:
     reference: Reference | None = None  # DPO: the reference model, checked untouched
     eval_curve: list[dict] = field(default_factory=list)  # per evaluation of the eval split: step, eval_loss, ...
     dropout: dict | None = None  # LoRA dropout at work after training (suite/train/probes.py lora_dropout)
+    # a phase after training that raised ("reload", "tokenizer", "profile") -> "Type: first line": the check
+    # that judges it fails with it (suite/judge/checks.py), the rest of the case is judged
+    raised: dict[str, str] = field(default_factory=dict)
 
     @property
     def losses(self) -> list[float]:
@@ -202,4 +205,4 @@ class Payload:
                    resolved=doc.get("resolved") or {}, warnings=doc.get("warnings") or [],
                    step_cpu_times_s=doc.get("step_cpu_times_s") or [], work=doc.get("work"),
                    reference=_in(Reference, doc.get("reference")), eval_curve=doc.get("eval_curve") or [],
-                   dropout=doc.get("dropout"))
+                   dropout=doc.get("dropout"), raised=doc.get("raised") or {})

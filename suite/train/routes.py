@@ -253,13 +253,18 @@ def check_route(route: Route, ctx: Context) -> RouteOutcome:
         out.status, out.reason = "not_applicable", why
         return out
     try:
-        model = route.load(ctx)
-        tokenizer = ctx.tokenizer()
-        logits = probe(model, tokenizer, ctx.device, ctx.head)
-        expected = route.expected(ctx, model)
-    except Exception as exc:  # a route that raises is a failed route, with what it said
+        _measure(route, ctx, out)
+    except Exception as exc:  # a route that raises, loading or measured after, is a failed route with what it said
         out.status, out.reason = "error", f"{type(exc).__name__}: {str(exc)[:500]}"
-        return out
+    return out
+
+
+def _measure(route: Route, ctx: Context, out: RouteOutcome) -> None:
+    """Load by the route and fill `out`: logits, greedy ids, trainable parameters, the adapter's tensors."""
+    model = route.load(ctx)
+    tokenizer = ctx.tokenizer()
+    logits = probe(model, tokenizer, ctx.device, ctx.head)
+    expected = route.expected(ctx, model)
     out.max_abs_logit_diff = (logits - expected).abs().max().item() if logits.shape == expected.shape else float("inf")
     out.bound_relation = route.bound_extra(ctx)
     if ctx.head == "causal_lm" and ctx.generated is not None and route.generates:
@@ -269,7 +274,6 @@ def check_route(route: Route, ctx: Context) -> RouteOutcome:
     if route.reads_adapter:
         out.adapter_mismatch = adapter_mismatch(model, ctx.checkpoint)
     out.generation_config = generation_config_note(getattr(model, "name_or_path", None), tokenizer)
-    return out
 
 
 def probe(model: Any, tokenizer: Any, device: str, head: str):

@@ -7,8 +7,9 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from suite.errors import exception_line
 from suite.matrix.spec import Case
 from suite.train import args as train_args
 from suite.train import inject, models, probes, routes
@@ -63,17 +64,22 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
         trained = _train(case, backend, resolved.path, (device, precision, dtype), workdir, measure, timing)
     memory = probes.memory(device, start_rss, nvml)  # before the reload, which would count a second model
     counts = _step_counts(trained.trainer, trained.counter)
-    reload = _reload(case, backend, resolved.path, trained, timing, device)
+    # From here on there is something to judge: a phase that raises is its check's failure (payload.raised),
+    # and the phases after it still run; an exception in training above is the case's error.
+    raised: dict[str, str] = {}
+    reload = _reload(case, backend, resolved.path, trained, timing, device, raised)
     # Not for ddp/fsdp (one rank's extra step would need the others) nor a backend that picks its own
     # kernels (unsloth's model is in inference mode after train()): those records say None and have
     # no attention check.
-    ops, work = _profile(trained.trainer, backend, trained.counter)
+    ops, work = _phase(raised, "profile", lambda: _profile(trained.trainer, backend, trained.counter), (None, None))
     if resolved.built_s:  # a one-off fill of the model cache, like a download: not this case's set-up
         timing["materialise_s"] = resolved.built_s
     if measure.first_step_at is not None:
         timing["setup_s"] = measure.first_step_at - process_start - resolved.built_s
-    return _payload(case, trained, measure, counts, memory, timing, reload, (device, precision), ops, work,
-                    resolved, caught)
+    payload = _payload(case, trained, measure, counts, memory, timing, reload, (device, precision), ops, work,
+                       resolved, caught)
+    payload.raised = raised
+    return payload
 
 
 def _set_up(case: Case) -> tuple[str, str, Any]:
@@ -154,24 +160,36 @@ def _step_counts(trainer: Any, counter: Any) -> list[tuple[int, int, int]]:
     return counts
 
 
+def _phase(raised: dict[str, str], phase: str, run_it: Callable[[], Any], fallback: Any) -> Any:
+    """Run a phase after training; what it raises is recorded under its name (its check fails with it)."""
+    try:
+        return run_it()
+    except Exception as exc:  # noqa: BLE001 - any exception here is the finding of that phase's check
+        raised[phase] = exception_line(exc)
+        return fallback
+
+
 def _reload(case: Case, backend: Backend, model_path: str, trained: Trained, timing: dict[str, float],
-            device: str) -> Reload:
+            device: str, raised: dict[str, str]) -> Reload:
     """Read the checkpoint back as a user would (the backend's own way, then every load route) and
-    compare each with the trained model."""
+    compare each with the trained model; each may raise without stopping the others."""
     t0 = time.perf_counter()
-    reloaded, loader = backend.reload(case, model_path, trained.checkpoint, trained.load_kwargs)
     probe = trained.probe
-    diff = (reloaded - probe).abs().max().item() if reloaded.shape == probe.shape else float("inf")
+    reloaded, loader = _phase(raised, "reload", lambda: backend.reload(case, model_path, trained.checkpoint,
+                                                                       trained.load_kwargs),
+                              (None, f"{backend.name}'s reload"))
+    diff = float("inf") if reloaded is None or reloaded.shape != probe.shape else (reloaded - probe).abs().max().item()
     timing["reload_s"] = time.perf_counter() - t0
     if not trained.trainer.is_world_process_zero() or not backend.routes(case):
         return Reload(loader, diff, list(probe.shape))
-    ctx = routes.Context(case, model_path, trained.checkpoint, trained.load_kwargs, device, probe, trained.generated,
-                         trained.checkpoint.parent / "routes", head=backend.head)
+    ctx = backend.route_context(case, model_path, trained.checkpoint, trained.load_kwargs, device, probe,
+                                trained.generated)
     t0 = time.perf_counter()
     outcomes = [o.to_dict() for o in routes.check_routes(ctx, backend.routes(case))]
     timing["routes_s"] = time.perf_counter() - t0
-    return Reload(loader, diff, list(probe.shape), routes=outcomes, generated=trained.generated,
-                  tokenizer=routes.tokenizer_check(trained.checkpoint, trained.tokenizer, model_path))
+    tokenizer = _phase(raised, "tokenizer", lambda: routes.tokenizer_check(trained.checkpoint, trained.tokenizer,
+                                                                           model_path), None)
+    return Reload(loader, diff, list(probe.shape), routes=outcomes, generated=trained.generated, tokenizer=tokenizer)
 
 
 def _profile(trainer: Any, backend: Backend, counter: Any) -> tuple[Any, Any]:

@@ -10,6 +10,7 @@ from typing import Iterable
 
 import pytest
 
+from suite.invariants.members import raised_members
 from suite.invariants.relations import RELATIONS, NotApplicable, Verdict
 
 # (node id, relation name, discrepancy, broken on purpose?) of every verdict, gathered from the test
@@ -140,13 +141,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not target or hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes it
         return
     worst, broken = _tables()
+    # a member of a parametrized test that raised fails the relations its siblings measured (with what it
+    # raised), which the siblings' measurements still show: suite/invariants/members.py
+    raised = raised_members(_MEASURED, _ERRORS)
     relations = {name: {"statement": rel.statement, "tolerance": rel.tolerance, "at_least": rel.at_least,
                         "unit": rel.unit, "measured": _finite(worst.get(name)),
-                        "holds": rel.measure(worst[name]).passed if name in worst else None,
-                        "broken_on_purpose": _finite(broken.get(name))}
+                        "holds": (rel.measure(worst[name]).passed and name not in raised) if name in worst else None,
+                        "broken_on_purpose": _finite(broken.get(name)),
+                        **({"raised": raised[name]} if name in raised else {})}
                  for name, rel in RELATIONS.items()}
+    members = {node for nodes in raised.values() for node in nodes}
+    tests = {node: "failed" if node in members else outcome for node, outcome in sorted(_OUTCOMES.items())}
     doc = {"kind": "ftsuite.invariants", "schema_version": 1, "relations": relations,
-           "tests": dict(sorted(_OUTCOMES.items())), "skips": dict(sorted(_SKIPS.items())),
+           "tests": tests, "skips": dict(sorted(_SKIPS.items())),
            "errors": dict(sorted(_ERRORS.items())),
            "measured_by": {name: sorted({node for node, rel, _, is_broken in _MEASURED
                                          if rel == name and not is_broken})
@@ -166,11 +173,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     if not _MEASURED:
         return
     worst, broken = _tables()
+    raised = raised_members(_MEASURED, _ERRORS)  # a member that raised: the relation does not hold
     terminalreporter.write_sep("-", "ftsuite invariants: measured discrepancy (worst over tests) vs tolerance")
     terminalreporter.write_line(f"{'relation':30} {'measured':>10} {'bound':>11} {'holds':>5} {'when broken':>11}  unit")
     for name, rel in RELATIONS.items():
         if name in worst or name in broken:
             bound = (">= " if rel.at_least else "<= ") + _fmt(rel.tolerance)
-            holds = "-" if name not in worst else ("yes" if rel.measure(worst[name]).passed else "NO")
+            holds = "-" if name not in worst else ("yes" if rel.measure(worst[name]).passed and name not in raised
+                                                   else "NO")
             terminalreporter.write_line(f"{name:30} {_fmt(worst.get(name)):>10} {bound:>11} {holds:>5} "
                                         f"{_fmt(broken.get(name)):>11}  {rel.unit}")

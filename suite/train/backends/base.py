@@ -132,6 +132,21 @@ class Backend:
         """Read the checkpoint back as a user would: (its logits on the probe input, the loader's name)."""
         raise NotImplementedError
 
+    def saved_load_kwargs(self, case: Case, model_path: str, device: str, dtype: Any) -> dict:
+        """The kwargs build_trainer returns as its third item, without building a trainer: what another
+        process (upgrade-check's compatibility) loads this backend's base with."""
+        return self.reload_kwargs(case, device, dtype)
+
+    def route_context(self, case: Case, model_path: str, checkpoint: Path, load_kwargs: dict, device: str,
+                      probe: Any = None, generated: list[int] | None = None, scratch: Path | None = None) -> Any:
+        """The load routes' Context for a checkpoint of this backend: its head among them. The in-run reload
+        (suite/train/run.py) and the compatibility check (suite/tools/checkpoints.py) both take it here; built
+        apart, the second once loaded a sequence classifier through the causal LM's routes."""
+        from suite.train import routes
+
+        return routes.Context(case, model_path, checkpoint, load_kwargs, device, probe, generated,
+                              scratch if scratch is not None else checkpoint.parent / "routes", head=self.head)
+
     def save(self, case: Case, trainer: Any, directory: Path) -> None:
         """Save the checkpoint as a user of this trainer would."""
         from suite.train import tokens

@@ -62,8 +62,7 @@ class HFSFTTrainer(Backend):
         from suite.train import routes
 
         device = "cuda" if load_kwargs.get("device_map") else "cpu"
-        ctx = routes.Context(case, model_path, checkpoint, load_kwargs, device, probe=None, generated=None,
-                             scratch=checkpoint.parent / "routes")
+        ctx = self.route_context(case, model_path, checkpoint, load_kwargs, device)
         if case.is_adapter:
             model, loader = routes.peft_model(ctx), "PeftModel.from_pretrained"
         else:

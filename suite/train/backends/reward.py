@@ -46,6 +46,13 @@ class Reward(HFSFTTrainer):
         """The causal LM's load arguments plus num_labels=1 (build_trainer adds the tokenizer's pad_token_id)."""
         return {**train_args.model_init_kwargs(case, device, dtype), "num_labels": 1}
 
+    def saved_load_kwargs(self, case: Case, model_path: str, device: str, dtype: Any) -> dict:
+        return self._load_kwargs(case, device, dtype, models.load_tokenizer(model_path))
+
+    def _load_kwargs(self, case: Case, device: str, dtype: Any, tokenizer: Any) -> dict:
+        # the classifier scores the last non-padding token: it must know the padding id
+        return {**self.reload_kwargs(case, device, dtype), "pad_token_id": tokenizer.pad_token_id}
+
     def peft_config(self, case: Case, hooks: BuildHooks) -> Any:
         if hooks.peft_config is not None:
             return hooks.peft_config
@@ -62,8 +69,7 @@ class Reward(HFSFTTrainer):
         from trl import RewardTrainer
 
         tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
-        # the classifier scores the last non-padding token: it must know the padding id
-        load_kwargs = {**self.reload_kwargs(case, device, dtype), "pad_token_id": tokenizer.pad_token_id}
+        load_kwargs = self._load_kwargs(case, device, dtype, tokenizer)
         model = AutoModelForSequenceClassification.from_pretrained(model_path, **load_kwargs)
         args = train_args.reward_config(case, output_dir, device, precision)
         trainer = (hooks.trainer_cls or RewardTrainer)(
@@ -82,8 +88,7 @@ class Reward(HFSFTTrainer):
         from suite.train import routes
 
         device = "cuda" if load_kwargs.get("device_map") else "cpu"
-        ctx = routes.Context(case, model_path, checkpoint, load_kwargs, device, probe=None, generated=None,
-                             scratch=checkpoint.parent / "routes", head=self.head)
+        ctx = self.route_context(case, model_path, checkpoint, load_kwargs, device)
         if case.is_adapter:
             load, loader = (lambda: routes.peft_model(ctx)), "PeftModel.from_pretrained (sequence classifier)"
         else:
