@@ -17,7 +17,10 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     """Run the matrix through pytest (the same plugin, options and markers as `pytest`)."""
     import pytest
 
-    return int(pytest.main([str(TESTS / "test_matrix.py"), "--rootdir", str(ROOT), *extra]))
+    from suite.plugin.state import UserCommand
+
+    command = UserCommand(["python", "-m", "suite", *args.argv])  # the manifest records what was typed
+    return int(pytest.main([str(TESTS / "test_matrix.py"), "--rootdir", str(ROOT), *extra], plugins=[command]))
 
 
 def cmd_cases(args: argparse.Namespace, extra: list[str]) -> int:
@@ -41,6 +44,7 @@ def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
     if args.window < 2:
         print("error: --window must be at least 2", file=sys.stderr)
         return 2
+    options.check_out_dir(args.out)
     h = history.analyse(args.runs, args.results_dir, args.cases, args.metrics, args.max_pvalue, args.window)
     if not args.quiet:
         print(history_pages.markdown(h), end="")
@@ -75,6 +79,7 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    options.check_out_dir(args.out)
     names = list(args.runs)
     base_name = args.baseline or names.pop(0)
     baseline = runs.load(base_name, args.results_dir)
@@ -132,6 +137,7 @@ def cmd_upgrade_check(args: argparse.Namespace, extra: list[str]) -> int:
     from suite.tools import upgrade
 
     fail_on = compare.parse_fail_on(args.fail_on)
+    options.check_out_dir(args.out)
     name = Path(args.out).name
     t0 = time.time()
     checks = upgrade.Checks(invariants=not args.no_invariants, invariants_k=args.invariants_k,
@@ -174,6 +180,7 @@ def cmd_canary(args: argparse.Namespace, extra: list[str]) -> int:
     from suite.tools import upgrade
 
     fail_on = compare.parse_fail_on(args.fail_on)
+    options.check_out_dir(args.out)
     refs = dict(ref.split("=", 1) for ref in args.ref)
     t0 = time.time()
     code, summary = upgrade.canary(_selection(args), refs, Path(args.out), _results_root(args), fail_on,
@@ -488,13 +495,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit codes of the suite's own commands (docs/exit-codes.md); `run` returns pytest's own.
+EXIT_PASS, EXIT_GATE, EXIT_USAGE, EXIT_SUITE = 0, 1, 2, 3
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv
     if extra and args.command != "run" and getattr(args, "action", None) != "record":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args, extra)
     except (SuiteError, ValueError) as exc:  # input errors: a message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - a bug of the suite: one line, the traceback in a file
+        print(f"error: the suite itself failed ({type(exc).__name__}: {exc}); this is a bug, not your input: "
+              f"the traceback is in {_save_traceback(argv)}", file=sys.stderr)
+        return EXIT_SUITE
+
+
+def _save_traceback(argv: list[str]) -> str:
+    """The current exception's traceback, with the command, in a file of its own (its path)."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix=f"ftsuite-error-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+    with open(fd, "w") as fh:
+        fh.write(f"python -m suite {' '.join(argv)}\n\n{traceback.format_exc()}")
+    return path

@@ -6,6 +6,11 @@ class SuiteError(Exception):
     """Base of the errors a user can act on."""
 
 
+class UsageError(SuiteError):
+    """A command-line value the command cannot use: a folder that is a file, a selection of no case
+    (the suite's commands exit 2; under pytest it becomes pytest's UsageError, exit 4)."""
+
+
 class LockError(SuiteError):
     """The lock cannot be read, resolved or refreshed."""
 

@@ -2,9 +2,11 @@
 each adder takes an `addoption` callable, argparse's `add_argument` or a pytest group's `addoption`."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from suite import paths
+from suite.errors import UsageError
 
 AddOption = Callable[..., object]
 
@@ -33,3 +35,18 @@ def add_fail_on(addoption: AddOption) -> None:
 
     addoption("--fail-on", default=DEFAULT_FAIL_ON, metavar="LIST",
               help=f"verdicts that fail the gate: a comma list of {', '.join(GATES)}, or none (default: all)")
+
+
+def check_out_dir(value: str | Path | None, flag: str = "--out") -> Path | None:
+    """An output folder: one that exists, or one that can be made (no file in its place or above it).
+    Checked before any work, so that a report is not rendered only to fail on its first write."""
+    if value is None or value == "":
+        return None
+    path = Path(value)
+    for at in (path, *path.parents):
+        if at.exists():
+            if not at.is_dir():
+                where = "is a file" if at == path else f"cannot be made: {at} is a file"
+                raise UsageError(f"{flag} {value}: {where}; {flag} names a folder (made if missing)")
+            return path
+    return path

@@ -148,6 +148,11 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_shard.py": (
         "test_slices_are_disjoint_cover_everything_and_unit_tests_run_once",
     ),
+    "test_stopped_runs.py": (  # real runs stopped with SIGKILL and SIGINT, then rerun (2026-12-07: 10 to 54 s)
+        "test_a_killed_run_is_finished_by_a_rerun_into_its_id",
+        "test_an_interrupted_run_under_xdist_says_what_it_kept_records_the_command_and_can_be_finished",
+        "test_a_stopped_run_whose_cases_all_have_records_is_finished_by_a_rerun_that_runs_nothing",
+    ),
     "test_upgrade.py": (
         "test_a_packing_selection_collects_the_packing_invariants_only",
         "test_cli_refuses_a_bad_pin_before_making_anything",
@@ -156,6 +161,12 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_upgrade_deep.py": (
         "test_a_commit_bisect_names_the_bad_commit",
         "test_an_upgrade_onto_a_broken_invariant_fails_the_gate_naming_the_relation",
+    ),
+    "test_usage_errors.py": (  # a pytest or suite subprocess each; three case loads per command (0.44-0.53 s)
+        "test_a_marker_typo_under_xdist_is_pytests_usage_error_not_an_internalerror",
+        "test_a_run_id_that_is_no_folder_name_is_refused_before_any_case",
+        "test_the_selection_chooses_what_pytest_collects",
+        "test_a_selection_of_no_case_is_a_usage_error_before_any_environment",
     ),
     "test_wheels.py": ("*",),  # uv and pip subprocesses (0.6 to 3.5 s each, 2026-12-05)
     "test_workflows.py": (

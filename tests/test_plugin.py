@@ -117,15 +117,21 @@ def test_one_pytest_run_under_xdist_leaves_one_run_folder(tmp_path):
     manifest = results.read_manifest(run)
     assert len(manifest["sessions"]) == 2 and sorted(manifest["records"]) == ["tiny-llama/full/base",
                                                                               "tiny-llama/lora/base"]
-    assert manifest["counts"] == {"passed": 2} and "2 worker sessions" in out.stdout
+    assert manifest["counts"] == {"passed": 2} and "(2 passed; from 2 sessions)" in out.stdout
+    # every session (a worker each) records the command typed, never a worker's sys.argv ['-c']
+    for argv in [manifest["argv"], *(s["argv"] for s in manifest["sessions"])]:
+        assert argv[:3] == ["python", "-m", "pytest"] and argv[-1] == "--no-baselines", argv
 
 
 def test_the_controller_hands_its_run_id_to_the_workers_through_the_session_object():
-    controller = PluginSession(SimpleNamespace(option=SimpleNamespace(numprocesses=2)), run_id="r-1")
+    controller = PluginSession(SimpleNamespace(option=SimpleNamespace(numprocesses=2),
+                                               invocation_params=SimpleNamespace(args=("-m", "tiny"))), run_id="r-1")
     workerinput = {"workerid": "gw0", **controller.to_workerinput()}  # what pytest_configure_node sends
     worker = PluginSession(SimpleNamespace(option=SimpleNamespace(numprocesses=None), workerinput=workerinput))
     worker.from_workerinput(workerinput)
     assert worker.run_id == "r-1" and worker.is_worker and not worker.is_controller
+    # the manifest records the command the user typed, not a worker's sys.argv (execnet's ['-c'])
+    assert worker.user_command() == controller.user_command() and worker.command[-2:] == ["-m", "tiny"]
     assert controller.is_controller and not controller.is_worker
     alone = PluginSession(SimpleNamespace(option=SimpleNamespace()), run_id="own")
     alone.from_workerinput({})  # a controller that sent nothing leaves the worker's own

@@ -24,6 +24,7 @@ import yaml
 from suite.errors import CaseError, not_utf8
 from suite.judge import hardware, kernelclass
 from suite.judge.checks import CheckResult
+from suite.matrix import yamltext
 
 # What a measured bound is derived from, at least (suite/judge/calibrate.py refuses fewer): one
 # benchmark record of one run on a busy machine gave a bound a healthy stack breached (issue 33).
@@ -159,11 +160,13 @@ def load_profile(budgets_dir: str | Path, profile: str) -> list[Entry]:
         return []
     file = str(path)
     try:
-        doc = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        doc = yamltext.load(path.read_bytes().decode("utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise CaseError(file, "(document)", not_utf8(exc)) from None
     except yaml.YAMLError as exc:
-        raise CaseError(file, "(document)", f"not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        raise CaseError(file, f"line {mark.line + 1}" if mark else "(document)",
+                        f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(doc, dict) or set(doc) - {"profile", "budgets"}:
         raise CaseError(file, "(document)", "a budget file holds `profile` and `budgets` only")
     if doc.get("profile") != profile:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from suite.errors import CaseError, not_utf8
+from suite.matrix import yamltext
 from suite.matrix.rules import validate_combination
 from suite.matrix.spec import (
     FEATURES,
@@ -42,7 +43,7 @@ _DEFAULT_KEYS = {"training", "lora", "checks", "benchmark", "timeout_s", "by_siz
 
 def _read_yaml(path: Path) -> dict:
     try:
-        doc = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        doc = yamltext.load(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise CaseError(display(path), "(document)", not_utf8(exc)) from None
     except OSError as exc:

@@ -41,6 +41,12 @@ def pytest_configure(config: pytest.Config) -> None:
     PluginSession.of(config).configure()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """-m and -k checked before pytest-xdist starts its workers (its own sessionstart, trylast)."""
+    PluginSession.of(session.config).check_selection()
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
     """Hand what the controller decided (the run id) to each xdist worker (suite/plugin/state.py)."""
@@ -67,11 +73,24 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     PluginSession.of(session.config).plan(session.items)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A rerun into a stopped run leaves out the cases that have a record (suite/run/resume.py)."""
+    PluginSession.of(config).leave_out_recorded(items)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return PluginSession.of(config).resume_line()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    PluginSession.of(session.config).finish_stopped()
+
+
 @pytest.fixture(scope="session")
 def ft_session(request: pytest.FixtureRequest):
     plugin = PluginSession.of(request.config)
     yield plugin.open_run()
-    plugin.close_run()
+    plugin.close_run(interrupted=request.session.exitstatus == pytest.ExitCode.INTERRUPTED)
 
 
 def run_case(session: RunSession, case: spec.Case, request: pytest.FixtureRequest) -> None:
@@ -90,7 +109,8 @@ def run_case(session: RunSession, case: spec.Case, request: pytest.FixtureReques
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    line = PluginSession.of(config).summary()
-    if line:
+    text = PluginSession.of(config).summary()
+    if text:
         terminalreporter.write_sep("-", "ftsuite")
-        terminalreporter.write_line(line)
+        for line in text.splitlines():
+            terminalreporter.write_line(line)

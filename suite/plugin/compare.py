@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from suite import options
 from suite.errors import SuiteError
 from suite.paths import ROOT
 from suite.plugin.state import PluginSession
@@ -24,6 +25,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "a path), write the report and print its Markdown summary")
     group.addoption("--report-dir", metavar="DIR", default=None,
                     help="where --compare-to writes its report (default: reports/<run-id>-vs-<RUN>)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """--report-dir names a folder: refused now, not after the whole run when the report is written."""
+    try:
+        options.check_out_dir(config.getoption("report_dir"), "--report-dir")
+    except SuiteError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def render(plugin: PluginSession) -> str:

@@ -10,6 +10,7 @@ collects the same items (xdist checks that they agree), so each worker's plan is
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -20,10 +21,13 @@ from suite.errors import CaseError
 from suite.judge.baselines import BaselineStore
 from suite import cases as load
 from suite.matrix import spec
-from suite.records.results import new_run_id, read_manifest
+from suite.records.results import check_run_id, new_run_id, read_manifest
+from suite.run.resume import Stopped, stopped_run
 from suite.run.session import RunSession
 
 WORKERINPUT_RUN_ID = "ftsuite_run_id"
+WORKERINPUT_COMMAND = "ftsuite_command"
+WORKERINPUT_RECORDED = "ftsuite_recorded"
 
 
 @dataclass
@@ -38,6 +42,9 @@ class PluginSession:
     baselines: BaselineStore | None = None  # made with the run, handed to it
     run: RunSession | None = None  # the ft_session fixture's, made when a case first asks for it
     report_md: str | None = None  # --compare-to's Markdown summary (made at the session's end)
+    command: list[str] | None = None  # what the user typed (UserCommand; an xdist worker: the controller's)
+    stopped: Stopped | None = None  # the run this session reruns into was stopped: it finishes it
+    recorded: list[str] | None = None  # ... and leaves out these cases, which have a record (the controller's)
 
     @classmethod
     def of(cls, config: pytest.Config) -> PluginSession:
@@ -59,6 +66,32 @@ class PluginSession:
         if self.is_worker:
             self.from_workerinput(cfg.workerinput)
         self.run_id = self.run_id or cfg.getoption("run_id") or new_run_id()
+        try:  # a run id that is no folder name fails here, not in every case that writes a record
+            check_run_id(self.run_id)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--run-id: {exc}") from None
+        if not self.is_worker and (self.run_dir / "manifest.json").is_file():
+            self.stopped = stopped_run(self.run_dir)
+            self.recorded = sorted(self.stopped.recorded) if self.stopped else None
+
+    def check_selection(self) -> None:
+        """-m and -k checked as pytest checks them during collection, but at the session's start: under
+        pytest-xdist the controller collects nothing, and a worker's UsageError reaches the user as a
+        40-line INTERNALERROR (exit 3) instead of pytest's message (exit 4). pytest's own functions, so
+        the words and the rules (--strict-markers: every -m name registered) are its own."""
+        from _pytest import mark  # no public API parses -m and -k; pytest < 9 does not check -m names
+
+        opt = self.config.option
+        if (opt.keyword or "").strip():
+            mark._parse_expression(opt.keyword.lstrip(), "Wrong expression passed to '-k'")
+        if opt.markexpr:
+            expr = mark._parse_expression(opt.markexpr, "Wrong expression passed to '-m'")
+            validate = getattr(mark, "_validate_marker_names", None)
+            # The names only on the controller: without xdist pytest checks them itself after collection,
+            # when a conftest below tests/ has registered its markers; the controller collects nothing, so it
+            # knows the plugin's markers and tests/conftest.py's (loaded first), where every marker is declared.
+            if validate is not None and self.is_controller:
+                validate(expr, self.config)
 
     def load_cases(self) -> list[spec.Case]:
         if self.cases is None:
@@ -82,19 +115,45 @@ class PluginSession:
 
     def to_workerinput(self) -> dict:
         """What a worker must share with the controller, for xdist's `node.workerinput`."""
-        return {WORKERINPUT_RUN_ID: self.run_id}
+        return {WORKERINPUT_RUN_ID: self.run_id, WORKERINPUT_COMMAND: self.user_command(),
+                WORKERINPUT_RECORDED: self.recorded}
 
     def from_workerinput(self, workerinput: dict) -> None:
         """Take what the controller decided (to_workerinput's keys; one it did not send stays as it is)."""
         self.run_id = workerinput.get(WORKERINPUT_RUN_ID) or self.run_id
+        self.command = workerinput.get(WORKERINPUT_COMMAND) or self.command
+        self.recorded = workerinput.get(WORKERINPUT_RECORDED, self.recorded)
+
+    def user_command(self) -> list[str]:
+        """The command the manifest records: `python -m suite run ...` as typed (UserCommand), else pytest's
+        arguments (a worker's sys.argv is execnet's `-c`, never the user's)."""
+        if self.command is None:
+            main = Path(sys.argv[0] if sys.argv else "")
+            program = (["python", "-m", "pytest"] if main.name == "__main__.py" and main.parent.name == "pytest"
+                       else ["pytest"])
+            self.command = program + [str(a) for a in self.config.invocation_params.args]
+        return list(self.command)
 
     # -- collection ---------------------------------------------------------------------------------
 
     def plan(self, items: Iterable[pytest.Item]) -> None:
         """The cases this session will run: the manifest lists them, so that a case with no record at
         the end is known to be lost, not unselected."""
-        self.planned = [item.callspec.params["ft_case"].id for item in items
-                        if "ft_case" in getattr(getattr(item, "callspec", None), "params", {})]
+        self.planned = [cid for cid in map(_case_id, items) if cid is not None]
+
+    def leave_out_recorded(self, items: list[pytest.Item]) -> None:
+        """Rerunning into a stopped run: deselect the cases that have a record (they are kept, not rerun)."""
+        if not self.recorded:
+            return
+        done = set(self.recorded)
+        keep = [i for i in items if _case_id(i) not in done]
+        if len(keep) < len(items):
+            self.config.hook.pytest_deselected(items=[i for i in items if _case_id(i) in done])
+            items[:] = keep
+
+    def resume_line(self) -> str | None:
+        """The report header's line when this session finishes a stopped run."""
+        return f"ftsuite: {self.stopped.describe()}" if self.stopped else None
 
     # -- the run ------------------------------------------------------------------------------------
 
@@ -113,14 +172,26 @@ class PluginSession:
                                   timeout_s=cfg.getoption("case_timeout"),
                                   keep_checkpoints=cfg.getoption("keep_checkpoints"),
                                   profile=cfg.getoption("budget_profile"), budgets_dir=cfg.getoption("budgets_dir"),
-                                  baselines=self.baselines, planned=self.planned)
+                                  baselines=self.baselines, planned=self.planned, argv=self.user_command())
         except CaseError as exc:
             raise pytest.UsageError(f"invalid budget file: {exc}") from None
         return self.run
 
-    def close_run(self) -> None:
+    def close_run(self, interrupted: bool = False) -> None:
         if self.run is not None:
-            self.run.finish()
+            self.run.finish(interrupted)
+
+    def finish_stopped(self) -> None:
+        """A stopped run whose every planned case had a record already (it was killed after its last one):
+        this session ran nothing, and finishes it by writing a session of its own that ran no case."""
+        if self.stopped is None or self.is_worker:
+            return
+        now = stopped_run(self.run_dir)
+        if now is not None and not now.missing:
+            self.planned = self.planned or []
+            run = self.open_run()
+            run.start()
+            self.close_run()
 
     @property
     def run_dir(self) -> Path:
@@ -132,16 +203,43 @@ class PluginSession:
         return (self.run is not None and self.run.started) or (self.run_dir / "manifest.json").is_file()
 
     def summary(self) -> str | None:
-        """The terminal summary's line: where the records went, with their counts."""
+        """The terminal summary's line: where the records went, with their counts (and, for a run that
+        stopped before it finished, how to finish it)."""
         if self.run is not None and self.run.started:
-            counts = ", ".join(f"{n} {k}" for k, n in sorted(self.run.counts.items()))
-            return f"records of run {self.run.run_id} ({counts}) in {self.run.run_dir}"
-        if self.is_controller and (self.run_dir / "manifest.json").is_file():  # the workers wrote it
+            line = f"records of run {self.run.run_id} ({_counts(self.run.counts)}) in {self.run.run_dir}"
+        elif self.is_controller and (self.run_dir / "manifest.json").is_file():  # the workers wrote it
             manifest = read_manifest(self.run_dir)
-            counts = ", ".join(f"{n} {k}" for k, n in sorted((manifest.get("counts") or {}).items()))
-            return (f"records of run {manifest['run_id']} ({counts}, {len(manifest['sessions'])} "
-                    f"worker sessions) in {self.run_dir}")
-        return None
+            sessions = len(manifest.get("sessions") or [])
+            line = (f"records of run {manifest['run_id']} ({_counts(manifest.get('counts') or {})}; "
+                    f"from {sessions} session{'s' if sessions != 1 else ''}) in {self.run_dir}")
+        else:
+            return None
+        stopped = stopped_run(self.run_dir)
+        if stopped is not None:
+            line += (f"\nthe run stopped before it finished: {len(stopped.missing)} planned case(s) have no record; "
+                     f"the same command with --run-id {stopped.run_id} runs them and finishes it")
+        return line
+
+
+def _case_id(item: pytest.Item) -> str | None:
+    """The case id of a matrix item (its ft_case parameter), None for any other test."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return params["ft_case"].id if "ft_case" in params else None
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """`1 failed, 2 passed`, or `no record` (a run stopped before its first record)."""
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no record"
 
 
 _KEY = pytest.StashKey[PluginSession]()
+
+
+class UserCommand:
+    """A plugin object `python -m suite run` hands to pytest.main: the command the user typed."""
+
+    def __init__(self, argv: list[str]):
+        self.argv = list(argv)
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        PluginSession.of(config).command = self.argv

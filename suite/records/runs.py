@@ -1,12 +1,13 @@
 """Finding and loading runs: a folder under results/ (by its id) or any path holding records."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite import paths
 from suite.errors import RecordError
-from suite.records.record import CaseRecord
+from suite.records.record import RECORD_KIND, CaseRecord
 from suite.records.results import load_run, read_document, read_manifest
 from suite.versions import HEADLINE
 
@@ -102,7 +103,8 @@ def load(arg: str | Path, results_root: str | Path | None = None) -> Run:
 
 
 def find_runs(results_root: str | Path | None = None) -> list[Path]:
-    """Folders under the results root (and results/baselines/) that hold a manifest or records."""
+    """Folders under the results root (and results/baselines/) that hold a manifest or case records: runs
+    only, not the golden curves and bands of results/baselines/<profile>/ (JSON files too)."""
     root = Path(results_root) if results_root is not None else paths.results_root()
     found = []
     for parent in (root, root / "baselines"):
@@ -110,9 +112,21 @@ def find_runs(results_root: str | Path | None = None) -> list[Path]:
             continue
         for path in sorted(parent.iterdir()):
             if path.is_dir() and path.name != "baselines" and (
-                    (path / "manifest.json").exists() or any(path.glob("*.json"))):
+                    (path / "manifest.json").exists() or any(_is_record(p) for p in path.glob("*.json"))):
                 found.append(path)
     return found
+
+
+_RECORD_KIND = re.compile(rb'"kind"\s*:\s*"' + re.escape(RECORD_KIND.encode()) + rb'"')
+
+
+def _is_record(path: Path) -> bool:
+    """Whether a JSON file is a case record, from its head (the kind is among its first fields)."""
+    try:
+        with open(path, "rb") as fh:
+            return bool(_RECORD_KIND.search(fh.read(512)))
+    except OSError:
+        return False
 
 
 def describe(path: Path) -> str:
@@ -128,6 +142,22 @@ def describe(path: Path) -> str:
     suite = env.get("suite") or {}
     commit = str(suite.get("commit") or "-")[:10] + ("+dirty" if suite.get("dirty") else "")
     started = str(manifest.get("started_at") or "-")[:19]
-    unfinished = "" if manifest.get("finished_at") else " (unfinished)"
+    note = unfinished_note(manifest, path.name)
+    unfinished = "" if manifest.get("finished_at") else f" (unfinished{': ' + note if note else ''})"
     return (f"{str(manifest.get('run_id') or path.name):28s} {started} {manifest.get('mode', '-'):10s} "
             f"{counts}{unfinished} | {stack} | suite {commit}")
+
+
+def unfinished_note(manifest: dict, name: str) -> str:
+    """How an unfinished run is finished (suite/run/resume.py): a rerun into its id runs the planned cases
+    that have no record. Empty when the manifest does not say what was planned."""
+    planned = manifest.get("planned")
+    if not isinstance(planned, list):
+        return ""
+    recorded = {c for c, names in (manifest.get("records") or {}).items() if names}
+    missing = sum(1 for c in planned if c not in recorded)
+    run_id = manifest.get("run_id") or name
+    if not missing:
+        return f"every planned case has a record: rerunning with --run-id {run_id} finishes it"
+    return (f"{missing} of {len(planned)} planned cases have no record: rerunning with --run-id {run_id} "
+            f"runs them and finishes it")

@@ -34,10 +34,27 @@ def _text(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
+# Fields a run may not know: the kernel class is read from its records (the parent that writes the manifest
+# never imports the kernels), so a run stopped before its first record has none. Missing there is unknown,
+# not a change: "Kernel class changed: avx512-bf16 → -" told of a switch that nobody had seen.
+UNKNOWN = "unknown"
+KNOWN_FROM_RECORDS = ("kernel_class",)
+
+
+def side_by_side(fb: dict[str, str], fc: dict[str, str]) -> list[tuple[str, str, str, bool]]:
+    """(field, baseline, candidate, changed) for every field of two flat environments: an absent field
+    reads '-', or 'unknown' where the run may not know it, and unknown on either side is no change."""
+    out = []
+    for k in dict.fromkeys([*fb, *fc]):
+        missing = UNKNOWN if k in KNOWN_FROM_RECORDS else "-"
+        b, c = fb.get(k, missing), fc.get(k, missing)
+        out.append((k, b, c, b != c and not (k in KNOWN_FROM_RECORDS and UNKNOWN in (b, c))))
+    return out
+
+
 def environment_diff(baseline: Run, candidate: Run) -> pd.DataFrame:
     """Every environment field of both runs with whether it changed; packages come first."""
     fb, fc = flat_environment(baseline.environment), flat_environment(candidate.environment)
-    keys = list(dict.fromkeys([*fb, *fc]))
-    rows = [{"field": k, "baseline": fb.get(k, "-"), "candidate": fc.get(k, "-"),
-             "changed": fb.get(k, "-") != fc.get(k, "-"), "package": k not in ENV_KEYS} for k in keys]
+    rows = [{"field": k, "baseline": b, "candidate": c, "changed": ch, "package": k not in ENV_KEYS}
+            for k, b, c, ch in side_by_side(fb, fc)]
     return pd.DataFrame(rows, columns=["field", "baseline", "candidate", "changed", "package"])

@@ -29,6 +29,7 @@ from suite.errors import RecordError, SuiteError
 from suite.judge.metrics import METRICS
 from suite.records import runs as runs_mod
 from suite.records.runs import Run
+from suite.report import envdiff
 from suite.report.compare import cross_class_band, flat_environment
 from suite.versions import STACK
 
@@ -229,8 +230,7 @@ def environment_diff(a: RunPoint, b: RunPoint, case_id: str | None = None) -> li
     names them (suite/report/compare.py: packages first, then the machine and the suite's commit),
     and the case's own definition."""
     fa, fb = flat_environment(a.environment or {}), flat_environment(b.environment or {})
-    out = [f"{k} {fa.get(k, '-')} → {fb.get(k, '-')}" for k in dict.fromkeys([*fa, *fb])
-           if fa.get(k, "-") != fb.get(k, "-")]
+    out = [f"{k} {va} → {vb}" for k, va, vb, changed in envdiff.side_by_side(fa, fb) if changed]
     if case_id and a.fingerprints.get(case_id) != b.fingerprints.get(case_id):
         out.append(f"the case's definition (fingerprint {str(a.fingerprints.get(case_id))[:8]} → "
                    f"{str(b.fingerprints.get(case_id))[:8]})")

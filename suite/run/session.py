@@ -20,7 +20,7 @@ from suite.matrix.spec import Case
 from suite.paths import BUDGETS
 from suite.records import provenance, results
 from suite.records.record import SCHEMA_VERSION, BackendInfo, CaseRecord
-from suite.run import distributed, requirements, runner
+from suite.run import distributed, requirements, resume, runner
 from suite.train.backends.registry import backend_for
 from suite.train.payload import Payload
 
@@ -121,9 +121,8 @@ class RunSession:
             doc.update({"mode": self.mode, "argv": self.argv, "profile": self.hw.name,
                         "environment": provenance.capture()})
             change(doc)
-            sessions = doc.setdefault("sessions", [])
-            doc["finished_at"] = (max(str(s.get("finished_at")) for s in sessions)
-                                  if sessions and all(s.get("finished_at") for s in sessions) else None)
+            doc.setdefault("sessions", [])
+            doc["finished_at"] = resume.finished_at(doc)  # a stopped session leaves it to a rerun (run/resume.py)
             results.write_json_atomic(path, doc)
             return doc
 
@@ -136,6 +135,7 @@ class RunSession:
 
         def begin(doc: dict) -> None:
             doc.setdefault("started_at", self._started_at)
+            resume.mark_gone(doc, self._session_id)
             doc.setdefault("sessions", []).append({"id": self._session_id, "argv": self.argv,
                                                    "started_at": self._started_at, "finished_at": None})
             if self.planned is not None:
@@ -144,7 +144,9 @@ class RunSession:
         self._update_manifest(begin)
         self._started = True
 
-    def finish(self) -> None:
+    def finish(self, interrupted: bool = False) -> None:
+        """Say in the manifest that this session ended; an interrupted one (Ctrl-C) leaves the run unfinished
+        until a rerun into its id has run the planned cases with no record (suite/run/resume.py)."""
         if not self._started:
             return
 
@@ -152,6 +154,8 @@ class RunSession:
             for s in doc.setdefault("sessions", []):
                 if s.get("id") == self._session_id:
                     s["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                    if interrupted:
+                        s["stopped"] = resume.INTERRUPTED
 
         self._update_manifest(end)
 

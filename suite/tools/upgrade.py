@@ -97,6 +97,15 @@ def invariant_selection(select: list[str], checks: Checks) -> list[str]:
     return []
 
 
+def check_selection(select: list[str]) -> list[str]:
+    """The case ids a -m / -k selection chooses, resolved against cases/ before any environment is made
+    or reused: a typo or a selection of nothing is a usage error now, not two environments later."""
+    from suite.cases import selected
+    from suite.matrix.selection import Selection
+
+    return [case.id for case in selected(Selection.from_args(select))]
+
+
 def run_cases(env_dir: Path, run_id: str, results_dir: Path, select: list[str], checks: Checks = Checks(),
               log: Callable[[str], None] | None = None, side: str = "") -> Timed:
     """Run the matrix test with the environment's interpreter (then, if asked, the invariant tests,
@@ -154,6 +163,7 @@ def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, s
 
     if repeats < 1:
         raise SuiteError(f"--repeats must be at least 1, got {repeats}")
+    check_selection(select)
     t_start = time.time()
     summary: dict = {"name": name, "select": select, "invariants": checks.invariants, "compat": checks.compat,
                      "repeats": repeats, "benchmark": benchmark, "sides": {}}
@@ -260,6 +270,7 @@ def canary(select: list[str], refs: dict[str, str], out: Path, results_dir: Path
     unknown = sorted(set(refs) - set(GIT_REPOS))
     if unknown:
         raise SuiteError(f"no git repository known for {', '.join(unknown)}; refs work for {', '.join(GIT_REPOS)}")
+    check_selection(select)
     control = envs.EnvSpec(lock.stack_pins(), constraints=lock.LOCK_FILE.read_text())
     newest = envs.EnvSpec(canary_pins(refs))
     log(f"control ({display(lock.LOCK_FILE)}): {' '.join(control.pins)}")
@@ -340,6 +351,7 @@ def bisect_package(package: str, good: str, bad: str, select: list[str], results
     from suite.records import runs
     from suite.report import compare
 
+    check_selection(select)
     subjects: dict[str, str] = {}
     if repo:
         where = local_repo(repo)

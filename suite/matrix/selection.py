@@ -1,0 +1,86 @@
+"""Which cases a `-m` / `-k` selection chooses, decided as pytest decides it for tests/test_matrix.py's
+items, in-process and before anything is built: upgrade-check, bisect and canary would otherwise make
+(or reuse) two environments and run pytest in each only to learn that a typo chose nothing.
+
+The expressions are pytest's own (`_pytest.mark.expression.Expression`, the parser behind -m and -k);
+what they are evaluated against is a case's markers (-m) and the names pytest gives its item (-k):
+`test_case[<case id>]`, its module, its folder and its markers, matched case-insensitively as
+substrings (pytest's KeywordMatcher). tests/test_selection.py holds the two to the same answer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from suite.errors import UsageError
+from suite.matrix.spec import Case
+
+# The names pytest matches -k against besides the case's own (tests/test_matrix.py::test_case[<id>]).
+ITEM_NAMES = ("tests", "test_matrix.py")
+
+
+class SelectionError(UsageError):
+    """A -m or -k that pytest would refuse, or that chooses no case."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    markexpr: str | None = None  # -m
+    keyword: str | None = None  # -k
+
+    @classmethod
+    def from_args(cls, args: Sequence[str]) -> Selection:
+        """The -m and -k of a pytest argument list (["-m", "tiny", "-k", "lora"]); other arguments are ignored."""
+        found: dict[str, str] = {}
+        for flag, value in zip(args, list(args[1:]) + [""]):
+            if flag in ("-m", "-k"):
+                found[flag] = value
+        return cls(found.get("-m") or None, found.get("-k") or None)
+
+    def words(self) -> str:
+        """The selection as typed: `-m 'tiny' -k 'lora'`."""
+        parts = [f"-m {self.markexpr!r}"] if self.markexpr else []
+        return " ".join(parts + ([f"-k {self.keyword!r}"] if self.keyword else [])) or "(no -m, no -k)"
+
+
+def _compile(text: str, flag: str):
+    from _pytest.mark.expression import Expression
+
+    try:
+        return Expression.compile(text)
+    except SyntaxError as exc:  # pytest's own words for it (_pytest.mark._parse_expression)
+        raise SelectionError(f"wrong expression passed to {flag}: {exc.text}: at column {exc.offset}: {exc.msg}") from None
+
+
+def _keyword_names(case: Case) -> set[str]:
+    return {f"test_case[{case.id}]", *ITEM_NAMES, *case.markers}
+
+
+def matches(case: Case, markexpr, keyword) -> bool:
+    """Whether a compiled -m (None: any) and -k (None: any) choose the case."""
+    marks = set(case.markers)
+    if markexpr is not None and not markexpr.evaluate(lambda name, **kwargs: not kwargs and name in marks):
+        return False
+    if keyword is not None:
+        names = [n.lower() for n in _keyword_names(case)]
+        return keyword.evaluate(lambda sub, **kwargs: any(sub.lower() in n for n in names))
+    return True
+
+
+def choose(cases: Iterable[Case], selection: Selection, known_markers: Iterable[str]) -> list[Case]:
+    """The cases the selection chooses; SelectionError for a wrong expression, a marker no case can carry,
+    or a selection that chooses nothing (each naming what was typed)."""
+    cases = list(cases)
+    markexpr = _compile(selection.markexpr, "-m") if selection.markexpr else None
+    keyword = _compile(selection.keyword, "-k") if selection.keyword else None
+    if markexpr is not None:
+        idents = markexpr.idents() if hasattr(markexpr, "idents") else frozenset()  # pytest < 9 has none
+        unknown = sorted(idents - set(known_markers))
+        if unknown:
+            raise SelectionError(f"unknown marker(s) in -m {selection.markexpr!r}: {', '.join(unknown)} (no case "
+                                 f"carries them; `python -m suite cases` lists every case with its markers)")
+    chosen = [c for c in cases if matches(c, markexpr, keyword)]
+    if not chosen:
+        raise SelectionError(f"no case matches {selection.words()} ({len(cases)} cases declared; "
+                             f"`python -m suite cases` lists them with their markers)")
+    return chosen
