@@ -321,11 +321,6 @@ class CaseRecord:
         return (self.device or {}).get("type")
 
     @property
-    def kernels(self) -> dict:
-        """What decided the child's floating-point rounding (device.kernels; {} when not recorded)."""
-        return (self.device or {}).get("kernels") or {}
-
-    @property
     def class_name(self) -> str:
         """The kernel class's name ("unknown" for a record with no payload)."""
         return self.kernel_class.name if self.kernel_class is not None else UNKNOWN
