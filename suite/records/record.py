@@ -1,5 +1,5 @@
 """The case record: one typed, versioned object per case run, written in one place
-(suite/run/session.py's RunSession._record builds it, `to_dict` is the JSON written) and read in one
+(suite/records/build.py's build_record builds it, `to_dict` is the JSON written) and read in one
 place (`from_dict`, through suite/records/results.py's read_record and load_run). Readers use its
 fields and properties, never the JSON's keys (docs/results-schema.md says what each field means).
 
