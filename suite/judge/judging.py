@@ -67,7 +67,8 @@ def judge_case(judge: Judge, case: Case, payload: Payload, run_dir: Path) -> Jud
 
 def _metric_values(hw: Profile, case: Case, payload: Payload, inv: Inventory | None) -> dict[str, float]:
     return metrics.derive(payload, case.checks.loss_window, inv.total_bytes if inv else None,
-                          warmup_steps=case.benchmark.warmup_steps, peak_flops=hw.peak_flops.get(payload.device.precision),
+                          warmup_steps=case.benchmark.warmup_steps,
+                          peak_flops=hw.peak_flops.get(payload.device.precision),
                           logged=backend_for(case).logged_metrics)
 
 

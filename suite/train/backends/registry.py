@@ -29,7 +29,8 @@ def backend_of(trainer: str, adapter: Adapter, quantization: Quantization, libra
     known = ", ".join(name for name, m in METHODS.items() for b in BACKENDS
                       if _trains(b, trainer, m.adapter, m.quantization, m.library))
     method = method_of(adapter, quantization, library).name  # named for the reader, as case files name it
-    raise KeyError(f"no backend trains method {method!r} with trainer {trainer!r}; {trainer} trains: {known or 'nothing'}")
+    raise KeyError(f"no backend trains method {method!r} with trainer {trainer!r}; "
+                   f"{trainer} trains: {known or 'nothing'}")
 
 
 def backend_for(case: Case) -> Backend:
