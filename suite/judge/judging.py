@@ -27,6 +27,11 @@ class Judgement:
     work: dict | None = None  # the counted work of a step, with what its disagreement with the analytic FLOPs means
 
     @property
+    def metrics(self) -> dict[str, dict]:
+        """The metric values with their declared unit and direction, as a record stores them."""
+        return metrics.described(self.values)
+
+    @property
     def failed(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from suite.judge import metrics
 from suite.records import provenance
 from suite.records.record import SCHEMA_VERSION, BackendInfo, CaseRecord
 
@@ -51,7 +50,7 @@ def build_record(run: RunInfo, case: Case, outcome: CaseOutcome, started: float,
         backend=backend,
         started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         wall_s=round(time.time() - started, 3),
-        metrics=metrics.described(judged.values if judged else {}),
+        metrics=judged.metrics if judged else {},
         loss_curve=p.loss_curve if p else [], step_times_s=p.step_times_s if p else [],
         step_cpu_times_s=p.step_cpu_times_s if p else [],
         step_tokens=p.step_tokens if p else [], flops=_dict(p and p.flops), work=judged.work if judged else None,
