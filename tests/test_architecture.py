@@ -205,3 +205,55 @@ def test_the_special_casing_check_finds_a_comparison(tmp_path):
     src = tmp_path / "x.py"
     src.write_text('if case.method == "unsloth":\n    pass\nNAMES = ("unsloth",)\n# "unsloth" == x\n')
     assert _string_comparisons(src, "unsloth") == [1]
+
+
+# The kernel class is derived once per run and handed on (docs/layout.md): from what the child reported
+# only in judge_case, from a record only where the record is read; its constructor is kernelclass.py's.
+KERNEL_CLASS_BUILDERS = {
+    "KernelClass": {SUITE / "judge" / "kernelclass.py"},
+    "of_kernels": {SUITE / "judge" / "kernelclass.py", SUITE / "judge" / "judging.py"},
+    "recorded": {SUITE / "judge" / "kernelclass.py", SUITE / "records" / "record.py"},
+}
+
+
+def kernel_class_builds(paths, root: Path = ROOT) -> set[str]:
+    """Calls that build a kernel class (KERNEL_CLASS_BUILDERS) outside the modules allowed to."""
+    found = set()
+    for path in paths:
+        text = path.read_text()
+        if "kernelclass" not in text:  # builds nothing of it (parsing only these keeps the check fast)
+            continue
+        tree = ast.parse(text)
+        names, modules_ = set(), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "suite.judge.kernelclass":
+                names |= {a.asname or a.name for a in node.names if a.name in KERNEL_CLASS_BUILDERS}
+            elif isinstance(node, ast.ImportFrom) and node.module == "suite.judge":
+                modules_ |= {a.asname or a.name for a in node.names if a.name == "kernelclass"}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in names:
+                called = func.id
+            elif (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in modules_
+                  and func.attr in KERNEL_CLASS_BUILDERS):
+                called = func.attr
+            else:
+                continue
+            if path not in KERNEL_CLASS_BUILDERS[called]:
+                found.add(f"{path.relative_to(root)}:{node.lineno} ({called})")
+    return found
+
+
+def test_the_kernel_class_is_built_in_one_place():
+    assert not kernel_class_builds(SUITE.rglob("*.py")), sorted(kernel_class_builds(SUITE.rglob("*.py")))
+
+
+def test_a_planted_kernel_class_rebuild_is_found(tmp_path):
+    """A report that derives the class again from a record's kernels, instead of reading the record's."""
+    planted = tmp_path / "suite" / "report" / "planted.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text("from suite.judge import kernelclass\n\n\ndef klass(rec):\n"
+                       "    return kernelclass.of_kernels(rec.device['kernels'])\n")
+    assert kernel_class_builds([planted], tmp_path) == {"suite/report/planted.py:5 (of_kernels)"}

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from suite import machine
-from suite.judge import baselines
+from suite.judge import baselines, kernelclass
 from suite.judge.baselines import BaselineStore, CurveMatches, read_curve
 from suite.judge.checks import CheckResult
 from suite.cases import load_cases
@@ -27,7 +27,7 @@ def _payload(losses):
 
 CURVE = [3.8, 3.5, 3.1, 2.7, 2.2]
 # what a child reports on an AMD EPYC with AVX2 (a fixed class: no test depends on this machine's)
-AVX2 = {"torch_cpu_capability": "AVX2", "bitsandbytes": {"backend": "CPU", "avx512bf16": False}}
+AVX2 = kernelclass.of_kernels({"torch_cpu_capability": "AVX2", "bitsandbytes": {"backend": "CPU", "avx512bf16": False}})
 
 
 def test_missing_baseline_is_written_and_fails(tmp_path, tiny_case):

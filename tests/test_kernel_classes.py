@@ -63,23 +63,24 @@ def _bands(root, atol, drift):
 def test_a_class_without_references_is_judged_against_the_nearest_within_the_band(tmp_path, cases):
     case = cases["tiny-llama/lora/base"]
     store = BaselineStore(tmp_path, profile="cpu")
-    store.checks(case, CURVE, [], tmp_path / "run", AVX2)  # writes the AVX2 class's reference
+    store.checks(case, CURVE, [], tmp_path / "run", kernelclass.of_kernels(AVX2))  # writes the AVX2 class's reference
     moved = [{"step": p["step"], "loss": p["loss"] + 0.01} for p in CURVE]
-    [no_band] = store.checks(case, moved, [], tmp_path / "run", BF16)
+    [no_band] = store.checks(case, moved, [], tmp_path / "run", kernelclass.of_kernels(BF16))
     assert not no_band.passed and "no cross-class band measured for method lora" in no_band.message
     _bands(tmp_path, 0.02, 0.02)
-    [ok] = store.checks(case, moved, [], tmp_path / "run", BF16)
+    [ok] = store.checks(case, moved, [], tmp_path / "run", kernelclass.of_kernels(BF16))
     assert ok.passed, ok.message
     assert "no reference for kernel class avx512-bf16; compared with class avx2 within the measured " \
            "cross-class band for lora" in ok.message
     assert not (tmp_path / "cpu" / "avx512-bf16").exists()  # nothing is written for the class silently
     _bands(tmp_path, 0.001, 0.001)  # a difference beyond the band fails as any mismatch does
-    [bad] = store.checks(case, moved, [], tmp_path / "run", BF16)
+    [bad] = store.checks(case, moved, [], tmp_path / "run", kernelclass.of_kernels(BF16))
     assert not bad.passed and "differs from its golden curve" in bad.message and "kernel_class avx2 -> avx512-bf16" \
         in bad.message
     # with its own reference, a class is judged by the case's own tolerance only
-    BaselineStore(tmp_path, update=True, profile="cpu").checks(case, CURVE, [], tmp_path / "run", BF16)
-    [own] = store.checks(case, moved, [], tmp_path / "run", BF16)
+    bf16 = kernelclass.of_kernels(BF16)
+    BaselineStore(tmp_path, update=True, profile="cpu").checks(case, CURVE, [], tmp_path / "run", bf16)
+    [own] = store.checks(case, moved, [], tmp_path / "run", kernelclass.of_kernels(BF16))
     assert not own.passed and "kernel class avx512-bf16's own reference" in own.message
 
 
@@ -233,9 +234,10 @@ def test_a_loss_computed_5_percent_off_fails_on_every_class_and_across_the_band(
     case = cases[case_id]
     store = BaselineStore(ROOT / "results" / "baselines", profile="cpu")
     ref = json.loads((ROOT / "results" / "baselines" / "cpu" / "avx512-bf16" / f"{case.slug}.json").read_text())
-    assert [r.passed for r in store.checks(case, ref["curve"], [], tmp_path, BF16)] == [True]
+    bf16 = kernelclass.of_kernels(BF16)
+    assert [r.passed for r in store.checks(case, ref["curve"], [], tmp_path, bf16)] == [True]
     scaled = [{"step": p["step"], "loss": p["loss"] * 1.05} for p in ref["curve"]]
-    [own] = store.checks(case, scaled, [], tmp_path, BF16)
-    [across] = store.checks(case, scaled, [], tmp_path, AVX512)
+    [own] = store.checks(case, scaled, [], tmp_path, kernelclass.of_kernels(BF16))
+    [across] = store.checks(case, scaled, [], tmp_path, kernelclass.of_kernels(AVX512))
     assert not own.passed and not across.passed
     assert "compared with class avx2 within the measured cross-class band" in across.message

@@ -11,13 +11,14 @@ import pytest
 
 from suite.cli import main
 from suite.cases import load_cases
-from suite.judge import bands, baselines, machines
+from suite.judge import bands, baselines, kernelclass, machines
 from suite.judge.baselines import BaselineStore
 from suite.paths import TESTS
 from suite.tools import references
 from suite.versions import STACK, norm_name, read_pins
 
-BF16 = {"torch_cpu_capability": "AVX512", "bitsandbytes": {"backend": "CPU", "avx512bf16": True}}
+BF16 = kernelclass.of_kernels({"torch_cpu_capability": "AVX512",
+                               "bitsandbytes": {"backend": "CPU", "avx512bf16": True}})
 KEPT = TESTS / "fixtures" / "machines" / "amd-epyc-zen4-avx512-bf16" / "regression-run"
 CASE = "tiny-llama/qlora/base"
 INTEL = {"vendor": "GenuineIntel", "model": "Xeon (crafted)", "flags": ["avx512f", "avx512_bf16", "amx_tile"]}

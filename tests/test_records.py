@@ -315,3 +315,34 @@ def test_the_report_import_check_finds_a_planted_import(tmp_path):
     assert report_imports_of_train({"suite.report.planted": imports(planted, known, tmp_path)}) == [
         "suite.report.planted -> suite.train", "suite.report.planted -> suite.train.backends",
         "suite.report.planted -> suite.train.backends.registry"]
+
+
+INTEL_RUN = "tests/fixtures/machines/intel-xeon-avx512-amx/benchmark-tiny-run/tiny-llama__lora__base.json"
+
+
+def test_the_kernel_class_is_read_back_as_the_object_and_written_as_it_was_read():
+    """A record that names its class reads it back as the class of its device.kernels; one written before
+    records named classes gets it from its device.kernels and writes back without it; a record with no
+    payload has none."""
+    named = results.read_record(SCHEMA_2)
+    assert named.kernel_class.name == "avx512-bf16" and named.kernel_class.feature_map["bnb_avx512bf16"] == "yes"
+    assert named.kernel_class.kernels["torch_cpu_capability"] == "AVX512"
+    assert named.to_dict()["kernel_class"] == "avx512-bf16"
+    older = results.read_record(INTEL_RUN)
+    assert "kernel_class" not in json.loads(Path(INTEL_RUN).read_text())
+    assert older.kernel_class.name == "avx512-bf16" and older.class_name == "avx512-bf16"
+    assert "kernel_class" not in older.to_dict()
+    doc = json.loads(Path(SCHEMA_2).read_text())
+    doc.pop("kernel_class")
+    doc["device"] = None
+    unjudged = CaseRecord.from_dict(doc, "x.json")
+    assert unjudged.kernel_class is None and unjudged.class_name == "unknown"
+
+
+def test_a_recorded_class_name_wins_over_one_derived_today():
+    """The record keeps the class it was judged under, even where today's naming would derive another."""
+    doc = json.loads(Path(SCHEMA_2).read_text())
+    doc["kernel_class"] = "avx512-bf16-renamed"
+    rec = CaseRecord.from_dict(doc, "x.json")
+    assert rec.kernel_class.name == "avx512-bf16-renamed" and rec.kernel_class.feature_map["bnb_avx512bf16"] == "yes"
+    assert rec.to_dict()["kernel_class"] == "avx512-bf16-renamed"

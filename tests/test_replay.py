@@ -18,7 +18,7 @@ import shutil
 import pytest
 
 from suite.cases import load_cases
-from suite.judge import baselines, machines
+from suite.judge import baselines, kernelclass, machines
 from suite.records import runs
 from suite.paths import BUDGETS, ROOT, TESTS
 from suite.tools import references
@@ -50,7 +50,7 @@ def test_the_avx2_class_replays_from_its_references(request, tmp_path):
     files = sorted((REFERENCES / "cpu" / "avx2").glob("*.json"))
     assert len(files) >= 40
     for f in files:
-        [result] = store.checks(cases[f.stem], baselines.read_curve(f)["curve"], [], tmp_path, kernels)
+        [result] = store.checks(cases[f.stem], baselines.read_curve(f)["curve"], [], tmp_path, kernelclass.of_kernels(kernels))
         assert result.passed, result.message
 
 
@@ -87,7 +87,7 @@ def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request
     cases = {c.id: c for c in load_cases(request.config.getoption("cases_dir"))}
     rec = runs.load(INTEL_2026_12_07).by_case()["tiny-mixtral/qlora/base"][0]
     [result] = baselines.BaselineStore(REFERENCES, profile="cpu").checks(cases[rec.case_id], rec.loss_curve, [],
-                                                                         tmp_path, rec.kernels)
+                                                                         tmp_path, rec.kernel_class)
     assert result.passed and "max abs diff 0.0271" in result.message
     assert "confirmed by 2 machines (AuthenticAMD AMD EPYC, GenuineIntel Intel(R) Xeon(R) Processor), 2 runs, which " \
            "differ by more than the case's tolerance: within the spread measured between them" in result.message

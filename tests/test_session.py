@@ -111,13 +111,13 @@ def test_a_spawned_case_trains_and_keeps_its_imports_out_of_set_up(tmp_path, cas
 
 @pytest.mark.parametrize("keep,kept", [("auto", False), ("never", False), ("always", True)])
 def test_a_case_that_died_after_saving_leaves_no_large_checkpoint(tmp_path, keep, kept):
-    from suite.run import session as session_mod
+    from suite.run import retention
 
     workdir = tmp_path / "case"
     (workdir / "checkpoint").mkdir(parents=True)
     with open(workdir / "checkpoint" / "model.safetensors", "wb") as fh:  # sparse: large, costs nothing
-        fh.truncate(session_mod.KEEP_CHECKPOINT_BYTES + 1)
-    RunSession(tmp_path / "results", "r", keep_checkpoints=keep)._drop_outputs(workdir)
+        fh.truncate(retention.KEEP_CHECKPOINT_BYTES + 1)
+    retention.drop_outputs(workdir, keep)
     assert (workdir / "checkpoint").exists() is kept
 
 

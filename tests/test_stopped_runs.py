@@ -95,8 +95,10 @@ def test_the_controllers_summary_of_a_run_with_no_record_reads_well(tmp_path):
 def test_a_run_that_does_not_know_its_kernel_class_did_not_change_it():
     """Was "Kernel class changed: avx512-bf16 → -" for a run stopped before its first record (the kernel
     class comes from the records). A change between two known classes is still one."""
+    from suite.judge.kernelclass import from_name
+
     base = runs.load(FIXTURES / "tiny-a")
-    base.records = [replace(r, kernel_class="avx512-bf16") for r in base.records]
+    base.records = [replace(r, kernel_class=from_name("avx512-bf16")) for r in base.records]
     stopped = runs.load(FIXTURES / "tiny-b")
     stopped.records = [replace(r, kernel_class=None) for r in stopped.records]
     row = compare.environment_diff(base, stopped).set_index("field").loc["kernel_class"]
@@ -104,7 +106,7 @@ def test_a_run_that_does_not_know_its_kernel_class_did_not_change_it():
     assert not [line for line in report_md.environment_md(compare.environment_diff(base, stopped))
                 if "Kernel class changed" in line]
     other = runs.load(FIXTURES / "tiny-b")
-    other.records = [replace(r, kernel_class="avx2") for r in other.records]
+    other.records = [replace(r, kernel_class=from_name("avx2")) for r in other.records]
     assert [line for line in report_md.environment_md(compare.environment_diff(base, other))
             if line.startswith("**Kernel class changed**: avx512-bf16 → avx2")]
 

@@ -129,7 +129,7 @@ class BaselineStore:
         for d in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
             ref = d / f"{case.slug}.json"
             if ref.is_file():
-                found.append(kernelclass.from_name(d.name, class_of(read_curve(ref)).feature_map))
+                found.append(kernelclass.of_reference(read_curve(ref), folder=d.name))
         return found
 
     def applies(self, case: Case) -> bool:
@@ -137,14 +137,12 @@ class BaselineStore:
         return case.model.size == "tiny" and case.mode == "regression"
 
     def checks(self, case: Case, loss_curve: list[dict], prior: list[CheckResult], run_dir: Path,
-               kernels: dict | None = None) -> list[CheckResult]:
-        """The golden-curve check of a case that ran (none when the case has no golden curve);
-        kernels: what decided the child's rounding (Payload.device.kernels): its kernel class picks the
-        reference, and is recorded with the curve."""
+               klass: kernelclass.KernelClass) -> list[CheckResult]:
+        """The golden-curve check of a case that ran (none when the case has no golden curve); klass:
+        the run's kernel class (computed once, suite/judge/judging.py): it picks the reference, and it
+        and the kernels it was derived from are recorded with the curve."""
         if not self.applies(case):
             return []
-        kernels = kernels or {}
-        klass = kernelclass.of_kernels(kernels)
         points, path = _points(loss_curve), self.path_for(case, klass.name)
         failed = [c.name for c in prior if not c.passed]
         if not points:
@@ -152,13 +150,13 @@ class BaselineStore:
         if not self.update and not path.exists():
             nearest = kernelclass.nearest(klass, self.classes_with(case))
             if nearest is not None:
-                return [self._compare_across(case, points, klass, nearest, run_dir, kernels)]
+                return [self._compare_across(case, points, klass, nearest, run_dir)]
         if self.update or not path.exists():
             if failed:
                 return [self._result(False, f"{case.id}: no golden curve written to {display(path)}: the case failed "
                                             f"{', '.join(failed)}, and a failing run is no reference")]
             existed = path.exists()
-            self._write(path, case, points, kernels, measured_of(prior), run_dir)
+            self._write(path, case, points, klass, measured_of(prior), run_dir)
             self.events.append(f"{'rewrote' if existed else 'wrote'} {display(path)}")
             if self.update:
                 return [self._result(True, f"{case.id}: golden curve {'rewritten' if existed else 'written'} "
@@ -168,7 +166,7 @@ class BaselineStore:
                                         f"it, commit it and rerun (a new baseline never passes on the run that "
                                         f"wrote it)")]
         check, how = self._own_check(case, path, klass.name)
-        return [self._compare(case, points, path, run_dir, kernels, check, how)]
+        return [self._compare(case, points, path, run_dir, klass, check, how)]
 
     def _own_check(self, case: Case, path: Path, klass: str) -> tuple[CurveMatches, str]:
         """The tolerance of a class's own reference: the case's own where two machines or more confirmed it
@@ -214,7 +212,7 @@ class BaselineStore:
         return self._spread_cache[klass]
 
     def _compare_across(self, case: Case, points: list[dict], klass: kernelclass.KernelClass,
-                        nearest: kernelclass.KernelClass, run_dir: Path, kernels: dict) -> CheckResult:
+                        nearest: kernelclass.KernelClass, run_dir: Path) -> CheckResult:
         """No reference of this class: the nearest class's, within its measured cross-class band."""
         path = self.path_for(case, nearest.name)
         band = cross_class.load(self.root, self.profile).for_check(case.method, CHECK_NAME)
@@ -228,13 +226,13 @@ class BaselineStore:
         how = (f"no reference for kernel class {klass.name}; compared with class {nearest.name} within the "
                f"measured cross-class band for {case.method} (per step +{band.atol:.3g}, drift +{band.drift:.3g}; "
                f"{band.source})")
-        return self._compare(case, points, path, run_dir, kernels, check, how)
+        return self._compare(case, points, path, run_dir, klass, check, how)
 
-    def _compare(self, case: Case, points: list[dict], path: Path, run_dir: Path, kernels: dict,
+    def _compare(self, case: Case, points: list[dict], path: Path, run_dir: Path, klass: kernelclass.KernelClass,
                  check: CurveMatches, how: str) -> CheckResult:
         ref = read_curve(path)
         if ref.get("fingerprint") != case.fingerprint:
-            obtained = self._write_obtained(run_dir, case, points, path, kernels)
+            obtained = self._write_obtained(run_dir, case, points, path, klass)
             self.events.append(f"other configuration {case.id}: {display(path)} (obtained: {display(obtained)})")
             return self._result(False, f"{case.id}: baseline {display(path)} was recorded for fingerprint "
                                        f"{ref.get('fingerprint')} (another configuration of this case); this run "
@@ -249,30 +247,30 @@ class BaselineStore:
         if not bad:
             return self._result(True, f"{case.id}: loss curve matches {display(path)} ({how}; {len(points)} steps, "
                                       f"max abs diff {worst:.3g}, mean residual {residual:+.3g}; {bounds})", worst)
-        obtained = self._write_obtained(run_dir, case, points, path, kernels)
+        obtained = self._write_obtained(run_dir, case, points, path, klass)
         self.events.append(f"mismatch {case.id}: {display(path)} vs {display(obtained)}")
         steps = [b for b in bad if b.startswith("step ")]
         what = (f"at {len(steps)} of {len(points)} steps" if steps else
                 f"by a drift of the whole curve (mean residual {residual:+.3g})")
         shown = "\n    ".join(bad[:6]) + (f"\n    ... and {len(bad) - 6} more" if len(bad) > 6 else "")
         return self._result(False, f"{case.id}: loss curve differs from its golden curve {what} ({how}; {bounds})\n"
-                                   f"    {differences(ref, self._provenance(kernels))}\n"
+                                   f"    {differences(ref, self._provenance(klass))}\n"
                                    f"    baseline: {display(path)}\n    obtained: {display(obtained)}\n    {shown}", worst)
 
     @staticmethod
-    def _provenance(kernels: dict) -> dict:
+    def _provenance(klass: kernelclass.KernelClass) -> dict:
         """What decides a curve's last digits: the packages, and the CPU and kernels it ran on."""
-        return provenance_of(provenance.capture(), kernels)
+        return provenance_of(provenance.capture(), klass)
 
-    def _head(self, kind: str, case: Case, kernels: dict, measured: dict | None = None) -> dict:
-        return reference_head(kind, case, self.profile, kernels, provenance.capture(), measured,
+    def _head(self, kind: str, case: Case, klass: kernelclass.KernelClass, measured: dict | None = None) -> dict:
+        return reference_head(kind, case, self.profile, klass, provenance.capture(), measured,
                               time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
-    def _write(self, path: Path, case: Case, points: list[dict], kernels: dict, measured: dict | None,
-               run_dir: Path) -> None:
+    def _write(self, path: Path, case: Case, points: list[dict], klass: kernelclass.KernelClass,
+               measured: dict | None, run_dir: Path) -> None:
         """A reference of this machine and this run only: a rewritten curve drops the machines that
         confirmed the old one."""
-        head = self._head(KIND, case, kernels, measured)
+        head = self._head(KIND, case, klass, measured)
         run = machines.Run(Path(run_dir).name, display(run_dir), head["recorded_at"], 0.0, 0.0)
         this = machines.machine_of(provenance.capture())
         head[machines.FIELD] = machines.Provenance((machines.MachineRuns(this, (run,)),)).to_dict()
@@ -280,11 +278,12 @@ class BaselineStore:
         path.write_text(dumps_curve(head, points))
         self._spread_cache.pop(path.parent.name, None)
 
-    def _write_obtained(self, run_dir: Path, case: Case, points: list[dict], baseline: Path, kernels: dict) -> Path:
+    def _write_obtained(self, run_dir: Path, case: Case, points: list[dict], baseline: Path,
+                        klass: kernelclass.KernelClass) -> Path:
         # inside the case's folder, beside its log: the run folder's top level holds records only
         out = Path(run_dir) / case.slug / "obtained-curve.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(dumps_curve({**self._head(OBTAINED_KIND, case, kernels), "baseline": str(baseline)}, points))
+        out.write_text(dumps_curve({**self._head(OBTAINED_KIND, case, klass), "baseline": str(baseline)}, points))
         return out
 
     @staticmethod
@@ -301,33 +300,21 @@ def measured_of(results: list[CheckResult]) -> dict:
     return {c.name: c.value for c in results if c.name in MEASURED_CHECKS and c.value is not None}
 
 
-def class_of(doc: dict) -> kernelclass.KernelClass:
-    """A reference's kernel class: as recorded, or derived from its hardware fields (a reference
-    recorded before classes were named)."""
-    if doc.get("kernel_class"):
-        return kernelclass.from_name(doc["kernel_class"], doc.get("kernel_features"))
-    hw = doc.get("hardware") or {}
-    bnb = hw.get("bitsandbytes_backend") or ""
-    return kernelclass.of_kernels({"torch_cpu_capability": hw.get("torch_cpu_capability"),
-                                   "bitsandbytes": {"avx512bf16": "avx512bf16 True" in bnb}})
-
-
-def provenance_of(captured: dict, kernels: dict) -> dict:
+def provenance_of(captured: dict, klass: kernelclass.KernelClass) -> dict:
     """The packages, and the CPU and kernels a curve ran on, from a run's environment (provenance.capture)."""
     return {"packages": {k: (captured.get("packages") or {}).get(k) for k in RECORDED_PACKAGES},
-            "hardware": hardware_of(captured, kernels)}
+            "hardware": hardware_of(captured, klass)}
 
 
-def reference_head(kind: str, case: Case, profile: str, kernels: dict, captured: dict, measured: dict | None,
-                   recorded_at: str, **extra) -> dict:
+def reference_head(kind: str, case: Case, profile: str, klass: kernelclass.KernelClass, captured: dict,
+                   measured: dict | None, recorded_at: str, **extra) -> dict:
     """The header of a reference (or obtained) curve: the case, its class, its environment, its tolerances."""
-    klass = kernelclass.of_kernels(kernels)
     return {"kind": kind, "schema_version": SCHEMA_VERSION, "case_id": case.id,
             "fingerprint": case.fingerprint, "profile": profile, "family": machines.family_of(case),
             "kernel_class": klass.name, "kernel_features": klass.feature_map,
             "tolerance": {"rtol": case.checks.curve_rtol, "atol": case.checks.curve_atol,
                           "drift": case.checks.curve_drift},
-            **provenance_of(captured, kernels),
+            **provenance_of(captured, klass),
             **({"measured": measured} if measured else {}),
             **extra, "recorded_at": recorded_at}
 
@@ -336,11 +323,13 @@ def _widened(check: CurveMatches, atol: float, drift: float) -> CurveMatches:
     return CurveMatches(check.rtol, check.atol + atol, check.drift + drift)
 
 
-def hardware_of(captured: dict, kernels: dict) -> dict:
-    """The hardware fields of a curve's provenance, flat and comparable."""
+def hardware_of(captured: dict, klass: kernelclass.KernelClass) -> dict:
+    """The hardware fields of a curve's provenance, flat and comparable: the class, and the facts it was
+    derived from (its `kernels`)."""
     cpu = captured.get("cpu") or {}
+    kernels = klass.kernels
     bnb = kernels.get("bitsandbytes") or {}
-    return {"kernel_class": kernelclass.of_kernels(kernels).name,
+    return {"kernel_class": klass.name,
             "cpu": " ".join(str(v) for v in (cpu.get("vendor"), cpu.get("model")) if v) or None,
             "cpu_flags": " ".join(cpu.get("flags") or []) or None,
             "torch_cpu_capability": kernels.get("torch_cpu_capability") or (captured.get("torch") or {}).get(
@@ -355,7 +344,7 @@ def differences(ref: dict, now: dict) -> str:
                if now["packages"].get(k) != v]
     recorded = ref.get("hardware")
     if recorded is not None:
-        recorded = {"kernel_class": class_of(ref).name, **recorded}
+        recorded = {"kernel_class": kernelclass.of_reference(ref).name, **recorded}
     if recorded is None:
         changed.append("hardware unknown (the baseline was recorded before curves recorded their CPU and kernels; "
                        f"this run: {', '.join(f'{k} {v}' for k, v in now['hardware'].items() if v)})")

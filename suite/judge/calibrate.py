@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from suite.errors import SuiteError
-from suite.judge import budgets, kernelclass
+from suite.judge import budgets
 from suite.records import runs
 from suite.records.record import CaseRecord
 from suite.records.record import metric_values
@@ -124,7 +124,7 @@ def _collect(run_args: list[str], profile: str, results_root: str | Path | None,
         for rec in run.records:
             if rec.mode == "benchmark" and rec.measured and rec.profile == profile \
                     and fnmatch.fnmatchcase(rec.case_id, select):
-                key = (rec.case_id, kernelclass.of_record(rec).name)
+                key = (rec.case_id, rec.class_name)
                 per_case.setdefault(key, []).append(Measured(rec, label))
     return per_case, notes
 

@@ -745,37 +745,37 @@ def _first_loss(loss_type: str | None):
         backend = backend_for(case)
         kind = loss_type or backend.config_value(case, "loss_type")
         args = (payload.resolved or {}).get("args", {})
-        return FirstLossByDefinition(case.checks.dpo_ln2_atol, kind,
+        return FirstLossByDefinition(case.checks.first_loss_atol, kind,
                                      backend.config_value(case, "max_completion_length")).evaluate(
             case.id, payload.loss_curve, args.get("gradient_accumulation_steps"))
     return check
 
 
-# The checks a trainer's backend may name as its own (Backend.checks): DPO's, KTO's (its start uses the
-# case's dpo_ln2_atol: the same "policy is its reference at step 1" tolerance), the reward trainer's.
+# The checks a trainer's backend may name as its own (Backend.checks): DPO's, KTO's, the reward trainer's;
+# each bound by its own tolerance of the case's checks (suite/matrix/spec.py's CheckSpec).
 TRAINER_CHECKS: dict[str, Callable[[Case, Payload, ClassBounds | None], CheckResult]] = {
     "starts_at_ln2": lambda case, payload, bounds: StartsAtLn2(case.checks.dpo_ln2_atol).evaluate(case.id,
                                                                                                   payload.losses),
     "rewards_rise": lambda case, payload, bounds: RewardsRise(case.checks.loss_window).evaluate(case.id,
                                                                                                 payload.loss_curve),
     "reference_untouched": reference_check,
-    "kto_starts_at_reference": lambda case, payload, bounds: KTOStartsAtReference(case.checks.dpo_ln2_atol).evaluate(
+    "kto_starts_at_reference": lambda case, payload, bounds: KTOStartsAtReference(case.checks.kto_start_atol).evaluate(
         case.id, payload.loss_curve),
     "kto_rewards_separate": lambda case, payload, bounds: KTORewardsSeparate(case.checks.loss_window).evaluate(
         case.id, payload.loss_curve),
     "reward_pairs_rise": lambda case, payload, bounds: PairwiseRise(case.checks.loss_window).evaluate(
         case.id, payload.loss_curve),
     "score_head_saved": _score_head,
-    # the generating trainers (GRPO, RLOO): "policy equals its old self and its reference at step 1" and the
-    # group means of the advantages use the same float-rounding tolerance as DPO's start (dpo_ln2_atol)
+    # the generating trainers (GRPO, RLOO): "policy equals its old self and its reference at step 1"
+    # (first_loss_atol, kl_start_atol) and the group means of the advantages (advantages_atol)
     "online_reward_rises": lambda case, payload, bounds: OnlineRewardRises(
         case.checks.loss_window, case.checks.loss_margin).evaluate(case.id, payload.loss_curve),
     "grpo_first_loss": _first_loss(None),  # the loss type the case declares
     "rloo_first_loss": _first_loss("rloo"),
     "advantages_zero_mean": lambda case, payload, bounds: AdvantagesZeroMean(
-        case.checks.dpo_ln2_atol, backend_for(case).config_value(case, "num_generations")).evaluate(
+        case.checks.advantages_atol, backend_for(case).config_value(case, "num_generations")).evaluate(
         case.id, payload.loss_curve),
-    "kl_starts_at_zero": lambda case, payload, bounds: KLStartsAtZero(case.checks.dpo_ln2_atol).evaluate(
+    "kl_starts_at_zero": lambda case, payload, bounds: KLStartsAtZero(case.checks.kl_start_atol).evaluate(
         case.id, payload.loss_curve),
     "completions_on_policy": lambda case, payload, bounds: CompletionsOnPolicy().evaluate(case.id,
                                                                                           payload.loss_curve),

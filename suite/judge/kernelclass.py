@@ -23,11 +23,7 @@ bitsandbytes' CUDA library and whether TF32 matmuls are allowed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from suite.records.record import CaseRecord
+from dataclasses import dataclass, field
 
 # feature -> weight in "nearest class": the class that shares the most weight of numerics-deciding
 # features is nearest; ties go to the class whose name sorts first.
@@ -38,10 +34,17 @@ UNKNOWN = "unknown"
 
 @dataclass(frozen=True)
 class KernelClass:
-    """One kernel class: a name (a folder under results/baselines/<profile>/) and the features it stands for."""
+    """One kernel class: a name (a folder under results/baselines/<profile>/) and the features it stands for.
+
+    Built here only (tests/test_architecture.py): once per run from what the child reported (`of_kernels`,
+    suite/judge/judging.py), read back from a record (`recorded`, suite/records/record.py), or known by a
+    name (`from_name`) or a reference's header (`of_reference`); everyone else is handed the object."""
 
     name: str
     features: tuple[tuple[str, str], ...]
+    # what the child reported (its device.kernels) where the class was derived from it; {} for a class
+    # known by its name. Provenance only: two classes of one name and features are the same class.
+    kernels: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def feature_map(self) -> dict[str, str]:
@@ -69,21 +72,40 @@ def of_kernels(kernels: dict | None) -> KernelClass:
         feats = (("cuda_capability", cc), ("bnb_library", str(bnb.get("library") or "none")),
                  ("tf32", _flag(kernels.get("tf32"))))
         name = f"sm{cc.replace('.', '')}" + ("-tf32" if kernels.get("tf32") else "")
-        return KernelClass(name, feats)
+        return KernelClass(name, feats, kernels)
     cap = kernels.get("torch_cpu_capability")
     if not cap:
-        return KernelClass(UNKNOWN, ())
+        return KernelClass(UNKNOWN, (), kernels)
     bnb = kernels.get("bitsandbytes") or {}
     bf16, hub = bnb.get("avx512bf16"), bnb.get("kernels_package")
     feats = (("bnb_avx512bf16", _flag(bf16)), ("torch_cpu_capability", str(cap)),
              ("bnb_kernels_package", _flag(hub)))
     name = str(cap).lower() + ("-bf16" if bf16 else "") + ("-hubgemm" if hub else "")
-    return KernelClass(name, feats)
+    return KernelClass(name, feats, kernels)
 
 
-def of_record(record: CaseRecord) -> KernelClass:
-    """The class of a case record (records written before classes existed carry `device.kernels`)."""
-    return of_kernels(record.kernels)
+def recorded(name: str | None, kernels: dict | None) -> KernelClass:
+    """The class a record was judged under, read back: derived from its `device.kernels` (a record
+    written before classes were named has only those), under the name it was recorded with where that
+    differs (the record keeps the verdict's class even if naming changes)."""
+    derived = of_kernels(kernels)
+    if name is None or name == derived.name:
+        return derived
+    return KernelClass(name, derived.features or from_name(name).features, derived.kernels)
+
+
+def of_reference(doc: dict, folder: str | None = None) -> KernelClass:
+    """A reference curve's class (suite/judge/baselines.py): as its header names it, under the name of
+    the folder it lies in where given; a reference recorded before classes were named: from its
+    hardware fields."""
+    if doc.get("kernel_class"):
+        own = from_name(doc["kernel_class"], doc.get("kernel_features"))
+    else:
+        hw = doc.get("hardware") or {}
+        bnb = hw.get("bitsandbytes_backend") or ""
+        own = of_kernels({"torch_cpu_capability": hw.get("torch_cpu_capability"),
+                          "bitsandbytes": {"avx512bf16": "avx512bf16 True" in bnb}})
+    return own if folder is None else from_name(folder, own.feature_map)
 
 
 def nearest(target: KernelClass, candidates: list[KernelClass]) -> KernelClass | None:

@@ -136,6 +136,16 @@ class CheckSpec:
     # DPO: policy equals reference before the first update, so the first logged loss is
     # -log sigmoid(0) = ln 2; measured 1.9e-9 off in fp32 on the tiny models (float rounding)
     dpo_ln2_atol: float = 1e-4
+    # KTO: the same "policy is its reference at step 1": the first loss is 0.5 and trl's first KL estimate 0
+    # (measured: exactly, tiny models, fp32); the float-rounding tolerance of DPO's start
+    kto_start_atol: float = 1e-4
+    # GRPO and RLOO: the first loss equals the loss type's value for a policy equal to its old self
+    # (measured 2.6e-9 GRPO, 4.7e-10 RLOO off, tiny models, fp32)
+    first_loss_atol: float = 1e-4
+    # GRPO and RLOO: every group's advantages have mean 0 (measured at most 1.6e-7 off, tiny models, fp32)
+    advantages_atol: float = 1e-4
+    # a KL coefficient above 0: trl's first logged kl is 0 (measured: exactly, tiny models, fp32)
+    kl_start_atol: float = 1e-4
     reference_atol: float = 0.0  # the reference after training vs before, same model object: bitwise
     eval_falls: bool = False  # with training.eval_samples: the eval loss after training must be below the first
     # 4-bit bases: the base's weights bitsandbytes leaves unquantized (layer index dropped), besides the

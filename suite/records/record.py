@@ -1,5 +1,5 @@
 """The case record: one typed, versioned object per case run, written in one place
-(suite/run/session.py's RunSession._record builds it, `to_dict` is the JSON written) and read in one
+(suite/records/build.py's build_record builds it, `to_dict` is the JSON written) and read in one
 place (`from_dict`, through suite/records/results.py's read_record and load_run). Readers use its
 fields and properties, never the JSON's keys (docs/results-schema.md says what each field means).
 
@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from suite.errors import RecordError
+from suite.judge.kernelclass import UNKNOWN, KernelClass, recorded
 from suite.matrix.spec import DEFAULT_TRAINER
 
 # The version this suite writes and the newest it reads; what each version changed is listed in
@@ -157,7 +158,9 @@ class CaseRecord:
     case: dict  # the resolved case (suite/matrix/spec.py's Case.to_dict)
     environment: dict  # as in the manifest (suite/records/provenance.py)
     kind: str = RECORD_KIND
-    kernel_class: str | None = None  # absent on records before 2026-12-05 and on records with no payload
+    # the class the run was judged under (suite/judge/kernelclass.py), written as its name; read back from
+    # the name and device.kernels (records before 2026-12-05 have only the kernels); None: no payload
+    kernel_class: KernelClass | None = None
     repeat: int | None = None  # 0 for the first record of a case in a run, then 1, 2, ...
     mode: str | None = None  # regression | benchmark
     reason: str | None = None  # why skipped, or the failure messages
@@ -204,6 +207,8 @@ class CaseRecord:
                 continue
             if key.name == "backend":
                 value = value.to_dict() if value is not None else None
+            elif key.name == "kernel_class":
+                value = value.name
             elif key.name == "markers":
                 value = list(value)
             out[key.name] = value
@@ -238,7 +243,9 @@ class CaseRecord:
         values = {k.name: doc[k.name] for k in _KEYS if k.name in doc}
         values["markers"] = tuple(doc["markers"])
         values["backend"] = backend
-        absent = frozenset(k.name for k in _KEYS if k.name not in doc and k.name != "backend" and not k.omit_none)
+        values["kernel_class"] = _kernel_class(doc)
+        absent = frozenset(k.name for k in _KEYS if k.name not in doc and k.name != "backend"
+                           and (not k.omit_none or k.name == "kernel_class"))
         return cls(**values, absent=absent, extra={k: v for k, v in doc.items() if k not in _BY_NAME})
 
     # -- what readers ask of it -------------------------------------------------------------------
@@ -314,9 +321,9 @@ class CaseRecord:
         return (self.device or {}).get("type")
 
     @property
-    def kernels(self) -> dict:
-        """What decided the child's floating-point rounding (device.kernels; {} when not recorded)."""
-        return (self.device or {}).get("kernels") or {}
+    def class_name(self) -> str:
+        """The kernel class's name ("unknown" for a record with no payload)."""
+        return self.kernel_class.name if self.kernel_class is not None else UNKNOWN
 
     @property
     def profile(self) -> str | None:
@@ -338,6 +345,15 @@ class CaseRecord:
     def checkpoint_directory(self) -> str | None:
         """The checkpoint's folder, relative to the results folder (None: no checkpoint recorded)."""
         return (self.checkpoint or {}).get("directory") or None
+
+
+def _kernel_class(doc: dict) -> KernelClass | None:
+    """The record's kernel class, the object, read back once here (None: the case never returned a payload)."""
+    device = doc.get("device")
+    if doc.get("kernel_class") is None and not isinstance(device, dict):
+        return None
+    kernels = device.get("kernels") if isinstance(device, dict) else None
+    return recorded(doc.get("kernel_class"), kernels if isinstance(kernels, dict) else {})
 
 
 def _check_type(key: _Key, value: object, where: str) -> None:

@@ -40,7 +40,7 @@ class Run:
             for rec in self.records:  # a run whose parent crashed has records but maybe no manifest
                 env = rec.environment
                 break
-        classes = sorted({r.kernel_class for r in self.records if r.kernel_class is not None})
+        classes = sorted({r.kernel_class.name for r in self.records if r.kernel_class is not None})
         return {"kernel_class": ", ".join(classes), **env} if classes else env
 
     @property

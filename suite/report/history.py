@@ -16,7 +16,6 @@ runs on either side, and the `bisect` command that starts the hunt.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import glob
 import math
 import statistics
@@ -59,6 +58,7 @@ class RunPoint:
     started: str
     environment: dict
     fingerprints: dict[str, str]  # case id -> fingerprint
+    methods: dict[str, str]  # case id -> method, as its records say
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,7 @@ def load(args: list[str], results_root: str | Path | None = None, cases: str = "
     points, rows = [], []
     for i, run in enumerate(loaded):
         prints: dict[str, str] = {}
+        methods: dict[str, str] = {}
         for case_id, recs in run.by_case().items():
             if not fnmatch.fnmatchcase(case_id, cases):
                 continue
@@ -208,6 +209,8 @@ def load(args: list[str], results_root: str | Path | None = None, cases: str = "
                 usable = [r for r in recs if r.mode == mode and r.status in USABLE]
                 if usable:
                     prints[case_id] = usable[0].fingerprint
+                    if usable[0].method:
+                        methods[case_id] = usable[0].method
                 for name in sorted({m for r in usable for m in r.metrics}):
                     if not fnmatch.fnmatchcase(name, metrics):
                         continue
@@ -216,7 +219,7 @@ def load(args: list[str], results_root: str | Path | None = None, cases: str = "
                         rows.append({"run": run.name, "index": i, "started": _started(run), "case_id": case_id,
                                      "mode": mode, "metric": name, "value": float(statistics.median(vals)),
                                      "n": len(vals)})
-        points.append(RunPoint(run.name, run.path, _started(run), run.environment, prints))
+        points.append(RunPoint(run.name, run.path, _started(run), run.environment, prints, methods))
     frame = pd.DataFrame(rows, columns=["run", "index", "started", "case_id", "mode", "metric", "value", "n"])
     return loaded, points, frame, skipped
 
@@ -257,22 +260,11 @@ def _class_switch(a: RunPoint, b: RunPoint, case_id: str, metric: str, diff: flo
     ka, kb = ((p.environment or {}).get("kernel_class") for p in (a, b))
     if not ka or not kb or ka == kb:
         return ""
-    method = _methods().get(case_id)
+    method = b.methods.get(case_id) or a.methods.get(case_id)  # the records say it; no case file is read
     band = cross_class_band(metric, method) if method else None
     if band is None or abs(diff) > band[0]:
         return ""
     return f"kernel class switched ({ka} -> {kb}): within the measured cross-class band for {method} ({band[0]:.3g})"
-
-
-@functools.lru_cache(maxsize=1)
-def _methods() -> dict[str, str]:
-    from suite.cases import load_cases
-    from suite.paths import CASES
-
-    try:
-        return {c.id: c.method for c in load_cases(CASES)}
-    except Exception:  # a history of runs needs no readable case files
-        return {}
 
 
 def change_points(values: list[float], max_pvalue: float = MAX_PVALUE, window: int = WINDOW) -> list[tuple[int, float]]:

@@ -16,7 +16,7 @@ import statistics
 from dataclasses import dataclass
 
 from suite import paths
-from suite.judge import bands, kernelclass
+from suite.judge import bands
 from suite.judge.metrics import METRICS, Metric
 from suite.records.record import CaseRecord, metric_values
 from suite.report import stats
@@ -141,8 +141,8 @@ CROSS_CLASS = {"reload_max_abs_logit_diff": ("reload_logits", "value"),
 
 
 def classes_of(records: list[CaseRecord]) -> str:
-    """The kernel classes records ran on (records from before classes were named: from device.kernels)."""
-    names = {r.kernel_class or kernelclass.of_record(r).name for r in records}
+    """The kernel classes records ran on (a record with no payload: unknown)."""
+    names = {r.class_name for r in records}
     return ", ".join(sorted(names))
 
 

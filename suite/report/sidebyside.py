@@ -25,7 +25,7 @@ from suite.report.compare import metric_values
 METHOD_STEPS = {name: m.steps_from for name, m in METHODS.items() if m.steps_from}
 FEATURE_STEPS = ("flash_attn", "eager", "packing", "neftune", "gradient_checkpointing", "liger", "adamw_8bit")
 # variant feature -> the feature it replaces: the two ways an adapter carries added tokens' rows
-FEATURE_SWAPS = {"trainable_tokens": "modules_to_save"}  # variant trainer -> its reference (DPO trains on other data: no twin)
+FEATURE_SWAPS = {"trainable_tokens": "modules_to_save"}
 INTRO = ("The same case with one thing changed: variant tokens/s over the reference's, the change in peak "
          "memory and in checkpoint size (medians of repeats). Informative, not gated.")
 COLUMNS = ["comparison", "variant", "reference", "speed_ratio", "memory_change", "memory_metric", "variant_mfu",

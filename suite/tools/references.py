@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite.errors import SuiteError
-from suite.judge import bands, baselines, kernelclass, machines
+from suite.judge import bands, baselines, machines
 from suite.cases import load_cases
 from suite.matrix.spec import Case
 from suite.paths import ROOT, display
@@ -118,7 +118,7 @@ def import_runs(run_dirs: list[str], root: Path, profile: str, cases_dir: Path,
 def _import_record(record: CaseRecord, case: Case, source: str, base: Path, band_of: bands.Bands,
                    out: Imported) -> str:
     """One record into its class's reference: a new one, or one more run of an existing one."""
-    klass = kernelclass.of_kernels(record.kernels)
+    klass = record.kernel_class
     path = base / klass.name / f"{case.slug}.json"
     points = [{"step": int(p["step"]), "loss": float(p["loss"])} for p in record.loss_curve]
     machine = machines.machine_of(record.environment)
@@ -128,7 +128,7 @@ def _import_record(record: CaseRecord, case: Case, source: str, base: Path, band
         if doc.get("fingerprint") == case.fingerprint:
             return _confirm(doc, path, case, klass.name, points, machine, this_run, band_of, out)
     reload = record.reload_diff
-    head = baselines.reference_head(baselines.KIND, case, base.name, record.kernels, record.environment,
+    head = baselines.reference_head(baselines.KIND, case, base.name, klass, record.environment,
                                     {"reload_logits": reload} if reload is not None else None,
                                     record.started_at or "", imported_from=source)
     head[machines.FIELD] = machines.Provenance((machines.MachineRuns(machine, (this_run,)),)).to_dict()
@@ -256,7 +256,7 @@ def derive_class_bounds(run_args: list[str], root: Path, profile: str, cases_dir
             case = cases.get(rec.case_id)
             if case is None or not rec.measured:
                 continue
-            classes.add(kernelclass.of_record(rec).name)
+            classes.add(rec.class_name)
             ref = rec.reference or {}
             values = {"reload_logits": ((rec.reload or {}).get("max_abs_logit_diff"), case.checks.logits_atol)}
             if ref.get("repacked"):  # only the new definition's numbers, and only where the kernels changed
@@ -312,15 +312,14 @@ def replay(run_dir: Path, root: Path, cases_dir: Path, budgets_dir: Path, scratc
             problems.append(f"{rec.case_id}: recorded under fingerprint {rec.fingerprint}, today "
                             f"{case.fingerprint}: re-record the fixture")
             continue
-        kernels = rec.kernels
-        klass = kernelclass.of_kernels(kernels)
+        klass = rec.kernel_class
         results = [checks.LossDecreases(case.checks.loss_window, case.checks.loss_margin).evaluate(
             case.id, [p["loss"] for p in rec.loss_curve])] if backend_for(case).loss_falls else []
         reload = (rec.reload or {}).get("max_abs_logit_diff")
         if reload is not None:
             check = checks.reload_check(case, bands.class_bounds(root, "cpu", klass.name))
             results.append(check.evaluate(case.id, float(reload), rec.reload["loader"]))
-        results += store.checks(case, rec.loss_curve, [], scratch, kernels)
+        results += store.checks(case, rec.loss_curve, [], scratch, klass)
         if rec.mode == "benchmark":
             results += budget_mod.evaluate(entries, case.id, rec.metric_table(), klass)
         judged += 1

@@ -47,8 +47,10 @@ class InvariantRecorder:
                 (PROPERTY, {"relation": v.relation.name, "discrepancy": v.discrepancy, "broken": broken}))
 
     def holds(self, verdicts: Verdict | Iterable[Verdict]) -> None:
-        """Every relation holds on the installed versions."""
+        """Every relation holds on the installed versions; no verdict at all is refused (nothing was
+        checked, which is no pass)."""
         verdicts = _as_list(verdicts)
+        assert verdicts, "holds() got no verdict: the measurement checked nothing, and nothing checked is no pass"
         for v in verdicts:
             print(v.describe())
         self._keep(verdicts, broken=False)

@@ -24,7 +24,7 @@ class PlainTrainer(HFSFTTrainer):
     description = "trainer: transformers' plain Trainer with a peft model"
     adapters = (LORA,)
     twin = "sft"  # the same adapter through trl's SFTTrainer
-    trainer_class = "Trainer"  # the class it builds, which its name does not end with (suite/run/session.py)
+    trainer_class = "Trainer"  # the class it builds, which its name does not end with (suite/run/session.py's _backend_info)
     formats = ("text",)  # tokenised here; the chat formats are trl's
     features = ("neftune", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager",
                 "ddp", "fsdp")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from suite.matrix.axes import ATTENTION, DISTRIBUTED, METHODS
+from suite.matrix.axes import ATTENTION, DISTRIBUTED, METHODS, Adapter, Library, Quantization, method_of
 from suite.train.backends import dpo, grpo, hf, kto, plain, reward, rloo, unsloth
 from suite.train.backends.base import Backend
 
@@ -15,20 +15,26 @@ BACKENDS: tuple[Backend, ...] = (hf.BACKEND, unsloth.BACKEND, dpo.BACKEND, plain
                                  grpo.BACKEND, rloo.BACKEND)
 
 
-def backend_named(trainer: str, method: str) -> Backend:
-    """The backend that trains a named method with a trainer (KeyError naming what it trains)."""
-    m = METHODS[method]
+def _trains(backend: Backend, trainer: str, adapter: Adapter, quantization: Quantization, library: Library) -> bool:
+    return (backend.trainer == trainer and backend.library == library and adapter in backend.adapters
+            and quantization in backend.quantizations)
+
+
+def backend_of(trainer: str, adapter: Adapter, quantization: Quantization, library: Library) -> Backend:
+    """The backend that trains these axis values with a trainer (KeyError naming what the trainer trains):
+    found from the typed axes themselves, never from the method's name."""
     for backend in BACKENDS:
-        if (backend.trainer, backend.library) == (trainer, m.library) and m.adapter in backend.adapters \
-                and m.quantization in backend.quantizations:
+        if _trains(backend, trainer, adapter, quantization, library):
             return backend
-    known = ", ".join(name for name, x in METHODS.items() for b in BACKENDS if b.trainer == trainer
-                      and b.library == x.library and x.adapter in b.adapters and x.quantization in b.quantizations)
-    raise KeyError(f"no backend trains method {method!r} with trainer {trainer!r}; {trainer} trains: {known or 'nothing'}")
+    known = ", ".join(name for name, m in METHODS.items() for b in BACKENDS
+                      if _trains(b, trainer, m.adapter, m.quantization, m.library))
+    method = method_of(adapter, quantization, library).name  # named for the reader, as case files name it
+    raise KeyError(f"no backend trains method {method!r} with trainer {trainer!r}; "
+                   f"{trainer} trains: {known or 'nothing'}")
 
 
 def backend_for(case: Case) -> Backend:
-    return backend_named(case.trainer, case.method)
+    return backend_of(case.trainer, case.adapter, case.quantization, case.library)
 
 
 class _Support:
