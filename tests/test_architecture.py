@@ -205,3 +205,39 @@ def test_the_special_casing_check_finds_a_comparison(tmp_path):
     src = tmp_path / "x.py"
     src.write_text('if case.method == "unsloth":\n    pass\nNAMES = ("unsloth",)\n# "unsloth" == x\n')
     assert _string_comparisons(src, "unsloth") == [1]
+
+
+FAULTS = "suite.train.inject"
+
+
+def fault_users(root: Path = ROOT) -> set[str]:
+    """Modules of suite/train/ (the fault module aside) that import the fault module or name it: the
+    training path must not know the faults (suite/run/runner.py installs them, suite/train/inject.py)."""
+    train = root / "suite" / "train"
+    found = set()
+    for path in sorted(train.rglob("*.py")):
+        name = module_name(path, root)
+        if name == FAULTS:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            named = (isinstance(node, ast.Import) and any(a.name.startswith(FAULTS) for a in node.names)) or (
+                isinstance(node, ast.ImportFrom) and node.level == 0 and node.module is not None
+                and (node.module.startswith(FAULTS) or (node.module == "suite.train"
+                                                        and any(a.name == "inject" for a in node.names))))
+            if named or (isinstance(node, ast.Name) and node.id == "inject"):
+                found.add(f"{name}:{node.lineno}")
+    return found
+
+
+def test_the_training_path_does_not_know_the_faults():
+    assert not fault_users(), sorted(fault_users())
+
+
+def test_a_planted_fault_call_is_found(tmp_path):
+    copy = tmp_path / "suite"
+    shutil.copytree(SUITE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "train" / "planted.py").write_text("def train(trainer):\n    from suite.train import inject\n"
+                                               "    inject.install(trainer)\n")
+    (copy / "train" / "planted2.py").write_text("import suite.train.inject\n")
+    assert fault_users(tmp_path) == {"suite.train.planted:2", "suite.train.planted:3", "suite.train.planted2:1"}
