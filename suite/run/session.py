@@ -27,6 +27,9 @@ from suite.train.payload import Payload
 # Checkpoints above this size are deleted once checked (their inventory stays in the record),
 # unless the run keeps them: a 7B full fine-tune would leave 14 GB per case.
 KEEP_CHECKPOINT_BYTES = 256 * 2**20
+# --keep-checkpoints: every checkpoint, or those of at most KEEP_CHECKPOINT_BYTES (the retention policy's
+# words, not the loss axis's `auto`)
+KEEP_ALWAYS, KEEP_SMALL = "always", "auto"
 
 
 @dataclass
@@ -246,8 +249,8 @@ class RunSession:
             shutil.rmtree(ckpt, ignore_errors=True)
 
     def _keep(self, nbytes: int) -> bool:
-        return self.keep_checkpoints == "always" or (self.keep_checkpoints == "auto"
-                                                     and nbytes <= KEEP_CHECKPOINT_BYTES)
+        return self.keep_checkpoints == KEEP_ALWAYS or (self.keep_checkpoints == KEEP_SMALL
+                                                        and nbytes <= KEEP_CHECKPOINT_BYTES)
 
     def _record(self, case: Case, outcome: CaseOutcome, started: float, repeat: int | None) -> CaseRecord:
         """The record of a case (docs/results-schema.md), from its outcome: the one place records are made."""
@@ -329,5 +332,5 @@ def _work(case: Case, payload: Payload | None, values: dict[str, float]) -> dict
     if ratio is not None:
         four_bit = payload.params is not None and payload.params.quantized is not None
         work["vs_analytic"] = {"ratio": ratio, "note": hardware.flops_disagreement(
-            ratio, "gradient_checkpointing" in case.features, four_bit)}
+            ratio, case.uses.checkpointing, four_bit)}
     return work
