@@ -167,7 +167,8 @@ class FeatureSet:
 
     @classmethod
     def of(cls, names: tuple[str, ...]) -> FeatureSet:
-        return cls(tuple(FEATURE[n] for n in names))
+        """The named features in canonical order (the first attention feature in it wins, as ids list them)."""
+        return cls(tuple(sorted((FEATURE[n] for n in names), key=lambda f: FEATURES.index(f.name))))
 
     def _any(self, flag: str) -> bool:
         return any(getattr(f, flag) for f in self.features)
