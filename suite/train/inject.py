@@ -35,7 +35,7 @@ load leaves the attention's o_proj unquantized), and for the router loss invaria
 weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 
-The training code knows nothing of these: each fault declares its seam in SEAMS, and `install_hooks`,
+The training code knows nothing of these: each fault declares its Seam in SEAMS, and `install_hooks`,
 the one hook, called at a case child's start when FTSUITE_INJECT is set (suite/run/runner.py), wraps
 the functions and methods the faults name before anything trains (tests/test_architecture.py keeps
 suite/train/ free of imports of this module).
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,18 +53,34 @@ from transformers import TrainerCallback
 from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
-# Where the hook applies each fault. TRAINER: on each built trainer, after its backend took the reference's
-# snapshot and before the backend instruments it (the counters count what training saw, faults included).
-TRAINER = "the built trainer, before its backend instruments it"
-SEAMS: dict[str, str] = {
+
+
+@dataclass(frozen=True)
+class Seam:
+    """Where the hook applies a fault: the function or method it wraps (a dotted path) and the wrapper."""
+
+    where: str
+    wrap: Callable[[Callable], Callable]
+
+
+# TRAINER: on each built trainer, after its backend took the reference's snapshot and before the backend
+# instruments it (the counters count what training saw, faults included); `install` applies these.
+TRAINER = Seam("suite.train.backends.base.Backend.instrument", lambda original: original)
+SEAMS: dict[str, Seam] = {
     **{kind: TRAINER for kind in (
         "compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score",
         "replay_completions", "stale_old_logps", "batch_baseline", "drop_lora_b", "dropout_off", "dropout_in_eval",
         "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises")},
-    "route_merge": "suite.train.routes.merge",
-    "route_modules_to_save": "suite.train.routes.LoadAdapter.load",
-    "route_quantized_save": "suite.train.routes.QuantizedBase.save",
-    "quant_skip": "suite.train.quantize.Bnb4Bit.load_kwargs",
+    # merge_and_unload leaves one layer unmerged
+    "route_merge": Seam("suite.train.routes.merge", lambda original: _merge_leaving_a_layer(original)),
+    # load_adapter leaves the modules_to_save copies at the base's weights
+    "route_modules_to_save": Seam("suite.train.routes.LoadAdapter.load",
+                                  lambda original: _then(original, reset_saved_copies)),
+    # the saved quantized base has one weight's block constants scaled
+    "route_quantized_save": Seam("suite.train.routes.QuantizedBase.save",
+                                 lambda original: _then(original, corrupt_quant_state)),
+    # a 4-bit base quantized in fewer places than declared (the MoE check's test)
+    "quant_skip": Seam("suite.train.quantize.Bnb4Bit.load_kwargs", lambda original: _skip_quantizing(original)),
 }
 KINDS = tuple(SEAMS)
 
@@ -104,7 +121,7 @@ def install(trainer, faults: dict[str, float] | None = None) -> dict[str, float]
     """Add the requested trainer faults (`faults`, else FTSUITE_INJECT's) to a built trainer; returns them
     (empty: nothing injected)."""
     faults = requested() if faults is None else faults
-    faults = {k: v for k, v in faults.items() if SEAMS[k] == TRAINER}
+    faults = {k: v for k, v in faults.items() if SEAMS[k] is TRAINER}
     if not faults:
         return {}
     trainer.add_callback(Faults(faults))
@@ -282,23 +299,34 @@ def install_hooks(faults: dict[str, float] | None = None) -> dict[str, float]:
     faults = requested() if faults is None else faults
     if not faults:
         return {}
-    from suite.train import quantize, routes
     from suite.train.backends.registry import BACKENDS
 
+    # every backend's instrument (the TRAINER seam) and describe (the record says which faults ran)
     for cls in {c for b in BACKENDS for c in type(b).__mro__ if "instrument" in vars(c) or "describe" in vars(c)}:
         if "instrument" in vars(cls):
             _wrap(cls, "instrument", lambda original: _instrument_after_faults(original, faults))
         if "describe" in vars(cls):
             _wrap(cls, "describe", lambda original: _describe_with_faults(original, faults))
-    if "quant_skip" in faults:  # a base quantized in fewer places than declared (the MoE check's test)
-        _wrap(quantize.Bnb4Bit, "load_kwargs", _skip_quantizing)
-    if "route_merge" in faults:
-        _wrap(routes, "merge", _merge_leaving_a_layer)
-    if "route_modules_to_save" in faults:  # the copies not restored by load_adapter
-        _wrap(routes.LoadAdapter, "load", lambda original: _then(original, reset_saved_copies))
-    if "route_quantized_save" in faults:  # a quantized state saved wrongly
-        _wrap(routes.QuantizedBase, "save", lambda original: _then(original, corrupt_quant_state))
+    for seam in dict.fromkeys(SEAMS[kind] for kind in faults if SEAMS[kind] is not TRAINER):
+        owner, name = seam_owner(seam.where)
+        _wrap(owner, name, seam.wrap)
     return faults
+
+
+def seam_owner(where: str) -> tuple[Any, str]:
+    """The object holding the last name of a dotted path (a module, or a class in one), and that name."""
+    import importlib
+
+    parts = where.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for part in parts[i:-1]:
+            owner = getattr(owner, part)
+        return owner, parts[-1]
+    raise ValueError(f"{where}: no module holds it")
 
 
 def _wrap(owner: Any, name: str, wrapper: Callable[[Callable], Callable]) -> None:
