@@ -1,13 +1,12 @@
 """The shape of the house: no import cycles among suite modules (TYPE_CHECKING imports count: a cycle
 hidden under one is still a cycle in the design), the matrix importing nothing of the training side, no
-module reaching into another's private helpers, no trainer, method or quantization name compared
-outside the modules that own it, every stage a sub-package (docs/layout.md)."""
+module reaching into another's private helpers, no value of any axis (trainer, method, adapter,
+quantization, library, feature, data format, loss, model size) compared as a string outside the modules
+that own it, the training path not knowing the test faults, every stage a sub-package (docs/layout.md)."""
 from __future__ import annotations
 
 import ast
-import io
 import shutil
-import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,58 +152,129 @@ def test_no_module_calls_another_modules_private_helper():
     assert not bad, bad
 
 
+def _compared_strings(path: Path) -> list[tuple[int, str]]:
+    """(line, string) of every string compared (==, !=, in, not in, is) with something, alone or as an
+    element of a literal tuple, list or set (`case.distributed in ("ddp", "fsdp")`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Compare):
+            continue
+        for operand in (node.left, *node.comparators):
+            elements = operand.elts if isinstance(operand, (ast.Tuple, ast.List, ast.Set)) else [operand]
+            found += [(e.lineno, e.value) for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return found
+
+
 def _string_comparisons(path: Path, word: str) -> list[int]:
-    """Lines where the string `word` is compared (==, !=, in, not in) with something."""
-    toks = [t for t in tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
-            if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)]
-    hits = []
-    for i, t in enumerate(toks):
-        if t.type == tokenize.STRING and t.string.strip("\"'") == word:
-            near = {toks[j].string for j in (i - 1, i + 1) if 0 <= j < len(toks)}
-            if near & {"==", "!=", "in"}:
-                hits.append(t.start[0])
-    return hits
+    """Lines where the string `word` is compared with something."""
+    return sorted(line for line, value in _compared_strings(path) if value == word)
 
 
-def axis_names() -> set[str]:
-    """Every trainer, method, adapter, quantization and library name of the matrix's axes."""
+def axis_values() -> dict[str, set[str]]:
+    """Every axis's value names: trainers, methods, adapters, quantizations, libraries, features, data
+    formats, losses and model sizes."""
     from suite.matrix import axes
     from suite.train.backends.registry import BACKENDS
 
-    return ({b.trainer for b in BACKENDS} | set(axes.METHODS) | {a.name for a in axes.ADAPTERS}
-            | {q.name for q in axes.QUANTIZATIONS} | {lib.name for lib in axes.LIBRARIES})
+    return {"trainer": {b.trainer for b in BACKENDS}, "method": set(axes.METHODS),
+            "adapter": {a.name for a in axes.ADAPTERS}, "quantization": {q.name for q in axes.QUANTIZATIONS},
+            "library": {lib.name for lib in axes.LIBRARIES}, "feature": set(axes.FEATURES),
+            "format": set(axes.FORMATS), "loss": set(axes.LOSSES), "size": set(axes.SIZES)}
 
 
-# Where an axis name may be compared as a string: the matrix's rules and axes, and the objects that own
-# the values (the quantizations; each backend for its own library).
-ALLOWED = {SUITE / "matrix" / "rules.py", SUITE / "matrix" / "axes.py", SUITE / "train" / "quantize.py"}
+def axis_names() -> set[str]:
+    return set().union(*axis_values().values())
+
+
+# Where an axis value may be compared as a string: the matrix, which owns the vocabulary (its types, the
+# rules, the loader that validates case files, the ids), and the objects that own the values (the
+# quantizations). Everyone else asks the typed value (case.uses, case.format, case.loss_kind, case.model.scale).
+ALLOWED = {*(SUITE / "matrix").glob("*.py"), SUITE / "train" / "quantize.py"}
 
 
 def name_comparisons(paths, names: set[str], root: Path = ROOT) -> set[str]:
-    return {f"{p.relative_to(root)}:{line} ({name})"
-            for p in paths for name in sorted(names) for line in _string_comparisons(p, name)}
+    return {f"{p.relative_to(root)}:{line} ({value})"
+            for p in paths for line, value in _compared_strings(p) if value in names}
+
+
+def test_every_axis_is_covered():
+    """A new axis of the matrix (a value type in suite/matrix/axes.py) joins axis_values."""
+    from suite.matrix import axes
+
+    declared = {n for n, v in vars(axes).items() if isinstance(v, type) and v.__module__ == axes.__name__}
+    # the axes' value types, and those that are parts of a value, not an axis of their own
+    parts = {"Package", "FeatureSet", "Method"}
+    assert declared - parts == {"Adapter", "Quantization", "Library", "Feature", "Format", "Loss", "Size"}
+    assert set(axis_values()) == {"trainer", "method", "adapter", "quantization", "library", "feature", "format",
+                                  "loss", "size"}
 
 
 def test_no_axis_name_is_compared_outside_the_modules_that_own_it():
     found = name_comparisons([p for p in SUITE.rglob("*.py") if p not in ALLOWED], axis_names())
-    assert not found, f"an axis name compared as a string outside the matrix's rules and its object: {sorted(found)}"
+    assert not found, f"an axis name compared as a string outside the matrix and its object: {sorted(found)}"
 
 
-def test_a_planted_method_comparison_is_found(tmp_path):
-    """A copy of the package with one comparison planted (the real tree is left alone: xdist runs the
-    check above at the same time)."""
+def test_a_planted_comparison_of_each_axis_is_found(tmp_path):
+    """A copy of the package with one comparison per axis planted (the real tree is left alone: xdist runs
+    the check above at the same time)."""
     copy = tmp_path / "suite"
     shutil.copytree(SUITE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "train" / "planted.py").write_text('def four_bit(case):\n    return case.method == "qlora"\n')
+    (copy / "train" / "planted.py").write_text(
+        'def four_bit(case):\n    return case.method == "qlora"\n'
+        'def packs(case):\n    return "packing" in case.features\n'
+        'def ranks(case):\n    return case.distributed in ("ddp", "fsdp")\n'
+        'def prompt(case):\n    return case.dataset != "prompt_completion"\n'
+        'def masked(case):\n    return case.effective_loss == "assistant_only"\n'
+        'def large(case):\n    return case.model.size == "7b"\n')
     allowed = {copy / p.relative_to(SUITE) for p in ALLOWED}
     found = name_comparisons([p for p in copy.rglob("*.py") if p not in allowed], axis_names(), tmp_path)
-    assert found == {"suite/train/planted.py:2 (qlora)"}
+    assert found == {"suite/train/planted.py:2 (qlora)", "suite/train/planted.py:4 (packing)",
+                     "suite/train/planted.py:6 (ddp)", "suite/train/planted.py:6 (fsdp)",
+                     "suite/train/planted.py:8 (prompt_completion)", "suite/train/planted.py:10 (assistant_only)",
+                     "suite/train/planted.py:12 (7b)"}
 
 
 def test_the_special_casing_check_finds_a_comparison(tmp_path):
     src = tmp_path / "x.py"
-    src.write_text('if case.method == "unsloth":\n    pass\nNAMES = ("unsloth",)\n# "unsloth" == x\n')
-    assert _string_comparisons(src, "unsloth") == [1]
+    src.write_text('if case.method == "unsloth":\n    pass\nNAMES = ("unsloth",)\n# "unsloth" == x\n'
+                   'if lib not in ["x", "unsloth"]:\n    pass\n')
+    assert _string_comparisons(src, "unsloth") == [1, 5]
+
+
+FAULTS = "suite.train.inject"
+
+
+def fault_users(root: Path = ROOT) -> set[str]:
+    """Modules of suite/train/ (the fault module aside) that import the fault module or name it: the
+    training path must not know the faults (suite/run/runner.py installs them, suite/train/inject.py)."""
+    train = root / "suite" / "train"
+    found = set()
+    for path in sorted(train.rglob("*.py")):
+        name = module_name(path, root)
+        if name == FAULTS:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            named = (isinstance(node, ast.Import) and any(a.name.startswith(FAULTS) for a in node.names)) or (
+                isinstance(node, ast.ImportFrom) and node.level == 0 and node.module is not None
+                and (node.module.startswith(FAULTS) or (node.module == "suite.train"
+                                                        and any(a.name == "inject" for a in node.names))))
+            if named or (isinstance(node, ast.Name) and node.id == "inject"):
+                found.add(f"{name}:{node.lineno}")
+    return found
+
+
+def test_the_training_path_does_not_know_the_faults():
+    assert not fault_users(), sorted(fault_users())
+
+
+def test_a_planted_fault_call_is_found(tmp_path):
+    copy = tmp_path / "suite"
+    shutil.copytree(SUITE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "train" / "planted.py").write_text("def train(trainer):\n    from suite.train import inject\n"
+                                               "    inject.install(trainer)\n")
+    (copy / "train" / "planted2.py").write_text("import suite.train.inject\n")
+    assert fault_users(tmp_path) == {"suite.train.planted:2", "suite.train.planted:3", "suite.train.planted2:1"}
 
 
 # The kernel class is derived once per run and handed on (docs/layout.md): from what the child reported

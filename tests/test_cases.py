@@ -274,3 +274,39 @@ def test_the_trainer_axis_names_its_cases_and_keeps_sft_fingerprints(tmp_path):
 def test_combinations_that_would_break_at_run_time_are_refused_at_load(tmp_path, text, words):
     with pytest.raises(CaseError, match=words):
         load_cases(write_cases(tmp_path, f"matrix:\n  - {text}\n"))
+
+
+def test_the_typed_axes_answer_what_the_names_meant():
+    """What the code asks of a case's features, format, loss and size (suite/matrix/axes.py), against what
+    the names meant when it compared them: the shipped matrix's cases, each asked."""
+    from suite.matrix.axes import GA_STEPS, PROMPT_FORMATS
+
+    cases = load_cases(ROOT / "cases")
+    for c in cases:
+        f = set(c.features)
+        assert c.uses.micro_batches == (GA_STEPS if "grad_accum" in f else 1), c.id
+        assert c.uses.optim == ("adamw_8bit" if "adamw_8bit" in f else None), c.id
+        assert (c.uses.packs, c.uses.noise, c.uses.checkpointing, c.uses.own_kernels, c.uses.adapter_dropout,
+                c.uses.whole_embeddings) == ("packing" in f, "neftune" in f, "gradient_checkpointing" in f,
+                                             "liger" in f, "lora_dropout" in f, "modules_to_save" in f), c.id
+        assert c.uses.gpu_for == [w for n, w in (("liger", "Liger's Triton kernels"),
+                                                 ("flash_attn", "flash-attention 2")) if n in f], c.id
+        assert c.loss_kind.assistant_turns == (c.effective_loss == "assistant_only"), c.id
+        assert c.format.prompt == (c.dataset in PROMPT_FORMATS), c.id
+        assert c.model.scale.built == (c.model.size == "tiny"), c.id
+        assert (c.model.scale.gpu_for is not None) == (c.model.size == "7b"), c.id
+    assert {c.attention for c in cases} >= {"sdpa", "eager"}
+
+
+def test_a_feature_set_asks_each_feature():
+    from suite.matrix.axes import FeatureSet
+
+    uses = FeatureSet.of(("grad_accum", "fsdp", "eager", "flash_attn", "adamw_8bit"))
+    # flash_attn before eager in the canonical order: it wins, as Case.attention always chose
+    assert uses.micro_batches == 4 and uses.optim == "adamw_8bit" and uses.attention == "flash_attention_2"
+    assert uses.distributed.name == "fsdp" and uses.distributed.shards and uses.distributed.launch == "--use_fsdp"
+    assert [p.pip for p in uses.packages] == ["bitsandbytes", "flash-attn"]
+    assert uses.version_needs == [] and FeatureSet.of(("packing", "neftune")).version_needs == ["packing_bfd", "neftune"]
+    assert FeatureSet.of(()).attention == "sdpa" and FeatureSet.of(()).distributed is None
+    with pytest.raises(KeyError):
+        FeatureSet.of(("pakcing",))

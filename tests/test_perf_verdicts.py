@@ -94,6 +94,16 @@ def test_an_unknown_fault_is_refused_by_name(monkeypatch):
         inject.requested()
 
 
+def test_every_fault_names_a_seam_that_exists():
+    """Each fault's seam (suite/train/inject.py) names a function or method the training code still has: a
+    renamed one would leave its fault silently unapplied."""
+    for kind, seam in inject.SEAMS.items():
+        owner, name = inject.seam_owner(seam.where)
+        assert callable(getattr(owner, name, None)), f"{kind}: {seam.where}"
+    with pytest.raises(AttributeError):
+        inject.seam_owner("suite.train.routes.NoSuchRoute.load")
+
+
 LORA = ("matrix:\n  - {models: [tiny-llama], methods: [lora], "
         "training: {max_steps: 16, benchmark_steps: 16, learning_rate: 0.01}}\n")
 

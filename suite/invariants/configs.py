@@ -6,7 +6,7 @@ from typing import Any
 
 from suite.invariants import harness as h
 from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, count
-from suite.matrix.spec import GA_STEPS, Case
+from suite.matrix.spec import Case
 from suite.train import data
 from suite.train.backends.registry import backend_for
 
@@ -15,17 +15,17 @@ def declared_fields(case: Case) -> dict[str, Any]:
     """The trainer arguments a case pins, derived from the case itself (not from suite.train.args):
     every trainer's, then its backend's own (max_length, packing, loss flags, DPO's beta)."""
     t = case.training
-    split = GA_STEPS if "grad_accum" in case.features else 1  # the same batch in GA_STEPS micro-batches
+    split = case.uses.micro_batches  # the same batch in this many micro-batches (grad_accum)
     out: dict[str, Any] = dict(
         max_steps=case.steps, per_device_train_batch_size=t.batch_size // split,
         gradient_accumulation_steps=t.grad_accum * split,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,
         weight_decay=t.weight_decay, seed=t.seed,
-        neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
-        gradient_checkpointing="gradient_checkpointing" in case.features, use_cpu=True, bf16=False, fp16=False,
+        neftune_noise_alpha=t.neftune_alpha if case.uses.noise else None,
+        gradient_checkpointing=case.uses.checkpointing, use_cpu=True, bf16=False, fp16=False,
     )
-    if "adamw_8bit" in case.features:
-        out["optim"] = "adamw_8bit"
+    if case.uses.optim:
+        out["optim"] = case.uses.optim
     if t.eval_samples:  # evaluated before the first step and after the last
         out.update(eval_strategy="steps", eval_steps=case.steps, eval_on_start=True)
     return backend_for(case).declared_fields(case, out)

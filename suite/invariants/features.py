@@ -9,6 +9,10 @@ from suite.invariants import harness as h
 from suite.invariants.labels import require_position_ids
 from suite.invariants.losses import per_example_losses
 from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, compare
+from suite.matrix.axes import DEFAULT_ATTENTION
+
+# transformers' NEFTune forward hook on the input embeddings is a function whose name holds this
+NEFTUNE_HOOK = "neftune"
 
 PACK_ROWS = 6  # examples that all fit one packed sequence of PACK_LENGTH tokens
 PACK_LENGTH = 256
@@ -55,7 +59,7 @@ def _packed_forward_probe(model, batch: dict, break_positions: bool) -> list[Ver
 
 def measure_packing_forward(out: Path, attention: str = "sdpa", *, break_positions: bool = False) -> list[Verdict]:
     """One packed (padding-free) batch from trl's own collator, forwarded packed and example by example."""
-    features = ("packing",) + (("eager",) if attention == "eager" else ())
+    features = ("packing",) + ((attention,) if attention != DEFAULT_ATTENTION else ())  # the attention feature
     case = h.tiny_case("lora", features=features, batch_size=1, num_samples=PACK_ROWS, max_length=PACK_LENGTH,
                        max_steps=2)
     built = h.build_trainer(case, out)
@@ -116,7 +120,7 @@ class _NoiseProbe:
             def on_train_begin(self, args, state, control, model=None, **kwargs):
                 emb = model.get_input_embeddings()
                 if probe.drop_neftune:  # the trainer forgot to switch NEFTune on
-                    for key in [k for k, fn in emb._forward_hooks.items() if "neftune" in fn.__name__]:
+                    for key in [k for k, fn in emb._forward_hooks.items() if NEFTUNE_HOOK in fn.__name__]:
                         del emb._forward_hooks[key]
                 probe._handle = emb.register_forward_hook(probe._record)  # runs after NEFTune's hook
 

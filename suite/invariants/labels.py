@@ -7,7 +7,10 @@ from typing import Callable
 from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS, masked_loss, token_logprobs
 from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, compare, count
+from suite.matrix.axes import FEATURE, FEATURES, FORMAT
 from suite.matrix.spec import CONVERSATIONAL
+
+MESSAGES = "messages"  # the column of a conversational row's turns (suite/train/data.py)
 
 
 def _render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> list[int]:
@@ -21,7 +24,7 @@ def prompt_split(tokenizer, row: dict) -> tuple[list[int], int]:
     Independent of trl's own preparation: the prompt is the prompt alone (conversational: the
     turns before the last assistant message, with the generation prompt).
     """
-    if "messages" in row:
+    if MESSAGES in row:
         return _render(tokenizer, row["messages"]), len(_render(tokenizer, row["messages"][:-1], True))
     if isinstance(row["prompt"], list):
         full = _render(tokenizer, row["prompt"] + row["completion"])
@@ -121,7 +124,7 @@ def measure_eos(dataset: str, out: Path, *, pad_is_eos: bool = False, collator_w
         tokenizer.pad_token = tokenizer.eos_token
     rows = None
     if pretokenised:
-        if dataset != "text":
+        if not FORMAT[dataset].plain:
             raise ValueError("pretokenised rows are built from the text format only")
         rows = [{"input_ids": tokenizer(r["text"])["input_ids"]} for r in h.rows_for(case)]
     built = h.build_trainer(case, out, rows, tokenizer=tokenizer)
@@ -172,8 +175,8 @@ def pad_labels_with_pad_id(collator, pad_token_id: int):
 
 def measure_packed_starts(mode: str, out: Path, *, collator_wrapper: Callable | None = None) -> Verdict:
     """In padding-free batches (packing, or padding_free alone) every sequence start is label -100."""
-    if mode == "packing":
-        case = h.tiny_case("lora", features=("packing",), batch_size=2)
+    if mode in FEATURES and FEATURE[mode].packs:  # the feature that packs
+        case = h.tiny_case("lora", features=(mode,), batch_size=2)
     elif mode == "padding_free":
         case = h.tiny_case("lora", extra={"padding_free": True, "max_length": None})
     else:

@@ -134,7 +134,7 @@ class BaselineStore:
 
     def applies(self, case: Case) -> bool:
         """Golden curves are for tiny cases in regression mode (benchmark runs and 7B have none)."""
-        return case.model.size == "tiny" and case.mode == "regression"
+        return case.model.scale.built and case.mode == "regression"
 
     def checks(self, case: Case, loss_curve: list[dict], prior: list[CheckResult], run_dir: Path,
                klass: kernelclass.KernelClass) -> list[CheckResult]:

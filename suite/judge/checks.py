@@ -494,7 +494,7 @@ def planned(case: Case, payload: Payload, inv: Inventory | None, bounds: ClassBo
         out.append(("reload/routes", lambda: route_checks(case, payload, bounds)))
     if c.eval_falls:
         out.append(("eval_loss_falls", lambda: EvalLossFalls().evaluate(case.id, payload.eval_curve)))
-    if "lora_dropout" in case.features:
+    if case.uses.adapter_dropout:
         out.append(("lora_dropout", lambda: LoraDropoutActs(case.checks.logits_atol).evaluate(
             case.id, case.lora.dropout, payload.dropout)))
     out += [(name, functools.partial(TRAINER_CHECKS[name], case, payload, bounds)) for name in backend.checks_for(case)]

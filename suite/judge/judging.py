@@ -99,5 +99,5 @@ def _work(case: Case, payload: Payload, values: dict[str, float]) -> dict | None
     if ratio is not None:
         four_bit = payload.params is not None and payload.params.quantized is not None
         work["vs_analytic"] = {"ratio": ratio, "note": hardware.flops_disagreement(
-            ratio, "gradient_checkpointing" in case.features, four_bit)}
+            ratio, case.uses.checkpointing, four_bit)}
     return work

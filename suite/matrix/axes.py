@@ -89,41 +89,206 @@ def method_of(adapter: Adapter, quantization: Quantization, library: Library) ->
     raise KeyError(f"no method is {adapter.name} on a {quantization.name} base through {library.name}")
 
 
-# Canonical order: ids list features in this order whatever the case file says.
-FEATURES = ("packing", "neftune", "lora_dropout", "gradient_checkpointing", "grad_accum", "adamw_8bit", "liger",
-            "modules_to_save", "trainable_tokens", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
-# lora_dropout: the adapter trains with dropout on its input (lora.dropout > 0, PEFT's example 0.05, the
-# Handbook's 0.1), on in training, off in evaluation and after reload; every other adapter case trains at 0.
-# How an adapter carries the rows of tokens a chat format added (chatml): the whole embedding and head
-# matrices (peft's modules_to_save), or only the new rows (peft's trainable_token_indices).
-NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
-ATTENTION = {"flash_attn": "flash_attention_2", "sdpa": "sdpa", "eager": "eager"}
+@dataclass(frozen=True)
+class Package:
+    """A package a value needs installed: what imports it and what installs it."""
+
+    module: str
+    pip: str
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A training feature: what it asks of the machine and what it sets in the trainer's arguments (every
+    other module asks these, never the name)."""
+
+    name: str
+    gpu_for: str | None = None  # why a case with it needs a CUDA GPU (its kernels), or None
+    package: Package | None = None  # what it needs installed
+    attention: str | None = None  # the attn_implementation it selects
+    launch: str | None = None  # data-parallel: the `accelerate launch` switch of its WORLD_SIZE ranks
+    shards: bool = False  # data-parallel with parameters sharded across the ranks (fsdp)
+    micro_batches: int = 1  # each batch reached in this many micro-batches (gradient accumulation)
+    optim: str | None = None  # the optimizer it selects
+    packs: bool = False  # sequences packed into each row (trl's packing)
+    noise: bool = False  # NEFTune noise on the input embeddings (training.neftune_alpha)
+    checkpointing: bool = False  # gradient checkpointing
+    own_kernels: bool = False  # it patches the model with its own kernels (trainer argument use_liger_kernel)
+    adapter_dropout: bool = False  # the adapter trains with dropout on its input (lora.dropout > 0)
+    whole_embeddings: bool = False  # added tokens carried as whole embedding and head matrices (modules_to_save)
+    version_need: str | None = None  # what suite.train.compat must find in the installed versions
+
+    @property
+    def distributed(self) -> bool:
+        return self.launch is not None
+
+
 # Data-parallel features: the case is launched as WORLD_SIZE processes (suite/run/distributed.py).
-DISTRIBUTED = ("ddp", "fsdp")
 WORLD_SIZE = 2
 # grad_accum: the case's batch reached in this many micro-batches (per-device batch / GA_STEPS,
 # accumulation x GA_STEPS), so the matrix itself trains through gradient accumulation.
 GA_STEPS = 4
+DEFAULT_ATTENTION = "sdpa"  # the attn_implementation of a case without an attention feature
+# Canonical order: ids list features in this order whatever the case file says.
+FEATURE: dict[str, Feature] = {f.name: f for f in (
+    Feature("packing", packs=True, version_need="packing_bfd"),
+    Feature("neftune", noise=True, version_need="neftune"),
+    # lora_dropout: the adapter trains with dropout on its input (lora.dropout > 0, PEFT's example 0.05, the
+    # Handbook's 0.1), on in training, off in evaluation and after reload; every other adapter case trains at 0.
+    Feature("lora_dropout", adapter_dropout=True),
+    Feature("gradient_checkpointing", checkpointing=True),
+    Feature("grad_accum", micro_batches=GA_STEPS),
+    # bitsandbytes' 8-bit AdamW, as the LLM Engineers Handbook's recipes train
+    Feature("adamw_8bit", optim="adamw_8bit", package=Package("bitsandbytes", "bitsandbytes")),
+    Feature("liger", gpu_for="Liger's Triton kernels", package=Package("liger_kernel", "liger-kernel"),
+            own_kernels=True),
+    # How an adapter carries the rows of tokens a chat format added (chatml): the whole embedding and head
+    # matrices (peft's modules_to_save), or only the new rows (peft's trainable_token_indices).
+    Feature("modules_to_save", whole_embeddings=True),
+    Feature("trainable_tokens"),
+    Feature("flash_attn", gpu_for="flash-attention 2", package=Package("flash_attn", "flash-attn"),
+            attention="flash_attention_2"),
+    Feature("sdpa", attention="sdpa"),
+    Feature("eager", attention="eager"),
+    Feature("ddp", launch="--multi_gpu"),
+    Feature("fsdp", launch="--use_fsdp", shards=True),
+)}
+FEATURES = tuple(FEATURE)
+NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
+ATTENTION = {f.name: f.attention for f in FEATURE.values() if f.attention}
+DISTRIBUTED = tuple(f.name for f in FEATURE.values() if f.distributed)
 
-SIZES = ("tiny", "7b")
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A case's features, asked as one: what any of them sets."""
+
+    features: tuple[Feature, ...]
+
+    @classmethod
+    def of(cls, names: tuple[str, ...]) -> FeatureSet:
+        """The named features in canonical order (the first attention feature in it wins, as ids list them)."""
+        return cls(tuple(sorted((FEATURE[n] for n in names), key=lambda f: FEATURES.index(f.name))))
+
+    def _any(self, flag: str) -> bool:
+        return any(getattr(f, flag) for f in self.features)
+
+    packs = property(lambda self: self._any("packs"))
+    noise = property(lambda self: self._any("noise"))
+    checkpointing = property(lambda self: self._any("checkpointing"))
+    own_kernels = property(lambda self: self._any("own_kernels"))
+    adapter_dropout = property(lambda self: self._any("adapter_dropout"))
+    whole_embeddings = property(lambda self: self._any("whole_embeddings"))
+
+    @property
+    def micro_batches(self) -> int:
+        return max((f.micro_batches for f in self.features), default=1)
+
+    @property
+    def optim(self) -> str | None:
+        return next((f.optim for f in self.features if f.optim), None)
+
+    @property
+    def attention(self) -> str:
+        return next((f.attention for f in self.features if f.attention), DEFAULT_ATTENTION)
+
+    @property
+    def distributed(self) -> Feature | None:
+        return next((f for f in self.features if f.distributed), None)
+
+    @property
+    def gpu_for(self) -> list[str]:
+        return [f.gpu_for for f in self.features if f.gpu_for]
+
+    @property
+    def packages(self) -> list[Package]:
+        return [f.package for f in self.features if f.package]
+
+    @property
+    def version_needs(self) -> list[str]:
+        return [f.version_need for f in self.features if f.version_need]
+
+
+@dataclass(frozen=True)
+class Size:
+    """A model size: whether the suite builds it itself and what it asks of the machine."""
+
+    name: str
+    built: bool = False  # built from a config by suite/train/models.py (the tiny models): reproducible anywhere
+    gpu_for: str | None = None  # why a case of this size needs a CUDA GPU
+    markers: tuple[str, ...] = ()  # markers beyond its name
+
+
+SIZE: dict[str, Size] = {s.name: s for s in (
+    Size("tiny", built=True),
+    Size("7b", gpu_for="a 7B model", markers=("large",)),
+)}
+SIZES = tuple(SIZE)
 # The tiny architectures suite/train/models.py builds from a config (a test checks the two agree).
 TINY_ARCHS = ("llama", "qwen2", "mistral", "mixtral")
 # Mixture-of-experts architectures (tiny, or 7B-shaped from a config): their cases carry the `moe` marker
 # and their router's load-balancing loss is part of the training loss (docs/cases.md, "Mixture of experts").
 MOE_ARCHS = ("mixtral", "olmoe")
 
-# Dataset formats suite/train/data.py generates: trl's standard and conversational formats, its preference
-# formats (prompt, chosen, rejected) and chatml, a conversational format whose template adds tokens.
-FORMATS = ("text", "messages", "prompt_completion", "conversational_pc", "preference", "conversational_preference",
-           "chatml", "unpaired_preference", "prompt_only")
-PREFERENCE_FORMATS = ("preference", "conversational_preference")
-# trl's unpaired preference format (prompt, completion, label: desirable or not), KTO's
-UNPAIRED_PREFERENCE_FORMATS = ("unpaired_preference",)
-# trl's prompt-only format (a prompt, no completion): the generating trainers' (GRPO, RLOO), which sample
-# their completions and score them with reward functions
-PROMPT_ONLY_FORMATS = ("prompt_only",)
-PROMPT_FORMATS = ("prompt_completion", "conversational_pc")
-CONVERSATIONAL = ("messages", "conversational_pc", "conversational_preference", "chatml")
-ADDED_TOKEN_FORMATS = ("chatml",)  # formats whose chat template adds tokens to the vocabulary
-LOSSES = ("auto", "full", "completion_only", "assistant_only")
+
+@dataclass(frozen=True)
+class Loss:
+    """Which tokens the loss is computed on, and the trainer argument that says so."""
+
+    name: str
+    on_completion: bool = False  # the completion's tokens only (SFTConfig's completion_only_loss)
+    assistant_turns: bool = False  # the assistant turns' tokens only (SFTConfig's assistant_only_loss)
+
+    @property
+    def masks(self) -> bool:
+        """It leaves some tokens out (a marker of its own)."""
+        return self.on_completion or self.assistant_turns
+
+
+LOSS: dict[str, Loss] = {lo.name: lo for lo in (
+    Loss("auto"),  # the format's own (Format.loss)
+    Loss("full"),
+    Loss("completion_only", on_completion=True),
+    Loss("assistant_only", assistant_turns=True),
+)}
+LOSSES = tuple(LOSS)
+AUTO_LOSS = LOSS["auto"]
+
+
+@dataclass(frozen=True)
+class Format:
+    """A dataset format suite/train/data.py generates: its shape and the loss it implies."""
+
+    name: str
+    loss: str = "full"  # the effective loss of `loss: auto`
+    conversational: bool = False
+    prompt: bool = False  # trl's prompt-completion shape (a completion-only loss can apply)
+    preference: bool = False  # paired: prompt, chosen, rejected
+    unpaired: bool = False  # unpaired preference: prompt, completion, label (KTO's)
+    generates: bool = False  # prompt only: the trainer samples its completions (GRPO, RLOO)
+    adds_tokens: bool = False  # its chat template adds tokens to the vocabulary
+    plain: bool = False  # rows of raw text, no template
+
+
+# trl's standard and conversational formats, its preference formats (prompt, chosen, rejected) and chatml, a
+# conversational format whose template adds tokens. DPO's log-probabilities are the completions' (chosen and
+# rejected) only, KTO's the completion's, GRPO's and RLOO's the sampled completions'.
+FORMAT: dict[str, Format] = {f.name: f for f in (
+    Format("text", plain=True),
+    Format("messages", conversational=True),
+    Format("prompt_completion", loss="completion_only", prompt=True),
+    Format("conversational_pc", loss="completion_only", prompt=True, conversational=True),
+    Format("preference", loss="completion_only", preference=True),
+    Format("conversational_preference", loss="completion_only", preference=True, conversational=True),
+    Format("chatml", conversational=True, adds_tokens=True),
+    Format("unpaired_preference", loss="completion_only", unpaired=True),  # trl's unpaired format, KTO's
+    Format("prompt_only", loss="completion_only", generates=True),  # the generating trainers' (GRPO, RLOO)
+)}
+FORMATS = tuple(FORMAT)
+PREFERENCE_FORMATS = tuple(f.name for f in FORMAT.values() if f.preference)
+UNPAIRED_PREFERENCE_FORMATS = tuple(f.name for f in FORMAT.values() if f.unpaired)
+PROMPT_ONLY_FORMATS = tuple(f.name for f in FORMAT.values() if f.generates)
+PROMPT_FORMATS = tuple(f.name for f in FORMAT.values() if f.prompt)
+CONVERSATIONAL = tuple(f.name for f in FORMAT.values() if f.conversational)
+ADDED_TOKEN_FORMATS = tuple(f.name for f in FORMAT.values() if f.adds_tokens)
 MODES = ("regression", "benchmark")

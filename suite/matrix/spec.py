@@ -10,6 +10,13 @@ from typing import Any
 
 from suite.matrix.axes import (
     ADAPTER_METHODS,
+    FORMAT,
+    LOSS,
+    SIZE,
+    FeatureSet,
+    Format,
+    Loss,
+    Size,
     ADDED_TOKEN_FORMATS,
     ATTENTION,
     CONVERSATIONAL,
@@ -88,6 +95,11 @@ class ModelSpec:
     # machines no weights reach. The path is where this checkout keeps it (not fingerprinted);
     # the digest of its content is what the fingerprint sees.
     config: str | None = None
+
+    @property
+    def scale(self) -> Size:
+        """The size as its declared type (suite/matrix/axes.py)."""
+        return SIZE[self.size]
     config_sha256: str | None = None
 
 
@@ -205,12 +217,23 @@ class Case:
 
     @property
     def effective_loss(self) -> str:
-        if self.loss != "auto":
-            return self.loss
-        # DPO's log-probabilities are the completions' (chosen and rejected) only, KTO's the completion's,
-        # GRPO's and RLOO's the sampled completions'
-        return ("completion_only" if self.dataset in PROMPT_FORMATS + PREFERENCE_FORMATS + UNPAIRED_PREFERENCE_FORMATS
-                + PROMPT_ONLY_FORMATS else "full")
+        """The loss's name, `auto` resolved by the format (the name is what fingerprints hash)."""
+        return self.format.loss if self.loss == "auto" else self.loss
+
+    @property
+    def loss_kind(self) -> Loss:
+        """The effective loss as its declared type (suite/matrix/axes.py)."""
+        return LOSS[self.effective_loss]
+
+    @property
+    def format(self) -> Format:
+        """The dataset format as its declared type (suite/matrix/axes.py)."""
+        return FORMAT[self.dataset]
+
+    @property
+    def uses(self) -> FeatureSet:
+        """The features as declared types, asked as one (suite/matrix/axes.py)."""
+        return FeatureSet.of(self.features)
 
     @property
     def is_moe(self) -> bool:
@@ -218,10 +241,7 @@ class Case:
 
     @property
     def attention(self) -> str:
-        for feat, impl in ATTENTION.items():
-            if feat in self.features:
-                return impl
-        return "sdpa"
+        return self.uses.attention
 
     @property
     def steps(self) -> int:
@@ -230,18 +250,18 @@ class Case:
     @property
     def distributed(self) -> str | None:
         """ddp or fsdp when the case runs as several processes, else None."""
-        return next((f for f in self.features if f in DISTRIBUTED), None)
+        feature = self.uses.distributed
+        return feature.name if feature else None
 
     @property
     def needs_gpu(self) -> bool:
-        return (self.model.size == "7b" or self.library.needs_gpu or "flash_attn" in self.features
-                or "liger" in self.features or self.distributed is not None)
+        return (self.model.scale.gpu_for is not None or self.library.needs_gpu or bool(self.uses.gpu_for)
+                or self.distributed is not None)
 
     @property
     def markers(self) -> tuple[str, ...]:
         marks = ["case", self.trainer, self.method, self.model.size, *self.features, self.dataset]
-        if self.model.size == "7b":
-            marks.append("large")
+        marks += self.model.scale.markers
         if self.model.arch:
             marks.append(self.model.arch)
         if self.is_moe:
@@ -252,7 +272,7 @@ class Case:
             marks.append("gpu")
         if self.distributed:
             marks.append("multigpu")
-        if self.effective_loss in ("completion_only", "assistant_only"):
+        if self.loss_kind.masks:
             marks.append(self.effective_loss)
         return tuple(dict.fromkeys(marks))
 

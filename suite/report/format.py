@@ -15,6 +15,7 @@ SUMMARY_METRICS = {"final_loss": "final loss", "train_runtime_s": "train", "toke
 LEARNED_METRICS = {"online_reward_final": "reward", "reward_accuracy_final": "pair accuracy",
                    "kto_reward_margin_final": "reward margin", "pairwise_accuracy_final": "pair accuracy"}
 SUMMARY_HEADERS = (*SUMMARY_METRICS.values(), "learned")
+BARE_UNITS = ("fraction", "reward")  # metric units a labelled cell shows as a bare number
 
 
 def summary_cells(values: pd.DataFrame, case_id: str) -> list[str]:
@@ -24,7 +25,7 @@ def summary_cells(values: pd.DataFrame, case_id: str) -> list[str]:
         if (case_id, metric) not in values.index:
             return None
         value, unit = values.loc[(case_id, metric), "value"], values.loc[(case_id, metric), "unit"]
-        if label and unit in ("fraction", "reward"):  # the label says what it is: "reward 0.86"
+        if label and unit in BARE_UNITS:  # the label says what it is: "reward 0.86"
             return f"{label} {fmt_number(value)}"
         return f"{label} {fmt_value(value, unit)}".strip()
 

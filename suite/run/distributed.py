@@ -58,16 +58,15 @@ def free_port() -> int:
 def launch_command(case: Case, workdir: Path, started: float, *, num_processes: int = WORLD_SIZE,
                    port: int | None = None, python: str = sys.executable) -> list[str]:
     """The `accelerate launch` command line that runs the case on num_processes ranks."""
-    if case.distributed not in ("ddp", "fsdp"):
+    feature = case.uses.distributed
+    if feature is None:
         raise ValueError(f"{case.id} is not a distributed case (no ddp or fsdp feature)")
     cmd = [python, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
            "--main_process_port", str(port if port is not None else free_port())]
     for key, value in COMMON_ARGS.items():
         cmd += [f"--{key}", value]
-    if case.distributed == "ddp":
-        cmd.append("--multi_gpu")
-    else:
-        cmd.append("--use_fsdp")
+    cmd.append(feature.launch)
+    if feature.shards:
         for key, value in FSDP_ARGS.items():
             cmd += [f"--{key}", value]
     return cmd + ["-m", "suite.run.distributed_child", str(workdir / CASE_FILE), str(workdir), repr(started)]

@@ -7,7 +7,6 @@ from suite import machine
 from suite.matrix.spec import WORLD_SIZE, Case
 from suite.train.backends.registry import backend_for
 from suite.train.quantize import quantizer_for
-from suite.versions import package_version
 
 
 def missing_requirements(case: Case) -> list[str]:
@@ -19,31 +18,23 @@ def missing_requirements(case: Case) -> list[str]:
         if gpus < WORLD_SIZE:
             missing.append(f"at least {WORLD_SIZE} CUDA GPUs (for {case.distributed}); {gpus} visible")
     elif case.needs_gpu and not machine.cuda_available():
-        why = []
-        if case.model.size == "7b":
-            why.append("a 7B model")
+        why = [case.model.scale.gpu_for] if case.model.scale.gpu_for else []
         if case.library.needs_gpu:
             why.append(backend.name)
-        if "flash_attn" in case.features:
-            why.append("flash-attention 2")
-        if "liger" in case.features:
-            why.append("Liger's Triton kernels")
+        why += case.uses.gpu_for  # flash-attention 2, Liger's Triton kernels
         missing.append(f"a CUDA GPU (for {', '.join(why)}); none is visible here")
     missing += backend.machine_lacks(case, machine.cuda_available())
     for module, pip_name in backend.packages:
         if importlib.util.find_spec(module) is None:
             missing.append(f"the package {pip_name} (pip install {pip_name}), not installed")
-    if "flash_attn" in case.features and importlib.util.find_spec("flash_attn") is None:
-        missing.append("the package flash-attn (pip install flash-attn), not installed")
-    if "liger" in case.features and importlib.util.find_spec("liger_kernel") is None:
-        missing.append("the package liger-kernel (pip install liger-kernel), not installed")
     missing += quantizer_for(case).missing(case, machine.cuda_available())
-    if "adamw_8bit" in case.features and package_version("bitsandbytes") is None:
-        missing.append("the package bitsandbytes (pip install bitsandbytes), not installed")
+    for package in case.uses.packages:  # flash-attn, liger-kernel, bitsandbytes (adamw_8bit)
+        if importlib.util.find_spec(package.module) is None:
+            missing.append(f"the package {package.pip} (pip install {package.pip}), not installed")
     from suite.train import compat
 
     missing += compat.cannot_express(case, backend.version_needs(case))
-    if case.model.size != "tiny":
+    if not case.model.scale.built:
         from suite.train import models
 
         try:

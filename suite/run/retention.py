@@ -8,11 +8,14 @@ from pathlib import Path
 # Checkpoints above this size are deleted once checked (their inventory stays in the record),
 # unless the run keeps them: a 7B full fine-tune would leave 14 GB per case.
 KEEP_CHECKPOINT_BYTES = 256 * 2**20
+# --keep-checkpoints: every checkpoint, or those of at most KEEP_CHECKPOINT_BYTES (the retention policy's
+# words, not the loss axis's `auto`)
+KEEP_ALWAYS, KEEP_SMALL = "always", "auto"
 
 
 def keeps(rule: str, nbytes: int) -> bool:
     """Whether a checkpoint of `nbytes` stays under the keep rule (auto: up to KEEP_CHECKPOINT_BYTES)."""
-    return rule == "always" or (rule == "auto" and nbytes <= KEEP_CHECKPOINT_BYTES)
+    return rule == KEEP_ALWAYS or (rule == KEEP_SMALL and nbytes <= KEEP_CHECKPOINT_BYTES)
 
 
 def drop_outputs(workdir: Path, rule: str) -> None:

@@ -167,8 +167,7 @@ def run_in_child(target: Callable[..., dict], args: tuple, workdir: Path, timeou
 def train_case(case: Case, workdir: Path, process_start: float) -> dict:
     """Child entry point for a matrix case (imported lazily so the parent stays light); the payload
     crosses to the parent as JSON (suite/train/payload.py)."""
-    from suite.train import run as train_run
-
+    train_run = _training()
     return train_run.run(case, workdir, process_start).to_dict()
 
 
@@ -184,12 +183,22 @@ def train_spawned(case: Case, workdir: Path, process_start: float) -> dict:
     """
     backend_for(case).prepare_child()  # e.g. unsloth, which must be imported before the stack
     import suite.run.preload  # noqa: F401  (the stack, as the forkserver has it)
-    from suite.train import run as train_run
 
+    train_run = _training()
     imported = time.time()
     out = train_run.run(case, workdir, imported)
     out.timing.import_s = imported - process_start
     return out.to_dict()
+
+
+def _training():
+    """The child's training module, with the known faults FTSUITE_INJECT names installed first (for tests
+    and benchmarks/sensitivity.py; unset, nothing is): the one place they enter (suite/train/inject.py)."""
+    from suite.train import inject
+    from suite.train import run as train_run
+
+    inject.install_hooks()
+    return train_run
 
 
 def entry_point(case: Case, cuda: bool | None = None) -> tuple[Callable[..., dict], str]:

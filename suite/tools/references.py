@@ -86,7 +86,7 @@ class Imported:
 def import_runs(run_dirs: list[str], root: Path, profile: str, cases_dir: Path,
                 fixtures: Path | None = None) -> Imported:
     """Import each importable record of the runs into its class's reference (written or confirmed)."""
-    cases = {c.id: c for c in load_cases(cases_dir) if c.model.size == "tiny"}
+    cases = {c.id: c for c in load_cases(cases_dir) if c.model.scale.built}
     band_of = bands.load(root, profile)
     out = Imported()
     loaded = [runs.load(arg) for arg in run_dirs]  # every run read before anything is written
@@ -305,7 +305,7 @@ def replay(run_dir: Path, root: Path, cases_dir: Path, budgets_dir: Path, scratc
     judged, problems = 0, []
     for rec in runs.load(run_dir).records:
         case = cases.get(rec.case_id)
-        if case is None or not rec.measured or case.model.size != "tiny":
+        if case is None or not rec.measured or not case.model.scale.built:
             continue
         case = case.with_mode(rec.mode)
         if rec.fingerprint != case.fingerprint:

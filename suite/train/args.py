@@ -7,18 +7,20 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from suite.matrix.axes import GA_STEPS
 from suite.train import compat, data, quantize
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
 
 
+AUTO_PRECISION = "auto"  # training.precision: bf16 where the GPU supports it, else fp32
+
+
 def device_and_dtype(case: Case):
     import torch
 
     cuda = torch.cuda.is_available()
-    if case.training.precision == "auto":
+    if case.training.precision == AUTO_PRECISION:
         precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
     else:
         precision = case.training.precision
@@ -52,7 +54,7 @@ def eval_dataset(case: Case):
 def _common(case: Case, output_dir: Path, device: str, precision: str) -> dict:
     """What every trainer's arguments say alike: steps, batch, optimiser, schedule, logging, precision."""
     t = case.training
-    split = GA_STEPS if "grad_accum" in case.features else 1  # the same batch in GA_STEPS micro-batches
+    split = case.uses.micro_batches  # the same batch in this many micro-batches (grad_accum)
     # an eval split is evaluated before the first step and after the last
     evals = dict(eval_strategy="steps", eval_steps=case.steps, eval_on_start=True,
                  per_device_eval_batch_size=t.batch_size // split) if t.eval_samples else {}
@@ -63,13 +65,12 @@ def _common(case: Case, output_dir: Path, device: str, precision: str) -> dict:
         seed=t.seed, data_seed=t.seed, logging_steps=1, save_strategy="no", report_to="none",
         disable_tqdm=True, bf16=precision == "bf16", fp16=precision == "fp16",
         **{compat.key("use_cpu"): device == "cpu"}, dataloader_num_workers=0,
-        neftune_noise_alpha=t.neftune_alpha if "neftune" in case.features else None,
+        neftune_noise_alpha=t.neftune_alpha if case.uses.noise else None,
         # Explicit, so that every backend trains alike: unsloth's patched SFTConfig defaults to
         # optim="adamw_8bit", which would make its side-by-side with the HF case compare optimisers too.
-        # adamw_8bit: bitsandbytes' 8-bit AdamW, as the LLM Engineers Handbook's recipes train
-        optim="adamw_8bit" if "adamw_8bit" in case.features else transformers_default_optim(),
-        **compat.checkpointing_args("gradient_checkpointing" in case.features),
-        **({"use_liger_kernel": True} if "liger" in case.features else {}),
+        optim=case.uses.optim or transformers_default_optim(),
+        **compat.checkpointing_args(case.uses.checkpointing),
+        **({"use_liger_kernel": True} if case.uses.own_kernels else {}),
     )
 
 
@@ -87,17 +88,17 @@ def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_
     extra = _extra(case, compat.sft_config_fields(), "trl's SFTConfig")
     kwargs = dict(
         **_common(case, output_dir, device, precision),
-        packing="packing" in case.features,
+        packing=case.uses.packs,
         **compat.max_length_args(t.max_length),
     )
     # unsloth's patched SFTConfig defaults padding_free=None (it may turn padding-free batching on by
     # itself): off, so that its side-by-side with the HF case does not compare batching too.
-    if "packing" not in case.features and "padding_free" in compat.sft_config_fields():
+    if not case.uses.packs and "padding_free" in compat.sft_config_fields():
         kwargs["padding_free"] = False
-    if case.effective_loss == "assistant_only":
+    if case.loss_kind.assistant_turns:
         kwargs["assistant_only_loss"] = True
-    elif case.dataset in ("prompt_completion", "conversational_pc"):
-        kwargs["completion_only_loss"] = case.effective_loss == "completion_only"
+    elif case.format.prompt:
+        kwargs["completion_only_loss"] = case.loss_kind.on_completion
     if model_init_kwargs is not None:
         kwargs["model_init_kwargs"] = model_init_kwargs
     return SFTConfig(**{**kwargs, **extra})

@@ -138,12 +138,9 @@ def cannot_express(case, trainer_needs: list[str]) -> list[str]:
     """Why the installed versions cannot run the case as declared (each names the version);
     `trainer_needs`: what its backend needs of them (Backend.version_needs)."""
     needed = list(trainer_needs)
-    if case.effective_loss == "assistant_only":
+    if case.loss_kind.assistant_turns:
         needed.append("assistant_only_loss")
-    if "packing" in case.features:
-        needed.append("packing_bfd")
-    if "neftune" in case.features:
-        needed.append("neftune")
+    needed += case.uses.version_needs  # packing's bfd packing, neftune's noise
     if case.lora.target_parameters:
         needed.append("lora_target_parameters")
     return [msg for msg in (REQUIREMENTS[n].missing() for n in dict.fromkeys(needed)) if msg]

@@ -14,7 +14,7 @@ import random
 # (prompt, chosen, rejected) are trl's standard and conversational ones; the unpaired one (prompt,
 # completion, label) is KTO's: each row the right answer (desirable) or a wrong one, about half each. The
 # prompt-only one is GRPO's and RLOO's: the prompts alone; the trainers sample the completions.
-from suite.matrix.axes import FORMATS, PREFERENCE_FORMATS, PROMPT_ONLY_FORMATS, UNPAIRED_PREFERENCE_FORMATS
+from suite.matrix.axes import FORMAT, FORMATS
 
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "brown"]
 ANIMALS = ["cat", "dog", "fox", "owl", "cow", "pig", "hen", "bee", "ant", "elk", "yak", "emu"]
@@ -57,6 +57,7 @@ def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
         raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
     if turns < 1:
         raise ValueError(f"turns must be at least 1, got {turns}")
+    shape = FORMAT[fmt]
     rng = random.Random(seed)
     wrong = random.Random(seed + 1)  # rejected answers: the other formats' rows stay as they were
     rows = []
@@ -64,14 +65,14 @@ def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
         pairs = [_example(rng) for _ in range(turns)]
         context = " ".join(f"{p} {c}" for p, c in pairs[:-1])
         prompt, completion = pairs[-1]
-        if fmt == "text":
+        if shape.plain:
             rows.append({"text": " ".join(f"{p} {c}" for p, c in pairs)})
-        elif fmt in ("messages", "chatml"):
+        elif shape.conversational and not (shape.prompt or shape.preference):  # messages, chatml
             rows.append({"messages": [m for p, c in pairs for m in (
                 {"role": "user", "content": p}, {"role": "assistant", "content": c})]})
-        elif fmt in PREFERENCE_FORMATS:
+        elif shape.preference:
             rejected = _rejected(completion, wrong)
-            if fmt == "preference":
+            if not shape.conversational:
                 rows.append({"prompt": (context + " " if context else "") + prompt + " ", "chosen": completion,
                              "rejected": rejected})
             else:
@@ -80,13 +81,13 @@ def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
                 rows.append({"prompt": history + [{"role": "user", "content": prompt}],
                              "chosen": [{"role": "assistant", "content": completion}],
                              "rejected": [{"role": "assistant", "content": rejected}]})
-        elif fmt in UNPAIRED_PREFERENCE_FORMATS:
+        elif shape.unpaired:
             desirable = wrong.random() < 0.5
             rows.append({"prompt": (context + " " if context else "") + prompt + " ",
                          "completion": completion if desirable else _rejected(completion, wrong), "label": desirable})
-        elif fmt in PROMPT_ONLY_FORMATS:
+        elif shape.generates:
             rows.append({"prompt": (context + " " if context else "") + prompt + " "})
-        elif fmt == "prompt_completion":
+        elif not shape.conversational:  # prompt_completion
             rows.append({"prompt": (context + " " if context else "") + prompt + " ", "completion": completion})
         else:
             history = [m for p, c in pairs[:-1] for m in (

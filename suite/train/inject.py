@@ -34,21 +34,55 @@ the model were left in training mode for inference). For the mixture-of-experts 
 load leaves the attention's o_proj unquantized), and for the router loss invariant `aux_twice` (trl
 weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
+
+The training code knows nothing of these: each fault declares its Seam in SEAMS, and `install_hooks`,
+the one hook, called at a case child's start when FTSUITE_INJECT is set (suite/run/runner.py), wraps
+the functions and methods the faults name before anything trains (tests/test_architecture.py keeps
+suite/train/ free of imports of this module).
 """
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 from transformers import TrainerCallback
 
 from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
-KINDS = ("compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score",
-         "replay_completions", "stale_old_logps", "batch_baseline", "route_merge", "route_modules_to_save",
-         "route_quantized_save", "drop_lora_b", "dropout_off", "dropout_in_eval", "drop_expert_lora", "quant_skip",
-         "aux_twice", "aux_dropped", "route_raises")
+
+
+@dataclass(frozen=True)
+class Seam:
+    """Where the hook applies a fault: the function or method it wraps (a dotted path) and the wrapper."""
+
+    where: str
+    wrap: Callable[[Callable], Callable]
+
+
+# TRAINER: on each built trainer, after its backend took the reference's snapshot and before the backend
+# instruments it (the counters count what training saw, faults included); `install` applies these.
+TRAINER = Seam("suite.train.backends.base.Backend.instrument", lambda original: original)
+SEAMS: dict[str, Seam] = {
+    **{kind: TRAINER for kind in (
+        "compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score",
+        "replay_completions", "stale_old_logps", "batch_baseline", "drop_lora_b", "dropout_off", "dropout_in_eval",
+        "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises")},
+    # merge_and_unload leaves one layer unmerged
+    "route_merge": Seam("suite.train.routes.merge", lambda original: _merge_leaving_a_layer(original)),
+    # load_adapter leaves the modules_to_save copies at the base's weights
+    "route_modules_to_save": Seam("suite.train.routes.LoadAdapter.load",
+                                  lambda original: _then(original, reset_saved_copies)),
+    # the saved quantized base has one weight's block constants scaled
+    "route_quantized_save": Seam("suite.train.routes.QuantizedBase.save",
+                                 lambda original: _then(original, corrupt_quant_state)),
+    # a 4-bit base quantized in fewer places than declared (the MoE check's test)
+    "quant_skip": Seam("suite.train.quantize.Bnb4Bit.load_kwargs", lambda original: _skip_quantizing(original)),
+}
+KINDS = tuple(SEAMS)
 
 
 def requested() -> dict[str, float]:
@@ -84,9 +118,10 @@ EXTRA = 64  # the side of the square matrices the compute fault multiplies
 
 
 def install(trainer, faults: dict[str, float] | None = None) -> dict[str, float]:
-    """Add the requested faults (`faults`, else FTSUITE_INJECT's) to a built trainer; returns them (empty:
-    nothing injected)."""
+    """Add the requested trainer faults (`faults`, else FTSUITE_INJECT's) to a built trainer; returns them
+    (empty: nothing injected)."""
     faults = requested() if faults is None else faults
+    faults = {k: v for k, v in faults.items() if SEAMS[k] is TRAINER}
     if not faults:
         return {}
     trainer.add_callback(Faults(faults))
@@ -255,3 +290,116 @@ def _online_faults(trainer, faults: dict[str, float]) -> None:
             return out
 
         trainer._generate_and_score_completions = score
+
+
+def install_hooks(faults: dict[str, float] | None = None) -> dict[str, float]:
+    """The one install hook, at a case child's start: wrap what each requested fault's seam names (no-op
+    without FTSUITE_INJECT); returns the faults. The child is about to train one case and exits after, so
+    nothing is unwrapped."""
+    faults = requested() if faults is None else faults
+    if not faults:
+        return {}
+    from suite.train.backends.registry import BACKENDS
+
+    # every backend's instrument (the TRAINER seam) and describe (the record says which faults ran)
+    for cls in {c for b in BACKENDS for c in type(b).__mro__ if "instrument" in vars(c) or "describe" in vars(c)}:
+        if "instrument" in vars(cls):
+            _wrap(cls, "instrument", lambda original: _instrument_after_faults(original, faults))
+        if "describe" in vars(cls):
+            _wrap(cls, "describe", lambda original: _describe_with_faults(original, faults))
+    for seam in dict.fromkeys(SEAMS[kind] for kind in faults if SEAMS[kind] is not TRAINER):
+        owner, name = seam_owner(seam.where)
+        _wrap(owner, name, seam.wrap)
+    return faults
+
+
+def seam_owner(where: str) -> tuple[Any, str]:
+    """The object holding the last name of a dotted path (a module, or a class in one), and that name."""
+    import importlib
+
+    parts = where.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for part in parts[i:-1]:
+            owner = getattr(owner, part)
+        return owner, parts[-1]
+    raise ValueError(f"{where}: no module holds it")
+
+
+def _wrap(owner: Any, name: str, wrapper: Callable[[Callable], Callable]) -> None:
+    setattr(owner, name, wrapper(getattr(owner, name)))
+
+
+def _then(original: Callable, spoil: Callable[[Any], None]) -> Callable:
+    """A method that spoils what `original` returns (a loaded model, a saved folder) and returns it."""
+    def method(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        spoil(out)
+        return out
+
+    return method
+
+
+def _instrument_after_faults(original: Callable, faults: dict[str, float]) -> Callable:
+    """The trainer's faults go in just before the backend instruments it, once per trainer (a subclass's
+    instrument calling its parent's finds them there)."""
+    def instrument(self, trainer):
+        if getattr(trainer, "ftsuite_injected", None) is None:
+            trainer.ftsuite_injected = install(trainer, faults)
+        return original(self, trainer)
+
+    return instrument
+
+
+def _describe_with_faults(original: Callable, faults: dict[str, float]) -> Callable:
+    """What the backend says of its trainer, and which faults the run had (the record's resolved.injected)."""
+    def describe(self, trainer):
+        return {**original(self, trainer), "injected": faults}
+
+    return describe
+
+
+def _skip_quantizing(original: Callable) -> Callable:
+    def load_kwargs(self, dtype):
+        out = original(self, dtype)
+        out["quantization_config"].llm_int8_skip_modules = ["o_proj", "lm_head"]
+        return out
+
+    return load_kwargs
+
+
+def _merge_leaving_a_layer(original: Callable) -> Callable:
+    def merge(model):
+        from peft.tuners.lora import LoraLayer
+
+        layer = next(m for m in model.modules() if isinstance(m, LoraLayer))
+        layer.merge = lambda *a, **k: None  # this layer's update is lost in the merged weights
+        return original(model)
+
+    return merge
+
+
+def reset_saved_copies(model: Any) -> None:
+    """The route fault: modules_to_save copies put back to the base's weights after loading."""
+    import torch
+
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.endswith("modules_to_save.default") or name.endswith("modules_to_save"):
+                original = dict(model.named_modules()).get(name.rsplit(".modules_to_save", 1)[0] + ".original_module")
+                if original is not None:
+                    module.load_state_dict(original.state_dict())
+
+
+def corrupt_quant_state(folder: Path) -> None:
+    """The route fault: one quantized weight's block constants saved scaled (a wrong serialization)."""
+    from safetensors.torch import load_file, save_file
+
+    path = next(folder.glob("*.safetensors"))
+    tensors = load_file(str(path))
+    key = next(k for k in sorted(tensors) if k.endswith(("absmax", "SCB")))
+    tensors[key] = tensors[key] * 1.5
+    save_file(tensors, str(path), metadata={"format": "pt"})

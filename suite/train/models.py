@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from suite.matrix.axes import SIZE
 from suite.train import data
 from suite.versions import package_version
 
@@ -266,7 +267,7 @@ def resolve(kind: str, *, arch: str | None = None, hub_id: str | None = None, en
     materialise=False only checks that a model could be had (for skip reasons, in the parent):
     tiny and random-weight models are then not built.
     """
-    if kind == "tiny":
+    if SIZE[kind].built:
         return ResolvedModel(str(materialise_tiny(arch or "llama")) if materialise else "", "tiny")
     if config:
         if not materialise:

@@ -11,6 +11,7 @@ from suite.train import models
 PROBE_TEXTS = ["what colour is the cat ? the cat is", "count from two ? two three four"]
 # The trained model's logits on them, beside the case's checkpoint (suite/tools/checkpoints.py).
 PROBE_FILE = "probe-logits.safetensors"
+SAVED_COPIES = "modules_to_save"  # peft's name fragment of the trainable copies of whole modules
 
 
 def save_probe(logits, path: Path) -> None:
@@ -160,7 +161,7 @@ def unquantized_weights(model) -> dict[str, int]:
             if m is not None and getattr(m, "weight", None) is not None}
     out: dict[str, int] = {}
     for name, p in model.named_parameters():
-        if p.ndim < 2 or not p.is_floating_point() or id(p) in skip or "lora_" in name or "modules_to_save" in name:
+        if p.ndim < 2 or not p.is_floating_point() or id(p) in skip or "lora_" in name or SAVED_COPIES in name:
             continue
         key = re.sub(r"^.*?layers\.\d+\.", "", name.replace(".base_layer", ""))  # per layer, not per index
         out[key] = out.get(key, 0) + p.numel()

@@ -50,13 +50,9 @@ class Bnb4Bit(Quantizer):
     def load_kwargs(self, dtype: Any) -> dict:
         from transformers import BitsAndBytesConfig
 
-        from suite.train import inject
-
-        # FTSUITE_INJECT=quant_skip: a base quantized in fewer places than declared (the check's test)
-        skip = {"llm_int8_skip_modules": ["o_proj", "lm_head"]} if "quant_skip" in inject.requested() else {}
         return {"quantization_config": BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype, **skip)}
+            bnb_4bit_compute_dtype=dtype)}
 
     def missing(self, case: Case, cuda: bool) -> list[str]:
         bnb = package_version("bitsandbytes")

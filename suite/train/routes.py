@@ -69,20 +69,8 @@ def peft_model(ctx: Context, dequantize: bool = False):
     return PeftModel.from_pretrained(fresh_base(ctx, dequantize), str(ctx.checkpoint))
 
 
-def injected(fault: str) -> bool:
-    """Whether FTSUITE_INJECT asks for one of the routes' known faults (suite/train/inject.py)."""
-    from suite.train import inject  # imports transformers: the child's side only
-
-    return fault in inject.requested()
-
-
 def merge(model):
-    """merge_and_unload, with the route's known fault (a layer left unmerged) when injected."""
-    if injected("route_merge"):
-        from peft.tuners.lora import LoraLayer
-
-        layer = next(m for m in model.modules() if isinstance(m, LoraLayer))
-        layer.merge = lambda *a, **k: None  # this layer's update is lost in the merged weights
+    """merge_and_unload (a seam of its own: the merge is what the merged route tests)."""
     return model.merge_and_unload()
 
 
@@ -140,8 +128,6 @@ class LoadAdapter(Route):
     def load(self, ctx: Context):
         base = fresh_base(ctx)
         base.load_adapter(str(ctx.checkpoint))
-        if injected("route_modules_to_save"):  # the known fault: the copies not restored
-            _reset_saved_copies(base)
         return base
 
 
@@ -198,12 +184,14 @@ class QuantizedBase(Route):
 
     def load(self, ctx: Context):
         in_memory = ctx.held["in_memory"] = auto_class(ctx.head).from_pretrained(ctx.model_path, **ctx.load_kwargs)
-        folder = ctx.scratch / "quantized-base"
-        in_memory.save_pretrained(str(folder))
-        if injected("route_quantized_save"):  # the known fault: a quantized state saved wrongly
-            _corrupt_quant_state(folder)
+        folder = self.save(in_memory, ctx.scratch / "quantized-base")
         return auto_class(ctx.head).from_pretrained(str(folder), **{k: v for k, v in ctx.load_kwargs.items()
                                                                      if k != "quantization_config"})
+
+    def save(self, model: Any, folder: Path) -> Path:
+        """bitsandbytes' serialization of the quantized base, what this route tests."""
+        model.save_pretrained(str(folder))
+        return folder
 
     def expected(self, ctx: Context, model: Any):
         return probe(ctx.held.pop("in_memory"), models.load_tokenizer(ctx.model_path), ctx.device, ctx.head)
@@ -374,26 +362,3 @@ def tokenizer_check(checkpoint: Path, trained_tokenizer: Any, model_path: str) -
               != trained_tokenizer.apply_chat_template(chat, tokenize=False)):
             problems.append("the chat template renders another string")
     return {"saved": True, "problems": problems}
-
-
-def _reset_saved_copies(model: Any) -> None:
-    """The route fault: modules_to_save copies put back to the base's weights after loading."""
-    import torch
-
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if name.endswith("modules_to_save.default") or name.endswith("modules_to_save"):
-                original = dict(model.named_modules()).get(name.rsplit(".modules_to_save", 1)[0] + ".original_module")
-                if original is not None:
-                    module.load_state_dict(original.state_dict())
-
-
-def _corrupt_quant_state(folder: Path) -> None:
-    """The route fault: one quantized weight's block constants saved scaled (a wrong serialization)."""
-    from safetensors.torch import load_file, save_file
-
-    path = next(folder.glob("*.safetensors"))
-    tensors = load_file(str(path))
-    key = next(k for k in sorted(tensors) if k.endswith(("absmax", "SCB")))
-    tensors[key] = tensors[key] * 1.5
-    save_file(tensors, str(path), metadata={"format": "pt"})

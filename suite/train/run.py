@@ -12,7 +12,7 @@ from typing import Any, Callable
 from suite.errors import exception_line
 from suite.matrix.spec import Case
 from suite.train import args as train_args
-from suite.train import inject, models, probes, routes
+from suite.train import models, probes, routes
 from suite.train.backends.base import Backend
 from suite.train.backends.registry import backend_for
 from suite.train.quantize import quantizer_for
@@ -43,7 +43,6 @@ class Trained:
     probe: Any  # the trained model's logits on the probe input
     generated: list[int] | None  # its greedy ids from the probe prompt (what a route's model must generate)
     dropout: dict | None  # its LoRA dropout at work: eval-mode forwards agree, training-mode ones differ
-    injected: Any  # the known fault installed, if any (FTSUITE_INJECT)
     counter: Any  # the CountingCollator that counted each step's tokens
     checkpoint: Path
 
@@ -116,11 +115,9 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
                                                             workdir / "trainer", train_args.dataset(case), [measure],
                                                             train_args.eval_dataset(case))
     timing["build_s"] = time.perf_counter() - t0
-    # DPO: the reference's logits before training (and before a known fault is installed), to
-    # compare with the same model object's after training
+    # DPO: the reference's logits before training, to compare with the same model object's after training
     reference_before = backend.reference_snapshot(trainer, case, tokenizer, device)
-    injected = inject.install(trainer)  # FTSUITE_INJECT: known faults, for benchmarks/sensitivity.py and tests only
-    counter = backend.instrument(trainer)  # after the faults: it counts (and records) what training saw
+    counter = backend.instrument(trainer)  # it counts (and records) what training saw
     params = probes.param_summary(trainer.model, case.is_adapter)
     quantized = quantizer_for(case).summary(trainer.model)
     if quantized:
@@ -148,8 +145,8 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     backend.save(case, trainer, ckpt)
     trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
     timing["save_s"] = time.perf_counter() - t0
-    return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, generated, dropout, injected,
-                   counter, ckpt)
+    return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, generated, dropout, counter,
+                   ckpt)
 
 
 def _step_counts(trainer: Any, counter: Any) -> list[tuple[int, int, int]]:
@@ -228,19 +225,18 @@ def _payload(case: Case, trained: Trained, measure: Any, counts: list, memory: d
                       kernels=probes.kernel_profile(),
                       name=torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                       sdpa_backends=probes.sdpa_backends() if device == "cuda" else None),
-        resolved={**_resolved(trainer, resolved, trained.injected), **backend_for(case).describe(trainer)},
+        resolved={**_resolved(trainer, resolved), **backend_for(case).describe(trainer)},
         warnings=sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
         reference=Reference(**trained.reference) if trained.reference else None,
         dropout=trained.dropout,
     )
 
 
-def _resolved(trainer: Any, resolved: Any, injected: Any) -> dict:
+def _resolved(trainer: Any, resolved: Any) -> dict:
     """Where the model came from and the arguments the trainer really ran with."""
     args = trainer.args
     return {
         "model_path": resolved.path, "model_source": resolved.source,
-        **({"injected": injected} if injected else {}),
         "attention": getattr(trainer.model.config, "_attn_implementation", None),
         "args": {k: _jsonable(getattr(args, k, None)) for k in (
             "max_steps", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",

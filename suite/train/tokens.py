@@ -53,7 +53,7 @@ TRAINABLE_TOKEN_MODULES = ("embed_tokens",)
 
 def lora_kwargs(case: Case, new_ids: list[int], modules: tuple[str, ...] = TRAINABLE_TOKEN_MODULES) -> dict[str, Any]:
     """What LoraConfig gets for the case's way of carrying the new rows."""
-    if "modules_to_save" in case.features:
+    if case.uses.whole_embeddings:
         return {"modules_to_save": list(EMBEDDING_MODULES)}
     return {"trainable_token_indices": {m: list(new_ids) for m in modules}}
 
@@ -62,6 +62,6 @@ def expected_tensors(case: Case) -> tuple[str, ...]:
     """Name fragments of the non-LoRA tensors the case's adapter checkpoint must hold."""
     if case.dataset not in FORMATS:
         return ()
-    if "modules_to_save" in case.features:
+    if case.uses.whole_embeddings:
         return tuple(f"{m}.weight" for m in EMBEDDING_MODULES)
     return ("trainable_tokens_delta",)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.matrix.axes import ADAPTERS, QUANTIZATIONS, TRANSFORMERS, Adapter, Library, Quantization
-from suite.matrix.spec import DEFAULT_TRAINER, PROMPT_FORMATS
+from suite.matrix.spec import DEFAULT_TRAINER
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -80,7 +80,7 @@ class Backend:
         """The suite.train.compat requirements the installed versions must meet to train the case as
         declared (SFTTrainer's prompt-completion data and loss flags)."""
         needed = []
-        if case.effective_loss == "completion_only" or case.dataset in PROMPT_FORMATS:
+        if case.loss_kind.on_completion or case.format.prompt:
             needed += ["prompt_completion", "completion_only_loss"]
         return needed
 
@@ -88,11 +88,11 @@ class Backend:
         """The trainer arguments the case pins, from the case itself (not from suite.train.args): what
         suite/invariants/configs.py reads back from a built trainer. `common`: every trainer's."""
         t = case.training
-        out = {**common, "max_length": t.max_length, "packing": "packing" in case.features}
-        if case.effective_loss == "assistant_only":
+        out = {**common, "max_length": t.max_length, "packing": case.uses.packs}
+        if case.loss_kind.assistant_turns:
             out["assistant_only_loss"] = True
-        elif case.dataset in PROMPT_FORMATS:
-            out["completion_only_loss"] = case.effective_loss == "completion_only"
+        elif case.format.prompt:
+            out["completion_only_loss"] = case.loss_kind.on_completion
         return {**out, **dict(t.extra)}
 
     def start_method(self, cuda: bool) -> str:

@@ -56,7 +56,7 @@ class _Support:
             return f"{backend.name} cannot train with {', '.join(refused)}; it takes {', '.join(backend.features)}"
         if backend.picks_attention and set(ATTENTION) & set(case.features):
             return f"{backend.name} picks its own attention kernels; do not combine it with an attention variant"
-        if backend.picks_attention and "liger" in case.features:
+        if backend.picks_attention and case.uses.own_kernels:
             return f"{backend.name} patches the model with its own kernels; do not combine it with liger"
         if not backend.distributed and set(DISTRIBUTED) & set(case.features):
             return f"{backend.name} trains on one GPU; it cannot be combined with ddp or fsdp"

@@ -38,7 +38,7 @@ class Unsloth(Backend):
         import unsloth  # noqa: F401  (before the stack: it patches transformers, trl and peft)
 
     def cannot_run(self, case: Case) -> str | None:
-        if case.model.arch == "qwen2" and (case.model.size == "tiny" or case.model.config):
+        if case.model.arch == "qwen2" and (case.model.scale.built or case.model.config):
             # unsloth reloads the tokenizer with AutoTokenizer, which transformers 5 resolves to Qwen2's
             # BPE class for a qwen2 directory: the suite's word-level tokenizer would be lost
             return ("unsloth with a qwen2 model built by the suite: unsloth reloads the tokenizer through "
@@ -68,7 +68,7 @@ class Unsloth(Backend):
         model = FastLanguageModel.get_peft_model(
             model, r=case.lora.r, lora_alpha=case.lora.alpha, lora_dropout=case.lora.dropout,
             target_modules=TARGETS if target == "all-linear" else list(target) if not isinstance(target, str) else [target],
-            use_gradient_checkpointing="unsloth" if "gradient_checkpointing" in case.features else False,
+            use_gradient_checkpointing="unsloth" if case.uses.checkpointing else False,
             random_state=case.training.seed)
         args = train_args.sft_config(case, output_dir, device, precision, None)
         trainer = (hooks.trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=dataset,
