@@ -184,3 +184,28 @@ def test_a_packing_selection_collects_the_packing_invariants_only():
                          capture_output=True, text=True, timeout=300)
     ids = [line for line in out.stdout.splitlines() if "::" in line]
     assert ids and all("packing" in i or "packed" in i for i in ids), ids
+
+
+def test_the_upgrade_report_is_titled_by_the_versions_the_sides_resolved(tmp_path, monkeypatch):
+    """The title names the change upgrade-check made, also a pinned package the records do not list
+    (the control pair's nvidia-ml-py), then the answer."""
+    import shutil
+
+    fixture = Path(__file__).resolve().parent / "fixtures" / "runs" / "tiny-a"
+    versions = {"b": {"trl": "1.16.0", "nvidia-ml-py": "13.610.43"}, "c": {"trl": "1.16.0", "nvidia-ml-py": "13.615.71"}}
+
+    def fake_prepare(spec):
+        side = "b" if "610" in spec.pins[0] else "c"
+        return tmp_path / "env" / side, {"cached": True, "versions": versions[side]}, 0.0
+
+    def fake_run_cases(env_dir, run_id, results_dir, select, checks=upgrade.Checks(), **_):
+        shutil.copytree(fixture, results_dir / run_id, dirs_exist_ok=True)
+        return upgrade.Timed(results_dir / run_id, 1.0, 0.0, 0)
+
+    monkeypatch.setattr(upgrade, "prepare", fake_prepare)
+    monkeypatch.setattr(upgrade, "run_cases", fake_run_cases)
+    code, summary = upgrade.upgrade_check("nvidia-ml-py==13.610.43", "nvidia-ml-py==13.615.71", ["-m", "tiny"],
+                                          tmp_path / "out", tmp_path / "results", ("worse",), "t",
+                                          upgrade.Checks(invariants=False, compat=False))
+    assert code == 0
+    assert (tmp_path / "out" / "report.md").read_text().startswith("## nvidia-ml-py 13.610.43 → 13.615.71: safe\n")

@@ -49,9 +49,17 @@ def verdict(df: pd.DataFrame, fail_on: tuple[str, ...], upgrade: bool) -> str:
     return ("not safe: " if upgrade else "fails: ") + ", ".join(counts)
 
 
-def title(df: pd.DataFrame, base: Run, cand: Run, fail_on: tuple[str, ...]) -> str:
-    what = change(base, cand)
-    return f"{what}: {verdict(df, fail_on, upgrade=not what.endswith(f'vs baseline {base.name}'))}"
+def title(df: pd.DataFrame, base: Run, cand: Run, fail_on: tuple[str, ...], what: str | None = None) -> str:
+    """`what` names the change where the caller knows it better than the records (upgrade-check's resolved
+    versions include pinned packages beyond the stack the records list)."""
+    upgrade = bool(what) or not change(base, cand).endswith(f"vs baseline {base.name}")
+    return f"{what or change(base, cand)}: {verdict(df, fail_on, upgrade=upgrade)}"
+
+
+def versions_changed(base: dict, cand: dict) -> str:
+    """`nvidia-ml-py 13.610.43 → 13.615.71` from two sides' resolved versions (package -> version)."""
+    return ", ".join(f"{k} {base.get(k)} → {cand.get(k)}" for k in dict.fromkeys([*base, *cand])
+                     if base.get(k) != cand.get(k))
 
 
 def _plural(n: int, one: str, many: str) -> str:

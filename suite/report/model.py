@@ -20,6 +20,7 @@ class Report:
     unreadable: list[tuple[str, RecordError]] = field(default_factory=list)
     # A one-run report's own integrity rows (unreadable records, an unfinished run): they gate it.
     integrity: pd.DataFrame | None = None
+    change: str | None = None  # the change compared, where the caller knows it (upgrade-check's versions)
 
     @classmethod
     def build(cls, baseline: Run, candidates: list[Run]) -> Report:
@@ -57,4 +58,5 @@ class Report:
         if len(self.candidates) != 1:
             return self.title
         cand = self.candidates[0]
-        return answer.title(self.frame[self.frame["candidate_run"] == cand.name], self.baseline, cand, fail_on)
+        return answer.title(self.frame[self.frame["candidate_run"] == cand.name], self.baseline, cand, fail_on,
+                            self.change)

@@ -204,7 +204,10 @@ def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, s
         doc = checkpoints.check(run_dirs["baseline"], run_dirs["candidate"], pythons["baseline"], pythons["candidate"])
         summary["compat"] = {"cases": doc["cases"], "wall_s": doc["wall_s"], "not_checked": doc["not_checked"]}
     summary["wall_s"] = round(time.time() - t_start, 1)
+    from suite.report.answer import versions_changed
+
     rep = report_model.Report.build(runs.load(run_dirs["baseline"]), [runs.load(run_dirs["candidate"])])
+    rep.change = versions_changed(made["baseline"][2]["versions"], made["candidate"][2]["versions"]) or None
     paths = report_files.write(rep, out, fail_on)
     failing = compare.gated(rep.frame, fail_on)
     summary["report"] = {k: str(v) for k, v in paths.items()}
