@@ -13,7 +13,7 @@ class Legend:
     """Texts that recur across cells, each given a short code (s1, e1, m1) the first time it is seen."""
 
     def __init__(self) -> None:
-        self.codes: dict[str, dict[str, str]] = {"s": {}, "e": {}, "m": {}}
+        self.codes: dict[str, dict[str, str]] = {"s": {}, "f": {}, "e": {}, "m": {}}
 
     def code(self, kind: str, text: str) -> str:
         table = self.codes[kind]
@@ -22,7 +22,7 @@ class Legend:
         return table[text]
 
     def lines(self) -> list[str]:
-        names = {"s": "skipped", "e": "ERROR", "m": "moved from the lock"}
+        names = {"s": "skipped", "f": "checks failed", "e": "ERROR", "m": "moved from the lock"}
         return [f"- {code} ({names[k]}): {text}" for k, table in self.codes.items() for text, code in table.items()]
 
 
@@ -33,8 +33,10 @@ def _general(reason: str) -> str:
 
 def case_text(outcome: dict, legend: Legend) -> str:
     status = outcome["status"]
-    if status in ("passed", "failed"):
+    if status == "passed":
         return "ran"
+    if status == "failed":  # it ran; what its checks found is a finding about the release, not a suite error
+        return f"ran, checks failed {legend.code('f', outcome['reason'])}"
     if status == "skipped":
         return f"skipped {legend.code('s', _general(outcome['reason']))}"
     return f"**ERROR** {legend.code('e', f'{status}: ' + outcome['reason'] if status != 'error' else outcome['reason'])}"

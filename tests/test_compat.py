@@ -113,3 +113,70 @@ def test_generating_trainers_and_expert_lora_skip_on_older_releases_naming_them(
     assert why.startswith("peft>=0.17.0 for LoRA on parameters such as fused experts") and "0.16.0" in why
     with pytest.raises(NotApplicable, match=r"tiny-llama/grpo/lora/base/prompt_only needs trl>=0\.24\.0"):
         harness.build_trainer(grpo, tmp_path)
+
+
+@pytest.mark.parametrize("key", sorted(compat.ADDED))
+def test_each_added_keyword_is_taken_by_the_installed_function_exactly_when_declared(key):
+    import importlib
+
+    added = compat.ADDED[key]
+    module, function = added.where.rsplit(".", 1)
+    takes = added.name in inspect.signature(getattr(importlib.import_module(module), function)).parameters
+    assert added.accepted() == takes, f"{added.package} {package_version(added.package)}: {added.where} takes " \
+                                      f"{added.name}: {takes}"
+
+
+def test_added_keywords_are_left_out_before_their_release(monkeypatch):
+    """The sample recorder of GRPO and RLOO calls unwrap_model_for_generation as the installed trl does: trl 1.15
+    has no gradient_checkpointing_kwargs, 0.26.1 no generation_kwargs (both errored there, the release sweep)."""
+    call = dict(generation_kwargs={"top_k": 0}, gradient_checkpointing_kwargs=None, gather_deepspeed3_params=True)
+    for trl, kept in (("1.16.0", set(call)), ("1.15.0", set(call) - {"gradient_checkpointing_kwargs"}),
+                      ("0.26.2", set(call) - {"gradient_checkpointing_kwargs"}),
+                      ("0.26.1", {"gather_deepspeed3_params"})):
+        monkeypatch.setattr(compat, "package_version", lambda name, v=trl: v if name == "trl" else "99")
+        assert set(compat.added_kwargs("unwrap_model_for_generation", **call)) == kept, trl
+
+
+def test_trl_1_15_without_triton_skips_the_trainers_of_its_fused_lm_head(monkeypatch):
+    """trl 1.15.0's SFT, DPO, KTO, GRPO and RLOO trainers need Triton (the release sweep saw all of them error on a
+    CPU-only torch); its reward trainer and transformers' Trainer do not, nor trl 1.14 or 1.16, nor a machine with
+    Triton."""
+    cases = {c.id: c for c in load_cases(ROOT / "cases")}
+    needs = ["tiny-llama/lora/base", "tiny-llama/dpo/lora/base/preference", "tiny-llama/kto/lora/base/unpaired_preference",
+             "tiny-llama/grpo/lora/base/prompt_only", "tiny-llama/rloo/lora/base/prompt_only"]
+    free = ["tiny-llama/reward/lora/base/preference", "tiny-llama/hf_trainer/lora/base"]
+    triton = {"here": False}
+    real_find_spec = compat.importlib.util.find_spec
+    monkeypatch.setattr(compat.importlib.util, "find_spec",
+                        lambda name: object() if name == "triton" and triton["here"] else real_find_spec(name))
+    for trl, skips in (("1.15.0", True), ("1.14.2", False), ("1.16.0", False)):
+        monkeypatch.setattr(compat, "package_version", lambda name, v=trl: v if name == "trl" else "99")
+        for case_id in needs + free:
+            case = cases[case_id]
+            reasons = compat.cannot_express(case, backend_for(case).version_needs(case))
+            expected = ([f"trl>=1.16.0 or the package triton (pip install triton) for the log-probabilities of trl "
+                         f"1.15's fused LM head (its Triton kernel has no fallback) (installed: {trl}, without triton)"]
+                        if skips and case_id in needs else [])
+            assert reasons == expected, (trl, case_id)
+    triton["here"] = True
+    monkeypatch.setattr(compat, "package_version", lambda name: "1.15.0" if name == "trl" else "99")
+    assert compat.REQUIREMENTS["trl_loss_kernel"].missing() is None
+
+
+def test_the_8bit_optimizer_on_a_cpu_needs_bitsandbytes_0_50(monkeypatch):
+    """Before 0.50.0 bitsandbytes' 8-bit optimizers had no CPU kernels (the release sweep: SFT and DPO with
+    adamw_8bit errored on 0.46.1 and 0.49.2); on a GPU they had, so a CUDA machine is not refused."""
+    from suite import machine
+    from suite.run import requirements
+
+    case = {c.id: c for c in load_cases(ROOT / "cases")}["tiny-llama/dpo/lora/adamw_8bit/preference"]
+    cuda = {"here": False}
+    monkeypatch.setattr(machine, "cuda_available", lambda: cuda["here"])
+    for bnb, refused in (("0.49.2", True), ("0.50.0", False)):
+        monkeypatch.setattr(compat, "package_version", lambda name, v=bnb: v if name == "bitsandbytes" else "99")
+        expected = ["bitsandbytes>=0.50.0 for the 8-bit optimizer on a CPU (adamw_8bit) (installed: 0.49.2)"]
+        assert requirements.missing_requirements(case) == (expected if refused else []), bnb
+    cuda["here"] = True
+    monkeypatch.setattr(compat, "package_version", lambda name: "0.49.2" if name == "bitsandbytes" else "99")
+    assert "optimizer_8bit_cpu" in compat.REQUIREMENTS and not any(
+        "8-bit optimizer" in m for m in requirements.missing_requirements(case))

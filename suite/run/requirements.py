@@ -38,9 +38,12 @@ def missing_requirements(case: Case) -> list[str]:
     if "liger" in case.features and importlib.util.find_spec("liger_kernel") is None:
         missing.append("the package liger-kernel (pip install liger-kernel), not installed")
     missing += quantizer_for(case).missing(case, machine.cuda_available())
+    from suite.train import compat
+
     if "adamw_8bit" in case.features and package_version("bitsandbytes") is None:
         missing.append("the package bitsandbytes (pip install bitsandbytes), not installed")
-    from suite.train import compat
+    elif "adamw_8bit" in case.features and not machine.cuda_available():
+        missing += [m for m in [compat.REQUIREMENTS["optimizer_8bit_cpu"].missing()] if m]
 
     missing += compat.cannot_express(case, backend.version_needs(case))
     if case.model.size != "tiny":

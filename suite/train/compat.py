@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 from dataclasses import dataclass
 
 from suite.versions import package_version, version_at_least
@@ -79,6 +80,56 @@ MOVES = {m.name: m for m in (
 )}
 
 
+@dataclass(frozen=True)
+class Added:
+    """A keyword argument a release added to a function the suite calls: before it, the call leaves it out
+    (the trainer of that release does not pass it either)."""
+    name: str  # the keyword
+    package: str
+    since: str
+    where: str  # the function, as imported
+
+    def accepted(self) -> bool:
+        return version_at_least(package_version(self.package), self.since)
+
+
+ADDED = {a.where.rsplit(".", 1)[1] + "." + a.name: a for a in (
+    # the generating trainers' sample recorder replays a step's sampling through trl's own context manager, as
+    # the trainer of the installed release calls it: generation_kwargs came in trl 0.26.2 (0.26.1 lacks it),
+    # gradient_checkpointing_kwargs in 1.16.0 (1.15.0 lacks it; read in the released wheels, and the release
+    # sweep measured GRPO and RLOO erroring on every trl 0.24 to 1.15 before, docs/floors.md)
+    Added("generation_kwargs", "trl", "0.26.2", "trl.models.utils.unwrap_model_for_generation"),
+    Added("gradient_checkpointing_kwargs", "trl", "1.16.0", "trl.models.utils.unwrap_model_for_generation"),
+)}
+
+
+def added_kwargs(function: str, **kwargs) -> dict:
+    """The keyword arguments the installed release of `function` (its last dotted part) takes: each one an
+    `Added` entry names is left out before its release; a keyword no entry names is always passed."""
+    return {k: v for k, v in kwargs.items() if (a := ADDED.get(f"{function}.{k}")) is None or a.accepted()}
+
+
+@dataclass(frozen=True)
+class NeedsModule:
+    """Releases of a package that cannot train without a module they import with no fallback (a kernel):
+    there the case skips, naming the release that has the fallback and the module that would do instead."""
+    name: str
+    package: str
+    first: str  # first release with no fallback
+    fixed: str  # first release with one again
+    module: str  # what those releases need (importable name, also the pip name)
+    what: str
+
+    def missing(self) -> str | None:
+        installed = package_version(self.package)
+        if not version_at_least(installed, self.first) or version_at_least(installed, self.fixed):
+            return None
+        if importlib.util.find_spec(self.module) is not None:
+            return None
+        return (f"{self.package}>={self.fixed} or the package {self.module} (pip install {self.module}) for "
+                f"{self.what} (installed: {installed}, without {self.module})")
+
+
 REQUIREMENTS = {r.name: r for r in (
     # before trl 0.20, completion-only loss needed DataCollatorForCompletionOnlyLM and a response template
     Requirement("completion_only_loss", "trl", "0.20.0", "completion-only loss as an SFTConfig field"),
@@ -96,6 +147,17 @@ REQUIREMENTS = {r.name: r for r in (
     # peft 0.17 added LoraConfig.target_parameters (LoRA on nn.Parameters such as fused experts)
     Requirement("lora_target_parameters", "peft", "0.17.0",
                 "LoRA on parameters such as fused experts (LoraConfig.target_parameters)"),
+    # trl 1.15.0's SFT, DPO, KTO, GRPO and RLOO trainers compute the log-probabilities through a fused LM head whose
+    # kernel imports Triton, with no fallback (trl.trainer.utils: `_ChunkedLogProbFunction = None` when the import
+    # fails, then `.apply` on None): on a CPU-only torch, which ships no Triton, every such case errored with
+    # "AttributeError: 'NoneType' object has no attribute 'apply'" (release sweep, 2026-12-07); 1.14 has no fused
+    # head, 1.16.0 falls back to torch
+    # bitsandbytes' 8-bit optimizers have CPU kernels from 0.50.0 (`optimizer_update_32bit` registered for "cpu");
+    # before, a CPU step ended in its GPU check, "AttributeError: 'NoneType' object has no attribute 'shape'"
+    # (release sweep, 2026-12-07: 0.46.1 and 0.49.2 with SFT and DPO). suite/run/requirements.py asks it on a CPU only
+    Requirement("optimizer_8bit_cpu", "bitsandbytes", "0.50.0", "the 8-bit optimizer on a CPU (adamw_8bit)"),
+    NeedsModule("trl_loss_kernel", "trl", "1.15.0", "1.16.0", "triton",
+                "the log-probabilities of trl 1.15's fused LM head (its Triton kernel has no fallback)"),
 )}
 
 
