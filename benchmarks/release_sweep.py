@@ -3,7 +3,8 @@
     python -m benchmarks.release_sweep                         # sweep what is not recorded yet (resumable)
     python -m benchmarks.release_sweep --only trl==1.3.0       # these cells first (repeatable)
     python -m benchmarks.release_sweep --rerun error           # run the ERROR cells again (after a fix)
-    python -m benchmarks.release_sweep --max-minutes 90        # start no environment after 90 minutes
+    python -m benchmarks.release_sweep --max-minutes 90        # start no release after 90 minutes
+    touch results/release-sweep/STOP                           # stop after the release that runs now
     python -m benchmarks.release_sweep --plan                  # the releases and families, in sweep order
     python -m benchmarks.release_sweep --table                 # the Markdown table of the recorded cells
 
@@ -69,6 +70,19 @@ def conflict_words(message: str) -> str:
     return "; ".join(hits[:4]) or plan.first_line(message)
 
 
+def explain_refusal(pin: str, constraints: str, message: str) -> str:
+    """pip's reason it could not hold the lock (the environment's quiet install leaves it out): the same
+    resolution, dry, by this interpreter, whose stack is the lock's."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as held:
+        held.write(constraints)
+        held.flush()
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--disable-pip-version-check",
+                               "-c", held.name, pin], capture_output=True, text=True, timeout=600)
+    return conflict_words(proc.stdout + "\n" + proc.stderr) if proc.returncode else conflict_words(message)
+
+
 def environment(package: str, version: str, sweep_dir: Path, control: dict[str, str]) -> tuple[Path, str]:
     """The derived environment of one release (cached), and pip's words when the lock could not hold the
     others. A refused resolution is remembered beside the cells, so a resumed sweep does not ask again."""
@@ -82,7 +96,7 @@ def environment(package: str, version: str, sweep_dir: Path, control: dict[str, 
             return env_dir, ""
         except envs.EnvError as exc:
             refused.parent.mkdir(parents=True, exist_ok=True)
-            refused.write_text(conflict_words(str(exc)) + "\n")
+            refused.write_text(explain_refusal(pin, held_constraints(package), str(exc)) + "\n")
     # the others free to move, but no further than the lock: pip keeps what satisfies and steps back the rest
     others = tuple(f"{n}<={control[n]}" for n in STACK if n not in ("torch", package) and n in control)
     env_dir, _ = envs.ensure_env(envs.EnvSpec(envs.parse_pins(" ".join((pin, *others)))))
@@ -237,6 +251,10 @@ def main(argv: list[str]) -> int:
     for package, version, need in work:
         if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
             print(f"stopped after {args.max_minutes} minutes; {package} {version} and what follows not run", flush=True)
+            return 0
+        if (args.sweep_dir / "STOP").is_file():  # a graceful stop between two releases (resume later)
+            (args.sweep_dir / "STOP").unlink()
+            print(f"stopped (STOP file); {package} {version} and what follows not run", flush=True)
             return 0
         if version == control.get(package) and done_control:
             continue  # the control run wrote every package's cell at the lock's release
