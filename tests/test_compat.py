@@ -105,7 +105,7 @@ def test_generating_trainers_and_expert_lora_skip_on_older_releases_naming_them(
     grpo, experts = cases["tiny-llama/grpo/lora/base/prompt_only"], cases["tiny-mixtral/lora/base"]
     assert compat.cannot_express(grpo, backend_for(grpo).version_needs(grpo)) == []
     assert compat.cannot_express(experts, backend_for(experts).version_needs(experts)) == []
-    versions = {"trl": "0.23.1", "peft": "0.16.0"}
+    versions = {"trl": "0.23.1", "peft": "0.16.0", "transformers": "4.57.6"}  # peft 0.16 imports on transformers 4
     monkeypatch.setattr(compat, "package_version", lambda name: versions.get(name, "99"))
     [why] = compat.cannot_express(grpo, backend_for(grpo).version_needs(grpo))
     assert why.startswith("trl>=0.24.0 for GRPOTrainer and RLOOTrainer") and "(installed: 0.23.1)" in why
@@ -180,3 +180,41 @@ def test_the_8bit_optimizer_on_a_cpu_needs_bitsandbytes_0_50(monkeypatch):
     monkeypatch.setattr(compat, "package_version", lambda name: "0.49.2" if name == "bitsandbytes" else "99")
     assert "optimizer_8bit_cpu" in compat.REQUIREMENTS and not any(
         "8-bit optimizer" in m for m in requirements.missing_requirements(case))
+
+
+@pytest.mark.parametrize("versions, reason", [
+    # peft 0.16 and 0.17 do not import on transformers 5 (every case errored: the release sweep)
+    ({"peft": "0.17.1", "transformers": "5.23.0"}, "peft>=0.18.0 (or peft<0.16, or transformers<5.0.0) for importing "
+     "peft (0.16 and 0.17 import transformers.HybridCache, which transformers 5.0 removed) (installed: peft 0.17.1, "
+     "transformers 5.23.0)"),
+    ({"peft": "0.16.0", "transformers": "4.57.6"}, None),
+    ({"peft": "0.15.0", "transformers": "5.23.0"}, None),
+    ({"peft": "0.18.1", "transformers": "5.23.0"}, None),
+])
+def test_peft_releases_that_do_not_import_on_transformers_5_skip_every_case(monkeypatch, versions, reason):
+    cases = {c.id: c for c in load_cases(ROOT / "cases")}
+    monkeypatch.setattr(compat, "package_version", lambda name: versions.get(name, "99"))
+    for case_id in ("tiny-llama/full/base", "tiny-llama/reward/lora/base/preference"):
+        case = cases[case_id]
+        assert compat.cannot_express(case, backend_for(case).version_needs(case)) == ([reason] if reason else [])
+
+
+@pytest.mark.parametrize("peft, transformers, expected", [
+    ("0.21.2", "5.0.0", "expert_lora_loading_info"),  # measured: TypeError ... unexpected keyword 'loading_info'
+    ("0.21.2", "5.1.0", None),
+    ("0.19.1", "5.23.0", "expert_lora_distributed_operation"),  # measured: ... 'distributed_operation'
+    ("0.19.1", "5.5.4", None),
+    ("0.20.0", "5.23.0", None),
+    ("0.18.1", "5.0.0", None),  # no weight conversion in peft before 0.19
+])
+def test_lora_on_fused_experts_skips_where_peft_and_transformers_convert_differently(monkeypatch, peft, transformers,
+                                                                                      expected):
+    cases = {c.id: c for c in load_cases(ROOT / "cases")}
+    versions = {"peft": peft, "transformers": transformers}
+    monkeypatch.setattr(compat, "package_version", lambda name: versions.get(name, "99"))
+    experts, dense = cases["tiny-mixtral/lora/base"], cases["tiny-llama/lora/base"]
+    reasons = compat.cannot_express(experts, backend_for(experts).version_needs(experts))
+    assert reasons == ([compat.REQUIREMENTS[expected].missing()] if expected else [])
+    if expected:
+        assert f"(installed: peft {peft}, transformers {transformers})" in reasons[0]
+    assert compat.cannot_express(dense, backend_for(dense).version_needs(dense)) == []  # no fused experts, no skip

@@ -130,6 +130,30 @@ class NeedsModule:
                 f"{self.what} (installed: {installed}, without {self.module})")
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """Two packages' releases that pip installs together (neither bounds the other) but that cannot run a case
+    together: `package` in [first, before) with `other` in [other_first, other_before) (None: unbounded). The
+    case skips, naming the way out (`remedy`) and both installed versions."""
+    name: str
+    package: str
+    first: str
+    before: str | None
+    other: str
+    other_first: str
+    other_before: str | None
+    remedy: str  # what to install instead, e.g. "peft>=0.18.0 (or transformers<5.0.0)"
+    what: str
+
+    def missing(self) -> str | None:
+        mine, theirs = package_version(self.package), package_version(self.other)
+        inside = [v is not None and version_at_least(v, lo) and (hi is None or not version_at_least(v, hi))
+                  for v, lo, hi in ((mine, self.first, self.before), (theirs, self.other_first, self.other_before))]
+        if not all(inside):
+            return None
+        return f"{self.remedy} for {self.what} (installed: {self.package} {mine}, {self.other} {theirs})"
+
+
 REQUIREMENTS = {r.name: r for r in (
     # before trl 0.20, completion-only loss needed DataCollatorForCompletionOnlyLM and a response template
     Requirement("completion_only_loss", "trl", "0.20.0", "completion-only loss as an SFTConfig field"),
@@ -156,6 +180,26 @@ REQUIREMENTS = {r.name: r for r in (
     # before, a CPU step ended in its GPU check, "AttributeError: 'NoneType' object has no attribute 'shape'"
     # (release sweep, 2026-12-07: 0.46.1 and 0.49.2 with SFT and DPO). suite/run/requirements.py asks it on a CPU only
     Requirement("optimizer_8bit_cpu", "bitsandbytes", "0.50.0", "the 8-bit optimizer on a CPU (adamw_8bit)"),
+    # peft 0.16 and 0.17 import transformers.HybridCache at the top of peft_model.py, which transformers 5.0
+    # removed; transformers' Trainer imports peft whenever it is installed, so every case errored on the import
+    # (release sweep, 2026-12-07: peft 0.17.1 with transformers 5.23.0, 15 of 15 cases). peft 0.15 does not
+    # import it, 0.18 imports it only where it is used
+    Conflict("peft_hybrid_cache", "peft", "0.16.0", "0.18.0", "transformers", "5.0.0", None,
+             "peft>=0.18.0 (or peft<0.16, or transformers<5.0.0)",
+             "importing peft (0.16 and 0.17 import transformers.HybridCache, which transformers 5.0 removed)"),
+    # LoRA on fused experts reloads through peft's conversion of transformers' weight converters (peft 0.19 on):
+    # it calls WeightRenaming.convert(loading_info=...), which transformers 5.1 added (measured: peft 0.21.2 with
+    # transformers 5.0.0, "TypeError: WeightRenaming.convert() got an unexpected keyword argument 'loading_info'"),
+    # and peft 0.19 builds WeightConverter(distributed_operation=...), which transformers 5.6.0 stopped taking
+    # (peft 0.20 sets the attribute instead; upgrade-check of 2026-12-07 and the release sweep: peft 0.19.1 with
+    # transformers 5.23.0; read in the wheels for the bound 5.6.0, 5.5.4 takes it)
+    Conflict("expert_lora_loading_info", "peft", "0.19.0", None, "transformers", "5.0.0", "5.1.0",
+             "transformers>=5.1.0 (or peft<0.19.0)",
+             "reloading LoRA on fused experts (peft's weight conversion passes loading_info to transformers')"),
+    Conflict("expert_lora_distributed_operation", "peft", "0.19.0", "0.20.0", "transformers", "5.6.0", None,
+             "peft>=0.20.0 (or transformers<5.6.0)",
+             "reloading LoRA on fused experts (peft 0.19 passes distributed_operation to transformers' "
+             "WeightConverter, which 5.6 dropped)"),
     NeedsModule("trl_loss_kernel", "trl", "1.15.0", "1.16.0", "triton",
                 "the log-probabilities of trl 1.15's fused LM head (its Triton kernel has no fallback)"),
 )}
@@ -199,7 +243,7 @@ def quantization_args(load_kwargs: dict) -> tuple[dict, dict]:
 def cannot_express(case, trainer_needs: list[str]) -> list[str]:
     """Why the installed versions cannot run the case as declared (each names the version);
     `trainer_needs`: what its backend needs of them (Backend.version_needs)."""
-    needed = list(trainer_needs)
+    needed = ["peft_hybrid_cache", *trainer_needs]  # transformers' Trainer imports peft for every case
     if case.effective_loss == "assistant_only":
         needed.append("assistant_only_loss")
     if "packing" in case.features:
@@ -207,7 +251,7 @@ def cannot_express(case, trainer_needs: list[str]) -> list[str]:
     if "neftune" in case.features:
         needed.append("neftune")
     if case.lora.target_parameters:
-        needed.append("lora_target_parameters")
+        needed += ["lora_target_parameters", "expert_lora_loading_info", "expert_lora_distributed_operation"]
     return [msg for msg in (REQUIREMENTS[n].missing() for n in dict.fromkeys(needed)) if msg]
 
 
