@@ -109,8 +109,9 @@ def test_generating_trainers_and_expert_lora_skip_on_older_releases_naming_them(
     monkeypatch.setattr(compat, "package_version", lambda name: versions.get(name, "99"))
     [why] = compat.cannot_express(grpo, backend_for(grpo).version_needs(grpo))
     assert why.startswith("trl>=0.24.0 for GRPOTrainer and RLOOTrainer") and "(installed: 0.23.1)" in why
-    [why] = compat.cannot_express(experts, backend_for(experts).version_needs(experts))
+    why, fused = compat.cannot_express(experts, backend_for(experts).version_needs(experts))
     assert why.startswith("peft>=0.17.0 for LoRA on parameters such as fused experts") and "0.16.0" in why
+    assert fused.startswith("transformers>=5.0.0 for a mixture of experts stored fused")  # 4.57.6: a list of experts
     with pytest.raises(NotApplicable, match=r"tiny-llama/grpo/lora/base/prompt_only needs trl>=0\.24\.0"):
         harness.build_trainer(grpo, tmp_path)
 
@@ -206,6 +207,7 @@ def test_peft_releases_that_do_not_import_on_transformers_5_skip_every_case(monk
     ("0.19.1", "5.5.4", None),
     ("0.20.0", "5.23.0", None),
     ("0.18.1", "5.0.0", None),  # no weight conversion in peft before 0.19
+    ("0.18.1", "4.57.6", "fused_experts"),  # transformers 4 keeps a list of experts: the case's names match nothing
 ])
 def test_lora_on_fused_experts_skips_where_peft_and_transformers_convert_differently(monkeypatch, peft, transformers,
                                                                                       expected):
@@ -215,6 +217,65 @@ def test_lora_on_fused_experts_skips_where_peft_and_transformers_convert_differe
     experts, dense = cases["tiny-mixtral/lora/base"], cases["tiny-llama/lora/base"]
     reasons = compat.cannot_express(experts, backend_for(experts).version_needs(experts))
     assert reasons == ([compat.REQUIREMENTS[expected].missing()] if expected else [])
-    if expected:
+    if isinstance(compat.REQUIREMENTS.get(expected), compat.Conflict):
         assert f"(installed: peft {peft}, transformers {transformers})" in reasons[0]
     assert compat.cannot_express(dense, backend_for(dense).version_needs(dense)) == []  # no fused experts, no skip
+
+
+def test_token_counts_read_the_batch_layouts_of_older_trl_collators():
+    """DPO's (until trl 0.28), KTO's (until 0.25) and the reward model's (until 0.23) collators keep the parts of a
+    pair apart; the counts are those of the same tokens in today's layout, and an unknown layout is named."""
+    import torch
+
+    from suite.train.measure import batch_counts, legacy_counts
+
+    def mask(*lengths: int, width: int = 6) -> torch.Tensor:
+        return torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
+
+    prompt, chosen, rejected = mask(3, 2), mask(4, 1), mask(2, 2)
+    old_dpo = {"prompt_input_ids": prompt, "prompt_attention_mask": prompt, "chosen_input_ids": chosen,
+               "chosen_attention_mask": chosen, "rejected_input_ids": rejected, "rejected_attention_mask": rejected}
+    # today's DPO: each completion after its prompt, the completions marked
+    rows = [(3, 4), (2, 1), (3, 2), (2, 2)]
+    new_dpo = {"input_ids": mask(*(p + c for p, c in rows), width=9), "attention_mask": mask(*(p + c for p, c in rows),
+                                                                                            width=9),
+               "completion_mask": torch.tensor([[0] * p + [1] * c + [0] * (9 - p - c) for p, c in rows])}
+    assert legacy_counts(old_dpo) == batch_counts(new_dpo) == (19, 9, 4)
+    labels = torch.tensor([[-100, -100, 5, 6, -100, -100], [-100, 7, 8, -100, -100, -100]])
+    kto = {"completion_input_ids": mask(4, 3), "completion_attention_mask": mask(4, 3), "completion_labels": labels,
+           "KL_completion_input_ids": mask(4, 3), "KL_completion_attention_mask": mask(4, 3),
+           "KL_completion_labels": labels}
+    assert legacy_counts(kto) == (14, 8, 4)
+    reward = {"input_ids_chosen": chosen, "attention_mask_chosen": chosen, "input_ids_rejected": rejected,
+              "attention_mask_rejected": rejected}
+    assert legacy_counts(reward) == (9, 9, 4)
+    with pytest.raises(ValueError, match=r"no batch layout with the keys \['pixel_values'\]"):
+        legacy_counts({"pixel_values": prompt})
+
+
+def test_trl_before_0_27_on_transformers_5_skips_its_preference_and_generating_trainers(monkeypatch):
+    """trl 0.24, 0.25 and 0.26 errored on transformers 5.23 in DPO, KTO, GRPO and RLOO (the release sweep); SFT,
+    the reward model and transformers' Trainer ran, as did the same trl on transformers 4; KTO alone until
+    0.27.2."""
+    cases = {c.id: c for c in load_cases(ROOT / "cases")}
+    refused = ["tiny-llama/dpo/lora/base/preference", "tiny-llama/kto/lora/base/unpaired_preference",
+               "tiny-llama/grpo/lora/base/prompt_only", "tiny-llama/rloo/lora/base/prompt_only"]
+    runs = ["tiny-llama/lora/base", "tiny-llama/reward/lora/base/preference", "tiny-llama/hf_trainer/lora/base"]
+    for trl, transformers, skips in (("0.26.2", "5.23.0", True), ("0.27.0", "5.23.0", False),
+                                     ("0.25.1", "4.57.6", False)):
+        versions = {"trl": trl, "transformers": transformers}
+        monkeypatch.setattr(compat, "package_version", lambda name, v=versions: v.get(name, "99"))
+        for case_id in refused + runs:
+            case = cases[case_id]
+            reasons = [r for r in compat.cannot_express(case, backend_for(case).version_needs(case))
+                       if "misread" in r]
+            assert reasons == ([f"trl>=0.27.0 (or transformers<5.0.0) for {compat.REQUIREMENTS['trl_trainers_on_transformers_5'].what} "
+                                f"(installed: trl {trl}, transformers {transformers})"]
+                               if skips and case_id in refused else []), (trl, transformers, case_id)
+    kto = cases["tiny-llama/kto/lora/base/unpaired_preference"]
+    for trl, skips in (("0.27.1", True), ("0.27.2", False)):
+        versions = {"trl": trl, "transformers": "5.23.0"}
+        monkeypatch.setattr(compat, "package_version", lambda name, v=versions: v.get(name, "99"))
+        reasons = compat.cannot_express(kto, backend_for(kto).version_needs(kto))
+        assert reasons == ([compat.REQUIREMENTS["kto_warnings_issued"].missing()] if skips else []), trl
+        assert not skips or reasons[0].startswith("trl>=0.27.2 (or transformers<5.0.0) for trl's KTOTrainer")

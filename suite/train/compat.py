@@ -176,6 +176,12 @@ REQUIREMENTS = {r.name: r for r in (
     # fails, then `.apply` on None): on a CPU-only torch, which ships no Triton, every such case errored with
     # "AttributeError: 'NoneType' object has no attribute 'apply'" (release sweep, 2026-12-07); 1.14 has no fused
     # head, 1.16.0 falls back to torch
+    # the MoE cases adapt the experts as transformers 5 stores them, fused in 3-D parameters
+    # (mlp.experts.gate_up_proj, down_proj); transformers 4 keeps a list of per-expert MLPs, where those names
+    # match nothing (release sweep, transformers 4.56.0: the LoRA case's expert_lora check failed, the QLoRA
+    # case errored quantizing the router, "AssertionError: N must be divisible by block_n")
+    Requirement("fused_experts", "transformers", "5.0.0",
+                "a mixture of experts stored fused (mlp.experts.gate_up_proj), which the case's target_parameters name"),
     # bitsandbytes' 8-bit optimizers have CPU kernels from 0.50.0 (`optimizer_update_32bit` registered for "cpu");
     # before, a CPU step ended in its GPU check, "AttributeError: 'NoneType' object has no attribute 'shape'"
     # (release sweep, 2026-12-07: 0.46.1 and 0.49.2 with SFT and DPO). suite/run/requirements.py asks it on a CPU only
@@ -200,6 +206,19 @@ REQUIREMENTS = {r.name: r for r in (
              "peft>=0.20.0 (or transformers<5.6.0)",
              "reloading LoRA on fused experts (peft 0.19 passes distributed_operation to transformers' "
              "WeightConverter, which 5.6 dropped)"),
+    # trl before 0.27 on transformers 5 (release sweep: trl 0.24.0, 0.25.1 and 0.26.2 with transformers 5.23.0):
+    # its availability checks borrow transformers' _is_package_available, which returns a (found, version)
+    # tuple in 5, always true, so its DPO, GRPO and RLOO modules import what is not installed ("Failed to import
+    # trl.trainer.dpo_trainer ... No module named 'mergekit'", 'weave' on 0.26), and its KTOTrainer sets
+    # model.warnings_issued, which transformers 5 removed; 0.27.0 has its own checks, 0.27.2 guards KTO's
+    # write (read in the wheels)
+    Conflict("trl_trainers_on_transformers_5", "trl", "0.0.0", "0.27.0", "transformers", "5.0.0", None,
+             "trl>=0.27.0 (or transformers<5.0.0)",
+             "trl's DPO, KTO, GRPO and RLOO trainers (before 0.27 they misread transformers 5's package checks "
+             "and import packages that are not installed; KTO writes model.warnings_issued, which 5.0 removed)"),
+    Conflict("kto_warnings_issued", "trl", "0.27.0", "0.27.2", "transformers", "5.0.0", None,
+             "trl>=0.27.2 (or transformers<5.0.0)",
+             "trl's KTOTrainer (before 0.27.2 it writes model.warnings_issued, which transformers 5.0 removed)"),
     NeedsModule("trl_loss_kernel", "trl", "1.15.0", "1.16.0", "triton",
                 "the log-probabilities of trl 1.15's fused LM head (its Triton kernel has no fallback)"),
 )}
@@ -264,7 +283,8 @@ def cannot_express(case, trainer_needs: list[str]) -> list[str]:
     if "neftune" in case.features:
         needed.append("neftune")
     if case.lora.target_parameters:
-        needed += ["lora_target_parameters", "expert_lora_loading_info", "expert_lora_distributed_operation"]
+        needed += ["lora_target_parameters", "fused_experts", "expert_lora_loading_info",
+                   "expert_lora_distributed_operation"]
     return [msg for msg in (REQUIREMENTS[n].missing() for n in dict.fromkeys(needed)) if msg]
 
 

@@ -29,6 +29,9 @@ class KTO(DPO):
     logged_metrics = {"kto_reward_margin_final": "rewards/margins", "kto_kl_final": "kl"}
     BETA = train_args.KTO_BETA
 
+    def version_needs(self, case: Case) -> list[str]:
+        return [*super().version_needs(case), "kto_warnings_issued"]
+
     def trl_trainer(self) -> type:
         from trl import KTOTrainer
 
