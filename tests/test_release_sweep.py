@@ -108,3 +108,40 @@ def test_pips_reason_for_a_conflict_is_kept_in_its_words():
 def test_the_lock_holds_every_package_but_the_one_swept():
     held = sweep.held_constraints("peft")
     assert "\npeft==" not in held and "\ntrl==" in held and "\naccelerate==" in held
+
+
+def sweep_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The columns of docs/floors.md's sweep tables and each row's cells, `package release` -> cells."""
+    columns, rows, package = [], {}, None
+    for line in text.split("### The table", 1)[1].splitlines():
+        if line.startswith("**") and "** (floor" in line:
+            package = line.split("**")[1]
+        elif line.startswith("| release |"):
+            columns = [c.strip(" `") for c in line.strip("|").split("|")[1:]]
+        elif line.startswith("| ") and package and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[f"{package} {cells[0].split(' ')[0]}"] = cells[1:]
+    return columns, rows
+
+
+def errors_in(rows: dict[str, list[str]]) -> list[str]:
+    return [f"{release}: {cell}" for release, cells in rows.items() for cell in cells if "ERROR" in cell]
+
+
+def test_the_documented_sweep_covers_every_family_and_no_release_errors():
+    """docs/floors.md's table has a column per family of today's cases and no ERROR cell: every release it lists
+    runs or skips each family by name (a new family, or a release that errors, is the sweep's to run again)."""
+    from suite.paths import ROOT
+
+    columns, rows = sweep_table((ROOT / "docs" / "floors.md").read_text())
+    assert columns == [f.key for f in FAMILIES]
+    assert rows and all(len(cells) == len(columns) for cells in rows.values())
+    assert {r.split(" ")[0] for r in rows} == set(plan.SWEPT)
+    assert errors_in(rows) == []
+
+
+def test_an_error_cell_in_the_documented_table_is_found():
+    text = ("### The table\n\n**peft** (floor 0.15, lock 0.21.2): ...\n\n| release | `sft/full` | `moe` |\n|---|---|---|\n"
+            "| 0.19.1 | ran | skipped s1 / **ERROR** e1 |\n")
+    columns, rows = sweep_table(text)
+    assert columns == ["sft/full", "moe"] and errors_in(rows) == ["peft 0.19.1: skipped s1 / **ERROR** e1"]

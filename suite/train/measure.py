@@ -235,9 +235,8 @@ def profiled_step(trainer, step_counter=None) -> tuple[dict[str, int], dict]:
     events = prof.key_averages()
     attention = {e.key: e.count for e in events if ATTENTION_OPS.search(e.key)}
     aten = {e.key: e.count for e in events if e.key.startswith("aten::")}
-    if isinstance(batch, dict):
-        mask = batch.get("attention_mask")
-        tokens = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+    if isinstance(batch, dict):  # the collator's batch, in today's layout or an older trl's
+        tokens = (batch_counts(batch) if "input_ids" in batch else legacy_counts(batch))[0]
     else:  # a generating trainer's prompts: what its counter saw of the step's generation, last
         tokens = step_counter.batches[-1][0]
     by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
