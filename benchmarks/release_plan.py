@@ -165,9 +165,13 @@ def outcome_of(record) -> dict:
     """A record's status and, for a skip or an error, what it said (the exception's line, not the traceback)."""
     reason = record.reason or ""
     if record.status == "error" and isinstance(record.failure, dict):
-        message = str(record.failure.get("message") or "")
-        exc = [ln for ln in message.splitlines() if re.match(r"^[A-Za-z_.]*(Error|Exception|Interrupt)\b", ln)]
-        reason = exc[-1] if exc else message or reason
+        lines = [ln.strip() for ln in str(record.failure.get("message") or "").splitlines() if ln.strip()]
+        exc = [i for i, ln in enumerate(lines) if re.match(r"^[A-Za-z_.]*(Error|Exception|Interrupt)\b", ln)]
+        if exc:  # the last exception's line, and the cause it points to ("... the following error: ...")
+            reason = lines[exc[-1]] + (f" {lines[exc[-1] + 1]}" if lines[exc[-1]].endswith(":")
+                                       and exc[-1] + 1 < len(lines) else "")
+        else:
+            reason = "\n".join(lines) or reason
     if record.status == "failed":
         reason = ", ".join(c["name"] for c in record.failed_checks)
     return {"status": record.status, "reason": first_line(reason)[:400]}

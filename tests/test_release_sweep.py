@@ -145,3 +145,17 @@ def test_an_error_cell_in_the_documented_table_is_found():
             "| 0.19.1 | ran | skipped s1 / **ERROR** e1 |\n")
     columns, rows = sweep_table(text)
     assert columns == ["sft/full", "moe"] and errors_in(rows) == ["peft 0.19.1: skipped s1 / **ERROR** e1"]
+
+
+def test_an_error_cell_names_the_exception_and_the_cause_it_points_to():
+    from types import SimpleNamespace
+
+    failure = {"message": "Traceback (most recent call last):\n  File x\nRuntimeError: Failed to import "
+                          "trl.trainer.dpo_trainer because of the following error (look up to see its traceback):\n"
+                          "No module named 'mergekit'\n"}
+    record = SimpleNamespace(status="error", reason="crashed", failure=failure, failed_checks=[])
+    assert plan.outcome_of(record) == {"status": "error", "reason": "RuntimeError: Failed to import trl.trainer."
+                                       "dpo_trainer because of the following error (look up to see its traceback): "
+                                       "No module named 'mergekit'"}
+    skipped = SimpleNamespace(status="skipped", reason="needs trl>=0.24.0 for x (installed: 0.22.2)", failure=None)
+    assert plan.outcome_of(skipped) == {"status": "skipped", "reason": "needs trl>=0.24.0 for x (installed: 0.22.2)"}
