@@ -253,29 +253,33 @@ def test_token_counts_read_the_batch_layouts_of_older_trl_collators():
         legacy_counts({"pixel_values": prompt})
 
 
-def test_trl_before_0_27_on_transformers_5_skips_its_preference_and_generating_trainers(monkeypatch):
-    """trl 0.24, 0.25 and 0.26 errored on transformers 5.23 in DPO, KTO, GRPO and RLOO (the release sweep); SFT,
-    the reward model and transformers' Trainer ran, as did the same trl on transformers 4; KTO alone until
-    0.27.2."""
+def test_trl_before_0_29_on_transformers_5_skips_its_preference_and_generating_trainers(monkeypatch):
+    """trl 0.24 to 0.27.2 errored on transformers 5.23 in DPO, GRPO and RLOO, and KTO until 0.27.2 (the release
+    sweep); SFT, the reward model and transformers' Trainer ran, as did the same trl on transformers 4."""
     cases = {c.id: c for c in load_cases(ROOT / "cases")}
-    refused = ["tiny-llama/dpo/lora/base/preference", "tiny-llama/kto/lora/base/unpaired_preference",
-               "tiny-llama/grpo/lora/base/prompt_only", "tiny-llama/rloo/lora/base/prompt_only"]
+    dpo, kto = "tiny-llama/dpo/lora/base/preference", "tiny-llama/kto/lora/base/unpaired_preference"
+    checks = ["tiny-llama/grpo/lora/base/prompt_only", "tiny-llama/rloo/lora/base/prompt_only", dpo]
     runs = ["tiny-llama/lora/base", "tiny-llama/reward/lora/base/preference", "tiny-llama/hf_trainer/lora/base"]
-    for trl, transformers, skips in (("0.26.2", "5.23.0", True), ("0.27.0", "5.23.0", False),
-                                     ("0.25.1", "4.57.6", False)):
+    for trl, transformers, refused in (("0.26.2", "5.23.0", checks + [kto]), ("0.27.2", "5.23.0", checks),
+                                       ("0.29.0", "5.23.0", []), ("0.25.1", "4.57.6", [])):
         versions = {"trl": trl, "transformers": transformers}
         monkeypatch.setattr(compat, "package_version", lambda name, v=versions: v.get(name, "99"))
-        for case_id in refused + runs:
+        for case_id in checks + [kto] + runs:
             case = cases[case_id]
+            name = "kto_warnings_issued" if case_id == kto else "trl_package_checks"
             reasons = [r for r in compat.cannot_express(case, backend_for(case).version_needs(case))
-                       if "misread" in r]
-            assert reasons == ([f"trl>=0.27.0 (or transformers<5.0.0) for {compat.REQUIREMENTS['trl_trainers_on_transformers_5'].what} "
-                                f"(installed: trl {trl}, transformers {transformers})"]
-                               if skips and case_id in refused else []), (trl, transformers, case_id)
-    kto = cases["tiny-llama/kto/lora/base/unpaired_preference"]
-    for trl, skips in (("0.27.1", True), ("0.27.2", False)):
+                       if "transformers<5.0.0" in r]
+            assert reasons == ([compat.REQUIREMENTS[name].missing()] if case_id in refused else []), \
+                (trl, transformers, case_id)
+    assert compat.REQUIREMENTS["trl_package_checks"].missing() is None  # transformers 4.57.6, above
+    monkeypatch.setattr(compat, "package_version", lambda name: {"trl": "0.28.0", "transformers": "5.0.0"}[name])
+    assert compat.REQUIREMENTS["trl_package_checks"].missing() == (
+        "trl>=0.29.0 (or transformers<5.0.0) for trl's DPO, GRPO and RLOO trainers (before 0.29 trl misreads "
+        "transformers 5's package check and imports packages that are not installed) (installed: trl 0.28.0, "
+        "transformers 5.0.0)")
+    reward = cases["tiny-llama/reward/lora/base/preference"]
+    for trl, skips in (("0.23.1", True), ("0.24.0", False)):
         versions = {"trl": trl, "transformers": "5.23.0"}
         monkeypatch.setattr(compat, "package_version", lambda name, v=versions: v.get(name, "99"))
-        reasons = compat.cannot_express(kto, backend_for(kto).version_needs(kto))
-        assert reasons == ([compat.REQUIREMENTS["kto_warnings_issued"].missing()] if skips else []), trl
-        assert not skips or reasons[0].startswith("trl>=0.27.2 (or transformers<5.0.0) for trl's KTOTrainer")
+        reasons = compat.cannot_express(reward, backend_for(reward).version_needs(reward))
+        assert reasons == ([compat.REQUIREMENTS["reward_warnings_issued"].missing()] if skips else []), trl

@@ -206,19 +206,23 @@ REQUIREMENTS = {r.name: r for r in (
              "peft>=0.20.0 (or transformers<5.6.0)",
              "reloading LoRA on fused experts (peft 0.19 passes distributed_operation to transformers' "
              "WeightConverter, which 5.6 dropped)"),
-    # trl before 0.27 on transformers 5 (release sweep: trl 0.24.0, 0.25.1 and 0.26.2 with transformers 5.23.0):
-    # its availability checks borrow transformers' _is_package_available, which returns a (found, version)
-    # tuple in 5, always true, so its DPO, GRPO and RLOO modules import what is not installed ("Failed to import
-    # trl.trainer.dpo_trainer ... No module named 'mergekit'", 'weave' on 0.26), and its KTOTrainer sets
-    # model.warnings_issued, which transformers 5 removed; 0.27.0 has its own checks, 0.27.2 guards KTO's
-    # write (read in the wheels)
-    Conflict("trl_trainers_on_transformers_5", "trl", "0.0.0", "0.27.0", "transformers", "5.0.0", None,
-             "trl>=0.27.0 (or transformers<5.0.0)",
-             "trl's DPO, KTO, GRPO and RLOO trainers (before 0.27 they misread transformers 5's package checks "
-             "and import packages that are not installed; KTO writes model.warnings_issued, which 5.0 removed)"),
-    Conflict("kto_warnings_issued", "trl", "0.27.0", "0.27.2", "transformers", "5.0.0", None,
+    # trl before 0.29 on transformers 5 (release sweep: trl 0.24.0 to 0.27.2 with transformers 5.23.0): its
+    # availability checks borrow transformers' _is_package_available, which returns a (found, version) tuple in
+    # 5, always true, so its DPO, GRPO and RLOO modules import what is not installed ("Failed to import
+    # trl.trainer.dpo_trainer ... No module named 'mergekit'", 'weave' from 0.26); 0.29.0 has its own check.
+    # Its KTOTrainer, until 0.27.2, sets model.warnings_issued, which transformers 5 removed (read in the wheels)
+    Conflict("trl_package_checks", "trl", "0.0.0", "0.29.0", "transformers", "5.0.0", None,
+             "trl>=0.29.0 (or transformers<5.0.0)",
+             "trl's DPO, GRPO and RLOO trainers (before 0.29 trl misreads transformers 5's package check and "
+             "imports packages that are not installed)"),
+    Conflict("kto_warnings_issued", "trl", "0.0.0", "0.27.2", "transformers", "5.0.0", None,
              "trl>=0.27.2 (or transformers<5.0.0)",
              "trl's KTOTrainer (before 0.27.2 it writes model.warnings_issued, which transformers 5.0 removed)"),
+    # the same write in its RewardTrainer until 0.24 (release sweep: trl 0.20.0 with transformers 5.23.0,
+    # "'LlamaForSequenceClassification' object has no attribute 'warnings_issued'"; 0.24.0 rewrote the trainer)
+    Conflict("reward_warnings_issued", "trl", "0.0.0", "0.24.0", "transformers", "5.0.0", None,
+             "trl>=0.24.0 (or transformers<5.0.0)",
+             "trl's RewardTrainer (before 0.24 it writes model.warnings_issued, which transformers 5.0 removed)"),
     NeedsModule("trl_loss_kernel", "trl", "1.15.0", "1.16.0", "triton",
                 "the log-probabilities of trl 1.15's fused LM head (its Triton kernel has no fallback)"),
 )}

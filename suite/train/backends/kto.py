@@ -30,7 +30,7 @@ class KTO(DPO):
     BETA = train_args.KTO_BETA
 
     def version_needs(self, case: Case) -> list[str]:
-        return [*super().version_needs(case), "kto_warnings_issued"]
+        return ["trl_loss_kernel", "kto_warnings_issued"]  # its module imports no optional package
 
     def trl_trainer(self) -> type:
         from trl import KTOTrainer

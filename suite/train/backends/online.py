@@ -56,7 +56,7 @@ class Online(HFSFTTrainer):
     defaults: dict = {}  # the trainer's config fields the suite pins (beside generation and sampling)
 
     def version_needs(self, case: Case) -> list[str]:
-        return ["generating_trainers", "trl_loss_kernel", "trl_trainers_on_transformers_5"]
+        return ["generating_trainers", "trl_loss_kernel", "trl_package_checks"]
 
     def config_value(self, case: Case, field: str) -> Any:
         """A config field as the case declares it: its extra, else the suite's default, else trl's."""
