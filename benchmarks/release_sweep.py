@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -162,14 +161,11 @@ def sweep_release(package: str, version: str, fams: list[plan.Family], sweep_dir
     case_ids = [c for f in fams for c in f.cases]
     run_dir, tail = run_cases(python, run_id, sweep_dir / "runs", case_ids)
     outs, versions = outcomes(run_dir, case_ids, tail), versions_of(python)
-    for pkg in (SWEPT_ALL if is_control else (package,)):
+    for pkg in (plan.SWEPT if is_control else (package,)):
         write_cells(pkg, control[pkg] if is_control else version, fams, outs, versions, why, sweep_dir, run_id,
                     control)
     counts = {s: sum(1 for o in outs.values() if o["status"] == s) for s in {o["status"] for o in outs.values()}}
     log(f"{'control' if is_control else package + ' ' + version}: {counts} in {time.time() - t0:.0f} s")
-
-
-SWEPT_ALL = plan.SWEPT
 
 
 def write_cells(package: str, version: str, fams: list[plan.Family], outs: dict[str, dict], versions: dict,
