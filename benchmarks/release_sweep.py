@@ -69,7 +69,7 @@ def conflict_words(message: str) -> str:
     return "; ".join(hits[:4]) or plan.first_line(message)
 
 
-def explain_refusal(pin: str, constraints: str, message: str) -> str:
+def explain_refusal(pins: tuple[str, ...], constraints: str, message: str) -> str:
     """pip's reason it could not hold the lock (the environment's quiet install leaves it out): the same
     resolution, dry, by this interpreter, whose stack is the lock's."""
     import tempfile
@@ -78,7 +78,7 @@ def explain_refusal(pin: str, constraints: str, message: str) -> str:
         held.write(constraints)
         held.flush()
         proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--disable-pip-version-check",
-                               "-c", held.name, pin], capture_output=True, text=True, timeout=600)
+                               "-c", held.name, *pins], capture_output=True, text=True, timeout=600)
     return conflict_words(proc.stdout + "\n" + proc.stderr) if proc.returncode else conflict_words(message)
 
 
@@ -87,19 +87,31 @@ def environment(package: str, version: str, sweep_dir: Path, control: dict[str, 
     others. A refused resolution is remembered beside the cells, so a resumed sweep does not ask again."""
     from suite.tools import envs
 
-    pin = f"{package}=={version}"
     refused = sweep_dir / "refused" / f"{package}-{version}.txt"
     if not refused.is_file():
+        held = held_pins(package, version)
         try:
-            env_dir, _ = envs.ensure_env(envs.EnvSpec((pin,), constraints=held_constraints(package)))
+            env_dir, _ = envs.ensure_env(envs.EnvSpec(held, constraints=held_constraints(package)))
             return env_dir, ""
         except envs.EnvError as exc:
             refused.parent.mkdir(parents=True, exist_ok=True)
-            refused.write_text(explain_refusal(pin, held_constraints(package), str(exc)) + "\n")
-    # the others free to move, but no further than the lock: pip keeps what satisfies and steps back the rest
-    others = tuple(f"{n}<={control[n]}" for n in STACK if n not in ("torch", package) and n in control)
-    env_dir, _ = envs.ensure_env(envs.EnvSpec(envs.parse_pins(" ".join((pin, *others)))))
+            refused.write_text(explain_refusal(held, held_constraints(package), str(exc)) + "\n")
+    env_dir, _ = envs.ensure_env(envs.EnvSpec(envs.parse_pins(" ".join(moved_pins(package, version, control)))))
     return env_dir, refused.read_text().strip()
+
+
+def held_pins(package: str, version: str) -> tuple[str, ...]:
+    """The release, and the rest of the stack by name (held at the lock by the constraints): named, so that pip
+    resolves their requirements too; installed already, unnamed, their requirements would go unchecked (trl
+    1.16.0 asks accelerate>=1.10.1, and `pip install accelerate==1.1.0` alone installed it beside, with a
+    warning)."""
+    return (f"{package}=={version}", *(n for n in STACK if n not in ("torch", package)))
+
+
+def moved_pins(package: str, version: str, control: dict[str, str]) -> tuple[str, ...]:
+    """The others free to move, but no further than the lock: pip keeps what satisfies and steps back the rest."""
+    return (f"{package}=={version}", *(f"{n}<={control[n]}" for n in STACK if n not in ("torch", package)
+                                       and n in control))
 
 
 def run_cases(python: Path, run_id: str, runs_dir: Path, case_ids: list[str]) -> tuple[Path, str]:

@@ -76,11 +76,17 @@ def render(cells: list[Cell], fams: list[Family], by_package: dict[str, list[str
                 f"{f'; {sum(1 for v in versions if not any(c.version == v for c in mine))} releases not swept' if mine else ''}",
                 "", "| release | " + " | ".join(f"`{f.key}`" for f in fams) + " |",
                 "|---|" + "---|" * len(fams)]
+        unswept = []
         for version in versions:
             row = [index.get((package, version, f.key)) for f in fams]
+            if all(c is None for c in row):  # listed once under the table, not as a row of blanks
+                unswept.append(version)
+                continue
             moved = moved_text([c for c in row if c is not None])
             label = version + (" (lock)" if version == control[package] else "")
             label += f" {legend.code('m', moved)}" if moved else ""
             out.append(f"| {label} | " + " | ".join(cell_text(c, f, legend) for c, f in zip(row, fams)) + " |")
+        if unswept:
+            out += ["", f"Not swept yet ({package}): {', '.join(unswept)}."]
     out += ["", *legend.lines()]
     return "\n".join(out) + "\n"
