@@ -71,7 +71,7 @@ def render(cells: list[Cell], fams: list[Family], by_package: dict[str, list[str
     out.append("Families (their representative cases, in the order a split cell lists them):\n")
     out += [f"- `{f.key}`: " + ", ".join(f"`{c}`" for c in f.cases) for f in fams]
     for package, versions in by_package.items():
-        mine = [c for c in cells if c.package == package]
+        mine = [c for c in cells if c.package == package and c.version in versions]  # the window's, not older
         out += ["", f"**{package}** (floor {floors[package]}, lock {control[package]}): {counts(mine)}"
                 f"{f'; {sum(1 for v in versions if not any(c.version == v for c in mine))} releases not swept' if mine else ''}",
                 "", "| release | " + " | ".join(f"`{f.key}`" for f in fams) + " |",
