@@ -53,6 +53,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_moe.py": (  # the tests of its module fixture, which trains
         "test_a_clean_moe_qlora_run_passes_every_check",
         "test_each_fault_fails_its_check_and_leaves_the_others",
+        "test_a_mixture_of_experts_generates_the_same_ids_without_its_router_logits",
     ),
     "test_reward.py": (  # the tests of its module fixture, which trains
         "test_a_clean_reward_run_passes_every_check",

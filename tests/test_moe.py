@@ -92,3 +92,23 @@ def test_the_checks_on_crafted_values():
     assert ok.passed and "25.0% of the base's weights" in ok.message
     assert not QuantizedWhere(()).evaluate("c", q).passed
     assert not QuantizedWhere(("mlp.experts.down_proj", "mlp.gate.weight")).evaluate("c", q).passed
+
+
+def test_a_mixture_of_experts_generates_the_same_ids_without_its_router_logits(tmp_path):
+    """The generation probe turns the router's logits off (transformers 5.0 raised computing their loss during
+    cached generation, docs/floors.md): the ids are those of a generation with them on, and a model without
+    them gets no such argument (a dense model's forward would refuse it)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from suite.train import models, probes
+
+    for arch, router in (("mixtral", True), ("llama", False)):
+        path = models.materialise_tiny(arch, root=tmp_path)
+        model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        assert bool(getattr(model.config, "output_router_logits", False)) is router
+        enc = tok(probes.PROBE_TEXTS[:1], return_tensors="pt")
+        with torch.no_grad():
+            plain = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=8,
+                                   min_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert probes.generate(model, tok, "cpu", 8) == plain[0, enc["input_ids"].shape[1]:].tolist(), arch

@@ -155,3 +155,24 @@ def test_a_sequence_classifier_carries_its_score_head_through_its_routes(tmp_pat
     again = {o.route: o for o in routes.check_routes(ctx, routes.ROUTES["seq_cls"])}
     dropped = again["peft_model"]  # peft 0.21 refuses the adapter (a KeyError naming the score head)
     assert ("score" in dropped.reason) if dropped.status == "error" else dropped.max_abs_logit_diff > 1e-3, dropped
+
+
+def test_routes_through_transformers_do_not_apply_where_its_peft_integration_refuses_the_peft(monkeypatch, tmp_path):
+    """transformers declares the peft its integration needs (MIN_PEFT_VERSION); below it, load_adapter and
+    from_pretrained(adapter_dir) do not apply, naming it (the release sweep: peft 0.19.1 with transformers 5.23.0
+    errored in the adapter check of those routes); peft's own routes still apply."""
+    from transformers.integrations import peft as integration
+
+    from suite.train import compat
+
+    need = integration.MIN_PEFT_VERSION
+    case = {c.id: c for c in load_cases()}["tiny-llama/lora/base"]
+    ctx = routes.Context(case, "base", tmp_path, {}, "cpu", None, None, tmp_path / "scratch")
+    through = [r for r in routes.ROUTES["causal_lm"] if isinstance(r, routes.ThroughTransformers)]
+    assert {r.name for r in through} == {"transformers_adapter_dir", "load_adapter"}
+    assert all(r.not_applicable(ctx) is None for r in through)  # the installed peft meets it
+    monkeypatch.setattr(compat, "package_version", lambda name: "0.1.0" if name == "peft" else "5.23.0")
+    for route in through:
+        assert route.not_applicable(ctx) == (f"peft>={need} for transformers 5.23.0's PEFT integration (its "
+                                             f"MIN_PEFT_VERSION; installed: peft 0.1.0)")
+    assert routes.PeftModelRoute().not_applicable(ctx) is None

@@ -117,6 +117,7 @@ class Feature:
     adapter_dropout: bool = False  # the adapter trains with dropout on its input (lora.dropout > 0)
     whole_embeddings: bool = False  # added tokens carried as whole embedding and head matrices (modules_to_save)
     version_need: str | None = None  # what suite.train.compat must find in the installed versions
+    cpu_need: str | None = None  # what suite.train.compat must find when it runs without CUDA
 
     @property
     def distributed(self) -> bool:
@@ -139,7 +140,8 @@ FEATURE: dict[str, Feature] = {f.name: f for f in (
     Feature("gradient_checkpointing", checkpointing=True),
     Feature("grad_accum", micro_batches=GA_STEPS),
     # bitsandbytes' 8-bit AdamW, as the LLM Engineers Handbook's recipes train
-    Feature("adamw_8bit", optim="adamw_8bit", package=Package("bitsandbytes", "bitsandbytes")),
+    Feature("adamw_8bit", optim="adamw_8bit", package=Package("bitsandbytes", "bitsandbytes"),
+            cpu_need="optimizer_8bit_cpu"),
     Feature("liger", gpu_for="Liger's Triton kernels", package=Package("liger_kernel", "liger-kernel"),
             own_kernels=True),
     # How an adapter carries the rows of tokens a chat format added (chatml): the whole embedding and head
@@ -207,6 +209,10 @@ class FeatureSet:
     @property
     def version_needs(self) -> list[str]:
         return [f.version_need for f in self.features if f.version_need]
+
+    @property
+    def cpu_needs(self) -> list[str]:
+        return [f.cpu_need for f in self.features if f.cpu_need]
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,13 @@ def missing_requirements(case: Case) -> list[str]:
         if importlib.util.find_spec(module) is None:
             missing.append(f"the package {pip_name} (pip install {pip_name}), not installed")
     missing += quantizer_for(case).missing(case, machine.cuda_available())
-    for package in case.uses.packages:  # flash-attn, liger-kernel, bitsandbytes (adamw_8bit)
-        if importlib.util.find_spec(package.module) is None:
-            missing.append(f"the package {package.pip} (pip install {package.pip}), not installed")
+    absent = [p for p in case.uses.packages if importlib.util.find_spec(p.module) is None]
+    for package in absent:  # flash-attn, liger-kernel, bitsandbytes (adamw_8bit)
+        missing.append(f"the package {package.pip} (pip install {package.pip}), not installed")
     from suite.train import compat
+
+    if not absent and not machine.cuda_available():  # e.g. the 8-bit optimizer's CPU kernels (bitsandbytes 0.50)
+        missing += [m for need in case.uses.cpu_needs if (m := compat.REQUIREMENTS[need].missing())]
 
     missing += compat.cannot_express(case, backend.version_needs(case))
     if not case.model.scale.built:

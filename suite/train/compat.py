@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 from dataclasses import dataclass
 
 from suite.versions import package_version, version_at_least
@@ -79,6 +80,80 @@ MOVES = {m.name: m for m in (
 )}
 
 
+@dataclass(frozen=True)
+class Added:
+    """A keyword argument a release added to a function the suite calls: before it, the call leaves it out
+    (the trainer of that release does not pass it either)."""
+    name: str  # the keyword
+    package: str
+    since: str
+    where: str  # the function, as imported
+
+    def accepted(self) -> bool:
+        return version_at_least(package_version(self.package), self.since)
+
+
+ADDED = {a.where.rsplit(".", 1)[1] + "." + a.name: a for a in (
+    # the generating trainers' sample recorder replays a step's sampling through trl's own context manager, as
+    # the trainer of the installed release calls it: generation_kwargs came in trl 0.26.2 (0.26.1 lacks it),
+    # gradient_checkpointing_kwargs in 1.16.0 (1.15.0 lacks it; read in the released wheels, and the release
+    # sweep measured GRPO and RLOO erroring on every trl 0.24 to 1.15 before, docs/floors.md)
+    Added("generation_kwargs", "trl", "0.26.2", "trl.models.utils.unwrap_model_for_generation"),
+    Added("gradient_checkpointing_kwargs", "trl", "1.16.0", "trl.models.utils.unwrap_model_for_generation"),
+)}
+
+
+def added_kwargs(function: str, **kwargs) -> dict:
+    """The keyword arguments the installed release of `function` (its last dotted part) takes: each one an
+    `Added` entry names is left out before its release; a keyword no entry names is always passed."""
+    return {k: v for k, v in kwargs.items() if (a := ADDED.get(f"{function}.{k}")) is None or a.accepted()}
+
+
+@dataclass(frozen=True)
+class NeedsModule:
+    """Releases of a package that cannot train without a module they import with no fallback (a kernel):
+    there the case skips, naming the release that has the fallback and the module that would do instead."""
+    name: str
+    package: str
+    first: str  # first release with no fallback
+    fixed: str  # first release with one again
+    module: str  # what those releases need (importable name, also the pip name)
+    what: str
+
+    def missing(self) -> str | None:
+        installed = package_version(self.package)
+        if not version_at_least(installed, self.first) or version_at_least(installed, self.fixed):
+            return None
+        if importlib.util.find_spec(self.module) is not None:
+            return None
+        return (f"{self.package}>={self.fixed} or the package {self.module} (pip install {self.module}) for "
+                f"{self.what} (installed: {installed}, without {self.module})")
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two packages' releases that pip installs together (neither bounds the other) but that cannot run a case
+    together: `package` in [first, before) with `other` in [other_first, other_before) (None: unbounded). The
+    case skips, naming the way out (`remedy`) and both installed versions."""
+    name: str
+    package: str
+    first: str
+    before: str | None
+    other: str
+    other_first: str
+    other_before: str | None
+    remedy: str  # what to install instead, e.g. "peft>=0.18.0 (or transformers<5.0.0)"
+    what: str
+
+    def missing(self) -> str | None:
+        mine, theirs = package_version(self.package), package_version(self.other)
+        inside = [v is not None and version_at_least(v, lo) and (hi is None or not version_at_least(v, hi))
+                  for v, lo, hi in ((mine, self.first, self.before), (theirs, self.other_first, self.other_before))]
+        if not all(inside):
+            return None
+        return f"{self.remedy} for {self.what} (installed: {self.package} {mine}, {self.other} {theirs})"
+
+
 REQUIREMENTS = {r.name: r for r in (
     # before trl 0.20, completion-only loss needed DataCollatorForCompletionOnlyLM and a response template
     Requirement("completion_only_loss", "trl", "0.20.0", "completion-only loss as an SFTConfig field"),
@@ -96,7 +171,74 @@ REQUIREMENTS = {r.name: r for r in (
     # peft 0.17 added LoraConfig.target_parameters (LoRA on nn.Parameters such as fused experts)
     Requirement("lora_target_parameters", "peft", "0.17.0",
                 "LoRA on parameters such as fused experts (LoraConfig.target_parameters)"),
+    # trl 1.15.0's SFT, DPO, KTO, GRPO and RLOO trainers compute the log-probabilities through a fused LM head whose
+    # kernel imports Triton, with no fallback (trl.trainer.utils: `_ChunkedLogProbFunction = None` when the import
+    # fails, then `.apply` on None): on a CPU-only torch, which ships no Triton, every such case errored with
+    # "AttributeError: 'NoneType' object has no attribute 'apply'" (release sweep, 2026-12-07); 1.14 has no fused
+    # head, 1.16.0 falls back to torch
+    # the MoE cases adapt the experts as transformers 5 stores them, fused in 3-D parameters
+    # (mlp.experts.gate_up_proj, down_proj); transformers 4 keeps a list of per-expert MLPs, where those names
+    # match nothing (release sweep, transformers 4.56.0: the LoRA case's expert_lora check failed, the QLoRA
+    # case errored quantizing the router, "AssertionError: N must be divisible by block_n")
+    Requirement("fused_experts", "transformers", "5.0.0",
+                "a mixture of experts stored fused (mlp.experts.gate_up_proj), which the case's target_parameters name"),
+    # bitsandbytes' 8-bit optimizers have CPU kernels from 0.50.0 (`optimizer_update_32bit` registered for "cpu");
+    # before, a CPU step ended in its GPU check, "AttributeError: 'NoneType' object has no attribute 'shape'"
+    # (release sweep, 2026-12-07: 0.46.1 and 0.49.2 with SFT and DPO). suite/run/requirements.py asks it on a CPU only
+    Requirement("optimizer_8bit_cpu", "bitsandbytes", "0.50.0", "the 8-bit optimizer on a CPU (adamw_8bit)"),
+    # peft 0.16 and 0.17 import transformers.HybridCache at the top of peft_model.py, which transformers 5.0
+    # removed; transformers' Trainer imports peft whenever it is installed, so every case errored on the import
+    # (release sweep, 2026-12-07: peft 0.17.1 with transformers 5.23.0, 15 of 15 cases). peft 0.15 does not
+    # import it, 0.18 imports it only where it is used
+    Conflict("peft_hybrid_cache", "peft", "0.16.0", "0.18.0", "transformers", "5.0.0", None,
+             "peft>=0.18.0 (or peft<0.16, or transformers<5.0.0)",
+             "importing peft (0.16 and 0.17 import transformers.HybridCache, which transformers 5.0 removed)"),
+    # LoRA on fused experts reloads through peft's conversion of transformers' weight converters (peft 0.19 on):
+    # it calls WeightRenaming.convert(loading_info=...), which transformers 5.1 added (measured: peft 0.21.2 with
+    # transformers 5.0.0, "TypeError: WeightRenaming.convert() got an unexpected keyword argument 'loading_info'"),
+    # and peft 0.19 builds WeightConverter(distributed_operation=...), which transformers 5.6.0 stopped taking
+    # (peft 0.20 sets the attribute instead; upgrade-check of 2026-12-07 and the release sweep: peft 0.19.1 with
+    # transformers 5.23.0; read in the wheels for the bound 5.6.0, 5.5.4 takes it)
+    Conflict("expert_lora_loading_info", "peft", "0.19.0", None, "transformers", "5.0.0", "5.1.0",
+             "transformers>=5.1.0 (or peft<0.19.0)",
+             "reloading LoRA on fused experts (peft's weight conversion passes loading_info to transformers')"),
+    Conflict("expert_lora_distributed_operation", "peft", "0.19.0", "0.20.0", "transformers", "5.6.0", None,
+             "peft>=0.20.0 (or transformers<5.6.0)",
+             "reloading LoRA on fused experts (peft 0.19 passes distributed_operation to transformers' "
+             "WeightConverter, which 5.6 dropped)"),
+    # trl before 0.29 on transformers 5 (release sweep: trl 0.24.0 to 0.27.2 with transformers 5.23.0): its
+    # availability checks borrow transformers' _is_package_available, which returns a (found, version) tuple in
+    # 5, always true, so its DPO, GRPO and RLOO modules import what is not installed ("Failed to import
+    # trl.trainer.dpo_trainer ... No module named 'mergekit'", 'weave' from 0.26); 0.29.0 has its own check.
+    # Its KTOTrainer, until 0.27.2, sets model.warnings_issued, which transformers 5 removed (read in the wheels)
+    Conflict("trl_package_checks", "trl", "0.0.0", "0.29.0", "transformers", "5.0.0", None,
+             "trl>=0.29.0 (or transformers<5.0.0)",
+             "trl's DPO, GRPO and RLOO trainers (before 0.29 trl misreads transformers 5's package check and "
+             "imports packages that are not installed)"),
+    Conflict("kto_warnings_issued", "trl", "0.0.0", "0.27.2", "transformers", "5.0.0", None,
+             "trl>=0.27.2 (or transformers<5.0.0)",
+             "trl's KTOTrainer (before 0.27.2 it writes model.warnings_issued, which transformers 5.0 removed)"),
+    # the same write in its RewardTrainer until 0.24 (release sweep: trl 0.20.0 with transformers 5.23.0,
+    # "'LlamaForSequenceClassification' object has no attribute 'warnings_issued'"; 0.24.0 rewrote the trainer)
+    Conflict("reward_warnings_issued", "trl", "0.0.0", "0.24.0", "transformers", "5.0.0", None,
+             "trl>=0.24.0 (or transformers<5.0.0)",
+             "trl's RewardTrainer (before 0.24 it writes model.warnings_issued, which transformers 5.0 removed)"),
+    NeedsModule("trl_loss_kernel", "trl", "1.15.0", "1.16.0", "triton",
+                "the log-probabilities of trl 1.15's fused LM head (its Triton kernel has no fallback)"),
 )}
+
+
+def peft_integration_missing() -> str | None:
+    """What transformers' own PEFT integration (load_adapter, from_pretrained of an adapter folder) declares it
+    needs of peft, its MIN_PEFT_VERSION, where the installed peft is older; None where it is met. Read from the
+    installed transformers, not copied: 5.0 asks 0.18.0, 5.23 asks 0.20.0, 5.25 asks 0.22.0 (in the wheels)."""
+    from transformers.integrations import peft as integration
+
+    need, installed = getattr(integration, "MIN_PEFT_VERSION", None), package_version("peft")
+    if need is None or installed is None or version_at_least(installed, need):
+        return None
+    return (f"peft>={need} for transformers {package_version('transformers')}'s PEFT integration (its "
+            f"MIN_PEFT_VERSION; installed: peft {installed})")
 
 
 def key(name: str) -> str:
@@ -137,12 +279,13 @@ def quantization_args(load_kwargs: dict) -> tuple[dict, dict]:
 def cannot_express(case, trainer_needs: list[str]) -> list[str]:
     """Why the installed versions cannot run the case as declared (each names the version);
     `trainer_needs`: what its backend needs of them (Backend.version_needs)."""
-    needed = list(trainer_needs)
+    needed = ["peft_hybrid_cache", *trainer_needs]  # transformers' Trainer imports peft for every case
     if case.loss_kind.assistant_turns:
         needed.append("assistant_only_loss")
     needed += case.uses.version_needs  # packing's bfd packing, neftune's noise
     if case.lora.target_parameters:
-        needed.append("lora_target_parameters")
+        needed += ["lora_target_parameters", "fused_experts", "expert_lora_loading_info",
+                   "expert_lora_distributed_operation"]
     return [msg for msg in (REQUIREMENTS[n].missing() for n in dict.fromkeys(needed)) if msg]
 
 

@@ -79,6 +79,43 @@ class DeviceMemorySampler:
             self._nvml.nvmlShutdown()
 
 
+def batch_counts(batch) -> tuple[int, int, int]:
+    """(processed, labelled, sequences) of one batch of the layout every trainer has used since trl 0.29:
+    `input_ids` with its mask, and `labels` or a completion mask."""
+    ids = batch["input_ids"]
+    mask = batch.get("attention_mask")
+    processed = int(mask.sum()) if mask is not None else int(ids.numel())
+    labels = batch.get("labels")
+    completion = batch.get("completion_mask")  # DPO's: the chosen and rejected completions' tokens
+    labelled = (int((labels[..., 1:] != -100).sum()) if labels is not None
+                else int(completion.sum()) if completion is not None else processed)
+    pos = batch.get("position_ids")
+    sequences = int((pos == 0).sum()) if pos is not None and mask is None else int(ids.shape[0])
+    return processed, labelled, sequences
+
+
+def legacy_counts(batch) -> tuple[int, int, int]:
+    """The same counts from the collators of older trl, which keep each part of a pair apart (read in the
+    released wheels; the release sweep met them as "KeyError: 'input_ids'"): DPO's until 0.28, the prompt run
+    once with each completion; KTO's until 0.25, each completion holding its prompt (labels -100 there) and a
+    KL completion beside it; the reward model's until 0.23, the chosen and the rejected text."""
+    keys = set(batch.keys())
+    if {"prompt_input_ids", "chosen_input_ids", "rejected_input_ids"} <= keys:
+        prompt = int(batch["prompt_attention_mask"].sum())
+        answers = int(batch["chosen_attention_mask"].sum()) + int(batch["rejected_attention_mask"].sum())
+        return 2 * prompt + answers, answers, 2 * int(batch["chosen_input_ids"].shape[0])
+    if "completion_input_ids" in keys:
+        parts = [p for p in ("completion", "KL_completion") if f"{p}_input_ids" in keys]
+        return (sum(int(batch[f"{p}_attention_mask"].sum()) for p in parts),
+                sum(int((batch[f"{p}_labels"][..., 1:] != -100).sum()) for p in parts),
+                sum(int(batch[f"{p}_input_ids"].shape[0]) for p in parts))
+    if {"input_ids_chosen", "input_ids_rejected"} <= keys:
+        processed = int(batch["attention_mask_chosen"].sum()) + int(batch["attention_mask_rejected"].sum())
+        return processed, processed, 2 * int(batch["input_ids_chosen"].shape[0])
+    raise ValueError(f"the token counts know no batch layout with the keys {sorted(keys)}: add it to "
+                     "suite/train/measure.py's legacy_counts")
+
+
 class CountingCollator:
     """Wraps the trainer's collator to count, per batch, the tokens processed (non-padding), the
     tokens that carry a label (the loss terms after the causal shift) and the sequences."""
@@ -89,16 +126,7 @@ class CountingCollator:
 
     def __call__(self, features):
         batch = self.inner(features)
-        ids = batch["input_ids"]
-        mask = batch.get("attention_mask")
-        processed = int(mask.sum()) if mask is not None else int(ids.numel())
-        labels = batch.get("labels")
-        completion = batch.get("completion_mask")  # DPO's: the chosen and rejected completions' tokens
-        labelled = (int((labels[..., 1:] != -100).sum()) if labels is not None
-                    else int(completion.sum()) if completion is not None else processed)
-        pos = batch.get("position_ids")
-        sequences = int((pos == 0).sum()) if pos is not None and mask is None else int(ids.shape[0])
-        self.batches.append((processed, labelled, sequences))
+        self.batches.append(batch_counts(batch) if "input_ids" in batch else legacy_counts(batch))
         return batch
 
     def per_step(self, steps: int, grad_accum: int) -> list[tuple[int, int, int]]:
@@ -207,9 +235,8 @@ def profiled_step(trainer, step_counter=None) -> tuple[dict[str, int], dict]:
     events = prof.key_averages()
     attention = {e.key: e.count for e in events if ATTENTION_OPS.search(e.key)}
     aten = {e.key: e.count for e in events if e.key.startswith("aten::")}
-    if isinstance(batch, dict):
-        mask = batch.get("attention_mask")
-        tokens = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+    if isinstance(batch, dict):  # the collator's batch, in today's layout or an older trl's
+        tokens = (batch_counts(batch) if "input_ids" in batch else legacy_counts(batch))[0]
     else:  # a generating trainer's prompts: what its counter saw of the step's generation, last
         tokens = step_counter.batches[-1][0]
     by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}

@@ -76,11 +76,16 @@ def generate(model, tokenizer, device: str, new_tokens: int) -> list[int]:
     enc = tokenizer(PROBE_TEXTS[:1], return_tensors="pt").to(model.device if device == "cuda" else "cpu")
     # only what every causal LM takes: older transformers refuse the token_type_ids a tokenizer may add
     inputs = {k: enc[k] for k in ("input_ids", "attention_mask")}
+    # A mixture of experts that outputs its router logits (the tiny Mixtral, for the load-balancing loss) generates
+    # without them: generation never uses that loss, and transformers 5.0 to 5.x computed it with the whole
+    # attention mask against one cached step's router logits and raised "The size of tensor a (2) must match the
+    # size of tensor b (0)" (the release sweep, 2026-12-07, docs/floors.md); the generated ids are the same
+    router = {"output_router_logits": False} if getattr(model.config, "output_router_logits", False) else {}
     model.eval()
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-                             else tokenizer.eos_token_id)
+                             else tokenizer.eos_token_id, **router)
     return out[0, inputs["input_ids"].shape[1]:].tolist()
 
 

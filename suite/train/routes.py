@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite.train import models, probes, tokens
+from suite.train import compat, models, probes, tokens
 from suite.train.quantize import quantizer_for
 
 if TYPE_CHECKING:
@@ -107,7 +107,15 @@ class PeftModelRoute(Route):
         return peft_model(ctx)
 
 
-class TransformersAdapterDir(Route):
+class ThroughTransformers(Route):
+    """A route through transformers' PEFT integration, which refuses a peft older than it declares (the release
+    sweep: transformers 5.23 with peft 0.18.1 and 0.19.1, the canary: 5.25 asks a peft not yet released)."""
+
+    def not_applicable(self, ctx: Context) -> str | None:
+        return compat.peft_integration_missing() or super().not_applicable(ctx)
+
+
+class TransformersAdapterDir(ThroughTransformers):
     name, loader = "transformers_adapter_dir", "AutoModelForCausalLM.from_pretrained(adapter_dir)"
     heads = ("causal_lm",)
 
@@ -122,7 +130,7 @@ class TransformersAdapterDir(Route):
         return auto_class(ctx.head).from_pretrained(str(ctx.checkpoint), **ctx.load_kwargs)
 
 
-class LoadAdapter(Route):
+class LoadAdapter(ThroughTransformers):
     name, loader = "load_adapter", "base.load_adapter(dir)"
 
     def load(self, ctx: Context):

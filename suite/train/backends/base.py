@@ -78,8 +78,8 @@ class Backend:
 
     def version_needs(self, case: Case) -> list[str]:
         """The suite.train.compat requirements the installed versions must meet to train the case as
-        declared (SFTTrainer's prompt-completion data and loss flags)."""
-        needed = []
+        declared (SFTTrainer's prompt-completion data and loss flags; trl 1.15's log-probability kernel)."""
+        needed = ["trl_loss_kernel"]
         if case.loss_kind.on_completion or case.format.prompt:
             needed += ["prompt_completion", "completion_only_loss"]
         return needed

@@ -32,7 +32,7 @@ class DPO(HFSFTTrainer):
     BETA = 0.1  # trl's default, as the LLM Engineers Handbook's DPO stage runs it
 
     def version_needs(self, case: Case) -> list[str]:
-        return []
+        return ["trl_loss_kernel", "trl_package_checks"]
 
     def declared_fields(self, case: Case, common: dict) -> dict:
         return {**common, "max_length": case.training.max_length, "beta": self.BETA, **dict(case.training.extra)}

@@ -29,6 +29,9 @@ class KTO(DPO):
     logged_metrics = {"kto_reward_margin_final": "rewards/margins", "kto_kl_final": "kl"}
     BETA = train_args.KTO_BETA
 
+    def version_needs(self, case: Case) -> list[str]:
+        return ["trl_loss_kernel", "kto_warnings_issued"]  # its module imports no optional package
+
     def trl_trainer(self) -> type:
         from trl import KTOTrainer
 

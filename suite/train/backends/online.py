@@ -56,7 +56,7 @@ class Online(HFSFTTrainer):
     defaults: dict = {}  # the trainer's config fields the suite pins (beside generation and sampling)
 
     def version_needs(self, case: Case) -> list[str]:
-        return ["generating_trainers"]
+        return ["generating_trainers", "trl_loss_kernel", "trl_package_checks"]
 
     def config_value(self, case: Case, field: str) -> Any:
         """A config field as the case declares it: its extra, else the suite's default, else trl's."""
@@ -154,6 +154,13 @@ def _set_rng(state: tuple) -> None:
         torch.cuda.set_rng_state_all(state[1])
 
 
+def eos_ids(generation_config: Any) -> list[int]:
+    """The tokens that end a completion, as the generation config that sampled it says (trl 1.16 keeps a list of
+    them as `eos_token_ids`, earlier releases one `eos_token_id`; both put what they stop on in the config)."""
+    ids = generation_config.eos_token_id
+    return [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+
+
 class SampleRecorder:
     """Records each generation's completions (token counts, rewards, advantages, a replay by the current
     policy) and hands them to the step's log; counts its tokens per step (a CountingCollator's per_step)."""
@@ -200,15 +207,16 @@ class SampleRecorder:
         t, after = self.trainer, _rng_state()
         _set_rng(before)
         try:
-            with unwrap_model_for_generation(t.model_wrapped, t.accelerator, generation_kwargs=t.generation_kwargs,
-                                             gradient_checkpointing_kwargs=t.args.gradient_checkpointing_kwargs) \
-                    as model, torch.no_grad():
+            passed = compat.added_kwargs(  # trl before 0.26.2 neither keeps generation_kwargs nor takes them
+                "unwrap_model_for_generation", generation_kwargs=getattr(t, "generation_kwargs", None),
+                gradient_checkpointing_kwargs=t.args.gradient_checkpointing_kwargs)
+            with unwrap_model_for_generation(t.model_wrapped, t.accelerator, **passed) as model, torch.no_grad():
                 ids = model.generate(input_ids=out["prompt_ids"], attention_mask=out["prompt_mask"],
                                      generation_config=t.generation_config)
         finally:
             _set_rng(after)
         again = ids[:, out["prompt_ids"].size(1):]
-        eos = torch.isin(again, torch.tensor(t.eos_token_ids, device=again.device))
+        eos = torch.isin(again, torch.tensor(eos_ids(t.generation_config), device=again.device))
         first_eos = torch.where(eos.any(1), eos.int().argmax(1), torch.full_like(eos[:, 0], again.size(1),
                                                                                   dtype=torch.long))
         same = 0

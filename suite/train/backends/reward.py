@@ -37,7 +37,7 @@ class Reward(HFSFTTrainer):
     logged_metrics = {"pairwise_accuracy_final": "accuracy", "pairwise_margin_final": "margin"}
 
     def version_needs(self, case: Case) -> list[str]:
-        return []
+        return ["reward_warnings_issued"]
 
     def declared_fields(self, case: Case, common: dict) -> dict:
         return {**common, "max_length": case.training.max_length, **dict(case.training.extra)}
