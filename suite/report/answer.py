@@ -165,6 +165,11 @@ def _finding(key: str, rows: pd.DataFrame) -> Finding:
     return Finding(f"{n} {noun} ({metrics}): {_ids(rows)}", step, True)
 
 
+def _pct(change: float) -> str:
+    """A relative change in words; one from a value near zero (a metric of microseconds) is not a percentage."""
+    return f"{change:+.0%}" if abs(change) < 10 else ("more than 10x" if change > 0 else "-100%")
+
+
 def _once_a_side(df: pd.DataFrame) -> list[Finding]:
     """Timing and memory measured once a side (`needs repeats`), one line per kind."""
     rows = df[df["verdict"] == compare.NEEDS_REPEATS] if len(df) else df
@@ -175,8 +180,8 @@ def _once_a_side(df: pd.DataFrame) -> list[Finding]:
         if not len(sel):
             continue
         changes = pd.to_numeric(sel["change"], errors="coerce").dropna()
-        span = (f" {changes.min():+.0%} to {changes.max():+.0%}" if len(changes) > 1 and changes.min() != changes.max()
-                else f" {changes.iloc[0]:+.0%}" if len(changes) else "")
+        span = (f" {_pct(changes.min())} to {_pct(changes.max())}" if len(changes) > 1 and changes.min() != changes.max()
+                else f" {_pct(changes.iloc[0])}" if len(changes) else "")
         n = sel["case_id"].nunique()
         out.append(Finding(f"{kind}{span} in {n} {_plural(n, 'case', 'cases')}, measured once a side: not judged "
                            f"({_ids(sel)})", "rerun with `--repeats 3` (upgrade-check), or run each --run-id again "
