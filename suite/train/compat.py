@@ -228,19 +228,6 @@ REQUIREMENTS = {r.name: r for r in (
 )}
 
 
-def peft_integration_missing() -> str | None:
-    """What transformers' own PEFT integration (load_adapter, from_pretrained of an adapter folder) declares it
-    needs of peft, its MIN_PEFT_VERSION, where the installed peft is older; None where it is met. Read from the
-    installed transformers, not copied: 5.0 asks 0.18.0, 5.23 asks 0.20.0, 5.25 asks 0.22.0 (in the wheels)."""
-    from transformers.integrations import peft as integration
-
-    need, installed = getattr(integration, "MIN_PEFT_VERSION", None), package_version("peft")
-    if need is None or installed is None or version_at_least(installed, need):
-        return None
-    return (f"peft>={need} for transformers {package_version('transformers')}'s PEFT integration (its "
-            f"MIN_PEFT_VERSION; installed: peft {installed})")
-
-
 def key(name: str) -> str:
     return RENAMES[name].key()
 
