@@ -258,8 +258,9 @@ def render(report: Report, fail_on: tuple[str, ...] = tuple(compare.GATES.values
     runs = ", ".join(f"<code>{esc(r.name)}</code> ({esc(shown_path(r.path))})" for r in report.runs)
     body = candidate_html if report.candidates else None
     main = ("".join(body(report, c, fail_on) for c in report.candidates) if body else summary_html(report))
+    heading = esc(report.heading(fail_on))  # the answer: computed once, shown as the title and the h1
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">"
-            f"<title>{esc(report.heading(fail_on))}</title><style>{CSS}</style></head><body>"
-            f"<h1>{esc(report.heading(fail_on))}</h1><p class=\"muted\">runs: {runs}</p>"
+            f"<title>{heading}</title><style>{CSS}</style></head><body>"
+            f"<h1>{heading}</h1><p class=\"muted\">runs: {runs}</p>"
             f"{unreadable_html(report)}{main}{figures_html(report)}</body></html>\n")
