@@ -101,6 +101,15 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_merge_shards(args: argparse.Namespace, extra: list[str]) -> int:
+    """The run folders of one night's `--shard I/N` slices merged into one run (suite/records/merge.py)."""
+    from suite.records import merge, runs
+
+    folders = [runs.resolve(r, args.results_dir) for r in args.shards]
+    print(merge.merge(Path(args.out), folders).describe())
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
     from suite.records import runs
 
@@ -462,6 +471,15 @@ def _add_references(sub: argparse._SubParsersAction) -> None:
     _add_reference_options(cb)
 
 
+def _add_merge_shards(sub: argparse._SubParsersAction) -> None:
+    mer = sub.add_parser("merge-shards", help="merge the run folders of one night's --shard I/N slices into one "
+                                              "run (checked: one plan, disjoint; a missing slice's cases are lost)")
+    mer.add_argument("out", metavar="OUT", help="the merged run's folder (new or empty; its name is the run id)")
+    mer.add_argument("shards", nargs="+", metavar="RUN", help="the shards' run ids under results/ or folders")
+    options.add_results_dir(mer.add_argument)
+    mer.set_defaults(func=cmd_merge_shards)
+
+
 def _add_list(sub: argparse._SubParsersAction) -> None:
     lst = sub.add_parser("list", help="runs under results/ with their environments")
     options.add_results_dir(lst.add_argument)
@@ -487,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_canary(sub)
     _add_report(sub)
     _add_history(sub)
+    _add_merge_shards(sub)
     _add_budgets(sub)
     _add_lock(sub)
     _add_references(sub)

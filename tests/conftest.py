@@ -50,6 +50,9 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_a_clean_kto_run_passes_every_check",
         "test_each_fault_fails_its_check_and_leaves_the_others",
     ),
+    "test_merge_shards.py": (  # three pytest runs of five tiny cases (one trains), merged and reported
+        "test_a_real_three_shard_pytest_run_merges_and_reports_as_one_run",
+    ),
     "test_moe.py": (  # the tests of its module fixture, which trains
         "test_a_clean_moe_qlora_run_passes_every_check",
         "test_each_fault_fails_its_check_and_leaves_the_others",

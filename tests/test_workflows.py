@@ -163,7 +163,7 @@ def test_the_nightly_has_a_canary_leg_on_the_control_stack():
 def test_the_nightly_appends_the_history_of_its_last_nights():
     doc = load(ROOT / ".github" / "workflows" / "nightly-gpu.yml")
     assert doc["permissions"]["actions"] == "read"
-    steps = doc["jobs"]["gpu"]["steps"]
+    steps = doc["jobs"]["night"]["steps"]  # the merged night's history (merge-shards)
     [step] = [s for s in steps if "suite history" in s.get("run", "")]
     assert "gh run download" in step["run"] and "GITHUB_STEP_SUMMARY" in step["run"]
     assert step["env"]["GH_TOKEN"] == "${{ github.token }}" and int(step["env"]["NIGHTS"]) >= 7

@@ -9,6 +9,7 @@ substrings (pytest's KeywordMatcher). tests/test_selection.py holds the two to t
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -17,6 +18,14 @@ from suite.matrix.spec import Case
 
 # The names pytest matches -k against besides the case's own (tests/test_matrix.py::test_case[<id>]).
 ITEM_NAMES = ("tests", "test_matrix.py")
+
+
+def shard_of(case_id: str, n: int) -> int:
+    """The shard (1-based) a case id belongs to when a run is split into n (`--shard I/N`,
+    suite/plugin/shard.py): 1 + (sha256 of the id mod n). Here, below the plugin, because a merge of
+    shards (suite/records/merge.py) computes a missing shard's cases with it too."""
+    digest = hashlib.sha256(case_id.encode()).digest()
+    return 1 + int.from_bytes(digest[:8], "big") % n
 
 
 class SelectionError(UsageError):

@@ -9,12 +9,12 @@ nobody.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Sequence
 
 import pytest
 
+from suite.matrix.selection import shard_of
 from suite.plugin.state import PluginSession
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -30,12 +30,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if n < 1 or not 1 <= i <= n:
         raise ValueError(f"{USAGE}; got {text!r}")
     return i, n
-
-
-def shard_of(case_id: str, n: int) -> int:
-    """The shard (1-based) a case id belongs to when the run is split into n."""
-    digest = hashlib.sha256(case_id.encode()).digest()
-    return 1 + int.from_bytes(digest[:8], "big") % n
 
 
 def case_id(item: pytest.Item) -> str | None:
@@ -76,11 +70,15 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    shard = PluginSession.of(config).shard
-    if shard is None:
+    """Last, after -m and -k: the cases left are the whole run's plan, which the manifest records beside
+    this slice's (a merge of the shards names a missing shard's cases from it: suite/records/merge.py)."""
+    session = PluginSession.of(config)
+    if session.shard is None:
         return
-    keep, drop = select(items, *shard)
+    session.shard_plan = [cid for cid in map(case_id, items) if cid is not None]
+    keep, drop = select(items, *session.shard)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -37,6 +37,7 @@ class PluginSession:
     run_id: str | None = None  # decided by the controller (--run-id, else a new one), handed to xdist workers
     planned: list[str] | None = None  # the case ids this process collected (after -m, -k and --shard)
     shard: tuple[int, int] | None = None  # --shard I/N
+    shard_plan: list[str] | None = None  # with --shard: the case ids collected before the slice was kept
     baselines_dir: Path | None = None  # golden loss curves to compare with (suite/plugin/baselines.py); None: none
     update_baselines: bool = False  # --update-baselines
     baselines: BaselineStore | None = None  # made with the run, handed to it
@@ -172,7 +173,8 @@ class PluginSession:
                                   timeout_s=cfg.getoption("case_timeout"),
                                   keep_checkpoints=cfg.getoption("keep_checkpoints"),
                                   profile=cfg.getoption("budget_profile"), budgets_dir=cfg.getoption("budgets_dir"),
-                                  baselines=self.baselines, planned=self.planned, argv=self.user_command())
+                                  baselines=self.baselines, planned=self.planned, argv=self.user_command(),
+                                  shard=self.shard, shard_plan=self.shard_plan)
         except CaseError as exc:
             raise pytest.UsageError(f"invalid budget file: {exc}") from None
         return self.run

@@ -37,9 +37,12 @@ def integrity(run: Run, side: str, known: set[str] = frozenset()) -> tuple[list[
     rows += _missing_record_rows(run, side, gone)
     if side == "candidate":
         rows += _unfinished_rows(run, manifest_errors)
+    lost = (run.manifest or {}).get("lost")  # a merge of shards says why (suite/records/merge.py)
+    lost = lost if isinstance(lost, dict) else {}
     for case_id in run.planned or ():
         if case_id not in gone and case_id not in run.by_case():
-            gone[case_id] = "selected for the run, but no record was written (did the run stop before it?)"
+            gone[case_id] = str(lost.get(case_id) or "selected for the run, but no record was written "
+                                                      "(did the run stop before it?)")
     return rows, gone
 
 

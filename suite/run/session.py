@@ -55,6 +55,8 @@ class RunSession:
     baselines: BaselineStore | None = None  # golden loss curves of tiny regression cases; None: not compared
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
     planned: list[str] | None = None  # the case ids this session was asked to run (None: not known)
+    shard: tuple[int, int] | None = None  # --shard I/N: this session runs slice I of N of the run's cases
+    shard_plan: list[str] | None = None  # ... of these: the whole run's case ids, before the slice was kept
     child_env: dict[str, str] = field(default_factory=dict)  # set in each case's child (FTSUITE_INJECT, ...)
     _started: bool = False
     _started_at: str = ""
@@ -104,6 +106,8 @@ class RunSession:
                                                    "started_at": self._started_at, "finished_at": None})
             if self.planned is not None:
                 doc["planned"] = sorted(set(doc.get("planned") or []) | set(self.planned))
+            if self.shard is not None:
+                doc["shard"] = shard_entry(doc.get("shard"), self.shard, self.shard_plan or self.planned or [])
 
         self._update_manifest(begin)
         self._started = True
@@ -192,6 +196,15 @@ class RunSession:
         self._counts[status] = self._counts.get(status, 0) + 1
         path, record = written[-1]
         return CaseResult(case, status, reason, record, path)
+
+
+def shard_entry(old: object, shard: tuple[int, int], plan: list[str]) -> dict:
+    """The manifest's `shard`: this run is slice `index` of `count`, and `planned_all` is every case id of
+    the whole run (before the slice was kept), so that a merge of the slices (suite/records/merge.py)
+    knows the cases of a slice that left no folder. A rerun into the run adds its plan to the one there."""
+    before = old.get("planned_all") if isinstance(old, dict) else None
+    plan_all = set(plan) | set(before if isinstance(before, list) else [])
+    return {"index": shard[0], "count": shard[1], "planned_all": sorted(plan_all)}
 
 
 def _backend_info(case: Case) -> BackendInfo | None:
