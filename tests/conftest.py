@@ -152,6 +152,10 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_shard.py": (
         "test_slices_are_disjoint_cover_everything_and_unit_tests_run_once",
     ),
+    "test_strategy.py": (  # an FSDP case launched on two CPU ranks (accelerate trains it with DDP); an fsdp import
+        "test_fsdp_asked_through_accelerate_on_a_cpu_trains_with_ddp_and_fails_the_strategy_check",
+        "test_a_module_without_a_wrapper_is_described_as_one_process",
+    ),
     "test_stopped_runs.py": (  # real runs stopped with SIGKILL and SIGINT, then rerun (2026-12-07: 10 to 54 s)
         "test_a_killed_run_is_finished_by_a_rerun_into_its_id",
         "test_an_interrupted_run_under_xdist_says_what_it_kept_records_the_command_and_can_be_finished",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suite.judge import bands, budgets, checkpoint, checks, hardware, kernelclass, metrics
+from suite.judge import bands, budgets, checkpoint, checks, hardware, kernelclass, metrics, strategy
 from suite.judge.baselines import BaselineStore
 from suite.judge.checkpoint import Inventory
 from suite.judge.checks import CheckResult
@@ -57,6 +57,8 @@ def judge_case(judge: Judge, case: Case, payload: Payload, run_dir: Path) -> Jud
     inv, results_ = checks.attempt("checkpoint", case.id, "the checkpoint's inventory",
                                    lambda: checkpoint.inventory(ckpt_dir) if ckpt_dir.is_dir() else None, None)
     results_ += checks.run_all(case, payload, inv, bands.class_bounds(judge.baselines_root, judge.hw.name, klass.name))
+    if case.uses.distributed is not None:  # the strategy that ran is the one asked (no silent fallback)
+        results_ += checks.guarded("strategy", case.id, lambda: strategy.check(case, payload))
     values, failed = checks.attempt("metrics", case.id, "deriving the metrics",
                                     lambda: _metric_values(judge.hw, case, payload, inv), {})
     results_ += failed

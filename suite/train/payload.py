@@ -163,6 +163,17 @@ class Reference(_Part):
 
 
 @dataclass
+class Strategy(_Part):
+    """What wrapped the model that trained, and on how many ranks (suite/train/wrapped.py): the strategy
+    that ran, which the parent holds to the one asked (suite/judge/strategy.py)."""
+    wrapper: str  # the class of the Trainer's model_wrapped, e.g. DistributedDataParallel
+    kind: str | None  # DistributedDataParallel, FullyShardedDataParallel, FSDPModule, DeepSpeedEngine, or None
+    sharded_modules: int  # modules sharded by FSDP (FSDP1 units or FSDP2 fully_shard modules)
+    world_size: int  # torch.distributed's world size (1: no process group)
+    distributed_type: str | None = None  # accelerate's, e.g. MULTI_CPU, MULTI_GPU, FSDP
+
+
+@dataclass
 class Payload:
     loss_curve: list[dict]  # per logged step: step, loss, grad_norm, learning_rate, ...
     step_times_s: list[float]
@@ -186,6 +197,7 @@ class Payload:
     # a phase after training that raised ("reload", "tokenizer", "profile") -> "Type: first line": the check
     # that judges it fails with it (suite/judge/checks.py), the rest of the case is judged
     raised: dict[str, str] = field(default_factory=dict)
+    strategy: Strategy | None = None  # ddp/fsdp cases: what wrapped the model that trained (None: one process)
 
     @property
     def losses(self) -> list[float]:
@@ -205,4 +217,5 @@ class Payload:
                    resolved=doc.get("resolved") or {}, warnings=doc.get("warnings") or [],
                    step_cpu_times_s=doc.get("step_cpu_times_s") or [], work=doc.get("work"),
                    reference=_in(Reference, doc.get("reference")), eval_curve=doc.get("eval_curve") or [],
-                   dropout=doc.get("dropout"), raised=doc.get("raised") or {})
+                   dropout=doc.get("dropout"), raised=doc.get("raised") or {},
+                   strategy=_in(Strategy, doc.get("strategy")))

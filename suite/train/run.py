@@ -12,7 +12,7 @@ from typing import Any, Callable
 from suite.errors import exception_line
 from suite.matrix.spec import Case
 from suite.train import args as train_args
-from suite.train import models, probes, routes
+from suite.train import models, probes, routes, wrapped
 from suite.train.backends.base import Backend
 from suite.train.backends.registry import backend_for
 from suite.train.quantize import quantizer_for
@@ -229,6 +229,7 @@ def _payload(case: Case, trained: Trained, measure: Any, counts: list, memory: d
         warnings=sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:50],
         reference=Reference(**trained.reference) if trained.reference else None,
         dropout=trained.dropout,
+        strategy=wrapped.strategy(trainer) if case.distributed else None,
     )
 
 
