@@ -75,6 +75,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_envs.py": (
         "test_an_environment_made_from_a_venv_sees_that_venvs_stack",
     ),
+    "test_fsdp2_cpu.py": ("*",),  # a process and two ranks per relation (19 to 25 s each, 2026-12-07)
     "test_gpu_session.py": (
         "test_a_part_past_its_time_stops_and_still_leaves_its_log",
         "test_smoke_part_runs_reports_and_packs",
