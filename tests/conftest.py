@@ -149,6 +149,12 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_shard.py": (
         "test_slices_are_disjoint_cover_everything_and_unit_tests_run_once",
     ),
+    "test_standin_trainer.py": (  # a child interpreter on a copy of suite/ and cases/ (0.5 s each, 2026-12-07)
+        "test_a_standin_trainer_is_its_package_one_registry_entry_and_its_yaml",
+        "test_without_its_registry_entry_the_standin_trainer_is_unknown",
+        "test_a_standin_feature_is_one_feature_line_and_its_yaml",
+        "test_without_its_feature_line_the_standin_feature_is_unknown",
+    ),
     "test_stopped_runs.py": (  # real runs stopped with SIGKILL and SIGINT, then rerun (2026-12-07: 10 to 54 s)
         "test_a_killed_run_is_finished_by_a_rerun_into_its_id",
         "test_an_interrupted_run_under_xdist_says_what_it_kept_records_the_command_and_can_be_finished",

@@ -43,11 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from transformers import TrainerCallback
-
 from suite.train.backends.registry import declared_faults
 from suite.train.backends.spoil import after_save, drop_tensors
-from suite.train.measure import current_rss_bytes, peak_rss_bytes
 
 ENV = "FTSUITE_INJECT"
 
@@ -96,11 +93,19 @@ def requested() -> dict[str, float]:
     return out
 
 
-class Faults(TrainerCallback):
+class Faults:
+    """The timing and memory faults, as a trainer callback (duck-typed, as the online recorder is: importing
+    this module imports no transformers, so that the parent can list the kinds cheaply)."""
+
     def __init__(self, faults: dict[str, float]):
         self.faults = faults
         self.held: bytearray | None = None
         self._wall = 0.0
+
+    def __getattr__(self, name: str) -> Any:  # transformers calls every on_* hook a callback has
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._wall = time.perf_counter()
@@ -110,6 +115,8 @@ class Faults(TrainerCallback):
         if "wait" in self.faults:
             time.sleep(self.faults["wait"] * wall)
         if "memory" in self.faults and state.global_step >= args.max_steps and self.held is None:
+            from suite.train.measure import current_rss_bytes, peak_rss_bytes
+
             peak = peak_rss_bytes()
             self.held = bytearray(b"\x01") * max(int((1 + self.faults["memory"]) * peak) - current_rss_bytes(), 0)
 

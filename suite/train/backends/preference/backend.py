@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class Preference(HFSFTTrainer):
-    """A preference trainer: subclasses name their trl trainer, config builder and beta."""
+    """A preference trainer: subclasses name their trl trainer (trl_trainer), config builder (trl_config) and beta."""
 
     faults = (REFERENCE,)
     BETA = 0.1
@@ -40,13 +40,6 @@ class Preference(HFSFTTrainer):
             processing_class=tokenizer, peft_config=self.peft_config(case, hooks), callbacks=callbacks,
             **trainer_kwargs, **hooks.trainer_kwargs)
         return trainer, tokenizer, load_kwargs
-
-    def trl_trainer(self) -> type:
-        """The trl trainer class it builds."""
-        raise NotImplementedError
-
-    def trl_config(self, case: Case, output_dir: Path, device: str, precision: str, init_kwargs: dict | None) -> Any:
-        raise NotImplementedError
 
     def reference_snapshot(self, trainer: Any, case: Case, tokenizer: Any, device: str) -> Any:
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
