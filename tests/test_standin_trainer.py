@@ -208,7 +208,8 @@ def add_standin_trainer(tree: Path, registry_entry: bool = True) -> None:
         text = registry.read_text()
         anchor = "from suite.train.backends.rloo import backend as rloo\n"
         assert anchor in text and "    rloo.BACKEND,\n" in text
-        registry.write_text(text.replace(anchor, anchor + "from suite.train.backends.standin import backend as standin\n")
+        entry = "from suite.train.backends.standin import backend as standin\n"
+        registry.write_text(text.replace(anchor, anchor + entry)
                             .replace("    rloo.BACKEND,\n", "    rloo.BACKEND,\n    standin.BACKEND,\n"))
     (tree / "cases" / "standin.yaml").write_text(STANDIN_YAML)
 

@@ -295,7 +295,8 @@ def planned(case: Case, payload: Payload, inv: Inventory | None, bounds: ClassBo
         out.append(("lora_dropout", lambda: LoraDropoutActs(case.checks.logits_atol).evaluate(
             case.id, case.lora.dropout, payload.dropout)))
     # the trainer's own, declared by its package (suite/train/backends/<trainer>/checks.py), in its order
-    out += [(check.name, functools.partial(check.evaluate, case, payload, bounds, inv)) for check in backend.checks_for(case)]
+    out += [(check.name, functools.partial(check.evaluate, case, payload, bounds, inv))
+            for check in backend.checks_for(case)]
     ops = payload.device.attention_ops
     if "profile" in payload.raised and not backend.picks_attention:
         out.append(("attention_ran", lambda: raised_result("attention_ran", case.id, "the profiled step",

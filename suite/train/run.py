@@ -54,7 +54,8 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     device, precision, dtype = _set_up(case)
     resolved = _resolve_model(case, device)
     backend = backend_for(case)
-    measure = MeasureCallback(logged_keys(), logged_lists())  # every trainer's keys: a curve's keys never depend on its trainer
+    # every trainer's logged keys, whichever trains: what a curve records does not depend on its trainer
+    measure = MeasureCallback(logged_keys(), logged_lists())
     timing: dict[str, float] = {}
     start_rss = current_rss_bytes()
     with DeviceMemorySampler(enabled=device == "cuda") as nvml, \

@@ -38,7 +38,8 @@ def trainer_metrics() -> tuple[Metric, ...]:
     for backend in BACKENDS:
         for metric in backend.metrics:
             if metric.name in seen and seen[metric.name][0] != metric:
-                raise ValueError(f"metric {metric.name}: {seen[metric.name][1]} and {backend.name} declare it differently")
+                raise ValueError(f"metric {metric.name}: {seen[metric.name][1]} and {backend.name} declare it "
+                                 f"differently")
             seen.setdefault(metric.name, (metric, backend.name))
     return tuple(m for m, _ in seen.values())
 
