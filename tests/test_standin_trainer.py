@@ -6,7 +6,8 @@ feature is one Feature line in suite/matrix/axes.py plus one YAML case file. A c
 first on sys.path then finds the new trainer everywhere the suite asks for one: the cases load with its
 marker, the judge plans its check (and the check judges a crafted payload), the metrics know its metric, the
 fault hook its fault kind, the config invariant its declared field. Counted by comparing the two trees; left
-without its registry entry (or its Feature line), the same child fails naming what is unknown."""
+without its registry entry (or its Feature line), the same child fails naming what is unknown. And each
+trainer package's docs paragraph (its __init__ docstring) names the metrics and faults it declares."""
 from __future__ import annotations
 
 import filecmp
@@ -280,3 +281,40 @@ def test_the_count_sees_a_file_touched_beyond_the_target(tmp_path, kind):
     central = tree / "suite" / "judge" / "metrics.py"
     central.write_text(central.read_text() + "\n# standin\n")
     assert "suite/judge/metrics.py" in changed_files(ROOT, tree)
+
+
+def package_docs(backend) -> str:
+    """The docs paragraphs (package docstrings) of the trainer packages a backend's classes live in."""
+    import importlib
+
+    docs = []
+    for cls in type(backend).__mro__:
+        module = cls.__module__
+        if module.startswith("suite.train.backends.") and module.count(".") == 4:  # suite.train.backends.<pkg>.<mod>
+            docs.append(importlib.import_module(module.rsplit(".", 1)[0]).__doc__ or "")
+    return "\n".join(docs)
+
+
+def undocumented(backends) -> list[str]:
+    """Each metric and fault kind a trainer declares that its packages' docs paragraphs do not name."""
+    return [f"{b.name}: {what}" for b in backends
+            for what in [m.name for m in b.metrics] + [k for f in b.faults for k in f.kinds]
+            if f"`{what}`" not in package_docs(b)]
+
+
+def test_every_trainer_package_documents_its_metrics_and_faults():
+    from suite.train.backends.registry import BACKENDS
+
+    packaged = [b for b in BACKENDS if package_docs(b)]
+    assert {b.trainer for b in packaged} >= {"dpo", "kto", "reward", "grpo", "rloo"}
+    assert undocumented(packaged) == []
+
+
+def test_an_undocumented_metric_is_found():
+    from suite.metric import Metric
+    from suite.train.backends.dpo.backend import DPO
+
+    class Undocumented(DPO):
+        metrics = (*DPO.metrics, Metric("dpo_new_final", "nats", "none", "not in the package's paragraph"))
+
+    assert undocumented([Undocumented()]) == ["trl DPOTrainer: dpo_new_final"]
