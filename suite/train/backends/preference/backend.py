@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 
 
 class Preference(HFSFTTrainer):
-    """A preference trainer: subclasses name their trl trainer (trl_trainer), config builder (trl_config) and beta."""
+    """A preference trainer: subclasses name their trl trainer (trl_trainer), config builder (trl_config)
+    and beta."""
 
     faults = (REFERENCE,)
-    BETA = 0.1
+    BETA: float  # the subclass's (its config.py's), which declared_fields pins
 
     def version_needs(self, case: Case) -> list[str]:
         return ["trl_loss_kernel", "trl_package_checks"]
