@@ -90,7 +90,7 @@ STANDIN = {
         """The stand-in's backend: trl's SFTTrainer, its own name, config, checks, metrics, fault and field."""
         from __future__ import annotations
 
-        from suite.train.backends.hf import HFSFTTrainer
+        from suite.train.backends.sft.backend import HFSFTTrainer
         from suite.train.backends.standin import checks as own_checks
         from suite.train.backends.standin import metrics as own_metrics
         from suite.train.backends.standin.config import TEXT_FIELD, standin_config
@@ -207,7 +207,7 @@ def add_standin_trainer(tree: Path, registry_entry: bool = True) -> None:
     if registry_entry:
         registry = tree / REGISTRY
         text = registry.read_text()
-        anchor = "from suite.train.backends.rloo import backend as rloo\n"
+        anchor = "from suite.train.backends.sft import unsloth\n"
         assert anchor in text and "    rloo.BACKEND,\n" in text
         entry = "from suite.train.backends.standin import backend as standin\n"
         registry.write_text(text.replace(anchor, anchor + entry)

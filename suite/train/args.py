@@ -1,7 +1,7 @@
 """What a case trains with: device and dtype, the data set, what every trainer's arguments say alike
-(`common`, `config`), trl's SFTConfig, transformers' TrainingArguments, peft's LoraConfig, the 4-bit
-quantization config and the model's load arguments, from the case and the installed versions. Another
-trainer's config builder lives with its backend (suite/train/backends/<trainer>/config.py)."""
+(`common`, `config`), peft's LoraConfig, the 4-bit quantization config and the model's load arguments,
+from the case and the installed versions. Each trainer's config builder (trl's SFTConfig, DPOConfig, ...,
+transformers' TrainingArguments) lives with its backend (suite/train/backends/<trainer>/config.py)."""
 from __future__ import annotations
 
 import os
@@ -82,29 +82,6 @@ def extra_fields(case: Case, fields: set[str], what: str) -> dict:
     return dict(case.training.extra)
 
 
-def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
-    from trl import SFTConfig
-
-    t = case.training
-    extra = extra_fields(case, compat.sft_config_fields(), "trl's SFTConfig")
-    kwargs = dict(
-        **common(case, output_dir, device, precision),
-        packing=case.uses.packs,
-        **compat.max_length_args(t.max_length),
-    )
-    # unsloth's patched SFTConfig defaults padding_free=None (it may turn padding-free batching on by
-    # itself): off, so that its side-by-side with the HF case does not compare batching too.
-    if not case.uses.packs and "padding_free" in compat.sft_config_fields():
-        kwargs["padding_free"] = False
-    if case.loss_kind.assistant_turns:
-        kwargs["assistant_only_loss"] = True
-    elif case.format.prompt:
-        kwargs["completion_only_loss"] = case.loss_kind.on_completion
-    if model_init_kwargs is not None:
-        kwargs["model_init_kwargs"] = model_init_kwargs
-    return SFTConfig(**{**kwargs, **extra})
-
-
 def config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None,
            config_cls: type, what: str, pinned: dict):
     """A trl config dataclass (`config_cls`, named `what` in errors): every trainer's arguments, the
@@ -116,17 +93,6 @@ def config(case: Case, output_dir: Path, device: str, precision: str, model_init
     if model_init_kwargs is not None:
         kwargs["model_init_kwargs"] = model_init_kwargs
     return config_cls(**{**kwargs, **extra})
-
-
-def training_arguments(case: Case, output_dir: Path, device: str, precision: str):
-    """transformers' TrainingArguments for the plain Trainer (no trl)."""
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    extra = extra_fields(case, {f.name for f in dataclasses.fields(TrainingArguments)}, "transformers' TrainingArguments")
-    kwargs = dict(**common(case, output_dir, device, precision), remove_unused_columns=False)
-    return TrainingArguments(**{**kwargs, **extra})
 
 
 def transformers_default_optim() -> str:

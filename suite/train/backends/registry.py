@@ -7,13 +7,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from suite.matrix.axes import ATTENTION, DISTRIBUTED, METHODS, Adapter, Library, Quantization, method_of
-from suite.train.backends import hf, plain, unsloth
 from suite.train.backends.base import Backend, DeclaredFaults
 from suite.train.backends.dpo import backend as dpo
 from suite.train.backends.grpo import backend as grpo
 from suite.train.backends.kto import backend as kto
+from suite.train.backends.plain import backend as plain
 from suite.train.backends.reward import backend as reward
 from suite.train.backends.rloo import backend as rloo
+from suite.train.backends.sft import backend as hf
+from suite.train.backends.sft import unsloth
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case

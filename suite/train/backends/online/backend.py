@@ -18,7 +18,7 @@ from suite.matrix.axes import PROMPT_ONLY_FORMATS
 from suite.train import args as train_args
 from suite.train import compat, data, models
 from suite.train.backends.base import NO_HOOKS, BuildHooks, TrainerCheck
-from suite.train.backends.hf import HFSFTTrainer
+from suite.train.backends.sft.backend import HFSFTTrainer
 from suite.train.backends.online import checks as own_checks
 from suite.train.backends.online import metrics as own_metrics
 from suite.train.backends.online.config import online_config, pinned

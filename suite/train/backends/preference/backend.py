@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from suite.train import compat, models, probes
 from suite.train.backends.base import NO_HOOKS, BuildHooks
-from suite.train.backends.hf import HFSFTTrainer
+from suite.train.backends.sft.backend import HFSFTTrainer
 from suite.train.backends.preference.faults import REFERENCE
 from suite.train.quantize import quantizer_for
 

@@ -13,7 +13,7 @@ from suite.matrix.axes import ADAPTERS, NO_QUANTIZATION, PREFERENCE_FORMATS
 from suite.train import args as train_args
 from suite.train import models
 from suite.train.backends.base import NO_HOOKS, BuildHooks
-from suite.train.backends.hf import HFSFTTrainer
+from suite.train.backends.sft.backend import HFSFTTrainer
 from suite.train.backends.reward import checks as own_checks
 from suite.train.backends.reward import metrics as own_metrics
 from suite.train.backends.reward.config import reward_config

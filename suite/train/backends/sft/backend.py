@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from suite.train import args as train_args
 from suite.train import compat, models, probes, tokens
 from suite.train.backends.base import NO_HOOKS, Backend, BuildHooks
+from suite.train.backends.sft.config import sft_config
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -56,7 +57,7 @@ class HFSFTTrainer(Backend):
 
     def trl_config(self, case: Case, output_dir: Path, device: str, precision: str, init_kwargs: dict | None) -> Any:
         """Its trl config (a trainer of its own package overrides it with its config.py's builder)."""
-        return train_args.sft_config(case, output_dir, device, precision, init_kwargs)
+        return sft_config(case, output_dir, device, precision, init_kwargs)
 
     def peft_config(self, case: Case, hooks: BuildHooks) -> Any:
         """The hooks' adapter config, else the case's LoraConfig for an adapter case, else None."""
