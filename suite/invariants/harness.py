@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from suite.invariants.relations import NotApplicable
-from suite.matrix.axes import EAGER_ONLY_ARCHS, METHODS
+from suite.matrix.axes import METHODS, arch_features
 from suite.matrix.spec import Case, CheckSpec, LoraSpec, ModelSpec, Training
 from suite.train import data, models
 from suite.train.backends.base import BuildHooks
@@ -37,8 +37,7 @@ def tiny_case(method: str = "lora", features: tuple[str, ...] = (), dataset: str
     settings = {**DEFAULT_TRAINING, **training, "extra": tuple(sorted((extra or {}).items()))}
     t = Training(**{**settings, "benchmark_steps": settings["max_steps"]})  # invariants run in regression mode
     spec = ModelSpec(name=ARCH_MODELS[arch], size="tiny", arch=arch)
-    if arch in EAGER_ONLY_ARCHS and "eager" not in features:  # its class has no SDPA (suite/matrix/rules.py)
-        features = (*features, "eager")
+    features = tuple(dict.fromkeys((*features, *arch_features(arch))))  # e.g. eager where its class has no SDPA
     return Case(model=spec, **METHODS[method].axes(), features=tuple(features), dataset=dataset, loss=loss, training=t,
                 lora=LoraSpec(), checks=CheckSpec(), timeout_s=120.0, source="(invariant)")
 

@@ -241,6 +241,11 @@ MOE_ARCHS = ("mixtral", "olmoe", "qwen3_moe", "gpt_oss")
 EAGER_ONLY_ARCHS = ("gpt_oss",)
 
 
+def arch_features(arch: str | None) -> tuple[str, ...]:
+    """The features every case of an architecture must name (eager attention where its class has no SDPA)."""
+    return ("eager",) if arch in EAGER_ONLY_ARCHS else ()
+
+
 @dataclass(frozen=True)
 class Loss:
     """Which tokens the loss is computed on, and the trainer argument that says so."""
