@@ -27,7 +27,10 @@ dropout its config asked for), `dropout_in_eval` (its dropout layers drop in eva
 the model were left in training mode for inference). For the mixture-of-experts checks:
 `drop_expert_lora` (the adapter file loses the fused experts' LoRA tensors), `quant_skip` (the 4-bit
 load leaves the attention's o_proj unquantized), and for the router loss invariant `aux_twice` (trl
-weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). Unset, nothing here
+weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). For the families of 2026
+(cases/families.yaml), one in a family's own modeling code: `window_ignored` (Gemma 3's sliding-window layers
+get the plain causal mask, as a modeling change that dropped the window would: its case's golden curve must
+move, no other family's). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 
 The training code knows nothing of these: each fault declares its Seam in SEAMS, and `install_hooks`,
@@ -76,6 +79,9 @@ SEAMS: dict[str, Seam] = {
     # the saved quantized base has one weight's block constants scaled
     "route_quantized_save": Seam("suite.train.routes.QuantizedBase.save",
                                  lambda original: _then(original, corrupt_quant_state)),
+    # Gemma 3's sliding window ignored: its modeling module builds the plain causal mask for the sliding layers
+    "window_ignored": Seam("transformers.models.gemma3.modeling_gemma3.create_sliding_window_causal_mask",
+                           lambda original: _causal_mask_instead(original)),
     # a 4-bit base quantized in fewer places than declared (the MoE check's test)
     "quant_skip": Seam("suite.train.quantize.Bnb4Bit.load_kwargs", lambda original: _skip_quantizing(original)),
 }
@@ -312,6 +318,13 @@ def _describe_with_faults(original: Callable, faults: dict[str, float]) -> Calla
         return {**original(self, trainer), "injected": faults}
 
     return describe
+
+
+def _causal_mask_instead(original: Callable) -> Callable:
+    """The sliding-window mask builder replaced by the plain causal one (same arguments)."""
+    from transformers.masking_utils import create_causal_mask
+
+    return create_causal_mask
 
 
 def _skip_quantizing(original: Callable) -> Callable:
