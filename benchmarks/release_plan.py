@@ -31,8 +31,9 @@ def family_key(case) -> str:
 
 
 def _simplest(case, order: int) -> tuple:
-    # the base case first; an adapter before a full fine-tune (it also loads through peft), then load order
-    return (len(case.features), not case.is_adapter, case.quantization.bits is not None, order)
+    # the base case first, on its format's own loss (not a masked one); an adapter before a full fine-tune
+    # (it also loads through peft), then load order
+    return (len(case.features), case.loss != "auto", not case.is_adapter, case.quantization.bits is not None, order)
 
 
 def families(cases) -> list[Family]:

@@ -153,6 +153,12 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_shard.py": (
         "test_slices_are_disjoint_cover_everything_and_unit_tests_run_once",
     ),
+    "test_standin_trainer.py": (  # a child interpreter on a copy of suite/ and cases/ (0.5 s each, 2026-12-07)
+        "test_a_standin_trainer_is_its_package_one_registry_entry_and_its_yaml",
+        "test_without_its_registry_entry_the_standin_trainer_is_unknown",
+        "test_a_standin_feature_is_one_feature_line_and_its_yaml",
+        "test_without_its_feature_line_the_standin_feature_is_unknown",
+    ),
     "test_strategy.py": (  # an FSDP case launched on two CPU ranks (accelerate trains it with DDP); an fsdp import
         "test_fsdp_asked_through_accelerate_on_a_cpu_trains_with_ddp_and_fails_the_strategy_check",
         "test_a_module_without_a_wrapper_is_described_as_one_process",

@@ -12,7 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "suite"
 STAGES = ("matrix", "run", "train", "judge", "records", "report", "plugin", "tools", "invariants")
-TOP_LEVEL = {"__init__", "__main__", "cli", "errors", "options", "paths", "machine", "versions", "cases"}
+# checkresult and metric: the shapes a trainer package (under train/) and the judge both declare with
+TOP_LEVEL = {"__init__", "__main__", "cli", "errors", "options", "paths", "machine", "versions", "cases", "checkresult",
+             "metric"}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from suite.judge.checks import ReferenceUntouched, RewardsRise, StartsAtLn2
+from suite.train.backends.dpo.checks import RewardsRise, StartsAtLn2
+from suite.train.backends.preference.checks import ReferenceUntouched
 from tests.helpers import check_outcomes, failed_messages, fault_runs
 
 pytestmark = pytest.mark.xdist_group("dpo-faults")

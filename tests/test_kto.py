@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from suite.judge.checks import KTORewardsSeparate, KTOStartsAtReference
+from suite.train.backends.kto.checks import KTORewardsSeparate, KTOStartsAtReference
 from tests.helpers import check_outcomes, failed_messages, fault_runs
 
 pytestmark = pytest.mark.xdist_group("kto-faults")

@@ -34,18 +34,27 @@ def test_every_format_is_generated_deterministically():
         data.generate("csv", 1)
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral", "mixtral"])
+ORIGINAL_ARCHS = ("llama", "qwen2", "mistral", "mixtral")
+
+
+# the original four in the fast loop; the families (about 1 s each to build) with the slow tests
+@pytest.mark.parametrize("arch", [a if a in ORIGINAL_ARCHS else pytest.param(a, marks=pytest.mark.slow)
+                                  for a in models.TINY_ARCHS])
 def test_tiny_models_materialise_and_load_through_from_pretrained(tmp_path, arch):
     from transformers import AutoModelForCausalLM
+
+    from suite.train.chat import STYLES
 
     path = models.materialise_tiny(arch, root=tmp_path)
     assert (path / models.TINY_MARKER).is_file() and (path / "model.safetensors").is_file()
     assert models.materialise_tiny(arch, root=tmp_path) == path  # built once
     model = AutoModelForCausalLM.from_pretrained(path)
     tok = models.load_tokenizer(path)
-    assert model.config.model_type == arch
+    assert model.config.model_type == models.TINY_ARCHS[arch]["model_type"]
     # transformers 5 would swap qwen2's saved word-level tokenizer for a BPE one via AutoTokenizer
-    assert tok("what colour is the cat ?")["input_ids"] == models.build_tokenizer()("what colour is the cat ?")["input_ids"]
+    built = models.build_tokenizer(STYLES.get(arch))
+    assert tok("what colour is the cat ?")["input_ids"] == built("what colour is the cat ?")["input_ids"]
+    assert tok.chat_template == built.chat_template  # the family's own template travels with the model
     logits = model(**tok(["count from one ?"], return_tensors="pt")).logits
     assert logits.shape[-1] == len(tok)
 

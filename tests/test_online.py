@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from suite.cases import load_cases
-from suite.judge.checks import (
+from suite.train.backends.online.checks import (
     AdvantagesZeroMean,
     CompletionsOnPolicy,
     FirstLossByDefinition,

@@ -22,6 +22,7 @@ from suite.judge import baselines, kernelclass, machines
 from suite.records import runs
 from suite.paths import BUDGETS, ROOT, TESTS
 from suite.tools import references
+from suite.train.chat import STYLES
 
 MACHINES = TESTS / "fixtures" / "machines"
 RUNS = sorted(p for p in MACHINES.glob("*/*") if (p / "manifest.json").is_file())
@@ -36,7 +37,9 @@ def test_there_are_runs_of_more_than_one_machine():
 def test_a_kept_run_passes_today_s_checks(run_dir, tmp_path, request):
     judged, problems = references.replay(run_dir, REFERENCES, request.config.getoption("cases_dir"), BUDGETS,
                                          tmp_path)
-    assert judged >= 15, f"{run_dir}: only {judged} records judged"  # an xdist worker's folder holds ~20
+    records = len([f for f in run_dir.glob("*.json") if f.name != "manifest.json"])
+    # an xdist worker's folder holds ~20; the families' runs hold their 9 cases
+    assert judged >= min(15, records) > 0, f"{run_dir}: only {judged} of {records} records judged"
     assert not problems, "\n".join(problems)
 
 
@@ -83,8 +86,9 @@ def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request
     judged, problems = references.replay(INTEL_2026_12_07, REFERENCES, request.config.getoption("cases_dir"),
                                          BUDGETS, tmp_path)
     assert not problems, "\n".join(problems)
-    assert judged == len(list((REFERENCES / "cpu" / "avx512-bf16").glob("tiny-*.json"))) == 58
     cases = {c.id: c for c in load_cases(request.config.getoption("cases_dir"))}
+    slugs = {c.slug for c in cases.values() if c.model.arch not in STYLES}  # the families came after that run
+    assert judged == len([p for p in (REFERENCES / "cpu" / "avx512-bf16").glob("tiny-*.json") if p.stem in slugs]) == 58
     rec = runs.load(INTEL_2026_12_07).by_case()["tiny-mixtral/qlora/base"][0]
     [result] = baselines.BaselineStore(REFERENCES, profile="cpu").checks(cases[rec.case_id], rec.loss_curve, [],
                                                                          tmp_path, rec.kernel_class)
@@ -114,5 +118,9 @@ def test_every_reference_names_its_machines_and_runs_and_its_spread_is_what_thei
                 [rec] = [r for r in found if r.run_id == run.run and r.mode == "regression"]
                 assert machines.machine_of(rec.environment) == m.machine, (path, run)
                 assert machines.distance(rec.loss_curve, doc["curve"]) == (run.atol, run.drift), (path, run)
-    bf16 = [machines.of_reference(baselines.read_curve(p), p) for p in (REFERENCES / "cpu" / "avx512-bf16").glob("t*")]
-    assert all(p.confirmed for p in bf16)  # the Intel Xeon and the AMD Zen 4 both ran every case of the class
+    bf16 = {p.stem: machines.of_reference(baselines.read_curve(p), p) for p in (REFERENCES / "cpu" / "avx512-bf16").glob("t*")}
+    # the Intel Xeon and the AMD Zen 4 both ran every case of the class but the families' (suite/train/chat.py),
+    # which only the AMD Zen 4 ran, twice: provisional until a second machine of the class confirms them
+    families = {s for s in bf16 if cases[s].model.arch in STYLES}
+    assert len(families) == 9 and {s for s, p in bf16.items() if not p.confirmed} == families
+    assert all((p.count, p.runs) == (1, 2) for s, p in bf16.items() if s in families)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from suite.judge.checks import PairwiseRise, ScoreHeadSaved
 from suite.judge.checkpoint import Inventory, Tensor
+from suite.train.backends.reward.checks import PairwiseRise, ScoreHeadSaved
 from tests.helpers import check_outcomes, failed_messages, fault_runs
 
 pytestmark = pytest.mark.xdist_group("reward-faults")

@@ -15,13 +15,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from suite.invariants.relations import NotApplicable
-from suite.matrix.axes import METHODS
+from suite.matrix.axes import METHODS, arch_features
 from suite.matrix.spec import Case, CheckSpec, LoraSpec, ModelSpec, Training
 from suite.train import data, models
 from suite.train.backends.base import BuildHooks
 from suite.train.backends.registry import backend_for
 
-ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral", "mixtral": "tiny-mixtral"}
+ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mistral", "mixtral": "tiny-mixtral",
+               # the families of 2026, named as cases/models.yaml names them
+               "llama3": "tiny-llama3", "qwen3": "tiny-qwen3", "qwen3_moe": "tiny-qwen3-moe", "qwen3_5": "tiny-qwen3.5",
+               "gemma3": "tiny-gemma3", "gemma4": "tiny-gemma4", "phi4_mini": "tiny-phi4-mini", "gpt_oss": "tiny-gpt-oss",
+               "smollm3": "tiny-smollm3"}
 # Small and quick: a handful of steps of 4-example batches on 16 examples.
 DEFAULT_TRAINING = dict(max_steps=3, batch_size=4, num_samples=16, max_length=64,
                         precision="fp32", learning_rate=1e-2, neftune_alpha=0.5)
@@ -33,6 +37,7 @@ def tiny_case(method: str = "lora", features: tuple[str, ...] = (), dataset: str
     settings = {**DEFAULT_TRAINING, **training, "extra": tuple(sorted((extra or {}).items()))}
     t = Training(**{**settings, "benchmark_steps": settings["max_steps"]})  # invariants run in regression mode
     spec = ModelSpec(name=ARCH_MODELS[arch], size="tiny", arch=arch)
+    features = tuple(dict.fromkeys((*features, *arch_features(arch))))  # e.g. eager where its class has no SDPA
     return Case(model=spec, **METHODS[method].axes(), features=tuple(features), dataset=dataset, loss=loss, training=t,
                 lora=LoraSpec(), checks=CheckSpec(), timeout_s=120.0, source="(invariant)")
 

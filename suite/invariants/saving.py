@@ -12,7 +12,7 @@ from suite.train import probes, routes
 from suite.train.inject import drop_lora_b
 from suite.train.quantize import quantizer_for
 
-__all__ = ["measure_save_load", "drop_lora_b", "double_lora_b"]
+__all__ = ["measure_save_load", "drop_lora_b", "double_lora_b", "double_fused_lora_b"]
 
 
 def _probe(tokenizer) -> dict:
@@ -29,13 +29,13 @@ def _reload(case, model_path: str, saved: Path, dequantize: bool = False):
 
 
 def measure_save_load(method: str, out: Path, *, corrupt: Callable[[Path], None] | None = None,
-                      before_merge: Callable | None = None, steps: int = 3) -> list[Verdict]:
+                      before_merge: Callable | None = None, steps: int = 3, arch: str = "llama") -> list[Verdict]:
     """Train an adapter, save it, load it onto a fresh base, then merge it.
 
     QLoRA merges twice: into the dequantised base (how a QLoRA adapter is meant to be merged)
     and straight into the 4-bit base, which peft does by requantising W + BA to nf4.
     """
-    case = h.tiny_case(method, max_steps=steps)
+    case = h.tiny_case(method, max_steps=steps, arch=arch)
     built = h.build_trainer(case, out / "trainer")
     built.trainer.train()
     probe = _probe(built.tokenizer)
@@ -46,7 +46,7 @@ def measure_save_load(method: str, out: Path, *, corrupt: Callable[[Path], None]
         corrupt(saved)
     reloaded = _reload(case, built.model_path, saved)
     unmerged = h.plain_logits(reloaded, probe)
-    what = f"{method}, {steps} steps, probe {tuple(trained.shape)}"
+    what = f"{method}, {steps} steps, probe {tuple(trained.shape)}" + (f", {arch}" if arch != "llama" else "")
     if not quantizer_for(case).merges_dequantized:
         if before_merge is not None:
             before_merge(reloaded)
@@ -61,6 +61,20 @@ def measure_save_load(method: str, out: Path, *, corrupt: Callable[[Path], None]
     return [compare("save_load.reload_qlora", unmerged, trained, what),
             compare("save_load.merge_qlora", merged, unmerged, what + ", merged into the dequantised base"),
             compare("save_load.merge_qlora_4bit", merged_4bit, unmerged, what + ", merged into the 4-bit base")]
+
+
+FUSED_PROJECTIONS = ("qkv_proj", "gate_up_proj")  # Phi-3's fused projections (Phi-4-mini)
+
+
+def double_fused_lora_b(model) -> None:
+    """Merge another adapter than the one that ran into the fused projections only (their lora_B doubled): a
+    merge that mishandles a fused projection's output split. A family without them merges as it should."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name and any(f".{f}." in name for f in FUSED_PROJECTIONS):
+                p.mul_(2)
 
 
 def double_lora_b(model) -> None:

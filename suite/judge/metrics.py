@@ -5,53 +5,17 @@ Checks, budgets and reports read these declarations instead of special-casing na
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Mapping
 
+from suite.metric import Metric  # noqa: F401 - what importers of the judge's metrics name
+from suite.train.backends.registry import trainer_metrics
 from suite.train.routes import ROUTES
 from suite.train.payload import Memory, Params, Payload, Reference, Reload, Timing
 
 GIB = 2**30
 
 
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    unit: str
-    better: str  # "lower" | "higher" | "none" (informational)
-    description: str
-    rel_tolerance: float = 0.05  # change below this is within noise when no repeats exist
-    cpu_rel_tolerance: float | None = None  # the same for records made on a CPU (None: rel_tolerance)
-    # With repeats, a change must also exceed this (or the tolerance, if smaller) to be a verdict:
-    # five tightly clustered repeats must not turn a 1% drift of a timing into one.
-    min_change: float = 0.05
-    # A timing (wall or CPU time, a rate): one run a side on a shared machine carries no verdict
-    # (suite/report/judgement.py says "needs repeats" and does not gate); repeats judge it.
-    timing: bool = False
-    # No verdict for a change this small in the metric's unit, whatever the ratio: a multiplicative
-    # tolerance on a baseline of 0 would call 0 -> 7 microseconds "worse" (one canary did).
-    abs_floor: float | None = None
-    # A memory metric measured once a side: the largest relative difference measured between single
-    # runs of one case on one stack. A change beyond the tolerance but within this is `needs repeats`
-    # (suite/report/judgement.py), not a verdict; beyond it, one run a side judges. None: not applied.
-    single_run_spread: float | None = None
-
-    @property
-    def floor(self) -> float:
-        """The absolute floor: declared, else the default of the metric's unit (UNIT_FLOORS)."""
-        return self.abs_floor if self.abs_floor is not None else UNIT_FLOORS.get(self.unit, 0.0)
-
-    def tolerance_for(self, device: str | None) -> float:
-        if device == "cpu" and self.cpu_rel_tolerance is not None:
-            return self.cpu_rel_tolerance
-        return self.rel_tolerance
-
-
-# Default absolute floors per unit: below a timer's and a scheduler's resolution for times (100 us),
-# 1 MiB of memory, a millionth of a nat or a logit (float32 rounding of the tiny models' values);
-# counts (FLOPs, calls, parameters, bytes) are exact and have none.
-UNIT_FLOORS = {"s": 1e-4, "GiB": 2**-10, "nats": 1e-6, "logit": 1e-6, "fraction": 1e-4, "tokens/s": 0.01,
-               "samples/s": 0.001, "FLOP/s": 1.0, "ratio": 1e-4, "bits": 1e-4}
 TIMINGS = ("train_runtime_s", "step_time_median_s", "step_time_iqr_s", "tokens_per_s", "processed_tokens_per_s",
            "samples_per_s", "model_flops_per_s", "mfu", "step_cpu_time_median_s", "step_off_cpu_median_s",
            "train_cpu_s", "setup_s", "fixed_cost_s", "save_s")
@@ -116,26 +80,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     # one per load route (suite/train/routes.py): what a user's loader gives against the trained model
     *[Metric(f"reload/{r.name}", "logit", "lower", f"{r.loader} vs the trained model", 0.0)
       for r in {r.name: r for rs in ROUTES.values() for r in rs}.values()],
-    # DPO: the implicit rewards trl logs (beta x log-ratio of policy to reference)
-    Metric("reward_margin_final", "nats", "higher", "DPO: mean chosen-minus-rejected reward of the last k logged "
-           "steps", 0.10),
-    Metric("reward_accuracy_final", "fraction", "higher", "DPO: mean share of pairs whose chosen reward is higher, "
-           "last k logged steps", 0.10),
-    # KTO: the implicit rewards and the KL estimate trl logs
-    Metric("kto_reward_margin_final", "nats", "higher", "KTO: mean desirable-minus-undesirable reward of the last "
-           "k logged steps", 0.10),
-    Metric("kto_kl_final", "nats", "none", "KTO: trl's KL estimate (policy vs reference on mismatched "
-           "completions), mean of the last k logged steps", 0.10),
-    # the reward trainer: pairwise accuracy and margin trl logs
-    Metric("pairwise_accuracy_final", "fraction", "higher", "reward model: share of pairs whose chosen completion "
-           "scores higher, mean of the last k logged steps", 0.10),
-    Metric("pairwise_margin_final", "logit", "higher", "reward model: mean chosen-minus-rejected score, last k "
-           "logged steps", 0.10),
-    # the generating trainers (GRPO, RLOO): the mean reward of the sampled completions and the KL trl logs
-    Metric("online_reward_final", "reward", "higher", "GRPO/RLOO: mean reward of the sampled completions, last k "
-           "logged steps", 0.10),
-    Metric("online_kl_final", "nats", "none", "GRPO/RLOO: trl's KL estimate (policy vs reference on the sampled "
-           "completions), mean of the last k logged steps", 0.10),
+    # each trainer's own (its backend package's metrics.py), in the registry's order
+    *trainer_metrics(),
     Metric("eval_loss_initial", "nats", "none", "loss on the eval split before the first step", 0.05),
     Metric("eval_loss_final", "nats", "lower", "loss on the eval split after the last step", 0.05),
     Metric("reference_max_abs_logit_diff", "logit", "lower", "DPO: the reference after training vs before "

@@ -4,7 +4,7 @@ recorded them (suite/train/wrapped.py). A launcher that falls back silently (acc
 on a machine without CUDA trains with DDP) fails the case naming both."""
 from __future__ import annotations
 
-from suite.judge.checks import CheckResult
+from suite.checkresult import CheckResult
 from suite.matrix.spec import WORLD_SIZE, Case
 from suite.train.payload import Payload
 

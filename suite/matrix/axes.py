@@ -234,10 +234,19 @@ SIZE: dict[str, Size] = {s.name: s for s in (
 )}
 SIZES = tuple(SIZE)
 # The tiny architectures suite/train/models.py builds from a config (a test checks the two agree).
-TINY_ARCHS = ("llama", "qwen2", "mistral", "mixtral")
+TINY_ARCHS = ("llama", "qwen2", "mistral", "mixtral",
+              # the families of the end of 2026 (suite/train/models.py says what each exercises)
+              "llama3", "qwen3", "qwen3_moe", "qwen3_5", "gemma3", "gemma4", "phi4_mini", "gpt_oss", "smollm3")
 # Mixture-of-experts architectures (tiny, or 7B-shaped from a config): their cases carry the `moe` marker
 # and their router's load-balancing loss is part of the training loss (docs/cases.md, "Mixture of experts").
-MOE_ARCHS = ("mixtral", "olmoe")
+MOE_ARCHS = ("mixtral", "olmoe", "qwen3_moe", "gpt_oss")
+# Architectures whose transformers class supports no SDPA: their cases name the eager feature.
+EAGER_ONLY_ARCHS = ("gpt_oss",)
+
+
+def arch_features(arch: str | None) -> tuple[str, ...]:
+    """The features every case of an architecture must name (eager attention where its class has no SDPA)."""
+    return ("eager",) if arch in EAGER_ONLY_ARCHS else ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from suite.matrix.spec import (
     CONVERSATIONAL,
     NEW_TOKEN_WAYS,
     DISTRIBUTED,
+    EAGER_ONLY_ARCHS,
     GA_STEPS,
     PREFERENCE_FORMATS,
     PROMPT_FORMATS,
@@ -23,6 +24,9 @@ def validate_combination(case: Case, support: Support) -> str | None:
     attn = [f for f in case.features if f in ATTENTION]
     if len(attn) > 1:
         return f"at most one attention variant, got {' and '.join(attn)}"
+    if case.model.arch in EAGER_ONLY_ARCHS and case.attention != "eager":
+        return (f"{case.model.arch}'s transformers class supports no {case.attention} attention: "
+                f"give its cases the eager feature")
     if case.loss == "assistant_only" and case.dataset not in CONVERSATIONAL:
         return f"assistant_only loss needs a conversational format ({', '.join(CONVERSATIONAL)}), not {case.dataset}"
     if case.loss == "completion_only" and case.dataset not in PROMPT_FORMATS:

@@ -18,5 +18,5 @@ import trl  # noqa: E402,F401
 from trl import SFTConfig, SFTTrainer  # noqa: E402,F401  (trl's lazy modules: resolve them now)
 
 import suite.train  # noqa: E402,F401
-import suite.train.backends.hf  # noqa: E402,F401
+import suite.train.backends.sft.backend  # noqa: E402,F401
 import suite.train.measure  # noqa: E402,F401

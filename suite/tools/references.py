@@ -31,7 +31,8 @@ from suite.tools import lock
 
 # Checks a record may have failed and still be its class's reference: those that compared it with
 # another class's references (the curve, the budgets), and those whose definition or bound is per
-# class now (suite/judge/checks.py: the reload bound, the reference measured on one model object).
+# class now (suite/judge/checks.py: the reload bound; suite/train/backends/preference/checks.py: the reference
+# measured on one model object).
 CLASS_RELATIVE = ("golden_curve", "reload_logits", "reference_untouched")
 
 

@@ -1,6 +1,7 @@
-"""What a case trains with: device and dtype, the data set, trl's SFTConfig and DPOConfig, transformers'
-TrainingArguments, peft's LoraConfig, the 4-bit quantization config and the model's load arguments,
-from the case and the installed versions."""
+"""What a case trains with: device and dtype, the data set, what every trainer's arguments say alike
+(`common`, `config`), peft's LoraConfig, the 4-bit quantization config and the model's load arguments,
+from the case and the installed versions. Each trainer's config builder (trl's SFTConfig, DPOConfig, ...,
+transformers' TrainingArguments) lives with its backend (suite/train/backends/<trainer>/config.py)."""
 from __future__ import annotations
 
 import os
@@ -51,7 +52,7 @@ def eval_dataset(case: Case):
                                            turns=t.turns))
 
 
-def _common(case: Case, output_dir: Path, device: str, precision: str) -> dict:
+def common(case: Case, output_dir: Path, device: str, precision: str) -> dict:
     """What every trainer's arguments say alike: steps, batch, optimiser, schedule, logging, precision."""
     t = case.training
     split = case.uses.micro_batches  # the same batch in this many micro-batches (grad_accum)
@@ -74,111 +75,24 @@ def _common(case: Case, output_dir: Path, device: str, precision: str) -> dict:
     )
 
 
-def _extra(case: Case, fields: set[str], what: str) -> dict:
+def extra_fields(case: Case, fields: set[str], what: str) -> dict:
     unknown = sorted(set(dict(case.training.extra)) - fields)
     if unknown:
         raise ValueError(f"{case.source}: training.extra: {', '.join(unknown)} not a field of the installed {what}")
     return dict(case.training.extra)
 
 
-def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
-    from trl import SFTConfig
-
-    t = case.training
-    extra = _extra(case, compat.sft_config_fields(), "trl's SFTConfig")
-    kwargs = dict(
-        **_common(case, output_dir, device, precision),
-        packing=case.uses.packs,
-        **compat.max_length_args(t.max_length),
-    )
-    # unsloth's patched SFTConfig defaults padding_free=None (it may turn padding-free batching on by
-    # itself): off, so that its side-by-side with the HF case does not compare batching too.
-    if not case.uses.packs and "padding_free" in compat.sft_config_fields():
-        kwargs["padding_free"] = False
-    if case.loss_kind.assistant_turns:
-        kwargs["assistant_only_loss"] = True
-    elif case.format.prompt:
-        kwargs["completion_only_loss"] = case.loss_kind.on_completion
-    if model_init_kwargs is not None:
-        kwargs["model_init_kwargs"] = model_init_kwargs
-    return SFTConfig(**{**kwargs, **extra})
-
-
-# DPO as the LLM Engineers Handbook's finetune.py runs it after SFT: beta 0.1, ref_model=None.
-DPO_BETA = 0.1
-
-
-def dpo_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
+def config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None,
+           config_cls: type, what: str, pinned: dict):
+    """A trl config dataclass (`config_cls`, named `what` in errors): every trainer's arguments, the
+    trainer's `pinned` fields, the model's init kwargs where trl loads it, then the case's extra."""
     import dataclasses
 
-    from trl import DPOConfig
-
-    extra = _extra(case, {f.name for f in dataclasses.fields(DPOConfig)}, "trl's DPOConfig")
-    kwargs = dict(**_common(case, output_dir, device, precision), beta=DPO_BETA, max_length=case.training.max_length)
-    if model_init_kwargs is not None:
-        kwargs["model_init_kwargs"] = model_init_kwargs
-    return DPOConfig(**{**kwargs, **extra})
-
-
-# KTO as trl's docs run it: beta 0.1, desirable and undesirable weights 1 (the data is about half each).
-KTO_BETA = 0.1
-
-
-def kto_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None):
-    import dataclasses
-
-    from trl import KTOConfig
-
-    extra = _extra(case, {f.name for f in dataclasses.fields(KTOConfig)}, "trl's KTOConfig")
-    kwargs = dict(**_common(case, output_dir, device, precision), beta=KTO_BETA, max_length=case.training.max_length)
-    if model_init_kwargs is not None:
-        kwargs["model_init_kwargs"] = model_init_kwargs
-    return KTOConfig(**{**kwargs, **extra})
-
-
-def reward_config(case: Case, output_dir: Path, device: str, precision: str):
-    """trl's RewardConfig: the pairwise loss on a one-output classifier the backend loads itself."""
-    import dataclasses
-
-    from trl import RewardConfig
-
-    extra = _extra(case, {f.name for f in dataclasses.fields(RewardConfig)}, "trl's RewardConfig")
-    kwargs = dict(**_common(case, output_dir, device, precision), max_length=case.training.max_length)
-    return RewardConfig(**{**kwargs, **extra})
-
-
-# The generating trainers (GRPO, RLOO) on the tiny models: 4 completions of at most 8 tokens per prompt,
-# sampled at temperature 1 (trl's default, no top-k or top-p), so that a case's batch of 16 is 4 prompts
-# x 4 completions and a step generates in milliseconds on a CPU. The loss type is GRPOConfig's default in
-# trl 1.16 ("dapo": the token-level sum over the generation batch / its completion tokens), said explicitly
-# so that a changed default shows as a changed fingerprint, not as a moved curve.
-NUM_GENERATIONS = 4
-MAX_COMPLETION_LENGTH = 8
-GRPO_LOSS_TYPE = "dapo"
-
-
-def online_config(case: Case, output_dir: Path, device: str, precision: str, model_init_kwargs: dict | None,
-                  config_cls: type, what: str, defaults: dict):
-    """trl's GRPOConfig or RLOOConfig: generation, sampling and the trainer's `defaults`, then the case's extra."""
-    import dataclasses
-
-    extra = _extra(case, {f.name for f in dataclasses.fields(config_cls)}, what)
-    kwargs = dict(**_common(case, output_dir, device, precision), num_generations=NUM_GENERATIONS,
-                  max_completion_length=MAX_COMPLETION_LENGTH, **defaults)
+    extra = extra_fields(case, {f.name for f in dataclasses.fields(config_cls)}, what)
+    kwargs = dict(**common(case, output_dir, device, precision), **pinned)
     if model_init_kwargs is not None:
         kwargs["model_init_kwargs"] = model_init_kwargs
     return config_cls(**{**kwargs, **extra})
-
-
-def training_arguments(case: Case, output_dir: Path, device: str, precision: str):
-    """transformers' TrainingArguments for the plain Trainer (no trl)."""
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    extra = _extra(case, {f.name for f in dataclasses.fields(TrainingArguments)}, "transformers' TrainingArguments")
-    kwargs = dict(**_common(case, output_dir, device, precision), remove_unused_columns=False)
-    return TrainingArguments(**{**kwargs, **extra})
 
 
 def transformers_default_optim() -> str:

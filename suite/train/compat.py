@@ -223,6 +223,10 @@ REQUIREMENTS = {r.name: r for r in (
     Conflict("reward_warnings_issued", "trl", "0.0.0", "0.24.0", "transformers", "5.0.0", None,
              "trl>=0.24.0 (or transformers<5.0.0)",
              "trl's RewardTrainer (before 0.24 it writes model.warnings_issued, which transformers 5.0 removed)"),
+    # the tiny families' classes (suite/train/models.py), read in the released wheels: transformers 5.2.0 is
+    # the first with models/qwen3_5, 5.5.0 the first with models/gemma4 (the others are in the floor, 4.56)
+    Requirement("qwen3_5_classes", "transformers", "5.2.0", "Qwen3.5's classes (model_type qwen3_5_text)"),
+    Requirement("gemma4_classes", "transformers", "5.5.0", "Gemma 4's classes (model_type gemma4_text)"),
     NeedsModule("trl_loss_kernel", "trl", "1.15.0", "1.16.0", "triton",
                 "the log-probabilities of trl 1.15's fused LM head (its Triton kernel has no fallback)"),
 )}
@@ -263,6 +267,10 @@ def quantization_args(load_kwargs: dict) -> tuple[dict, dict]:
     return {**init, "quantization_config": quant}, {}
 
 
+# tiny architecture -> what the installed transformers must have to build it
+ARCH_NEEDS = {"qwen3_5": ["qwen3_5_classes"], "gemma4": ["gemma4_classes"]}
+
+
 def cannot_express(case, trainer_needs: list[str]) -> list[str]:
     """Why the installed versions cannot run the case as declared (each names the version);
     `trainer_needs`: what its backend needs of them (Backend.version_needs)."""
@@ -270,6 +278,7 @@ def cannot_express(case, trainer_needs: list[str]) -> list[str]:
     if case.loss_kind.assistant_turns:
         needed.append("assistant_only_loss")
     needed += case.uses.version_needs  # packing's bfd packing, neftune's noise
+    needed += ARCH_NEEDS.get(case.model.arch or "", [])
     if case.lora.target_parameters:
         needed += ["lora_target_parameters", "fused_experts", "expert_lora_loading_info",
                    "expert_lora_distributed_operation"]

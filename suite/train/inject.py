@@ -6,18 +6,13 @@ arithmetic, which the counted FLOPs see exactly and the step times statistically
 `wait:0.10` (each step then sleeps a tenth of its wall time), `memory:0.05` (after the last step
 the process touches memory until its peak resident memory is 5% above what it was), `forward`
 (every loss computation runs one more forward pass of the model). Faults of correctness, for the
-DPO checks' tests: `reference` (the base weights the reference model computes with are shifted
-before training: a trained or shared reference), `adapter_init` (the adapter starts non-zero, or a
-full fine-tune's policy differs from its reference: the policy is not its reference at step 1),
-`save_base` (the checkpoint gets the base model's weights beside the adapter); for the KTO and reward
-checks' tests, `no_update` (the optimizer's learning rate is 0: the steps run, nothing learns, and what
-the trainer logs about its preferences stays where it started), `drop_score` (the saved adapter loses
-its score-head tensors: a reward model's reload would score with a new random head); for the GRPO and
-RLOO checks' tests, `replay_completions` (every step gets the first step's completions again, as a
-generator that is never synced or a stale rollout buffer would hand out), `stale_old_logps` (the old policy's
-log-probabilities handed to the loss are 0, not the sampling policy's: the ratio is not 1 at the first
-step), `batch_baseline` (advantages are each reward less the whole batch's mean reward, not its group's).
-Faults of the load
+checks' tests: `adapter_init` (the adapter starts non-zero, or a full fine-tune's policy differs from its
+reference: the policy is not its reference at step 1), `save_base` (the checkpoint gets the base model's
+weights beside the adapter), `no_update` (the optimizer's learning rate is 0: the steps run, nothing learns,
+and what the trainer logs about its preferences stays where it started). A trainer's own faults are declared
+by its package (suite/train/backends/<trainer>/faults.py) and collected here through the registry (DECLARED):
+the preference trainers' `reference`, the reward trainer's `drop_score`, the generating trainers'
+`replay_completions`, `stale_old_logps`, `batch_baseline`. Faults of the load
 routes (suite/train/routes.py), each aimed at one: `route_merge` (merge_and_unload leaves one layer
 unmerged), `route_modules_to_save` (base.load_adapter leaves the modules_to_save copies at the base's
 weights), `route_quantized_save` (the saved quantized base has one weight's block constants scaled);
@@ -32,7 +27,10 @@ dropout its config asked for), `dropout_in_eval` (its dropout layers drop in eva
 the model were left in training mode for inference). For the mixture-of-experts checks:
 `drop_expert_lora` (the adapter file loses the fused experts' LoRA tensors), `quant_skip` (the 4-bit
 load leaves the attention's o_proj unquantized), and for the router loss invariant `aux_twice` (trl
-weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). Unset, nothing here
+weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). For the families of 2026
+(cases/families.yaml), one in a family's own modeling code: `window_ignored` (Gemma 3's sliding-window layers
+get the plain causal mask, as a modeling change that dropped the window would: its case's golden curve must
+move, no other family's). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 
 The training code knows nothing of these: each fault declares its Seam in SEAMS, and `install_hooks`,
@@ -48,9 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from transformers import TrainerCallback
-
-from suite.train.measure import current_rss_bytes, peak_rss_bytes
+from suite.train.backends.registry import declared_faults
+from suite.train.backends.spoil import after_save, drop_tensors
 
 ENV = "FTSUITE_INJECT"
 
@@ -66,11 +63,14 @@ class Seam:
 # TRAINER: on each built trainer, after its backend took the reference's snapshot and before the backend
 # instruments it (the counters count what training saw, faults included); `install` applies these.
 TRAINER = Seam("suite.train.backends.base.Backend.instrument", lambda original: original)
+# the faults a trainer's package declares (its faults.py: `reference`, `drop_score`, the generating trainers'),
+# collected through the registry and installed on the trainer beside the ones below
+DECLARED = declared_faults()
 SEAMS: dict[str, Seam] = {
     **{kind: TRAINER for kind in (
-        "compute", "wait", "memory", "forward", "reference", "adapter_init", "save_base", "no_update", "drop_score",
-        "replay_completions", "stale_old_logps", "batch_baseline", "drop_lora_b", "dropout_off", "dropout_in_eval",
-        "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises")},
+        "compute", "wait", "memory", "forward", "adapter_init", "save_base", "no_update", "drop_lora_b",
+        "dropout_off", "dropout_in_eval", "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises")},
+    **{kind: TRAINER for kind in DECLARED},
     # merge_and_unload leaves one layer unmerged
     "route_merge": Seam("suite.train.routes.merge", lambda original: _merge_leaving_a_layer(original)),
     # load_adapter leaves the modules_to_save copies at the base's weights
@@ -79,6 +79,9 @@ SEAMS: dict[str, Seam] = {
     # the saved quantized base has one weight's block constants scaled
     "route_quantized_save": Seam("suite.train.routes.QuantizedBase.save",
                                  lambda original: _then(original, corrupt_quant_state)),
+    # Gemma 3's sliding window ignored: its modeling module builds the plain causal mask for the sliding layers
+    "window_ignored": Seam("transformers.models.gemma3.modeling_gemma3.create_sliding_window_causal_mask",
+                           lambda original: _causal_mask_instead(original)),
     # a 4-bit base quantized in fewer places than declared (the MoE check's test)
     "quant_skip": Seam("suite.train.quantize.Bnb4Bit.load_kwargs", lambda original: _skip_quantizing(original)),
 }
@@ -96,11 +99,19 @@ def requested() -> dict[str, float]:
     return out
 
 
-class Faults(TrainerCallback):
+class Faults:
+    """The timing and memory faults, as a trainer callback (duck-typed, as the online recorder is: importing
+    this module imports no transformers, so that the parent can list the kinds cheaply)."""
+
     def __init__(self, faults: dict[str, float]):
         self.faults = faults
         self.held: bytearray | None = None
         self._wall = 0.0
+
+    def __getattr__(self, name: str) -> Any:  # transformers calls every on_* hook a callback has
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._wall = time.perf_counter()
@@ -110,6 +121,8 @@ class Faults(TrainerCallback):
         if "wait" in self.faults:
             time.sleep(self.faults["wait"] * wall)
         if "memory" in self.faults and state.global_step >= args.max_steps and self.held is None:
+            from suite.train.measure import current_rss_bytes, peak_rss_bytes
+
             peak = peak_rss_bytes()
             self.held = bytearray(b"\x01") * max(int((1 + self.faults["memory"]) * peak) - current_rss_bytes(), 0)
 
@@ -126,7 +139,8 @@ def install(trainer, faults: dict[str, float] | None = None) -> dict[str, float]
         return {}
     trainer.add_callback(Faults(faults))
     _correctness_faults(trainer, faults)
-    _online_faults(trainer, faults)
+    for declared in dict.fromkeys(DECLARED[kind] for kind in faults if kind in DECLARED):  # the trainers' own
+        declared.install(trainer, {k: v for k, v in faults.items() if k in declared.kinds})
     if "forward" in faults:
         original_loss = trainer.compute_loss
 
@@ -168,9 +182,6 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
     model = trainer.model
     peft = hasattr(model, "get_base_model")
     with torch.no_grad():
-        if "reference" in faults:  # what the reference computes with: the shared base, or trl's copy
-            ref = getattr(trainer, "ref_model", None)
-            (ref if ref is not None else model).get_input_embeddings().weight.add_(0.05)
         if "adapter_init" in faults:
             if peft:
                 for name, param in model.named_parameters():
@@ -190,18 +201,16 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
             return optimizer
 
         trainer.create_optimizer = create_optimizer
-    if "drop_score" in faults:
-        _after_save(trainer, lambda saved: drop_tensors(saved, "score"))
     if "aux_twice" in faults:  # trl's SFTTrainer adds router_aux_loss_coef x aux_loss once per step
         trainer.router_aux_loss_coef *= 2
     if "aux_dropped" in faults:
         trainer.aux_loss_enabled = False
     if "drop_expert_lora" in faults:
-        _after_save(trainer, lambda saved: drop_tensors(saved, ".experts."))
+        after_save(trainer, lambda saved: drop_tensors(saved, ".experts."))
     if "drop_lora_b" in faults:
-        _after_save(trainer, drop_lora_b)
+        after_save(trainer, drop_lora_b)
     if "route_raises" in faults:
-        _after_save(trainer, lambda saved: integration_wants_newer_peft())
+        after_save(trainer, lambda saved: integration_wants_newer_peft())
     if "save_base" in faults:
         def save_base(saved) -> None:
             from safetensors.torch import save_file
@@ -210,18 +219,7 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
             tensors = {k: v.detach().contiguous().clone() for k, v in base.state_dict().items() if v.is_floating_point()}
             save_file(tensors, f"{saved}/model.safetensors")
 
-        _after_save(trainer, save_base)
-
-
-def _after_save(trainer, spoil) -> None:
-    """Save the wrong files: `spoil(output_dir)` runs after each of the trainer's saves."""
-    saving = trainer.save_model
-
-    def save_model(output_dir=None, *args, **kwargs):
-        saving(output_dir, *args, **kwargs)
-        spoil(output_dir)
-
-    trainer.save_model = save_model
+        after_save(trainer, save_base)
 
 
 def _dropout_faults(model, faults: dict[str, float]) -> None:
@@ -234,14 +232,6 @@ def _dropout_faults(model, faults: dict[str, float]) -> None:
             module.p = 0.0
         if "dropout_in_eval" in faults:
             module.forward = lambda x, m=module: torch.nn.functional.dropout(x, m.p, training=True)
-
-
-def drop_tensors(saved, fragment: str) -> None:
-    """Save the wrong tensors: an adapter file without the tensors whose names hold `fragment`."""
-    from safetensors.torch import load_file, save_file
-
-    path = f"{saved}/adapter_model.safetensors"
-    save_file({k: v for k, v in load_file(path).items() if fragment not in k}, path, metadata={"format": "pt"})
 
 
 def integration_wants_newer_peft() -> None:
@@ -258,38 +248,6 @@ def integration_wants_newer_peft() -> None:
 def drop_lora_b(saved) -> None:
     """Save the wrong tensors: an adapter file without its lora_B matrices (peft reloads them as zeros)."""
     drop_tensors(saved, "lora_B")
-
-
-def _online_faults(trainer, faults: dict[str, float]) -> None:
-    """The generating trainers' faults: around trl's generation and its scoring, nothing of its loss."""
-    import torch
-
-    if "replay_completions" in faults:
-        generating, first = trainer._generate_single_turn, []
-
-        def replay_first(*args, **kwargs):  # sampling still runs (the random stream is the clean run's)
-            sampled = generating(*args, **kwargs)  # (completion ids, log-probabilities, ...)
-            first.extend([] if first else [sampled])
-            return first[0]
-
-        trainer._generate_single_turn = replay_first
-    if "stale_old_logps" in faults or "batch_baseline" in faults:
-        scoring = trainer._generate_and_score_completions
-
-        def score(inputs):
-            out = scoring(inputs)
-            if "stale_old_logps" in faults:  # GRPO's per-token old log-probabilities, RLOO's per sequence
-                key = "old_logps" if "old_logps" in out else "old_per_token_logps"
-                out[key] = torch.zeros_like(out["completion_mask"] if key == "old_per_token_logps"
-                                            else out["advantages"], dtype=torch.float32)
-            if "batch_baseline" in faults:
-                n = out["advantages"].shape[0]
-                rewards = torch.tensor([sum(col[i] for col in (list(v)[-n:] for v in trainer._logs["rewards"].values()))
-                                        for i in range(n)], dtype=out["advantages"].dtype)
-                out["advantages"] = rewards - rewards.mean()
-            return out
-
-        trainer._generate_and_score_completions = score
 
 
 def install_hooks(faults: dict[str, float] | None = None) -> dict[str, float]:
@@ -360,6 +318,13 @@ def _describe_with_faults(original: Callable, faults: dict[str, float]) -> Calla
         return {**original(self, trainer), "injected": faults}
 
     return describe
+
+
+def _causal_mask_instead(original: Callable) -> Callable:
+    """The sliding-window mask builder replaced by the plain causal one (same arguments)."""
+    from transformers.masking_utils import create_causal_mask
+
+    return create_causal_mask
 
 
 def _skip_quantizing(original: Callable) -> Callable:

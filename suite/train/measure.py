@@ -138,15 +138,9 @@ class CountingCollator:
         return out
 
 
-# What DPOTrainer logs per step beside the loss: the implicit rewards (beta x log-ratio to the reference);
-# KTOTrainer the same rewards (chosen: desirable, rejected: undesirable) and its KL estimate; RewardTrainer
-# its pairwise accuracy and margin
-PREFERENCE_LOGS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl", "accuracy",
-                   "margin")
-# What GRPOTrainer and RLOOTrainer log per step (the mean reward of its samples, their spread, the policy's
-# entropy; kl above), and what the suite's sample recorder adds (lists: suite/train/backends/online.py)
-ONLINE_LOGS = ("reward", "reward_std", "entropy")
-SAMPLED_LOGS = ("sampled/lengths", "sampled/rewards", "sampled/advantages", "sampled/on_policy")
+# What every trainer may log per step beside the loss; a trainer's own keys are its package's (metrics.py's
+# LOGGED_KEYS, LOGGED_LISTS), which the registry merges and suite/train/run.py hands to the callback
+COMMON_LOGS = ("grad_norm", "learning_rate", "num_tokens", "mean_token_accuracy", "aux_loss")
 
 
 class MeasureCallback(TrainerCallback):
@@ -159,7 +153,10 @@ class MeasureCallback(TrainerCallback):
     waiting for a core shared with other processes does not add to.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, logged: tuple[str, ...] = (), lists: tuple[str, ...] = ()) -> None:
+        """logged: the trainers' own per-step keys recorded as floats; lists: those recorded as logged."""
+        self.keys = (*COMMON_LOGS, *logged)
+        self.lists = lists
         self.step_starts: list[float] = []
         self.step_cpu_starts: list[float] = []
         self.losses: list[dict] = []
@@ -175,11 +172,10 @@ class MeasureCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             entry = {"step": state.global_step, "loss": float(logs["loss"])}
-            for key in ("grad_norm", "learning_rate", "num_tokens", "mean_token_accuracy", "aux_loss", *PREFERENCE_LOGS,
-                        *ONLINE_LOGS):
+            for key in self.keys:
                 if key in logs:
                     entry[key] = float(logs[key])
-            entry.update({key: logs[key] for key in SAMPLED_LOGS if key in logs})
+            entry.update({key: logs[key] for key in self.lists if key in logs})
             self.losses.append(entry)
         if logs and "eval_loss" in logs:
             self.evals.append({"step": state.global_step, **{k: float(v) for k, v in logs.items()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from suite.matrix.axes import SIZE
 from suite.train import data
-from suite.versions import package_version
+from suite.train.chat import STYLES, ChatStyle
+from suite.versions import package_version, version_at_least
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|end|>"]
 
@@ -49,7 +50,68 @@ TINY_ARCHS: dict[str, dict] = {
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                     tie_word_embeddings=False, sliding_window=None, num_local_experts=4, num_experts_per_tok=2,
                     output_router_logits=True, router_aux_loss_coef=0.01),
+    # The families people fine-tune at the end of 2026 (issue 38), each in its own transformers classes, at
+    # the tiny size above, with what makes the family different switched on where a default would hide it.
+    # Llama 3.x: the llama3 rope scaling (its frequency bands decide every position at this context) and
+    # embeddings tied to the head, as in the small 3.2 models.
+    "llama3": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                   tie_word_embeddings=True,
+                   rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                    "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                    "original_max_position_embeddings": 64}),
+    # Qwen3: RMS norms on the queries and keys, an explicit head_dim.
+    "qwen3": dict(model_type="qwen3", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                  tie_word_embeddings=False),
+    # Qwen3-MoE: 4 experts of 2 per token, no shared expert, fused 3-D expert weights; the router's
+    # auxiliary loss on at the coefficient the Mixtral row uses.
+    "qwen3_moe": dict(model_type="qwen3_moe", hidden_size=64, intermediate_size=128, moe_intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                      max_position_embeddings=512, tie_word_embeddings=False, num_experts=4, num_experts_per_tok=2,
+                      decoder_sparse_step=1, mlp_only_layers=[], output_router_logits=True,
+                      router_aux_loss_coef=0.01),
+    # Qwen3.5: a gated-DeltaNet linear-attention layer, then a full-attention layer (the published ratio is
+    # 3:1; one of each keeps both at two layers). On a CPU transformers runs its torch fallbacks.
+    "qwen3_5": dict(model_type="qwen3_5_text", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                    tie_word_embeddings=False, layer_types=["linear_attention", "full_attention"],
+                    linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2,
+                    linear_num_value_heads=4),
+    # Gemma 3 text: a sliding-window layer, then a global one; the window (8) is shorter than the cases'
+    # max_length (64), so it masks (the default 4096 would not, and two default layers would both slide).
+    # Its norms, the embedding scale sqrt(hidden) and tied embeddings are the class's own.
+    "gemma3": dict(model_type="gemma3_text", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16,
+                   max_position_embeddings=512, tie_word_embeddings=True, sliding_window=8,
+                   layer_types=["sliding_attention", "full_attention"]),
+    # Gemma 4 text: Gemma 3's layout plus what it changes: per-layer input embeddings, a wider head on the
+    # global layer (per_layer_config) and proportional partial rotary embeddings there.
+    "gemma4": dict(model_type="gemma4_text", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                   tie_word_embeddings=True, sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+                   hidden_size_per_layer_input=16, per_layer_config={"01": {"head_dim": 32}}),
+    # Phi-4-mini (Phi-3's classes): fused qkv_proj and gate_up_proj, so LoRA's target names differ.
+    "phi4_mini": dict(model_type="phi3", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True),
+    # gpt-oss: attention sinks, sliding and full layers, 4 experts of 2 per token with expert biases (fused
+    # 3-D weights), the yarn rope scaling. Its class does not support SDPA: eager attention.
+    "gpt_oss": dict(model_type="gpt_oss", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                    tie_word_embeddings=False, num_local_experts=4, num_experts_per_tok=2, sliding_window=8,
+                    layer_types=["sliding_attention", "full_attention"], output_router_logits=True,
+                    router_aux_loss_coef=0.01,
+                    rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0, "beta_fast": 32.0,
+                                     "beta_slow": 1.0, "truncate": False,
+                                     "original_max_position_embeddings": 128}),
+    # SmolLM3: rotary embeddings left out of some layers (no_rope_layers: 1 uses them, 0 does not).
+    "smollm3": dict(model_type="smollm3", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                    tie_word_embeddings=True, no_rope_layers=[1, 0]),
 }
+# The per-layer input embeddings of Gemma 4 are as wide as the vocabulary: set with it (tiny_config).
+PER_LAYER_VOCAB = {"gemma4": "vocab_size_per_layer_input"}
 
 
 TINY_MARKER = "ftsuite-tiny.json"  # written last: a directory without it is incomplete
@@ -67,20 +129,25 @@ class ResolvedModel:
     built_s: float = 0.0  # time spent materialising it now (0 when it was already on disk)
 
 
-def build_tokenizer():
-    """A word-level fast tokenizer over the synthetic data's vocabulary, with a chat template."""
+def build_tokenizer(style: ChatStyle | None = None):
+    """A word-level fast tokenizer over the synthetic data's vocabulary, with a chat template: the suite's
+    own, or a family's (suite/train/chat.py: its markers as special tokens, its role names as words)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + data.vocabulary())}
+    base, markers = SPECIAL_TOKENS[:4], SPECIAL_TOKENS[4:]  # pad, unk, bos, eos keep ids 0-3 in every family
+    if style is not None:
+        markers = list(style.special)
+    words = [w for w in (style.words if style else ()) if w not in data.vocabulary()]
+    vocab = {tok: i for i, tok in enumerate(base + markers + data.vocabulary() + words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        additional_special_tokens=["<|user|>", "<|assistant|>", "<|end|>"],
+        additional_special_tokens=markers,
     )
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = style.template if style else CHAT_TEMPLATE
     return fast
 
 
@@ -108,6 +175,13 @@ def tiny_config(arch: str, vocab_size: int):
         raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHS)}")
     spec = dict(TINY_ARCHS[arch])
     model_type = spec.pop("model_type")
+    if arch in PER_LAYER_VOCAB:
+        spec[PER_LAYER_VOCAB[arch]] = vocab_size
+    if "rope_parameters" in spec and not version_at_least(package_version("transformers"), "5.0.0"):
+        # transformers 4 reads the same settings as rope_theta and rope_scaling (5 renamed them)
+        rope = dict(spec.pop("rope_parameters"))
+        spec["rope_theta"] = rope.pop("rope_theta")
+        spec["rope_scaling"] = rope
     return AutoConfig.for_model(model_type, vocab_size=vocab_size, pad_token_id=0, bos_token_id=2,
                                 eos_token_id=3, **spec)
 
@@ -127,8 +201,12 @@ def file_format() -> str:
 
 def materialise_tiny(arch: str, seed: int = 0, root: Path | None = None) -> Path:
     """Build (once) a tiny random model and its tokenizer into a directory and return it."""
-    spec_key = json.dumps({"arch": TINY_ARCHS.get(arch), "vocab": data.vocabulary(),
-                           "template": CHAT_TEMPLATE, "seed": seed, "format": file_format()}, sort_keys=True)
+    style = STYLES.get(arch)
+    key = {"arch": TINY_ARCHS.get(arch), "vocab": data.vocabulary(), "template": CHAT_TEMPLATE, "seed": seed,
+           "format": file_format()}
+    if style is not None:  # the original four keep their key, so their cached models are reused
+        key.update(template=style.template, special=list(style.special), words=list(style.words))
+    spec_key = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(spec_key.encode()).hexdigest()[:12]
     out = (root or cache_root()) / "tiny" / f"{arch}-{digest}"
     if (out / TINY_MARKER).exists():
@@ -136,7 +214,7 @@ def materialise_tiny(arch: str, seed: int = 0, root: Path | None = None) -> Path
     import torch
     from transformers import AutoModelForCausalLM
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(style)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(arch, len(tokenizer)))
     return _publish(out, model, tokenizer, TINY_MARKER, spec_key)

@@ -14,7 +14,7 @@ from suite.matrix.spec import Case
 from suite.train import args as train_args
 from suite.train import models, probes, routes, wrapped
 from suite.train.backends.base import Backend
-from suite.train.backends.registry import backend_for
+from suite.train.backends.registry import backend_for, logged_keys, logged_lists
 from suite.train.quantize import quantizer_for
 from suite.train.payload import (
     CheckpointRef,
@@ -54,7 +54,8 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     device, precision, dtype = _set_up(case)
     resolved = _resolve_model(case, device)
     backend = backend_for(case)
-    measure = MeasureCallback()
+    # every trainer's logged keys, whichever trains: what a curve records does not depend on its trainer
+    measure = MeasureCallback(logged_keys(), logged_lists())
     timing: dict[str, float] = {}
     start_rss = current_rss_bytes()
     with DeviceMemorySampler(enabled=device == "cuda") as nvml, \

@@ -1,20 +1,46 @@
 """What every trainer backend declares, so that the rest of the suite asks it instead of comparing
 axis values: which trainer it is, which adapters, quantizations and library it trains, how its child
 starts, what it requires, what it controls, whether it runs distributed, how it builds the trainer and
-reloads the checkpoint, and which checks, metrics and invariant settings are its own (a new trainer
-brings its own and inherits none by accident). Heavy imports stay inside the methods: the parent
-reads the declarations when the case files load (suite/train/backends/registry.py)."""
+reloads the checkpoint, and which checks, metrics, logged keys, known faults and invariant settings are
+its own (a new trainer brings its own and inherits none by accident): a trainer's package under
+suite/train/backends/<trainer>/ holds them, and the registry merges them for the judge, the metrics and
+the fault hook. Heavy imports stay inside the methods: the parent reads the declarations when the case
+files load (suite/train/backends/registry.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
+from suite.checkresult import Bounds, CheckResult
 from suite.matrix.axes import ADAPTERS, QUANTIZATIONS, TRANSFORMERS, Adapter, Library, Quantization
 from suite.matrix.spec import DEFAULT_TRAINER
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
+    from suite.metric import Metric
+    from suite.train.payload import Payload
+
+
+@dataclass(frozen=True)
+class TrainerCheck:
+    """A check a trainer declares as its own (Backend.checks): `name` is what a record lists it under
+    when its evaluation raises (the check's result names itself otherwise); `evaluate` judges a case's
+    payload with the run's kernel-class bounds and the checkpoint's inventory (suite/judge/checks.py's
+    `planned` calls it in the backend's order, after the generic checks)."""
+
+    name: str
+    evaluate: Callable[[Case, Payload, Bounds | None, Any], CheckResult | list[CheckResult]]
+
+
+@dataclass(frozen=True)
+class DeclaredFaults:
+    """Known faults a trainer brings for its checks' tests (suite/train/inject.py collects them through the
+    registry and installs them on a built trainer only under FTSUITE_INJECT): their kind names and how they
+    are put in, `install(trainer, the requested faults among those kinds)`."""
+
+    kinds: tuple[str, ...]
+    install: Callable[[Any, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -42,10 +68,16 @@ class Backend:
     adapters: tuple[Adapter, ...] = ADAPTERS  # what it trains
     quantizations: tuple[Quantization, ...] = QUANTIZATIONS  # the bases it trains on
     twin: str | None = None  # the trainer it does the same job as: a side-by-side compares the two
-    # The checks that are this trainer's own (suite/judge/checks.py's TRAINER_CHECKS names them), and
-    # the metrics it logs beyond the loss ({metric: the key trl logs}, suite/judge/metrics.py)
-    checks: tuple[str, ...] = ()
+    # What is this trainer's own, declared by its package: its checks (judged after the generic ones), its
+    # Metric lines (suite/judge/metrics.py collects them), the metrics it logs beyond the loss ({metric: the
+    # key trl logs}), the per-step keys the measurement records beside the loss (floats; lists as logged),
+    # and its known faults
+    checks: tuple[TrainerCheck, ...] = ()
+    metrics: tuple[Metric, ...] = ()
     logged_metrics: dict[str, str] = {}
+    logged_keys: tuple[str, ...] = ()
+    logged_lists: tuple[str, ...] = ()
+    faults: tuple[DeclaredFaults, ...] = ()
     packages: tuple[tuple[str, str], ...] = ()  # (module, pip name) its child imports beyond the stack
     picks_attention = False  # it chooses its own attention kernels: no variant, no attention check
     distributed = True  # it can run as ddp/fsdp ranks
@@ -60,7 +92,7 @@ class Backend:
     adapter_carries: tuple[str, ...] = ()  # name fragments of non-LoRA tensors its adapter must hold (a score head)
     loss_falls = True  # its logged loss falls as it learns (loss_decreases); a policy-gradient surrogate's does not
 
-    def checks_for(self, case: Case) -> tuple[str, ...]:
+    def checks_for(self, case: Case) -> tuple[TrainerCheck, ...]:
         """Its own checks that apply to the case (all of them unless a setting of the case removes a term)."""
         return self.checks
 

@@ -1,18 +1,72 @@
-"""Every backend, the one that trains a case, and what they tell the matrix (suite/matrix/support.py).
-Adding a trainer is adding a module and one line to BACKENDS."""
+"""Every backend, the one that trains a case, and what they tell the matrix (suite/matrix/support.py), and
+what the trainers' packages declare, merged for the rest of the suite: their Metric lines (the judge's
+metrics), the keys the measurement records, their known faults (suite/train/inject.py). Adding a trainer is
+adding its package under suite/train/backends/ and one line here (tests/test_standin_trainer.py)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from suite.matrix.axes import ATTENTION, DISTRIBUTED, METHODS, Adapter, Library, Quantization, method_of
-from suite.train.backends import dpo, grpo, hf, kto, plain, reward, rloo, unsloth
-from suite.train.backends.base import Backend
+from suite.train.backends.base import Backend, DeclaredFaults
+from suite.train.backends.dpo import backend as dpo
+from suite.train.backends.grpo import backend as grpo
+from suite.train.backends.kto import backend as kto
+from suite.train.backends.plain import backend as plain
+from suite.train.backends.reward import backend as reward
+from suite.train.backends.rloo import backend as rloo
+from suite.train.backends.sft import backend as hf
+from suite.train.backends.sft import unsloth
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
+    from suite.metric import Metric
 
-BACKENDS: tuple[Backend, ...] = (hf.BACKEND, unsloth.BACKEND, dpo.BACKEND, plain.BACKEND, kto.BACKEND, reward.BACKEND,
-                                 grpo.BACKEND, rloo.BACKEND)
+BACKENDS: tuple[Backend, ...] = (
+    hf.BACKEND,
+    unsloth.BACKEND,
+    dpo.BACKEND,
+    plain.BACKEND,
+    kto.BACKEND,
+    reward.BACKEND,
+    grpo.BACKEND,
+    rloo.BACKEND,
+)
+
+
+def trainer_metrics() -> tuple[Metric, ...]:
+    """Every trainer's own Metric lines, in the registry's order, each once (GRPO and RLOO share theirs); a
+    name two trainers declare differently is an error naming both."""
+    seen: dict[str, tuple[Metric, str]] = {}
+    for backend in BACKENDS:
+        for metric in backend.metrics:
+            if metric.name in seen and seen[metric.name][0] != metric:
+                raise ValueError(f"metric {metric.name}: {seen[metric.name][1]} and {backend.name} declare it "
+                                 f"differently")
+            seen.setdefault(metric.name, (metric, backend.name))
+    return tuple(m for m, _ in seen.values())
+
+
+def logged_keys() -> tuple[str, ...]:
+    """The per-step keys the trainers log beside the loss (floats), in the registry's order, each once: the
+    measurement records every one of them for every trainer (suite/train/measure.py's MeasureCallback)."""
+    return tuple(dict.fromkeys(k for b in BACKENDS for k in b.logged_keys))
+
+
+def logged_lists() -> tuple[str, ...]:
+    """The per-step keys logged as lists (a generating trainer's sample recorder's), each once."""
+    return tuple(dict.fromkeys(k for b in BACKENDS for k in b.logged_lists))
+
+
+def declared_faults() -> dict[str, DeclaredFaults]:
+    """Each known fault kind a trainer's package declares, with its declaration (shared ones once)."""
+    out: dict[str, DeclaredFaults] = {}
+    for backend in BACKENDS:
+        for faults in backend.faults:
+            for kind in faults.kinds:
+                if kind in out and out[kind] is not faults:
+                    raise ValueError(f"fault {kind!r}: declared twice, the second time by {backend.name}")
+                out[kind] = faults
+    return out
 
 
 def _trains(backend: Backend, trainer: str, adapter: Adapter, quantization: Quantization, library: Library) -> bool:

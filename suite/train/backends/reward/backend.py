@@ -13,7 +13,11 @@ from suite.matrix.axes import ADAPTERS, NO_QUANTIZATION, PREFERENCE_FORMATS
 from suite.train import args as train_args
 from suite.train import models
 from suite.train.backends.base import NO_HOOKS, BuildHooks
-from suite.train.backends.hf import HFSFTTrainer
+from suite.train.backends.sft.backend import HFSFTTrainer
+from suite.train.backends.reward import checks as own_checks
+from suite.train.backends.reward import metrics as own_metrics
+from suite.train.backends.reward.config import reward_config
+from suite.train.backends.reward.faults import DROP_SCORE
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -32,9 +36,11 @@ class Reward(HFSFTTrainer):
     head = "seq_cls"
     generates = False
     adapter_carries = ("score",)  # the score head, saved with the adapter (peft's modules_to_save for SEQ_CLS)
-    # the pairwise accuracy and margin trl logs rise; the saved checkpoint holds the score head
-    checks = ("reward_pairs_rise", "score_head_saved")
-    logged_metrics = {"pairwise_accuracy_final": "accuracy", "pairwise_margin_final": "margin"}
+    checks = own_checks.CHECKS
+    metrics = own_metrics.METRICS
+    logged_metrics = own_metrics.LOGGED_METRICS
+    logged_keys = own_metrics.LOGGED_KEYS
+    faults = (DROP_SCORE,)
 
     def version_needs(self, case: Case) -> list[str]:
         return ["reward_warnings_issued"]
@@ -71,7 +77,7 @@ class Reward(HFSFTTrainer):
         tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
         load_kwargs = self._load_kwargs(case, device, dtype, tokenizer)
         model = AutoModelForSequenceClassification.from_pretrained(model_path, **load_kwargs)
-        args = train_args.reward_config(case, output_dir, device, precision)
+        args = reward_config(case, output_dir, device, precision)
         trainer = (hooks.trainer_cls or RewardTrainer)(
             model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
             peft_config=self.peft_config(case, hooks), callbacks=callbacks, **hooks.trainer_kwargs)

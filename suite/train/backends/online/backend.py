@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING, Any
 from suite.matrix.axes import PROMPT_ONLY_FORMATS
 from suite.train import args as train_args
 from suite.train import compat, data, models
-from suite.train.backends.base import NO_HOOKS, BuildHooks
-from suite.train.backends.hf import HFSFTTrainer
+from suite.train.backends.base import NO_HOOKS, BuildHooks, TrainerCheck
+from suite.train.backends.sft.backend import HFSFTTrainer
+from suite.train.backends.online import checks as own_checks
+from suite.train.backends.online import metrics as own_metrics
+from suite.train.backends.online.config import online_config, pinned
+from suite.train.backends.online.faults import ONLINE_FAULTS
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -54,6 +58,11 @@ class Online(HFSFTTrainer):
     # trained too); with the head it reached 1.0 within 18 steps at 1e-2 (measured, avx512-bf16)
     adapter_carries = ("lm_head",)
     defaults: dict = {}  # the trainer's config fields the suite pins (beside generation and sampling)
+    metrics = own_metrics.METRICS
+    logged_metrics = own_metrics.LOGGED_METRICS
+    logged_keys = own_metrics.LOGGED_KEYS
+    logged_lists = own_metrics.LOGGED_LISTS
+    faults = (ONLINE_FAULTS,)
 
     def version_needs(self, case: Case) -> list[str]:
         return ["generating_trainers", "trl_loss_kernel", "trl_package_checks"]
@@ -62,11 +71,9 @@ class Online(HFSFTTrainer):
         """A config field as the case declares it: its extra, else the suite's default, else trl's."""
         import dataclasses
 
-        pinned = {"num_generations": train_args.NUM_GENERATIONS,
-                  "max_completion_length": train_args.MAX_COMPLETION_LENGTH, **self.defaults,
-                  **dict(case.training.extra)}
-        if field in pinned:
-            return pinned[field]
+        declared = {**pinned(self.defaults), **dict(case.training.extra)}
+        if field in declared:
+            return declared[field]
         return next(f.default for f in dataclasses.fields(self.trl_config_cls()) if f.name == field)
 
     def machine_lacks(self, case: Case, cuda: bool) -> list[str]:
@@ -81,14 +88,13 @@ class Online(HFSFTTrainer):
                     f"is visible here"]
         return []
 
-    def checks_for(self, case: Case) -> tuple[str, ...]:
+    def checks_for(self, case: Case) -> tuple[TrainerCheck, ...]:
         """The KL check only where there is a KL term (beta above 0)."""
-        return tuple(c for c in self.checks if c != "kl_starts_at_zero" or self.config_value(case, "beta") > 0)
+        return tuple(c for c in self.checks
+                     if c is not own_checks.KL_STARTS_AT_ZERO or self.config_value(case, "beta") > 0)
 
     def declared_fields(self, case: Case, common: dict) -> dict:
-        return {**common, "num_generations": train_args.NUM_GENERATIONS,
-                "max_completion_length": train_args.MAX_COMPLETION_LENGTH, **self.defaults,
-                **dict(case.training.extra)}
+        return {**common, **pinned(self.defaults), **dict(case.training.extra)}
 
     def peft_config(self, case: Case, hooks: BuildHooks) -> Any:
         if hooks.peft_config is not None:
@@ -107,8 +113,7 @@ class Online(HFSFTTrainer):
         tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
         load_kwargs = self.reload_kwargs(case, device, dtype)
         init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
-        args = train_args.online_config(case, output_dir, device, precision, init_kwargs, self.trl_config_cls(),
-                                        f"trl's {self.trl_config_cls().__name__}", self.defaults)
+        args = online_config(case, output_dir, device, precision, init_kwargs, self.trl_config_cls(), self.defaults)
         trainer = (hooks.trainer_cls or self.trl_trainer())(
             model=model_path, reward_funcs=colour_reward(tokenizer), args=args, train_dataset=dataset,
             eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=self.peft_config(case, hooks),

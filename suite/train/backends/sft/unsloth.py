@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.matrix.axes import BNB_4BIT, LORA, UNSLOTH
-from suite.train import args as train_args
 from suite.train import models, probes
 from suite.train.backends.base import NO_HOOKS, Backend, BuildHooks
+from suite.train.backends.sft.config import sft_config
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -70,7 +70,7 @@ class Unsloth(Backend):
             target_modules=TARGETS if target == "all-linear" else list(target) if not isinstance(target, str) else [target],
             use_gradient_checkpointing="unsloth" if case.uses.checkpointing else False,
             random_state=case.training.seed)
-        args = train_args.sft_config(case, output_dir, device, precision, None)
+        args = sft_config(case, output_dir, device, precision, None)
         trainer = (hooks.trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=dataset,
                                                     eval_dataset=eval_dataset, processing_class=tokenizer,
                                                     callbacks=callbacks, **hooks.trainer_kwargs)

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.matrix.axes import LORA
-from suite.train import args as train_args
 from suite.train import models
 from suite.train.backends.base import NO_HOOKS, BuildHooks
-from suite.train.backends.hf import HFSFTTrainer
+from suite.train.backends.plain.config import training_arguments
+from suite.train.backends.sft.backend import HFSFTTrainer
 from suite.train.quantize import quantizer_for
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class PlainTrainer(HFSFTTrainer):
 
         tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
         load_kwargs = self.reload_kwargs(case, device, dtype)
-        args = train_args.training_arguments(case, output_dir, device, precision)
+        args = training_arguments(case, output_dir, device, precision)
         model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
         if quantizer_for(case).quantized:  # what peft's guides do before wrapping a 4- or 8-bit model
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)

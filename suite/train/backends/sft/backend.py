@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from suite.train import args as train_args
 from suite.train import compat, models, probes, tokens
 from suite.train.backends.base import NO_HOOKS, Backend, BuildHooks
+from suite.train.backends.sft.config import sft_config
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -22,11 +23,9 @@ class HFSFTTrainer(Backend):
     def build_trainer(self, case: Case, model_path: str, device: str, precision: str, dtype: Any, output_dir: Path,
                       dataset: Any, callbacks: list, eval_dataset: Any = None,
                       hooks: BuildHooks = NO_HOOKS) -> tuple[Any, Any, dict]:
-        from trl import SFTTrainer
-
         tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
         probes.ensure_chat_template(tokenizer)
-        trainer_cls = hooks.trainer_cls or SFTTrainer
+        trainer_cls = hooks.trainer_cls or self.trl_trainer()
         load_kwargs = self.reload_kwargs(case, device, dtype)
         if case.dataset in tokens.FORMATS:  # added tokens: the model is resized before trl sees it
             from transformers import AutoModelForCausalLM
@@ -34,7 +33,7 @@ class HFSFTTrainer(Backend):
             new_ids = tokens.chat_tokenizer(tokenizer)
             model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
             tokens.resize(model, len(tokenizer))
-            args = train_args.sft_config(case, output_dir, device, precision, None)
+            args = self.trl_config(case, output_dir, device, precision, None)
             peft_config = (hooks.peft_config if hooks.peft_config is not None
                            else train_args.lora_config(case, **tokens.lora_kwargs(case, new_ids)))
             trainer = trainer_cls(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
@@ -42,13 +41,23 @@ class HFSFTTrainer(Backend):
                                   **hooks.trainer_kwargs)
             return trainer, tokenizer, load_kwargs
         init_kwargs, trainer_kwargs = compat.quantization_args(load_kwargs)
-        args = train_args.sft_config(case, output_dir, device, precision, init_kwargs)
+        args = self.trl_config(case, output_dir, device, precision, init_kwargs)
         # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.
         trainer = trainer_cls(model=model_path, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
                               **{compat.key("processing_class"): tokenizer},
                               peft_config=self.peft_config(case, hooks), callbacks=callbacks, **trainer_kwargs,
                               **hooks.trainer_kwargs)
         return trainer, tokenizer, load_kwargs
+
+    def trl_trainer(self) -> type:
+        """The trl trainer class it builds."""
+        from trl import SFTTrainer
+
+        return SFTTrainer
+
+    def trl_config(self, case: Case, output_dir: Path, device: str, precision: str, init_kwargs: dict | None) -> Any:
+        """Its trl config (a trainer of its own package overrides it with its config.py's builder)."""
+        return sft_config(case, output_dir, device, precision, init_kwargs)
 
     def peft_config(self, case: Case, hooks: BuildHooks) -> Any:
         """The hooks' adapter config, else the case's LoraConfig for an adapter case, else None."""

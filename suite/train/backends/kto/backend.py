@@ -1,20 +1,22 @@
 """full / lora / qlora through trl's KTOTrainer with ref_model=None, on unpaired preference data (prompt,
 completion, desirable or not): the reference is the disabled adapter (peft) or a second copy of the base
-that trl loads itself (full), as in the DPO backend, whose reference check this one reuses."""
+that trl loads itself (full), as in the DPO backend, whose reference check this one shares (preference/)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.matrix.axes import UNPAIRED_PREFERENCE_FORMATS
-from suite.train import args as train_args
-from suite.train.backends.dpo import DPO
+from suite.train.backends.kto import checks as own_checks
+from suite.train.backends.kto import metrics as own_metrics
+from suite.train.backends.kto.config import KTO_BETA, kto_config
+from suite.train.backends.preference.backend import Preference
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
 
 
-class KTO(DPO):
+class KTO(Preference):
     name = "trl KTOTrainer"
     label = "KTO"
     trainer = "kto"
@@ -23,11 +25,11 @@ class KTO(DPO):
     # as DPOTrainer: no packing or NEFTune; the KL term needs batches of several rows (trl's collator
     # pairs each prompt with another row's completion), so accumulation is left out too
     features = ("gradient_checkpointing", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager")
-    # policy equals reference before the first update (KL estimate 0, every loss term 1 - sigmoid(0)),
-    # desirable rewards rise above undesirable ones, the reference is the base, untouched
-    checks = ("kto_starts_at_reference", "kto_rewards_separate", "reference_untouched")
-    logged_metrics = {"kto_reward_margin_final": "rewards/margins", "kto_kl_final": "kl"}
-    BETA = train_args.KTO_BETA
+    checks = own_checks.CHECKS
+    metrics = own_metrics.METRICS
+    logged_metrics = own_metrics.LOGGED_METRICS
+    logged_keys = own_metrics.LOGGED_KEYS
+    BETA = KTO_BETA
 
     def version_needs(self, case: Case) -> list[str]:
         return ["trl_loss_kernel", "kto_warnings_issued"]  # its module imports no optional package
@@ -38,7 +40,7 @@ class KTO(DPO):
         return KTOTrainer
 
     def trl_config(self, case: Case, output_dir: Path, device: str, precision: str, init_kwargs: dict | None) -> Any:
-        return train_args.kto_config(case, output_dir, device, precision, init_kwargs)
+        return kto_config(case, output_dir, device, precision, init_kwargs)
 
 
 BACKEND = KTO()

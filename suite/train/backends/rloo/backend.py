@@ -1,10 +1,11 @@
 """full / lora through trl's RLOOTrainer: prompt-only data, sampled completions scored by a reward computed in
-code (suite/train/backends/online.py), leave-one-out advantages (each completion's reward less the mean of its
+code (suite/train/backends/online/), leave-one-out advantages (each completion's reward less the mean of its
 group's other completions'; with beta above 0 the reward carries the KL penalty), and RLOO's sequence-level
 clipped loss, averaged over the micro-batch's completions."""
 from __future__ import annotations
 
-from suite.train.backends.online import Online
+from suite.train.backends.online import checks as online
+from suite.train.backends.online.backend import Online
 
 
 class RLOO(Online):
@@ -13,9 +14,8 @@ class RLOO(Online):
     trainer = "rloo"
     description = "trainer: trl's RLOOTrainer (prompt-only data, sampled completions, a reward computed in code)"
     # as GRPO's, with RLOO's loss and its leave-one-out advantages (zero-sum within each group)
-    checks = ("online_reward_rises", "rloo_first_loss", "advantages_zero_mean", "kl_starts_at_zero",
-              "completions_on_policy")
-    logged_metrics = {"online_reward_final": "reward", "online_kl_final": "kl"}
+    checks = (online.REWARD_RISES, online.first_loss("rloo_first_loss", loss_type="rloo"),
+              online.ADVANTAGES_ZERO_MEAN, online.KL_STARTS_AT_ZERO, online.COMPLETIONS_ON_POLICY)
 
     def trl_trainer(self) -> type:
         from trl import RLOOTrainer

@@ -1,35 +1,26 @@
-"""full / lora / qlora / lora_8bit through trl's DPOTrainer with ref_model=None, as the LLM Engineers Handbook's
-finetune.py runs it after its SFT stage: the reference is the disabled adapter (peft) or a second copy
-of the base that trl loads itself (full)."""
+"""The preference trainers' backend (trl's DPOTrainer and KTOTrainer, subclassed in dpo/ and kto/): the
+model given as a path with ref_model=None, the reference snapshotted before training and compared after."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite.matrix.axes import PREFERENCE_FORMATS
-from suite.train import args as train_args
 from suite.train import compat, models, probes
 from suite.train.backends.base import NO_HOOKS, BuildHooks
-from suite.train.backends.hf import HFSFTTrainer
+from suite.train.backends.sft.backend import HFSFTTrainer
+from suite.train.backends.preference.faults import REFERENCE
 from suite.train.quantize import quantizer_for
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
 
 
-class DPO(HFSFTTrainer):
-    name = "trl DPOTrainer"
-    label = "DPO"
-    trainer = "dpo"
-    description = "trainer: trl's DPOTrainer (preference data, ref_model=None)"
-    formats = PREFERENCE_FORMATS
-    # no packing or NEFTune in DPOTrainer; attention variants, checkpointing and accumulation apply
-    features = ("gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
-    # policy equals reference before the first update (ln 2), the implicit rewards separate, and the
-    # reference is the base, untouched (suite/judge/checks.py)
-    checks = ("starts_at_ln2", "rewards_rise", "reference_untouched")
-    logged_metrics = {"reward_margin_final": "rewards/margins", "reward_accuracy_final": "rewards/accuracies"}
-    BETA = 0.1  # trl's default, as the LLM Engineers Handbook's DPO stage runs it
+class Preference(HFSFTTrainer):
+    """A preference trainer: subclasses name their trl trainer (trl_trainer), config builder (trl_config)
+    and beta."""
+
+    faults = (REFERENCE,)
+    BETA: float  # the subclass's (its config.py's), which declared_fields pins
 
     def version_needs(self, case: Case) -> list[str]:
         return ["trl_loss_kernel", "trl_package_checks"]
@@ -50,15 +41,6 @@ class DPO(HFSFTTrainer):
             processing_class=tokenizer, peft_config=self.peft_config(case, hooks), callbacks=callbacks,
             **trainer_kwargs, **hooks.trainer_kwargs)
         return trainer, tokenizer, load_kwargs
-
-    def trl_trainer(self) -> type:
-        """The trl trainer class it builds (a subclass with a reference model builds its own)."""
-        from trl import DPOTrainer
-
-        return DPOTrainer
-
-    def trl_config(self, case: Case, output_dir: Path, device: str, precision: str, init_kwargs: dict | None) -> Any:
-        return train_args.dpo_config(case, output_dir, device, precision, init_kwargs)
 
     def reference_snapshot(self, trainer: Any, case: Case, tokenizer: Any, device: str) -> Any:
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
@@ -91,5 +73,3 @@ def _reference_logits(trainer: Any, tokenizer: Any, device: str) -> tuple[str, A
     model.train()
     return "the disabled adapter", logits
 
-
-BACKEND = DPO()

@@ -1,0 +1,42 @@
+"""full / lora / qlora / lora_8bit through trl's DPOTrainer with ref_model=None, as the LLM Engineers Handbook's
+finetune.py runs it after its SFT stage: the reference is the disabled adapter (peft) or a second copy
+of the base that trl loads itself (full)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from suite.matrix.axes import PREFERENCE_FORMATS
+from suite.train.backends.dpo import checks as own_checks
+from suite.train.backends.dpo import metrics as own_metrics
+from suite.train.backends.dpo.config import DPO_BETA, dpo_config
+from suite.train.backends.preference.backend import Preference
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
+
+
+class DPO(Preference):
+    name = "trl DPOTrainer"
+    label = "DPO"
+    trainer = "dpo"
+    description = "trainer: trl's DPOTrainer (preference data, ref_model=None)"
+    formats = PREFERENCE_FORMATS
+    # no packing or NEFTune in DPOTrainer; attention variants, checkpointing and accumulation apply
+    features = ("gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+    checks = own_checks.CHECKS
+    metrics = own_metrics.METRICS
+    logged_metrics = own_metrics.LOGGED_METRICS
+    logged_keys = own_metrics.LOGGED_KEYS
+    BETA = DPO_BETA  # trl's default, as the LLM Engineers Handbook's DPO stage runs it
+
+    def trl_trainer(self) -> type:
+        from trl import DPOTrainer
+
+        return DPOTrainer
+
+    def trl_config(self, case: Case, output_dir: Path, device: str, precision: str, init_kwargs: dict | None) -> Any:
+        return dpo_config(case, output_dir, device, precision, init_kwargs)
+
+
+BACKEND = DPO()

@@ -1,0 +1,67 @@
+"""DPO's own checks: policy equals reference before the first update (the first loss is ln 2), and the
+implicit rewards separate; the reference's own check is preference/checks.py's."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from suite.checkresult import Bounds, CheckResult, first_and_last_windows
+from suite.train.backends.base import TrainerCheck
+from suite.train.backends.preference.checks import REFERENCE_UNTOUCHED
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
+    from suite.train.payload import Payload
+
+
+@dataclass(frozen=True)
+class StartsAtLn2:
+    """DPO's first logged loss is ln 2: policy and reference are the same model before the first
+    update (a fresh adapter is zero; a full fine-tune's reference is a copy), so every pair's margin is 0."""
+
+    atol: float
+    name: str = "dpo_starts_at_ln2"
+
+    def evaluate(self, case_id: str, losses: list[float]) -> CheckResult:
+        if not losses:
+            return CheckResult(self.name, False, f"{case_id}: no logged loss to compare with ln 2")
+        first, diff = losses[0], abs(losses[0] - math.log(2))
+        passed = diff <= self.atol
+        why = "" if passed else ": the policy was not its reference at the start (a trained or shared reference?)"
+        return CheckResult(self.name, passed, f"{case_id}: first DPO loss {first:.6g} is {diff:.2g} from ln 2 "
+                                              f"({'<=' if passed else '>'} {self.atol:g}){why}",
+                           value=diff, bound=self.atol)
+
+
+@dataclass(frozen=True)
+class RewardsRise:
+    """DPO's reward margins and accuracies, mean of the last k logged steps above the first k."""
+
+    window: int
+    name: str = "dpo_rewards_rise"
+
+    def evaluate(self, case_id: str, curve: list[dict]) -> CheckResult:
+        k = self.window
+        windows = first_and_last_windows(curve, ("rewards/margins", "rewards/accuracies"), k)
+        if isinstance(windows, str):
+            return CheckResult(self.name, False, f"{case_id}: {windows}")
+        ok = all(last > first for first, last in windows.values())
+        parts = [f"{key.split('/')[1]} {first:.4g} -> {last:.4g}" for key, (first, last) in windows.items()]
+        verdict = "rose" if ok else "did not rise"
+        return CheckResult(self.name, ok, f"{case_id}: DPO rewards {verdict} (mean of the first {k} logged "
+                                          f"steps -> the last {k}): {', '.join(parts)}")
+
+
+def _starts_at_ln2(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
+    return StartsAtLn2(case.checks.dpo_ln2_atol).evaluate(case.id, payload.losses)
+
+
+def _rewards_rise(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
+    return RewardsRise(case.checks.loss_window).evaluate(case.id, payload.loss_curve)
+
+
+# policy equals reference before the first update (ln 2), the implicit rewards separate, and the reference
+# is the base, untouched; the names are what a record lists a check under when it raises
+CHECKS = (TrainerCheck("starts_at_ln2", _starts_at_ln2), TrainerCheck("rewards_rise", _rewards_rise),
+          REFERENCE_UNTOUCHED)

@@ -1,0 +1,63 @@
+"""The reward trainer's own checks: its pairwise accuracy and margin rise, and the checkpoint holds the
+score head."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from suite.checkresult import Bounds, CheckResult, first_and_last_windows
+from suite.train.backends.base import TrainerCheck
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
+    from suite.train.payload import Payload
+
+
+@dataclass(frozen=True)
+class PairwiseRise:
+    """A reward model's pairwise accuracy (share of pairs whose chosen completion scores higher) and
+    mean margin (chosen minus rejected score), as trl's RewardTrainer logs them: the mean of the last k
+    logged steps above the first k's."""
+
+    window: int
+    name: str = "reward_pairs_rise"
+
+    def evaluate(self, case_id: str, curve: list[dict]) -> CheckResult:
+        k = self.window
+        windows = first_and_last_windows(curve, ("accuracy", "margin"), k)
+        if isinstance(windows, str):
+            return CheckResult(self.name, False, f"{case_id}: {windows}")
+        ok = all(last > first for first, last in windows.values())
+        parts = [f"{key} {first:.4g} -> {last:.4g}" for key, (first, last) in windows.items()]
+        return CheckResult(self.name, ok, f"{case_id}: reward model pairwise {'rose' if ok else 'did not rise'} "
+                                          f"(mean of the first {k} logged steps -> the last {k}): {', '.join(parts)}")
+
+
+@dataclass(frozen=True)
+class ScoreHeadSaved:
+    """The checkpoint holds the classifier's score head (for an adapter: peft's modules_to_save copy
+    saved with the LoRA tensors), so a reload scores with the trained head, not a fresh random one."""
+
+    name: str = "score_head_saved"
+
+    def evaluate(self, case_id: str, inv: Any, fragment: str = "score") -> CheckResult:
+        if inv is None:
+            return CheckResult(self.name, False, f"{case_id}: no checkpoint directory was found")
+        held = [t.name for t in inv.tensors if fragment in t.name]
+        return CheckResult(self.name, bool(held), f"{case_id}: the checkpoint "
+                                                  + (f"holds the score head ({', '.join(held)})" if held else
+                                                     f"holds no {fragment} tensor: a reload scores with a new "
+                                                     f"random head"), value=float(len(held)))
+
+
+def _pairs_rise(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
+    return PairwiseRise(case.checks.loss_window).evaluate(case.id, payload.loss_curve)
+
+
+def _score_head(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
+    """On the saved checkpoint's inventory (suite/judge/checkpoint.py's, which the judge read once)."""
+    return ScoreHeadSaved().evaluate(case.id, inv)
+
+
+# the pairwise accuracy and margin trl logs rise; the saved checkpoint holds the score head
+CHECKS = (TrainerCheck("reward_pairs_rise", _pairs_rise), TrainerCheck("score_head_saved", _score_head))

@@ -1,0 +1,17 @@
+"""trl's RewardConfig: the pairwise loss on a one-output classifier the backend loads itself."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from suite.train import args as train_args
+
+if TYPE_CHECKING:
+    from suite.matrix.spec import Case
+
+
+def reward_config(case: Case, output_dir: Path, device: str, precision: str) -> Any:
+    from trl import RewardConfig
+
+    return train_args.config(case, output_dir, device, precision, None, RewardConfig, "trl's RewardConfig",
+                             {"max_length": case.training.max_length})

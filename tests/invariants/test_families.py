@@ -1,0 +1,29 @@
+"""The architecture-sensitive relations on each family of 2026 (suite/train/chat.py's STYLES: the tiny
+families' architectures): a LoRA adapter reloads onto a fresh base to the trained logits and merges into
+it without moving them, whatever the family names or fuses its projections."""
+from __future__ import annotations
+
+import pytest
+
+from suite.invariants import saving
+from suite.train.chat import STYLES
+
+pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.adapter, pytest.mark.lora, pytest.mark.slow]
+
+FAMILIES = sorted(STYLES)
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_lora_reload_and_merge_on_each_family(arch, tmp_path, invariant):
+    invariant.holds(saving.measure_save_load("lora", tmp_path, arch=arch))
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_a_fused_projection_merge_fault_fails_only_the_family_that_fuses(arch, tmp_path, invariant):
+    """Can fail, and aimed: another adapter merged into the fused projections (qkv_proj, gate_up_proj) breaks
+    the merge of Phi-4-mini, the family that fuses them, and no other family's."""
+    verdicts = saving.measure_save_load("lora", tmp_path, arch=arch, before_merge=saving.double_fused_lora_b)
+    if arch == "phi4_mini":
+        invariant.breaks(verdicts, "save_load.merge")
+    else:
+        invariant.holds(verdicts)
