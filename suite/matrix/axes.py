@@ -108,9 +108,6 @@ class Feature:
     attention: str | None = None  # the attn_implementation it selects
     launch: str | None = None  # data-parallel: the `accelerate launch` switch of its WORLD_SIZE ranks
     shards: bool = False  # data-parallel with parameters sharded across the ranks (fsdp)
-    # data-parallel: the wrapper that must have trained the model (what suite/train/wrapped.py records of it;
-    # the strategy check, suite/judge/strategy.py, fails a case whose launcher fell back to another)
-    wrapper: str | None = None
     micro_batches: int = 1  # each batch reached in this many micro-batches (gradient accumulation)
     optim: str | None = None  # the optimizer it selects
     packs: bool = False  # sequences packed into each row (trl's packing)
@@ -125,6 +122,14 @@ class Feature:
     @property
     def distributed(self) -> bool:
         return self.launch is not None
+
+    @property
+    def wrapper(self) -> str | None:
+        """Data-parallel: the wrapper that must have trained the model, as suite/train/wrapped.py names what it
+        finds (the strategy check, suite/judge/strategy.py, fails a case whose launcher fell back to another)."""
+        if not self.distributed:
+            return None
+        return "FullyShardedDataParallel" if self.shards else "DistributedDataParallel"
 
 
 # Data-parallel features: the case is launched as WORLD_SIZE processes (suite/run/distributed.py).
@@ -155,8 +160,8 @@ FEATURE: dict[str, Feature] = {f.name: f for f in (
             attention="flash_attention_2"),
     Feature("sdpa", attention="sdpa"),
     Feature("eager", attention="eager"),
-    Feature("ddp", launch="--multi_gpu", wrapper="DistributedDataParallel"),
-    Feature("fsdp", launch="--use_fsdp", shards=True, wrapper="FullyShardedDataParallel"),
+    Feature("ddp", launch="--multi_gpu"),
+    Feature("fsdp", launch="--use_fsdp", shards=True),
 )}
 FEATURES = tuple(FEATURE)
 NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
