@@ -133,7 +133,7 @@ def check_disjoint(shards: list[Shard]) -> None:
     """No case has records in two folders, and every record is of a case of its folder's slice and plan."""
     owner: dict[str, Shard] = {}
     for shard in shards:
-        for case_id, files in shard.records.items():
+        for case_id in shard.records:
             if case_id in owner:
                 raise MergeError(f"case {case_id} has records in two shards: {owner[case_id].path} and "
                                  f"{shard.path} (shards overlap)")
