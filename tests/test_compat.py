@@ -246,6 +246,11 @@ def test_token_counts_read_the_batch_layouts_of_older_trl_collators():
            "KL_completion_input_ids": mask(4, 3), "KL_completion_attention_mask": mask(4, 3),
            "KL_completion_labels": labels}
     assert legacy_counts(kto) == (14, 8, 4)
+    # trl 1.6.0's KTO: the same tokens, the completions marked by a mask instead of labels
+    completion = torch.tensor([[0, 0, 1, 1, 0, 0], [0, 1, 1, 0, 0, 0]])
+    kto_16 = {k: v for k, v in kto.items() if not k.endswith("_labels")}
+    kto_16 |= {"completion_mask": completion, "KL_completion_mask": completion}
+    assert legacy_counts(kto_16) == (14, 8, 4)
     reward = {"input_ids_chosen": chosen, "attention_mask_chosen": chosen, "input_ids_rejected": rejected,
               "attention_mask_rejected": rejected}
     assert legacy_counts(reward) == (9, 9, 4)
