@@ -117,9 +117,9 @@ def legacy_counts(batch) -> tuple[int, int, int]:
 
 
 def _labelled(batch, part: str) -> int:
-    """The loss terms of one part of an older KTO batch: its labels after the causal shift (until 0.25), or its
-    completion mask (trl 1.6.0's KTO collator, read in its wheel, keeps `completion_mask` and `KL_completion_mask`, no labels: the release sweep
-    met it as "KeyError: 'completion_labels'" on trl 1.6.0)."""
+    """The loss terms of one part of an older KTO batch: its labels after the causal shift (until 0.25), or
+    its completion mask (trl 1.6.0's KTO collator, read in its wheel, keeps `completion_mask` and
+    `KL_completion_mask`, no labels: the release sweep met it as "KeyError: 'completion_labels'")."""
     if f"{part}_labels" in batch:
         return int((batch[f"{part}_labels"][..., 1:] != -100).sum())
     return int(batch[f"{part}_mask"].sum())
