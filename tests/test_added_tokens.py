@@ -16,7 +16,8 @@ from suite.train import models, probes, tokens
 from suite.train.backends.registry import backend_for
 from tests.helpers import write_cases
 
-pytestmark = pytest.mark.xdist_group("added-tokens")
+# slow: each test trains a tiny LoRA run through the matrix's SFT backend
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("added-tokens")]
 CHATML = ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [modules_to_save, trainable_tokens], "
           "datasets: ['chatml:assistant_only'], training: {max_steps: 10, num_samples: 32}}\n")
 

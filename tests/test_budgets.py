@@ -121,6 +121,7 @@ def test_flops_per_token_formulas():
     assert adapter == 4 * 90 + 2 * 4 + 12 * 2 * 8 * 16
 
 
+@pytest.mark.slow
 def test_tight_budgets_fail_a_real_tiny_case_and_generous_ones_pass(tmp_path):
     case = load_cases(write_cases(tmp_path / "cases", SHORT))[0]
     tight = write_budget(tmp_path / "tight", "cpu", "  - {cases: 'tiny-llama/*', peak_memory_gib: 0.01, "
@@ -147,6 +148,7 @@ def test_tight_budgets_fail_a_real_tiny_case_and_generous_ones_pass(tmp_path):
     assert regression.status == "passed" and "benchmark mode" in regression.record.budgets["note"]
 
 
+@pytest.mark.slow
 def test_benchmark_mode_feeds_pytest_benchmark_json(tmp_path):
     """The mechanism, not this machine's speed: the budgets are the test's own, generous ones (the committed
     ones, measured alone, once failed this test beside another worker's training: 0.0567 s > 0.018 s)."""

@@ -10,6 +10,8 @@ from suite.run.session import RunSession
 from tests.helpers import write_cases
 from tests.test_budgets import SHORT, write_budget
 
+pytestmark = pytest.mark.slow  # every test reads the records of a module fixture that trains
+
 SEEDED = "  # seeded: a comment that must survive\n  - {cases: 'tiny-*', peak_memory_gib: 64, source: a seeded bound}\n"
 
 

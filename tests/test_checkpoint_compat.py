@@ -13,6 +13,8 @@ from suite.paths import CASES
 from suite.run.session import RunSession
 from suite.tools import checkpoints
 
+pytestmark = pytest.mark.slow  # its module fixture trains the reward LoRA case
+
 REWARD_LORA = "tiny-llama/reward/lora/base/preference"  # the repository's case: load_one looks it up there
 
 

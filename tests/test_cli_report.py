@@ -7,6 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from suite import cli
 
 pytest_plugins = ["pytester"]
@@ -20,6 +22,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_report_gate_exit_codes(capsys, tmp_path):
     base, cand = str(FIXTURES / "verdicts-base"), str(FIXTURES / "verdicts-cand")
     code, out, err = run_cli(capsys, "report", base, cand, "--out", str(tmp_path / "r"))
@@ -40,6 +43,7 @@ def _as_a_session_writes_it(run: Path) -> None:
     (run / "manifest.json").write_text(json.dumps(manifest))
 
 
+@pytest.mark.slow
 def test_a_candidate_that_lost_or_truncated_a_record_fails_the_gate(capsys, tmp_path):
     base, cand = tmp_path / "base", tmp_path / "cand"
     for run in (base, cand):
@@ -86,6 +90,7 @@ def test_baseline_option_and_run_ids(capsys, tmp_path):
     assert "Baseline `verdicts-base` (started " in out and "candidate `verdicts-cand` (started " in out
 
 
+@pytest.mark.slow
 def test_one_run_report_exits_0(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "report", str(FIXTURES / "tiny-a"), "--out", str(tmp_path / "one"))
     assert code == 0 and out.startswith("## ftsuite run tiny-a")
@@ -104,6 +109,7 @@ def test_list_and_show(capsys):
 
 PLUGINS = ("-p", "no:cacheprovider", "-p", "suite.plugin.cases", "-p", "suite.plugin.compare")
 
+@pytest.mark.slow
 def test_compare_to_prints_the_summary(pytester, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(FIXTURES / "verdicts-base", results / "base")

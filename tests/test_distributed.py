@@ -102,12 +102,14 @@ def test_outcomes_of_the_ranks(tmp_path):
     assert distributed.read_outcome(tmp_path, 0, 1.0).payload == {"x": 1}
 
 
+@pytest.mark.slow
 def test_a_hung_launch_is_killed_at_the_timeout(tmp_path):
     out = distributed.run(DDP, tmp_path, 1.0, command=[sys.executable, "-c", "import time; time.sleep(60)"])
     assert out.status == "timeout" and "every rank was killed" in out.message and out.wall_s < 30
     assert (tmp_path / "child.log").read_text().startswith("$ ")
 
 
+@pytest.mark.slow
 def test_two_ranks_train_a_case_end_to_end_on_a_cpu(monkeypatch, tmp_path):
     """The real path (session -> accelerate launch -> 2 ranks -> rank 0's result), with gloo on a CPU."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the ranks must not pick a GPU this machine may have

@@ -22,6 +22,7 @@ def records(tmp_path_factory) -> dict:
     return fault_runs(tmp_path_factory.mktemp("dpo"), DPO_LORA, FAULTS)
 
 
+@pytest.mark.slow
 def test_a_clean_dpo_run_passes_every_check(records):
     rec = records["clean"]
     assert rec.status == "passed", rec.reason
@@ -43,6 +44,7 @@ FAULT_CHECKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULT_CHECKS)
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     rec = records[fault]
@@ -54,6 +56,7 @@ def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     assert all(checks[name] for name in untouched), failed_messages(rec)
 
 
+@pytest.mark.slow
 def test_a_shifted_reference_leaves_the_start_at_ln2(records):
     # the policy shares the shifted base, so only the reference check can see it
     assert check_outcomes(records["reference"])["dpo_starts_at_ln2"]

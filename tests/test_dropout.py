@@ -22,6 +22,7 @@ def records(tmp_path_factory) -> dict:
     return fault_runs(tmp_path_factory.mktemp("dropout"), LORA_DROPOUT, FAULTS)
 
 
+@pytest.mark.slow
 def test_a_clean_run_with_lora_dropout_passes(records):
     rec = records["clean"]
     assert rec.status == "passed", rec.reason
@@ -38,6 +39,7 @@ FAULT_CHECKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULT_CHECKS)
 def test_each_fault_fails_the_dropout_check_and_leaves_the_others(records, fault):
     rec = records[fault]
@@ -50,6 +52,7 @@ def test_each_fault_fails_the_dropout_check_and_leaves_the_others(records, fault
     assert all(checks[name] for name in untouched), failed_messages(rec)
 
 
+@pytest.mark.slow
 def test_dropout_on_in_evaluation_also_fails_the_reload(records):
     """The reloaded model evaluates without dropout; the trained one, with the fault, with it."""
     assert not check_outcomes(records["dropout_in_eval"])["reload_logits"]

@@ -71,6 +71,7 @@ def _in(python: Path, code: str, **env) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_an_environment_made_from_a_venv_sees_that_venvs_stack(parent, tmp_path):
     wheels = tmp_path / "wheels"
     _wheel(wheels, "ftsuite-pinned", "2.0")

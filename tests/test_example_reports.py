@@ -1,7 +1,11 @@
 """The committed example reports are what their committed inputs make today (benchmarks/example_reports.py)."""
 from __future__ import annotations
 
+import pytest
+
 from benchmarks import example_reports
+
+pytestmark = pytest.mark.slow  # renders three reports, one of 57 cases x 2 machines
 
 
 def test_the_committed_examples_are_the_script_s_output():

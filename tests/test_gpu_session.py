@@ -33,6 +33,7 @@ def session(tmp_path: Path, run_id: str, *args: str, timeout: int = 600) -> subp
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_smoke_part_runs_reports_and_packs(tmp_path):
     """The smoke plan: every stage in the GPU plan's order, stand-ins trained, a carried wheel installed
     into the site folder and put on the path (a stand-in liger_kernel: its stage runs, and its 7B case
@@ -74,6 +75,7 @@ def test_smoke_part_runs_reports_and_packs(tmp_path):
     assert facts["sdpa_runs"] == {"skipped": "no CUDA device"} and "bitsandbytes" in facts
 
 
+@pytest.mark.slow
 def test_a_part_past_its_time_stops_and_still_leaves_its_log(tmp_path):
     """Inside the device call's limit the session must stop in time and pack what it has: with 15 s
     for the cases, a stage is cut or never started, and the call ends before its limit."""
@@ -90,6 +92,7 @@ def test_a_part_past_its_time_stops_and_still_leaves_its_log(tmp_path):
     assert "not started" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_running_stage_is_stopped_at_the_deadline(tmp_path, monkeypatch):
     """SIGINT to the stage's process group at the deadline, SIGKILL GRACE_S later if it ignores it."""
     monkeypatch.setenv("OUT", str(tmp_path))
@@ -131,6 +134,7 @@ def test_the_plans_name_cases_of_the_matrix_in_order_of_value(tmp_path, monkeypa
     assert [s.name for s in picked] == ["tiny", "liger"]
 
 
+@pytest.mark.slow
 def test_the_sdpa_probe_tries_each_backend_alone():
     """The facts' SDPA table, run on a CPU with a small shape (on the GPU: the 7B shape in bf16)."""
     from benchmarks.gpu_facts import sdpa_runs, summary

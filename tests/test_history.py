@@ -29,6 +29,7 @@ def analysed(planted) -> history.History:
     return history.analyse([str(planted)])
 
 
+@pytest.mark.slow
 def test_runs_are_ordered_by_start_and_the_frame_holds_every_value(analysed):
     assert [r.name for r in analysed.runs] == [f"night-{i:02d}" for i in range(NIGHTS)]
     assert len(analysed.values(CASE, "step_time_median_s", "regression")) == NIGHTS
@@ -44,6 +45,7 @@ def test_a_ten_percent_step_in_a_noisy_series_is_found_at_the_right_night(analys
     assert c.bisect == [f'python -m suite bisect --package trl --good 1.15.0 --bad 1.16.0 -k "{CASE}"']
 
 
+@pytest.mark.slow
 def test_a_slow_drift_is_reported_as_a_drift_not_a_step(analysed):
     assert not [c for c in analysed.changes if c.metric == "peak_rss_gib"]
     (d,) = [d for d in analysed.drifts if d.metric == "peak_rss_gib"]
@@ -68,6 +70,7 @@ def test_an_exact_metric_changes_at_the_one_run_it_changed():
     assert history.change_points([5.0] * 20) == [] and history.drift([5.0] * 20) is None
 
 
+@pytest.mark.slow
 def test_where_a_step_is_found_over_many_noisy_series():
     """The fixture's night is one draw of the noise; over 200 draws (a 10% step at night 18 under 4%
     noise, 2.5 standard deviations) Otava places it exactly in most, within two nights in nearly
@@ -130,6 +133,7 @@ def test_nothing_readable_is_an_error_not_an_empty_green(tmp_path):
         history.analyse([str(tmp_path / "nothing")], results_root=tmp_path)
 
 
+@pytest.mark.slow
 def test_a_history_of_one_run_analyses_nothing_says_what_it_needs_and_its_gate_fails(planted, capsys):
     from suite import cli
 
@@ -142,6 +146,7 @@ def test_a_history_of_one_run_analyses_nothing_says_what_it_needs_and_its_gate_f
     assert "gate fails: nothing analysed: a series needs at least 6 runs" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_writes_the_pages_and_gates_on_a_recent_worse_change(planted, tmp_path):
     out = tmp_path / "report"
     run = [sys.executable, "-m", "suite", "history", str(planted / "night-*"), "--out", str(out), "-q"]

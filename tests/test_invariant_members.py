@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from suite.invariants.members import family, raised_members
 from suite.report.invariants import compare_invariants
 from suite.report.verdicts import ERRORED, NEWLY_FAILING
@@ -87,6 +89,7 @@ def _run_members(tmp: Path, raise_b: bool) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_the_invariant_conftest_records_a_raising_member_as_a_failing_member(tmp_path):
     base, cand = _run_members(tmp_path / "base", False), _run_members(tmp_path / "cand", True)
     node = "test_x.py::test_member[b]"

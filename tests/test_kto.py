@@ -22,6 +22,7 @@ def records(tmp_path_factory) -> dict:
     return fault_runs(tmp_path_factory.mktemp("kto"), KTO_LORA, FAULTS)
 
 
+@pytest.mark.slow
 def test_a_clean_kto_run_passes_every_check(records):
     rec = records["clean"]
     assert rec.status == "passed", rec.reason
@@ -43,6 +44,7 @@ FAULT_CHECKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULT_CHECKS)
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     rec = records[fault]

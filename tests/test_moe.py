@@ -43,6 +43,7 @@ def _checks(record: dict) -> dict[str, bool]:
     return {c["name"]: c["passed"] for c in record["checks"]}
 
 
+@pytest.mark.slow
 def test_a_clean_moe_qlora_run_passes_every_check(records):
     rec = records["clean"]
     checks = _checks(rec)
@@ -58,6 +59,7 @@ FAULT_CHECKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULT_CHECKS)
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     rec = records[fault]
@@ -94,6 +96,7 @@ def test_the_checks_on_crafted_values():
     assert not QuantizedWhere(("mlp.experts.down_proj", "mlp.gate.weight")).evaluate("c", q).passed
 
 
+@pytest.mark.slow
 def test_a_mixture_of_experts_generates_the_same_ids_without_its_router_logits(tmp_path):
     """The generation probe turns the router's logits off (transformers 5.0 raised computing their loss during
     cached generation, docs/floors.md): the ids are those of a generation with them on, and a model without

@@ -64,6 +64,7 @@ def _checks(record: dict) -> dict[str, bool]:
     return {c["name"]: c["passed"] for c in record["checks"]}
 
 
+@pytest.mark.slow
 def test_a_clean_online_run_passes_every_check(records):
     trainer, recs = records
     rec = recs["clean"]
@@ -80,6 +81,7 @@ def test_a_clean_online_run_passes_every_check(records):
     assert len(sampling["first_step"]["completions"]) == 4 and sampling["last_step"]["step"] == 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ("no_update", "stale_old_logps", "batch_baseline", "adapter_init", "replay_completions"))
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     trainer, recs = records
@@ -92,6 +94,7 @@ def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
     assert all(checks[name] for name in untouched), [c["message"] for c in rec["checks"] if not c["passed"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss_type", ("bnpo", "dr_grpo", "grpo"))
 def test_the_first_loss_is_each_loss_types_definition(tmp_path, loss_type):
     """Real GRPO runs under the other loss types whose value at ratio 1 needs only lengths and advantages:

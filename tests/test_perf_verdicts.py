@@ -130,6 +130,7 @@ def _m(record, name: str) -> float:
     return record.metrics[name]["value"]
 
 
+@pytest.mark.slow
 def test_counted_work_is_the_same_in_two_runs_and_sees_an_extra_forward(runs):
     a, b, fwd = runs["a"], runs["b"], runs["forward"]
     assert _m(a, "counted_flops_per_step") == _m(b, "counted_flops_per_step") > 0  # exact
@@ -144,6 +145,7 @@ def test_counted_work_is_the_same_in_two_runs_and_sees_an_extra_forward(runs):
     assert fwd.resolved["injected"] == {"forward": 1.0} and "injected" not in a.resolved
 
 
+@pytest.mark.slow
 def test_a_record_has_cpu_times_beside_wall_times_and_the_analytic_comparison(runs):
     a = runs["a"]
     assert len(a.step_cpu_times_s) == len(a.step_times_s) > 0
@@ -159,6 +161,7 @@ def test_a_record_has_cpu_times_beside_wall_times_and_the_analytic_comparison(ru
     assert work["vs_analytic"]["note"] is None  # LoRA on a plain llama: the count and the formula agree
 
 
+@pytest.mark.slow
 def test_the_measured_flop_budget_refuses_the_extra_forward(runs):
     """cases/budgets/cpu.yaml's counted-FLOPs bound of tiny-llama/lora/base is the measured count: the
     unchanged run meets it exactly, the run with one more forward pass breaches it, named."""

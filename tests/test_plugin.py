@@ -29,6 +29,7 @@ def collected(*args: str) -> list[str]:
     return [line.split("[", 1)[1].rstrip("]") for line in out.stdout.splitlines() if "test_case[" in line]
 
 
+@pytest.mark.slow
 def test_markers_select_the_matrix():
     qlora = collected("-m", "qlora")
     assert any(i.startswith("tiny-") for i in qlora) and any("7b" in i for i in qlora)
@@ -40,6 +41,7 @@ def test_markers_select_the_matrix():
     assert not [i for i in collected("-m", "tiny") if "7b" in i]
 
 
+@pytest.mark.slow
 def test_unknown_marker_is_refused():
     """pytest 9 reads strict markers from the strict_markers ini key, not from addopts alone."""
     bad = ROOT / "tests" / "_tmp_bad_marker_test.py"
@@ -51,6 +53,7 @@ def test_unknown_marker_is_refused():
     assert out.returncode != 0 and "'qlorra' not found in `markers`" in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_a_malformed_case_file_stops_collection_naming_file_and_field(tmp_path):
     d = write_cases(tmp_path, "matrix:\n  - {models: [tiny-llama], methods: [lora], features: [packinng]}\n")
     out = pytest_run("--collect-only", "-q", "tests/test_matrix.py", "--cases-dir", str(d))
@@ -60,6 +63,7 @@ def test_a_malformed_case_file_stops_collection_naming_file_and_field(tmp_path):
     assert "Traceback" not in text and "ERROR: invalid case file" in text
 
 
+@pytest.mark.slow
 def test_benchmark_option_switches_to_long_runs_and_cli_lists_cases():
     out = subprocess.run([sys.executable, "-m", "suite", "cases"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "tiny-llama/qlora/base" in out.stdout
@@ -69,6 +73,7 @@ def test_benchmark_option_switches_to_long_runs_and_cli_lists_cases():
     assert bad.returncode == 2 and "case directory not found" in bad.stderr
 
 
+@pytest.mark.slow
 def test_two_pytest_processes_into_one_run_id_keep_every_record(tmp_path):
     """Two real sessions (two shards, or two people) writing one run at once: no record lost or
     overwritten, and the manifest lists every record of both."""
@@ -100,6 +105,7 @@ def test_two_pytest_processes_into_one_run_id_keep_every_record(tmp_path):
                                                              "tiny-llama__full__base", "tiny-llama__full__base.r1"}
 
 
+@pytest.mark.slow
 def test_one_pytest_run_under_xdist_leaves_one_run_folder(tmp_path):
     """`pytest -n 2` without --run-id: the controller's run id reaches both workers (one folder, one
     manifest with a session per worker and every record), not one folder per worker."""

@@ -6,6 +6,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 from suite.tools.progress import Progress, watch
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "runs" / "tiny-a"
@@ -30,6 +32,7 @@ def test_a_line_per_new_record_with_the_count_planned_and_left(tmp_path):
     assert lines[0].startswith(f"baseline: [1/7] {case_id} passed (6 left, 00:0")  # the trimmed record has no wall_s
 
 
+@pytest.mark.slow
 def test_watch_runs_the_command_to_its_end_and_polls_until_then(tmp_path):
     run = tmp_path / "results" / "r"
     code = ("import json, pathlib, shutil, sys, time; d = pathlib.Path(sys.argv[1]); d.mkdir(); "

@@ -107,6 +107,7 @@ def test_without_a_family_spread_the_cross_class_band_judges_a_provisional_refer
     assert not bad.passed and "provisional: one machine" in bad.message
 
 
+@pytest.mark.slow
 def test_a_second_machine_s_import_confirms_the_reference_with_its_measured_spread(tmp_path, cases):
     case, root = cases[CASE], tmp_path / "baselines"
     amd, doc = _run(tmp_path, "amd", case)
@@ -169,6 +170,7 @@ def _fixture_folders() -> set:
     return {p for p in (TESTS / "fixtures" / "machines").rglob("*") if p.is_dir()}
 
 
+@pytest.mark.slow
 def test_import_copies_fixtures_only_when_asked_and_its_exit_code_says_whether_it_imported(tmp_path, cases, capsys):
     """Issue 34: the import wrote copies into tests/fixtures/machines/ unasked and exited 2 ("bands need
     two classes") after importing; now 0 when it imported (the bands a note), 2 on bad input."""

@@ -8,6 +8,8 @@ import pytest
 
 from suite.train import models, probes, quantize
 
+pytestmark = pytest.mark.slow  # quantizes a model with bitsandbytes
+
 CONFIGS = Path(__file__).resolve().parent.parent / "cases" / "configs"
 # Llama-2-7b's config with layers of 1024 x 1024 and 1024 x 2048: every weight a whole number of
 # 64 x 256 blocks, as every 7B weight is, so the accounting is the paper's, at a CPU's cost.

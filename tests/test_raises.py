@@ -42,6 +42,7 @@ def record(tmp_path_factory):
     return result.record
 
 
+@pytest.mark.slow
 def test_a_raising_route_and_a_raising_check_fail_alone_and_the_case_is_judged(record):
     assert record.status == "failed" and record.failure is None, record.reason
     outcomes = check_outcomes(record)
@@ -54,6 +55,7 @@ def test_a_raising_route_and_a_raising_check_fail_alone_and_the_case_is_judged(r
     assert len(record.loss_curve) == 10 and record.metrics["final_loss"]["value"] > 0
 
 
+@pytest.mark.slow
 def test_each_failure_carries_its_exception_type_and_first_line(record):
     raised = {c["name"]: c.get("raised") for c in record.checks if not c["passed"]}
     for route in INTEGRATION_ROUTES:

@@ -125,6 +125,7 @@ def test_the_config_content_is_fingerprinted_not_its_path(tmp_path):
     assert a.to_dict()["model"]["config_sha256"] == a.model.config_sha256
 
 
+@pytest.mark.slow
 def test_a_shaped_case_trains_end_to_end_through_the_suite(tmp_path, monkeypatch):
     """The whole path a 7B-shaped GPU case takes, on a shrunk config: build, load, train, check, record."""
     config = _small_config(tmp_path)

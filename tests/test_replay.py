@@ -54,6 +54,7 @@ def test_the_avx2_class_replays_from_its_references(request, tmp_path):
         assert result.passed, result.message
 
 
+@pytest.mark.slow
 def test_a_tightened_bound_fails_the_replay(request, tmp_path):
     """The replay is not a formality: the same Intel run against a reference moved by its own bound."""
     root = tmp_path / "baselines"
@@ -76,6 +77,7 @@ def test_a_tightened_bound_fails_the_replay(request, tmp_path):
 INTEL_2026_12_07 = MACHINES / "intel-xeon-avx512-amx" / "2026-12-07-regression-run"
 
 
+@pytest.mark.slow
 def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request, tmp_path):
     """The README test command on the Intel Xeon (main at 25533ff), replayed: every avx512-bf16
     reference judged and passed, tiny-mixtral/qlora/base (0.0271 from the AMD Zen 4's reference at

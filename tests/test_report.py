@@ -64,6 +64,7 @@ def report_html_of(*names: str) -> str:
     return report_html.render(build(*names))
 
 
+@pytest.mark.slow
 def test_html_escapes_case_ids_and_failure_text(html_page):
     assert "<script" not in html_page and "<img src=x" not in html_page and "onerror=alert(1)>" not in html_page
     assert "crafted/&lt;img src=x onerror=alert(1)&gt;&amp;&quot;quoted&quot;" in html_page
@@ -72,6 +73,7 @@ def test_html_escapes_case_ids_and_failure_text(html_page):
     assert "corrupt.json" in html_page and "newer-schema.json" in html_page and "truncated.json" in html_page
 
 
+@pytest.mark.slow
 def test_html_is_self_contained(html_page):
     urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html_page) + re.findall(r"url\(([^)]*)\)", html_page)
     assert urls and all(u.startswith("data:") for u in urls), [u[:40] for u in urls if not u.startswith("data:")]
@@ -93,6 +95,7 @@ def test_markdown_escapes_table_breaking_text():
     assert "<script>" not in text and "&lt;script&gt;" in text
 
 
+@pytest.mark.slow
 def test_write_produces_every_format(tmp_path):
     paths = report_files.write(build("verdicts-base", "verdicts-cand"), tmp_path / "out")
     assert sorted(p.name for p in paths.values()) == ["comparison.csv", "comparison.json", "report.html", "report.md"]

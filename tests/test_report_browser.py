@@ -28,9 +28,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--mute-audio"]
 
-pytestmark = pytest.mark.skipif(
+# slow: opens reports in headless Chromium
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None, reason="needs the chromium browser on PATH (Debian: apt-get install chromium; "
-                             ".ci/run installs it), not found")
+                             ".ci/run installs it), not found")]
 
 
 class DevTools:

@@ -49,6 +49,7 @@ def route_checks(record: CaseRecord) -> dict[str, bool]:
     return {c["name"].removeprefix("reload/"): c["passed"] for c in record.checks if c["name"].startswith("reload/")}
 
 
+@pytest.mark.slow
 def test_a_clean_run_passes_every_route_that_applies_and_says_why_the_others_do_not(records):
     expected = {"tiny-llama/lora/base": set(ADAPTER_ROUTES),
                 "tiny-llama/qlora/base": set(ADAPTER_ROUTES) | {"quantized_base"},
@@ -66,6 +67,7 @@ def test_a_clean_run_passes_every_route_that_applies_and_says_why_the_others_do_
         assert generated and all(r["generation_matches"] for r in generated if r["max_abs_logit_diff"] == 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_each_fault_fails_exactly_the_routes_it_is_aimed_at(records, fault):
     case_id, failing = FAULTS[fault]
@@ -76,6 +78,7 @@ def test_each_fault_fails_exactly_the_routes_it_is_aimed_at(records, fault):
         c["message"] for c in rec.checks if not c["passed"]]
 
 
+@pytest.mark.slow
 def test_the_record_says_which_routes_failed(records):
     rec = records[("drop_lora_b", "tiny-llama/lora/base")]
     failed = {c["name"] for c in rec.checks if not c["passed"]}
@@ -112,6 +115,7 @@ def test_a_merge_gets_the_merge_relations_tolerance_and_other_ids_within_the_bou
     assert result.passed and result.bound == pytest.approx(2e-4) and "greedy ids differ" in result.message
 
 
+@pytest.mark.slow
 def test_a_sequence_classifier_carries_its_score_head_through_its_routes(tmp_path):
     """The same mechanism for a reward model's head: LoRA plus the score head (modules_to_save)."""
     import torch

@@ -1,6 +1,8 @@
 """Whatever happens in a child becomes an outcome with the evidence; the parent never dies of it."""
 from __future__ import annotations
 
+import pytest
+
 from suite.run import runner
 from tests import child_targets as t
 
@@ -31,6 +33,7 @@ def test_exit_without_result(tmp_path):
     assert "exiting early" in out.stderr_tail
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_child(tmp_path):
     out = runner.run_in_child(t.sleeps, (60,), tmp_path, timeout_s=2)
     assert out.status == "timeout" and "no result after 2 s" in out.message

@@ -23,6 +23,7 @@ def cases(tmp_path_factory):
     return {c.id: c for c in load_cases(d)}
 
 
+@pytest.mark.slow
 def test_a_passing_adapter_case_leaves_a_valid_record_and_checkpoint(tmp_path, cases):
     session = RunSession(tmp_path, "run1")
     res = session.run_case(cases["tiny-llama/lora/base"])
@@ -52,6 +53,7 @@ def test_a_passing_adapter_case_leaves_a_valid_record_and_checkpoint(tmp_path, c
     assert manifest["records"] == {"tiny-llama/lora/base": ["tiny-llama__lora__base.json"]}
 
 
+@pytest.mark.slow
 def test_a_full_fine_tune_checkpoint_holds_the_whole_model(tmp_path, cases):
     res = RunSession(tmp_path, "run2").run_case(cases["tiny-llama/full/base"])
     assert res.status == "passed", res.failure_messages
@@ -60,6 +62,7 @@ def test_a_full_fine_tune_checkpoint_holds_the_whole_model(tmp_path, cases):
     assert rec.params["trainable"] == rec.params["total"]
 
 
+@pytest.mark.slow
 def test_an_exception_in_the_child_is_an_error_record_and_the_next_case_runs(tmp_path, cases):
     session = RunSession(tmp_path, "run3")
     res = session.run_case(cases["tiny-qwen2/lora/base"])
@@ -71,6 +74,7 @@ def test_an_exception_in_the_child_is_an_error_record_and_the_next_case_runs(tmp
     assert session.run_case(cases["tiny-llama/lora/base"]).status == "passed"
 
 
+@pytest.mark.slow
 def test_a_timeout_is_recorded(tmp_path, cases):
     res = RunSession(tmp_path, "run4", timeout_s=0.5).run_case(cases["tiny-llama/lora/base"])
     assert res.status == "error" and res.record.failure["kind"] == "timeout"
@@ -85,6 +89,7 @@ def test_a_case_this_machine_cannot_run_is_skipped_with_the_reason(tmp_path, cas
     assert "set FTSUITE_TEST_BIG" in res.reason and "weights of org/big-7b not found" in res.reason
 
 
+@pytest.mark.slow
 def test_records_of_a_rerun_into_the_same_run_id_are_kept(tmp_path, cases):
     case = cases["tiny-llama/lora/base"]
     first = RunSession(tmp_path, "same", timeout_s=0.5).run_case(case)
@@ -94,6 +99,7 @@ def test_records_of_a_rerun_into_the_same_run_id_are_kept(tmp_path, cases):
     assert manifest["records"][case.id] == [first.record_path.name, second.record_path.name]
 
 
+@pytest.mark.slow
 def test_a_spawned_case_trains_and_keeps_its_imports_out_of_set_up(tmp_path, cases):
     """The path every case takes on a GPU (and unsloth's everywhere): a fresh interpreter that
     imports the stack itself; the imports are import_s, not setup_s."""

@@ -29,6 +29,7 @@ def passed_ids(pytester: pytest.Pytester, *args: str) -> list[str]:
             if r.when == "call" and r.passed]
 
 
+@pytest.mark.slow
 def test_slices_are_disjoint_cover_everything_and_unit_tests_run_once(pytester: pytest.Pytester):
     pytester.makepyfile(test_m=TEST_FILE)
     everything = set(passed_ids(pytester))

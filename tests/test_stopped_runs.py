@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from suite.plugin.state import PluginSession
 from suite.records import results, runs
 from suite.report import compare
@@ -148,6 +150,7 @@ def _rerun(tmp_path: Path) -> str:
     return proc.communicate(timeout=600)[0]
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_finished_by_a_rerun_into_its_id(tmp_path):
     run = tmp_path / "results" / "stop"
     _stop_in_the_training_case(_start(tmp_path, "-n", "0"), run, signal.SIGKILL)
@@ -170,6 +173,7 @@ def test_a_killed_run_is_finished_by_a_rerun_into_its_id(tmp_path):
     assert "(unfinished" not in runs.describe(run)
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_under_xdist_says_what_it_kept_records_the_command_and_can_be_finished(tmp_path):
     run = tmp_path / "results" / "stop"
     out = _stop_in_the_training_case(_start(tmp_path, "-n", "1"), run, signal.SIGINT)
@@ -190,6 +194,7 @@ def test_an_interrupted_run_under_xdist_says_what_it_kept_records_the_command_an
     assert results.read_manifest(run)["finished_at"]
 
 
+@pytest.mark.slow
 def test_a_stopped_run_whose_cases_all_have_records_is_finished_by_a_rerun_that_runs_nothing(tmp_path):
     """Killed after its last record, before it could say it finished: the rerun runs no case and finishes it."""
     run = tmp_path / "results" / "stop"

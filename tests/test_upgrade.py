@@ -82,6 +82,7 @@ def test_a_bisect_probe_can_fail_on_any_gated_row_of_the_bad_end():
     assert not upgrade.Signature(("worse",))(_frame(("tiny/lora", "peak_rss_delta_gib", "within noise")))[0]
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_bad_pin_before_making_anything(tmp_path):
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-m", "suite", "upgrade-check", "--baseline", "trl=1.15",
@@ -114,6 +115,7 @@ def test_an_upgrade_check_across_the_transformers_major(tmp_path):
                        "tiny-llama/qlora/base": (True, "4.56.2", None, [])}, records
 
 
+@pytest.mark.slow
 def test_repeats_alternate_the_sides_and_probe_once(tmp_path, monkeypatch):
     """--repeats N runs A B A B ... (a drift of the machine reaches both sides), the invariants and the
     compatibility probe only in the first round, and every repeat's records land in one run per side."""
@@ -177,6 +179,7 @@ def test_the_invariants_follow_the_user_s_selection():
     assert invariant_selection(["-k", "tiny-llama/lora/base"], Checks()) == []
 
 
+@pytest.mark.slow
 def test_a_packing_selection_collects_the_packing_invariants_only():
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider",

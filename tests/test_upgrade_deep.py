@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # one worker for both tests: they share the repository and the environments made from it
-pytestmark = pytest.mark.xdist_group("trl-git")
+# slow: a local git repository of trl, environments and real runs
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trl-git")]
 CASE = "tiny-llama/lora/base and not messages and not prompt and not conv"
 BAD_SUBJECT = "sft: scale the loss by 1.05 (the bad commit)"
 SCALE = '''

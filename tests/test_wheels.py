@@ -20,6 +20,8 @@ from suite.tools import lock as control_lock
 from suite.tools import wheels
 from suite.tools.wheels import Target, WheelError, parse_have
 
+pytestmark = pytest.mark.slow  # uv and pip subprocesses (0.6 to 3.5 s each, 2026-12-05)
+
 PY312 = Target("3.12", "2.28", "x86_64")
 GPU_LOCK = wheels.ROOT / "requirements" / "gpu.txt"
 GPU_IN = wheels.ROOT / "requirements" / "gpu.in"
