@@ -14,11 +14,9 @@ import pytest
 
 from benchmarks import gpu_session
 from suite.cases import load_cases
-from suite.paths import CASES
+from suite.paths import CASES, ROOT
 from suite.tools import wheels
-from tests.test_wheels import make_wheel
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.tools.test_wheels import make_wheel
 
 
 def session(tmp_path: Path, run_id: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:

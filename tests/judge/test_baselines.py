@@ -11,6 +11,7 @@ from suite.judge import baselines, kernelclass
 from suite.judge.baselines import BaselineStore, CurveMatches, read_curve
 from suite.judge.checks import CheckResult
 from suite.cases import load_cases
+from suite.paths import ROOT
 from suite.records import provenance
 
 
@@ -111,7 +112,7 @@ def test_profile_is_cpu_without_a_gpu(monkeypatch):
     assert baselines.current_profile() == "h200-141gb"  # the names budgets use (suite/judge/hardware.py)
 
 
-SPREAD = json.loads((baselines.Path(__file__).resolve().parent.parent / "benchmarks" / "curve_spread.json").read_text())
+SPREAD = json.loads((ROOT / "benchmarks" / "curve_spread.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,7 @@ def test_declared_tolerances_cover_the_measured_spread_with_their_margin(tiny_ca
 
 @pytest.mark.parametrize("method", ["full", "lora", "qlora"])
 def test_a_systematic_shift_below_the_per_step_bound_is_caught_by_the_drift_bound(tiny_cases, method):
-    avx2 = baselines.Path(__file__).resolve().parent.parent / "results" / "baselines" / "cpu" / "avx2"
+    avx2 = ROOT / "results" / "baselines" / "cpu" / "avx2"
     case = next(c for c in tiny_cases.values() if c.method == method and not c.features and c.dataset == "text"
                 and (avx2 / f"{c.slug}.json").exists())  # a case with an avx2 reference (the MoE cases have none)
     ref = read_curve(avx2 / f"{case.slug}.json")["curve"]
@@ -175,7 +176,7 @@ def test_the_grad_accum_twin_learns_the_same_curve(method, atol):
     """The same batch in 4 accumulated micro-batches: full and LoRA match their base twin's golden
     curve to the grad_accum.loss invariant's 1e-5 (measured: 2.4e-7 and 4.8e-7); QLoRA's 4-bit kernels
     see other batch shapes and move it more (measured 8.5e-3, within its curve tolerance)."""
-    cpu = baselines.Path(__file__).resolve().parent.parent / "results" / "baselines" / "cpu" / "avx2"
+    cpu = ROOT / "results" / "baselines" / "cpu" / "avx2"
     base = read_curve(cpu / f"tiny-llama__{method}__base.json")["curve"]
     twin = read_curve(cpu / f"tiny-llama__{method}__grad_accum.json")["curve"]
     assert [p["step"] for p in base] == [p["step"] for p in twin]
@@ -185,7 +186,7 @@ def test_the_grad_accum_twin_learns_the_same_curve(method, atol):
 @pytest.mark.parametrize("method, atol", [("lora", 1e-5), ("qlora", 2e-3)])
 def test_the_dpo_grad_accum_twin_learns_the_same_curve(method, atol):
     """DPO's grad_accum twins (measured: LoRA 1.2e-7, QLoRA 1.2e-4 from the base twin's golden curve)."""
-    cpu = baselines.Path(__file__).resolve().parent.parent / "results" / "baselines" / "cpu" / "avx2"
+    cpu = ROOT / "results" / "baselines" / "cpu" / "avx2"
     base = read_curve(cpu / f"tiny-llama__dpo__{method}__base__preference.json")["curve"]
     twin = read_curve(cpu / f"tiny-llama__dpo__{method}__grad_accum__preference.json")["curve"]
     assert [p["step"] for p in base] == [p["step"] for p in twin]

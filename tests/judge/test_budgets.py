@@ -11,10 +11,10 @@ import pytest
 from suite.errors import CaseError
 from suite.judge import budgets, hardware
 from suite.cases import load_cases
+from suite.paths import ROOT
 from suite.run.session import RunSession
 from tests.helpers import write_cases
 
-ROOT = Path(__file__).resolve().parent.parent
 # full fine-tunes learn fastest: 16 steps are enough for the loss check
 SHORT = "matrix:\n  - {models: [tiny-llama], methods: [full], training: {max_steps: 12, benchmark_steps: 16}}\n"
 

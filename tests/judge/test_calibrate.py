@@ -8,7 +8,7 @@ from suite.judge import budgets, calibrate
 from suite.cases import load_cases
 from suite.run.session import RunSession
 from tests.helpers import write_cases
-from tests.test_budgets import SHORT, write_budget
+from tests.judge.test_budgets import SHORT, write_budget
 
 pytestmark = pytest.mark.slow  # every test reads the records of a module fixture that trains
 

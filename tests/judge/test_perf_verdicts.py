@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import random
 import statistics
-from pathlib import Path
 
 import pytest
 
 from suite.judge import budgets, hardware
 from suite.judge.metrics import METRICS
 from suite.cases import load_cases
+from suite.paths import ROOT
 from suite.report import compare, stats
 from suite.run.session import RunSession
 from suite.train import inject
 from tests.helpers import write_cases
 
-ROOT = Path(__file__).resolve().parent.parent
 CASE_ID = "tiny-llama/lora/base"
 
 

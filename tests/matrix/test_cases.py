@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from suite.errors import CaseError
 from suite.cases import load_cases
 from suite.cases import markers
+from suite.paths import ROOT
 from suite.train.backends.registry import backend_for
 from tests.helpers import write_cases
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_shipped_matrix_loads_and_covers_every_axis():

@@ -3,11 +3,11 @@ series are keyed by fingerprint, so a refactor of the case type must recompute e
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from suite.cases import load_cases
+from suite.paths import TESTS
 
-GOLDEN = Path(__file__).parent / "golden" / "case_fingerprints.json"
+GOLDEN = TESTS / "golden" / "case_fingerprints.json"
 
 
 def drift(recorded: dict, mode: str) -> list[str]:

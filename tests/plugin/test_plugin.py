@@ -4,18 +4,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from suite.paths import ROOT
 from suite.plugin.state import PluginSession
 from suite.records import results
 from tests.helpers import write_cases
 
 pytest_plugins = ["pytester"]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_run(*args: str) -> subprocess.CompletedProcess:

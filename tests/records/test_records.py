@@ -14,6 +14,7 @@ import pytest
 
 from suite.cases import load_cases
 from suite.errors import RecordError
+from suite.paths import ROOT
 from suite.records import record as record_mod
 from suite.records import results, runs
 from suite.records.record import SCHEMA_VERSION, BackendInfo, CaseRecord
@@ -21,7 +22,6 @@ from suite.report import sidebyside
 from tests.helpers import write_cases
 from tests.test_architecture import graph, imports, modules
 
-ROOT = Path(__file__).resolve().parent.parent
 RECORD = re.compile(r'"kind"\s*:\s*"ftsuite\.case-result"')
 # The committed files that hold a case record and must be refused, on purpose (tests/fixtures/make_runs.py),
 # with the words of the refusal.

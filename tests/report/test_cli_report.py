@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from suite import cli
+from suite.paths import TESTS
 
 pytest_plugins = ["pytester"]
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
+FIXTURES = TESTS / "fixtures" / "runs"
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from suite.judge.metrics import METRICS, Metric
+from suite.paths import ROOT, TESTS
 from suite.records import runs
 from suite.records.record import SCHEMA_VERSION, CaseRecord
 from suite.report import compare
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
+FIXTURES = TESTS / "fixtures" / "runs"
 HOSTILE_ID = 'crafted/<img src=x onerror=alert(1)>&"quoted"'
 
 
@@ -286,7 +287,7 @@ def test_the_committed_peft_upgrade_rows_stay_worse_being_beyond_the_measured_sp
 
 
 def test_the_declared_single_run_spreads_cover_their_measurement():
-    doc = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "memory_spread.json").read_text())
+    doc = json.loads((ROOT / "benchmarks" / "memory_spread.json").read_text())
     for name in ("peak_rss_gib", "peak_rss_delta_gib"):
         assert METRICS[name].single_run_spread >= doc[name]["largest"] > 0, name
         assert doc[name]["pairs"] >= 100

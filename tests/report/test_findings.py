@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from suite.paths import TESTS
 from suite.records import runs
 from suite.report import compare, findings
 from suite.report import html as report_html
 from suite.report import markdown as report_md
 from suite.report import model as report_model
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
+FIXTURES = TESTS / "fixtures" / "runs"
 PEFT = "ValueError: The version of PEFT you are using is not compatible, please use a version >= 0.22.0"
 ADAPTERS = ("tiny-llama__lora__base", "tiny-llama__qlora__base", "tiny-mistral__lora__base")
 

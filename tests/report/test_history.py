@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.history_fixture import CASE, NIGHTS, SLUG, STEP_AT, nightly, noisy, planted_series
+from suite.paths import ROOT
 from suite.report import history, history_pages
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from suite.invariants.members import family, raised_members
+from suite.paths import ROOT
 from suite.report.invariants import compare_invariants
 from suite.report.verdicts import ERRORED, NEWLY_FAILING
 
-ROOT = Path(__file__).resolve().parent.parent
 PEFT = "ValueError: The version of PEFT you are using is not compatible, please use a version >= 0.22.0"
 T = "tests/invariants/test_x.py::test_member"
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from suite.paths import TESTS
 from suite.records import runs
 from suite.report import compare
 from suite.report import files as report_files
 from suite.report import markdown as report_md
 from suite.report import model as report_model
 
-TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures" / "runs"
 GOLDEN = TESTS / "golden"
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from suite.paths import TESTS
 from suite.records import runs
 from suite.report import files as report_files
 from suite.report import model as report_model
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
+FIXTURES = TESTS / "fixtures" / "runs"
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from suite.paths import TESTS
 from suite.records import runs
 from suite.report import html as report_html
 from suite.report import markdown as report_md
 from suite.report import sidebyside
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "runs" / "tiny-a" / "tiny-llama__lora__base.json"
+FIXTURE = TESTS / "fixtures" / "runs" / "tiny-a" / "tiny-llama__lora__base.json"
 
 
 def _record(model: str, method: str, features: list[str], status: str = "passed", repeat: int = 0,
@@ -121,7 +122,7 @@ def test_the_two_ways_of_carrying_added_tokens_pair_with_their_checkpoint_sizes(
     assert "| -27.5% |" in "\n".join(report_md.sidebyside_md(run))
 
 
-SCHEMA_2 = Path(__file__).parent / "fixtures" / "records" / "schema-2" / "tiny-llama__lora__base.json"
+SCHEMA_2 = TESTS / "fixtures" / "records" / "schema-2" / "tiny-llama__lora__base.json"
 
 
 def test_the_routes_table_says_which_routes_each_method_went_through_and_why_not(tmp_path):

@@ -12,12 +12,12 @@ from suite import machine
 from suite.cases import load_cases
 from suite.matrix.axes import METHODS
 from suite.matrix.rules import validate_combination
+from suite.paths import ROOT
 from suite.train.backends.registry import SUPPORT
 from suite.matrix.spec import WORLD_SIZE
 from suite.run import distributed, requirements
 from suite.run.session import RunSession
 
-ROOT = Path(__file__).resolve().parent.parent
 CASES = {c.id: c for c in load_cases(ROOT / "cases")}
 DDP, FSDP = CASES["tiny-llama/lora/ddp"], CASES["tiny-llama/lora/fsdp"]
 

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from suite.paths import ROOT
 from suite.plugin.state import PluginSession
 from suite.records import results, runs
 from suite.report import compare
@@ -23,7 +24,6 @@ from suite.report import markdown as report_md
 from suite.run import resume
 from tests.helpers import write_cases
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "runs"
 SKIPPED, TRAINED = "tiny-llama/lora/liger", "tiny-llama/lora/base"  # liger: skipped without a GPU, in no time
 

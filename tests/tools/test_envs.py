@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from suite.paths import ROOT
 from suite.tools import envs
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _dist(folder: Path, name: str, version: str) -> None:

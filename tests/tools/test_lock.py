@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
+from suite.paths import ROOT
 from suite.report import compare
 from suite.tools import lock, upgrade
 from suite.versions import STACK
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_lock_pins_the_control_stack_and_every_dependency():

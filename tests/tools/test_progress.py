@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 
+from suite.paths import TESTS
 from suite.tools.progress import Progress, watch
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "runs" / "tiny-a"
+FIXTURE = TESTS / "fixtures" / "runs" / "tiny-a"
 
 
 def test_a_line_per_new_record_with_the_count_planned_and_left(tmp_path):

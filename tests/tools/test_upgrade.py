@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from suite.errors import SuiteError
+from suite.paths import ROOT, TESTS
 from suite.tools import envs, upgrade
 
 
@@ -84,7 +85,7 @@ def test_a_bisect_probe_can_fail_on_any_gated_row_of_the_bad_end():
 
 @pytest.mark.slow
 def test_cli_refuses_a_bad_pin_before_making_anything(tmp_path):
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     out = subprocess.run([sys.executable, "-m", "suite", "upgrade-check", "--baseline", "trl=1.15",
                           "--candidate", "trl==1.16.0", "--out", str(tmp_path / "r")], cwd=root,
                          capture_output=True, text=True, timeout=120)
@@ -98,7 +99,7 @@ def test_cli_refuses_a_bad_pin_before_making_anything(tmp_path):
 def test_an_upgrade_check_across_the_transformers_major(tmp_path):
     """transformers 4.56 reads the tiny model it wrote itself (5.x's files break its tokenizer loader),
     and trl 0.24 gets quantization_config in model_init_kwargs (its SFTTrainer has no such argument)."""
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     out = subprocess.run([sys.executable, "-m", "suite", "upgrade-check", "--baseline", "transformers==4.56.2 trl==0.24.0",
                           "--candidate", "trl==1.16.0", "-k", "tiny-llama and base and not messages and not prompt "
                           "and not conv and not unsloth and not full", "--results-dir", str(tmp_path / "results"),
@@ -122,7 +123,7 @@ def test_repeats_alternate_the_sides_and_probe_once(tmp_path, monkeypatch):
     import shutil
 
     calls = []
-    fixture = Path(__file__).resolve().parent / "fixtures" / "runs" / "tiny-a"
+    fixture = TESTS / "fixtures" / "runs" / "tiny-a"
 
     def fake_prepare(spec):
         return tmp_path / "env" / ("b" if "1.15" in spec.pins[0] else "c"), {"cached": True, "versions": {}}, 0.0
@@ -181,7 +182,7 @@ def test_the_invariants_follow_the_user_s_selection():
 
 @pytest.mark.slow
 def test_a_packing_selection_collects_the_packing_invariants_only():
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider",
                           str(root / "tests" / "invariants"), "-m", "tiny and packing and not gpu"], cwd=root,
                          capture_output=True, text=True, timeout=300)
@@ -194,7 +195,7 @@ def test_the_upgrade_report_is_titled_by_the_versions_the_sides_resolved(tmp_pat
     (the control pair's nvidia-ml-py), then the answer."""
     import shutil
 
-    fixture = Path(__file__).resolve().parent / "fixtures" / "runs" / "tiny-a"
+    fixture = TESTS / "fixtures" / "runs" / "tiny-a"
     versions = {"b": {"trl": "1.16.0", "nvidia-ml-py": "13.610.43"}, "c": {"trl": "1.16.0", "nvidia-ml-py": "13.615.71"}}
 
     def fake_prepare(spec):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from suite.paths import ROOT
+
 # one worker for both tests: they share the repository and the environments made from it
 # slow: a local git repository of trl, environments and real runs
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trl-git")]

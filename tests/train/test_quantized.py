@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from suite.paths import ROOT
 from suite.train import models, probes, quantize
 
 pytestmark = pytest.mark.slow  # quantizes a model with bitsandbytes
 
-CONFIGS = Path(__file__).resolve().parent.parent / "cases" / "configs"
+CONFIGS = ROOT / "cases" / "configs"
 # Llama-2-7b's config with layers of 1024 x 1024 and 1024 x 2048: every weight a whole number of
 # 64 x 256 blocks, as every 7B weight is, so the accounting is the paper's, at a CPU's cost.
 SMALL = {"hidden_size": 1024, "intermediate_size": 2048, "num_hidden_layers": 1, "num_attention_heads": 8,

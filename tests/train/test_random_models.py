@@ -9,13 +9,14 @@ import pytest
 from suite import machine
 from suite.errors import CaseError
 from suite.cases import load_cases
+from suite.paths import ROOT
 from suite.records.results import read_record
 from suite.run import requirements
 from suite.run.session import RunSession
 from suite.train import models
 from tests.helpers import write_cases
 
-CONFIGS = Path(__file__).resolve().parent.parent / "cases" / "configs"
+CONFIGS = ROOT / "cases" / "configs"
 
 # The published parameter counts of the three models (their model cards and safetensors index):
 # a config field wrong by one (a head count, the vocabulary, a tied head) changes them.
