@@ -9,17 +9,12 @@ import math
 import pytest
 
 from suite.judge.checks import ReferenceUntouched, RewardsRise, StartsAtLn2
-from tests.helpers import check_outcomes, failed_messages, fault_runs
+from tests.helpers import assert_fails_alone, check_outcomes
 
 pytestmark = pytest.mark.xdist_group("dpo-faults")
-DPO_LORA = ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference], "
+MATRIX = ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference], "
             "training: {max_steps: 12, learning_rate: 0.005}, checks: {loss_window: 3, loss_margin: 0.01}}\n")
 FAULTS = ("", "reference", "adapter_init", "save_base")
-
-
-@pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict:
-    return fault_runs(tmp_path_factory.mktemp("dpo"), DPO_LORA, FAULTS)
 
 
 @pytest.mark.slow
@@ -47,13 +42,7 @@ FAULT_CHECKS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULT_CHECKS)
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
-    rec = records[fault]
-    check, untouched = FAULT_CHECKS[fault]
-    assert rec.resolved["injected"] == {fault: 1.0}
-    assert rec.status == "failed"
-    checks = check_outcomes(rec)
-    assert not checks[check], next(c["message"] for c in rec.checks if c["name"] == check)
-    assert all(checks[name] for name in untouched), failed_messages(rec)
+    assert_fails_alone(records[fault], fault, *FAULT_CHECKS[fault])
 
 
 @pytest.mark.slow

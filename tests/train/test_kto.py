@@ -8,18 +8,13 @@ from __future__ import annotations
 import pytest
 
 from suite.judge.checks import KTORewardsSeparate, KTOStartsAtReference
-from tests.helpers import check_outcomes, failed_messages, fault_runs
+from tests.helpers import assert_fails_alone, check_outcomes
 
 pytestmark = pytest.mark.xdist_group("kto-faults")
-KTO_LORA = ("matrix:\n  - {models: [tiny-llama], trainers: [kto], methods: [lora], datasets: [unpaired_preference], "
+MATRIX = ("matrix:\n  - {models: [tiny-llama], trainers: [kto], methods: [lora], datasets: [unpaired_preference], "
             "training: {max_steps: 40, batch_size: 16, learning_rate: 0.01, extra: {beta: 1.0}}, "
             "checks: {loss_window: 5, loss_margin: 0.0}}\n")
 FAULTS = ("", "reference", "adapter_init", "no_update")
-
-
-@pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict:
-    return fault_runs(tmp_path_factory.mktemp("kto"), KTO_LORA, FAULTS)
 
 
 @pytest.mark.slow
@@ -47,13 +42,7 @@ FAULT_CHECKS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULT_CHECKS)
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
-    rec = records[fault]
-    check, untouched = FAULT_CHECKS[fault]
-    assert rec.resolved["injected"] == {fault: 1.0}
-    assert rec.status == "failed"
-    checks = check_outcomes(rec)
-    assert not checks[check], next(c["message"] for c in rec.checks if c["name"] == check)
-    assert all(checks[name] for name in untouched), failed_messages(rec)
+    assert_fails_alone(records[fault], fault, *FAULT_CHECKS[fault])
 
 
 def test_the_checks_on_crafted_values():

@@ -9,17 +9,12 @@ import pytest
 
 from suite.judge.checks import PairwiseRise, ScoreHeadSaved
 from suite.judge.checkpoint import Inventory, Tensor
-from tests.helpers import check_outcomes, failed_messages, fault_runs
+from tests.helpers import assert_fails_alone, check_outcomes
 
 pytestmark = pytest.mark.xdist_group("reward-faults")
-REWARD_LORA = ("matrix:\n  - {models: [tiny-llama], trainers: [reward], methods: [lora], datasets: [preference], "
+MATRIX = ("matrix:\n  - {models: [tiny-llama], trainers: [reward], methods: [lora], datasets: [preference], "
                "training: {max_steps: 20}}\n")
 FAULTS = ("", "no_update", "drop_score")
-
-
-@pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict:
-    return fault_runs(tmp_path_factory.mktemp("reward"), REWARD_LORA, FAULTS)
 
 
 @pytest.mark.slow
@@ -45,13 +40,7 @@ FAULT_CHECKS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULT_CHECKS)
 def test_each_fault_fails_its_check_and_leaves_the_others(records, fault):
-    rec = records[fault]
-    failing, untouched = FAULT_CHECKS[fault]
-    assert rec.resolved["injected"] == {fault: 1.0}
-    assert rec.status == "failed"
-    checks = check_outcomes(rec)
-    assert not any(checks[name] for name in failing), [c["message"] for c in rec.checks if c["name"] in failing]
-    assert all(checks[name] for name in untouched), failed_messages(rec)
+    assert_fails_alone(records[fault], fault, *FAULT_CHECKS[fault])
 
 
 def test_the_checks_on_crafted_values():
