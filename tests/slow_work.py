@@ -15,7 +15,7 @@ import pytest
 
 # `python -m X` children that only a slow test starts: a pytest, the suite's CLI (it runs cases), an
 # environment build or install, a distributed launch. Cheap children (git, `python -c`, bash usage
-# errors, the runner's own forkserver children) are no slow work (tests/test_runner.py's are fast).
+# errors, the runner's own forkserver children) are no slow work (tests/run/test_runner.py's are fast).
 SLOW_MODULES = ("pytest", "suite", "pip", "venv", "uv", "torch.distributed.run", "accelerate.commands.launch",
                 "suite.run.distributed_child")
 SLOW_PROGRAMS = ("pytest", "uv", "pip", "pip3", "virtualenv", "torchrun", "accelerate")

@@ -68,7 +68,7 @@ def test_a_candidate_that_lost_records_fails_the_default_gate(frame):
 
 
 def test_the_whole_vocabulary_is_produced(frame):
-    # `nothing compared` is about a whole comparison, which this one is not: tests/test_coverage.py
+    # `nothing compared` is about a whole comparison, which this one is not: tests/report/test_coverage.py
     assert set(frame["verdict"]) == set(compare.VERDICTS) - {compare.NOTHING_COMPARED}
 
 

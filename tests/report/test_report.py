@@ -1,7 +1,7 @@
 """Renderers and the report command: golden Markdown, escaped self-contained HTML, the gate.
 
 Golden files are tests/golden/*.md. A missing one is written and the test fails; after an
-intended change, rewrite them with FTSUITE_UPDATE_GOLDEN=1 python -m pytest tests/test_report.py
+intended change, rewrite them with FTSUITE_UPDATE_GOLDEN=1 python -m pytest tests/report/test_report.py
 and review the diff.
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ def test_write_produces_every_format(tmp_path):
     csv = pd.read_csv(paths["csv"])
     assert list(csv.columns) == compare.COLUMNS
     rows = json.loads(paths["json"].read_text())
-    # every verdict but `nothing compared`, which is about a whole comparison (tests/test_coverage.py)
+    # every verdict but `nothing compared`, which is about a whole comparison (tests/report/test_coverage.py)
     assert len(rows) == len(csv) and {r["verdict"] for r in rows} == set(compare.VERDICTS) - {compare.NOTHING_COMPARED}
 
 

@@ -53,7 +53,7 @@ def test_tiny_models_materialise_and_load_through_from_pretrained(tmp_path, arch
 def test_each_transformers_major_gets_its_own_directory_with_the_same_weights(tmp_path, monkeypatch):
     """A directory written by transformers 5 breaks 4.56's tokenizer loader (upgrade-check across
     the major version errored on every case); within a major the directory is shared. The real
-    4.56 run is tests/test_upgrade.py::test_an_upgrade_check_across_the_transformers_major."""
+    4.56 run is tests/tools/test_upgrade.py::test_an_upgrade_check_across_the_transformers_major."""
     version = {"transformers": "5.23.0"}
     monkeypatch.setattr(models, "package_version", lambda name: version.get(name))
     five = models.materialise_tiny("llama", root=tmp_path)

@@ -164,7 +164,7 @@ def test_a_sequence_classifier_carries_its_score_head_through_its_routes(tmp_pat
 def test_routes_through_transformers_apply_whatever_peft_is_installed(monkeypatch, tmp_path):
     """Where transformers' PEFT integration refuses the installed peft (its MIN_PEFT_VERSION: the release sweep's
     peft 0.19.1 with transformers 5.23.0, the canary's 5.25 asking 0.22.0), load_adapter and
-    from_pretrained(adapter_dir) still apply and fail with its ValueError (tests/test_raises.py): a user's
+    from_pretrained(adapter_dir) still apply and fail with its ValueError (tests/train/test_raises.py): a user's
     load_adapter fails on that pair too, a finding, never 'not applicable'."""
     from suite.train import compat
 
