@@ -12,7 +12,7 @@ tiny case this measures, over every pair of sources (the kernel paths, the commi
 and any `--also`), the largest per-step difference and the mean residual (mean of the signed
 differences over the curve), and per method the tolerance = margin x the largest measurement,
 rounded up to two significant digits. It writes benchmarks/curve_spread.json (read by
-tests/test_baselines.py, which checks that the declared tolerances cover it) and prints the
+tests/judge/test_baselines.py, which checks that the declared tolerances cover it) and prints the
 table in docs/checks.md.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@
 
 Each regenerated example is `python -m suite report BASELINE CANDIDATE --out reports/examples/NAME` over
 run folders committed under tests/fixtures/; what is committed of it is report.md and comparison.csv
-(tests/test_example_reports.py holds them to this script's output). The examples made by earlier
+(tests/benchmarks/test_example_reports.py holds them to this script's output). The examples made by earlier
 versions from runs that were not kept are listed in reports/examples/README.md with the version that
 made them; this script does not touch them.
 """

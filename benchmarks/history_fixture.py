@@ -8,7 +8,7 @@ Each night is a real record (tests/fixtures/runs/tiny-a, `tiny-llama/full/base`)
 folder with a manifest, one night a day from 2026-11-01, with planted metric values:
 step_time_median_s has 4% noise and a 10% step from night 18, the night trl goes 1.15.0 -> 1.16.0;
 peak_rss_gib drifts +0.4% a night under 0.5% noise; tokens_per_s is flat with 3% noise.
-tests/test_history.py analyses the same nights.
+tests/report/test_history.py analyses the same nights.
 
 --false-alarms: how often a flat series of 30 nights gets a change point or a drift, for Gaussian
 noise of 2%, 5% and 10% and for a heavy-tailed noise (5% Gaussian with one night in ten 30% off, as

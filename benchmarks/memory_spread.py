@@ -7,7 +7,7 @@ memory metric measured once a side is `needs repeats` rather than a verdict (sui
 Records are paired when they measured the same case (case id and fingerprint) on the same stack (the
 same package versions), in different runs or as repeats of one run, on any machine; the spread of a
 pair is max(a/b, b/a) - 1, the way the comparison reads a tolerance. The json keeps, per metric, the
-largest spread, the pair it came from and how many pairs and runs were measured; tests/test_compare.py
+largest spread, the pair it came from and how many pairs and runs were measured; tests/report/test_compare.py
 checks that `Metric.single_run_spread` (suite/judge/metrics.py) covers it.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What the release sweep (benchmarks/release_sweep.py) runs and records: the families of cases, the releases
-of the window, the order, a cell. Pure functions over the cases and version lists; tests/test_release_sweep.py."""
+of the window, the order, a cell. Pure functions over the cases and version lists; tests/benchmarks/test_release_sweep.py."""
 from __future__ import annotations
 
 import json

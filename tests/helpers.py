@@ -46,3 +46,14 @@ def check_outcomes(record) -> dict[str, bool]:
 
 def failed_messages(record) -> list[str]:
     return [c["message"] for c in record.checks if not c["passed"]]
+
+
+def assert_fails_alone(record, fault: str, failing: str | tuple[str, ...], untouched: tuple[str, ...]) -> None:
+    """A run under one known fault: the fault was injected, the case failed, every check in `failing` failed and
+    every check in `untouched` passed (a fault is seen by the checks aimed at it, and by those only)."""
+    failing = (failing,) if isinstance(failing, str) else failing
+    assert record.resolved["injected"] == {fault: 1.0}
+    assert record.status == "failed"
+    checks = check_outcomes(record)
+    assert not any(checks[name] for name in failing), [c["message"] for c in record.checks if c["name"] in failing]
+    assert all(checks[name] for name in untouched), failed_messages(record)

@@ -229,6 +229,7 @@ def probe(tree: Path, script: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow  # a child interpreter (about 0.5 s)
 def test_a_standin_trainer_is_its_package_one_registry_entry_and_its_yaml(tmp_path):
     tree = _copy(tmp_path)
     add_standin_trainer(tree)
@@ -246,6 +247,7 @@ def test_a_standin_trainer_is_its_package_one_registry_entry_and_its_yaml(tmp_pa
     assert found["field"] == "text"
 
 
+@pytest.mark.slow  # a child interpreter (about 0.5 s)
 def test_without_its_registry_entry_the_standin_trainer_is_unknown(tmp_path):
     tree = _copy(tmp_path)
     add_standin_trainer(tree, registry_entry=False)
@@ -255,6 +257,7 @@ def test_without_its_registry_entry_the_standin_trainer_is_unknown(tmp_path):
     assert "standin" in done.stderr and "cases/standin.yaml" in done.stderr, done.stderr[-3000:]
 
 
+@pytest.mark.slow  # a child interpreter (about 0.5 s)
 def test_a_standin_feature_is_one_feature_line_and_its_yaml(tmp_path):
     tree = _copy(tmp_path)
     add_standin_feature(tree)
@@ -265,6 +268,7 @@ def test_a_standin_feature_is_one_feature_line_and_its_yaml(tmp_path):
     assert found["ids"] and found["marker"] and all(found["checkpointing"]), found
 
 
+@pytest.mark.slow  # a child interpreter (about 0.5 s)
 def test_without_its_feature_line_the_standin_feature_is_unknown(tmp_path):
     tree = _copy(tmp_path)
     add_standin_feature(tree, feature_line=False)

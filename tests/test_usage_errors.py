@@ -33,6 +33,7 @@ def suite_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 # -- pytest's own usage errors, before pytest-xdist starts its workers ----------------------------------------
 
+@pytest.mark.slow
 def test_a_marker_typo_under_xdist_is_pytests_usage_error_not_an_internalerror(tmp_path):
     """Was: a 40-line INTERNALERROR from the xdist controller, exit 3 (a worker raised pytest's UsageError)."""
     out = suite_run(tmp_path, "-n", "2", "-m", "tiny and nosuchmarker")
@@ -45,6 +46,7 @@ def test_a_marker_typo_under_xdist_is_pytests_usage_error_not_an_internalerror(t
     assert "INTERNALERROR" not in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_a_run_id_that_is_no_folder_name_is_refused_before_any_case(tmp_path):
     """Was: accepted, then every case failed with a traceback when it wrote its record."""
     out = suite_run(tmp_path, "-n", "0", "-k", "tiny-llama/lora/base]", "--run-id", "../../x")
@@ -72,6 +74,7 @@ def nothing_built(monkeypatch, tmp_path):
     monkeypatch.setattr(envs, "available_versions", refuse)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     ["upgrade-check", "--baseline", "trl==1.15.0", "--candidate", "trl==1.16.0"],
     ["bisect", "--package", "trl", "--good", "1.15.0", "--bad", "1.16.0"],
@@ -119,6 +122,7 @@ def test_the_selection_chooses_by_markers_and_by_id_substrings(shipped):
         choose(shipped, Selection("tny"), known)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("m,k", [("tiny and qlora", None), ("tiny and not gpu", "lora and base"),
                                  (None, "tiny-llama/dpo"), ("packing or neftune", "not qwen"), ("tiny", "case")])
 def test_the_selection_chooses_what_pytest_collects(shipped, m, k):

@@ -114,6 +114,7 @@ def _pytest_calls() -> list[tuple[str, list[str]]]:
     return [(p.name, args) for p in WORKFLOWS for args in invocations(load(p), "pytest")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workflow, args", _pytest_calls(), ids=lambda v: v if isinstance(v, str) else "pytest")
 def test_pytest_options_used_by_workflows_are_registered(workflow, args):
     used = set(long_options(args))

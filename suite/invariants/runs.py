@@ -12,7 +12,7 @@ from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS
 from suite.invariants.relations import RELATIONS, Verdict, compare, count
 from suite.train import compat
-from suite.train.backends.registry import backend_for
+from suite.train.backends.registry import BACKENDS, backend_for
 
 
 def measure_grad_accum(method: str, out: Path, *, accumulate: int = 4, steps: int = 3,
@@ -31,37 +31,27 @@ def measure_grad_accum(method: str, out: Path, *, accumulate: int = 4, steps: in
     return [compare("grad_accum.loss", loss_a, loss_b, what), compare("grad_accum.weights", w_a, w_b, what)]
 
 
-def measure_dpo_grad_accum(out: Path, *, accumulate: int = 4, steps: int = 3,
-                           tamper: Callable[[object], None] | None = None) -> list[Verdict]:
-    """DPO (trl's DPOTrainer through the matrix's own backend, LoRA, ref_model=None): batch B x
-    accumulation 1 against batch 1 x accumulation B; `tamper(trainer)` may break the second."""
-    return _preference_grad_accum("dpo", out, accumulate=accumulate, steps=steps, tamper=tamper)
+def measure_trainer_grad_accum(trainer_name: str, out: Path, *, accumulate: int = 4, steps: int = 3,
+                               tamper: Callable[[object], None] | None = None) -> list[Verdict]:
+    """A trainer's own `<trainer>.grad_accum.*` relations (those RELATIONS declares), through the matrix's own
+    backend with a LoRA adapter, on the first data format the backend takes: batch B x accumulation 1 against
+    batch 1 x accumulation B; `tamper(trainer)` may break the second.
 
-
-def measure_reward_grad_accum(out: Path, *, accumulate: int = 4, steps: int = 3,
-                              tamper: Callable[[object], None] | None = None) -> list[Verdict]:
-    """The reward trainer (trl's RewardTrainer through the matrix's own backend, a one-output classifier
-    with a LoRA adapter and its score head): the pairwise loss is a mean over pairs, so batch B x
-    accumulation 1 and batch 1 x accumulation B must agree. (KTO has no such relation: its KL estimate
-    pairs each prompt with another row's completion of the same micro-batch.)"""
-    return _preference_grad_accum("reward", out, accumulate=accumulate, steps=steps, tamper=tamper)
-
-
-def measure_online_grad_accum(trainer_name: str, out: Path, *, accumulate: int = 4, steps: int = 3,
-                              tamper: Callable[[object], None] | None = None) -> list[Verdict]:
-    """GRPO or RLOO (trl's GRPOTrainer or RLOOTrainer through the matrix's own backend, LoRA with the LM head,
-    prompt-only data, 4 completions per prompt): trl samples the whole generation batch (one prompt's group)
-    in one call either way, and the loss is an average over it (GRPO's dapo: each micro-batch's token sum over
-    the generation batch's token count; RLOO: each micro-batch's sequence mean, over the accumulation steps),
-    so batch B x accumulation 1 and batch 1 x accumulation B must agree. RLOO's relation is on the weights
-    only: its logged loss at ratio 1 is the mean of a whole group's leave-one-out advantages, which sum to 0,
-    so it is 0 in both setups whatever the accumulation does."""
+    DPO and the reward trainer (preference pairs; the reward model is a one-output classifier whose score head
+    trains beside LoRA): the loss is a mean over pairs. GRPO and RLOO (prompt-only data, 4 completions per
+    prompt, LoRA with the LM head): trl samples the whole generation batch (one prompt's group) in one call
+    either way, and the loss is an average over it (GRPO's dapo: each micro-batch's token sum over the
+    generation batch's token count; RLOO: each micro-batch's sequence mean, over the accumulation steps).
+    RLOO declares its relation on the weights only: its logged loss at ratio 1 is the mean of a whole group's
+    leave-one-out advantages, which sum to 0, so it is 0 in both setups whatever the accumulation does. KTO
+    declares none: its KL estimate pairs each prompt with another row's completion of the same micro-batch."""
+    dataset = next(b.formats[0] for b in BACKENDS if b.trainer == trainer_name)
     return _preference_grad_accum(trainer_name, out, accumulate=accumulate, steps=steps, tamper=tamper,
-                                  dataset="prompt_only")
+                                  dataset=dataset)
 
 
 def _preference_grad_accum(trainer_name: str, out: Path, *, accumulate: int, steps: int,
-                           tamper: Callable[[object], None] | None, dataset: str = "preference") -> list[Verdict]:
+                           tamper: Callable[[object], None] | None, dataset: str) -> list[Verdict]:
     import dataclasses
 
     import torch
@@ -88,7 +78,7 @@ def _preference_grad_accum(trainer_name: str, out: Path, *, accumulate: int, ste
     (loss_a, w_a), (loss_b, w_b) = runs
     what = f"{trainer_name} lora, {steps} steps, batch {accumulate}x1 vs 1x{accumulate}"
     verdicts = [compare(f"{trainer_name}.grad_accum.weights", w_a, w_b, what)]
-    if f"{trainer_name}.grad_accum.loss" in RELATIONS:  # RLOO's has none (measure_online_grad_accum)
+    if f"{trainer_name}.grad_accum.loss" in RELATIONS:  # RLOO's has none (measure_trainer_grad_accum)
         verdicts.insert(0, compare(f"{trainer_name}.grad_accum.loss", loss_a, loss_b, what))
     return verdicts
 

@@ -5,7 +5,7 @@ items, in-process and before anything is built: upgrade-check, bisect and canary
 The expressions are pytest's own (`_pytest.mark.expression.Expression`, the parser behind -m and -k);
 what they are evaluated against is a case's markers (-m) and the names pytest gives its item (-k):
 `test_case[<case id>]`, its module, its folder and its markers, matched case-insensitively as
-substrings (pytest's KeywordMatcher). tests/test_selection.py holds the two to the same answer.
+substrings (pytest's KeywordMatcher). tests/test_usage_errors.py holds the two to the same answer.
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from suite.versions import STACK
 # Otava's significance (a shift whose t-test p-value is above this is noise) and the window of its
 # split step. 1e-4, not Otava's own 1e-3: a history tests hundreds of series (cases x metrics), and
 # on flat series of 30 nights with 5% noise 1e-3 put a change point in 12 of 300, 1e-4 in none,
-# while a 10% step still shows within two nights in 191 of 200 (tests/test_history.py).
+# while a 10% step still shows within two nights in 191 of 200 (tests/report/test_history.py).
 # MIN_POINTS: a series shorter than this is listed, not analysed.
 MAX_PVALUE = 0.0001
 WINDOW = 30

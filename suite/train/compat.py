@@ -4,7 +4,7 @@ Each renamed argument is a `Rename`: the release that introduced the new name, k
 installed version (importlib.metadata, no import needed). Each feature a release may lack is a
 `Requirement`: a case that the installed version cannot express is skipped with a reason naming
 the version, never silently altered. An argument a release started taking in another place is a
-`Move`. tests/test_compat.py checks every entry against the
+`Move`. tests/train/test_compat.py checks every entry against the
 installed packages' real signatures.
 """
 from __future__ import annotations

@@ -107,13 +107,22 @@ def legacy_counts(batch) -> tuple[int, int, int]:
     if "completion_input_ids" in keys:
         parts = [p for p in ("completion", "KL_completion") if f"{p}_input_ids" in keys]
         return (sum(int(batch[f"{p}_attention_mask"].sum()) for p in parts),
-                sum(int((batch[f"{p}_labels"][..., 1:] != -100).sum()) for p in parts),
+                sum(_labelled(batch, p) for p in parts),
                 sum(int(batch[f"{p}_input_ids"].shape[0]) for p in parts))
     if {"input_ids_chosen", "input_ids_rejected"} <= keys:
         processed = int(batch["attention_mask_chosen"].sum()) + int(batch["attention_mask_rejected"].sum())
         return processed, processed, 2 * int(batch["input_ids_chosen"].shape[0])
     raise ValueError(f"the token counts know no batch layout with the keys {sorted(keys)}: add it to "
                      "suite/train/measure.py's legacy_counts")
+
+
+def _labelled(batch, part: str) -> int:
+    """The loss terms of one part of an older KTO batch: its labels after the causal shift (until 0.25), or
+    its completion mask (trl 1.6.0's KTO collator, read in its wheel, keeps `completion_mask` and
+    `KL_completion_mask`, no labels: the release sweep met it as "KeyError: 'completion_labels'")."""
+    if f"{part}_labels" in batch:
+        return int((batch[f"{part}_labels"][..., 1:] != -100).sum())
+    return int(batch[f"{part}_mask"].sum())
 
 
 class CountingCollator:

@@ -110,7 +110,7 @@ class PeftModelRoute(Route):
 # The two routes through transformers' PEFT integration: where it refuses the installed peft (its
 # MIN_PEFT_VERSION; the canary's transformers 5.25 asked a peft not yet released) they fail with its
 # ValueError, a finding about that pair of releases that a user's load_adapter meets too, never "not
-# applicable" (tests/test_raises.py).
+# applicable" (tests/train/test_raises.py).
 INTEGRATION_ROUTES = ("transformers_adapter_dir", "load_adapter")
 
 

@@ -47,7 +47,7 @@ def resize(model, vocab: int) -> None:
 
 # Trainable tokens on the input embeddings only, peft's default target: trl 1.16's fused LM head reads
 # lm_head.weight and .bias itself, and peft 0.21.2's TrainableTokensWrapper on lm_head has no .bias
-# (AttributeError in the first step; tests/test_added_tokens.py keeps it as a strict xfail).
+# (AttributeError in the first step; tests/train/test_added_tokens.py keeps it as a strict xfail).
 TRAINABLE_TOKEN_MODULES = ("embed_tokens",)
 
 

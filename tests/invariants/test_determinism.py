@@ -7,7 +7,8 @@ from suite.invariants.relations import compare
 from suite import cases as load
 from suite.run.session import RunSession
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora, pytest.mark.adapter]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora,
+              pytest.mark.adapter]
 CASE_ID = "tiny-llama/lora/base"
 
 

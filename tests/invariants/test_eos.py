@@ -5,7 +5,8 @@ import pytest
 
 from suite.invariants import labels
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora, pytest.mark.adapter]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora,
+              pytest.mark.adapter]
 SETUPS = [
     pytest.param("text", False, marks=pytest.mark.text),
     pytest.param("text", True, marks=pytest.mark.text, id="text-pad_is_eos"),

@@ -4,8 +4,11 @@ from __future__ import annotations
 import pytest
 
 from suite.invariants import runs
+from suite.invariants.relations import RELATIONS
+from suite.matrix.axes import FORMAT
+from suite.train.backends.registry import BACKENDS
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama]
 METHODS = [pytest.param("full", marks=pytest.mark.full),
            pytest.param("lora", marks=[pytest.mark.lora, pytest.mark.adapter])]
 
@@ -23,54 +26,36 @@ def test_can_fail_per_micro_batch_mean(tmp_path, invariant):
     invariant.breaks(verdicts, "grad_accum.weights")
 
 
-@pytest.mark.lora
-@pytest.mark.adapter
-@pytest.mark.dpo
-def test_dpo_batch_and_accumulation_agree(tmp_path, invariant):
-    invariant.holds(runs.measure_dpo_grad_accum(tmp_path))
+def declaring(relation: str) -> list:
+    """The trainers that declare `<trainer>.<relation>` (suite/invariants/relations.py), one param each."""
+    names = sorted({n.split(".")[0] for n in RELATIONS if n.endswith(f".{relation}")})
+    assert names, f"no trainer declares {relation}"
+    return [pytest.param(n, marks=getattr(pytest.mark, n)) for n in names]
+
+
+TRAINERS = declaring("grad_accum.weights")
+
+
+def breaking(trainer: str):
+    """What breaks a trainer's relation on purpose. Summed micro-batches (the whole accumulated loss scaled)
+    move the preference trainers' weights; a generating trainer's (its data is prompts) move not (Adam and the
+    clipping of the larger gradient norm undo a scale over 3 steps), a micro-batch counted twice turns them."""
+    generates = next(FORMAT[b.formats[0]].generates for b in BACKENDS if b.trainer == trainer)
+    return runs.first_micro_batch_twice if generates else runs.summed_micro_batches
 
 
 @pytest.mark.lora
 @pytest.mark.adapter
-@pytest.mark.dpo
-def test_can_fail_dpo_with_summed_micro_batches(tmp_path, invariant):
-    verdicts = runs.measure_dpo_grad_accum(tmp_path, tamper=runs.summed_micro_batches)
-    invariant.breaks(verdicts, "dpo.grad_accum.loss")
-    invariant.breaks(verdicts, "dpo.grad_accum.weights")
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_each_trainer_s_batch_and_accumulation_agree(tmp_path, invariant, trainer):
+    invariant.holds(runs.measure_trainer_grad_accum(trainer, tmp_path))
 
 
 @pytest.mark.lora
 @pytest.mark.adapter
-@pytest.mark.reward
-def test_reward_batch_and_accumulation_agree(tmp_path, invariant):
-    invariant.holds(runs.measure_reward_grad_accum(tmp_path))
-
-
-@pytest.mark.lora
-@pytest.mark.adapter
-@pytest.mark.reward
-def test_can_fail_reward_with_summed_micro_batches(tmp_path, invariant):
-    verdicts = runs.measure_reward_grad_accum(tmp_path, tamper=runs.summed_micro_batches)
-    invariant.breaks(verdicts, "reward.grad_accum.loss")
-    invariant.breaks(verdicts, "reward.grad_accum.weights")
-
-
-@pytest.mark.lora
-@pytest.mark.adapter
-@pytest.mark.parametrize("trainer", [pytest.param("grpo", marks=pytest.mark.grpo),
-                                     pytest.param("rloo", marks=pytest.mark.rloo)])
-def test_online_batch_and_accumulation_agree(tmp_path, invariant, trainer):
-    invariant.holds(runs.measure_online_grad_accum(trainer, tmp_path))
-
-
-@pytest.mark.lora
-@pytest.mark.adapter
-@pytest.mark.parametrize("trainer", [pytest.param("grpo", marks=pytest.mark.grpo),
-                                     pytest.param("rloo", marks=pytest.mark.rloo)])
-def test_can_fail_online_with_a_micro_batch_counted_twice(tmp_path, invariant, trainer):
-    """(A scale of the whole accumulated loss, as the other trainers' break, moves no weight here: Adam and the
-    clipping of the larger gradient norm undo it over 3 steps.)"""
-    verdicts = runs.measure_online_grad_accum(trainer, tmp_path, tamper=runs.first_micro_batch_twice)
-    if trainer == "grpo":  # RLOO's loss relation does not exist (runs.measure_online_grad_accum)
-        invariant.breaks(verdicts, "grpo.grad_accum.loss")
-    invariant.breaks(verdicts, f"{trainer}.grad_accum.weights")
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_can_fail_each_trainer_s_accumulation(tmp_path, invariant, trainer):
+    verdicts = runs.measure_trainer_grad_accum(trainer, tmp_path, tamper=breaking(trainer))
+    for name in (f"{trainer}.grad_accum.loss", f"{trainer}.grad_accum.weights"):
+        if name in RELATIONS:  # RLOO declares the weights only (runs.measure_trainer_grad_accum)
+            invariant.breaks(verdicts, name)

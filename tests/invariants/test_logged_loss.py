@@ -6,7 +6,7 @@ import pytest
 from suite.invariants import labels
 from suite.train import compat
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama]
 METHODS = [pytest.param("full", marks=pytest.mark.full),
            pytest.param("lora", marks=[pytest.mark.lora, pytest.mark.adapter])]
 

@@ -6,7 +6,7 @@ import pytest
 
 from suite.invariants import moe, runs
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.mixtral, pytest.mark.moe]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.mixtral, pytest.mark.moe]
 METHODS = [pytest.param("full", marks=pytest.mark.full),
            pytest.param("lora", marks=[pytest.mark.lora, pytest.mark.adapter])]
 

@@ -5,7 +5,7 @@ import pytest
 
 from suite.invariants import features
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.neftune,
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.neftune,
               pytest.mark.lora, pytest.mark.adapter]
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from suite.invariants import labels
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora, pytest.mark.adapter]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora,
+              pytest.mark.adapter]
 
 
 @pytest.mark.parametrize("mode", [pytest.param("packing", marks=pytest.mark.packing), "padding_free"])

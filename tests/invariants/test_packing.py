@@ -5,7 +5,7 @@ import pytest
 
 from suite.invariants import features
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.packing]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.packing]
 LORA = [pytest.mark.lora, pytest.mark.adapter]
 
 

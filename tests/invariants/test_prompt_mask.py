@@ -5,7 +5,8 @@ import pytest
 
 from suite.invariants import labels
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora, pytest.mark.adapter]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora,
+              pytest.mark.adapter]
 SETUPS = [
     pytest.param("prompt_completion", "auto", marks=[pytest.mark.prompt_completion, pytest.mark.completion_only]),
     pytest.param("conversational_pc", "auto", marks=[pytest.mark.conversational_pc, pytest.mark.completion_only]),

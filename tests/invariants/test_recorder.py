@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("nothing", [[], (), iter(())], ids=["list", "tuple", "generator"])
 def test_holds_refuses_no_verdict(invariant, nothing):

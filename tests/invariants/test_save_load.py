@@ -7,7 +7,7 @@ from suite.invariants import saving
 from suite.invariants.relations import RELATIONS
 from suite.versions import package_version
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.adapter]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.adapter]
 
 
 @pytest.mark.lora

@@ -5,7 +5,7 @@ import pytest
 
 from suite.invariants import runs
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora,
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.lora,
               pytest.mark.adapter, pytest.mark.gradient_checkpointing]
 
 

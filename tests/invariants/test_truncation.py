@@ -8,7 +8,7 @@ from suite import cases as load
 from suite.matrix import spec
 from suite.train import compat
 
-pytestmark = [pytest.mark.invariant, pytest.mark.tiny]
+pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny]
 
 
 def _cpu_tiny_cases(request) -> list[spec.Case]:

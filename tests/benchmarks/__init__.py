@@ -1,0 +1,1 @@
+"""Tests of benchmarks/ (its scripts and plans)."""
