@@ -98,10 +98,13 @@ def rank_main(method: str, wrap: str, fault: str, out: str) -> None:
         torch.save({k: v.detach().clone() for k, v in state.items()}, Path(out) / "state.pt")
         (Path(out) / "run.json").write_text(json.dumps({"losses": losses, "strategy": strategy.to_dict()}))
     if world > 1:
+        # every rank waits for rank 0's files: a rank that tore its group down first once left rank 0's
+        # destroy_process_group waiting (gloo, 2026-12-07) until the launch's timeout
+        dist.barrier()
         dist.destroy_process_group()
 
 
-def _launch(method: str, wrap: str, world: int, fault: str, out: str, timeout_s: float = 600) -> None:
+def _launch(method: str, wrap: str, world: int, fault: str, out: str, timeout_s: float = 300) -> None:
     """One process, or `world` ranks by torchrun on a free port (a fixed one met another run's once, and hung)."""
     from suite.run.distributed import free_port
 
