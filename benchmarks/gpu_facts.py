@@ -1,7 +1,7 @@
 """The raw facts a GPU kernel class is made of, read once at the start of a GPU session
 (benchmarks/gpu_session.py), whatever the cases then do.
 
-What suite/judge/kernelclass.py branches on today (the compute capability, bitsandbytes' CUDA
+What suite/kernelclass.py branches on today (the compute capability, bitsandbytes' CUDA
 library, whether TF32 matmuls are allowed), what a class may come to depend on (the SDPA backends
 torch allows, and which of them run a padded batch of the 7B shape), and where they were read: the
 device (nvidia-smi), torch and CUDA, the image's packages and the carried ones, `pip check`.
@@ -109,8 +109,8 @@ def sdpa_runs(device: str = "cuda", shape: dict | None = None) -> dict:
 
 
 def kernel_class() -> dict:
-    """The suite's own reading (suite/train/probes.py) and the class it names (suite/judge/kernelclass.py)."""
-    from suite.judge.kernelclass import of_kernels
+    """The suite's own reading (suite/train/probes.py) and the class it names (suite/kernelclass.py)."""
+    from suite.kernelclass import of_kernels
     from suite.train.probes import kernel_profile
 
     profile = kernel_profile()

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "suite"
 STAGES = ("matrix", "run", "train", "judge", "records", "report", "plugin", "tools", "invariants")
 # checkresult and metric: the shapes a trainer package (under train/) and the judge both declare with
-TOP_LEVEL = {"__init__", "__main__", "cli", "errors", "options", "paths", "machine", "versions", "cases", "checkresult",
+TOP_LEVEL = {"__init__", "__main__", "cli", "errors", "options", "paths", "machine", "versions", "cases", "checkresult", "kernelclass",
              "metric"}
 
 
@@ -282,9 +282,9 @@ def test_a_planted_fault_call_is_found(tmp_path):
 # The kernel class is derived once per run and handed on (docs/layout.md): from what the child reported
 # only in judge_case, from a record only where the record is read; its constructor is kernelclass.py's.
 KERNEL_CLASS_BUILDERS = {
-    "KernelClass": {SUITE / "judge" / "kernelclass.py"},
-    "of_kernels": {SUITE / "judge" / "kernelclass.py", SUITE / "judge" / "judging.py"},
-    "recorded": {SUITE / "judge" / "kernelclass.py", SUITE / "records" / "record.py"},
+    "KernelClass": {SUITE / "kernelclass.py"},
+    "of_kernels": {SUITE / "kernelclass.py", SUITE / "judge" / "judging.py"},
+    "recorded": {SUITE / "kernelclass.py", SUITE / "records" / "record.py"},
 }
 
 
@@ -298,9 +298,9 @@ def kernel_class_builds(paths, root: Path = ROOT) -> set[str]:
         tree = ast.parse(text)
         names, modules_ = set(), set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "suite.judge.kernelclass":
+            if isinstance(node, ast.ImportFrom) and node.module == "suite.kernelclass":
                 names |= {a.asname or a.name for a in node.names if a.name in KERNEL_CLASS_BUILDERS}
-            elif isinstance(node, ast.ImportFrom) and node.module == "suite.judge":
+            elif isinstance(node, ast.ImportFrom) and node.module == "suite":
                 modules_ |= {a.asname or a.name for a in node.names if a.name == "kernelclass"}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
@@ -326,6 +326,6 @@ def test_a_planted_kernel_class_rebuild_is_found(tmp_path):
     """A report that derives the class again from a record's kernels, instead of reading the record's."""
     planted = tmp_path / "suite" / "report" / "planted.py"
     planted.parent.mkdir(parents=True)
-    planted.write_text("from suite.judge import kernelclass\n\n\ndef klass(rec):\n"
+    planted.write_text("from suite import kernelclass\n\n\ndef klass(rec):\n"
                        "    return kernelclass.of_kernels(rec.device['kernels'])\n")
     assert kernel_class_builds([planted], tmp_path) == {"suite/report/planted.py:5 (of_kernels)"}

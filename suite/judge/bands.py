@@ -1,4 +1,4 @@
-"""Cross-class bands: how far the references of two kernel classes (suite/judge/kernelclass.py) lie
+"""Cross-class bands: how far the references of two kernel classes (suite/kernelclass.py) lie
 apart, measured per method and per check from the classes at hand, never set by hand.
 
 A class without references of its own is judged against the nearest class's references within its

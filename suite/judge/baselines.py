@@ -1,6 +1,6 @@
 """Golden loss curves: reference curves of the tiny deterministic cases, pytest-regressions style.
 
-One file per case, hardware profile and kernel class (suite/judge/kernelclass.py),
+One file per case, hardware profile and kernel class (suite/kernelclass.py),
 `results/baselines/<profile>/<class>/<case-slug>.json`, written so that a diff shows one step per line.
 A class without a reference of its own is compared with the nearest class that has one, within the
 cross-class band measured for the case's method (suite/judge/bands.py), and the verdict says so. A
@@ -24,7 +24,7 @@ from suite import versions
 from suite.versions import differences_from_lock
 from suite.errors import RecordError
 from suite.judge import bands as cross_class
-from suite.judge import kernelclass
+from suite import kernelclass
 from suite.judge import machines
 from suite.judge.checks import CheckResult
 from suite.matrix.spec import Case

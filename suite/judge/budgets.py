@@ -2,7 +2,7 @@
 
 A budget entry names the cases it covers (a glob on the case id), the bounds, and where each
 number comes from; a measured entry also names the kernel class it was measured on
-(suite/judge/kernelclass.py) and how many benchmark records, runs and machines its numbers come
+(suite/kernelclass.py) and how many benchmark records, runs and machines its numbers come
 from (`records`, `runs`, `machines`). An entry without a class applies on every class; a class entry
 applies on its class, and on a class that has no measured entry for the case, the nearest class's
 entry applies and the verdict says so. Every breach fails the case with metric, value, bound, profile
@@ -22,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from suite.errors import CaseError, not_utf8
-from suite.judge import hardware, kernelclass
+from suite import kernelclass
+from suite.judge import hardware
 from suite.judge.checks import CheckResult
 from suite.matrix import yamltext
 

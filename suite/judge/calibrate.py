@@ -1,7 +1,7 @@
 """Budgets from measured runs: per-case bounds = the worst measured value with a stated margin.
 
 `python -m suite budgets derive RUN... --profile P` turns benchmark records into budget entries for
-`cases/budgets/P.yaml`, one per case and kernel class (suite/judge/kernelclass.py) measured, each
+`cases/budgets/P.yaml`, one per case and kernel class (suite/kernelclass.py) measured, each
 saying which runs, GPU or CPU class and versions it was measured on, with which margin, and how many
 records, runs and machines it comes from (`records`, `runs`, `machines`). A case measured by fewer than
 budgets.MIN_RECORDS records over budgets.MIN_RUNS runs, or by records of different fingerprints, gets

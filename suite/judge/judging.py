@@ -1,12 +1,13 @@
 """Judging one case that trained: its kernel class (computed here, once per run), the checkpoint's
 inventory, the metric values and every check, as one `Judgement` that the record is built from
-(suite/records/build.py). Split out of suite/run/session.py, which only runs cases."""
+(suite/run/record.py). Split out of suite/run/session.py, which only runs cases."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suite.judge import bands, budgets, checkpoint, checks, hardware, kernelclass, metrics, strategy
+from suite import kernelclass
+from suite.judge import bands, budgets, checkpoint, checks, hardware, metrics, strategy
 from suite.judge.baselines import BaselineStore
 from suite.judge.checkpoint import Inventory
 from suite.judge.checks import CheckResult

@@ -1,5 +1,5 @@
 """The case record: one typed, versioned object per case run, written in one place
-(suite/records/build.py's build_record builds it, `to_dict` is the JSON written) and read in one
+(suite/run/record.py's build_record builds it, `to_dict` is the JSON written) and read in one
 place (`from_dict`, through suite/records/results.py's read_record and load_run). Readers use its
 fields and properties, never the JSON's keys (docs/results-schema.md says what each field means).
 
@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from suite.errors import RecordError
-from suite.judge.kernelclass import UNKNOWN, KernelClass, recorded
+from suite.kernelclass import UNKNOWN, KernelClass, recorded
 from suite.matrix.spec import DEFAULT_TRAINER
 
 # The version this suite writes and the newest it reads; what each version changed is listed in
@@ -158,7 +158,7 @@ class CaseRecord:
     case: dict  # the resolved case (suite/matrix/spec.py's Case.to_dict)
     environment: dict  # as in the manifest (suite/records/provenance.py)
     kind: str = RECORD_KIND
-    # the class the run was judged under (suite/judge/kernelclass.py), written as its name; read back from
+    # the class the run was judged under (suite/kernelclass.py), written as its name; read back from
     # the name and device.kernels (records before 2026-12-05 have only the kernels); None: no payload
     kernel_class: KernelClass | None = None
     repeat: int | None = None  # 0 for the first record of a case in a run, then 1, 2, ...

@@ -1,5 +1,5 @@
 """A run: cases go in one at a time, records and a manifest come out under results/<run-id>/. Judging
-is suite/judge/judging.py's, the record suite/records/build.py's, the manifest's lock
+is suite/judge/judging.py's, the record suite/run/record.py's, the manifest's lock
 suite/run/manifest.py's, checkpoint retention suite/run/retention.py's: this module runs cases."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from suite.judge.judging import Judge, budget_summary, judge_case
 from suite.matrix.spec import Case
 from suite.paths import BUDGETS
 from suite.records import provenance, results
-from suite.records.build import CaseOutcome, RunInfo, build_record
+from suite.run.record import CaseOutcome, RunInfo, build_record
 from suite.records.record import SCHEMA_VERSION, BackendInfo, CaseRecord
 from suite.run import distributed, manifest, requirements, resume, retention, runner
 from suite.train.backends.registry import backend_for

@@ -227,7 +227,7 @@ def flops_info(model, params: dict, counts: list[tuple[int, int, int]], is_adapt
 
 
 def kernel_profile() -> dict:
-    """What decided this process's floating-point rounding (suite/judge/kernelclass.py): torch's vector
+    """What decided this process's floating-point rounding (suite/kernelclass.py): torch's vector
     ISA and the bitsandbytes backend on a CPU (its CPU library has AVX512-BF16 paths for 4-bit and
     loads a 4-bit GEMM from the optional `kernels` package); on a GPU its compute capability and TF32."""
     import importlib.util

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from suite import machine
-from suite.judge import baselines, kernelclass
+from suite import kernelclass
+from suite.judge import baselines
 from suite.judge.baselines import BaselineStore, CurveMatches, read_curve
 from suite.judge.checks import CheckResult
 from suite.cases import load_cases

@@ -1,4 +1,4 @@
-"""Kernel classes (suite/judge/kernelclass.py), references and bounds per class, cross-class bands:
+"""Kernel classes (suite/kernelclass.py), references and bounds per class, cross-class bands:
 named from what the libraries report, the nearest class chosen by rule, nothing passing silently."""
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from suite.judge import bands, budgets, checks, kernelclass
+from suite import kernelclass
+from suite.judge import bands, budgets, checks
 from suite.judge.baselines import BaselineStore
 from suite.cases import load_cases
 from suite.paths import ROOT

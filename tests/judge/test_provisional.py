@@ -11,7 +11,8 @@ import pytest
 
 from suite.cli import main
 from suite.cases import load_cases
-from suite.judge import bands, baselines, kernelclass, machines
+from suite import kernelclass
+from suite.judge import bands, baselines, machines
 from suite.judge.baselines import BaselineStore
 from suite.paths import TESTS
 from suite.tools import references

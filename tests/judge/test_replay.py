@@ -18,7 +18,8 @@ import shutil
 import pytest
 
 from suite.cases import load_cases
-from suite.judge import baselines, kernelclass, machines
+from suite import kernelclass
+from suite.judge import baselines, machines
 from suite.records import runs
 from suite.paths import BUDGETS, ROOT, TESTS
 from suite.tools import references

@@ -97,7 +97,7 @@ def test_the_controllers_summary_of_a_run_with_no_record_reads_well(tmp_path):
 def test_a_run_that_does_not_know_its_kernel_class_did_not_change_it():
     """Was "Kernel class changed: avx512-bf16 → -" for a run stopped before its first record (the kernel
     class comes from the records). A change between two known classes is still one."""
-    from suite.judge.kernelclass import from_name
+    from suite.kernelclass import from_name
 
     base = runs.load(FIXTURES / "tiny-a")
     base.records = [replace(r, kernel_class=from_name("avx512-bf16")) for r in base.records]
