@@ -118,7 +118,8 @@ def test_a_run_that_does_not_know_its_kernel_class_did_not_change_it():
 def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
     cases = write_cases(tmp_path / "cases", """
         matrix:
-          - {models: [tiny-llama], methods: [lora], features: [[liger], []]}
+          - {models: [tiny-llama], methods: [lora], features: [[liger], []],
+             training: {max_steps: 2000, benchmark_steps: 2000}}
     """)
     cmd = [sys.executable, "-m", "suite", "run", "-p", "no:randomly", "-p", "no:cacheprovider", "--cases-dir",
            str(cases), "--results-dir", str(tmp_path / "results"), "--no-baselines", "--run-id", "stop", *args]

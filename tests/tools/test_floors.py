@@ -17,9 +17,10 @@ import pytest
 
 from suite.paths import ROOT
 
-pytestmark = pytest.mark.skipif(os.environ.get("FTSUITE_FLOOR_TESTS") != "1",
-                                reason="installs the floor releases of trl, transformers and peft from the package "
-                                       "index; set FTSUITE_FLOOR_TESTS=1 (CI does)")
+pytestmark = [pytest.mark.slow,  # builds an environment and runs the invariants in it
+              pytest.mark.skipif(os.environ.get("FTSUITE_FLOOR_TESTS") != "1",
+                                 reason="installs the floor releases of trl, transformers and peft from the package "
+                                        "index; set FTSUITE_FLOOR_TESTS=1 (CI does)")]
 FLOORED = ("trl", "transformers", "peft")
 
 
