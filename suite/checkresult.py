@@ -69,3 +69,16 @@ def first_and_last_windows(curve: list[dict], keys: tuple[str, ...], k: int) -> 
             return f"{key} logged {len(series)} times, the check needs {2 * k}"
         out[key] = (sum(series[:k]) / k, sum(series[-k:]) / k)
     return out
+
+
+def windows_rise(name: str, case_id: str, curve: list[dict], keys: tuple[str, ...], k: int, what: str,
+                 label: Callable[[str], str] = lambda key: key) -> CheckResult:
+    """Passes when every key's mean over the last k logged steps is above its mean over the first k (DPO's
+    rewards, a reward model's pairwise accuracy and margin), the message naming each key's two means."""
+    windows = first_and_last_windows(curve, keys, k)
+    if isinstance(windows, str):
+        return CheckResult(name, False, f"{case_id}: {windows}")
+    ok = all(last > first for first, last in windows.values())
+    parts = [f"{label(key)} {first:.4g} -> {last:.4g}" for key, (first, last) in windows.items()]
+    return CheckResult(name, ok, f"{case_id}: {what} {'rose' if ok else 'did not rise'} (mean of the first {k} "
+                                 f"logged steps -> the last {k}): {', '.join(parts)}")

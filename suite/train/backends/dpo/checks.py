@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from suite.checkresult import Bounds, CheckResult, first_and_last_windows
+from suite.checkresult import Bounds, CheckResult, windows_rise
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference.checks import REFERENCE_UNTOUCHED
 
@@ -42,15 +42,8 @@ class RewardsRise:
     name: str = "dpo_rewards_rise"
 
     def evaluate(self, case_id: str, curve: list[dict]) -> CheckResult:
-        k = self.window
-        windows = first_and_last_windows(curve, ("rewards/margins", "rewards/accuracies"), k)
-        if isinstance(windows, str):
-            return CheckResult(self.name, False, f"{case_id}: {windows}")
-        ok = all(last > first for first, last in windows.values())
-        parts = [f"{key.split('/')[1]} {first:.4g} -> {last:.4g}" for key, (first, last) in windows.items()]
-        verdict = "rose" if ok else "did not rise"
-        return CheckResult(self.name, ok, f"{case_id}: DPO rewards {verdict} (mean of the first {k} logged "
-                                          f"steps -> the last {k}): {', '.join(parts)}")
+        return windows_rise(self.name, case_id, curve, ("rewards/margins", "rewards/accuracies"), self.window,
+                            "DPO rewards", label=lambda key: key.split("/")[1])
 
 
 def _starts_at_ln2(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:

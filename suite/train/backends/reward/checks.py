@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from suite.checkresult import Bounds, CheckResult, first_and_last_windows
+from suite.checkresult import Bounds, CheckResult, windows_rise
 from suite.train.backends.base import TrainerCheck
 
 if TYPE_CHECKING:
@@ -23,14 +23,7 @@ class PairwiseRise:
     name: str = "reward_pairs_rise"
 
     def evaluate(self, case_id: str, curve: list[dict]) -> CheckResult:
-        k = self.window
-        windows = first_and_last_windows(curve, ("accuracy", "margin"), k)
-        if isinstance(windows, str):
-            return CheckResult(self.name, False, f"{case_id}: {windows}")
-        ok = all(last > first for first, last in windows.values())
-        parts = [f"{key} {first:.4g} -> {last:.4g}" for key, (first, last) in windows.items()]
-        return CheckResult(self.name, ok, f"{case_id}: reward model pairwise {'rose' if ok else 'did not rise'} "
-                                          f"(mean of the first {k} logged steps -> the last {k}): {', '.join(parts)}")
+        return windows_rise(self.name, case_id, curve, ("accuracy", "margin"), self.window, "reward model pairwise")
 
 
 @dataclass(frozen=True)
