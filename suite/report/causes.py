@@ -132,6 +132,12 @@ def of_comparison(df: pd.DataFrame, cand: Run) -> list[Cause]:
     return [c for c in found if c is not None]
 
 
+def unnamed_cases(frame: pd.DataFrame, candidates: list[Run]) -> list[str]:
+    """The failing or worse cases of every candidate that no check names a cause for (upgrade-check's summary)."""
+    return [c.case_id for cand in candidates
+            for c in of_comparison(frame[frame["candidate_run"] == cand.name], cand) if c.unnamed]
+
+
 def unnamed_count(causes: list[Cause]) -> int:
     return sum(c.unnamed for c in causes)
 
@@ -153,4 +159,4 @@ def status_counts(summary: pd.DataFrame, failing: list[Cause]) -> list[str]:
 
 INTRO = ("Each failing or worse case with the checks and relations that failed, by name, and the first line of "
          f"each message. \"{NO_CAUSE}\": the case failed only its golden curve, or is worse than its baseline "
-         "with every check passing; look deeper (docs/report.md).")
+         "with every check passing; look deeper (docs/reports.md).")

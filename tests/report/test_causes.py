@@ -107,3 +107,37 @@ def test_a_run_where_every_failure_is_named_has_no_count():
     run = runs.load(FIXTURES / "causes-cand")
     named = [c for c in causes.of_run(run) if not c.unnamed]
     assert causes.headline_suffix(named) == "" and causes.headline_suffix(causes.of_run(run)).startswith("; 1 case ")
+
+
+@pytest.mark.slow  # renders the HTML report with its pictures (seconds)
+def test_upgrade_check_names_the_cases_no_check_names_a_cause(tmp_path, monkeypatch):
+    """upgrade-check over the causes pair (each side's run stands in for a made environment): its report's
+    title counts them, its upgrade-check.json lists them."""
+    import json
+    import shutil
+
+    from suite.tools import upgrade
+
+    sides = {"1.16.0": "causes-base", "1.17.0": "causes-cand"}
+
+    def fake_prepare(spec):
+        version = spec.pins[0].split("==")[1]
+        return tmp_path / "env" / version, {"cached": True, "versions": {"trl": version}}, 0.0
+
+    def fake_run_cases(env_dir, run_id, results_dir, select, checks=upgrade.Checks(), **_):
+        shutil.copytree(FIXTURES / sides[env_dir.name], results_dir / run_id, dirs_exist_ok=True)
+        return upgrade.Timed(results_dir / run_id, 1.0, 0.0, 0)
+
+    monkeypatch.setattr(upgrade, "prepare", fake_prepare)
+    monkeypatch.setattr(upgrade, "run_cases", fake_run_cases)
+    code, summary = upgrade.upgrade_check("trl==1.16.0", "trl==1.17.0", ["-m", "tiny"], tmp_path / "out",
+                                          tmp_path / "results", ("worse", "newly failing"), "t",
+                                          upgrade.Checks(invariants=False, compat=False))
+    assert code == 1
+    assert summary["no_check_names_a_cause"] == ["causes/curve-only", "causes/worse-only"]
+    assert json.loads((tmp_path / "out" / "upgrade-check.json").read_text())["no_check_names_a_cause"] == [
+        "causes/curve-only", "causes/worse-only"]
+    first = (tmp_path / "out" / "report.md").read_text().splitlines()[0]
+    assert first.startswith("## trl 1.16.0 → 1.17.0: not safe: ") and first.endswith(
+        "; 2 cases with no check naming a cause"), first
+    assert "the loss curve moved; no check names a cause" in (tmp_path / "out" / "report.html").read_text()
