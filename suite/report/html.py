@@ -209,7 +209,8 @@ def summary_html(report: Report) -> str:
     return (f'<p class="counts">{esc(" · ".join(causes.status_counts(report.frame, failing)))}</p>'
             f"<h2>Environment</h2>{table(['field', report.baseline.name], env_rows)}"
             f"<h2>Cases</h2>{table(['case', 'status', *SUMMARY_HEADERS, 'note'], rows, numeric={2, 3, 4, 5, 6})}"
-            + causes_html(failing) + findings_html(findings.findings(report.baseline)) + sidebyside_html(report.baseline))
+            + causes_html(failing) + findings_html(findings.findings(report.baseline))
+            + sidebyside_html(report.baseline))
 
 
 def sidebyside_html(run) -> str:

@@ -87,7 +87,8 @@ def _evaluate(node: ast.expr, env: dict[str, object], where: str) -> object:
     if isinstance(node, (ast.Tuple, ast.List)):
         out: list = []
         for elt in node.elts:
-            out += list(_evaluate(elt.value, env, where)) if isinstance(elt, ast.Starred) else [_evaluate(elt, env, where)]
+            starred = isinstance(elt, ast.Starred)
+            out += list(_evaluate(elt.value, env, where)) if starred else [_evaluate(elt, env, where)]
         return tuple(out)
     if isinstance(node, ast.Dict) and None not in node.keys:
         return {_evaluate(k, env, where): _evaluate(v, env, where) for k, v in zip(node.keys, node.values)}

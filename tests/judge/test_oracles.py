@@ -43,7 +43,8 @@ DECLARING = scan.declaring(ROOT, PACKAGE)
 
 def _param(path: Path):
     why = KNOWN_SHARED.get(_rel(path))
-    return pytest.param(path, id=_rel(path), marks=[pytest.mark.xfail(strict=True, reason=why)] if why else [])
+    marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=why)] if why else []
+    return pytest.param(path, id=_rel(path), marks=marks)
 
 
 def test_the_guard_finds_the_modules_that_declare():
@@ -86,8 +87,8 @@ DECLARE = (f"FORBIDDEN_ORACLES = {{'planted.aux': ({BALANCE!r},), 'planted.dpo':
 PLANTED = {
     "from-import": (f"from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func as lb\n"
                     "def f(x):\n    return lb(x)\n", BALANCE),
-    "attribute-chain": ("import transformers\ndef f(x):\n"
-                        "    return transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func(x)\n", BALANCE),
+    "attribute-chain": ("import transformers\ndef f(x):\n    return "
+                        "transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func(x)\n", BALANCE),
     "module-alias": ("from transformers.models.mixtral import modeling_mixtral as mm\n"
                      "def f(x):\n    return mm.load_balancing_loss_func(x)\n", BALANCE),
     "getattr-literal": ("import transformers.models.mixtral.modeling_mixtral as mm\n"

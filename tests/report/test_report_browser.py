@@ -305,7 +305,8 @@ def test_a_failure_no_check_names_reads_so_on_the_page(tmp_path):
     finally:
         browser.close()
     assert got["title"].endswith("3 cases worse; 2 cases with no check naming a cause"), got["title"]
-    assert got["unnamed"] == ["causes/curve-only (failed; worse: final_loss): the loss curve moved; no check names "
-                              "a cause", "causes/worse-only (worse: final_loss): no check names a cause"], got["unnamed"]
+    assert got["unnamed"] == [
+        "causes/curve-only (failed; worse: final_loss): the loss curve moved; no check names a cause",
+        "causes/worse-only (worse: final_loss): no check names a cause"], got["unnamed"]
     assert any(line.startswith("causes/relation-named (failed; worse: final_loss): grpo.advantages_by_definition: "
                                "advantages differ") for line in got["named"]), got["named"]
