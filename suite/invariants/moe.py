@@ -18,6 +18,17 @@ from suite.invariants.losses import UNEQUAL_ROWS, masked_loss
 from suite.invariants.relations import NotApplicable, Verdict, compare
 from suite.matrix.spec import LoraSpec
 
+# The library functions each relation here must not call to compute what it expects (issue 36: a relation
+# that calls the function it judges cannot see a change inside it); tests/judge/test_oracles.py scans the
+# module for them. An empty tuple: the relation compares two real runs, or the trainer's output with the
+# case's own settings, and computes no expected value a library function could supply.
+FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
+    # today's relation breaks this (expected_loss below): a strict xfail in tests/judge/test_oracles.py until the
+    # by-definition MoE relation of issue 36 replaces it
+    "moe.aux_loss.counted_once": ("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",),
+    "moe.grad_accum.cross_entropy": ("transformers.loss.loss_utils.ForCausalLMLoss",),
+}
+
 # The adapters of cases/moe.yaml: the attention as modules, the fused experts as parameters.
 MOE_LORA = LoraSpec(target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
                     target_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"))
