@@ -264,6 +264,8 @@ def planned(case: Case, payload: Payload) -> list[tuple[str, Callable[[], CheckR
     names = [n for n in NAMES if n != "lora_scaling" or case.is_adapter]
     if m is None:
         return []
+    if m.raised:  # a recorder hook raised in the child: what it recorded stops there
+        return [(n, lambda n=n: raised_result(n, case.id, "the mechanics recorder", m.raised)) for n in names]
     if m.not_judged:
         return [(n, lambda n=n: CheckResult(n, True, f"{case.id}: not judged: {m.not_judged}")) for n in names]
     out = [(n, lambda n=n: CHECKS[n](case, payload, m)) for n in names]

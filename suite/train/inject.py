@@ -31,7 +31,7 @@ weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds non
 (cases/families.yaml), one in a family's own modeling code: `window_ignored` (Gemma 3's sliding-window layers
 get the plain causal mask, as a modeling change that dropped the window would: its case's golden curve must
 move, no other family's). For the training mechanics' relations (suite/train/mechanics_faults.py):
-`lr_ahead`, `clip_threshold`, `decay_where_zero`, `lora_sqrt_scale`. Unset, nothing here
+`lr_ahead`, `clip_threshold`, `decay_where_zero`, `update_overshoot`, `lora_sqrt_scale`. Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 
 The training code knows nothing of these: each fault declares its Seam in SEAMS, and `install_hooks`,
@@ -73,7 +73,7 @@ SEAMS: dict[str, Seam] = {
         "compute", "wait", "memory", "forward", "adapter_init", "save_base", "no_update", "drop_lora_b",
         "dropout_off", "dropout_in_eval", "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises")},
     **{kind: TRAINER for kind in DECLARED},
-    # the training mechanics' (suite/train/mechanics_faults.py): the schedule, the clip, the weight decay
+    # the training mechanics' (suite/train/mechanics_faults.py): the schedule, the clip, the decay, the update
     **{kind: TRAINER for kind in MECHANICS_FAULTS.kinds},
     # peft's LoRA scaling alpha / sqrt(r) without rsLoRA, in training and in every reload of the adapter
     "lora_sqrt_scale": Seam("peft.tuners.lora.layer.LoraLayer.update_layer", sqrt_scaling),

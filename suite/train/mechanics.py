@@ -12,8 +12,11 @@ The values are computed here with plain torch arithmetic, never with the library
 suite/judge/mechanics.py."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
+
+from suite.errors import exception_line
 
 # the AdamW update is recomputed at step 2 (step 1 has no moments to read) and at the middle step (not the
 # last: a linear schedule's last rate is peak / max_steps, an update near the rounding of an fp32 parameter)
@@ -46,7 +49,7 @@ class UpdateSeen:
     step: int
     tensors: int
     elements: int
-    max_rel: float  # max over tensors of |actual - expected update| / max |expected update|
+    max_rel: float  # max over tensors of what |actual - expected| exceeds 2 ulp by, / max |expected update|
     max_abs: float
     dtypes: list[str]
 
@@ -76,6 +79,7 @@ class Mechanics:
     lora: LoraSeen | None = None
     not_judged: str | None = None  # the whole record: why nothing was measured (a distributed run)
     dtypes: list[str] = field(default_factory=list)  # the trainable parameters' (their gradients')
+    raised: str | None = None  # "Type: first line" of what a hook raised: recording stopped there
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -122,10 +126,32 @@ def adamw_expected(p, g, m, v, step: int, lr: float, wd: float, betas: tuple[flo
     return p - lr * wd * p - lr * m_hat / (v_hat.sqrt() + eps)
 
 
+def _guarded(method: Callable) -> Callable:
+    """A recorder hook that raises stops recording and leaves its exception in the record (the relations fail
+    with it): the training it watches goes on, and the case is judged, not an error."""
+    @functools.wraps(method)
+    def hook(self, *args, **kwargs):
+        if self.record.raised is not None:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any exception here is the recorder's finding
+            self.record.raised, self.active = exception_line(exc), False
+            return None
+
+    return hook
+
+
 class MechanicsRecorder:
     """Installed on a built trainer: hooks its optimizer when the trainer creates it, and its clip."""
 
     def __init__(self, trainer: Any, case: Any):
+        self.record = Mechanics(optimizer="", hyper={}, args={})
+        self._clip_owner, self.active = None, True
+        self._install(trainer, case)
+
+    @_guarded
+    def _install(self, trainer: Any, case: Any) -> None:
         self.trainer, self.case = trainer, case
         args = trainer.args
         self.record = Mechanics(optimizer="", hyper={}, args={k: _plain(getattr(args, k, None)) for k in (
@@ -154,14 +180,19 @@ class MechanicsRecorder:
 
         def clip(*a, **k):
             if self.active:
-                self._pre = _norm([p.grad for p in self._trainable() if p.grad is not None])
+                self._pre_norm()
             return clipping(*a, **k)
 
         setattr(self._clip_owner, self._clip_name, clip)
 
+    @_guarded
+    def _pre_norm(self) -> None:
+        self._pre = _norm([p.grad for p in self._trainable() if p.grad is not None])
+
     def _trainable(self) -> list:
         return [p for p in self.trainer.model.parameters() if p.requires_grad]
 
+    @_guarded
     def _hook(self, optimizer: Any) -> None:
         inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds torch's
         if self._optimizer is inner:
@@ -205,6 +236,7 @@ class MechanicsRecorder:
         self.record.unassigned = [n for n, p in self.trainer.model.named_parameters()
                                   if p.requires_grad and id(p) not in seen][:20]
 
+    @_guarded
     def _before(self, optimizer: Any) -> None:
         if not self.active:
             return
@@ -231,6 +263,7 @@ class MechanicsRecorder:
                             state["exp_avg_sq"].detach().clone(), count + 1, group))
         return out
 
+    @_guarded
     def _after(self, optimizer: Any) -> None:
         import torch
 
@@ -241,9 +274,13 @@ class MechanicsRecorder:
             expected = adamw_expected(before, g, m, v, count, float(group["lr"]), float(group["weight_decay"]),
                                       tuple(group["betas"]), float(group["eps"]))
             wanted = expected - before.to(torch.float64)
-            off = (p.detach().to(torch.float64) - expected).abs().max().item()
+            diff = (p.detach().to(torch.float64) - expected).abs()
+            off = diff.max().item()
+            # beyond the parameter's own rounding (2 ulp: the decay's and the step's), relative to the update:
+            # a parameter near 1 moving by a rate of 1e-4 is a few ulp from any formula in its own dtype
+            excess = (diff - 2 * torch.finfo(p.dtype).eps * expected.abs()).clamp(min=0).max().item()
             scale = wanted.abs().max().item()
-            rel = max(rel, off / scale if scale > 0 else (0.0 if off == 0 else float("inf")))
+            rel = max(rel, excess / scale if scale > 0 else (0.0 if excess == 0 else float("inf")))
             worst, elements = max(worst, off), elements + p.numel()
             dtypes.add(str(p.dtype).replace("torch.", ""))
         self.record.updates.append(UpdateSeen(step, len(self._snapshot), elements, rel, worst, sorted(dtypes)))
@@ -253,7 +290,7 @@ class MechanicsRecorder:
         """After train(): stop recording (the profiled step after it is not training), put the clip back;
         the record (suite/train/run.py adds the LoRA probe once the trained model is probed)."""
         self.active = False
-        if self.record.not_judged is None:
+        if self._clip_owner is not None:
             setattr(self._clip_owner, self._clip_name, self._clipping)
         return self.record
 

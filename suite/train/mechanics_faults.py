@@ -6,6 +6,8 @@ them in its SEAMS and installs them under FTSUITE_INJECT only; nothing in traini
 - `clip_threshold`: the gradients are clipped at CLIP_FRACTION x max_grad_norm, not at max_grad_norm;
 - `decay_where_zero`: every parameter group whose weight decay is 0 gets DECAY (norms and biases included,
   and everything where the config's weight_decay is 0);
+- `update_overshoot`: the optimizer's step moves every parameter OVERSHOOT further than its own update (as
+  a fused kernel reading another rate than its group's would), its groups' rates untouched;
 - `lora_sqrt_scale`: peft's LoRA layers scale by lora_alpha / sqrt(r), rsLoRA's, without use_rslora (a seam
   on peft's LoraLayer.update_layer: the reloaded adapter gets the same scaling, as a peft release would give it).
 """
@@ -20,6 +22,7 @@ from suite.train.backends.base import DeclaredFaults
 # clean runs of suite/judge/mechanics.py's table) then clip at most steps, where max_grad_norm 1 clips few
 CLIP_FRACTION = 0.1
 DECAY = 0.1  # the weight decay the decay fault puts where there was none
+OVERSHOOT = 0.1  # the update fault's extra fraction of each step
 
 
 def mechanics_faults(trainer: Any, faults: dict[str, float]) -> None:
@@ -54,7 +57,36 @@ def mechanics_faults(trainer: Any, faults: dict[str, float]) -> None:
         trainer.create_optimizer = create_optimizer
 
 
-MECHANICS_FAULTS = DeclaredFaults(("lr_ahead", "clip_threshold", "decay_where_zero"), mechanics_faults)
+    if "update_overshoot" in faults:
+        _overshoot(trainer)
+
+
+def _overshoot(trainer: Any) -> None:
+    """Hooks on the optimizer the trainer creates, registered before the suite's recorder's: they run first,
+    so the recorder sees the parameters as the faulty step left them."""
+    creating = trainer.create_optimizer
+
+    def create_optimizer(*args, **kwargs):
+        optimizer = creating(*args, **kwargs)
+        before: dict[int, Any] = {}
+
+        def pre(opt, *_):
+            before.update({id(p): p.detach().clone() for g in opt.param_groups for p in g["params"]})
+
+        def post(opt, *_):
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    p.data.add_(OVERSHOOT * (p.data - before[id(p)]))
+
+        optimizer.register_step_pre_hook(pre)
+        optimizer.register_step_post_hook(post)
+        return optimizer
+
+    trainer.create_optimizer = create_optimizer
+
+
+MECHANICS_FAULTS = DeclaredFaults(("lr_ahead", "clip_threshold", "decay_where_zero", "update_overshoot"),
+                                  mechanics_faults)
 
 
 def sqrt_scaling(original: Callable) -> Callable:

@@ -152,6 +152,20 @@ def test_a_parameter_in_no_group_and_a_probe_that_raised_fail():
     assert not out["lora_scaling"].passed and out["lora_scaling"].raised and out["lr_schedule"].passed
 
 
+def test_a_recorder_that_raised_fails_every_relation_with_it():
+    m = record()
+    m.raised = "RuntimeError: hook"
+    out = judged(m)
+    assert all(not r.passed and r.raised == "RuntimeError: hook" for r in out.values())
+
+
+def test_the_recorder_keeps_what_its_hook_raised():
+    from suite.train.mechanics import MechanicsRecorder
+
+    recorder = MechanicsRecorder(SimpleNamespace(), SimpleNamespace())  # no args: the install raises
+    assert recorder.record.raised.startswith("AttributeError") and recorder.finish() is recorder.record
+
+
 def test_the_record_round_trips():
     m = record()
     assert Mechanics.from_dict(m.to_dict()) == m
