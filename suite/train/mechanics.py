@@ -107,10 +107,11 @@ def param_kind(name: str, module: Any) -> str:
 def _norm(tensors: list) -> float:
     import torch
 
-    total = torch.zeros((), dtype=torch.float64)
+    # each tensor's norm accumulated in fp32 (no float64 copy of a 7B model's gradients), summed in float64
+    total = 0.0
     for t in tensors:
-        total += t.detach().to(torch.float64).pow(2).sum().cpu()
-    return float(total.sqrt())
+        total += float(torch.linalg.vector_norm(t.detach(), dtype=torch.float32).item()) ** 2
+    return total ** 0.5
 
 
 def adamw_expected(p, g, m, v, step: int, lr: float, wd: float, betas: tuple[float, float], eps: float):

@@ -166,6 +166,13 @@ def test_the_recorder_keeps_what_its_hook_raised():
     assert recorder.record.raised.startswith("AttributeError") and recorder.finish() is recorder.record
 
 
+def test_a_distributed_run_is_said_not_judged():
+    m = record()
+    m.not_judged = "a distributed run (2 ranks): one rank's gradients"
+    out = judged(m)
+    assert all(r.passed and "not judged: a distributed run" in r.message for r in out.values())
+
+
 def test_the_record_round_trips():
     m = record()
     assert Mechanics.from_dict(m.to_dict()) == m
