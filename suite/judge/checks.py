@@ -17,6 +17,7 @@ from suite.checkresult import CheckResult, attempt, guarded, raised_result  # no
 from suite.errors import exception_line
 from suite.judge.bands import ClassBounds
 from suite.judge.checkpoint import Inventory
+from suite.judge import mechanics
 from suite.judge.experts import CheckOutcome, ExpertAdapters, QuantizedWhere
 from suite.matrix.spec import Case
 from suite.train import tokens
@@ -294,6 +295,8 @@ def planned(case: Case, payload: Payload, inv: Inventory | None, bounds: ClassBo
     if case.uses.adapter_dropout:
         out.append(("lora_dropout", lambda: LoraDropoutActs(case.checks.logits_atol).evaluate(
             case.id, case.lora.dropout, payload.dropout)))
+    # the training mechanics, every trainer's (suite/judge/mechanics.py)
+    out += mechanics.planned(case, payload)
     # the trainer's own, declared by its package (suite/train/backends/<trainer>/checks.py), in its order
     out += [(check.name, functools.partial(check.evaluate, case, payload, bounds, inv))
             for check in backend.checks_for(case)]

@@ -164,6 +164,26 @@ class CheckSpec:
     # 4-bit bases: the base's weights bitsandbytes leaves unquantized (layer index dropped), besides the
     # embeddings and the head: a mixture of experts' fused 3-D expert weights and its router
     unquantized: tuple[str, ...] = ()
+    # The training mechanics (suite/judge/mechanics.py), measured on clean runs of 32 tiny cases of cases/ (every
+    # trainer; full, lora, qlora, lora_8bit, adamw_8bit; the MoE and family models), one run each, and 11 six-step
+    # runs of tests/train/test_mechanics.py's cases, kernel class avx512-bf16 (this 2-core AMD EPYC
+    # Zen 4), fp32, qlora's and lora_8bit's adapters in bf16; docs/checks.md has the table. Each bound says
+    # its margin over the worst measured value.
+    # the optimizer's and the logged rate vs the schedule, of the peak: measured 1.7e-16 (float64 rounding);
+    # the bound is fp32's rounding of a rate an optimizer keeps as a tensor (6e-8) x 16
+    mechanics_lr_rtol: float = 1e-6
+    # the norm after clipping vs min(norm, max_grad_norm), and the logged norm vs the norm before clipping,
+    # relative: fp32 gradients measured 3.1e-7 (x 33: fp32 sums grow their error with a bigger model's
+    # element count); bf16 gradients measured 4.8e-3 (x 3)
+    mechanics_clip_rtol: float = 1e-5
+    mechanics_clip_rtol_low: float = 1.5e-2
+    # a step vs AdamW's update beyond 2 ulp of the parameter, relative to the update (fp32 parameters; bf16
+    # ones are not judged): measured 2.2e-7 (x 46, as the clip's)
+    mechanics_update_rtol: float = 1e-5
+    # the adapter's added output vs x A^T B^T alpha/r, relative: fp32 adapters measured 7.3e-7 (x 14, as the
+    # clip's), bf16 ones 6.4e-3 (x 3)
+    mechanics_lora_rtol: float = 1e-5
+    mechanics_lora_rtol_low: float = 2e-2
 
 
 @dataclass(frozen=True)

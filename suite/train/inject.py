@@ -30,7 +30,8 @@ load leaves the attention's o_proj unquantized), and for the router loss invaria
 weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). For the families of 2026
 (cases/families.yaml), one in a family's own modeling code: `window_ignored` (Gemma 3's sliding-window layers
 get the plain causal mask, as a modeling change that dropped the window would: its case's golden curve must
-move, no other family's). Unset, nothing here
+move, no other family's). For the training mechanics' relations (suite/train/mechanics_faults.py):
+`lr_ahead`, `clip_threshold`, `decay_where_zero`, `update_overshoot`, `lora_sqrt_scale`. Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 
 The training code knows nothing of these: each fault declares its Seam in SEAMS, and `install_hooks`,
@@ -48,6 +49,7 @@ from typing import Any, Callable
 
 from suite.train.backends.registry import declared_faults
 from suite.train.backends.spoil import after_save, drop_tensors
+from suite.train.mechanics_faults import MECHANICS_FAULTS, sqrt_scaling
 
 ENV = "FTSUITE_INJECT"
 
@@ -71,6 +73,10 @@ SEAMS: dict[str, Seam] = {
         "compute", "wait", "memory", "forward", "adapter_init", "save_base", "no_update", "drop_lora_b",
         "dropout_off", "dropout_in_eval", "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises")},
     **{kind: TRAINER for kind in DECLARED},
+    # the training mechanics' (suite/train/mechanics_faults.py): the schedule, the clip, the decay, the update
+    **{kind: TRAINER for kind in MECHANICS_FAULTS.kinds},
+    # peft's LoRA scaling alpha / sqrt(r) without rsLoRA, in training and in every reload of the adapter
+    "lora_sqrt_scale": Seam("peft.tuners.lora.layer.LoraLayer.update_layer", sqrt_scaling),
     # merge_and_unload leaves one layer unmerged
     "route_merge": Seam("suite.train.routes.merge", lambda original: _merge_leaving_a_layer(original)),
     # load_adapter leaves the modules_to_save copies at the base's weights
@@ -141,6 +147,7 @@ def install(trainer, faults: dict[str, float] | None = None) -> dict[str, float]
     _correctness_faults(trainer, faults)
     for declared in dict.fromkeys(DECLARED[kind] for kind in faults if kind in DECLARED):  # the trainers' own
         declared.install(trainer, {k: v for k, v in faults.items() if k in declared.kinds})
+    MECHANICS_FAULTS.install(trainer, {k: v for k, v in faults.items() if k in MECHANICS_FAULTS.kinds})
     if "forward" in faults:
         original_loss = trainer.compute_loss
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from suite.train.mechanics import Mechanics
+
 
 def _out(obj: Any) -> dict:
     """A dataclass as the record's dict: its fields in order, optional fields that are None left out."""
@@ -198,6 +200,9 @@ class Payload:
     # that judges it fails with it (suite/judge/checks.py), the rest of the case is judged
     raised: dict[str, str] = field(default_factory=dict)
     strategy: Strategy | None = None  # ddp/fsdp cases: what wrapped the model that trained (None: one process)
+    # the training mechanics as the child saw them (suite/train/mechanics.py): the generic relations'
+    # (suite/judge/mechanics.py); None in payloads built before them
+    mechanics: Mechanics | None = None
 
     @property
     def losses(self) -> list[float]:
@@ -218,4 +223,5 @@ class Payload:
                    step_cpu_times_s=doc.get("step_cpu_times_s") or [], work=doc.get("work"),
                    reference=_in(Reference, doc.get("reference")), eval_curve=doc.get("eval_curve") or [],
                    dropout=doc.get("dropout"), raised=doc.get("raised") or {},
-                   strategy=_in(Strategy, doc.get("strategy")))
+                   strategy=_in(Strategy, doc.get("strategy")),
+                   mechanics=Mechanics.from_dict(doc["mechanics"]) if doc.get("mechanics") else None)

@@ -15,6 +15,7 @@ from suite.train import args as train_args
 from suite.train import models, probes, routes, wrapped
 from suite.train.backends.base import Backend
 from suite.train.backends.registry import backend_for, logged_keys, logged_lists
+from suite.train.mechanics import MechanicsRecorder, lora_probe
 from suite.train.quantize import quantizer_for
 from suite.train.payload import (
     CheckpointRef,
@@ -45,6 +46,7 @@ class Trained:
     dropout: dict | None  # its LoRA dropout at work: eval-mode forwards agree, training-mode ones differ
     counter: Any  # the CountingCollator that counted each step's tokens
     checkpoint: Path
+    mechanics: Any = None  # the MechanicsRecorder's record (suite/train/mechanics.py)
 
 
 def run(case: Case, workdir: Path, process_start: float) -> Payload:
@@ -67,6 +69,8 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     # From here on there is something to judge: a phase that raises is its check's failure (payload.raised),
     # and the phases after it still run; an exception in training above is the case's error.
     raised: dict[str, str] = {}
+    if case.is_adapter and trained.mechanics.not_judged is None:  # after every probe of the trained model
+        trained.mechanics.lora = _phase(raised, "mechanics", lambda: lora_probe(trained.trainer.model), None)
     reload = _reload(case, backend, resolved.path, trained, timing, device, raised)
     # Not for ddp/fsdp (one rank's extra step would need the others) nor a backend that picks its own
     # kernels (unsloth's model is in inference mode after train()): those records say None and have
@@ -119,6 +123,7 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     # DPO: the reference's logits before training, to compare with the same model object's after training
     reference_before = backend.reference_snapshot(trainer, case, tokenizer, device)
     counter = backend.instrument(trainer)  # it counts (and records) what training saw
+    recorder = MechanicsRecorder(trainer, case)  # after the backend's: it sees the step the optimizer takes
     params = probes.param_summary(trainer.model, case.is_adapter)
     quantized = quantizer_for(case).summary(trainer.model)
     if quantized:
@@ -126,6 +131,7 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     t0, c0 = time.perf_counter(), os.times()
     result = trainer.train()
     timing["train_s"] = time.perf_counter() - t0
+    mechanics = recorder.finish()  # before the profiled step, which is not training
     c1 = os.times()  # the process's user + system time in train(): every thread, data loading too
     timing["train_cpu_s"] = (c1.user - c0.user) + (c1.system - c0.system)
     # DPO: the reference after training against before, before any eval-mode forward (the probe
@@ -147,7 +153,7 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
     timing["save_s"] = time.perf_counter() - t0
     return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, generated, dropout, counter,
-                   ckpt)
+                   ckpt, mechanics)
 
 
 def _step_counts(trainer: Any, counter: Any) -> list[tuple[int, int, int]]:
@@ -231,6 +237,7 @@ def _payload(case: Case, trained: Trained, measure: Any, counts: list, memory: d
         reference=Reference(**trained.reference) if trained.reference else None,
         dropout=trained.dropout,
         strategy=wrapped.strategy(trainer) if case.distributed else None,
+        mechanics=trained.mechanics,
     )
 
 
