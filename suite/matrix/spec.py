@@ -164,6 +164,16 @@ class CheckSpec:
     # 4-bit bases: the base's weights bitsandbytes leaves unquantized (layer index dropped), besides the
     # embeddings and the head: a mixture of experts' fused 3-D expert weights and its router
     unquantized: tuple[str, ...] = ()
+    # DPO, KTO and the reward model by definition (suite/train/backends/preference/definitions.py), each bound
+    # measured on clean tiny runs, fp32, kernel class avx512-bf16 (the 2-core AMD EPYC Zen 4), and given a margin:
+    # trl's sequence log-probabilities vs the suite's own forward at step 1 (dpo_logps_by_definition)
+    dpo_logps_atol: float = 1e-3
+    # the logged loss vs the loss type's definition from the recorded log-probabilities (DPO, KTO, reward)
+    preference_loss_atol: float = 1e-4
+    # the logged implicit rewards (DPO) and KTO's logged KL estimate vs their definitions
+    preference_rewards_atol: float = 1e-4
+    # a reward model's score of one text alone vs right- and left-padded beside a longer one
+    reward_padding_atol: float = 1e-4
 
 
 @dataclass(frozen=True)
