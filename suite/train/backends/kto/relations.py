@@ -73,7 +73,7 @@ def kl_relation(case_id: str, rec: Recorded, curve: list[dict], atol: float) -> 
 def loss_relation(case_id: str, rec: Recorded, curve: list[dict], atol: float) -> CheckResult:
     s = rec.settings
     name = "kto_loss_by_definition"
-    if s.get("loss_type", "kto") != "kto":
+    if s.get("loss_type") not in d.KTO_LOSS_TYPES:
         return CheckResult(name, False, f"{case_id}: the suite has no definition of KTO's loss_type {s['loss_type']}")
     wd, wu, beta = s.get("desirable_weight", 1.0), s.get("undesirable_weight", 1.0), s["beta"]
     what = f"KTO's logged loss vs its definition (beta {beta:g}, desirable weight {wd:g}, undesirable weight {wu:g})"

@@ -108,6 +108,10 @@ def dpo_rewards(pairs: list[Pair], beta: float) -> dict[str, float]:
     return {"rewards/chosen": chosen, "rewards/rejected": rejected, "rewards/margins": chosen - rejected}
 
 
+# KTO's loss types the suite defines (trl's apo_zero_unpaired, no KL term, is left out: no case uses it)
+KTO_LOSS_TYPES = ("kto",)
+
+
 def kto_kl(policy_kl: list[float], ref_kl: list[float]) -> float:
     """KTO's KL estimate: the mean log-ratio of the mismatched (prompt, other completion) pairs, clamped at 0
     (the paper's z_ref, a batch estimate; it is not back-propagated)."""

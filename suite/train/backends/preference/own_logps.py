@@ -9,10 +9,11 @@ from typing import Any
 
 
 def _ids(tokenizer: Any, prompt: Any, completion: Any | None) -> list[int]:
-    if isinstance(prompt, list):  # conversational rows: the chat template renders them
-        if completion is None:
-            return list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True))
-        return list(tokenizer.apply_chat_template(prompt + completion, tokenize=True))
+    if isinstance(prompt, list):  # conversational rows: the chat template renders them (as text, then tokenised
+        # without special tokens: the template writes its own)
+        text = (tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False) if completion is None
+                else tokenizer.apply_chat_template(prompt + completion, tokenize=False))
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
     return tokenizer(prompt + (completion or ""), add_special_tokens=True)["input_ids"]
 
 
