@@ -29,7 +29,7 @@ def test_a_clean_dpo_run_passes_every_check(records):
     assert (rec.reference["kind"], rec.reference["max_abs_logit_diff"]) == ("the disabled adapter", 0.0)
     assert "before and after training, same model object" in rec.reference["compared"]
     assert rec.metrics["reward_accuracy_final"]["value"] > 0.5
-    assert checks["dpo_logps_by_definition"] and checks["dpo_loss_by_definition"] and checks["dpo_rewards_by_definition"]
+    assert all(checks[f"dpo_{what}_by_definition"] for what in ("logps", "loss", "rewards"))
 
 
 # fault -> (the check it must fail, the checks it cannot touch). A shifted base also moves the policy away

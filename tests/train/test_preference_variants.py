@@ -27,8 +27,8 @@ def runs(tmp_path_factory) -> dict:
     out = {}
     for loss, extra in LOSS_TYPES.items():
         faults = ("", "dpo_label_smoothing_ignored") if loss == "robust" else ("",)
-        for fault, rec in fault_runs(tmp_path_factory.mktemp(loss), DPO.format(method="lora", extra=f", extra: {{{extra}}}"),
-                                     faults).items():
+        matrix = DPO.format(method="lora", extra=f", extra: {{{extra}}}")
+        for fault, rec in fault_runs(tmp_path_factory.mktemp(loss), matrix, faults).items():
             out[f"{loss}/{fault}"] = rec
     out["full/clean"] = fault_runs(tmp_path_factory.mktemp("full"), DPO.format(method="full", extra=""), ("",))["clean"]
     for fault, rec in fault_runs(tmp_path_factory.mktemp("kto"), KTO, ("", "kto_undesirable_ignored")).items():

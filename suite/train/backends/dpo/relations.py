@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference import definitions as d
-from suite.train.backends.preference.relations import MicroBatch, Recorded, logged_at, read_recorded, worst
+from suite.train.backends.preference.relations import (MicroBatch, Recorded, bound_for, logged_at, read_recorded,
+                                                        worst)
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -22,7 +23,8 @@ def pairs_of(batch: MicroBatch) -> list[d.Pair] | str:
     policy = [c for c in batch.calls if c.grad]
     reference = [c for c in batch.calls if not c.grad]
     if len(policy) != 1 or len(reference) != 1:
-        return f"step {batch.step}: {len(policy)} policy and {len(reference)} reference forwards recorded, 1 each expected"
+        return (f"step {batch.step}: {len(policy)} policy and {len(reference)} reference forwards recorded, 1 each "
+                f"expected")
     n, lengths = len(policy[0].logps) // 2, batch.completion_tokens
     p, r = policy[0].logps, reference[0].logps
     return [d.Pair(p[i], p[n + i], r[i], r[n + i], lengths[i], lengths[n + i]) for i in range(n)]
@@ -113,19 +115,22 @@ def _missing(name: str, case: Case, why: str) -> CheckResult:
 def _logps(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
     rec = _read(payload)
     return _missing("dpo_logps_by_definition", case, rec) if isinstance(rec, str) else \
-        logps_relation(case.id, rec, case.checks.dpo_logps_atol)
+        logps_relation(case.id, rec, bound_for("dpo_logps_by_definition", case.method, bounds,
+                                               case.checks.dpo_logps_atol))
 
 
 def _loss(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
     rec = _read(payload)
     return _missing("dpo_loss_by_definition", case, rec) if isinstance(rec, str) else \
-        loss_relation(case.id, rec, payload.loss_curve, case.checks.preference_loss_atol)
+        loss_relation(case.id, rec, payload.loss_curve, bound_for("dpo_loss_by_definition", case.method, bounds,
+                                                                  case.checks.preference_loss_atol))
 
 
 def _rewards(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
     rec = _read(payload)
     return _missing("dpo_rewards_by_definition", case, rec) if isinstance(rec, str) else \
-        rewards_relation(case.id, rec, payload.loss_curve, case.checks.preference_rewards_atol)
+        rewards_relation(case.id, rec, payload.loss_curve, bound_for("dpo_rewards_by_definition", case.method, bounds,
+                                                                     case.checks.preference_rewards_atol))
 
 
 RELATIONS = (TrainerCheck("dpo_logps_by_definition", _logps), TrainerCheck("dpo_loss_by_definition", _loss),

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference import definitions as d
-from suite.train.backends.preference.relations import MicroBatch, Recorded, logged_at, read_recorded, worst
+from suite.train.backends.preference.relations import (MicroBatch, Recorded, bound_for, logged_at, read_recorded,
+                                                        worst)
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -105,7 +106,8 @@ def _run(name: str, relation: Any, atol_field: str) -> TrainerCheck:
         rec = read_recorded(payload.resolved)
         if isinstance(rec, str):
             return CheckResult(name, False, f"{case.id}: {rec}")
-        return relation(case.id, rec, payload.loss_curve, getattr(case.checks, atol_field))
+        atol = bound_for(name, case.method, bounds, getattr(case.checks, atol_field))
+        return relation(case.id, rec, payload.loss_curve, atol)
 
     return TrainerCheck(name, evaluate)
 

@@ -67,7 +67,7 @@ def dpo_own(trainer: Any, inputs: Any, record: dict) -> dict:
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     starts = completion_starts(trainer.processing_class, trainer.train_dataset, trainer.args.max_length)
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    with torch.no_grad():
+    with torch.no_grad(), trainer.accelerator.autocast():  # the precision trl's forwards ran in (bf16 on a GPU)
         policy, lengths = own_sequence_logps(model, ids, mask, starts)
         if trainer.ref_model is not None:
             reference, _ = own_sequence_logps(trainer.ref_model, ids, mask, starts)

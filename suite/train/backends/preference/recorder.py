@@ -43,7 +43,8 @@ class LogpsRecorder:
         self.records: list[dict] = []
         self.inner = trainer._compute_loss
         trainer._compute_loss = self._compute_loss
-        for module in {id(m): m for m in (trainer.model, getattr(trainer, "ref_model", None)) if m is not None}.values():
+        models = (trainer.model, getattr(trainer, "ref_model", None))
+        for module in {id(m): m for m in models if m is not None}.values():
             module.register_forward_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:

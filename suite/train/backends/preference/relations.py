@@ -55,6 +55,13 @@ def read_recorded(resolved: dict) -> Recorded | str:
         return f"resolved.by_definition is malformed ({type(exc).__name__}: {exc})"
 
 
+def bound_for(name: str, method: str, bounds: Any, default: float) -> float:
+    """The kernel class's measured bound for the relation where its references hold one (a GPU class's, once
+    measured: the CheckSpec defaults are CPU fp32 measurements), else the case's CheckSpec bound."""
+    measured = bounds.bound(name, method) if bounds is not None else None
+    return measured[0] if measured else default
+
+
 def logged_at(curve: list[dict], step: int, key: str) -> float | None:
     return next((p[key] for p in curve if p.get("step") == step and key in p), None)
 

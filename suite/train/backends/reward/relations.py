@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference import definitions as d
-from suite.train.backends.preference.relations import KEY, logged_at, worst
+from suite.train.backends.preference.relations import KEY, bound_for, logged_at, worst
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -54,11 +54,13 @@ def padding_relation(case_id: str, doc: dict | None, atol: float) -> CheckResult
 
 
 def _loss(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
-    return loss_relation(case.id, payload.resolved.get(KEY), payload.loss_curve, case.checks.preference_loss_atol)
+    atol = bound_for("reward_loss_by_definition", case.method, bounds, case.checks.preference_loss_atol)
+    return loss_relation(case.id, payload.resolved.get(KEY), payload.loss_curve, atol)
 
 
 def _padding(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
-    return padding_relation(case.id, payload.resolved.get(KEY), case.checks.reward_padding_atol)
+    atol = bound_for("reward_padding_invariance", case.method, bounds, case.checks.reward_padding_atol)
+    return padding_relation(case.id, payload.resolved.get(KEY), atol)
 
 
 RELATIONS = (TrainerCheck("reward_loss_by_definition", _loss), TrainerCheck("reward_padding_invariance", _padding))
