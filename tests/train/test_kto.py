@@ -14,7 +14,7 @@ pytestmark = pytest.mark.xdist_group("kto-faults")
 MATRIX = ("matrix:\n  - {models: [tiny-llama], trainers: [kto], methods: [lora], datasets: [unpaired_preference], "
             "training: {max_steps: 40, batch_size: 16, learning_rate: 0.01, extra: {beta: 1.0}}, "
             "checks: {loss_window: 5, loss_margin: 0.0}}\n")
-FAULTS = ("", "reference", "adapter_init", "no_update", "kto_kl_matched")
+FAULTS = ("", "reference", "adapter_init", "no_update", "kto_kl_matched", "kto_kl_unclamped")
 
 
 @pytest.mark.slow
@@ -40,6 +40,8 @@ FAULT_CHECKS = {
     # the by-definition relations (kto/relations.py)
     "kto_kl_matched": ("kto_kl_by_definition", ("kto_loss_by_definition", "kto_starts_at_reference",
                                                 "reference_untouched", "reload_logits", "kto_rewards_separate")),
+    "kto_kl_unclamped": ("kto_kl_by_definition", ("kto_loss_by_definition", "kto_starts_at_reference",
+                                                  "reference_untouched", "reload_logits")),
 }
 
 

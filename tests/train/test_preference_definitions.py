@@ -94,6 +94,10 @@ def test_the_kto_relations_on_crafted_records():
     assert not matched.passed and "matched pairs" in matched.message
     unclamped = kto.kl_relation("c", _kto_record(), [{"step": 1, "loss": loss, "kl": -0.3}], 1e-6)
     assert not unclamped.passed and "not clamped" in unclamped.message
+    # the loss relation takes the KL estimate as logged (one cause, one failing relation)
+    with_logged = d.kto_loss([1.0, -1.0], [True, False], -0.3, 1.0, 1.0, 2.0)
+    assert kto.loss_relation("c", _kto_record(undesirable=2.0), [{"step": 1, "loss": with_logged, "kl": -0.3}],
+                             1e-6).passed
     wrong_order = Recorded({"beta": 1.0}, [MicroBatch(1, 0.0, [Call(True, 0, [0.0])], [1], label=[True])])
     assert "trl's order" in kto.kl_relation("c", wrong_order, curve, 1e-6).message
 
