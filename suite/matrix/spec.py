@@ -184,6 +184,19 @@ class CheckSpec:
     # clip's), bf16 ones 6.4e-3 (x 3)
     mechanics_lora_rtol: float = 1e-5
     mechanics_lora_rtol_low: float = 2e-2
+    # DPO, KTO and the reward model by definition (suite/train/backends/preference/definitions.py). Measured on
+    # one machine, kernel class avx512-bf16 (the 2-core AMD EPYC Zen 4), fp32, tiny models, 2026-12-07: 13 matrix
+    # cases (dpo x 8, kto x 3, reward x 2, 60 steps) and 15 test runs (8-12 steps: DPO sigmoid, hinge, IPO,
+    # robust, lora and full, conversational; KTO with weights; reward with centring); provisional (one machine):
+    # trl's sequence log-probabilities vs the suite's own forward at step 1: max 1.9e-6 nats (sums of 15-30 nats)
+    dpo_logps_atol: float = 1e-4
+    # the logged loss vs its definition from the recorded log-probabilities / scores (DPO, KTO, reward): max
+    # 1.2e-6 (IPO, a loss near 25), 8.3e-8 for every other loss
+    preference_loss_atol: float = 1e-5
+    # the logged implicit rewards (DPO) and KTO's logged KL estimate vs their definitions: max 7.5e-9
+    preference_rewards_atol: float = 1e-6
+    # a reward model's score of one text alone vs right- and left-padded beside a longer one: max 4.7e-7
+    reward_padding_atol: float = 1e-5
 
 
 @dataclass(frozen=True)

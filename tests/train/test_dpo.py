@@ -15,7 +15,7 @@ from tests.helpers import assert_fails_alone, check_outcomes
 pytestmark = pytest.mark.xdist_group("dpo-faults")
 MATRIX = ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference], "
             "training: {max_steps: 12, learning_rate: 0.005}, checks: {loss_window: 3, loss_margin: 0.01}}\n")
-FAULTS = ("", "reference", "adapter_init", "save_base")
+FAULTS = ("", "reference", "adapter_init", "save_base", "dpo_beta_twice", "dpo_prompt_token", "dpo_rewards_unscaled")
 
 
 @pytest.mark.slow
@@ -29,6 +29,7 @@ def test_a_clean_dpo_run_passes_every_check(records):
     assert (rec.reference["kind"], rec.reference["max_abs_logit_diff"]) == ("the disabled adapter", 0.0)
     assert "before and after training, same model object" in rec.reference["compared"]
     assert rec.metrics["reward_accuracy_final"]["value"] > 0.5
+    assert all(checks[f"dpo_{what}_by_definition"] for what in ("logps", "loss", "rewards"))
 
 
 # fault -> (the check it must fail, the checks it cannot touch). A shifted base also moves the policy away
@@ -37,6 +38,15 @@ FAULT_CHECKS = {
     "reference": ("reference_untouched", ("dpo_starts_at_ln2", "adapter_only", "checkpoint_size")),
     "adapter_init": ("dpo_starts_at_ln2", ("reference_untouched", "adapter_only", "reload_logits")),
     "save_base": ("adapter_only", ("dpo_starts_at_ln2", "reference_untouched", "reload_logits", "loss_decreases")),
+    # the by-definition relations (dpo/relations.py): each fault breaks its relation and none of the others; beta
+    # applied twice also slows the loss's fall (loss_decreases may fail too: the run trains at beta^2)
+    "dpo_beta_twice": ("dpo_loss_by_definition", ("dpo_logps_by_definition", "dpo_rewards_by_definition",
+                                                  "dpo_starts_at_ln2", "reference_untouched", "reload_logits")),
+    "dpo_prompt_token": ("dpo_logps_by_definition", ("dpo_loss_by_definition", "dpo_rewards_by_definition",
+                                                     "dpo_starts_at_ln2", "reference_untouched", "reload_logits")),
+    "dpo_rewards_unscaled": ("dpo_rewards_by_definition", ("dpo_logps_by_definition", "dpo_loss_by_definition",
+                                                           "dpo_starts_at_ln2", "dpo_rewards_rise", "loss_decreases",
+                                                           "reference_untouched", "reload_logits")),
 }
 
 

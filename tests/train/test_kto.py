@@ -1,7 +1,7 @@
 """The KTO checks, on real tiny KTO training (trl's KTOTrainer, ref_model=None, a LoRA adapter): a
 clean run passes them, and each known fault makes its check fail while the checks it cannot touch
 pass — a reference whose base weights moved, a policy that is not its reference at the first step
-(loss not 0.5, KL estimate not 0), an optimizer that updates nothing (the desirable and undesirable
+(implicit rewards and KL estimate not 0), an optimizer that updates nothing (the desirable and undesirable
 rewards stay together)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.xdist_group("kto-faults")
 MATRIX = ("matrix:\n  - {models: [tiny-llama], trainers: [kto], methods: [lora], datasets: [unpaired_preference], "
             "training: {max_steps: 40, batch_size: 16, learning_rate: 0.01, extra: {beta: 1.0}}, "
             "checks: {loss_window: 5, loss_margin: 0.0}}\n")
-FAULTS = ("", "reference", "adapter_init", "no_update")
+FAULTS = ("", "reference", "adapter_init", "no_update", "kto_kl_matched", "kto_kl_unclamped")
 
 
 @pytest.mark.slow
@@ -28,6 +28,7 @@ def test_a_clean_kto_run_passes_every_check(records):
     assert (first["loss"], first["kl"]) == (0.5, 0.0)
     assert (rec.reference["kind"], rec.reference["max_abs_logit_diff"]) == ("the disabled adapter", 0.0)
     assert rec.metrics["kto_reward_margin_final"]["value"] > 0
+    assert checks["kto_kl_by_definition"] and checks["kto_loss_by_definition"]
 
 
 # fault -> (the check it must fail, the checks it cannot touch)
@@ -36,6 +37,11 @@ FAULT_CHECKS = {
     "adapter_init": ("kto_starts_at_reference", ("reference_untouched", "adapter_only", "reload_logits")),
     "no_update": ("kto_rewards_separate", ("kto_starts_at_reference", "reference_untouched", "adapter_only",
                                              "reload_logits")),
+    # the by-definition relations (kto/relations.py)
+    "kto_kl_matched": ("kto_kl_by_definition", ("kto_loss_by_definition", "kto_starts_at_reference",
+                                                "reference_untouched", "reload_logits", "kto_rewards_separate")),
+    "kto_kl_unclamped": ("kto_kl_by_definition", ("kto_loss_by_definition", "kto_starts_at_reference",
+                                                  "reference_untouched", "reload_logits")),
 }
 
 
@@ -50,6 +56,8 @@ def test_the_checks_on_crafted_values():
     bad = KTOStartsAtReference(1e-4).evaluate("c", [{"loss": 0.5, "kl": 0.01}])
     assert not bad.passed and "not its reference at the start" in bad.message
     assert not KTOStartsAtReference(1e-4).evaluate("c", [{"loss": 0.5}]).passed
+    moved = KTOStartsAtReference(1e-4).evaluate("c", [{"loss": 0.5, "kl": 0.0, "rewards/chosen": 0.02}])
+    assert not moved.passed and "rewards/chosen 0.02" in moved.message
     rising = [{"rewards/chosen": 0.1 * i, "rewards/rejected": -0.1 * i, "rewards/margins": 0.2 * i} for i in range(10)]
     assert KTORewardsSeparate(3).evaluate("c", rising).passed
     flipped = [{"rewards/chosen": -0.1 * i, "rewards/rejected": 0.1 * i, "rewards/margins": -0.2 * i} for i in range(10)]

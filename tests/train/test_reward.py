@@ -14,7 +14,7 @@ from tests.helpers import assert_fails_alone, check_outcomes
 pytestmark = pytest.mark.xdist_group("reward-faults")
 MATRIX = ("matrix:\n  - {models: [tiny-llama], trainers: [reward], methods: [lora], datasets: [preference], "
                "training: {max_steps: 20}}\n")
-FAULTS = ("", "no_update", "drop_score")
+FAULTS = ("", "no_update", "drop_score", "reward_last_position")
 
 
 @pytest.mark.slow
@@ -28,12 +28,16 @@ def test_a_clean_reward_run_passes_every_check(records):
     assert {r for r, o in routes.items() if o["status"] == "checked"} == {"peft_model", "auto_peft", "merged"}
     assert rec.reload["max_abs_logit_diff"] == 0.0 and rec.reload["probe_shape"][-1] == 1
     assert rec.metrics["pairwise_accuracy_final"]["value"] > 0.5
+    assert checks["reward_loss_by_definition"] and checks["reward_padding_invariance"]
 
 
 # fault -> (the checks it must fail, the checks it cannot touch)
 FAULT_CHECKS = {
     "no_update": (("reward_pairs_rise", "loss_decreases"), ("score_head_saved", "adapter_only", "reload_logits")),
     "drop_score": (("score_head_saved", "adapter_only", "reload_logits"), ("reward_pairs_rise", "loss_decreases")),
+    # a wrong pooling position: the pair accuracy still rises, the padding invariance names it
+    "reward_last_position": ("reward_padding_invariance", ("reward_loss_by_definition", "reward_pairs_rise",
+                                                           "score_head_saved", "reload_logits", "loss_decreases")),
 }
 
 

@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any
 from suite.matrix.axes import PREFERENCE_FORMATS
 from suite.train.backends.dpo import checks as own_checks
 from suite.train.backends.dpo import metrics as own_metrics
+from suite.train.backends.dpo import faults as own_faults
+from suite.train.backends.dpo import relations as own_relations
 from suite.train.backends.dpo.config import DPO_BETA, dpo_config
+from suite.train.backends.preference import own_logps
 from suite.train.backends.preference.backend import Preference
 
 if TYPE_CHECKING:
@@ -29,6 +32,11 @@ class DPO(Preference):
     logged_metrics = own_metrics.LOGGED_METRICS
     logged_keys = own_metrics.LOGGED_KEYS
     BETA = DPO_BETA  # trl's default, as the LLM Engineers Handbook's DPO stage runs it
+    relations = own_relations.RELATIONS
+    faults = Preference.faults + (own_faults.DPO_FAULTS,)
+    settings = ("beta", "label_smoothing", "loss_type", "loss_weights", "f_divergence_type", "use_weighting",
+                "ld_alpha")
+    own_forward = staticmethod(own_logps.dpo_own)
 
     def trl_trainer(self) -> type:
         from trl import DPOTrainer

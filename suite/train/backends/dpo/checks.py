@@ -1,4 +1,5 @@
-"""DPO's own checks: policy equals reference before the first update (the first loss is ln 2), and the
+"""DPO's own checks: policy equals reference before the first update (the first loss is ln 2, or the loss
+type's value at a zero log-ratio), and the
 implicit rewards separate; the reference's own check is preference/checks.py's."""
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from suite.checkresult import Bounds, CheckResult, windows_rise
 from suite.train.backends.base import TrainerCheck
+from suite.train.backends.preference import definitions as d
+from suite.train.backends.preference.relations import read_recorded
 from suite.train.backends.preference.checks import REFERENCE_UNTOUCHED
 
 if TYPE_CHECKING:
@@ -22,14 +25,16 @@ class StartsAtLn2:
 
     atol: float
     name: str = "dpo_starts_at_ln2"
+    expected: float = math.log(2)  # the loss type's value at a zero log-ratio (sigmoid's: ln 2)
+    label: str = "ln 2"
 
     def evaluate(self, case_id: str, losses: list[float]) -> CheckResult:
         if not losses:
-            return CheckResult(self.name, False, f"{case_id}: no logged loss to compare with ln 2")
-        first, diff = losses[0], abs(losses[0] - math.log(2))
+            return CheckResult(self.name, False, f"{case_id}: no logged loss to compare with {self.label}")
+        first, diff = losses[0], abs(losses[0] - self.expected)
         passed = diff <= self.atol
         why = "" if passed else ": the policy was not its reference at the start (a trained or shared reference?)"
-        return CheckResult(self.name, passed, f"{case_id}: first DPO loss {first:.6g} is {diff:.2g} from ln 2 "
+        return CheckResult(self.name, passed, f"{case_id}: first DPO loss {first:.6g} is {diff:.2g} from {self.label} "
                                               f"({'<=' if passed else '>'} {self.atol:g}){why}",
                            value=diff, bound=self.atol)
 
@@ -47,7 +52,17 @@ class RewardsRise:
 
 
 def _starts_at_ln2(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
-    return StartsAtLn2(case.checks.dpo_ln2_atol).evaluate(case.id, payload.losses)
+    """ln 2 for the sigmoid loss; for another loss type its own value at a zero log-ratio (hinge 1, IPO
+    (1 / 2 beta)^2), from the settings the child recorded (definitions.py's formula, not trl's)."""
+    rec = read_recorded(payload.resolved)
+    types = tuple(rec.settings.get("loss_type") or ("sigmoid",)) if not isinstance(rec, str) else ("sigmoid",)
+    if types == ("sigmoid",) or any(t not in d.DPO_LOSS_TYPES for t in types):
+        return StartsAtLn2(case.checks.dpo_ln2_atol).evaluate(case.id, payload.losses)
+    s = rec.settings
+    start = d.dpo_loss([d.Pair(0.0, 0.0, 0.0, 0.0)], s["beta"], types, tuple(s.get("loss_weights") or ()) or None,
+                       s.get("label_smoothing", 0.0))
+    label = f"{'+'.join(types)}'s value at a zero log-ratio, {start:.6g}"
+    return StartsAtLn2(case.checks.dpo_ln2_atol, expected=start, label=label).evaluate(case.id, payload.losses)
 
 
 def _rewards_rise(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:

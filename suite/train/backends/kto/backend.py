@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from suite.matrix.axes import UNPAIRED_PREFERENCE_FORMATS
 from suite.train.backends.kto import checks as own_checks
 from suite.train.backends.kto import metrics as own_metrics
+from suite.train.backends.kto import faults as own_faults
+from suite.train.backends.kto import relations as own_relations
 from suite.train.backends.kto.config import KTO_BETA, kto_config
 from suite.train.backends.preference.backend import Preference
 
@@ -30,6 +32,9 @@ class KTO(Preference):
     logged_metrics = own_metrics.LOGGED_METRICS
     logged_keys = own_metrics.LOGGED_KEYS
     BETA = KTO_BETA
+    relations = own_relations.RELATIONS
+    faults = Preference.faults + (own_faults.KTO_FAULTS,)
+    settings = ("beta", "desirable_weight", "undesirable_weight", "loss_type")
 
     def version_needs(self, case: Case) -> list[str]:
         return ["trl_loss_kernel", "kto_warnings_issued"]  # its module imports no optional package

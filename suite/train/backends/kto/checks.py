@@ -1,4 +1,4 @@
-"""KTO's own checks: its first step is the reference's (KL estimate 0, every loss term 1 - sigmoid(0)), and
+"""KTO's own checks: its first step is the reference's (KL estimate 0, every implicit reward 0), and
 desirable rewards rise above undesirable ones; the reference's own check is preference/checks.py's."""
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class KTOStartsAtReference:
     """KTO's first step: policy and reference are the same model (a fresh adapter is zero; a full
-    fine-tune's reference is a copy), so trl's KL estimate is 0 and every loss term is 1 - sigmoid(0):
-    the first logged loss is 0.5 (desirable and undesirable weights 1) and the first logged kl 0."""
+    fine-tune's reference is a copy), so trl's KL estimate is 0 and every row's implicit reward (beta x
+    log-ratio) is 0: the first logged kl, rewards/chosen and rewards/rejected are 0. (The first loss, 0.5 x the
+    rows' mean weight, is kto_loss_by_definition's: read from the rewards, this check holds whatever the weights.)"""
 
     atol: float
     name: str = "kto_starts_at_reference"
@@ -26,13 +27,13 @@ class KTOStartsAtReference:
     def evaluate(self, case_id: str, curve: list[dict]) -> CheckResult:
         if not curve or "kl" not in curve[0]:
             return CheckResult(self.name, False, f"{case_id}: no first step with trl's KL estimate (kl) logged")
-        loss, kl = curve[0]["loss"], curve[0]["kl"]
-        diff = max(abs(loss - 0.5), abs(kl))
+        keys = [k for k in ("kl", "rewards/chosen", "rewards/rejected") if k in curve[0]]
+        diff = max(abs(curve[0][k]) for k in keys)
         passed = diff <= self.atol
         why = "" if passed else ": the policy was not its reference at the start (a trained or shared reference?)"
-        return CheckResult(self.name, passed, f"{case_id}: first KTO step: loss {loss:.6g} (0.5 expected), kl "
-                                              f"{kl:.3g} (0 expected), largest difference {diff:.2g} "
-                                              f"({'<=' if passed else '>'} {self.atol:g}){why}",
+        shown = ", ".join(f"{k} {curve[0][k]:.3g}" for k in keys)
+        return CheckResult(self.name, passed, f"{case_id}: first KTO step: {shown} (0 expected), largest "
+                                              f"{diff:.2g} ({'<=' if passed else '>'} {self.atol:g}){why}",
                            value=diff, bound=self.atol)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.train import compat, models, probes
-from suite.train.backends.base import NO_HOOKS, BuildHooks
+from suite.train.backends.base import NO_HOOKS, BuildHooks, TrainerCheck
 from suite.train.backends.sft.backend import HFSFTTrainer
 from suite.train.backends.preference.faults import REFERENCE
 from suite.train.quantize import quantizer_for
@@ -21,6 +21,31 @@ class Preference(HFSFTTrainer):
 
     faults = (REFERENCE,)
     BETA: float  # the subclass's (its config.py's), which declared_fields pins
+    # the by-definition relations (its relations.py) and the config fields they read back from trl's arguments
+    relations: tuple[TrainerCheck, ...] = ()
+    settings: tuple[str, ...] = ("beta",)
+    own_forward: Any = None  # the suite's own forward at the first step (DPO: own_logps.dpo_own)
+
+    def checks_for(self, case: Case) -> tuple[TrainerCheck, ...]:
+        """Its checks and, in one process, its by-definition relations: across ranks trl gathers the rewards and
+        averages the loss over ranks, and one rank's record holds only its own rows (not covered yet)."""
+        return self.checks + (() if case.distributed else self.relations)
+
+    def instrument(self, trainer: Any) -> Any:
+        """The token counter, and the recorder of what the loss was computed from (recorder.py), outermost."""
+        from suite.train.backends.preference.recorder import LogpsRecorder
+
+        counter = super().instrument(trainer)
+        trainer.suite_logps_recorder = LogpsRecorder(trainer, self.own_forward)
+        return counter
+
+    def describe(self, trainer: Any) -> dict:
+        """What the by-definition relations read: the config fields the formulas take and the recorded steps."""
+        args, recorder = trainer.args, getattr(trainer, "suite_logps_recorder", None)
+        if recorder is None:
+            return {}
+        settings = {k: _jsonable(getattr(args, k, None)) for k in self.settings}
+        return {"by_definition": {"settings": settings, **recorder.record()}}
 
     def version_needs(self, case: Case) -> list[str]:
         return ["trl_loss_kernel", "trl_package_checks"]
@@ -58,6 +83,12 @@ class Preference(HFSFTTrainer):
         return {"kind": kind, "max_abs_logit_diff": diff, "repacked": quantizer_for(case).repacked(model) != packed_before,
                 "compared": "the reference's logits on the probe input before and after training, same model "
                             "object, training mode (the kernels training used)"}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def _reference_logits(trainer: Any, tokenizer: Any, device: str) -> tuple[str, Any]:

@@ -17,7 +17,8 @@ from suite.train.backends.sft.backend import HFSFTTrainer
 from suite.train.backends.reward import checks as own_checks
 from suite.train.backends.reward import metrics as own_metrics
 from suite.train.backends.reward.config import reward_config
-from suite.train.backends.reward.faults import DROP_SCORE
+from suite.train.backends.reward import relations as own_relations
+from suite.train.backends.reward.faults import DROP_SCORE, REWARD_FAULTS
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -36,11 +37,11 @@ class Reward(HFSFTTrainer):
     head = "seq_cls"
     generates = False
     adapter_carries = ("score",)  # the score head, saved with the adapter (peft's modules_to_save for SEQ_CLS)
-    checks = own_checks.CHECKS
+    checks = own_checks.CHECKS + own_relations.RELATIONS
     metrics = own_metrics.METRICS
     logged_metrics = own_metrics.LOGGED_METRICS
     logged_keys = own_metrics.LOGGED_KEYS
-    faults = (DROP_SCORE,)
+    faults = (DROP_SCORE, REWARD_FAULTS)
 
     def version_needs(self, case: Case) -> list[str]:
         return ["reward_warnings_issued"]
@@ -82,6 +83,27 @@ class Reward(HFSFTTrainer):
             model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
             peft_config=self.peft_config(case, hooks), callbacks=callbacks, **hooks.trainer_kwargs)
         return trainer, tokenizer, load_kwargs
+
+    def instrument(self, trainer: Any) -> Any:
+        """The token counter, and the recorder of the scores the loss was computed from (recorder.py), outermost."""
+        from suite.train.backends.reward.recorder import ScoreRecorder
+
+        counter = super().instrument(trainer)
+        trainer.suite_score_recorder = ScoreRecorder(trainer)
+        return counter
+
+    def describe(self, trainer: Any) -> dict:
+        """What the by-definition relations read: the centring coefficient, the recorded scores, and the
+        trained model's scores of texts alone and padded (measured here, after training, in the child)."""
+        from suite.train.backends.reward.recorder import padding_scores
+
+        recorder = getattr(trainer, "suite_score_recorder", None)
+        if recorder is None:
+            return {}
+        model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        padding = padding_scores(model, trainer.processing_class, trainer.train_dataset, str(trainer.args.device))
+        return {"by_definition": {"settings": {"center_rewards_coefficient": trainer.args.center_rewards_coefficient},
+                                  **recorder.record(), "padding": padding}}
 
     def routes(self, case: Case) -> tuple:
         from suite.train import routes

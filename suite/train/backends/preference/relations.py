@@ -1,0 +1,78 @@
+"""The preference trainers' by-definition relations: what the child recorded at a few steps (recorder.py, in the
+record's `resolved["by_definition"]`) read into dataclasses, and each relation a `CheckResult` whose message
+names the cause. The formulas are definitions.py's (the suite's own); bounds are CheckSpec fields measured on
+clean runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from suite.checkresult import CheckResult
+from suite.train.backends.preference.definitions import FORBIDDEN_ORACLES  # noqa: F401 - the guard's list, re-exported
+
+KEY = "by_definition"  # where describe() puts the record in the payload's `resolved`
+
+
+@dataclass(frozen=True)
+class Call:
+    grad: bool  # the policy's forward (with gradients) or a reference / KL forward (without)
+    rows_of_batch: int  # rows that are the batch's own rows at the same index
+    logps: list[float]
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    step: int
+    loss: float
+    calls: list[Call]
+    completion_tokens: list[int]
+    label: list[bool] | None = None
+    own: dict | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    settings: dict
+    batches: list[MicroBatch] = field(default_factory=list)
+
+    def steps(self) -> dict[int, list[MicroBatch]]:
+        out: dict[int, list[MicroBatch]] = {}
+        for b in self.batches:
+            out.setdefault(b.step, []).append(b)
+        return out
+
+
+def read_recorded(resolved: dict) -> Recorded | str:
+    """The record, or why there is none (a lost record is a failed relation, never a pass)."""
+    doc = resolved.get(KEY)
+    if not doc:
+        return "the child recorded no log-probabilities (resolved.by_definition is missing)"
+    try:
+        batches = [MicroBatch(b["step"], b["loss"], [Call(**c) for c in b["calls"]], b["completion_tokens"],
+                              b.get("label"), b.get("own")) for b in doc["micro_batches"]]
+        return Recorded(doc["settings"], batches)
+    except (KeyError, TypeError) as exc:
+        return f"resolved.by_definition is malformed ({type(exc).__name__}: {exc})"
+
+
+def bound_for(name: str, method: str, bounds: Any, default: float) -> float:
+    """The kernel class's measured bound for the relation where its references hold one (a GPU class's, once
+    measured: the CheckSpec defaults are CPU fp32 measurements), else the case's CheckSpec bound."""
+    measured = bounds.bound(name, method) if bounds is not None else None
+    return measured[0] if measured else default
+
+
+def logged_at(curve: list[dict], step: int, key: str) -> float | None:
+    return next((p[key] for p in curve if p.get("step") == step and key in p), None)
+
+
+def worst(name: str, case_id: str, diffs: list[tuple[float, str]], bound: float, what: str, cause: str,
+          missing: str | None = None) -> CheckResult:
+    """The relation's verdict from its (difference, where) pairs: the largest against the bound."""
+    if missing or not diffs:
+        return CheckResult(name, False, f"{case_id}: {what}: {missing or 'nothing was recorded to compare'}")
+    diff, where = max(diffs, key=lambda d: d[0] if d[0] == d[0] else float("inf"))  # NaN counts as worst
+    passed = diff <= bound
+    return CheckResult(name, passed, f"{case_id}: {what}: largest difference {diff:.3g} ({where}; "
+                                     f"{'<=' if passed else '>'} {bound:g})" + ("" if passed else f": {cause}"),
+                       value=diff, bound=bound)

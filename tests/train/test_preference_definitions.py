@@ -1,0 +1,123 @@
+"""The suite's own preference formulas (suite/train/backends/preference/definitions.py) on small examples
+computed by hand, and each by-definition relation on crafted records: it passes on values that follow the
+definition and fails, naming the cause, on values that do not (no training: fast)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from suite.train.backends.dpo import relations as dpo
+from suite.train.backends.kto import relations as kto
+from suite.train.backends.preference import definitions as d
+from suite.train.backends.preference.relations import Call, MicroBatch, Recorded, read_recorded
+from suite.train.backends.reward import relations as reward
+
+LN2 = math.log(2)
+# one pair: policy chosen -10, rejected -12; reference chosen -11, rejected -11: log-ratios +1 and -1, delta 2
+PAIR = d.Pair(-10.0, -12.0, -11.0, -11.0, chosen_tokens=4, rejected_tokens=2)
+
+
+def test_dpo_losses_by_hand():
+    beta = 0.1  # beta x delta = 0.2
+    assert d.dpo_loss([PAIR], beta) == pytest.approx(math.log(1 + math.exp(-0.2)))
+    assert d.dpo_loss([PAIR], beta, ("hinge",)) == pytest.approx(0.8)
+    # IPO, per token: 1/4 - (-1/2) = 0.75; (0.75 - 1/(2 x 0.1))^2 = (0.75 - 5)^2
+    assert d.dpo_loss([PAIR], beta, ("ipo",)) == pytest.approx(4.25 ** 2)
+    # robust, eps 0.1: ((0.9 x softplus(-0.2)) - 0.1 x softplus(0.2)) / 0.8
+    sp = lambda x: math.log(1 + math.exp(x))  # noqa: E731
+    robust = (0.9 * sp(-0.2) - 0.1 * sp(0.2)) / 0.8
+    assert d.dpo_loss([PAIR], beta, ("robust",), label_smoothing=0.1) == pytest.approx(robust)
+    assert d.dpo_loss([PAIR], beta, ("bco_pair",)) == pytest.approx(sp(-0.1) + sp(-0.1))
+    assert d.dpo_loss([PAIR], beta, ("sppo_hard",)) == pytest.approx((1 - 5) ** 2 + (-1 + 5) ** 2)
+    zero = d.Pair(0.0, 0.0, 0.0, 0.0)
+    assert d.dpo_loss([zero], beta) == pytest.approx(LN2)
+    assert d.dpo_loss([zero], beta, ("sigmoid", "hinge"), (1.0, 0.5)) == pytest.approx(LN2 + 0.5)
+    assert d.dpo_rewards([PAIR], beta) == pytest.approx({"rewards/chosen": 0.1, "rewards/rejected": -0.1,
+                                                          "rewards/margins": 0.2})
+    with pytest.raises(KeyError):
+        d.dpo_loss([PAIR], beta, ("discopop",))
+
+
+def test_kto_and_reward_by_hand():
+    assert d.kto_kl([1.0, 2.0], [1.5, 1.0]) == pytest.approx(0.25)
+    assert d.kto_kl([1.0], [3.0]) == 0.0  # clamped at 0
+    # desirable ratio 1, undesirable ratio -1, KL 0, beta 1: (1 - s(1)) and 2 x (1 - s(1)), mean
+    s1 = 1 / (1 + math.exp(-1))
+    assert d.kto_loss([1.0, -1.0], [True, False], 0.0, 1.0, 1.0, 2.0) == pytest.approx(1.5 * (1 - s1))
+    assert d.reward_loss([1.0], [0.0]) == pytest.approx(math.log(1 + math.exp(-1)))
+    assert d.reward_loss([1.0], [0.0], center=0.1) == pytest.approx(math.log(1 + math.exp(-1)) + 0.1)
+    assert d.logsigmoid(-800.0) == -800.0 and d.logsigmoid(800.0) == 0.0  # stable at both ends
+
+
+def _dpo_record(beta: float = 0.1, loss_type: str = "sigmoid", own: dict | None = None) -> Recorded:
+    batch = MicroBatch(1, 0.0, [Call(True, 2, [-10.0, -12.0]), Call(False, 2, [-11.0, -11.0])], [4, 2], own=own)
+    return Recorded({"beta": beta, "loss_type": [loss_type], "label_smoothing": 0.0}, [batch])
+
+
+def test_the_dpo_relations_on_crafted_records():
+    rec, loss = _dpo_record(), math.log(1 + math.exp(-0.2))
+    curve = [{"step": 1, "loss": loss, "rewards/chosen": 0.1, "rewards/rejected": -0.1, "rewards/margins": 0.2}]
+    assert dpo.loss_relation("c", rec, curve, 1e-6).passed
+    assert dpo.rewards_relation("c", rec, curve, 1e-6).passed
+    twice = [{**curve[0], "loss": math.log(1 + math.exp(-0.02))}]
+    bad = dpo.loss_relation("c", rec, twice, 1e-6)
+    assert not bad.passed and "beta applied twice" in bad.message
+    unscaled = [{**curve[0], "rewards/chosen": 1.0}]
+    assert "beta missing" in dpo.rewards_relation("c", rec, unscaled, 1e-6).message
+    assert not dpo.loss_relation("c", _dpo_record(loss_type="discopop"), curve, 1e-6).passed
+    assert "logged no loss" in dpo.loss_relation("c", rec, [{"step": 2}], 1e-6).message
+    own = {"policy": [-10.0, -12.0], "reference": [-11.0, -11.0], "completion_tokens": [4, 2]}
+    assert dpo.logps_relation("c", _dpo_record(own=own), 1e-6).passed
+    shifted = {"policy": [-8.0, -12.0], "reference": [-11.0, None], "completion_tokens": [3, 2]}
+    bad = dpo.logps_relation("c", _dpo_record(own=shifted), 1e-6)
+    assert not bad.passed and "a prompt token counted" in bad.message and "4 vs 3" in bad.message
+    assert "not recorded" in dpo.logps_relation("c", _dpo_record(), 1e-6).message
+
+
+def _kto_record(kl_rows_matched: int = 0, undesirable: float = 1.0) -> Recorded:
+    calls = [Call(False, kl_rows_matched, [-5.0, -6.0]), Call(True, 0, [-9.0, -11.0]),
+             Call(False, kl_rows_matched, [-5.5, -5.5]), Call(False, 0, [-10.0, -10.0])]
+    return Recorded({"beta": 1.0, "desirable_weight": 1.0, "undesirable_weight": undesirable, "loss_type": "kto"},
+                    [MicroBatch(1, 0.0, calls, [3, 3], label=[True, False])])
+
+
+def test_the_kto_relations_on_crafted_records():
+    kl = d.kto_kl([-5.0, -6.0], [-5.5, -5.5])  # mean(0.5, -0.5) = 0
+    loss = d.kto_loss([1.0, -1.0], [True, False], kl, 1.0, 1.0, 2.0)
+    curve = [{"step": 1, "loss": loss, "kl": kl}]
+    assert kto.kl_relation("c", _kto_record(), curve, 1e-6).passed
+    assert kto.loss_relation("c", _kto_record(undesirable=2.0), curve, 1e-6).passed
+    bad = kto.loss_relation("c", _kto_record(undesirable=1.0), curve, 1e-6)
+    assert not bad.passed and "a weight ignored" in bad.message
+    matched = kto.kl_relation("c", _kto_record(kl_rows_matched=2), curve, 1e-6)
+    assert not matched.passed and "matched pairs" in matched.message
+    unclamped = kto.kl_relation("c", _kto_record(), [{"step": 1, "loss": loss, "kl": -0.3}], 1e-6)
+    assert not unclamped.passed and "not clamped" in unclamped.message
+    # the loss relation takes the KL estimate as logged (one cause, one failing relation)
+    with_logged = d.kto_loss([1.0, -1.0], [True, False], -0.3, 1.0, 1.0, 2.0)
+    assert kto.loss_relation("c", _kto_record(undesirable=2.0), [{"step": 1, "loss": with_logged, "kl": -0.3}],
+                             1e-6).passed
+    wrong_order = Recorded({"beta": 1.0}, [MicroBatch(1, 0.0, [Call(True, 0, [0.0])], [1], label=[True])])
+    assert "trl's order" in kto.kl_relation("c", wrong_order, curve, 1e-6).message
+
+
+def test_the_reward_relations_on_crafted_records():
+    doc = {"settings": {"center_rewards_coefficient": 0.1},
+           "micro_batches": [{"step": 1, "loss": 0.0, "forwards": 1, "chosen": [1.0], "rejected": [0.0], "pairs": 1}],
+           "padding": {"alone": [0.5], "right": [0.5], "left": [0.5000001], "lengths": [5], "longest": 9}}
+    centred = math.log(1 + math.exp(-1)) + 0.1
+    assert reward.loss_relation("c", doc, [{"step": 1, "loss": centred}], 1e-6).passed
+    bad = reward.loss_relation("c", doc, [{"step": 1, "loss": centred - 0.1}], 1e-6)
+    assert not bad.passed and "centring term ignored" in bad.message
+    assert reward.padding_relation("c", doc, 1e-6).passed
+    last = {**doc, "padding": {**doc["padding"], "right": [0.8]}}
+    bad = reward.padding_relation("c", last, 1e-6)
+    assert not bad.passed and "last non-padding token" in bad.message and "right-padded" in bad.message
+    assert not reward.padding_relation("c", {}, 1e-6).passed
+    assert not reward.loss_relation("c", None, [], 1e-6).passed
+
+
+def test_a_lost_or_malformed_record_is_a_failure_not_a_pass():
+    assert "missing" in read_recorded({})
+    assert "malformed" in read_recorded({"by_definition": {"settings": {}, "micro_batches": [{"step": 1}]}})
