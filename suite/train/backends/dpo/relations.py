@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference import definitions as d
+from suite.train.backends.preference.definitions import FORBIDDEN_ORACLES  # noqa: F401 - the guard's list, re-exported
 from suite.train.backends.preference.relations import (MicroBatch, Recorded, bound_for, logged_at, read_recorded,
                                                         worst)
 
