@@ -36,7 +36,8 @@ move, no other family's). Crafted changes to saving (suite/train/backends/spoil.
 failed check and never an error record: `save_no_tokenizer_file` (tokenizer.json is not saved),
 `save_corrupt_adapter_config` (adapter_config.json cut in half), `save_no_config` (config.json is not saved),
 `save_truncated_weights` (the weights' safetensors file cut in half), `save_raises` (save_model raises
-OSError once the weights are written: the checkpoint check fails with it, the reload and routes still run). Unset, nothing here
+OSError once the weights are written: the checkpoint check fails with it, the reload and routes still run), `save_vocab_swapped` (the saved
+tokenizer.json has two words' ids swapped, words absent from the probe texts: the saved_tokenizer check alone). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 
 The training code knows nothing of these: each fault declares its Seam in SEAMS, and `install_hooks`,

@@ -60,6 +60,25 @@ def save_raises(saved: Any) -> None:
     raise OSError(28, f"No space left on device: {saved}")
 
 
+def swap_vocabulary_ids(saved: Any) -> None:
+    """tokenizer.json with the ids of its two last vocabulary words swapped, both absent from the probe texts:
+    the probe ids and every load route stay right, only the vocabulary compared whole differs."""
+    import json
+    from pathlib import Path
+
+    from suite.train.probes import PROBE_TEXTS
+
+    path = Path(saved) / "tokenizer.json"
+    if not path.is_file():
+        return
+    doc = json.loads(path.read_text())
+    vocab = doc["model"]["vocab"]
+    probed = {w for text in PROBE_TEXTS for w in text.split()}
+    a, b = sorted((t for t in vocab if t not in probed and t.isalpha()), key=vocab.get)[-2:]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    path.write_text(json.dumps(doc))
+
+
 def _truncate(saved: Any, name: str) -> None:
     from pathlib import Path
 
@@ -75,4 +94,5 @@ SAVING_FAULTS: dict[str, Callable[[Any], None]] = {
     "save_no_config": drop_model_config,
     "save_truncated_weights": truncate_weights,
     "save_raises": save_raises,
+    "save_vocab_swapped": swap_vocabulary_ids,
 }
