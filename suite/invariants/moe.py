@@ -8,10 +8,9 @@ loss would hold the same term, so a trainer that used both would count it twice.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS, masked_loss
@@ -106,25 +105,6 @@ def expected_loss(model, batch: dict) -> tuple[float, float, float]:
     return masked_loss(out.logits.float(), batch["labels"]), aux, float(base.config.router_aux_loss_coef)
 
 
-@contextlib.contextmanager
-def seam_faults(faults: dict[str, float] | None) -> Iterator[None]:
-    """suite/train/inject.py's seam faults (those wrapping a library function) installed in this process for
-    the block and taken out after: a test's process goes on to run other tests."""
-    from suite.train import inject
-
-    kinds = [k for k in (faults or {}) if inject.SEAMS[k] is not inject.TRAINER]
-    saved = []
-    for kind in kinds:
-        owner, name = inject.seam_owner(inject.SEAMS[kind].where)
-        saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, inject.SEAMS[kind].wrap(getattr(owner, name)))
-    try:
-        yield
-    finally:
-        for owner, name, original in reversed(saved):
-            setattr(owner, name, original)
-
-
 def measure_aux_by_definition(arch: str, method: str, out: Path, *,
                               faults: dict[str, float] | None = None) -> list[Verdict]:
     """After a few real training steps, on a padded batch of unequal rows: the model's own auxiliary loss (what
@@ -132,7 +112,7 @@ def measure_aux_by_definition(arch: str, method: str, out: Path, *,
     probabilities. `faults`: suite/train/inject.py seam faults active while it trains and measures."""
     case = moe_case(method, arch=arch, batch_size=len(UNEQUAL_ROWS), num_samples=len(UNEQUAL_ROWS), max_steps=3,
                     max_length=128)
-    with seam_faults(faults):
+    with h.seam_faults(faults):
         built = h.build_trainer(case, out, UNEQUAL_ROWS)
         h.train_and_log(built)
         model = built.trainer.model

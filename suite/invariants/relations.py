@@ -164,6 +164,18 @@ RELATIONS: dict[str, Relation] = dict([
          "padding excluded)", 1e-5, unit="nats"),
     _rel("moe.router_logits.are_logits", "the router logits a mixture of experts records are logits, not rows of "
          "probabilities (non-negative, summing to 1)", 0, unit="layers"),
+    # causal_lm.padding.*: measured 2026-12-07 on avx512-bf16 (2-core AMD EPYC Zen 4), fp32, every tiny causal-LM
+    # architecture with SFTTrainer and the plain Trainer (docs/checks.md has the values): float reassociation of
+    # a longer row's matrix products; the bound is the losses' usual 1e-5
+    _rel("causal_lm.padding.collated", "a causal LM's per-example loss (the suite's own cross-entropy) in a batch "
+         "beside longer examples, padded by the trainer's own collator, equals its loss alone", 1e-5, unit="nats"),
+    _rel("causal_lm.padding.left", "a causal LM's per-example loss in a batch beside longer examples padded left "
+         "(attention 0 and label -100 in front) equals its loss alone", 1e-5, unit="nats"),
+    _rel("chat_template.prompt_prefix", "a chat template's prompt rendered with the generation prompt is a prefix of "
+         "the prompt with its completion (SFT) or with chosen / rejected (DPO), as text and as token ids", 0,
+         unit="conversations"),
+    _rel("chat_template.completion_mask", "a chat template's generation mask covers exactly the completion's tokens "
+         "(the conversation's ids past the prompt's)", 0, unit="conversations"),
     _rel("eos.last_token", "every prepared example ends with the end-of-sequence token", 0, unit="examples"),
     _rel("eos.label_survives", "the end-of-sequence label survives collation (also when pad == eos)", 0,
          unit="examples"),

@@ -28,7 +28,9 @@ the model were left in training mode for inference). For the mixture-of-experts 
 `drop_expert_lora` (the adapter file loses the fused experts' LoRA tensors), `quant_skip` (the 4-bit
 load leaves the attention's o_proj unquantized), inside Mixtral's modeling code `aux_softmax_twice` (its
 load-balancing loss softmaxes the router probabilities again), `aux_top_k_wrong` (it takes the top 1 whatever the
-config's num_experts_per_tok) and `router_probabilities` (the router records probabilities as its logits), and for the router loss invariant `aux_twice` (trl
+config's num_experts_per_tok) and `router_probabilities` (the router records probabilities as its logits); for the causal-LM padding
+invariance (suite/invariants/padding.py) `padding_mask_ignored` (Llama's forward builds a pure causal mask,
+without the padding) and `pad_labelled` (the collator labels padding with the pad id, not -100); and for the router loss invariant `aux_twice` (trl
 weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). For the families of 2026
 (cases/families.yaml), one in a family's own modeling code: `window_ignored` (Gemma 3's sliding-window layers
 get the plain causal mask, as a modeling change that dropped the window would: its case's golden curve must
@@ -76,7 +78,8 @@ DECLARED = declared_faults()
 SEAMS: dict[str, Seam] = {
     **{kind: TRAINER for kind in (
         "compute", "wait", "memory", "forward", "adapter_init", "save_base", "no_update", "drop_lora_b",
-        "dropout_off", "dropout_in_eval", "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises")},
+        "dropout_off", "dropout_in_eval", "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises",
+        "pad_labelled")},
     **{kind: TRAINER for kind in DECLARED},
     # the saved checkpoint loses or spoils one file (spoil.py's SAVING_FAULTS): its checks fail, no error record
     **{kind: TRAINER for kind in SAVING_FAULTS},
@@ -100,6 +103,9 @@ SEAMS: dict[str, Seam] = {
     # the router records its probabilities where its logits belong (the routing itself unchanged)
     "router_probabilities": Seam("transformers.models.mixtral.modeling_mixtral.MixtralTopKRouter.forward",
                                  lambda original: _router_returns_probabilities(original)),
+    # Llama's forward builds its mask without the padding (pure causal): left-padded rows see the pads
+    "padding_mask_ignored": Seam("transformers.models.llama.modeling_llama.create_causal_mask",
+                                 lambda original: _mask_without_padding(original)),
     # a 4-bit base quantized in fewer places than declared (the MoE check's test)
     "quant_skip": Seam("suite.train.quantize.Bnb4Bit.load_kwargs", lambda original: _skip_quantizing(original)),
 }
@@ -229,6 +235,8 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
         after_save(trainer, drop_lora_b)
     if "route_raises" in faults:
         after_save(trainer, lambda saved: integration_wants_newer_peft())
+    if "pad_labelled" in faults:  # the collator labels its padding with the pad id instead of -100
+        trainer.data_collator = _labelling_padding(trainer.data_collator)
     for kind in (k for k in SAVING_FAULTS if k in faults):
         after_save(trainer, SAVING_FAULTS[kind])
     if "save_base" in faults:
@@ -345,6 +353,25 @@ def _causal_mask_instead(original: Callable) -> Callable:
     from transformers.masking_utils import create_causal_mask
 
     return create_causal_mask
+
+
+def _mask_without_padding(original: Callable) -> Callable:
+    def create_causal_mask(*args, **kwargs):
+        kwargs["attention_mask"] = None
+        return original(*args, **kwargs)
+
+    return create_causal_mask
+
+
+def _labelling_padding(collator: Callable) -> Callable:
+    def collate(examples):
+        batch = collator(examples)
+        if "attention_mask" in batch:
+            padded = batch["attention_mask"] == 0
+            batch["labels"] = batch["labels"].masked_scatter(padded, batch["input_ids"][padded])
+        return batch
+
+    return collate
 
 
 def _balance_on_probabilities(original: Callable) -> Callable:

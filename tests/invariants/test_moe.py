@@ -78,7 +78,7 @@ def test_the_old_shared_oracle_could_not_see_the_change_inside_the_aux_function(
     from suite.invariants.losses import UNEQUAL_ROWS
 
     case = moe.moe_case("lora", batch_size=4, num_samples=4, max_steps=1, max_length=128)
-    with moe.seam_faults({"aux_softmax_twice": 1.0}), h.quiet():
+    with h.seam_faults({"aux_softmax_twice": 1.0}), h.quiet():
         built = h.build_trainer(case, tmp_path, UNEQUAL_ROWS)
         h.train_and_log(built)
         model = built.trainer.model
