@@ -19,7 +19,9 @@ from suite.matrix.spec import LoraSpec
 
 # The library functions each relation here must not call to compute what it expects (issue 36: a relation
 # that calls the function it judges cannot see a change inside it); the lead's guard test scans for this.
-_BALANCE = tuple(f"transformers.models.{m}.modeling_{m}.load_balancing_loss_func" for m in ("mixtral", "qwen3_moe", "gpt_oss"))
+_BALANCE = ("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",
+            "transformers.models.qwen3_moe.modeling_qwen3_moe.load_balancing_loss_func",
+            "transformers.models.gpt_oss.modeling_gpt_oss.load_balancing_loss_func")
 FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
     "moe.aux_loss.counted_once": _BALANCE,
     "moe.aux_loss.by_definition": _BALANCE,
@@ -97,7 +99,7 @@ def router_forward(model, inputs: dict):
 def expected_loss(model, batch: dict) -> tuple[float, float, float]:
     """(cross-entropy, auxiliary loss, coefficient) of the batch, from a plain forward with the router
     logits: the cross-entropy by hand over the shifted unmasked targets, the auxiliary loss by the suite's
-    own balance_loss on the router logits (never the architecture's load_balancing_loss_func)."""
+    own balance_loss on the router logits (never the architecture's own auxiliary-loss function)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
     out = router_forward(model, inputs)

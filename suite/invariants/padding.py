@@ -22,6 +22,8 @@ from typing import Any, Callable
 from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS, per_example_losses
 from suite.invariants.relations import Verdict, compare
+from suite.matrix.spec import DEFAULT_TRAINER
+from suite.train.backends.plain.backend import BACKEND as PLAIN
 
 # The library functions these relations must not call to compute the loss they compare (issue 36).
 _LOSSES = ("torch.nn.functional.cross_entropy", "transformers.loss.loss_utils.ForCausalLMLoss",
@@ -32,7 +34,7 @@ FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
     "causal_lm.padding.left": _LOSSES,
 }
 # The trainers that train a causal LM on its own next-token loss: SFTTrainer and transformers' Trainer.
-CAUSAL_LM_TRAINERS = ("sft", "hf_trainer")
+CAUSAL_LM_TRAINERS = (DEFAULT_TRAINER, PLAIN.trainer)
 
 
 def measure_padding(arch: str, trainer_name: str, out: Path, *, faults: dict[str, float] | None = None,

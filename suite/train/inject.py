@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from suite.train.backends.registry import declared_faults
+from suite.train.backends import modeling_faults
 from suite.train.backends.spoil import SAVING_FAULTS, after_save, drop_tensors
 
 ENV = "FTSUITE_INJECT"
@@ -97,15 +98,15 @@ SEAMS: dict[str, Seam] = {
     # inside Mixtral's load-balancing loss (suite/invariants/moe.py's by-definition relation): the router
     # probabilities softmaxed a second time, or the top-k taken as 1 whatever the config says
     "aux_softmax_twice": Seam("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",
-                              lambda original: _balance_on_probabilities(original)),
+                              lambda original: modeling_faults.balance_on_probabilities(original)),
     "aux_top_k_wrong": Seam("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",
-                            lambda original: _balance_top_one(original)),
+                            lambda original: modeling_faults.balance_top_one(original)),
     # the router records its probabilities where its logits belong (the routing itself unchanged)
     "router_probabilities": Seam("transformers.models.mixtral.modeling_mixtral.MixtralTopKRouter.forward",
-                                 lambda original: _router_returns_probabilities(original)),
+                                 lambda original: modeling_faults.router_returns_probabilities(original)),
     # Llama's forward builds its mask without the padding (pure causal): left-padded rows see the pads
     "padding_mask_ignored": Seam("transformers.models.llama.modeling_llama.create_causal_mask",
-                                 lambda original: _mask_without_padding(original)),
+                                 lambda original: modeling_faults.mask_without_padding(original)),
     # a 4-bit base quantized in fewer places than declared (the MoE check's test)
     "quant_skip": Seam("suite.train.quantize.Bnb4Bit.load_kwargs", lambda original: _skip_quantizing(original)),
 }
@@ -236,7 +237,7 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
     if "route_raises" in faults:
         after_save(trainer, lambda saved: integration_wants_newer_peft())
     if "pad_labelled" in faults:  # the collator labels its padding with the pad id instead of -100
-        trainer.data_collator = _labelling_padding(trainer.data_collator)
+        trainer.data_collator = modeling_faults.labelling_padding(trainer.data_collator)
     for kind in (k for k in SAVING_FAULTS if k in faults):
         after_save(trainer, SAVING_FAULTS[kind])
     if "save_base" in faults:
@@ -353,53 +354,6 @@ def _causal_mask_instead(original: Callable) -> Callable:
     from transformers.masking_utils import create_causal_mask
 
     return create_causal_mask
-
-
-def _mask_without_padding(original: Callable) -> Callable:
-    def create_causal_mask(*args, **kwargs):
-        kwargs["attention_mask"] = None
-        return original(*args, **kwargs)
-
-    return create_causal_mask
-
-
-def _labelling_padding(collator: Callable) -> Callable:
-    def collate(examples):
-        batch = collator(examples)
-        if "attention_mask" in batch:
-            padded = batch["attention_mask"] == 0
-            batch["labels"] = batch["labels"].masked_scatter(padded, batch["input_ids"][padded])
-        return batch
-
-    return collate
-
-
-def _balance_on_probabilities(original: Callable) -> Callable:
-    def balance(gate_logits, *args, **kwargs):
-        import torch
-
-        if isinstance(gate_logits, tuple):
-            gate_logits = tuple(torch.softmax(g, dim=-1) for g in gate_logits)
-        return original(gate_logits, *args, **kwargs)
-
-    return balance
-
-
-def _balance_top_one(original: Callable) -> Callable:
-    def balance(gate_logits, num_experts=None, top_k=2, attention_mask=None):
-        return original(gate_logits, num_experts, 1, attention_mask)
-
-    return balance
-
-
-def _router_returns_probabilities(original: Callable) -> Callable:
-    def forward(self, hidden_states):
-        import torch
-
-        logits, scores, indices = original(self, hidden_states)
-        return torch.softmax(logits.float(), dim=-1).to(logits.dtype), scores, indices
-
-    return forward
 
 
 def _skip_quantizing(original: Callable) -> Callable:

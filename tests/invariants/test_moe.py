@@ -35,8 +35,8 @@ def test_can_fail_per_micro_batch_mean(tmp_path, invariant):
     invariant.breaks(verdicts, "moe.grad_accum.cross_entropy")
 
 
-@pytest.mark.parametrize("arch", [pytest.param("mixtral", marks=pytest.mark.full), pytest.param("qwen3_moe", marks=pytest.mark.full),
-                                  pytest.param("gpt_oss", marks=pytest.mark.full)])
+@pytest.mark.full
+@pytest.mark.parametrize("arch", moe.MOE_ARCHS)
 def test_the_aux_loss_is_the_switch_formula_of_the_router_logits(arch, tmp_path, invariant):
     invariant.holds(moe.measure_aux_by_definition(arch, "full", tmp_path))
 

@@ -36,6 +36,6 @@ def test_can_fail_when_the_forward_ignores_the_padding_mask(tmp_path, invariant)
 def test_can_fail_when_the_collator_labels_its_padding(trainer, tmp_path, invariant):
     """The collator labels padding with the pad id (inject.py's pad_labelled): the collated relation alone breaks."""
     verdicts = padding.measure_padding("llama", trainer, tmp_path,
-                                       tamper=lambda built: inject.install(built, {"pad_labelled": 1.0}))
+                                       tamper=lambda trainer: inject.install(trainer, {"pad_labelled": 1.0}))
     invariant.breaks(verdicts, "causal_lm.padding.collated")
     assert all(v.passed for v in verdicts if v.relation.name != "causal_lm.padding.collated")
