@@ -176,6 +176,9 @@ RELATIONS: dict[str, Relation] = dict([
          unit="conversations"),
     _rel("chat_template.completion_mask", "a chat template's generation mask covers exactly the completion's tokens "
          "(the conversation's ids past the prompt's)", 0, unit="conversations"),
+    _rel("chat_template.trl_slicing", "SFTTrainer's prepared labels on conversational prompt-completion rows leave "
+         "exactly the completion unmasked (the conversation's ids past the prompt's, computed by the suite)", 0,
+         unit="rows"),
     _rel("eos.last_token", "every prepared example ends with the end-of-sequence token", 0, unit="examples"),
     _rel("eos.label_survives", "the end-of-sequence label survives collation (also when pad == eos)", 0,
          unit="examples"),

@@ -13,7 +13,8 @@ rows (SFT's conversational prompt-completion, DPO's conversational preference pa
 """
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from suite.invariants.relations import Verdict, count
 
@@ -21,7 +22,11 @@ from suite.invariants.relations import Verdict, count
 FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
     "chat_template.prompt_prefix": ("trl.data_utils.apply_chat_template", "trl.data_utils.maybe_apply_chat_template"),
     "chat_template.completion_mask": ("trl.data_utils.apply_chat_template", "trl.data_utils.maybe_apply_chat_template"),
+    "chat_template.trl_slicing": ("trl.data_utils.apply_chat_template", "trl.data_utils.maybe_apply_chat_template"),
 }
+# an architecture per template that SFTTrainer slices (the chatml format's is messages data, sliced by no one)
+SLICED = {"original": "llama", "llama3": "llama3", "chatml": "qwen3", "gemma": "gemma3", "phi": "phi4_mini",
+          "harmony": "gpt_oss"}
 ROWS = 6  # conversations of each data format, each a prompt and one or two completions
 
 
@@ -112,3 +117,26 @@ def mask_problem(tokenizer: Any, prompt: list[dict], completion: list[dict]) -> 
 def _ids(tokenizer: Any, messages: list[dict], generation_prompt: bool) -> list[int]:
     return list(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt,
                                               return_dict=True)["input_ids"])
+
+
+def measure_trl_slicing(arch: str, out: Path, *, tamper: Callable[[Any], None] | None = None) -> Verdict:
+    """SFTTrainer's prepared labels on conversational prompt-completion rows (the arch's template): the tokens
+    they leave unmasked are exactly the completion, the conversation's ids past the prompt's as the suite
+    computes them from the template's renderings. `tamper(trainer)` may change the prepared dataset."""
+    from suite.invariants import harness as h
+
+    case = h.tiny_case("lora", dataset="conversational_pc", arch=arch, num_samples=8)
+    with h.quiet():
+        built = h.build_trainer(case, out)
+    if tamper is not None:
+        tamper(built.trainer)
+    tokenizer, wrong = built.tokenizer, []
+    for i, (row, prepared) in enumerate(zip(h.rows_for(case), built.trainer.train_dataset)):
+        start = len(_ids(tokenizer, row["prompt"], True))
+        whole = _ids(tokenizer, row["prompt"] + row["completion"], False)
+        own = [0] * start + [1] * (len(whole) - start)
+        trl = [int(label != -100) for label in prepared["labels"]]
+        if list(prepared["input_ids"]) != whole or trl != own:
+            wrong.append(f"row {i}: trl trains on {sum(trl)} of {len(trl)} tokens, the completion is the last "
+                         f"{len(whole) - start} of {len(whole)}")
+    return count("chat_template.trl_slicing", wrong, f"{case.id} ({arch}'s template), {len(built.trainer.train_dataset)} rows")

@@ -56,3 +56,28 @@ def test_can_fail_when_the_generation_block_holds_the_role_header(invariant):
     verdicts = templates.measure_template("phi", tok)
     invariant.breaks(verdicts, "chat_template.completion_mask")
     assert verdicts[0].passed
+
+
+@pytest.mark.tiny
+@pytest.mark.lora
+@pytest.mark.adapter
+@pytest.mark.parametrize("name", sorted(templates.SLICED))
+def test_trl_trains_on_exactly_the_completion(name, tmp_path, invariant):
+    invariant.holds(templates.measure_trl_slicing(templates.SLICED[name], tmp_path))
+
+
+@pytest.mark.tiny
+@pytest.mark.lora
+@pytest.mark.adapter
+def test_can_fail_when_trl_unmasks_the_last_prompt_token(tmp_path, invariant):
+    """A slicing one token short (the generation prompt's last token trained on), as an off-by-one would make it."""
+    def one_short(trainer):
+        def unmask(row):
+            labels = list(row["labels"])
+            first = next(i for i, x in enumerate(labels) if x != -100)
+            labels[first - 1] = row["input_ids"][first - 1]
+            return {"labels": labels}
+
+        trainer.train_dataset = trainer.train_dataset.map(unmask)
+
+    invariant.breaks(templates.measure_trl_slicing("llama3", tmp_path, tamper=one_short), "chat_template.trl_slicing")
