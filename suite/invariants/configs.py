@@ -11,6 +11,18 @@ from suite.train import data
 from suite.train.backends.registry import backend_for
 
 
+# The library functions each relation here must not call to compute what it expects (issue 36: a relation
+# that calls the function it judges cannot see a change inside it); tests/judge/test_oracles.py scans the
+# module for them. An empty tuple: the relation compares two real runs, or the trainer's output with the
+# case's own settings, and computes no expected value a library function could supply.
+FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
+    # what a case declares is derived from the case, never from the suite's own builder of the trainer's config
+    "config.reaches_args": ("suite.train.args.config",),
+    "truncation.lengths": ("trl.data_utils.truncate_dataset",),
+    "truncation.max_length": ("trl.data_utils.truncate_dataset",),
+}
+
+
 def declared_fields(case: Case) -> dict[str, Any]:
     """The trainer arguments a case pins, derived from the case itself (not from suite.train.args):
     every trainer's, then its backend's own (max_length, packing, loss flags, DPO's beta)."""

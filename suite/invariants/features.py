@@ -11,6 +11,21 @@ from suite.invariants.losses import per_example_losses
 from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, compare
 from suite.matrix.axes import DEFAULT_ATTENTION
 
+# The library functions each relation here must not call to compute what it expects (issue 36: a relation
+# that calls the function it judges cannot see a change inside it); tests/judge/test_oracles.py scans the
+# module for them. An empty tuple: the relation compares two real runs, or the trainer's output with the
+# case's own settings, and computes no expected value a library function could supply.
+_NEFTUNE = ("transformers.integrations.neftune.neftune_post_forward_hook",
+            "transformers.trainer_utils.neftune_post_forward_hook")
+FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
+    "packing.per_example_loss": ("transformers.loss.loss_utils.ForCausalLMLoss", "trl.data_utils.pack_dataset"),
+    "packing.no_cross_attention": ("trl.data_utils.pack_dataset",),
+    "packing.run_loss": (),
+    "packing.run_weights": (),
+    "neftune.on_in_training": _NEFTUNE,
+    "neftune.off_after_train": _NEFTUNE,
+}
+
 # transformers' NEFTune forward hook on the input embeddings is a function whose name holds this
 NEFTUNE_HOOK = "neftune"
 

@@ -10,6 +10,25 @@ from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, compar
 from suite.matrix.axes import FEATURE, FEATURES, FORMAT
 from suite.matrix.spec import CONVERSATIONAL
 
+# The library functions each relation here must not call to compute what it expects (issue 36: a relation
+# that calls the function it judges cannot see a change inside it); tests/judge/test_oracles.py scans the
+# module for them. An empty tuple: the relation compares two real runs, or the trainer's output with the
+# case's own settings, and computes no expected value a library function could supply.
+_CROSS_ENTROPY = ("transformers.loss.loss_utils.ForCausalLMLoss", "transformers.loss.loss_utils.fixed_cross_entropy",
+                  "trl.trainer.utils.selective_log_softmax")
+# the prompt's and the completion's tokens are the tokenizer's chat template's, never trl's rendering of it
+_TEMPLATE = ("trl.data_utils.apply_chat_template", "trl.data_utils.maybe_apply_chat_template")
+FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
+    "prompt_mask.labels": _TEMPLATE,
+    "prompt_mask.gradient": (),
+    "prompt_mask.loss": _CROSS_ENTROPY + _TEMPLATE,
+    "logged_loss": _CROSS_ENTROPY,
+    "eos.label_survives": _TEMPLATE,
+    "eos.last_token": _TEMPLATE,
+    "eos.padding_masked": (),
+    "packed_starts.masked": ("trl.data_utils.pack_dataset",),
+}
+
 MESSAGES = "messages"  # the column of a conversational row's turns (suite/train/data.py)
 
 

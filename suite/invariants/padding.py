@@ -26,12 +26,13 @@ from suite.matrix.spec import DEFAULT_TRAINER
 from suite.train.backends.plain.backend import BACKEND as PLAIN
 
 # The library functions these relations must not call to compute the loss they compare (issue 36).
-_LOSSES = ("torch.nn.functional.cross_entropy", "transformers.loss.loss_utils.ForCausalLMLoss",
-           "transformers.loss.loss_utils.fixed_cross_entropy", "trl.trainer.utils.selective_log_softmax",
-           "trl.trainer.utils.entropy_from_logits")
 FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
-    "causal_lm.padding.collated": _LOSSES,
-    "causal_lm.padding.left": _LOSSES,
+    "causal_lm.padding.collated": ("torch.nn.functional.cross_entropy", "transformers.loss.loss_utils.ForCausalLMLoss",
+                                   "transformers.loss.loss_utils.fixed_cross_entropy",
+                                   "trl.trainer.utils.selective_log_softmax", "trl.trainer.utils.entropy_from_logits"),
+    "causal_lm.padding.left": ("torch.nn.functional.cross_entropy", "transformers.loss.loss_utils.ForCausalLMLoss",
+                               "transformers.loss.loss_utils.fixed_cross_entropy",
+                               "trl.trainer.utils.selective_log_softmax", "trl.trainer.utils.entropy_from_logits"),
 }
 # The trainers that train a causal LM on its own next-token loss: SFTTrainer and transformers' Trainer.
 CAUSAL_LM_TRAINERS = (DEFAULT_TRAINER, PLAIN.trainer)

@@ -39,6 +39,15 @@ CHECK_NAME = "golden_curve"
 RECORDED_PACKAGES = versions.STACK
 
 
+def curve_moved(check: dict) -> bool:
+    """A recorded check saying the loss curve left its golden curve: the golden-curve check failed with a
+    measured difference. Its other failures (no reference, another configuration, a check that raised)
+    carry no value and name their own cause (the reports tell the two apart: suite/report/causes.py)."""
+    value = check.get("value")
+    return (check.get("name") == CHECK_NAME and check.get("passed") is False
+            and isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
 def current_profile() -> str:
     """The hardware profile baselines are kept under, the same names budgets use
     (suite/judge/hardware.py): "cpu" without a CUDA GPU, else e.g. "h200-141gb"."""

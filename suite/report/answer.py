@@ -1,8 +1,9 @@
 """The answer first: a comparison's title names the change and says whether it is safe, then one line
 per finding with the next step. Both renderers (markdown.py, html.py) put these on top; they read the
-comparison frame (suite/report/compare.py) and the environment diff, nothing else.
+comparison frame (suite/report/compare.py), the environment diff, and the title's count of failing or worse
+cases that no check names a cause for (suite/report/causes.py, from the candidate's records), nothing else.
 
-    peft 0.18.0 → 0.21.2: not safe: 2 broken relations, 1 load route
+    peft 0.18.0 → 0.21.2: not safe: 2 broken relations, 2 cases worse; 1 case with no check naming a cause
     - 2 broken relations: `moe.aux_loss.counted_once` broken in both (0.206, bound ≤ 1e-05), ... Next: ...
     - memory +12 % in 4 cases, measured once a side: not judged. Next: measure it 3 times a side ...
 """
@@ -14,7 +15,7 @@ import pandas as pd
 
 from suite.judge.metrics import METRICS
 from suite.records.runs import Run
-from suite.report import compare
+from suite.report import causes, compare
 
 LIST = 4  # ids named in a finding's line before "and N more"
 
@@ -53,7 +54,8 @@ def title(df: pd.DataFrame, base: Run, cand: Run, fail_on: tuple[str, ...], what
     """`what` names the change where the caller knows it better than the records (upgrade-check's resolved
     versions include pinned packages beyond the stack the records list)."""
     upgrade = bool(what) or not change(base, cand).endswith(f"vs baseline {base.name}")
-    return f"{what or change(base, cand)}: {verdict(df, fail_on, upgrade=upgrade)}"
+    unnamed = causes.headline_suffix(causes.of_comparison(df, cand))  # failing or worse, and no check says why
+    return f"{what or change(base, cand)}: {verdict(df, fail_on, upgrade=upgrade)}{unnamed}"
 
 
 def versions_changed(base: dict, cand: dict) -> str:

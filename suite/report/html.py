@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.records.runs import Run
-from suite.report import answer, compare, findings, plots
+from suite.report import answer, causes, compare, findings, plots
 from suite.report.format import SUMMARY_HEADERS, fmt_band, fmt_change, fmt_value, summary_cells, text
 from suite.report.model import Report
 from suite.report.select import apart, checkpoint_rows, flagged, gate_summary, invariant_rows
@@ -31,6 +31,7 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 .figs{display:flex;flex-wrap:wrap;gap:10px} figure{margin:0;border:1px solid #d0d7de;padding:4px}
 figcaption{font:12px ui-monospace,monospace;max-width:300px;overflow-wrap:break-word} img{display:block}
 .errors{border-left:4px solid #cf222e;padding:4px 10px;background:#fff5f5}
+ul.causes li.unnamed{background:#fff8c5}
 """
 
 
@@ -134,9 +135,28 @@ def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
             f"<p>{esc(compare.coverage(df).sentence())}</p>"
             f"<h3>Environment</h3>{environment_html(report.baseline, cand)}"
             f"<h3>Verdicts</h3>{summary}"
-            f"<h3>What changed</h3>{changes}{findings_html(findings.findings(cand, report.baseline))}"
+            f"<h3>What changed</h3>{changes}{causes_html(causes.of_comparison(df, cand))}"
+            f"{findings_html(findings.findings(cand, report.baseline))}"
             f"{invariants_html(df)}{checkpoints_html(cand.compat)}"
             f"<details><summary>every row ({len(df)})</summary>{rows_html(df)}</details>")
+
+
+def causes_html(found: list[causes.Cause]) -> str:
+    """A line per failing or worse case: the checks and relations that failed, or that none names a cause."""
+    if not found:
+        return ""
+    items = "".join(f'<li{" class=unnamed" if c.unnamed else ""}>{ident(c.case_id)} ({esc(c.label)}): {_said_html(c)}'
+                    "</li>" for c in found)
+    return f'<h3>What named each failure</h3><p>{esc(causes.INTRO)}</p><ul class="causes">{items}</ul>'
+
+
+def _said_html(cause: causes.Cause) -> str:
+    if cause.error:
+        return wrappable(cause.error)
+    if cause.unnamed:
+        return f"<b>{esc(cause.unnamed_text)}</b>"
+    return "; ".join((f"{ident(n.check)}: " if n.check else "") + wrappable(n.message)
+                     for n in cause.named) + (f" ({esc(cause.also)})" if cause.also else "")
 
 
 def findings_html(found: list[findings.Finding]) -> str:
@@ -185,9 +205,12 @@ def summary_html(report: Report) -> str:
         rows.append([ident(r.case_id), esc(r.status), *cells, esc(r.note or "")])
     env = compare.flat_environment(report.baseline.environment)
     env_rows = [[esc(k), esc(v)] for k, v in env.items()]
-    return (f"<h2>Environment</h2>{table(['field', report.baseline.name], env_rows)}"
+    failing = causes.of_run(report.baseline)
+    return (f'<p class="counts">{esc(" · ".join(causes.status_counts(report.frame, failing)))}</p>'
+            f"<h2>Environment</h2>{table(['field', report.baseline.name], env_rows)}"
             f"<h2>Cases</h2>{table(['case', 'status', *SUMMARY_HEADERS, 'note'], rows, numeric={2, 3, 4, 5, 6})}"
-            + findings_html(findings.findings(report.baseline)) + sidebyside_html(report.baseline))
+            + causes_html(failing) + findings_html(findings.findings(report.baseline))
+            + sidebyside_html(report.baseline))
 
 
 def sidebyside_html(run) -> str:

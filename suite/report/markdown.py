@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.records.runs import Run
-from suite.report import answer, compare, findings
+from suite.report import answer, causes, compare, findings
 from suite.report.format import (SUMMARY_HEADERS, code, fmt_band, fmt_change, fmt_number, fmt_value, md, summary_cells,
                                  text)
 from suite.report.model import Report
@@ -82,6 +82,7 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
         lines += changes_table(rows) + [""]
     else:
         lines += ["No case changed beyond noise.", ""]
+    lines += causes_md(causes.of_comparison(df, cand))
     info = df[(df["verdict"] == compare.WITHIN_NOISE) & (df["note"].fillna("") != "")
               & (df["metric"] != compare.STATUS) & ~df["case_id"].str.startswith(compare.INVARIANT_PREFIX)
               & ~df["case_id"].str.startswith(compare.COMPAT_PREFIX)]
@@ -110,6 +111,23 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
             f" and {relations} of {len(RELATIONS)} invariant relations" if inv.any() else "")
         lines += [f"{len(quiet)} rows within noise over {over} ({how}).", ""]
     return lines
+
+
+def causes_md(found: list[causes.Cause]) -> list[str]:
+    """A line per failing or worse case: the checks and relations that failed, or that none names a cause."""
+    if not found:
+        return []
+    return ["### What named each failure", "", causes.INTRO, "",
+            *[f"- {code(c.case_id)} ({md(c.label)}): {_said_md(c)}" for c in found], ""]
+
+
+def _said_md(cause: causes.Cause) -> str:
+    if cause.error:
+        return md(cause.error)
+    if cause.unnamed:
+        return f"**{md(cause.unnamed_text)}**"
+    also = f" ({md(cause.also)})" if cause.also else ""
+    return "; ".join((f"{code(n.check)}: " if n.check else "") + md(n.message) for n in cause.named) + also
 
 
 def findings_md(found: list[findings.Finding]) -> list[str]:
@@ -202,7 +220,6 @@ def summary_md(report: Report) -> list[str]:
     """A one-run page: counts, headline packages, and a row per case."""
     df = report.frame
     status = df[df["metric"] == compare.STATUS]
-    counts = status["status"].value_counts().to_dict()
     pk = report.baseline.environment.get("packages") or {}
     problems = report.integrity if report.integrity is not None else pd.DataFrame(columns=compare.COLUMNS)
     lines = [f"**Unfinished**: {md(r.note)}\n" for r in problems.itertuples() if r.verdict == compare.UNFINISHED]
@@ -210,8 +227,8 @@ def summary_md(report: Report) -> list[str]:
     if len(lost):
         lines += [f"**{len(lost)} planned case(s) have no record** (lost, or written to another run folder):", "",
                   *[f"- {code(r.case_id)}: {md(r.note)}" for r in lost.itertuples()], ""]
-    lines += [" · ".join([*(f"{counts[s]} {s}" for s in ("passed", "failed", "error", "skipped") if counts.get(s)),
-                          *([f"{len(lost)} lost"] if len(lost) else [])]),
+    failing = causes.of_run(report.baseline)
+    lines += [" · ".join([*causes.status_counts(df, failing), *([f"{len(lost)} lost"] if len(lost) else [])]),
              "", "Packages: " + ", ".join(f"{p} {md(pk[p])}" for p in HEADLINE if pk.get(p)) + ".", "",
              "| case | status | " + " | ".join(SUMMARY_HEADERS) + " |",
              "|---|---|" + "---:|" * len(SUMMARY_HEADERS)]
@@ -219,10 +236,12 @@ def summary_md(report: Report) -> list[str]:
     for r in status.itertuples():
         cells = summary_cells(values, r.case_id)
         lines.append(f"| {code(r.case_id)} | {r.status} | " + " | ".join(md(c) for c in cells) + " |")
-    notes = status[status["note"].fillna("") != ""]
+    # a failing case's reason is said below, by what named it
+    notes = status[(status["note"].fillna("") != "") & ~status["status"].isin(compare.FAILING)]
     if len(notes):
         lines += ["", *[f"- {code(r.case_id)} ({r.status}): {md(r.note)}" for r in notes.itertuples()]]
-    return lines + [""] + findings_md(findings.findings(report.baseline)) + sidebyside_md(report.baseline)
+    return (lines + [""] + causes_md(failing) + findings_md(findings.findings(report.baseline))
+            + sidebyside_md(report.baseline))
 
 
 def sidebyside_md(run) -> list[str]:

@@ -204,6 +204,7 @@ def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, s
         doc = checkpoints.check(run_dirs["baseline"], run_dirs["candidate"], pythons["baseline"], pythons["candidate"])
         summary["compat"] = {"cases": doc["cases"], "wall_s": doc["wall_s"], "not_checked": doc["not_checked"]}
     summary["wall_s"] = round(time.time() - t_start, 1)
+    from suite.report import causes
     from suite.report.answer import versions_changed
 
     rep = report_model.Report.build(runs.load(run_dirs["baseline"]), [runs.load(run_dirs["candidate"])])
@@ -213,6 +214,7 @@ def upgrade_check(baseline: str | envs.EnvSpec, candidate: str | envs.EnvSpec, s
     summary["report"] = {k: str(v) for k, v in paths.items()}
     summary["verdicts"] = compare.counts(rep.frame)
     summary["gated"] = compare.counts(failing) if len(failing) else {}
+    summary["no_check_names_a_cause"] = causes.unnamed_cases(rep.frame, rep.candidates)
     write_summary(out / "upgrade-check.json", summary)
     return (1 if len(failing) else 0), summary
 

@@ -192,3 +192,17 @@ def test_the_dpo_grad_accum_twin_learns_the_same_curve(method, atol):
     twin = read_curve(cpu / f"tiny-llama__dpo__{method}__grad_accum__preference.json")["curve"]
     assert [p["step"] for p in base] == [p["step"] for p in twin]
     assert max(abs(a["loss"] - b["loss"]) for a, b in zip(base, twin)) <= atol
+
+
+@pytest.mark.slow  # four comparisons, each capturing the environment (seconds)
+def test_only_a_moved_curve_reads_as_moved_in_the_reports(tmp_path, tiny_case):
+    """What the reports call "the loss curve moved" (baselines.curve_moved, read by suite/report/causes.py)
+    is this store's mismatch and nothing else it fails with: no reference, another configuration."""
+    store = BaselineStore(tmp_path / "b", profile="cpu")
+    [missing] = store.checks(tiny_case, _payload(CURVE), [], tmp_path / "run", AVX2)
+    [same] = store.checks(tiny_case, _payload(CURVE), [], tmp_path / "run", AVX2)
+    [moved] = store.checks(tiny_case, _payload([x + 0.05 for x in CURVE]), [], tmp_path / "run", AVX2)
+    other = replace(tiny_case, training=replace(tiny_case.training, learning_rate=0.5))
+    [elsewhere] = store.checks(other, _payload(CURVE), [], tmp_path / "run", AVX2)
+    assert [r.passed for r in (missing, same, moved, elsewhere)] == [False, True, False, False]
+    assert [baselines.curve_moved(r.to_dict()) for r in (missing, same, moved, elsewhere)] == [False, False, True, False]

@@ -100,7 +100,7 @@ def test_one_run_report_exits_0(capsys, tmp_path):
 
 def test_list_and_show(capsys):
     code, out, err = run_cli(capsys, "list", "--results-dir", str(FIXTURES))
-    assert code == 0 and "4 runs" in err
+    assert code == 0 and "6 runs" in err  # the crafted pairs verdicts-* and causes-*, tiny-a, tiny-b
     assert re.search(r"^verdicts-cand .* trl=1\.17\.0", out, re.M)
     code, out, _ = run_cli(capsys, "show", "tiny-a", "--results-dir", str(FIXTURES))
     assert code == 0 and "| `tiny-llama/lora/base` | passed |" in out

@@ -47,6 +47,8 @@ def build(*names: str) -> report_model.Report:
     ("verdicts.md", ("verdicts-base", "verdicts-cand")),
     ("tiny.md", ("tiny-a", "tiny-b")),
     ("tiny-one-run.md", ("tiny-a",)),
+    ("causes.md", ("causes-base", "causes-cand")),
+    ("causes-one-run.md", ("causes-cand",)),
 ])
 def test_markdown_matches_golden(golden, names):
     assert_golden(golden, report_md.markdown(build(*names)))

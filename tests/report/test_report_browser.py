@@ -275,3 +275,38 @@ def test_no_word_broken_mid_word_and_no_sideways_scroll(tmp_path, width):
     for name, g in got.items():
         assert g["scroll"] <= g["client"], f"{name} scrolls sideways at {width} px: {g['scroll']} > {g['client']}"
         assert g["broken"] == [], f"{name} at {width} px breaks words mid-word: {g['broken'][:20]}"
+
+
+def page_values(browser: DevTools, url: str, expressions: dict[str, str]) -> dict:
+    """Each expression's value on the loaded page."""
+    target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    browser.events.clear()
+    browser.send("Page.enable", session=session)
+    browser.send("Page.navigate", {"url": url}, session=session)
+    browser.wait_for("Page.loadEventFired", session)
+    got = {k: browser.send("Runtime.evaluate", {"expression": e, "returnByValue": True}, session=session)["result"]
+           .get("value") for k, e in expressions.items()}
+    browser.send("Target.closeTarget", {"targetId": target})
+    return got
+
+
+def test_a_failure_no_check_names_reads_so_on_the_page(tmp_path):
+    """The causes pair's report (tests/fixtures/make_runs.py) in the browser: the line of a case whose only
+    failure is its moved curve is shown, and the title counts such cases (suite/report/causes.py)."""
+    rep = report_model.Report.build(runs.load(FIXTURES / "causes-base"), [runs.load(FIXTURES / "causes-cand")])
+    page = report_files.write(rep, tmp_path / "out")["html"]
+    browser = DevTools(tmp_path / "profile")
+    try:
+        got = page_values(browser, page.as_uri(), {
+            "title": "document.querySelector('h1').innerText",
+            "unnamed": "Array.from(document.querySelectorAll('ul.causes li.unnamed')).map(li => li.innerText)",
+            "named": "Array.from(document.querySelectorAll('ul.causes li:not(.unnamed)')).map(li => li.innerText)"})
+    finally:
+        browser.close()
+    assert got["title"].endswith("3 cases worse; 2 cases with no check naming a cause"), got["title"]
+    assert got["unnamed"] == [
+        "causes/curve-only (failed; worse: final_loss): the loss curve moved; no check names a cause",
+        "causes/worse-only (worse: final_loss): no check names a cause"], got["unnamed"]
+    assert any(line.startswith("causes/relation-named (failed; worse: final_loss): grpo.advantages_by_definition: "
+                               "advantages differ") for line in got["named"]), got["named"]
