@@ -193,3 +193,22 @@ def quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+@contextlib.contextmanager
+def seam_faults(faults: dict[str, float] | None) -> Iterator[None]:
+    """suite/train/inject.py's seam faults (those wrapping a library function) installed in this process for
+    the block and taken out after: a test's process goes on to run other tests."""
+    from suite.train import inject
+
+    kinds = [k for k in (faults or {}) if inject.SEAMS[k] is not inject.TRAINER]
+    saved = []
+    for kind in kinds:
+        owner, name = inject.seam_owner(inject.SEAMS[kind].where)
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, inject.SEAMS[kind].wrap(getattr(owner, name)))
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(saved):
+            setattr(owner, name, original)

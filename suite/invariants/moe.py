@@ -9,13 +9,12 @@ loss would hold the same term, so a trainer that used both would count it twice.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
 from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS, masked_loss
-from suite.invariants.relations import NotApplicable, Verdict, compare
+from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, compare
 from suite.matrix.spec import LoraSpec
 
 # The library functions each relation here must not call to compute what it expects (issue 36: a relation
@@ -23,41 +22,120 @@ from suite.matrix.spec import LoraSpec
 # module for them. An empty tuple: the relation compares two real runs, or the trainer's output with the
 # case's own settings, and computes no expected value a library function could supply.
 FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
-    # today's relation breaks this (expected_loss below): a strict xfail in tests/judge/test_oracles.py until the
-    # by-definition MoE relation of issue 36 replaces it
-    "moe.aux_loss.counted_once": ("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",),
+    "moe.aux_loss.counted_once": ("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",
+                                  "transformers.models.qwen3_moe.modeling_qwen3_moe.load_balancing_loss_func",
+                                  "transformers.models.gpt_oss.modeling_gpt_oss.load_balancing_loss_func"),
+    "moe.aux_loss.by_definition": ("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",
+                                   "transformers.models.qwen3_moe.modeling_qwen3_moe.load_balancing_loss_func",
+                                   "transformers.models.gpt_oss.modeling_gpt_oss.load_balancing_loss_func"),
+    "moe.router_logits.are_logits": ("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",),
     "moe.grad_accum.cross_entropy": ("transformers.loss.loss_utils.ForCausalLMLoss",),
 }
+# The architectures of the cases with a router: cases/moe.yaml's mixtral, cases/families.yaml's two.
+MOE_ARCHS = ("mixtral", "qwen3_moe", "gpt_oss")
 
 # The adapters of cases/moe.yaml: the attention as modules, the fused experts as parameters.
 MOE_LORA = LoraSpec(target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
                     target_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"))
 
-
-def moe_case(method: str, **training: Any):
-    case = h.tiny_case(method, arch="mixtral", **training)
-    return dataclasses.replace(case, lora=MOE_LORA) if case.is_adapter else case
+# the architectures whose LoRA these relations target as cases/moe.yaml does (the others: the default LoraSpec)
+ADAPTERS = {"mixtral": MOE_LORA}
 
 
-def expected_loss(model, batch: dict) -> tuple[float, float, float]:
-    """(cross-entropy, auxiliary loss, coefficient) of the batch, from a plain forward with the router
-    logits: the cross-entropy by hand over the shifted unmasked targets, the auxiliary loss by the
-    architecture's own load_balancing_loss_func on the router logits."""
+def moe_case(method: str, arch: str = "mixtral", **training: Any):
+    case = h.tiny_case(method, arch=arch, **training)
+    lora = ADAPTERS.get(arch)
+    return dataclasses.replace(case, lora=lora) if case.is_adapter and lora is not None else case
+
+
+def expert_counts(config: Any) -> tuple[int, int]:
+    """(number of experts, experts per token) as the architecture's config names them: mixtral and gpt_oss
+    say num_local_experts, qwen3_moe num_experts."""
+    experts = getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None)
+    if not experts or not getattr(config, "num_experts_per_tok", None):
+        raise NotApplicable(f"{type(config).__name__} names no number of experts and experts per token")
+    return int(experts), int(config.num_experts_per_tok)
+
+
+def balance_loss(router_logits, num_experts: int, top_k: int, attention_mask=None) -> float:
+    """The load-balancing loss by its definition (Switch Transformer, arXiv 2101.03961 eq. 4-6, with Mixtral's
+    top-k): num_experts x sum_e f_e x P_e over the rows of every layer, where f_e is the fraction of rows whose
+    top-k (by router probability) holds e, summed over the k slots, and P_e the mean router probability of e;
+    padding rows (attention mask 0) count in neither. The suite's own arithmetic, in float64."""
     import torch
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cfg = base.config
-    balance = sys.modules[type(base).__module__].load_balancing_loss_func
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
+    rows = torch.cat([layer.detach().double().reshape(-1, num_experts) for layer in router_logits])
+    weight = torch.ones(rows.shape[0], dtype=torch.float64)
+    if attention_mask is not None:  # the same [batch x sequence] mask for every layer's rows
+        weight = attention_mask.reshape(-1).double().repeat(len(router_logits))
+    probs = rows.exp() / rows.exp().sum(-1, keepdim=True)  # softmax, spelt out
+    chosen = probs.argsort(dim=-1, descending=True)[:, :top_k]
+    hits = torch.zeros_like(probs).scatter_(1, chosen, 1.0)  # 1 where e is among a row's top-k
+    total = weight.sum()
+    f = (hits * weight[:, None]).sum(0) / total
+    p = (probs * weight[:, None]).sum(0) / total
+    return float(num_experts * (f * p).sum())
+
+
+def probability_rows(router_logits, atol: float = 1e-4) -> list[str]:
+    """The layers whose router 'logits' are already probabilities: every row non-negative and summing to 1."""
+    out = []
+    for i, layer in enumerate(router_logits):
+        rows = layer.detach().double()
+        if bool((rows >= 0).all()) and float((rows.sum(-1) - 1).abs().max()) <= atol:
+            out.append(f"layer {i}")
+    return out
+
+
+def router_forward(model, inputs: dict):
+    """A plain eval-mode forward asking for the router logits and the model's own auxiliary loss."""
+    import torch
+
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(**inputs, output_router_logits=True)
+            return model(**inputs, output_router_logits=True)
     finally:
         model.train(was_training)
-    aux = balance(out.router_logits, cfg.num_local_experts, cfg.num_experts_per_tok, inputs.get("attention_mask"))
-    return masked_loss(out.logits.float(), batch["labels"]), float(aux), float(cfg.router_aux_loss_coef)
+
+
+def expected_loss(model, batch: dict) -> tuple[float, float, float]:
+    """(cross-entropy, auxiliary loss, coefficient) of the batch, from a plain forward with the router
+    logits: the cross-entropy by hand over the shifted unmasked targets, the auxiliary loss by the suite's
+    own balance_loss on the router logits (never the architecture's own auxiliary-loss function)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
+    out = router_forward(model, inputs)
+    aux = balance_loss(out.router_logits, *expert_counts(base.config), inputs.get("attention_mask"))
+    return masked_loss(out.logits.float(), batch["labels"]), aux, float(base.config.router_aux_loss_coef)
+
+
+def measure_aux_by_definition(arch: str, method: str, out: Path, *,
+                              faults: dict[str, float] | None = None) -> list[Verdict]:
+    """After a few real training steps, on a padded batch of unequal rows: the model's own auxiliary loss (what
+    trl weights) against the suite's balance_loss of its router logits, and the router logits not already
+    probabilities. `faults`: suite/train/inject.py seam faults active while it trains and measures."""
+    case = moe_case(method, arch=arch, batch_size=len(UNEQUAL_ROWS), num_samples=len(UNEQUAL_ROWS), max_steps=3,
+                    max_length=128)
+    with h.seam_faults(faults):
+        built = h.build_trainer(case, out, UNEQUAL_ROWS)
+        h.train_and_log(built)
+        model = built.trainer.model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        built.tokenizer.padding_side = "right"
+        enc = built.tokenizer([r["text"] for r in UNEQUAL_ROWS], return_tensors="pt", padding=True)
+        enc = {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        fwd = router_forward(model, enc)
+    experts, top_k = expert_counts(base.config)
+    own = balance_loss(fwd.router_logits, experts, top_k, enc["attention_mask"])
+    what = f"{arch} {method}, {experts} experts, top {top_k}, {int(enc['attention_mask'].sum())} unpadded tokens"
+    probs = probability_rows(fwd.router_logits)
+    return [compare("moe.aux_loss.by_definition", float(fwd.aux_loss), own,
+                    f"{what}: the model's {float(fwd.aux_loss):.6f}, by definition {own:.6f}"),
+            RELATIONS["moe.router_logits.are_logits"].measure(
+                len(probs), f"{what}: {', '.join(probs) if probs else 'no layer'} records probabilities "
+                            f"where the router's logits belong")]
 
 
 def measure_aux_counted_once(method: str, out: Path, *, faults: dict[str, float] | None = None) -> Verdict:

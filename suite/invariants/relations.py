@@ -156,6 +156,29 @@ RELATIONS: dict[str, Relation] = dict([
     _rel("moe.grad_accum.cross_entropy", "a mixture of experts with batch Bx1 and batch 1xB (accumulation B) logs "
          "the same first-step loss less router_aux_loss_coef x the logged auxiliary loss (the cross-entropy "
          "part; the auxiliary loss is a statistic of each micro-batch's routing)", 1e-5, unit="nats"),
+    # by_definition: measured 2026-12-07 on avx512-bf16 (2-core AMD EPYC Zen 4), fp32, the tiny mixtral,
+    # qwen3_moe and gpt_oss after 3 steps: see docs/checks.md for the measured values; the bound is float32
+    # rounding of a sum over ~2x100 rows (the model's float32 against the suite's float64) with a wide margin
+    _rel("moe.aux_loss.by_definition", "a mixture of experts' auxiliary loss equals num_experts x sum_e f_e x P_e "
+         "recomputed by the suite from the router logits (top-k and the number of experts from the config, "
+         "padding excluded)", 1e-5, unit="nats"),
+    _rel("moe.router_logits.are_logits", "the router logits a mixture of experts records are logits, not rows of "
+         "probabilities (non-negative, summing to 1)", 0, unit="layers"),
+    # causal_lm.padding.*: measured 2026-12-07 on avx512-bf16 (2-core AMD EPYC Zen 4), fp32, every tiny causal-LM
+    # architecture with SFTTrainer and the plain Trainer (docs/checks.md has the values): float reassociation of
+    # a longer row's matrix products; the bound is the losses' usual 1e-5
+    _rel("causal_lm.padding.collated", "a causal LM's per-example loss (the suite's own cross-entropy) in a batch "
+         "beside longer examples, padded by the trainer's own collator, equals its loss alone", 1e-5, unit="nats"),
+    _rel("causal_lm.padding.left", "a causal LM's per-example loss in a batch beside longer examples padded left "
+         "(attention 0 and label -100 in front) equals its loss alone", 1e-5, unit="nats"),
+    _rel("chat_template.prompt_prefix", "a chat template's prompt rendered with the generation prompt is a prefix of "
+         "the prompt with its completion (SFT) or with chosen / rejected (DPO), as text and as token ids", 0,
+         unit="conversations"),
+    _rel("chat_template.completion_mask", "a chat template's generation mask covers exactly the completion's tokens "
+         "(the conversation's ids past the prompt's)", 0, unit="conversations"),
+    _rel("chat_template.trl_slicing", "SFTTrainer's prepared labels on conversational prompt-completion rows leave "
+         "exactly the completion unmasked (the conversation's ids past the prompt's, computed by the suite)", 0,
+         unit="rows"),
     _rel("eos.last_token", "every prepared example ends with the end-of-sequence token", 0, unit="examples"),
     _rel("eos.label_survives", "the end-of-sequence label survives collation (also when pad == eos)", 0,
          unit="examples"),

@@ -344,6 +344,8 @@ def checkpoint_checks(case: Case, payload: Payload, inv: Inventory | None) -> li
     """What the saved checkpoint holds: only the adapter with the size its trainable parameters imply,
     or the whole model with the size of its state dict."""
     c, params = case.checks, payload.params
+    if "save" in payload.raised:  # saving raised in the child: whatever it left is not a checkpoint to judge
+        return [raised_result("checkpoint", case.id, "saving the checkpoint", payload.raised["save"])]
     if inv is None:
         return [CheckResult("checkpoint", False, f"{case.id}: no checkpoint directory was found")]
     if case.is_adapter:

@@ -26,12 +26,22 @@ check): `dropout_off` (the adapter's dropout layers get rate 0 before training: 
 dropout its config asked for), `dropout_in_eval` (its dropout layers drop in evaluation too, as if
 the model were left in training mode for inference). For the mixture-of-experts checks:
 `drop_expert_lora` (the adapter file loses the fused experts' LoRA tensors), `quant_skip` (the 4-bit
-load leaves the attention's o_proj unquantized), and for the router loss invariant `aux_twice` (trl
+load leaves the attention's o_proj unquantized), inside Mixtral's modeling code `aux_softmax_twice` (its
+load-balancing loss softmaxes the router probabilities again), `aux_top_k_wrong` (it takes the top 1 whatever the
+config's num_experts_per_tok) and `router_probabilities` (the router records probabilities as its logits); for the causal-LM padding
+invariance (suite/invariants/padding.py) `padding_mask_ignored` (Llama's forward builds a pure causal mask,
+without the padding) and `pad_labelled` (the collator labels padding with the pad id, not -100); and for the router loss invariant `aux_twice` (trl
 weights the auxiliary loss twice: counted twice) and `aux_dropped` (trl adds none). For the families of 2026
 (cases/families.yaml), one in a family's own modeling code: `window_ignored` (Gemma 3's sliding-window layers
 get the plain causal mask, as a modeling change that dropped the window would: its case's golden curve must
 move, no other family's). For the training mechanics' relations (suite/train/mechanics_faults.py):
-`lr_ahead`, `clip_threshold`, `decay_where_zero`, `update_overshoot`, `lora_sqrt_scale`. Unset, nothing here
+`lr_ahead`, `clip_threshold`, `decay_where_zero`, `update_overshoot`, `lora_sqrt_scale`.
+Crafted changes to saving (suite/train/backends/spoil.py's SAVING_FAULTS), each a
+failed check and never an error record: `save_no_tokenizer_file` (tokenizer.json is not saved),
+`save_corrupt_adapter_config` (adapter_config.json cut in half), `save_no_config` (config.json is not saved),
+`save_truncated_weights` (the weights' safetensors file cut in half), `save_raises` (save_model raises
+OSError once the weights are written: the checkpoint check fails with it, the reload and routes still run), `save_vocab_swapped` (the saved
+tokenizer.json has two words' ids swapped, words absent from the probe texts: the saved_tokenizer check alone). Unset, nothing here
 runs; a record made with an injection says so in `resolved.injected`.
 
 The training code knows nothing of these: each fault declares its Seam in SEAMS, and `install_hooks`,
@@ -48,7 +58,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from suite.train.backends.registry import declared_faults
-from suite.train.backends.spoil import after_save, drop_tensors
+from suite.train.backends import modeling_faults
+from suite.train.backends.spoil import SAVING_FAULTS, after_save, drop_tensors
 from suite.train.mechanics_faults import MECHANICS_FAULTS, sqrt_scaling
 
 ENV = "FTSUITE_INJECT"
@@ -71,12 +82,15 @@ DECLARED = declared_faults()
 SEAMS: dict[str, Seam] = {
     **{kind: TRAINER for kind in (
         "compute", "wait", "memory", "forward", "adapter_init", "save_base", "no_update", "drop_lora_b",
-        "dropout_off", "dropout_in_eval", "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises")},
+        "dropout_off", "dropout_in_eval", "drop_expert_lora", "aux_twice", "aux_dropped", "route_raises",
+        "pad_labelled")},
     **{kind: TRAINER for kind in DECLARED},
     # the training mechanics' (suite/train/mechanics_faults.py): the schedule, the clip, the decay, the update
     **{kind: TRAINER for kind in MECHANICS_FAULTS.kinds},
     # peft's LoRA scaling alpha / sqrt(r) without rsLoRA, in training and in every reload of the adapter
     "lora_sqrt_scale": Seam("peft.tuners.lora.layer.LoraLayer.update_layer", sqrt_scaling),
+    # the saved checkpoint loses or spoils one file (spoil.py's SAVING_FAULTS): its checks fail, no error record
+    **{kind: TRAINER for kind in SAVING_FAULTS},
     # merge_and_unload leaves one layer unmerged
     "route_merge": Seam("suite.train.routes.merge", lambda original: _merge_leaving_a_layer(original)),
     # load_adapter leaves the modules_to_save copies at the base's weights
@@ -88,6 +102,18 @@ SEAMS: dict[str, Seam] = {
     # Gemma 3's sliding window ignored: its modeling module builds the plain causal mask for the sliding layers
     "window_ignored": Seam("transformers.models.gemma3.modeling_gemma3.create_sliding_window_causal_mask",
                            lambda original: _causal_mask_instead(original)),
+    # inside Mixtral's load-balancing loss (suite/invariants/moe.py's by-definition relation): the router
+    # probabilities softmaxed a second time, or the top-k taken as 1 whatever the config says
+    "aux_softmax_twice": Seam("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",
+                              lambda original: modeling_faults.balance_on_probabilities(original)),
+    "aux_top_k_wrong": Seam("transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func",
+                            lambda original: modeling_faults.balance_top_one(original)),
+    # the router records its probabilities where its logits belong (the routing itself unchanged)
+    "router_probabilities": Seam("transformers.models.mixtral.modeling_mixtral.MixtralTopKRouter.forward",
+                                 lambda original: modeling_faults.router_returns_probabilities(original)),
+    # Llama's forward builds its mask without the padding (pure causal): left-padded rows see the pads
+    "padding_mask_ignored": Seam("transformers.models.llama.modeling_llama.create_causal_mask",
+                                 lambda original: modeling_faults.mask_without_padding(original)),
     # a 4-bit base quantized in fewer places than declared (the MoE check's test)
     "quant_skip": Seam("suite.train.quantize.Bnb4Bit.load_kwargs", lambda original: _skip_quantizing(original)),
 }
@@ -218,6 +244,10 @@ def _correctness_faults(trainer, faults: dict[str, float]) -> None:
         after_save(trainer, drop_lora_b)
     if "route_raises" in faults:
         after_save(trainer, lambda saved: integration_wants_newer_peft())
+    if "pad_labelled" in faults:  # the collator labels its padding with the pad id instead of -100
+        trainer.data_collator = modeling_faults.labelling_padding(trainer.data_collator)
+    for kind in (k for k in SAVING_FAULTS if k in faults):
+        after_save(trainer, SAVING_FAULTS[kind])
     if "save_base" in faults:
         def save_base(saved) -> None:
             from safetensors.torch import save_file

@@ -352,12 +352,12 @@ def generation_config_note(folder: str | None, tokenizer: Any) -> str | None:
 
 
 def tokenizer_check(checkpoint: Path, trained_tokenizer: Any, model_path: str) -> dict:
-    """The tokenizer saved beside the checkpoint against the one training used: the probe texts'
-    ids and the chat template rendered (added tokens included)."""
+    """The tokenizer saved beside the checkpoint against the one training used: the whole vocabulary (every
+    token's id, added tokens included), the probe texts' ids and the chat template rendered."""
     if not (checkpoint / "tokenizer_config.json").is_file():
         return {"saved": False, "problems": []}
     saved = models.load_tokenizer(checkpoint, base=model_path)
-    problems = []
+    problems = vocabulary_differences(saved, trained_tokenizer)
     for text in probes.PROBE_TEXTS:
         if saved(text)["input_ids"] != trained_tokenizer(text)["input_ids"]:
             problems.append(f"{text!r} tokenizes to other ids")
@@ -369,3 +369,17 @@ def tokenizer_check(checkpoint: Path, trained_tokenizer: Any, model_path: str) -
               != trained_tokenizer.apply_chat_template(chat, tokenize=False)):
             problems.append("the chat template renders another string")
     return {"saved": True, "problems": problems}
+
+
+def vocabulary_differences(saved: Any, trained: Any) -> list[str]:
+    """Where the saved tokenizer's vocabulary (token -> id, added tokens included) is not training's: a token
+    that maps elsewhere tokenizes a text that holds it to other ids even where the probe texts do not."""
+    mine, theirs = saved.get_vocab(), trained.get_vocab()
+    moved = sorted(t for t in theirs if mine.get(t) != theirs[t])
+    extra = sorted(set(mine) - set(theirs))
+    if not moved and not extra and len(saved) == len(trained):
+        return []
+    examples = ", ".join(f"{t!r} {theirs[t]} -> {mine.get(t, 'absent')}" for t in moved[:3])
+    return [f"the vocabulary differs: {len(moved)} of training's {len(theirs)} tokens map to another id or are "
+            f"absent{' (e.g. ' + examples + ')' if examples else ''}, {len(extra)} tokens are new; "
+            f"{len(saved)} tokens saved against {len(trained)} trained"]

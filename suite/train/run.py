@@ -47,6 +47,7 @@ class Trained:
     counter: Any  # the CountingCollator that counted each step's tokens
     checkpoint: Path
     mechanics: Any = None  # the MechanicsRecorder's record (suite/train/mechanics.py)
+    save_raised: str | None = None  # what saving raised: the checkpoint check's failure, not the case's error
 
 
 def run(case: Case, workdir: Path, process_start: float) -> Payload:
@@ -68,7 +69,7 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     counts = _step_counts(trained.trainer, trained.counter)
     # From here on there is something to judge: a phase that raises is its check's failure (payload.raised),
     # and the phases after it still run; an exception in training above is the case's error.
-    raised: dict[str, str] = {}
+    raised: dict[str, str] = {"save": trained.save_raised} if trained.save_raised else {}
     if case.is_adapter and trained.mechanics.not_judged is None:  # after every probe of the trained model
         trained.mechanics.lora = _phase(raised, "mechanics", lambda: lora_probe(trained.trainer.model), None)
     reload = _reload(case, backend, resolved.path, trained, timing, device, raised)
@@ -149,11 +150,12 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
         probes.save_probe(probe, workdir / probes.PROBE_FILE)
     ckpt = workdir / "checkpoint"
     t0 = time.perf_counter()
-    backend.save(case, trainer, ckpt)
+    saving: dict[str, str] = {}  # a save that raises fails the checkpoint check; the reload and routes still run
+    _phase(saving, "save", lambda: backend.save(case, trainer, ckpt), None)
     trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
     timing["save_s"] = time.perf_counter() - t0
     return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, generated, dropout, counter,
-                   ckpt, mechanics)
+                   ckpt, mechanics, saving.get("save"))
 
 
 def _step_counts(trainer: Any, counter: Any) -> list[tuple[int, int, int]]:

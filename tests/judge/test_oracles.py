@@ -27,11 +27,9 @@ NOT_YET = {
     "train/backends/online/checks.py": "GRPO/RLOO's checks (FirstLossByDefinition): the online helper of issue 36",
 }
 
-# The one violation on main (2026-12-07): the MoE relation computes the auxiliary loss with transformers'
-# load_balancing_loss_func, the function the trainer calls (suite/invariants/moe.py expected_loss).
-KNOWN_SHARED = {"invariants/moe.py": "issue 36: moe.aux_loss.counted_once computes the auxiliary loss with the "
-                                     "architecture's own load_balancing_loss_func; the by-definition MoE relation "
-                                     "replaces it (then this xfail passes strictly and comes out)"}
+# Modules known to reach a function they must not: module -> why (a strict xfail, the list only shrinks). The
+# MoE relation's use of load_balancing_loss_func came out with the by-definition relation (branch lm-defs).
+KNOWN_SHARED: dict[str, str] = {}
 
 
 def _rel(path: Path) -> str:
