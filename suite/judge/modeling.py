@@ -60,9 +60,9 @@ def check_padding(case: Case, rel: ModelRelations) -> CheckResult:
     worst, row = offs[variant]
     collator = (f"the trainer's collator padded {p.collated_side}" if p.collated is not None
                 else (p.collator_not_used or "the trainer's collator not measured"))
-    collated = f"{offs['collated'][0]:.3g}" if p.collated is not None else "not measured"
+    collated = f"{offs['collated'][0]:.3g} nats" if p.collated is not None else "not measured"
     detail = (f"rows of {p.lengths} tokens; max difference right {offs['right-padded'][0]:.3g}, left "
-              f"{offs['left-padded'][0]:.3g}, collated {collated} nats; {collator}")
+              f"{offs['left-padded'][0]:.3g} nats, collated {collated}; {collator}")
     if p.labelled_pads and (bound is None or worst <= bound):  # a cause seen whatever the size of its effect
         variant, row, worst = "collated", offs["collated"][1], max(worst, offs["collated"][0])
         bound = 0.0 if bound is None else bound
