@@ -28,7 +28,9 @@ FAULTS = {
     "pad_labelled": ("padding_invariance", "the trainer's collator labels"),
     "aux_softmax_twice": ("moe_aux_by_definition", "softmaxed a second time"),
     "router_probabilities": ("router_logits_are_logits", "router returns its softmax where its logits belong"),
+    "aux_top_k_wrong": ("moe_aux_by_definition", "top 1 expert counted, not the config's top 2"),
 }
+MOE_FAULTS = ("aux_softmax_twice", "router_probabilities", "aux_top_k_wrong")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def runs(tmp_path_factory) -> dict:
     out = {f"llama/{k}": r for k, r in fault_runs(tmp_path_factory.mktemp("llama"), LLAMA,
                                                    ("", "padding_mask_ignored", "pad_labelled"), MODELS).items()}
     out.update({f"mixtral/{k}": r for k, r in fault_runs(tmp_path_factory.mktemp("mixtral"), MIXTRAL,
-                                                          ("", "aux_softmax_twice", "router_probabilities"),
+                                                          ("",) + MOE_FAULTS,
                                                           MODELS).items()})
     return out
 
@@ -51,7 +53,7 @@ def test_clean_runs_pass_every_check_with_the_relations_measured(runs, model, me
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_each_modeling_fault_fails_its_case_by_its_relation_alone(runs, fault):
-    model = "mixtral" if fault in ("aux_softmax_twice", "router_probabilities") else "llama"
+    model = "mixtral" if fault in MOE_FAULTS else "llama"
     record = runs[f"{model}/{fault}"]
     relation, says = FAULTS[fault]
     untouched = tuple(n for n in check_outcomes(runs[f"{model}/clean"]) if n != relation)
