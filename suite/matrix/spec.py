@@ -164,6 +164,12 @@ class CheckSpec:
     # 4-bit bases: the base's weights bitsandbytes leaves unquantized (layer index dropped), besides the
     # embeddings and the head: a mixture of experts' fused 3-D expert weights and its router
     unquantized: tuple[str, ...] = ()
+    # GRPO and RLOO by definition (suite/train/backends/online/relations.py), measured on kernel class
+    # avx512-bf16 (the 2-core AMD EPYC Zen 4), fp32, the tiny llama: the advantages against their definition from
+    # the logged rewards, largest difference MEASURED_ADV over N_ADV clean runs; bound = that x MARGIN
+    advantages_def_atol: float = 1e-5
+    # ... the loss trl returned for a micro-batch against the loss type's definition on the suite's own forward
+    loss_def_atol: float = 1e-5
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from suite.train.backends.online import checks as own_checks
 from suite.train.backends.online import metrics as own_metrics
 from suite.train.backends.online.config import online_config, pinned
 from suite.train.backends.online.faults import ONLINE_FAULTS
+from suite.train.backends.online.lossrecord import LossRecorder, config_of
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -142,7 +143,8 @@ class Online(HFSFTTrainer):
             "reward": f"fraction of completion tokens that are colour words ({', '.join(TARGET_WORDS)})",
             "replayed": "each step's sampling replayed by the policy of that step (same prompts, generation "
                         "config and random state): sampled/on_policy is the share of completions it reproduced",
-            "first_step": recorder.shown.get("first"), "last_step": recorder.shown.get("last")}}
+            "first_step": recorder.shown.get("first"), "last_step": recorder.shown.get("last"),
+            "config": config_of(trainer), "loss_records": recorder.loss.records}}
 
 
 def _rng_state() -> tuple:
@@ -177,6 +179,7 @@ class SampleRecorder:
         self.pending: dict | None = None
         self.batches: list[tuple[int, int, int]] = []
         self.shown: dict[str, dict] = {}
+        self.loss = LossRecorder(trainer, eos_ids(trainer.generation_config))  # after any fault on compute_loss
 
     def _generate_and_score(self, inputs: Any) -> dict:
         before = _rng_state()
@@ -196,6 +199,9 @@ class SampleRecorder:
         self.batches.append((int(prompt_mask.sum() + mask.sum()), int(mask.sum()), n))
         self.pending = {"sampled/lengths": lengths, "sampled/rewards": rewards, "sampled/advantages": advantages,
                         "sampled/on_policy": self._replayed(out, before)}
+        kl = self.loss.generated(out)  # the suite's own forward: the old and reference log-probabilities
+        if kl is not None:
+            self.pending["sampled/kl"] = kl
         shown = {"step": t.state.global_step + 1, "prompts": list(t._logs["prompt"])[-n:][:SHOWN],
                  "completions": list(t._logs["completion"])[-n:][:SHOWN], "rewards": rewards[:SHOWN],
                  "advantages": advantages[:SHOWN], "mean_reward": sum(rewards) / n}
