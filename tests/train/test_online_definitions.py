@@ -97,7 +97,7 @@ def test_the_loss_check_passes_the_definition_and_names_each_cause():
     clean = _batch()
     assert check.evaluate("c", [_record(clean, -1 / 3)], CONFIG, "dapo").passed
     per_sequence = check.evaluate("c", [_record(clean, 0.0)], CONFIG, "dapo")  # grpo's value
-    assert not per_sequence.passed and "the loss is 'grpo'" in per_sequence.message
+    assert not per_sequence.passed and "the loss is grpo's" in per_sequence.message
     wide = _record(clean, (-2 * 2 + 2.0) / 3, trl_mask=[[1, 1], [1, 1]])  # a truncated token counted: 4 tokens
     wide["loss"] = (-2 + 2.0) / 4
     counted = check.evaluate("c", [wide], CONFIG, "dapo")

@@ -38,6 +38,10 @@ FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
 
 EPS = 1e-4  # trl's documented epsilon under the std (GRPOConfig.scale_rewards, RLOOConfig.normalize_advantages)
 GRPO_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo")
+# the denominators: each completion's token mean, then the mean; the micro-batch's tokens; completions x
+# max_completion_length; each completion's token sum, then the mean; the generation batch's tokens
+PER_SEQUENCE_MEAN, PER_BATCH_TOKENS, CONSTANT, PER_SEQUENCE_SUM, GENERATION_TOKENS = (
+    ("grpo", "sapo"), ("bnpo",), ("dr_grpo",), ("luspo",), ("dapo", "cispo", "vespo"))
 
 
 def mean(xs: list[float]) -> float:
@@ -172,15 +176,15 @@ def grpo_loss(batch: MicroBatch, cfg: LossConfig) -> float:
     sums = [sum(x * m for x, m in zip(token_losses(i, batch, cfg), batch.mask[i])) for i in rows]
     counts = [sum(batch.mask[i]) for i in rows]
     kind, ga = cfg.loss_type, cfg.grad_accum
-    if kind in ("grpo", "sapo"):  # each completion's token mean, then the mean over completions
+    if kind in PER_SEQUENCE_MEAN:
         return mean([s / max(n, 1) for s, n in zip(sums, counts)]) / ga
-    if kind == "bnpo":  # the micro-batch's tokens
+    if kind in PER_BATCH_TOKENS:
         return sum(sums) / max(sum(counts), 1) / ga
-    if kind == "dr_grpo":  # a constant: completions x max_completion_length
+    if kind in CONSTANT:
         return sum(sums) / (len(sums) * cfg.max_completion_length) / ga
-    if kind == "luspo":  # each completion's token sum, then the mean
+    if kind in PER_SEQUENCE_SUM:
         return mean(sums) / ga
-    if kind in ("dapo", "cispo", "vespo"):  # the generation batch's tokens, per accumulation window
+    if kind in GENERATION_TOKENS:  # per accumulation window
         return sum(sums) / (max(batch.generation_tokens, 1) * ga / cfg.steps_per_generation)
     raise ValueError(f"no definition of GRPO's loss type {kind!r}; known: {', '.join(GRPO_TYPES)}")
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from suite.train.backends.base import DeclaredFaults
 
+DAPO, GRPO_PER_SEQUENCE = "dapo", "grpo"  # trl's loss_type values (not the trainer axis)
+
 
 def online_faults(trainer, faults: dict[str, float]) -> None:
     """The generating trainers' faults: around trl's generation and its scoring, nothing of its loss."""
@@ -64,7 +66,8 @@ def definition_faults(trainer, faults: dict[str, float]) -> None:
         computing = trainer._compute_loss
 
         def per_sequence(model, inputs):
-            declared, trainer.loss_type = trainer.loss_type, "grpo" if trainer.loss_type == "dapo" else trainer.loss_type
+            declared = trainer.loss_type  # dapo's token sum over the generation batch -> per-sequence means
+            trainer.loss_type = GRPO_PER_SEQUENCE if declared == DAPO else declared
             try:
                 return computing(model, inputs)
             finally:

@@ -135,8 +135,8 @@ def loss_causes(record: dict, cfg: d.LossConfig, expect: Callable, atol: float) 
                          micro_batch(record, mask=trl_mask, generation_tokens=int(tokens)), cfg))
     for other in d.GRPO_TYPES:
         if other != cfg.loss_type and cfg.loss_type in d.GRPO_TYPES:
-            variants.append((f"the loss is {other!r}'s (its denominator or weighting), not the declared "
-                             f"{cfg.loss_type!r}'s", micro_batch(record), replace(cfg, loss_type=other)))
+            variants.append((f"the loss is {other}'s (its denominator or weighting), not the declared "
+                             f"{cfg.loss_type}'s", micro_batch(record), replace(cfg, loss_type=other)))
     variants.append(("the importance ratio is not clipped (epsilon low/high ignored)", micro_batch(record),
                      replace(cfg, epsilon_low=float("inf"), epsilon_high=float("inf"))))
     variants.append(("the ratio is 1 throughout: the old log-probabilities are the current policy's, not the "
@@ -162,6 +162,7 @@ class LossByDefinition:
 
     atol: float
     label: str
+    expect: Callable[[d.MicroBatch, d.LossConfig], float] = d.grpo_loss  # RLOO's: d.rloo_loss
     name: str = "loss_by_definition"
 
     def evaluate(self, case_id: str, records: list[dict], config: dict, loss_type: str) -> CheckResult:
@@ -172,7 +173,7 @@ class LossByDefinition:
             return CheckResult(self.name, False, f"{case_id}: the loss's definition is not derived for "
                                                  f"{'; '.join(refused)}")
         cfg = loss_config(config, loss_type)
-        expect = d.rloo_loss if loss_type == "rloo" else d.grpo_loss
+        expect = self.expect
         rows = [(r, expect(micro_batch(r), cfg)) for r in records]
         worst_r, worst_e = max(rows, key=lambda x: abs(x[0]["loss"] - x[1]))
         diff = abs(worst_r["loss"] - worst_e)
@@ -201,11 +202,11 @@ def advantages_check(label: str, candidates: Callable[[Case, dict], Callable[[di
     return TrainerCheck("advantages_by_definition", check)
 
 
-def loss_check(label: str, loss_type: str | None = None) -> TrainerCheck:
+def loss_check(label: str, loss_type: str | None = None, expect: Callable = d.grpo_loss) -> TrainerCheck:
     def check(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
         sampling = _sampling(payload)
         config = sampling.get("config") or {}
-        return LossByDefinition(case.checks.loss_def_atol, label).evaluate(
+        return LossByDefinition(case.checks.loss_def_atol, label, expect).evaluate(
             case.id, sampling.get("loss_records") or [], config, loss_type or str(config.get("loss_type")))
     return TrainerCheck("loss_by_definition", check)
 
@@ -215,4 +216,4 @@ GRPO_ADVANTAGES = advantages_check("GRPO", lambda config, group: lambda p: grpo_
 RLOO_ADVANTAGES = advantages_check("RLOO", lambda config, group: lambda p: rloo_candidates(
     p["sampled/rewards"], group, config, p.get("sampled/kl")))
 GRPO_LOSS = loss_check("GRPO")
-RLOO_LOSS = loss_check("RLOO", "rloo")
+RLOO_LOSS = loss_check("RLOO", "rloo", d.rloo_loss)
