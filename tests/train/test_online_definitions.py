@@ -130,3 +130,38 @@ def test_the_advantages_check_names_the_scale_and_the_baseline():
 def test_forbidden_oracles_name_each_relation():
     assert set(d.FORBIDDEN_ORACLES) == {"advantages_by_definition", "loss_by_definition"}
     assert all(name.count(".") >= 1 for names in d.FORBIDDEN_ORACLES.values() for name in names)
+
+
+def oracle_calls(source: str) -> list[str]:
+    """The forbidden oracles a module's source imports or calls (trl's by their last name, torch's as torch.<name>),
+    and any trl import."""
+    import ast
+
+    dotted = [n for names in d.FORBIDDEN_ORACLES.values() for n in names]
+    torch_names = {n.split(".", 1)[1] for n in dotted if n.startswith("torch.")}
+    names = {n.rsplit(".", 1)[-1] for n in dotted if not n.startswith("torch.")}
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            mods = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+            found += [m for m in mods if m and m.split(".")[0] == "trl"]
+        elif isinstance(node, ast.Attribute) and (node.attr in names or (
+                node.attr in torch_names and isinstance(node.value, ast.Name) and node.value.id == "torch")):
+            found.append(node.attr)
+        elif isinstance(node, ast.Name) and node.id in names:
+            found.append(node.id)
+    return found
+
+
+def test_the_relations_call_none_of_their_forbidden_oracles():
+    """What computes the expected values (definitions, relations, the child's own forward) imports no trl and calls
+    none of the functions FORBIDDEN_ORACLES names; a planted call is found."""
+    import inspect
+
+    from suite.train.backends.online import lossrecord
+
+    for source in (inspect.getsource(d), inspect.getsource(r), inspect.getsource(lossrecord.own_logps)):
+        assert oracle_calls(source) == [], source[:200]
+    assert set(oracle_calls("from trl.trainer.utils import nanstd\nx = nanstd(t)")) == {"trl.trainer.utils", "nanstd"}
+    assert oracle_calls("loss = trainer._compute_loss(model, inputs)") == ["_compute_loss"]
+    assert oracle_calls("s = torch.std(x)\nstd = 1") == ["std"]

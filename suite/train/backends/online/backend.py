@@ -23,6 +23,7 @@ from suite.train.backends.online import checks as own_checks
 from suite.train.backends.online import metrics as own_metrics
 from suite.train.backends.online.config import online_config, pinned
 from suite.train.backends.online.faults import ONLINE_FAULTS
+from suite.train.backends.online.definitions import completion_mask
 from suite.train.backends.online.lossrecord import LossRecorder, config_of
 
 if TYPE_CHECKING:
@@ -231,7 +232,10 @@ class SampleRecorder:
         first_eos = torch.where(eos.any(1), eos.int().argmax(1), torch.full_like(eos[:, 0], again.size(1),
                                                                                   dtype=torch.long))
         same = 0
-        for i, length in enumerate(out["completion_mask"].sum(1).tolist()):
+        # each completion's own length (to its first EOS): trl's mask holds none of a truncated one under
+        # mask_truncated_completions, which a replay must still reproduce
+        lengths = [sum(completion_mask(row, self.loss.eos, None, False)) for row in out["completion_ids"].tolist()]
+        for i, length in enumerate(lengths):
             mine = min(int(first_eos[i]) + 1, again.size(1))
             same += mine == length and torch.equal(again[i, :length], out["completion_ids"][i, :length])
         return same / again.size(0)
