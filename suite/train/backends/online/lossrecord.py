@@ -36,6 +36,11 @@ def own_logps(model: Any, prompt_ids: Any, prompt_mask: Any, completion_ids: Any
     return torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
 
 
+def _short(rows: list) -> list:
+    """Log-probabilities to 10 significant digits (the record stays small; the relations' bounds are 1e-5)."""
+    return [_short(x) if isinstance(x, list) else float(f"{x:.10g}") for x in rows]
+
+
 def config_of(trainer: Any) -> dict:
     """The config fields the relations read, as JSON values."""
     args = trainer.args
@@ -110,6 +115,8 @@ class LossRecorder:
         return [definitions.sequence_kl(o, r, m) for o, r, m in zip(old.tolist(), ref.tolist(), mask.tolist())]
 
     def _record(self, model: Any, inputs: dict, loss: Any) -> dict:
+        import torch
+
         t = self.trainer
         pids, pmask, cids = inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"]
         rows = [self.rows.get(self._key(pids, pmask, cids, i)) for i in range(cids.size(0))]
@@ -117,15 +124,14 @@ class LossRecorder:
             return {"step": t.state.global_step + 1, "micro_batch": self.calls, "error":
                     "a row of the micro-batch was not among the generated ones"}
         mask = [r[2] for r in rows]
-        import torch
-
         now = own_logps(model, pids, pmask, cids, torch.tensor(mask), t.args.temperature)
         trl_old = inputs.get("old_per_token_logps", inputs.get("old_logps"))
         adv = inputs["advantages"]
+        trl_mask = inputs["completion_mask"].tolist()
         return {"step": t.state.global_step + 1, "micro_batch": self.calls, "loss": float(loss.detach()),
-                "logps": now.tolist(), "old": [r[0] for r in rows],
-                "ref": None if rows[0][1] is None else [r[1] for r in rows], "mask": mask,
+                "logps": _short(now.tolist()), "old": _short([r[0] for r in rows]),
+                "ref": None if rows[0][1] is None else _short([r[1] for r in rows]), "mask": mask,
                 "generation_tokens": rows[0][3], "advantages": adv.reshape(adv.size(0), -1)[:, 0].tolist(),
-                "trl_mask": inputs["completion_mask"].tolist(),
-                "trl_old": None if trl_old is None else trl_old.tolist(),
+                "trl_mask": trl_mask if trl_mask != mask else None,  # kept where it differs (a cause to name)
+                "trl_old": None if trl_old is None else _short(trl_old.tolist()),
                 "trl_items": float(inputs["num_items_in_batch"]) if "num_items_in_batch" in inputs else None}

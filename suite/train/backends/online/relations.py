@@ -125,7 +125,7 @@ def micro_batch(record: dict, **swap: Any) -> d.MicroBatch:
 
 def loss_causes(record: dict, cfg: d.LossConfig, expect: Callable, atol: float) -> str:
     """Why trl's loss differs from the definition: the first silent change whose loss matches trl's."""
-    trl_mask = record["trl_mask"]
+    trl_mask = record.get("trl_mask") or record["mask"]  # recorded only where it differs
     variants = []
     if trl_mask != record["mask"]:
         counted = sum(map(sum, trl_mask)) - sum(map(sum, record["mask"]))
