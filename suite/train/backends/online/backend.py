@@ -23,6 +23,8 @@ from suite.train.backends.online import checks as own_checks
 from suite.train.backends.online import metrics as own_metrics
 from suite.train.backends.online.config import online_config, pinned
 from suite.train.backends.online.faults import ONLINE_FAULTS
+from suite.train.backends.online.definitions import completion_mask
+from suite.train.backends.online.lossrecord import LossRecorder, config_of
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -142,7 +144,8 @@ class Online(HFSFTTrainer):
             "reward": f"fraction of completion tokens that are colour words ({', '.join(TARGET_WORDS)})",
             "replayed": "each step's sampling replayed by the policy of that step (same prompts, generation "
                         "config and random state): sampled/on_policy is the share of completions it reproduced",
-            "first_step": recorder.shown.get("first"), "last_step": recorder.shown.get("last")}}
+            "first_step": recorder.shown.get("first"), "last_step": recorder.shown.get("last"),
+            "config": config_of(trainer), "loss_records": recorder.loss.records}}
 
 
 def _rng_state() -> tuple:
@@ -177,6 +180,7 @@ class SampleRecorder:
         self.pending: dict | None = None
         self.batches: list[tuple[int, int, int]] = []
         self.shown: dict[str, dict] = {}
+        self.loss = LossRecorder(trainer, eos_ids(trainer.generation_config))  # after any fault on compute_loss
 
     def _generate_and_score(self, inputs: Any) -> dict:
         before = _rng_state()
@@ -196,6 +200,9 @@ class SampleRecorder:
         self.batches.append((int(prompt_mask.sum() + mask.sum()), int(mask.sum()), n))
         self.pending = {"sampled/lengths": lengths, "sampled/rewards": rewards, "sampled/advantages": advantages,
                         "sampled/on_policy": self._replayed(out, before)}
+        kl = self.loss.generated(out)  # the suite's own forward: the old and reference log-probabilities
+        if kl is not None:
+            self.pending["sampled/kl"] = kl
         shown = {"step": t.state.global_step + 1, "prompts": list(t._logs["prompt"])[-n:][:SHOWN],
                  "completions": list(t._logs["completion"])[-n:][:SHOWN], "rewards": rewards[:SHOWN],
                  "advantages": advantages[:SHOWN], "mean_reward": sum(rewards) / n}
@@ -225,7 +232,10 @@ class SampleRecorder:
         first_eos = torch.where(eos.any(1), eos.int().argmax(1), torch.full_like(eos[:, 0], again.size(1),
                                                                                   dtype=torch.long))
         same = 0
-        for i, length in enumerate(out["completion_mask"].sum(1).tolist()):
+        # each completion's own length (to its first EOS): trl's mask holds none of a truncated one under
+        # mask_truncated_completions, which a replay must still reproduce
+        lengths = [sum(completion_mask(row, self.loss.eos, None, False)) for row in out["completion_ids"].tolist()]
+        for i, length in enumerate(lengths):
             mine = min(int(first_eos[i]) + 1, again.size(1))
             same += mine == length and torch.equal(again[i, :length], out["completion_ids"][i, :length])
         return same / again.size(0)
