@@ -25,6 +25,7 @@ from suite.train.backends.online.config import online_config, pinned
 from suite.train.backends.online.faults import ONLINE_FAULTS
 from suite.train.backends.online.definitions import completion_mask
 from suite.train.backends.online.lossrecord import LossRecorder, config_of
+from suite.train.rng import rng_state, set_rng
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -148,19 +149,6 @@ class Online(HFSFTTrainer):
             "config": config_of(trainer), "loss_records": recorder.loss.records}}
 
 
-def _rng_state() -> tuple:
-    import torch
-
-    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-
-
-def _set_rng(state: tuple) -> None:
-    import torch
-
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
-
 
 def eos_ids(generation_config: Any) -> list[int]:
     """The tokens that end a completion, as the generation config that sampled it says (trl 1.16 keeps a list of
@@ -183,7 +171,7 @@ class SampleRecorder:
         self.loss = LossRecorder(trainer, eos_ids(trainer.generation_config))  # after any fault on compute_loss
 
     def _generate_and_score(self, inputs: Any) -> dict:
-        before = _rng_state()
+        before = rng_state()
         out = self.inner(inputs)
         if self.trainer.model.training:  # not an evaluation's
             self._record(out, before)
@@ -216,8 +204,8 @@ class SampleRecorder:
         import torch
         from trl.models.utils import unwrap_model_for_generation
 
-        t, after = self.trainer, _rng_state()
-        _set_rng(before)
+        t, after = self.trainer, rng_state()
+        set_rng(before)
         try:
             passed = compat.added_kwargs(  # trl before 0.26.2 neither keeps generation_kwargs nor takes them
                 "unwrap_model_for_generation", generation_kwargs=getattr(t, "generation_kwargs", None),
@@ -226,7 +214,7 @@ class SampleRecorder:
                 ids = model.generate(input_ids=out["prompt_ids"], attention_mask=out["prompt_mask"],
                                      generation_config=t.generation_config)
         finally:
-            _set_rng(after)
+            set_rng(after)
         again = ids[:, out["prompt_ids"].size(1):]
         eos = torch.isin(again, torch.tensor(eos_ids(t.generation_config), device=again.device))
         first_eos = torch.where(eos.any(1), eos.int().argmax(1), torch.full_like(eos[:, 0], again.size(1),
