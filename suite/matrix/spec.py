@@ -197,6 +197,14 @@ class CheckSpec:
     preference_rewards_atol: float = 1e-6
     # a reward model's score of one text alone vs right- and left-padded beside a longer one: max 4.7e-7
     reward_padding_atol: float = 1e-5
+    # GRPO and RLOO by definition (suite/train/backends/online/relations.py), measured on kernel class
+    # avx512-bf16 (the 2-core AMD EPYC Zen 4), fp32, the tiny llama, LoRA, 2-4 steps of 16 completions, one
+    # machine: the advantages against their definition from the logged rewards, largest difference 8.6e-7 over 28
+    # clean runs (RLOO's normalised advantages; GRPO's at most 1.5e-7); bound ~12 x that
+    advantages_def_atol: float = 1e-5
+    # ... the loss trl returned for a micro-batch against the loss type's definition on the suite's own forward:
+    # largest difference 1.9e-7 over 26 of those runs (GRPO's 8 loss types, RLOO); bound ~50 x that
+    loss_def_atol: float = 1e-5
     # The trained model's own relations in each causal-LM case's child (suite/train/modeling.py,
     # suite/judge/modeling.py), measured on kernel class avx512-bf16 (the 2-core AMD EPYC Zen 4), fp32 logits on
     # CPU, tiny models, 2026-12-07, one run per case (deterministic), --no-baselines: a row's loss alone vs

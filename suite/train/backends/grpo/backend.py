@@ -5,6 +5,7 @@ reward less its prompt group's mean, over the group's standard deviation), and t
 from __future__ import annotations
 
 from suite.train.backends.online import checks as online
+from suite.train.backends.online import relations
 from suite.train.backends.online.backend import Online
 from suite.train.backends.online.config import GRPO_LOSS_TYPE
 
@@ -20,7 +21,8 @@ class GRPO(Online):
     # advantages are zero-mean within each prompt's group; with beta above 0 the KL starts at 0; each step's
     # completions are the current policy's samples
     checks = (online.REWARD_RISES, online.first_loss("grpo_first_loss", defaults=DEFAULTS),
-              online.ADVANTAGES_ZERO_MEAN, online.KL_STARTS_AT_ZERO, online.COMPLETIONS_ON_POLICY)
+              online.ADVANTAGES_ZERO_MEAN, online.KL_STARTS_AT_ZERO, online.COMPLETIONS_ON_POLICY,
+              relations.GRPO_ADVANTAGES, relations.GRPO_LOSS)
     defaults = DEFAULTS
 
     def trl_trainer(self) -> type:

@@ -23,6 +23,9 @@ from suite.train.backends.online import checks as own_checks
 from suite.train.backends.online import metrics as own_metrics
 from suite.train.backends.online.config import online_config, pinned
 from suite.train.backends.online.faults import ONLINE_FAULTS
+from suite.train.backends.online.definitions import completion_mask
+from suite.train.backends.online.lossrecord import LossRecorder, config_of
+from suite.train.rng import rng_state, set_rng
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -142,21 +145,9 @@ class Online(HFSFTTrainer):
             "reward": f"fraction of completion tokens that are colour words ({', '.join(TARGET_WORDS)})",
             "replayed": "each step's sampling replayed by the policy of that step (same prompts, generation "
                         "config and random state): sampled/on_policy is the share of completions it reproduced",
-            "first_step": recorder.shown.get("first"), "last_step": recorder.shown.get("last")}}
+            "first_step": recorder.shown.get("first"), "last_step": recorder.shown.get("last"),
+            "config": config_of(trainer), "loss_records": recorder.loss.records}}
 
-
-def _rng_state() -> tuple:
-    import torch
-
-    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-
-
-def _set_rng(state: tuple) -> None:
-    import torch
-
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
 
 
 def eos_ids(generation_config: Any) -> list[int]:
@@ -177,9 +168,10 @@ class SampleRecorder:
         self.pending: dict | None = None
         self.batches: list[tuple[int, int, int]] = []
         self.shown: dict[str, dict] = {}
+        self.loss = LossRecorder(trainer, eos_ids(trainer.generation_config))  # after any fault on compute_loss
 
     def _generate_and_score(self, inputs: Any) -> dict:
-        before = _rng_state()
+        before = rng_state()
         out = self.inner(inputs)
         if self.trainer.model.training:  # not an evaluation's
             self._record(out, before)
@@ -196,6 +188,9 @@ class SampleRecorder:
         self.batches.append((int(prompt_mask.sum() + mask.sum()), int(mask.sum()), n))
         self.pending = {"sampled/lengths": lengths, "sampled/rewards": rewards, "sampled/advantages": advantages,
                         "sampled/on_policy": self._replayed(out, before)}
+        kl = self.loss.generated(out)  # the suite's own forward: the old and reference log-probabilities
+        if kl is not None:
+            self.pending["sampled/kl"] = kl
         shown = {"step": t.state.global_step + 1, "prompts": list(t._logs["prompt"])[-n:][:SHOWN],
                  "completions": list(t._logs["completion"])[-n:][:SHOWN], "rewards": rewards[:SHOWN],
                  "advantages": advantages[:SHOWN], "mean_reward": sum(rewards) / n}
@@ -209,8 +204,8 @@ class SampleRecorder:
         import torch
         from trl.models.utils import unwrap_model_for_generation
 
-        t, after = self.trainer, _rng_state()
-        _set_rng(before)
+        t, after = self.trainer, rng_state()
+        set_rng(before)
         try:
             passed = compat.added_kwargs(  # trl before 0.26.2 neither keeps generation_kwargs nor takes them
                 "unwrap_model_for_generation", generation_kwargs=getattr(t, "generation_kwargs", None),
@@ -219,13 +214,16 @@ class SampleRecorder:
                 ids = model.generate(input_ids=out["prompt_ids"], attention_mask=out["prompt_mask"],
                                      generation_config=t.generation_config)
         finally:
-            _set_rng(after)
+            set_rng(after)
         again = ids[:, out["prompt_ids"].size(1):]
         eos = torch.isin(again, torch.tensor(eos_ids(t.generation_config), device=again.device))
         first_eos = torch.where(eos.any(1), eos.int().argmax(1), torch.full_like(eos[:, 0], again.size(1),
                                                                                   dtype=torch.long))
         same = 0
-        for i, length in enumerate(out["completion_mask"].sum(1).tolist()):
+        # each completion's own length (to its first EOS): trl's mask holds none of a truncated one under
+        # mask_truncated_completions, which a replay must still reproduce
+        lengths = [sum(completion_mask(row, self.loss.eos, None, False)) for row in out["completion_ids"].tolist()]
+        for i, length in enumerate(lengths):
             mine = min(int(first_eos[i]) + 1, again.size(1))
             same += mine == length and torch.equal(again[i, :length], out["completion_ids"][i, :length])
         return same / again.size(0)

@@ -3,10 +3,21 @@ around trl's generation and its scoring, nothing of its loss: `replay_completion
 first step's completions again, as a generator that is never synced or a stale rollout buffer would hand
 out), `stale_old_logps` (the old policy's log-probabilities handed to the loss are 0, not the sampling
 policy's: the ratio is not 1 at the first step), `batch_baseline` (advantages are each reward less the whole
-batch's mean reward, not its group's)."""
+batch's mean reward, not its group's).
+
+The by-definition relations' faults (relations.py), each a silent change of the kind trl releases shipped, set on
+the built trainer and nothing of the config the record reports: `scale_rewards_ignored` (GRPO's advantages not
+divided by the reward std though scale_rewards says "group"), `dapo_per_sequence` (the dapo loss normalised per
+sequence, grpo's denominator), `clip_dropped` (the importance ratio left unclipped: epsilon low/high ignored, seen
+where old log-probabilities differ from the current ones, num_iterations > 1), `truncated_counted` (truncated
+completions kept in the loss's mask and its denominator though mask_truncated_completions is set),
+`loo_self_baseline` (RLOO's baseline is the group's mean with the completion itself, not its others': the
+leave-one-out advantage scaled by (n - 1) / n)."""
 from __future__ import annotations
 
 from suite.train.backends.base import DeclaredFaults
+
+DAPO, GRPO_PER_SEQUENCE = "dapo", "grpo"  # trl's loss_type values (not the trainer axis)
 
 
 def online_faults(trainer, faults: dict[str, float]) -> None:
@@ -39,6 +50,42 @@ def online_faults(trainer, faults: dict[str, float]) -> None:
             return out
 
         trainer._generate_and_score_completions = score
+    definition_faults(trainer, faults)
 
 
-ONLINE_FAULTS = DeclaredFaults(("replay_completions", "stale_old_logps", "batch_baseline"), online_faults)
+def definition_faults(trainer, faults: dict[str, float]) -> None:
+    """The by-definition relations' faults: trl's own attributes changed after it was built (the config it
+    reports untouched), or its loss / scoring wrapped."""
+    if "scale_rewards_ignored" in faults:
+        trainer.scale_rewards = "none"
+    if "clip_dropped" in faults:
+        trainer.epsilon_low = trainer.epsilon_high = float("inf")
+    if "truncated_counted" in faults:
+        trainer.mask_truncated_completions = False
+    if "dapo_per_sequence" in faults:
+        computing = trainer._compute_loss
+
+        def per_sequence(model, inputs):
+            declared = trainer.loss_type  # dapo's token sum over the generation batch -> per-sequence means
+            trainer.loss_type = GRPO_PER_SEQUENCE if declared == DAPO else declared
+            try:
+                return computing(model, inputs)
+            finally:
+                trainer.loss_type = declared
+
+        trainer._compute_loss = per_sequence
+    if "loo_self_baseline" in faults:
+        scoring = trainer._generate_and_score_completions
+
+        def self_baseline(inputs):
+            out = scoring(inputs)
+            n = trainer.num_generations
+            out["advantages"] = out["advantages"] * (n - 1) / n  # r - mean(group) = (n - 1) / n x (r - mean(others))
+            return out
+
+        trainer._generate_and_score_completions = self_baseline
+
+
+ONLINE_FAULTS = DeclaredFaults(("replay_completions", "stale_old_logps", "batch_baseline", "scale_rewards_ignored",
+                                "dapo_per_sequence", "clip_dropped", "truncated_counted", "loo_self_baseline"),
+                               online_faults)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from suite.metric import Metric
 
 LOGGED_KEYS = ("kl", "reward", "reward_std", "entropy")
-LOGGED_LISTS = ("sampled/lengths", "sampled/rewards", "sampled/advantages", "sampled/on_policy")
+LOGGED_LISTS = ("sampled/lengths", "sampled/rewards", "sampled/advantages", "sampled/on_policy", "sampled/kl")
 LOGGED_METRICS = {"online_reward_final": "reward", "online_kl_final": "kl"}
 METRICS = (
     Metric("online_reward_final", "reward", "higher", "GRPO/RLOO: mean reward of the sampled completions, last k "

@@ -10,26 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from suite.train.rng import rng_state, set_rng
+
 KEEP_ROWS = 16  # rows kept per forward (the record stays small)
 
 
 def recorded_steps(max_steps: int) -> set[int]:
     """The optimizer steps recorded: the first, a middle one and the last (1-based, as trl logs them)."""
     return {1, max(1, (max_steps + 1) // 2), max_steps}
-
-
-def _rng() -> tuple:
-    import torch
-
-    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-
-
-def _set_rng(state: tuple) -> None:
-    import torch
-
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
 
 
 class LogpsRecorder:
@@ -62,7 +50,7 @@ class LogpsRecorder:
         step = self.trainer.state.global_step + 1
         if not (self.trainer.model.training and step in self.steps and step <= self.trainer.args.max_steps):
             return self.inner(model, inputs, return_outputs)
-        before, self.calls, self.active = _rng(), [], True
+        before, self.calls, self.active = rng_state(), [], True
         try:
             out = self.inner(model, inputs, return_outputs)
         finally:
@@ -70,12 +58,12 @@ class LogpsRecorder:
         loss = out[0] if isinstance(out, tuple) else out
         self.records.append(self._entry(step, float(loss.detach()), inputs))
         if self.own_forward is not None and step == 1 and len(self.records) == 1:
-            after = _rng()
-            _set_rng(before)  # trl's policy forward drew its dropout masks from here
+            after = rng_state()
+            set_rng(before)  # trl's policy forward drew its dropout masks from here
             try:
                 self.records[0]["own"] = self.own_forward(self.trainer, inputs, self.records[0])
             finally:
-                _set_rng(after)
+                set_rng(after)
         return out
 
     def _entry(self, step: int, loss: float, inputs: Any) -> dict:
