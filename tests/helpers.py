@@ -22,14 +22,14 @@ def write_cases(directory: Path, matrix: str, models: str = BASE_MODELS, default
     return directory
 
 
-def fault_runs(tmp: Path, matrix: str, faults: tuple[str, ...]) -> dict:
+def fault_runs(tmp: Path, matrix: str, faults: tuple[str, ...], models: str = BASE_MODELS) -> dict:
     """Real runs of the matrix's first case, one per known fault (suite/train/inject.py; "" runs it
     clean), through one RunSession without baselines: {fault, or "clean": its CaseRecord}."""
     from suite.cases import load_cases
     from suite.run.session import RunSession
     from suite.train import inject
 
-    case = load_cases(write_cases(tmp / "cases", matrix))[0]
+    case = load_cases(write_cases(tmp / "cases", matrix, models))[0]
     session = RunSession(tmp / "results", tmp.name, baselines=None)
     out = {}
     for fault in faults:

@@ -1,6 +1,10 @@
 """Cross-entropy computed by hand from logits: the reference the trainer's losses are held to."""
 from __future__ import annotations
 
+# The rows and the per-token log-probabilities are the suite's own (suite/train/modeling.py, which each causal-LM
+# case's child measures with too): one copy, imported here.
+from suite.train.modeling import UNEQUAL_ROWS, per_example_losses, token_logprobs  # noqa: F401
+
 # The hand-computed cross-entropy the relations below hold the trainers' losses to must not come from the
 # functions the trainers compute theirs with (issue 36; tests/judge/test_oracles.py scans this module).
 _CROSS_ENTROPY = ("transformers.loss.loss_utils.ForCausalLMLoss", "transformers.loss.loss_utils.fixed_cross_entropy",
@@ -11,26 +15,6 @@ FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
     "packing.per_example_loss": _CROSS_ENTROPY,
     "moe.grad_accum.cross_entropy": _CROSS_ENTROPY,
 }
-
-# Rows of very unequal length (2 to ~50 tokens with EOS): token-level and per-sequence
-# normalisation give clearly different losses on them.
-UNEQUAL_ROWS = [
-    {"text": "red ."},
-    {"text": " ".join(["one two three four five six seven eight nine ."] * 5)},
-    {"text": "what colour is the cat ? the cat is red ."},
-    {"text": "count from one ? one two three ."},
-]
-
-
-def token_logprobs(logits, labels):
-    """log p(label) of every shifted target and the mask of targets that count (label != -100)."""
-    import torch
-
-    logits, targets = logits[:, :-1].float(), labels[:, 1:]
-    mask = targets != -100
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return logp * mask, mask
-
 
 def masked_loss(logits, labels, loss_type: str = "nll") -> float:
     """The token-level mean loss over non-masked shifted targets, for the loss types trl documents.
@@ -47,9 +31,3 @@ def masked_loss(logits, labels, loss_type: str = "nll") -> float:
                                   f"offers a loss this suite does not know; add its formula to "
                                   f"suite/invariants/losses.py:masked_loss")
     return float(per_token.sum() / mask.sum().clamp(min=1))
-
-
-def per_example_losses(logits, labels) -> list[float]:
-    """Mean nll of each row of a padded batch (rows with no target give nan)."""
-    logp, mask = token_logprobs(logits, labels)
-    return [float(-logp[i].sum() / mask[i].sum()) if mask[i].any() else float("nan") for i in range(len(logp))]

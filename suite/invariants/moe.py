@@ -16,6 +16,8 @@ from suite.invariants import harness as h
 from suite.invariants.losses import UNEQUAL_ROWS, masked_loss
 from suite.invariants.relations import RELATIONS, NotApplicable, Verdict, compare
 from suite.matrix.spec import LoraSpec
+# the suite's own formulas, one copy, shared with each MoE case's child (suite/judge/modeling.py judges those)
+from suite.train.modeling import balance_loss, experts_of, probability_rows
 
 # The library functions each relation here must not call to compute what it expects (issue 36: a relation
 # that calls the function it judges cannot see a change inside it); tests/judge/test_oracles.py scans the
@@ -49,42 +51,11 @@ def moe_case(method: str, arch: str = "mixtral", **training: Any):
 
 
 def expert_counts(config: Any) -> tuple[int, int]:
-    """(number of experts, experts per token) as the architecture's config names them: mixtral and gpt_oss
-    say num_local_experts, qwen3_moe num_experts."""
-    experts = getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None)
-    if not experts or not getattr(config, "num_experts_per_tok", None):
+    """(number of experts, experts per token) as the architecture's config names them, or not applicable."""
+    counts = experts_of(config)
+    if counts is None:
         raise NotApplicable(f"{type(config).__name__} names no number of experts and experts per token")
-    return int(experts), int(config.num_experts_per_tok)
-
-
-def balance_loss(router_logits, num_experts: int, top_k: int, attention_mask=None) -> float:
-    """The load-balancing loss by its definition (Switch Transformer, arXiv 2101.03961 eq. 4-6, with Mixtral's
-    top-k): num_experts x sum_e f_e x P_e over the rows of every layer, where f_e is the fraction of rows whose
-    top-k (by router probability) holds e, summed over the k slots, and P_e the mean router probability of e;
-    padding rows (attention mask 0) count in neither. The suite's own arithmetic, in float64."""
-    import torch
-
-    rows = torch.cat([layer.detach().double().reshape(-1, num_experts) for layer in router_logits])
-    weight = torch.ones(rows.shape[0], dtype=torch.float64)
-    if attention_mask is not None:  # the same [batch x sequence] mask for every layer's rows
-        weight = attention_mask.reshape(-1).double().repeat(len(router_logits))
-    probs = rows.exp() / rows.exp().sum(-1, keepdim=True)  # softmax, spelt out
-    chosen = probs.argsort(dim=-1, descending=True)[:, :top_k]
-    hits = torch.zeros_like(probs).scatter_(1, chosen, 1.0)  # 1 where e is among a row's top-k
-    total = weight.sum()
-    f = (hits * weight[:, None]).sum(0) / total
-    p = (probs * weight[:, None]).sum(0) / total
-    return float(num_experts * (f * p).sum())
-
-
-def probability_rows(router_logits, atol: float = 1e-4) -> list[str]:
-    """The layers whose router 'logits' are already probabilities: every row non-negative and summing to 1."""
-    out = []
-    for i, layer in enumerate(router_logits):
-        rows = layer.detach().double()
-        if bool((rows >= 0).all()) and float((rows.sum(-1) - 1).abs().max()) <= atol:
-            out.append(f"layer {i}")
-    return out
+    return counts
 
 
 def router_forward(model, inputs: dict):

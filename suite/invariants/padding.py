@@ -3,15 +3,13 @@ equals its loss in a batch beside longer examples, padded by the trainer's own c
 and the plain Trainer) and padded left (as a tokenizer with padding_side="left" pads: generation batches, and
 a collator where the tokenizer pads left).
 
-Why an invariant over the architectures and not a check in every case's child: the relation is a property of
-the model's forward and the collator's padding, which the tiny architectures exercise in fp32 on CPU, where its
-bound is measured (float reassociation, ~1e-6 nats); in a GPU case's child the same comparison runs in bf16 or on
-a 4-bit base, where padding moves a loss by the precision's rounding and no bound has been measured, so a check
-there would either guess a bound or turn green cases red. Here it needs no reference, runs on any CPU, over every
-causal-LM architecture the cases use, for both trainers, and upgrade-check runs it on every candidate release.
+Here it runs over every causal-LM architecture the cases use, for both trainers, with no reference, and
+upgrade-check runs it on every candidate release; each causal-LM case's child measures the same relation on its
+own trained model too (suite/train/modeling.py, judged as `padding_invariance` by suite/judge/modeling.py, where a
+precision without a measured bound is reported not judged).
 
 The loss is the suite's own: cross-entropy over the shifted targets whose label is not -100
-(suite/invariants/losses.py), never the trainer's or the model's loss function.
+(suite/train/modeling.py), never the trainer's or the model's loss function.
 """
 from __future__ import annotations
 

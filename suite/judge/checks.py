@@ -17,7 +17,7 @@ from suite.checkresult import CheckResult, attempt, guarded, raised_result  # no
 from suite.errors import exception_line
 from suite.judge.bands import ClassBounds
 from suite.judge.checkpoint import Inventory
-from suite.judge import mechanics
+from suite.judge import mechanics, modeling
 from suite.judge.experts import CheckOutcome, ExpertAdapters, QuantizedWhere
 from suite.matrix.spec import Case
 from suite.train import tokens
@@ -297,6 +297,8 @@ def planned(case: Case, payload: Payload, inv: Inventory | None, bounds: ClassBo
             case.id, case.lora.dropout, payload.dropout)))
     # the training mechanics, every trainer's (suite/judge/mechanics.py)
     out += mechanics.planned(case, payload)
+    # the trained model's padding invariance and router relations, every causal LM's (suite/judge/modeling.py)
+    out += modeling.planned(case, payload)
     # the trainer's own, declared by its package (suite/train/backends/<trainer>/checks.py), in its order
     out += [(check.name, functools.partial(check.evaluate, case, payload, bounds, inv))
             for check in backend.checks_for(case)]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from suite.train.mechanics import Mechanics
+from suite.train.modeling import ModelRelations
 
 
 def _out(obj: Any) -> dict:
@@ -203,6 +204,9 @@ class Payload:
     # the training mechanics as the child saw them (suite/train/mechanics.py): the generic relations'
     # (suite/judge/mechanics.py); None in payloads built before them
     mechanics: Mechanics | None = None
+    # the trained causal LM's padding invariance and, with a router, its auxiliary loss by definition
+    # (suite/train/modeling.py; judged by suite/judge/modeling.py); None where not measured
+    model_relations: ModelRelations | None = None
 
     @property
     def losses(self) -> list[float]:
@@ -224,4 +228,6 @@ class Payload:
                    reference=_in(Reference, doc.get("reference")), eval_curve=doc.get("eval_curve") or [],
                    dropout=doc.get("dropout"), raised=doc.get("raised") or {},
                    strategy=_in(Strategy, doc.get("strategy")),
-                   mechanics=Mechanics.from_dict(doc["mechanics"]) if doc.get("mechanics") else None)
+                   mechanics=Mechanics.from_dict(doc["mechanics"]) if doc.get("mechanics") else None,
+                   model_relations=(ModelRelations.from_dict(doc["model_relations"]) if doc.get("model_relations")
+                                    else None))

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from suite.errors import exception_line
 from suite.matrix.spec import Case
 from suite.train import args as train_args
-from suite.train import models, probes, routes, wrapped
+from suite.train import modeling, models, probes, routes, wrapped
 from suite.train.backends.base import Backend
 from suite.train.backends.registry import backend_for, logged_keys, logged_lists
 from suite.train.mechanics import MechanicsRecorder, lora_probe
@@ -72,6 +72,7 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     raised: dict[str, str] = {"save": trained.save_raised} if trained.save_raised else {}
     if case.is_adapter and trained.mechanics.not_judged is None:  # after every probe of the trained model
         trained.mechanics.lora = _phase(raised, "mechanics", lambda: lora_probe(trained.trainer.model), None)
+    relations = _phase(raised, "model_relations", lambda: _model_relations(case, backend, trained), None)
     reload = _reload(case, backend, resolved.path, trained, timing, device, raised)
     # Not for ddp/fsdp (one rank's extra step would need the others) nor a backend that picks its own
     # kernels (unsloth's model is in inference mode after train()): those records say None and have
@@ -84,7 +85,18 @@ def run(case: Case, workdir: Path, process_start: float) -> Payload:
     payload = _payload(case, trained, measure, counts, memory, timing, reload, (device, precision), ops, work,
                        resolved, caught)
     payload.raised = raised
+    payload.model_relations = relations
     return payload
+
+
+def _model_relations(case: Case, backend: Backend, trained: Trained) -> Any:
+    """The trained causal LM's padding invariance and router relations (suite/train/modeling.py), measured
+    in one process on a model whose kernels the suite chose (not ddp/fsdp ranks, not unsloth's)."""
+    trainer = trained.trainer
+    if backend.head != "causal_lm" or trainer.args.world_size > 1 or backend.picks_attention:
+        return None
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    return modeling.measure(model, trained.tokenizer, trainer.data_collator, case.quantization.bits)
 
 
 def _set_up(case: Case) -> tuple[str, str, Any]:
