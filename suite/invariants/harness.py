@@ -202,12 +202,20 @@ def seam_faults(faults: dict[str, float] | None) -> Iterator[None]:
     from suite.train import inject
 
     kinds = [k for k in (faults or {}) if inject.SEAMS[k] is not inject.TRAINER]
-    saved = []
+    found = []  # every seam resolved before any is installed: a missing one installs none
     for kind in kinds:
-        owner, name = inject.seam_owner(inject.SEAMS[kind].where)
-        saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, inject.SEAMS[kind].wrap(getattr(owner, name)))
+        where = inject.SEAMS[kind].where
+        try:
+            owner, name = inject.seam_owner(where)
+            found.append((kind, owner, name, getattr(owner, name)))
+        except (AttributeError, ValueError) as exc:  # a release before the code the fault changes existed
+            raise NotApplicable(f"the fault {kind} changes {where}, which the installed packages do not have "
+                                f"({exc})") from None
+    saved = []
     try:
+        for kind, owner, name, original in found:
+            setattr(owner, name, inject.SEAMS[kind].wrap(original))
+            saved.append((owner, name, original))
         yield
     finally:
         for owner, name, original in reversed(saved):

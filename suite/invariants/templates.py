@@ -135,8 +135,12 @@ def measure_trl_slicing(arch: str, out: Path, *, tamper: Callable[[Any], None] |
         start = len(_ids(tokenizer, row["prompt"], True))
         whole = _ids(tokenizer, row["prompt"] + row["completion"], False)
         own = [0] * start + [1] * (len(whole) - start)
-        trl = [int(label != -100) for label in prepared["labels"]]
-        if list(prepared["input_ids"]) != whole or trl != own:
+        # what training sees of the row: its prepared ids through the trainer's own collator (trl 1.x prepares
+        # the labels in the dataset, trl 0.2x a completion_mask its collator turns into labels)
+        fed = built.trainer.data_collator([prepared])
+        ids, labels = fed["input_ids"][0].tolist(), fed["labels"][0].tolist()
+        trl = [int(label != -100) for label in labels]
+        if ids != whole or trl != own:
             wrong.append(f"row {i}: trl trains on {sum(trl)} of {len(trl)} tokens, the completion is the last "
                          f"{len(whole) - start} of {len(whole)}")
     return count("chat_template.trl_slicing", wrong, f"{case.id} ({arch}'s template), {len(built.trainer.train_dataset)} rows")
