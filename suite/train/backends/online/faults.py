@@ -84,8 +84,21 @@ def definition_faults(trainer, faults: dict[str, float]) -> None:
             return out
 
         trainer._generate_and_score_completions = self_baseline
+    if "sampling_from_model_file" in faults:
+        sampling_from_model_file(trainer)
+
+
+def sampling_from_model_file(trainer) -> None:
+    """Generation falls back to the model's generation_config.json for temperature, top_k and top_p (trl's config
+    values dropped from the GenerationConfig it passes, and from the override of the model's own): what a
+    transformers that let the model's file win, or a trl that forgot to pass them, would sample with."""
+    for field in ("temperature", "top_k", "top_p"):
+        setattr(trainer.generation_config, field, None)
+        if isinstance(getattr(trainer, "generation_kwargs", None), dict):
+            trainer.generation_kwargs.pop(field, None)
 
 
 ONLINE_FAULTS = DeclaredFaults(("replay_completions", "stale_old_logps", "batch_baseline", "scale_rewards_ignored",
-                                "dapo_per_sequence", "clip_dropped", "truncated_counted", "loo_self_baseline"),
+                                "dapo_per_sequence", "clip_dropped", "truncated_counted", "loo_self_baseline",
+                                "sampling_from_model_file"),
                                online_faults)
