@@ -12,7 +12,10 @@ sequence, grpo's denominator), `clip_dropped` (the importance ratio left unclipp
 where old log-probabilities differ from the current ones, num_iterations > 1), `truncated_counted` (truncated
 completions kept in the loss's mask and its denominator though mask_truncated_completions is set),
 `loo_self_baseline` (RLOO's baseline is the group's mean with the completion itself, not its others': the
-leave-one-out advantage scaled by (n - 1) / n)."""
+leave-one-out advantage scaled by (n - 1) / n).
+
+`sampling_from_model_file` (sampling.py's check): trl's temperature, top_k and top_p dropped from the generation
+config it passes, so generation falls back to the model's generation_config.json for them."""
 from __future__ import annotations
 
 from suite.train.backends.base import DeclaredFaults
