@@ -50,8 +50,8 @@ class Distill(HFSFTTrainer):
         return ["distillation_trainer", "trl_loss_kernel"]
 
     def cannot_run(self, case: Case) -> str | None:
-        if case.model.size != "tiny":
-            return f"{self.name}: the suite builds its teacher only for tiny models (a seed-{TEACHER_SEED} twin)"
+        if not case.model.scale.built:
+            return f"{self.name}: the suite builds its teacher only for the models it builds (a seed-{TEACHER_SEED} twin)"
         if case.quantization.bits is not None:
             return f"{self.name}: no quantized case is measured yet"
         return None

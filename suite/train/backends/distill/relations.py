@@ -26,7 +26,8 @@ FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
         "trl.trainer.distillation_trainer._chunked_divergence_loss",
         "trl.trainer.distillation_trainer.DistillationTrainer._compute_loss",
         "trl.kernels.chunked_divergence.ChunkedDivergenceFunction",
-        "trl.trainer.gkd_trainer.GKDTrainer.generalized_jsd_loss",
+        "trl.experimental.gkd.gkd_trainer.GKDTrainer.generalized_jsd_loss",
+        "trl.experimental.gold.gold_trainer.GOLDTrainer.generalized_jsd_loss",
         "torch.nn.functional.kl_div"),
 }
 
