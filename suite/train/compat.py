@@ -166,6 +166,10 @@ REQUIREMENTS = {r.name: r for r in (
     # trl 0.22 (before, a PPO-style trainer with a policy and a reference policy), and GRPOTrainer's
     # _generate_single_turn, which the completions_on_policy check's fault wraps, came in trl 0.24; on the
     # floor stack (trl 0.20, transformers 4.56) GRPO's generation refused the tokenizer's token_type_ids
+    # trl's DistillationTrainer (and DistillationConfig, whose `beta` selects the divergence) as trl 1.16.0 ships it,
+    # the only release measured here (earlier releases had the GKD trainer, not this one)
+    Requirement("distillation_trainer", "trl", "1.16.0",
+                "trl's DistillationTrainer (teacher_model, DistillationConfig's beta, on-policy completions)"),
     Requirement("generating_trainers", "trl", "0.24.0",
                 "GRPOTrainer and RLOOTrainer as the suite drives them (num_generations, _generate_single_turn)"),
     # peft 0.17 added LoraConfig.target_parameters (LoRA on nn.Parameters such as fused experts)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from suite.matrix.axes import ATTENTION, DISTRIBUTED, METHODS, Adapter, Library, Quantization, method_of
 from suite.train.backends.base import Backend, DeclaredFaults
+from suite.train.backends.distill import backend as distill
 from suite.train.backends.dpo import backend as dpo
 from suite.train.backends.grpo import backend as grpo
 from suite.train.backends.kto import backend as kto
@@ -30,6 +31,7 @@ BACKENDS: tuple[Backend, ...] = (
     reward.BACKEND,
     grpo.BACKEND,
     rloo.BACKEND,
+    distill.BACKEND,
 )
 
 
