@@ -25,7 +25,7 @@ ARCH_MODELS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "mistral": "tiny-mi
                # the families of 2026, named as cases/models.yaml names them
                "llama3": "tiny-llama3", "qwen3": "tiny-qwen3", "qwen3_moe": "tiny-qwen3-moe", "qwen3_5": "tiny-qwen3.5",
                "gemma3": "tiny-gemma3", "gemma4": "tiny-gemma4", "phi4_mini": "tiny-phi4-mini", "gpt_oss": "tiny-gpt-oss",
-               "smollm3": "tiny-smollm3"}
+               "smollm3": "tiny-smollm3", "llama_sampling": "tiny-llama-sampling"}
 # Small and quick: a handful of steps of 4-example batches on 16 examples.
 DEFAULT_TRAINING = dict(max_steps=3, batch_size=4, num_samples=16, max_length=64,
                         precision="fp32", learning_rate=1e-2, neftune_alpha=0.5)

@@ -241,7 +241,9 @@ SIZES = tuple(SIZE)
 # The tiny architectures suite/train/models.py builds from a config (a test checks the two agree).
 TINY_ARCHS = ("llama", "qwen2", "mistral", "mixtral",
               # the families of the end of 2026 (suite/train/models.py says what each exercises)
-              "llama3", "qwen3", "qwen3_moe", "qwen3_5", "gemma3", "gemma4", "phi4_mini", "gpt_oss", "smollm3")
+              "llama3", "qwen3", "qwen3_moe", "qwen3_5", "gemma3", "gemma4", "phi4_mini", "gpt_oss", "smollm3",
+              # llama with sampling settings in its generation_config.json (what trl must override)
+              "llama_sampling")
 # Mixture-of-experts architectures (tiny, or 7B-shaped from a config): their cases carry the `moe` marker
 # and their router's load-balancing loss is part of the training loss (docs/cases.md, "Mixture of experts").
 MOE_ARCHS = ("mixtral", "olmoe", "qwen3_moe", "gpt_oss")

@@ -110,6 +110,14 @@ TINY_ARCHS: dict[str, dict] = {
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                     tie_word_embeddings=True, no_rope_layers=[1, 0]),
 }
+# A variant of the llama tiny model that ships a generation_config.json with non-default sampling (as Llama 3's
+# does: temperature 0.6, top_p 0.9), plus a top_k and a min_p: trl's GRPO/RLOO build their own GenerationConfig
+# from their config, and these files' values must not be what sampled (backends/online/sampling.py). min_p is
+# one trl leaves None (its default), which transformers then fills from the model's file.
+TINY_ARCHS["llama_sampling"] = dict(TINY_ARCHS["llama"])
+TINY_GENERATION: dict[str, dict] = {
+    "llama_sampling": dict(do_sample=True, temperature=0.6, top_k=7, top_p=0.85, min_p=0.05),
+}
 # The per-layer input embeddings of Gemma 4 are as wide as the vocabulary: set with it (tiny_config).
 PER_LAYER_VOCAB = {"gemma4": "vocab_size_per_layer_input"}
 
@@ -206,6 +214,8 @@ def materialise_tiny(arch: str, seed: int = 0, root: Path | None = None) -> Path
            "format": file_format()}
     if style is not None:  # the original four keep their key, so their cached models are reused
         key.update(template=style.template, special=list(style.special), words=list(style.words))
+    if arch in TINY_GENERATION:  # likewise: only the variant's key names its generation config
+        key["generation"] = TINY_GENERATION[arch]
     spec_key = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(spec_key.encode()).hexdigest()[:12]
     out = (root or cache_root()) / "tiny" / f"{arch}-{digest}"
@@ -217,6 +227,8 @@ def materialise_tiny(arch: str, seed: int = 0, root: Path | None = None) -> Path
     tokenizer = build_tokenizer(style)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(arch, len(tokenizer)))
+    for field, value in TINY_GENERATION.get(arch, {}).items():  # saved as its generation_config.json
+        setattr(model.generation_config, field, value)
     return _publish(out, model, tokenizer, TINY_MARKER, spec_key)
 
 

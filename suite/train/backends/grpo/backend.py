@@ -5,7 +5,7 @@ reward less its prompt group's mean, over the group's standard deviation), and t
 from __future__ import annotations
 
 from suite.train.backends.online import checks as online
-from suite.train.backends.online import relations
+from suite.train.backends.online import relations, sampling
 from suite.train.backends.online.backend import Online
 from suite.train.backends.online.config import GRPO_LOSS_TYPE
 
@@ -22,7 +22,7 @@ class GRPO(Online):
     # completions are the current policy's samples
     checks = (online.REWARD_RISES, online.first_loss("grpo_first_loss", defaults=DEFAULTS),
               online.ADVANTAGES_ZERO_MEAN, online.KL_STARTS_AT_ZERO, online.COMPLETIONS_ON_POLICY,
-              relations.GRPO_ADVANTAGES, relations.GRPO_LOSS)
+              relations.GRPO_ADVANTAGES, relations.GRPO_LOSS, sampling.SAMPLING_AS_DOCUMENTED)
     defaults = DEFAULTS
 
     def trl_trainer(self) -> type:

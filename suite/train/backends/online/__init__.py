@@ -6,6 +6,8 @@ at 0 where beta > 0, completions are the current policy's samples) and their rel
 advantages from the logged rewards, the loss of recorded micro-batches from the suite's own forward, every loss
 type); their metrics (`online_reward_final`, `online_kl_final`); their faults (`replay_completions`,
 `stale_old_logps`, `batch_baseline`, and the relations' `scale_rewards_ignored`, `dapo_per_sequence`,
-`clip_dropped`, `truncated_counted`, `loo_self_baseline`). backend.py, config.py, checks.py, metrics.py,
-faults.py, definitions.py (the suite's own formulas), lossrecord.py (what the child records for them),
-relations.py (the checks)."""
+`clip_dropped`, `truncated_counted`, `loo_self_baseline`, and `sampling_from_model_file` for the
+`sampling_as_documented` check: the settings `generate` resolved, against trl's documented precedence over the
+model's generation_config.json). backend.py, config.py, checks.py, metrics.py, faults.py, definitions.py (the
+suite's own formulas), lossrecord.py (what the child records for them), relations.py (the checks), observe.py
+(what generate resolved) and sampling.py (its check)."""

@@ -25,6 +25,7 @@ from suite.train.backends.online.config import online_config, pinned
 from suite.train.backends.online.faults import ONLINE_FAULTS
 from suite.train.backends.online.definitions import completion_mask
 from suite.train.backends.online.lossrecord import LossRecorder, config_of
+from suite.train.backends.online.observe import GenerateObserver
 from suite.train.rng import rng_state, set_rng
 
 if TYPE_CHECKING:
@@ -146,7 +147,9 @@ class Online(HFSFTTrainer):
             "replayed": "each step's sampling replayed by the policy of that step (same prompts, generation "
                         "config and random state): sampled/on_policy is the share of completions it reproduced",
             "first_step": recorder.shown.get("first"), "last_step": recorder.shown.get("last"),
-            "config": config_of(trainer), "loss_records": recorder.loss.records}}
+            "config": config_of(trainer), "loss_records": recorder.loss.records,
+            # what generate resolved (not the arguments above): the sampling_as_documented check's input
+            "observed": recorder.observer.record(args)}}
 
 
 
@@ -169,10 +172,15 @@ class SampleRecorder:
         self.batches: list[tuple[int, int, int]] = []
         self.shown: dict[str, dict] = {}
         self.loss = LossRecorder(trainer, eos_ids(trainer.generation_config))  # after any fault on compute_loss
+        self.observer = GenerateObserver(trainer)  # trl's generate calls only: not the replay's, not an evaluation's
 
     def _generate_and_score(self, inputs: Any) -> dict:
         before = rng_state()
-        out = self.inner(inputs)
+        self.observer.active = self.trainer.model.training
+        try:
+            out = self.inner(inputs)
+        finally:
+            self.observer.active = False
         if self.trainer.model.training:  # not an evaluation's
             self._record(out, before)
         return out

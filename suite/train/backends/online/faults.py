@@ -12,7 +12,10 @@ sequence, grpo's denominator), `clip_dropped` (the importance ratio left unclipp
 where old log-probabilities differ from the current ones, num_iterations > 1), `truncated_counted` (truncated
 completions kept in the loss's mask and its denominator though mask_truncated_completions is set),
 `loo_self_baseline` (RLOO's baseline is the group's mean with the completion itself, not its others': the
-leave-one-out advantage scaled by (n - 1) / n)."""
+leave-one-out advantage scaled by (n - 1) / n).
+
+`sampling_from_model_file` (sampling.py's check): trl's temperature, top_k and top_p dropped from the generation
+config it passes, so generation falls back to the model's generation_config.json for them."""
 from __future__ import annotations
 
 from suite.train.backends.base import DeclaredFaults
@@ -84,8 +87,21 @@ def definition_faults(trainer, faults: dict[str, float]) -> None:
             return out
 
         trainer._generate_and_score_completions = self_baseline
+    if "sampling_from_model_file" in faults:
+        sampling_from_model_file(trainer)
+
+
+def sampling_from_model_file(trainer) -> None:
+    """Generation falls back to the model's generation_config.json for temperature, top_k and top_p (trl's config
+    values dropped from the GenerationConfig it passes, and from the override of the model's own): what a
+    transformers that let the model's file win, or a trl that forgot to pass them, would sample with."""
+    for field in ("temperature", "top_k", "top_p"):
+        setattr(trainer.generation_config, field, None)
+        if isinstance(getattr(trainer, "generation_kwargs", None), dict):
+            trainer.generation_kwargs.pop(field, None)
 
 
 ONLINE_FAULTS = DeclaredFaults(("replay_completions", "stale_old_logps", "batch_baseline", "scale_rewards_ignored",
-                                "dapo_per_sequence", "clip_dropped", "truncated_counted", "loo_self_baseline"),
+                                "dapo_per_sequence", "clip_dropped", "truncated_counted", "loo_self_baseline",
+                                "sampling_from_model_file"),
                                online_faults)

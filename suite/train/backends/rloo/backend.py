@@ -5,7 +5,7 @@ clipped loss, averaged over the micro-batch's completions."""
 from __future__ import annotations
 
 from suite.train.backends.online import checks as online
-from suite.train.backends.online import relations
+from suite.train.backends.online import relations, sampling
 from suite.train.backends.online.backend import Online
 
 
@@ -17,7 +17,7 @@ class RLOO(Online):
     # as GRPO's, with RLOO's loss and its leave-one-out advantages (zero-sum within each group)
     checks = (online.REWARD_RISES, online.first_loss("rloo_first_loss", loss_type="rloo"),
               online.ADVANTAGES_ZERO_MEAN, online.KL_STARTS_AT_ZERO, online.COMPLETIONS_ON_POLICY,
-              relations.RLOO_ADVANTAGES, relations.RLOO_LOSS)
+              relations.RLOO_ADVANTAGES, relations.RLOO_LOSS, sampling.SAMPLING_AS_DOCUMENTED)
 
     def trl_trainer(self) -> type:
         from trl import RLOOTrainer
