@@ -214,9 +214,14 @@ class CheckSpec:
     # mistral, qwen2 full, grpo full); x14: the invariants' 1e-5 (suite/invariants/padding.py's 16 runs, 4.8e-7).
     # Another device or precision is reported not judged.
     padding_atol: float = 1e-5
-    # 4-bit and 8-bit bases (bitsandbytes on CPU): max 4.8e-7 nats over tiny-llama/qlora (4.8e-7), tiny-llama/dpo/qlora
-    # (4.8e-7), tiny-mixtral/qlora (2.4e-7), tiny-llama/lora_8bit (2.4e-7): no wider than fp32's on CPU, the same 1e-5
-    padding_atol_quantized: float = 1e-5
+    # 4-bit and 8-bit bases (bitsandbytes on CPU): after 30 steps max 4.8e-7 nats over tiny-llama/qlora (4.8e-7),
+    # tiny-llama/dpo/qlora (4.8e-7), tiny-mixtral/qlora (2.4e-7), tiny-llama/lora_8bit (2.4e-7); after the main job's
+    # 120 steps (--benchmark, one run, avx512-bf16, 2026-12-07) 6.0e-4 on tiny-llama/lora_8bit, 5.4e-5 on
+    # tiny-llama/hf_trainer/lora_8bit, 4.5e-5 on tiny-llama/kto/qlora: LLM.int8 picks its fp16 outlier columns over
+    # the whole batch and bitsandbytes' 4-bit path runs other kernels for one row than for many, so a row's output
+    # depends on its batch there; x3 the worst (the bf16 margin of the mechanics' bounds). The faults it must see
+    # measure 0.26-0.36 nats. Provisional: one machine.
+    padding_atol_quantized: float = 2e-3
     # the model's auxiliary loss vs the suite's load-balancing loss of its router logits, relative: max 6.8e-8
     # over tiny-mixtral full/lora/qlora, tiny-qwen3-moe, tiny-gpt-oss; 5e-6 is the invariant's 1e-5 nats on a
     # loss near 2 (x70)

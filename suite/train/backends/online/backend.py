@@ -196,7 +196,9 @@ class SampleRecorder:
         self.batches.append((int(prompt_mask.sum() + mask.sum()), int(mask.sum()), n))
         self.pending = {"sampled/lengths": lengths, "sampled/rewards": rewards, "sampled/advantages": advantages,
                         "sampled/on_policy": self._replayed(out, before)}
-        kl = self.loss.generated(out)  # the suite's own forward: the old and reference log-probabilities
+        # the suite's own forward (the old and reference log-probabilities), in training only: not in the profiled
+        # step after it, whose counted work the budgets hold (it counts the step's sampling and replay, as before)
+        kl = self.loss.generated(out) if t.state.global_step < t.args.max_steps else None
         if kl is not None:
             self.pending["sampled/kl"] = kl
         shown = {"step": t.state.global_step + 1, "prompts": list(t._logs["prompt"])[-n:][:SHOWN],
