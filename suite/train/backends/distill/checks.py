@@ -7,24 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
+from suite.train.backends.distill.relations import FORBIDDEN_ORACLES  # noqa: F401 - the guard's list, re-exported
 from suite.train.backends.distill.relations import mean_divergence, read
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
     from suite.train.payload import Payload
-
-# check -> the dotted names it must not call (tests/judge/test_oracles.py, which reads literals only): the same as
-# relations.py's, whose formula it uses
-FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
-    "distill_divergence_falls": (
-        "trl.trainer.distillation_trainer._chunked_divergence_loss",
-        "trl.trainer.distillation_trainer.DistillationTrainer._compute_loss",
-        "trl.kernels.chunked_divergence.ChunkedDivergenceFunction",
-        "trl.experimental.gkd.gkd_trainer.GKDTrainer.generalized_jsd_loss",
-        "trl.experimental.gold.gold_trainer.GOLDTrainer.generalized_jsd_loss",
-        "torch.nn.functional.kl_div"),
-}
-
 
 def heldout_divergences(doc: dict) -> tuple[float, float]:
     """The mean per-token divergence on the held-out prompts, before and after training (nats)."""
