@@ -20,12 +20,23 @@ class CheckResult:
     # what the check (or the route, the phase of the child it judges) raised: "ValueError: <first line>";
     # the reports group cases that failed with the same one (suite/report/findings.py)
     raised: str | None = None
+    # False: the check could not judge this case (no bound measured for its precision, nothing of what it
+    # holds happened in the run) and says why in `message`; it does not fail the case, but the reports count
+    # it apart from the checks that passed (suite/report/unjudged.py), so a green says what it did not judge
+    judged: bool = True
 
     def to_dict(self) -> dict:
         doc = asdict(self)
         if doc["raised"] is None:  # the record keeps its old shape for a check that did not raise
             del doc["raised"]
+        if doc["judged"]:  # and for a check that judged
+            del doc["judged"]
         return doc
+
+
+def not_judged(name: str, case_id: str, why: str) -> CheckResult:
+    """A check that could not judge this case, and why: not a failure, never counted as a pass."""
+    return CheckResult(name, True, f"{case_id}: not judged: {why}", judged=False)
 
 
 class Bounds(Protocol):

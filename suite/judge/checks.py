@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from suite.checkresult import CheckResult, attempt, guarded, raised_result  # noqa: F401 - the judge's, re-exported
+from suite.checkresult import CheckResult, attempt, guarded, not_judged, raised_result  # noqa: F401 - the judge's, re-exported
 from suite.errors import exception_line
 from suite.judge.bands import ClassBounds
 from suite.judge.checkpoint import Inventory
@@ -209,7 +209,8 @@ class AttentionRan:
         fa2 = any(re.search(r"flash_?attn", k, re.IGNORECASE) for k in ops)
         expected = {"sdpa": sdpa, "flash_attention_2": fa2, "eager": not ops}.get(implementation)
         if expected is None:
-            return CheckResult(self.name, True, f"{case_id}: {implementation} attention is not checked")
+            return not_judged(self.name, case_id, f"{implementation} attention: no operator the profiled step "
+                                                  f"shows tells it apart")
         seen = ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())) or "no attention operator (eager)"
         verdict = "ran" if expected else "was asked for, but the profiled step ran"
         return CheckResult(self.name, expected, f"{case_id}: {implementation} attention {verdict}: {seen}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from suite.checkresult import CheckResult, raised_result
+from suite.checkresult import CheckResult, not_judged, raised_result
 from suite.matrix.spec import Case
 from suite.train.mechanics import LOW_PRECISION, Mechanics
 from suite.train.payload import Payload
@@ -140,8 +140,8 @@ def check_clipping(case: Case, payload: Payload, m: Mechanics) -> CheckResult:
     rtol = case.checks.mechanics_clip_rtol_low if _low(m.dtypes) else case.checks.mechanics_clip_rtol
     steps = [s for s in m.steps if s.pre_norm is not None]
     if c <= 0 or not steps:
-        return CheckResult("grad_clipping", True, f"{case.id}: no clipping configured (max_grad_norm {c:g}, "
-                           f"{len(steps)} clipped steps recorded): not judged")
+        return not_judged("grad_clipping", case.id, f"no clipping configured (max_grad_norm {c:g}, "
+                          f"{len(steps)} clipped steps recorded)")
     worst, problems = 0.0, []
     for s in steps:
         want = clipped(s.pre_norm, c)
@@ -185,8 +185,9 @@ def check_update(case: Case, payload: Payload, m: Mechanics) -> CheckResult:
     if a.get("adam_epsilon") is not None and hyper.get("eps") is not None and float(hyper["eps"]) != float(a["adam_epsilon"]):
         problems.append(f"the optimizer's eps is {hyper['eps']}, the args say {a['adam_epsilon']}")
     if m.update_not_judged:
-        return CheckResult("optimizer_update", not problems, f"{case.id}: " + ("; ".join(problems) if problems else
-                           f"the update is not judged: {m.update_not_judged}"))
+        if not problems:
+            return not_judged("optimizer_update", case.id, f"the update: {m.update_not_judged}")
+        return CheckResult("optimizer_update", False, f"{case.id}: " + "; ".join(problems))
     bound = case.checks.mechanics_update_rtol
     worst = max((u.max_rel for u in m.updates), default=float("nan"))
     if not m.updates:
@@ -267,7 +268,7 @@ def planned(case: Case, payload: Payload) -> list[tuple[str, Callable[[], CheckR
     if m.raised:  # a recorder hook raised in the child: what it recorded stops there
         return [(n, lambda n=n: raised_result(n, case.id, "the mechanics recorder", m.raised)) for n in names]
     if m.not_judged:
-        return [(n, lambda n=n: CheckResult(n, True, f"{case.id}: not judged: {m.not_judged}")) for n in names]
+        return [(n, lambda n=n: not_judged(n, case.id, m.not_judged)) for n in names]
     out = [(n, lambda n=n: CHECKS[n](case, payload, m)) for n in names]
     if "mechanics" in payload.raised:  # the LoRA probe after training raised: its check fails with it
         out[-1] = ("lora_scaling", lambda: raised_result("lora_scaling", case.id, "the LoRA scaling probe",

@@ -69,7 +69,7 @@ def check_padding(case: Case, rel: ModelRelations) -> CheckResult:
     if bound is None:
         return CheckResult("padding_invariance", True, f"{case.id}: not judged: no bound measured for {rel.dtype} "
                            f"logits on {rel.device}" + (f" ({rel.bits}-bit base)" if rel.bits else "")
-                           + f" ({detail})", value=worst)
+                           + f" ({detail})", value=worst, judged=False)
     if worst > bound or p.labelled_pads:
         return CheckResult("padding_invariance", False, f"{case.id}: the loss of a row ({p.lengths[row]} tokens) "
                            f"changes with the padding beside it by {worst:.3g} nats ({variant}): "
@@ -99,7 +99,7 @@ def check_aux(case: Case, rel: ModelRelations) -> CheckResult:
     if rel.dtype != MEASURED_ON[1] or rel.device != MEASURED_ON[0]:
         return CheckResult("moe_aux_by_definition", True, f"{case.id}: not judged: no bound measured for {rel.dtype} "
                            f"router logits on {rel.device} (the model's {m.model_aux:.6g}, by definition "
-                           f"{m.own_aux:.6g}, {off:.3g} relative)", value=off)
+                           f"{m.own_aux:.6g}, {off:.3g} relative)", value=off, judged=False)
     if not math.isfinite(off) or off > rtol:
         return CheckResult("moe_aux_by_definition", False, f"{case.id}: the model's auxiliary loss is "
                            f"{m.model_aux:.6g}, the load-balancing loss of its router logits by definition "

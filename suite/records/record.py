@@ -315,6 +315,10 @@ class CaseRecord:
     def failed_checks(self) -> list[dict]:
         return [c for c in self.checks if not c["passed"]]
 
+    def unjudged_checks(self) -> list[dict]:
+        """The checks that could not judge this case and said why (`judged: false`; absent means judged)."""
+        return [c for c in self.checks if c.get("judged") is False]
+
     @property
     def device_type(self) -> str | None:
         """cpu or cuda; None for a record with no payload."""
@@ -385,6 +389,9 @@ def _check_parts(doc: dict, where: str) -> None:
             raise RecordError(where, f"field checks[{i}].name: missing or not a string")
         if not isinstance(check.get("passed"), bool):
             raise RecordError(where, f"field checks[{i}].passed: missing or not true/false")
+        if "judged" in check and not isinstance(check["judged"], bool):
+            raise RecordError(where, f"field checks[{i}].judged: expected true/false, got "
+                                     f"{type(check['judged']).__name__}")
 
 
 __all__ = ["SCHEMA_VERSION", "RECORD_KIND", "STATUSES", "MEASURED", "KEYS", "BackendInfo", "CaseRecord",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.records.runs import Run
-from suite.report import answer, causes, compare, findings, plots
+from suite.report import answer, causes, compare, findings, plots, unjudged
 from suite.report.format import SUMMARY_HEADERS, fmt_band, fmt_change, fmt_value, summary_cells, text
 from suite.report.model import Report
 from suite.report.select import apart, checkpoint_rows, flagged, gate_summary, invariant_rows
@@ -132,7 +132,7 @@ def candidate_html(report: Report, cand: Run, fail_on: tuple[str, ...]) -> str:
     return (f"{head}{found_html}"
             f'<p class="{"gate-fails" if fails else "gate-passes"}">'
             f'Gate {"fails" if fails else "passes"}{esc(gate)}</p>'
-            f"<p>{esc(compare.coverage(df).sentence())}</p>"
+            f"<p>{esc(compare.coverage(df).sentence())}</p>{unjudged_html(cand)}"
             f"<h3>Environment</h3>{environment_html(report.baseline, cand)}"
             f"<h3>Verdicts</h3>{summary}"
             f"<h3>What changed</h3>{changes}{causes_html(causes.of_comparison(df, cand))}"
@@ -195,6 +195,12 @@ def checkpoints_html(doc: dict | None) -> str:
                                                         cells, numeric={5}, row_classes=classes))
 
 
+def unjudged_html(run: Run) -> str:
+    """The checks that could not judge some of the run's cases, apart from those that passed."""
+    line = unjudged.sentence(unjudged.of_run(run))
+    return f'<p class="unjudged">{esc(line)}</p>' if line else ""
+
+
 def summary_html(report: Report) -> str:
     df = report.frame
     status = df[df["metric"] == compare.STATUS]
@@ -207,7 +213,7 @@ def summary_html(report: Report) -> str:
     env_rows = [[esc(k), esc(v)] for k, v in env.items()]
     failing = causes.of_run(report.baseline)
     return (f'<p class="counts">{esc(" · ".join(causes.status_counts(report.frame, failing)))}</p>'
-            f"<h2>Environment</h2>{table(['field', report.baseline.name], env_rows)}"
+            f"{unjudged_html(report.baseline)}<h2>Environment</h2>{table(['field', report.baseline.name], env_rows)}"
             f"<h2>Cases</h2>{table(['case', 'status', *SUMMARY_HEADERS, 'note'], rows, numeric={2, 3, 4, 5, 6})}"
             + causes_html(failing) + findings_html(findings.findings(report.baseline))
             + sidebyside_html(report.baseline))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.records.runs import Run
-from suite.report import answer, causes, compare, findings
+from suite.report import answer, causes, compare, findings, unjudged
 from suite.report.format import (SUMMARY_HEADERS, code, fmt_band, fmt_change, fmt_number, fmt_value, md, summary_cells,
                                  text)
 from suite.report.model import Report
@@ -75,7 +75,8 @@ def candidate_md(report: Report, cand: Run, fail_on: tuple[str, ...]) -> list[st
     if found:
         lines += [*[f"- {md(f.line(), 700)}" for f in found], ""]
     lines += [f"Baseline {code(report.baseline.name)} ({_started(report.baseline)}), candidate {code(cand.name)} "
-              f"({_started(cand)}).", "", headline(df, fail_on), "", compare.coverage(df).sentence(), ""]
+              f"({_started(cand)}).", "", headline(df, fail_on), "", compare.coverage(df).sentence(), "",
+              *unjudged_md(cand)]
     lines += environment_md(compare.environment_diff(report.baseline, cand)) + [""]
     rows = flagged(df, with_apart=False)
     if len(rows):
@@ -216,6 +217,12 @@ def checkpoints_md(doc: dict | None) -> list[str]:
     return out + [""]
 
 
+def unjudged_md(run: Run) -> list[str]:
+    """The checks that could not judge some of the run's cases, apart from those that passed."""
+    line = unjudged.sentence(unjudged.of_run(run))
+    return [md(line, 2000), ""] if line else []
+
+
 def summary_md(report: Report) -> list[str]:
     """A one-run page: counts, headline packages, and a row per case."""
     df = report.frame
@@ -229,7 +236,8 @@ def summary_md(report: Report) -> list[str]:
                   *[f"- {code(r.case_id)}: {md(r.note)}" for r in lost.itertuples()], ""]
     failing = causes.of_run(report.baseline)
     lines += [" · ".join([*causes.status_counts(df, failing), *([f"{len(lost)} lost"] if len(lost) else [])]),
-             "", "Packages: " + ", ".join(f"{p} {md(pk[p])}" for p in HEADLINE if pk.get(p)) + ".", "",
+             "", *unjudged_md(report.baseline),
+             "Packages: " + ", ".join(f"{p} {md(pk[p])}" for p in HEADLINE if pk.get(p)) + ".", "",
              "| case | status | " + " | ".join(SUMMARY_HEADERS) + " |",
              "|---|---|" + "---:|" * len(SUMMARY_HEADERS)]
     values = df[df["metric"] != compare.STATUS].set_index(["case_id", "metric"])
