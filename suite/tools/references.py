@@ -26,7 +26,7 @@ from suite.cases import load_cases
 from suite.matrix.spec import Case
 from suite.paths import ROOT, display
 from suite.records import results, runs
-from suite.records.record import CaseRecord
+from suite.records.record import RECORD_KIND, CaseRecord
 from suite.tools import lock
 
 # Checks a record may have failed and still be its class's reference: those that compared it with
@@ -40,13 +40,38 @@ class ReferenceError(SuiteError):
     """A run cannot become references; the message names the file and the reason."""
 
 
+# A record's `resolved` entry larger than this, in JSON, is the evidence a trainer's relations were judged from
+# (captured logits, per-step samples: 200-400 KB a case). The replay judges no relation from it (`replay`
+# below reads the loss curve, the reload difference and the metrics), so a kept fixture leaves it out and says so.
+TRIM_BYTES = 16_000
+
+
+def trimmed(doc: dict) -> dict:
+    """A record document with its bulky `resolved` evidence replaced by how much was left out, and why."""
+    resolved = doc.get("resolved")
+    if not isinstance(resolved, dict):
+        return doc
+    out = dict(resolved)
+    for key, value in resolved.items():
+        size = len(json.dumps(value))
+        if size > TRIM_BYTES and not (isinstance(value, dict) and "trimmed_bytes" in value):
+            out[key] = {"trimmed_bytes": size, "why": "evidence a relation was judged from in the run; left out "
+                                                      "of the kept fixture, whose replay judges no relation"}
+    return {**doc, "resolved": out}
+
+
 def _copy_run(run: runs.Run, dest: Path) -> Path:
-    """The records and the manifest of a run (no checkpoints, logs or probes): what a replay reads."""
+    """The records and the manifest of a run (no checkpoints, logs or probes): what a replay reads, each
+    record's bulky evidence trimmed (`trimmed`)."""
     if dest.resolve() == run.path.resolve():  # the run is the fixture already
         return dest
     dest.mkdir(parents=True, exist_ok=True)
     for src in sorted(run.path.glob("*.json")):
-        shutil.copyfile(src, dest / src.name)  # contents only: a read-only source leaves a writable copy
+        doc = json.loads(src.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == RECORD_KIND:
+            (dest / src.name).write_text(json.dumps(trimmed(doc), indent=1, default=str) + "\n")
+        else:
+            shutil.copyfile(src, dest / src.name)  # contents only: a read-only source leaves a writable copy
     return dest
 
 

@@ -201,3 +201,25 @@ def test_the_import_reads_every_run_before_writing_anything(tmp_path, cases):
     with pytest.raises(references.ReferenceError):
         references.import_runs([str(amd), str(broken)], root, "cpu", TESTS.parent / "cases")
     assert not root.exists()
+
+
+def test_a_kept_fixture_leaves_out_the_bulky_evidence_and_still_replays(tmp_path, cases):
+    """A record's captured evidence (distillation's logits: 375 KB a case) is what its relations were judged
+    from in the run; the kept fixture trims it, says how much and why, and the replay judges the copy as the
+    original: the rest of the record is copied untouched."""
+    case, root = cases[CASE], tmp_path / "baselines"
+    amd, _ = _run(tmp_path, "amd", case)
+    record = amd / f"{case.slug}.json"
+    doc = json.loads(record.read_text())
+    evidence = {"micro_batches": [[0.125] * 64] * 400}  # over references.TRIM_BYTES in JSON
+    small = {"settings": {"beta": 0.5}}
+    doc["resolved"] = {**(doc.get("resolved") or {}), "distillation": evidence, "small": small}
+    record.write_text(json.dumps(doc))
+    references.import_runs([str(amd)], root, "cpu", TESTS.parent / "cases", fixtures=tmp_path / "fx")
+    kept = json.loads((tmp_path / "fx" / "amd" / f"{case.slug}.json").read_text())
+    assert kept["resolved"]["distillation"]["trimmed_bytes"] == len(json.dumps(evidence))
+    assert kept["resolved"]["small"] == small  # under the limit: kept as recorded
+    assert {k: v for k, v in kept.items() if k != "resolved"} == {k: v for k, v in doc.items() if k != "resolved"}
+    judged, problems = references.replay(tmp_path / "fx" / "amd", root, TESTS.parent / "cases", tmp_path / "b",
+                                         tmp_path / "scratch")
+    assert judged == 1, problems
