@@ -126,3 +126,10 @@ def test_the_docs_give_each_large_model_its_count():
     text = DOCS.read_text()
     for name, count in COUNTED.items():
         assert f"{name}" in text and f"{count:,}" in text, name
+
+
+def test_a_config_the_installed_transformers_cannot_build_is_a_skip_reason_not_an_error(tmp_path):
+    """On the floor release (transformers 4.56) Qwen3.5's and Gemma 4's shapes have no class: the skip names it."""
+    (tmp_path / "future.json").write_text('{"model_type": "no_such_model_type", "hidden_size": 8}')
+    with pytest.raises(models.ModelNotAvailable, match=r"has no class for future\.json's model_type 'no_such_model_type'"):
+        models._check_random_room(tmp_path / "future.json", root=tmp_path)
