@@ -133,3 +133,27 @@ def test_a_config_the_installed_transformers_cannot_build_is_a_skip_reason_not_a
     (tmp_path / "future.json").write_text('{"model_type": "no_such_model_type", "hidden_size": 8}')
     with pytest.raises(models.ModelNotAvailable, match=r"has no class for future\.json's model_type 'no_such_model_type'"):
         models._check_random_room(tmp_path / "future.json", root=tmp_path)
+
+
+@pytest.mark.slow  # builds the 9 models on meta: 25 s under load, most of it importing their classes
+def test_each_rows_declared_unquantized_weights_are_what_a_4bit_load_leaves():
+    """bitsandbytes quantizes nn.Linear only: the rest of a layer's weights of two or more dimensions stay as they
+    were (Qwen3.5's conv1d, the experts and routers), and the `quantized_base` check holds a QLoRA row to
+    exactly what it declares; counted on the meta device as suite/train/probes.py names them."""
+    import re
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    declared = {c.model.config: set(c.checks.unquantized) for c in large_cases() if c.model.config}
+    assert len(declared) == len(COUNTED)
+    by_arch = {(c.model.arch, bool(c.model.config)): set(c.checks.unquantized) for c in large_cases()}
+    assert all(by_arch[(arch, False)] == by_arch[(arch, True)] for arch, _ in by_arch)  # real rows as their twins
+    for config, names in declared.items():
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(models.random_config(config))
+        linear = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)}
+        ends = {id(m.weight) for m in (model.get_input_embeddings(), model.get_output_embeddings())}
+        left = {re.sub(r"^.*?layers\.\d+\.", "", n) for n, p in model.named_parameters()
+                if p.ndim >= 2 and id(p) not in linear | ends}
+        assert left == names, (config, left, names)
