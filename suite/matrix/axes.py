@@ -236,6 +236,10 @@ class Size:
 SIZE: dict[str, Size] = {s.name: s for s in (
     Size("tiny", built=True),
     Size("7b", gpu_for="a 7B model", markers=("large",)),
+    # The families of the end of 2026 at the size people fine-tune (3B to 31B parameters: cases/large.yaml, each
+    # model's count in docs/gpu.md). A size of its own, not `7b`: the 7B rows' fingerprints hash their size's
+    # name and stay as they are; both carry the `large` marker, and `-m 7b` still selects the 7B rows alone.
+    Size("large", gpu_for="a full-size model, 3B to 31B parameters"),
 )}
 SIZES = tuple(SIZE)
 # The tiny architectures suite/train/models.py builds from a config (a test checks the two agree).
@@ -244,6 +248,13 @@ TINY_ARCHS = ("llama", "qwen2", "mistral", "mixtral",
               "llama3", "qwen3", "qwen3_moe", "qwen3_5", "gemma3", "gemma4", "phi4_mini", "gpt_oss", "smollm3",
               # llama with sampling settings in its generation_config.json (what trl must override)
               "llama_sampling")
+# The transformers model_type of each family of TINY_ARCHS: a full-size model from a config names its family
+# (`arch: gemma3` for a gemma3_text config) and the loader checks the two agree (a test checks these against
+# suite/train/models.py's tiny models).
+FAMILY_MODEL_TYPE = {"llama": "llama", "qwen2": "qwen2", "mistral": "mistral", "mixtral": "mixtral", "llama3": "llama",
+                     "qwen3": "qwen3", "qwen3_moe": "qwen3_moe", "qwen3_5": "qwen3_5_text", "gemma3": "gemma3_text",
+                     "gemma4": "gemma4_text", "phi4_mini": "phi3", "gpt_oss": "gpt_oss", "smollm3": "smollm3",
+                     "llama_sampling": "llama"}
 # Mixture-of-experts architectures (tiny, or 7B-shaped from a config): their cases carry the `moe` marker
 # and their router's load-balancing loss is part of the training loss (docs/cases.md, "Mixture of experts").
 MOE_ARCHS = ("mixtral", "olmoe", "qwen3_moe", "gpt_oss")

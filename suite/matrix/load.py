@@ -15,6 +15,7 @@ import yaml
 
 from suite.errors import CaseError, not_utf8
 from suite.matrix import yamltext
+from suite.matrix.axes import FAMILY_MODEL_TYPE
 from suite.matrix.rules import validate_combination
 from suite.matrix.spec import (
     FEATURES,
@@ -215,10 +216,12 @@ def _read_model_config(file: str, where: str, path: Path, arch: str | None) -> d
         raise CaseError(file, where, f"{path} is not JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("model_type"), str):
         raise CaseError(file, where, f"{path} has no model_type (a transformers config.json is expected)")
-    if arch is not None and arch != doc["model_type"]:
+    # arch may name the config's model_type or a family of the tiny matrix whose model_type it is (`gemma3` for a
+    # gemma3_text config): a large row then carries its family's marker and its release needs
+    if arch is not None and doc["model_type"] not in (arch, FAMILY_MODEL_TYPE.get(arch)):
         raise CaseError(file, where, f"{path} describes a {doc['model_type']!r} model, not arch {arch!r}")
     return {"config": str(path.resolve()), "config_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
-            "arch": doc["model_type"]}
+            "arch": arch or doc["model_type"]}
 
 
 def _as_list(file: str, where: str, value: Any) -> list:

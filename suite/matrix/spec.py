@@ -65,7 +65,7 @@ MARKERS: dict[str, str] = {
     **{m.name: f"method: {m.name}" for m in METHODS.values()},
     **{f: f"feature: {f}" for f in FEATURES},
     **{s: f"model size: {s}" for s in SIZES},
-    "large": "a 7B-class model (same as 7b)",
+    "large": "a full-size model: the 7B rows (size 7b) and the families' rows at their common size (size large)",
     "gpu": "needs a CUDA GPU",
     "multigpu": f"needs {WORLD_SIZE} CUDA GPUs (ddp, fsdp)",
     "adapter": f"an adapter method ({', '.join(ADAPTER_METHODS)})",

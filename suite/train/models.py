@@ -339,7 +339,15 @@ def _check_random_room(config_file: str | Path, root: Path | None = None) -> Non
     out, _ = _random_dir(config_file, 0, root, None)
     if (out / RANDOM_MARKER).exists():
         return
-    need = random_param_count(config_file) * 2 * 1.02 + 64 * 2**20
+    try:
+        count = random_param_count(config_file)
+    except ValueError:  # a model_type the installed transformers has no class for (Qwen3.5 and Gemma 4 on 4.x)
+        import transformers
+
+        model_type = json.loads(Path(config_file).read_text()).get("model_type")
+        raise ModelNotAvailable(f"transformers {transformers.__version__} has no class for {Path(config_file).name}'s "
+                                f"model_type {model_type!r}") from None
+    need = count * 2 * 1.02 + 64 * 2**20
     where = out.parent
     while not where.exists():
         where = where.parent

@@ -292,7 +292,7 @@ def test_the_typed_axes_answer_what_the_names_meant():
         assert c.loss_kind.assistant_turns == (c.effective_loss == "assistant_only"), c.id
         assert c.format.prompt == (c.dataset in PROMPT_FORMATS), c.id
         assert c.model.scale.built == (c.model.size == "tiny"), c.id
-        assert (c.model.scale.gpu_for is not None) == (c.model.size == "7b"), c.id
+        assert (c.model.scale.gpu_for is not None) == (c.model.size in ("7b", "large")), c.id
     assert {c.attention for c in cases} >= {"sdpa", "eager"}
 
 

@@ -34,7 +34,7 @@ def test_shipped_configs_have_the_published_parameter_counts(name):
 
 def test_shaped_models_are_gpu_cases_that_skip_with_the_reason_on_a_cpu():
     cases = {c.id: c for c in load_cases("cases")}
-    shaped = [c for c in cases.values() if c.model.config]
+    shaped = [c for c in cases.values() if c.model.config and c.model.size == "7b"]  # large: test_large_rows.py
     assert {c.model.name for c in shaped} == {"llama2-7b-shaped", "mistral-7b-shaped", "qwen2.5-7b-shaped",
                                                "olmoe-1b-7b-shaped"}
     case = cases["llama2-7b-shaped/qlora/gradient_checkpointing"]
