@@ -39,6 +39,7 @@ PUBLISHED_B = {"llama3.1-8b": 8.03, "qwen3-8b": 8.2, "qwen3-30b-a3b": 30.5, "qwe
 WITHOUT_VISION = {"qwen3.5-9b", "gemma4-31b"}
 
 
+@pytest.mark.slow  # the first imports the families' modeling classes: 4-20 s, too long for the fast loop
 @pytest.mark.parametrize("name", sorted(COUNTED))
 def test_each_shaped_config_builds_on_meta_to_its_documented_count(name):
     assert models.random_param_count(CONFIGS / f"{name}.json") == COUNTED[name]
