@@ -20,17 +20,17 @@ What trl 1.16 documents (trl/data_utils.py `pack_dataset`, SFTConfig.packing_str
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from suite.invariants import harness as h
+from suite.invariants.packing_faults import pack_fault
 from suite.invariants.labels import prompt_split
-from suite.invariants.relations import RELATIONS, NotApplicable, Verdict
+from suite.invariants.relations import RELATIONS, Verdict
 from suite.matrix.axes import FEATURE
 
 # The library functions each relation here must not call to compute what it expects (issue 36);
@@ -52,8 +52,6 @@ ROWS = 16
 MAX_LENGTH = 64
 BATCH = 4
 DATASET = "long_messages"
-# where SFTTrainer looks pack_dataset up (trl 0.20 to 1.16 import it into the module): the faults wrap it there
-PACK_SEAM = "trl.trainer.sft_trainer"
 
 
 @dataclass
@@ -96,7 +94,7 @@ def run_packed(out: Path, feature: str, fault: Callable | None = None) -> Packed
     case = h.tiny_case("lora", features=(feature,), dataset=DATASET, batch_size=BATCH, num_samples=ROWS,
                        max_length=MAX_LENGTH, max_steps=1)
     rows = h.rows_for(case)
-    with h.quiet(), _pack_fault(fault):
+    with h.quiet(), pack_fault(fault):
         built = h.build_trainer(case, out, rows)
     packed = built.trainer.train_dataset
     steps = math.ceil(len(packed) / BATCH)
@@ -184,51 +182,3 @@ def measure_long_packing(out: Path, feature: str, fault: Callable | None = None)
     """The feature's strategy (packing_bfd, packing_split, packing_wrapped) judged by its own promise."""
     run = run_packed(out, feature, fault)
     return JUDGES[run.strategy](run)
-
-
-# ------------------------------------------------------------------ faults (the can-fail tests' breaks)
-
-@contextlib.contextmanager
-def _pack_fault(fault: Callable | None) -> Iterator[None]:
-    """SFTTrainer's pack_dataset wrapped by `fault` while the trainer is built (it packs in __init__)."""
-    if fault is None:
-        yield
-        return
-    import importlib
-
-    module = importlib.import_module(PACK_SEAM)
-    original = getattr(module, "pack_dataset", None)
-    if original is None:
-        raise NotApplicable(f"{PACK_SEAM} has no pack_dataset for the fault to wrap on the installed trl")
-    module.pack_dataset = fault(original)
-    try:
-        yield
-    finally:
-        module.pack_dataset = original
-
-
-def two_conversations(pack):
-    """bfd's fault: the first two sequences of each packed row made one (a sequence from two conversations)."""
-    def packed(dataset, seq_length, strategy="bfd", *args, **kwargs):
-        def merge(row):
-            lengths = list(row["seq_lengths"])
-            return {"seq_lengths": [lengths[0] + lengths[1], *lengths[2:]] if len(lengths) > 1 else lengths}
-        return pack(dataset, seq_length, strategy, *args, **kwargs).map(merge)
-    return packed
-
-
-def overflow_dropped(pack):
-    """bfd_split's fault: the overflow truncated as bfd does (the pieces past max_length lost)."""
-    def packed(dataset, seq_length, strategy="bfd", *args, **kwargs):
-        return pack(dataset, seq_length, "bfd", *args, **kwargs)
-    return packed
-
-
-def boundary_token_dropped(pack):
-    """wrapped's fault: the last token of every row dropped (a token lost at each chunk boundary)."""
-    def packed(dataset, seq_length, strategy="bfd", *args, **kwargs):
-        out = pack(dataset, seq_length, strategy, *args, **kwargs)
-        lists = [c for c in out.column_names if c in ("input_ids", "labels", "attention_mask", "completion_mask",
-                                                      "assistant_masks")]
-        return out.map(lambda row: {c: row[c][:-1] for c in lists})
-    return packed

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from suite.invariants import packing_faults as faults
 from suite.invariants import packing_long as pl
 
 pytestmark = [pytest.mark.slow, pytest.mark.invariant, pytest.mark.tiny, pytest.mark.llama, pytest.mark.packing,
@@ -26,19 +27,19 @@ def test_wrapped_keeps_the_stream(tmp_path, invariant):
 
 @pytest.mark.packing_bfd
 def test_can_fail_when_a_sequence_spans_two_conversations(tmp_path, invariant):
-    verdicts = pl.measure_long_packing(tmp_path, "packing_bfd", fault=pl.two_conversations)
+    verdicts = pl.measure_long_packing(tmp_path, "packing_bfd", fault=faults.two_conversations)
     invariant.breaks(verdicts, "packing_long.bfd_prefixes")
 
 
 @pytest.mark.packing_split
 def test_can_fail_when_the_overflow_is_dropped(tmp_path, invariant):
-    verdicts = pl.measure_long_packing(tmp_path, "packing_split", fault=pl.overflow_dropped)
+    verdicts = pl.measure_long_packing(tmp_path, "packing_split", fault=faults.overflow_dropped)
     invariant.breaks(verdicts, "packing_long.split_pieces")
     invariant.breaks(verdicts, "packing_long.tokens")
 
 
 @pytest.mark.packing_wrapped
 def test_can_fail_when_a_token_is_lost_at_each_boundary(tmp_path, invariant):
-    verdicts = pl.measure_long_packing(tmp_path, "packing_wrapped", fault=pl.boundary_token_dropped)
+    verdicts = pl.measure_long_packing(tmp_path, "packing_wrapped", fault=faults.boundary_token_dropped)
     invariant.breaks(verdicts, "packing_long.wrapped_stream")
     invariant.breaks(verdicts, "packing_long.tokens")
