@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 from suite.invariants import harness as h
-from suite.invariants.packing_faults import pack_fault
 from suite.invariants.labels import prompt_split
+from suite.invariants.packing_faults import pack_fault
 from suite.invariants.relations import RELATIONS, Verdict
 from suite.matrix.axes import FEATURE
 
