@@ -83,7 +83,7 @@ def require_expressible(case: Case) -> None:
 
 
 def build_trainer(case: Case, output_dir: Path, rows: list[dict] | None = None, *, trainer_cls=None,
-                  callbacks: tuple = (), peft_config: Any = None, tokenizer: Any = None,
+                  callbacks: tuple = (), peft_config: Any = None, tokenizer: Any = None, eval_dataset: Any = None,
                   **trainer_kwargs: Any) -> Built:
     """The case's trainer, built by its backend on CPU in fp32, seeded; the model goes in as the
     backend gives it (a path for trl's trainers, as in the matrix)."""
@@ -97,7 +97,8 @@ def build_trainer(case: Case, output_dir: Path, rows: list[dict] | None = None, 
                        trainer_kwargs=trainer_kwargs)
     dataset = Dataset.from_list(rows if rows is not None else rows_for(case))
     trainer, tokenizer, _ = backend_for(case).build_trainer(case, path, "cpu", "fp32", torch.float32, output_dir,
-                                                            dataset, list(callbacks), hooks=hooks)
+                                                            dataset, list(callbacks), eval_dataset=eval_dataset,
+                                                            hooks=hooks)
     return Built(trainer, tokenizer, case, path)
 
 

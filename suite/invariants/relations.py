@@ -192,6 +192,22 @@ RELATIONS: dict[str, Relation] = dict([
          unit="fields"),
     _rel("determinism.curve", "two runs of the same tiny case give bit-identical loss curves on CPU", 0,
          unit="max abs"),
+    # packing_long.*, save_total_limit.*: counts of what the run saw against what trl's and transformers'
+    # documentation promise (suite/invariants/packing_long.py, checkpoint_limit.py): exact, no rounding
+    _rel("packing_long.bfd_prefixes", "packing_strategy='bfd' on conversations longer than max_length: every "
+         "sequence trained on is the first min(length, max_length) tokens of one conversation, each conversation "
+         "once (truncated, not split)", 0, unit="sequences"),
+    _rel("packing_long.split_pieces", "packing_strategy='bfd_split': every sequence trained on is one max_length "
+         "piece of one conversation, every piece once (split, every token kept)", 0, unit="sequences"),
+    _rel("packing_long.wrapped_stream", "packing_strategy='wrapped': the packed rows concatenated are the "
+         "conversations concatenated in order, every row but the last max_length long, and one epoch trains on "
+         "exactly those rows", 0, unit="faults"),
+    _rel("packing_long.row_length", "no packed row holds more than max_length tokens", 0, unit="rows"),
+    _rel("packing_long.tokens", "one epoch trains on the tokens the strategy keeps: sum of min(length, max_length) "
+         "for bfd, sum of length for bfd_split and wrapped", 0, unit="tokens"),
+    _rel("save_total_limit.kept", "with save_total_limit N the output folder keeps exactly the checkpoints of the "
+         "newest N steps saved (with load_best_model_at_end: the best step's too, the newest filling the rest)",
+         0, unit="checkpoints"),
 ])
 
 

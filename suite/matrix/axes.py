@@ -118,6 +118,10 @@ class Feature:
     whole_embeddings: bool = False  # added tokens carried as whole embedding and head matrices (modules_to_save)
     version_need: str | None = None  # what suite.train.compat must find in the installed versions
     cpu_need: str | None = None  # what suite.train.compat must find when it runs without CUDA
+    # trl's SFTConfig.packing_strategy it asks for (None: trl's default, "bfd", which `packing` trains with)
+    packing_strategy: str | None = None
+    # one of the options people set, in the covering design of issue 37: its cases carry the `options` marker
+    sets_option: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -162,11 +166,20 @@ FEATURE: dict[str, Feature] = {f.name: f for f in (
     Feature("eager", attention="eager"),
     Feature("ddp", launch="--multi_gpu"),
     Feature("fsdp", launch="--use_fsdp", shards=True),
+    # trl's packing strategies named (issue 37), for conversations longer than max_length (long_messages):
+    # best-fit decreasing that truncates each overflowing sequence (trl's default), the same splitting the
+    # overflow into further sequences (trl 1.0's bfd_split, 0.29's bfd-requeue), and concatenation cut into
+    # max_length chunks with no boundaries (wrapped). Last in the canonical order: earlier ids stay as they are.
+    Feature("packing_bfd", packs=True, version_need="packing_bfd", packing_strategy="bfd", sets_option=True),
+    Feature("packing_split", packs=True, version_need="packing_bfd_split", packing_strategy="bfd_split",
+            sets_option=True),
+    Feature("packing_wrapped", packs=True, version_need="packing_bfd", packing_strategy="wrapped", sets_option=True),
 )}
 FEATURES = tuple(FEATURE)
 NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
 ATTENTION = {f.name: f.attention for f in FEATURE.values() if f.attention}
 DISTRIBUTED = tuple(f.name for f in FEATURE.values() if f.distributed)
+PACKING_STRATEGIES = tuple(f.name for f in FEATURE.values() if f.packing_strategy)
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,12 @@ class FeatureSet:
     own_kernels = property(lambda self: self._any("own_kernels"))
     adapter_dropout = property(lambda self: self._any("adapter_dropout"))
     whole_embeddings = property(lambda self: self._any("whole_embeddings"))
+
+    sets_option = property(lambda self: self._any("sets_option"))
+
+    @property
+    def packing_strategy(self) -> str | None:
+        return next((f.packing_strategy for f in self.features if f.packing_strategy), None)
 
     @property
     def micro_batches(self) -> int:
@@ -304,6 +323,9 @@ class Format:
     generates: bool = False  # prompt only: the trainer samples its completions (GRPO, RLOO)
     adds_tokens: bool = False  # its chat template adds tokens to the vocabulary
     plain: bool = False  # rows of raw text, no template
+    # conversations of 1 to this many question/answer turns each (0: `training.turns` for every row): lengths
+    # spread across max_length, so that some conversations exceed it (packing on long data, issue 37)
+    varied_turns: int = 0
 
 
 # trl's standard and conversational formats, its preference formats (prompt, chosen, rejected) and chatml, a
@@ -319,6 +341,9 @@ FORMAT: dict[str, Format] = {f.name: f for f in (
     Format("chatml", conversational=True, adds_tokens=True),
     Format("unpaired_preference", loss="completion_only", unpaired=True),  # trl's unpaired format, KTO's
     Format("prompt_only", loss="completion_only", generates=True),  # the generating trainers' (GRPO, RLOO)
+    # messages rows of 1 to 8 turns: about 14 tokens a turn on the tiny tokenizer, so from ~15 to ~120 tokens,
+    # half of them over the tiny cases' max_length of 64 (suite/invariants/packing_long.py measures it)
+    Format("long_messages", conversational=True, varied_turns=8),
 )}
 FORMATS = tuple(FORMAT)
 PREFERENCE_FORMATS = tuple(f.name for f in FORMAT.values() if f.preference)

@@ -24,6 +24,9 @@ def validate_combination(case: Case, support: Support) -> str | None:
     attn = [f for f in case.features if f in ATTENTION]
     if len(attn) > 1:
         return f"at most one attention variant, got {' and '.join(attn)}"
+    packings = [f.name for f in case.uses.features if f.packs]
+    if len(packings) > 1:  # trl packs with one strategy
+        return f"at most one packing strategy, got {' and '.join(packings)}"
     if case.model.arch in EAGER_ONLY_ARCHS and case.attention != "eager":
         return (f"{case.model.arch}'s transformers class supports no {case.attention} attention: "
                 f"give its cases the eager feature")

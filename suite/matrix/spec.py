@@ -76,6 +76,7 @@ MARKERS: dict[str, str] = {
     "moe": f"a mixture-of-experts model ({', '.join(MOE_ARCHS)}), its router's auxiliary loss on",
     "case": "a training case of the matrix (not a unit test)",
     "invariant": "a correctness invariant comparing two real runs or states (tests/invariants/)",
+    "options": "the covering design of the options people set (issue 37)",
 }
 
 
@@ -344,6 +345,10 @@ class Case:
             marks.append("multigpu")
         if self.loss_kind.masks:
             marks.append(self.effective_loss)
+        if self.uses.sets_option:  # a feature that names one of the options people set (issue 37)
+            marks.append("options")
+        if self.uses.packs:  # every packing strategy is packing (the marker the packing tests select on)
+            marks.append("packing")
         return tuple(dict.fromkeys(marks))
 
     def with_mode(self, mode: str) -> Case:

@@ -160,6 +160,9 @@ REQUIREMENTS = {r.name: r for r in (
     Requirement("assistant_only_loss", "trl", "0.20.0", "assistant-only loss (SFTConfig.assistant_only_loss)"),
     # trl 0.20 packs with best-fit decreasing and position ids (padding-free) instead of concatenation
     Requirement("packing_bfd", "trl", "0.20.0", "packing with position ids (packing_strategy='bfd')"),
+    # read in the released wheels: trl 0.29 added it as "bfd-requeue", 1.0.0 named it "bfd_split"
+    Requirement("packing_bfd_split", "trl", "1.0.0", "packing that splits overflowing sequences "
+                "(packing_strategy='bfd_split')"),
     Requirement("neftune", "transformers", "4.35.0", "NEFTune (TrainingArguments.neftune_noise_alpha)"),
     Requirement("prompt_completion", "trl", "0.16.0", "prompt-completion data sets in SFTTrainer"),
     # read in the released wheels, not measured on each: RLOOTrainer took prompts and num_generations from

@@ -52,7 +52,8 @@ def _rejected(completion: str, rng: random.Random) -> str:
 
 def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
     """Rows of the data set in the given trl format; `turns` question/answer pairs per row make
-    longer sequences (multi-turn conversations for the conversational formats)."""
+    longer sequences (multi-turn conversations for the conversational formats); a format with
+    `varied_turns` (long_messages) draws each row's number of turns instead."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
     if turns < 1:
@@ -62,7 +63,9 @@ def generate(fmt: str, n: int, seed: int = 0, turns: int = 1) -> list[dict]:
     wrong = random.Random(seed + 1)  # rejected answers: the other formats' rows stay as they were
     rows = []
     for _ in range(n):
-        pairs = [_example(rng) for _ in range(turns)]
+        # long_messages: each row its own number of turns, so that lengths straddle max_length
+        row_turns = rng.randint(1, shape.varied_turns) if shape.varied_turns else turns
+        pairs = [_example(rng) for _ in range(row_turns)]
         context = " ".join(f"{p} {c}" for p, c in pairs[:-1])
         prompt, completion = pairs[-1]
         if shape.plain:

@@ -133,7 +133,10 @@ BAD_INPUTS = [
     ("matrix:\n  - {models: [tiny-llama], trainers: [dpo], methods: [lora]}\n", "matrix[0]",
      "trl DPOTrainer trains on preference, conversational_preference data, not text"),
     ("matrix:\n  - {models: [tiny-llama], methods: [lora], datasets: [preference]}\n", "matrix[0]",
-     "trl SFTTrainer trains on text, messages, prompt_completion, conversational_pc, chatml data, not preference"),
+     "trl SFTTrainer trains on text, messages, prompt_completion, conversational_pc, chatml, long_messages data, "
+     "not preference"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [packing+packing_wrapped]}\n", "matrix[0]",
+     "at most one packing strategy, got packing and packing_wrapped"),
     ("matrix:\n  - {models: [tiny-llama], methods: [lora], datasets: [chatml]}\n", "matrix[0]",
      "chatml adds tokens: an adapter case with exactly one of modules_to_save, trainable_tokens"),
     ("matrix:\n  - {models: [tiny-llama], methods: [full], features: [modules_to_save], datasets: [chatml]}\n",
@@ -277,7 +280,7 @@ def test_combinations_that_would_break_at_run_time_are_refused_at_load(tmp_path,
 def test_the_typed_axes_answer_what_the_names_meant():
     """What the code asks of a case's features, format, loss and size (suite/matrix/axes.py), against what
     the names meant when it compared them: the shipped matrix's cases, each asked."""
-    from suite.matrix.axes import GA_STEPS, PROMPT_FORMATS
+    from suite.matrix.axes import GA_STEPS, PACKING_STRATEGIES, PROMPT_FORMATS
 
     cases = load_cases(ROOT / "cases")
     for c in cases:
@@ -285,12 +288,15 @@ def test_the_typed_axes_answer_what_the_names_meant():
         assert c.uses.micro_batches == (GA_STEPS if "grad_accum" in f else 1), c.id
         assert c.uses.optim == ("adamw_8bit" if "adamw_8bit" in f else None), c.id
         assert (c.uses.packs, c.uses.noise, c.uses.checkpointing, c.uses.own_kernels, c.uses.adapter_dropout,
-                c.uses.whole_embeddings) == ("packing" in f, "neftune" in f, "gradient_checkpointing" in f,
+                c.uses.whole_embeddings) == (bool(f & {"packing", *PACKING_STRATEGIES}), "neftune" in f, "gradient_checkpointing" in f,
                                              "liger" in f, "lora_dropout" in f, "modules_to_save" in f), c.id
         assert c.uses.gpu_for == [w for n, w in (("liger", "Liger's Triton kernels"),
                                                  ("flash_attn", "flash-attention 2")) if n in f], c.id
         assert c.loss_kind.assistant_turns == (c.effective_loss == "assistant_only"), c.id
         assert c.format.prompt == (c.dataset in PROMPT_FORMATS), c.id
+        assert c.uses.packing_strategy == {"packing_bfd": "bfd", "packing_split": "bfd_split",
+                                           "packing_wrapped": "wrapped"}.get(next(iter(f & set(PACKING_STRATEGIES)),
+                                                                                 None)), c.id
         assert c.model.scale.built == (c.model.size == "tiny"), c.id
         assert (c.model.scale.gpu_for is not None) == (c.model.size in ("7b", "large")), c.id
     assert {c.attention for c in cases} >= {"sdpa", "eager"}

@@ -82,7 +82,8 @@ class Backend:
     picks_attention = False  # it chooses its own attention kernels: no variant, no attention check
     distributed = True  # it can run as ddp/fsdp ranks
     spawn_always = False  # its child starts in a fresh interpreter even where others are forked
-    formats: tuple[str, ...] = ("text", "messages", "prompt_completion", "conversational_pc", "chatml")  # data it takes
+    formats: tuple[str, ...] = ("text", "messages", "prompt_completion", "conversational_pc", "chatml",
+                                "long_messages")  # data it takes
     features: tuple[str, ...] | None = None  # the features it can train (None: all)
     # how it truncates rows to the case's max_length: "exact" (its rows are max_length long after truncation),
     # "at most" (the plain Trainer cuts when tokenising), None (a generating trainer has no such field)

@@ -26,6 +26,8 @@ def sft_config(case: Case, output_dir: Path, device: str, precision: str, model_
     # itself): off, so that its side-by-side with the HF case does not compare batching too.
     if not case.uses.packs and "padding_free" in compat.sft_config_fields():
         kwargs["padding_free"] = False
+    if case.uses.packing_strategy is not None:  # a packing feature that names trl's strategy (issue 37)
+        kwargs["packing_strategy"] = case.uses.packing_strategy
     if case.loss_kind.assistant_turns:
         kwargs["assistant_only_loss"] = True
     elif case.format.prompt:
