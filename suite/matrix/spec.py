@@ -67,7 +67,7 @@ MARKERS: dict[str, str] = {
     **{s: f"model size: {s}" for s in SIZES},
     "large": "a 7B-class model (same as 7b)",
     "gpu": "needs a CUDA GPU",
-    "multigpu": f"needs {WORLD_SIZE} CUDA GPUs (ddp, fsdp)",
+    "multigpu": f"needs {WORLD_SIZE} CUDA GPUs (ddp, fsdp, fsdp2)",
     "adapter": f"an adapter method ({', '.join(ADAPTER_METHODS)})",
     **{f: f"dataset format: {f}" for f in FORMATS},
     "completion_only": "loss on the completion only",
@@ -326,7 +326,7 @@ class Case:
     @property
     def needs_gpu(self) -> bool:
         return (self.model.scale.gpu_for is not None or self.library.needs_gpu or bool(self.uses.gpu_for)
-                or self.distributed is not None)
+                or (self.uses.distributed is not None and self.uses.distributed.needs_gpus))
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -340,7 +340,7 @@ class Case:
             marks.append("adapter")
         if self.needs_gpu:
             marks.append("gpu")
-        if self.distributed:
+        if self.uses.distributed is not None and self.uses.distributed.needs_gpus:
             marks.append("multigpu")
         if self.loss_kind.masks:
             marks.append(self.effective_loss)
