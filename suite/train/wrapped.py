@@ -1,7 +1,8 @@
 """What wrapped the model that trained: the strategy that ran, recorded by the child of a ddp/fsdp case
 for the parent's strategy check (suite/judge/strategy.py). Accelerate falls back without a word (asked for
 FSDP on a machine without CUDA it trains with DDP: 1.15 selects FSDP only for GPU-type distributed states),
-so what is recorded is what the model was wrapped in, found by isinstance, never what was asked."""
+so what is recorded is what the model was wrapped in, found by isinstance, never what was asked. The rows the
+suite shards itself (the fully_shard feature: FSDP2 on CPU ranks) are sharded and saved here too."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,9 +1,10 @@
 """FSDP2 rows: fully_shard (the suite's own FSDP2 on 2 gloo CPU ranks, cases/fsdp2.yaml) runs without GPUs,
 fsdp2 (accelerate's FSDP v2) needs two and launches a v2 plugin; the strategy check asks FSDPModule of both;
 the adapter saved from a sharded model equals the one saved unsharded (suite/run/distributed_adapter.py),
-and the ways to get it wrong are caught."""
+and the ways to get it wrong are caught; a sharded checkpoint resumes as the uninterrupted run (opt-in)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,13 @@ from suite import machine
 from suite.cases import load_cases
 from suite.judge import strategy
 from suite.paths import ROOT
-from suite.run import distributed, distributed_adapter, requirements
+from suite.run import distributed, distributed_adapter, distributed_resume, requirements
 from tests.judge.test_strategy import ran
 
 CASES = {c.id: c for c in load_cases(ROOT / "cases")}
 OWN = {m: CASES[f"tiny-llama/{m}/fully_shard"] for m in ("full", "lora")}
 ACCEL = CASES["tiny-llama/lora/fsdp2"]
+RESUME_ATOL = 2e-6  # see the resume test: measured 0 (one machine, one run), a few ulps of a loss near 4.8
 
 
 @pytest.mark.parametrize("gpus", [0, 1])
@@ -107,3 +109,21 @@ def test_the_adapter_saved_from_two_fsdp2_ranks_equals_the_unsharded_one_and_the
     # model's state dict of DTensors, which raised here (torch 2.13: "Attempted to access the data pointer on
     # an invalid python storage"); whatever it does, it is not the unsharded adapter
     assert not diffs["trainer_save"].equal
+
+
+# Two launches of 2 ranks (each trains both methods): 145 s under heavy load on the 2-core machine (2026-12-07),
+# an estimated 30-40 s alone: past what this issue may add to CI, so opt-in (docs/gpu.md).
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("FTSUITE_FSDP2_RESUME") != "1",
+                    reason="the sharded-checkpoint resume relation launches 2 ranks twice (about 145 s under load): "
+                           "set FTSUITE_FSDP2_RESUME=1 to run it")
+def test_a_sharded_checkpoint_resumes_in_new_processes_as_the_uninterrupted_run():
+    """Measured 2026-12-07 (2-core AMD EPYC, torch 2.13.0+cpu, transformers 5.23.0, peft 0.21.2; one machine,
+    one run): the 3 resumed steps' losses and the final weights equal the uninterrupted run's bit for bit, full and
+    LoRA; the optimizer's state not read back moved them by 1.7e-2 / 3.6e-3 nats and 4.6e-2 / 4.5e-2. The bound
+    is a few float32 ulps of a loss near 4.8 (ulp 4.8e-7): the two runs use the same kernels in the same order,
+    so anything larger is a change of what is resumed."""
+    for got in distributed_resume.compare():
+        assert got.resumed_steps == distributed_resume.STEPS - distributed_resume.STOP
+        assert got.max_loss_diff <= RESUME_ATOL and got.max_weight_diff <= RESUME_ATOL, got
+        assert got.fault_max_loss_diff > RESUME_ATOL and got.fault_max_weight_diff > RESUME_ATOL, got
