@@ -119,7 +119,7 @@ class Feature:
     version_need: str | None = None  # what suite.train.compat must find in the installed versions
     cpu_need: str | None = None  # what suite.train.compat must find when it runs without CUDA
     fsdp_version: int = 1  # sharded: 1 FullyShardedDataParallel, 2 torch's fully_shard (FSDPModule)
-    # sharded by the suite itself (suite/train/wrapped.py `Sharding`) on WORLD_SIZE gloo CPU ranks: accelerate
+    # sharded by the suite itself (suite/train/wrapped.py `shard`) on WORLD_SIZE gloo CPU ranks: accelerate
     # 1.15 will not shard without CUDA (it trains with DDP), so the child calls fully_shard before training
     suite_shards: bool = False
 

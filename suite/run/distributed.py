@@ -4,8 +4,8 @@ The parent pickles the case to a file and launches `python -m suite.run.distribu
 rank; each rank runs the same suite.train.run as a single-process case (the Trainer takes the
 process group from the launcher's environment), and rank 0 writes the result file that
 runner.run_in_child would have written, so the session judges both paths alike. The launcher
-runs in its own process group: a timeout kills every rank.
-"""
+runs in its own process group: a timeout kills every rank. fully_shard cases launch as ddp does, on gloo CPU
+ranks (no GPU visible to them), and their child shards the model itself (suite/train/wrapped.py `shard`)."""
 from __future__ import annotations
 
 import json
