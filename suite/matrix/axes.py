@@ -122,6 +122,10 @@ class Feature:
     packing_strategy: str | None = None
     # one of the options people set, in the covering design of issue 37: its cases carry the `options` marker
     sets_option: bool = False
+    fsdp_version: int = 1  # sharded: 1 FullyShardedDataParallel, 2 torch's fully_shard (FSDPModule)
+    # sharded by the suite itself (suite/train/wrapped.py `shard`) on WORLD_SIZE gloo CPU ranks: accelerate
+    # 1.15 will not shard without CUDA (it trains with DDP), so the child calls fully_shard before training
+    suite_shards: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -133,7 +137,14 @@ class Feature:
         finds (the strategy check, suite/judge/strategy.py, fails a case whose launcher fell back to another)."""
         if not self.distributed:
             return None
-        return "FullyShardedDataParallel" if self.shards else "DistributedDataParallel"
+        if not self.shards:
+            return "DistributedDataParallel"
+        return "FSDPModule" if self.fsdp_version == 2 else "FullyShardedDataParallel"
+
+    @property
+    def needs_gpus(self) -> bool:
+        """Data-parallel over WORLD_SIZE CUDA GPUs (the rows the suite shards itself run on CPU ranks)."""
+        return self.distributed and not self.suite_shards
 
 
 # Data-parallel features: the case is launched as WORLD_SIZE processes (suite/run/distributed.py).
@@ -174,6 +185,9 @@ FEATURE: dict[str, Feature] = {f.name: f for f in (
     Feature("packing_split", packs=True, version_need="packing_bfd_split", packing_strategy="bfd_split",
             sets_option=True),
     Feature("packing_wrapped", packs=True, version_need="packing_bfd", packing_strategy="wrapped", sets_option=True),
+    # FSDP2: accelerate's (`--fsdp_version 2`, on GPUs), and the suite's own fully_shard on gloo CPU ranks
+    Feature("fsdp2", launch="--use_fsdp", shards=True, fsdp_version=2),
+    Feature("fully_shard", launch="--multi_gpu", shards=True, fsdp_version=2, suite_shards=True),
 )}
 FEATURES = tuple(FEATURE)
 NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")

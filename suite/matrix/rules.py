@@ -16,6 +16,7 @@ from suite.matrix.spec import (
     UNPAIRED_PREFERENCE_FORMATS,
     Case,
 )
+from suite.matrix.axes import FEATURE
 from suite.matrix.support import Support
 
 
@@ -57,7 +58,7 @@ def validate_combination(case: Case, support: Support) -> str | None:
     dist = [f for f in case.features if f in DISTRIBUTED]
     if len(dist) > 1:
         return f"at most one of {', '.join(DISTRIBUTED)}, got {' and '.join(dist)}"
-    if "fsdp" in dist and case.quantization.fsdp:
+    if any(FEATURE[f].shards for f in dist) and case.quantization.fsdp:
         return f"{case.method}: {case.quantization.fsdp}"
     if dist and case.dataset in ADDED_TOKEN_FORMATS:
         return f"{case.dataset} resizes the embeddings and saves from one process; it runs on one device"

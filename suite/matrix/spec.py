@@ -67,7 +67,7 @@ MARKERS: dict[str, str] = {
     **{s: f"model size: {s}" for s in SIZES},
     "large": "a full-size model: the 7B rows (size 7b) and the families' rows at their common size (size large)",
     "gpu": "needs a CUDA GPU",
-    "multigpu": f"needs {WORLD_SIZE} CUDA GPUs (ddp, fsdp)",
+    "multigpu": f"needs {WORLD_SIZE} CUDA GPUs (ddp, fsdp, fsdp2)",
     "adapter": f"an adapter method ({', '.join(ADAPTER_METHODS)})",
     **{f: f"dataset format: {f}" for f in FORMATS},
     "completion_only": "loss on the completion only",
@@ -327,7 +327,7 @@ class Case:
     @property
     def needs_gpu(self) -> bool:
         return (self.model.scale.gpu_for is not None or self.library.needs_gpu or bool(self.uses.gpu_for)
-                or self.distributed is not None)
+                or (self.uses.distributed is not None and self.uses.distributed.needs_gpus))
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -341,7 +341,7 @@ class Case:
             marks.append("adapter")
         if self.needs_gpu:
             marks.append("gpu")
-        if self.distributed:
+        if self.uses.distributed is not None and self.uses.distributed.needs_gpus:
             marks.append("multigpu")
         if self.loss_kind.masks:
             marks.append(self.effective_loss)

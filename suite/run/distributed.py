@@ -4,8 +4,8 @@ The parent pickles the case to a file and launches `python -m suite.run.distribu
 rank; each rank runs the same suite.train.run as a single-process case (the Trainer takes the
 process group from the launcher's environment), and rank 0 writes the result file that
 runner.run_in_child would have written, so the session judges both paths alike. The launcher
-runs in its own process group: a timeout kills every rank.
-"""
+runs in its own process group: a timeout kills every rank. fully_shard cases launch as ddp does, on gloo CPU
+ranks (no GPU visible to them), and their child shards the model itself (suite/train/wrapped.py `shard`)."""
 from __future__ import annotations
 
 import json
@@ -41,6 +41,16 @@ FSDP_ARGS = {
     "fsdp_cpu_ram_efficient_loading": "false",  # every rank loads the model itself, onto its LOCAL_RANK GPU
     "fsdp_offload_params": "false",
 }
+# FSDP v2 through accelerate (the fsdp2 rows, on GPUs): fully_shard per decoder layer; v1's sharding strategy,
+# original parameters and module-state sync are obsolete there (reshard_after_forward is its FULL_SHARD)
+FSDP2_ARGS = {
+    "fsdp_version": "2",
+    "fsdp_reshard_after_forward": "true",
+    "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+    "fsdp_state_dict_type": "FULL_STATE_DICT",
+    "fsdp_cpu_ram_efficient_loading": "false",
+    "fsdp_offload_params": "false",
+}
 
 
 def result_path(workdir: Path, rank: int) -> Path:
@@ -66,14 +76,17 @@ def launch_command(case: Case, workdir: Path, started: float, *, num_processes: 
     for key, value in COMMON_ARGS.items():
         cmd += [f"--{key}", value]
     cmd.append(feature.launch)
-    if feature.shards:
-        for key, value in FSDP_ARGS.items():
+    if feature.shards and not feature.suite_shards:  # fully_shard: the child shards, accelerate launches DDP-style
+        for key, value in (FSDP2_ARGS if feature.fsdp_version == 2 else FSDP_ARGS).items():
             cmd += [f"--{key}", value]
     return cmd + ["-m", "suite.run.distributed_child", str(workdir / CASE_FILE), str(workdir), repr(started)]
 
 
-def _child_env() -> dict[str, str]:
+def child_env(case: Case) -> dict[str, str]:
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()}}
+    feature = case.uses.distributed
+    if feature is not None and feature.suite_shards:  # CPU rows: gloo ranks, whatever GPUs this machine has
+        env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -96,14 +109,14 @@ def run(case: Case, workdir: Path, timeout_s: float, command: Sequence[str] | No
         log.write(f"$ {shlex.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-                                env=_child_env(), start_new_session=True)
+                                env=child_env(case), start_new_session=True)
     try:
         code = proc.wait(timeout_s)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc)
         return Outcome("timeout", message=f"no result after {timeout_s:.0f} s: every rank was killed",
                        stderr_tail=tail_of(log_path), exitcode=proc.returncode, wall_s=time.time() - started)
-    _kill_group(proc)  # ranks a crashed launcher left behind
+    kill_group(proc)  # ranks a crashed launcher left behind
     outcome = read_outcome(workdir, code, time.time() - started)
     if outcome.ok:
         outcome.payload.setdefault("resolved", {})["launch"] = {
@@ -112,7 +125,7 @@ def run(case: Case, workdir: Path, timeout_s: float, command: Sequence[str] | No
     return outcome
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

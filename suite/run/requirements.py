@@ -13,7 +13,7 @@ def missing_requirements(case: Case) -> list[str]:
     """What this machine lacks to run the case, each said so a user knows what to install or set."""
     missing = []
     backend = backend_for(case)
-    if case.distributed:
+    if case.uses.distributed is not None and case.uses.distributed.needs_gpus:  # fully_shard rows: CPU ranks
         gpus = machine.visible_gpu_count()
         if gpus < WORLD_SIZE:
             missing.append(f"at least {WORLD_SIZE} CUDA GPUs (for {case.distributed}); {gpus} visible")

@@ -133,6 +133,8 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
                                                             workdir / "trainer", train_args.dataset(case), [measure],
                                                             train_args.eval_dataset(case))
     timing["build_s"] = time.perf_counter() - t0
+    if wrapped.suite_shards(case):  # fully_shard rows: FSDP2 driven by the suite on CPU ranks
+        wrapped.shard(trainer)
     # DPO: the reference's logits before training, to compare with the same model object's after training
     reference_before = backend.reference_snapshot(trainer, case, tokenizer, device)
     counter = backend.instrument(trainer)  # it counts (and records) what training saw
@@ -163,7 +165,9 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     ckpt = workdir / "checkpoint"
     t0 = time.perf_counter()
     saving: dict[str, str] = {}  # a save that raises fails the checkpoint check; the reload and routes still run
-    _phase(saving, "save", lambda: backend.save(case, trainer, ckpt), None)
+    _phase(saving, "save", lambda: (wrapped.save_full(trainer.model, ckpt, trainer.is_world_process_zero(),
+                                                      trainer.processing_class) if wrapped.suite_shards(case)
+                                    else backend.save(case, trainer, ckpt)), None)
     trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
     timing["save_s"] = time.perf_counter() - t0
     return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, generated, dropout, counter,

@@ -1,7 +1,8 @@
 """What wrapped the model that trained: the strategy that ran, recorded by the child of a ddp/fsdp case
 for the parent's strategy check (suite/judge/strategy.py). Accelerate falls back without a word (asked for
 FSDP on a machine without CUDA it trains with DDP: 1.15 selects FSDP only for GPU-type distributed states),
-so what is recorded is what the model was wrapped in, found by isinstance, never what was asked."""
+so what is recorded is what the model was wrapped in, found by isinstance, never what was asked. The rows the
+suite shards itself (the fully_shard feature: FSDP2 on CPU ranks) are sharded and saved here too."""
 from __future__ import annotations
 
 from typing import Any
@@ -48,3 +49,50 @@ def strategy(trainer: Any) -> Strategy:
     state = getattr(getattr(trainer, "accelerator", None), "state", None)
     dtype = getattr(state, "distributed_type", None)
     return describe(model, getattr(dtype, "name", None if dtype is None else str(dtype)))
+
+
+def suite_shards(case: Any) -> bool:
+    """Whether the case's ranks are sharded by the suite itself (fully_shard rows: FSDP2 on gloo CPU ranks)."""
+    feature = case.uses.distributed
+    return feature is not None and feature.suite_shards
+
+
+def shard(trainer: Any) -> int:
+    """FSDP2 as a user drives it without accelerate's plugin: `fully_shard` on every decoder layer (the base
+    model's `_no_split_modules`), then the root, in place; the Trainer's model stays the same object. Accelerate
+    1.15 wraps a model in DistributedDataParallel on MULTI_CPU ranks, which over FSDP2's sharded parameters would
+    average one rank's shard with another's: the model is marked prepared (accelerate's own flag, which its
+    `prepare_model` returns as it is). Returns how many modules were sharded."""
+    count = shard_model(trainer.model)
+    trainer.model._is_accelerate_prepared = True
+    return count
+
+
+def shard_model(model: Any) -> int:
+    """`fully_shard` on every decoder layer of the model (its base's `_no_split_modules`), then on the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = set(getattr(base, "_no_split_modules", None) or ())
+    if not layers:
+        raise ValueError(f"{type(base).__name__} names no decoder layer class (_no_split_modules): nothing to shard")
+    units = [m for m in model.modules() if type(m).__name__ in layers]
+    for module in units:
+        fully_shard(module)
+    fully_shard(model)
+    return len(units) + 1
+
+
+def save_full(model: Any, directory: Any, main: bool, tokenizer: Any = None) -> None:
+    """The checkpoint of a model sharded by `shard`: the full state dict gathered on every rank (a collective:
+    each rank holds its shard of every tensor), written by rank 0 (`main`) through the model's own
+    `save_pretrained` (peft's for an adapter, which keeps only its adapter's keys), with the tokenizer, as
+    trainer.save_model would. The Trainer's own save_model, not FSDP-enabled here, would write rank 0's state
+    dict of DTensors alone (suite/run/distributed_adapter.py measures what that gives)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if main:
+        model.save_pretrained(str(directory), state_dict=state)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(directory))

@@ -84,6 +84,10 @@ LATER = (*STYLES, "llama_sampling")
 LONG = "long_messages"  # the data format of cases/packing.yaml, whose cases came after it too
 
 
+def _suite_shards(case) -> bool:
+    return case.uses.distributed is not None and case.uses.distributed.suite_shards
+
+
 @pytest.mark.slow
 def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request, tmp_path):
     """The README test command on the Intel Xeon (main at 25533ff), replayed: every avx512-bf16
@@ -93,9 +97,10 @@ def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request
                                          BUDGETS, tmp_path)
     assert not problems, "\n".join(problems)
     cases = {c.id: c for c in load_cases(request.config.getoption("cases_dir"))}
-    # the families, the sampling cases and the distillation cases came after that run
+    # the families, the sampling cases, the distillation cases and the fully_shard rows came after that run
     slugs = {c.slug for c in cases.values() if c.model.arch not in LATER and c.trainer != "distill"
-             and c.dataset != LONG}  # ... and the packing strategies on long conversations (cases/packing.yaml)
+             and c.dataset != LONG  # ... and the packing strategies on long conversations (cases/packing.yaml)
+             and not _suite_shards(c)}
     assert judged == len([p for p in (REFERENCES / "cpu" / "avx512-bf16").glob("tiny-*.json") if p.stem in slugs]) == 58
     rec = runs.load(INTEL_2026_12_07).by_case()["tiny-mixtral/qlora/base"][0]
     [result] = baselines.BaselineStore(REFERENCES, profile="cpu").checks(cases[rec.case_id], rec.loss_curve, [],
@@ -137,6 +142,9 @@ def test_every_reference_names_its_machines_and_runs_and_its_spread_is_what_thei
     # and the packing strategies on long conversations (cases/packing.yaml), twice on the AMD Zen 4, 2026-12-07
     packing = {s for s in bf16 if cases[s].dataset == LONG}
     assert len(families) == 9 and len(sampling) == 2 and len(distill) == 3 and len(packing) == 3
-    later = families | sampling | distill | packing
+    # and the fully_shard rows (cases/fsdp2.yaml: FSDP2 on 2 CPU ranks), run twice on the AMD Zen 4 on 2026-12-07
+    sharded = {s for s in bf16 if _suite_shards(cases[s])}
+    assert len(sharded) == 2
+    later = families | sampling | distill | packing | sharded
     assert {s for s, p in bf16.items() if not p.confirmed} == later
     assert all((p.count, p.runs) == (1, 2) for s, p in bf16.items() if s in later)
