@@ -35,7 +35,7 @@ class DPO(Preference):
     relations = own_relations.RELATIONS
     faults = Preference.faults + (own_faults.DPO_FAULTS,)
     settings = ("beta", "label_smoothing", "loss_type", "loss_weights", "f_divergence_type", "use_weighting",
-                "ld_alpha")
+                "ld_alpha", "discopop_tau", "precompute_ref_log_probs")
     own_forward = staticmethod(own_logps.dpo_own)
 
     def trl_trainer(self) -> type:
