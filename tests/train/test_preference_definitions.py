@@ -179,3 +179,22 @@ def test_rpo_weights_and_precomputed_references_on_crafted_records():
         {"step": 1, "loss": 0.0, "calls": [{"grad": True, "rows_of_batch": 2, "logps": [-10.0, -12.0]}],
          "completion_tokens": [4, 2], "reference": [-11.0, -11.0]}]}})
     assert parsed.batches[0].reference == [-11.0, -11.0]
+
+
+def test_a_case_may_turn_dpo_rewards_rise_off_and_no_other_check(tmp_path):
+    """DiscoPOP and APO-down (cases/dpo_options.yaml) lower the margin first by their definition or measurement:
+    their cases leave `dpo_rewards_rise` unplanned; every other DPO check and relation stays."""
+    from suite.cases import load_cases
+    from suite.train.backends.dpo import checks as dpo_checks
+    from suite.train.backends.registry import backend_for
+    from tests.helpers import write_cases
+
+    on, off = load_cases(write_cases(tmp_path, """
+        matrix:
+          - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference]}
+          - {models: [tiny-llama], trainers: [dpo], methods: [full], datasets: [preference],
+             checks: {dpo_rewards_rise: false}}
+        """))
+    planned_on, planned_off = backend_for(on).checks_for(on), backend_for(off).checks_for(off)
+    assert dpo_checks.REWARDS_RISE in planned_on and dpo_checks.REWARDS_RISE not in planned_off
+    assert set(planned_on) - set(planned_off) == {dpo_checks.REWARDS_RISE}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.matrix.axes import PREFERENCE_FORMATS
+from suite.train.backends.base import TrainerCheck
 from suite.train.backends.dpo import checks as own_checks
 from suite.train.backends.dpo import metrics as own_metrics
 from suite.train.backends.dpo import faults as own_faults
@@ -37,6 +38,11 @@ class DPO(Preference):
     settings = ("beta", "label_smoothing", "loss_type", "loss_weights", "f_divergence_type", "use_weighting",
                 "ld_alpha", "discopop_tau", "precompute_ref_log_probs")
     own_forward = staticmethod(own_logps.dpo_own)
+
+    def checks_for(self, case: Case) -> tuple[TrainerCheck, ...]:
+        """The rewards-rise check unless the case turns it off (a loss type that lowers the margin first)."""
+        return tuple(c for c in super().checks_for(case)
+                     if c is not own_checks.REWARDS_RISE or case.checks.dpo_rewards_rise)
 
     def trl_trainer(self) -> type:
         from trl import DPOTrainer
