@@ -10,9 +10,9 @@ import pytest
 from tests.helpers import assert_fails_alone, fault_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dpo-options")]
-# the shipped cases' settings, 6 steps (the relations are judged at steps 1, 3 and 6)
+# the shipped cases' settings, 8 steps (the relations are judged at steps 1, 4 and 8)
 DPO = ("matrix:\n  - {{models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference], "
-       "option: '{option}', training: {{max_steps: 6, learning_rate: 0.005, extra: {{{extra}}}}}, "
+       "option: '{option}', training: {{max_steps: 8, learning_rate: 0.005, extra: {{{extra}}}}}, "
        "checks: {{loss_window: 2, loss_margin: 0.0}}}}\n")
 OTHERS = ("dpo_logps_by_definition", "dpo_loss_by_definition", "dpo_rewards_by_definition", "dpo_starts_at_ln2",
           "reference_untouched")

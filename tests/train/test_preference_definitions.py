@@ -198,3 +198,26 @@ def test_a_case_may_turn_dpo_rewards_rise_off_and_no_other_check(tmp_path):
     planned_on, planned_off = backend_for(on).checks_for(on), backend_for(off).checks_for(off)
     assert dpo_checks.REWARDS_RISE in planned_on and dpo_checks.REWARDS_RISE not in planned_off
     assert set(planned_on) - set(planned_off) == {dpo_checks.REWARDS_RISE}
+
+
+def test_dpo_loss_types_after_trls_floor_skip_naming_the_release(monkeypatch):
+    """cases/dpo_options.yaml on the floor stack (trl 0.20, transformers 4.56) skips naming the release: the
+    relations' record needs trl 1.15's fused LM head, aot_unpaired trl 0.28 (aot_pair before), sigmoid_norm 1.4."""
+    from suite.cases import load_cases
+    from suite.paths import ROOT
+    from suite.train import compat
+    from suite.train.backends.registry import backend_for
+
+    floors = {"trl": "0.20.0", "transformers": "4.56.2", "peft": "0.15.0"}
+    monkeypatch.setattr(compat, "package_version", lambda name: floors.get(name, "99"))
+    cases = {c.option: c for c in load_cases(ROOT / "cases") if c.option and c.trainer == "dpo"}
+    reasons = {o: compat.cannot_express(c, backend_for(c).version_needs(c)) for o, c in cases.items()}
+    record = ("trl>=1.15.0 for DPO's options judged by definition (the recorder reads trl's fused LM head's "
+              "log-probabilities) (installed: 0.20.0)")
+    assert reasons.pop("loss_type:aot_unpaired") == [record, "trl>=0.28.0 for DPO's loss_type aot_unpaired (trl "
+                                                             "before 0.28 names it aot_pair) (installed: 0.20.0)"]
+    assert reasons.pop("loss_type:sigmoid_norm") == [record, "trl>=1.4.0 for DPO's loss_type sigmoid_norm "
+                                                             "(installed: 0.20.0)"]
+    assert len(reasons) == 14 and all(r == [record] for r in reasons.values()), reasons
+    monkeypatch.setattr(compat, "package_version", lambda name: {**floors, "trl": "1.16.0"}.get(name, "99"))
+    assert not any(compat.cannot_express(c, backend_for(c).version_needs(c)) for c in cases.values())

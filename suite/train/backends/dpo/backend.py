@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from suite.matrix.spec import Case
 
 
+# loss types that trl's floor release lacks -> the compat requirement naming the release they came in
+LOSS_TYPE_NEEDS = {"aot_unpaired": "dpo_aot_unpaired", "sigmoid_norm": "dpo_sigmoid_norm"}
+
+
 class DPO(Preference):
     name = "trl DPOTrainer"
     label = "DPO"
@@ -43,6 +47,13 @@ class DPO(Preference):
         """The rewards-rise check unless the case turns it off (a loss type that lowers the margin first)."""
         return tuple(c for c in super().checks_for(case)
                      if c is not own_checks.REWARDS_RISE or case.checks.dpo_rewards_rise)
+
+    def version_needs(self, case: Case) -> list[str]:
+        """The trainer's needs, and for an options case (cases/dpo_options.yaml) the trl release its relations'
+        record and its loss type came in (suite/train/compat.py)."""
+        types = dict(case.training.extra).get("loss_type") or ()
+        options = ["dpo_by_definition"] if case.option else []
+        return super().version_needs(case) + options + [LOSS_TYPE_NEEDS[t] for t in types if t in LOSS_TYPE_NEEDS]
 
     def trl_trainer(self) -> type:
         from trl import DPOTrainer
