@@ -108,20 +108,33 @@ def _smoothed_logistic(deltas: list[float], beta: float, eps: float) -> float:
     return sum(-(1 - eps) * logsigmoid(beta * x) - eps * logsigmoid(-beta * x) for x in deltas) / len(deltas)
 
 
+def _aot(pairs: list[Pair], beta: float, eps: float) -> float:
+    policy = sorted(p.chosen - p.rejected for p in pairs)
+    reference = sorted(p.ref_chosen - p.ref_rejected for p in pairs)
+    return _smoothed_logistic([a - b for a, b in zip(policy, reference)], beta, eps)
+
+
+def _aot_unpaired(pairs: list[Pair], beta: float, eps: float) -> float:
+    chosen, rejected = sorted(p.chosen_ratio for p in pairs), sorted(p.rejected_ratio for p in pairs)
+    return _smoothed_logistic([a - b for a, b in zip(chosen, rejected)], beta, eps)
+
+
+def _chosen_nll(pairs: list[Pair], beta: float, eps: float) -> float:
+    return -sum(p.chosen for p in pairs) / max(sum(p.chosen_tokens for p in pairs), 1)
+
+
+# the loss types defined on the whole batch, not pair by pair: AOT's sorted quantiles (Melnyk et al. 2024: the
+# policy's log-ratio margins sorted against the reference's, `aot`; the chosen log-ratios sorted against the
+# rejected ones, `aot_unpaired`) and SFT's negative log-likelihood of the chosen completions, the mean over all
+# their tokens (RPO's second term)
+_BATCH_LOSSES = {"aot": _aot, "aot_unpaired": _aot_unpaired, "sft": _chosen_nll}
+
+
 def _dpo_batch_loss(loss_type: str, pairs: list[Pair], beta: float, eps: float, tau: float) -> float:
-    """A loss type's batch loss: the mean of its pair losses, or, for the types defined on the whole batch, AOT's
-    sorted quantiles (Melnyk et al. 2024: the policy's log-ratio margins sorted against the reference's, `aot`;
-    the chosen log-ratios sorted against the rejected ones, `aot_unpaired`) and SFT's negative log-likelihood of
-    the chosen completions, the mean over all their tokens (RPO's second term)."""
-    if loss_type == "aot":
-        policy = sorted(p.chosen - p.rejected for p in pairs)
-        reference = sorted(p.ref_chosen - p.ref_rejected for p in pairs)
-        return _smoothed_logistic([a - b for a, b in zip(policy, reference)], beta, eps)
-    if loss_type == "aot_unpaired":
-        chosen, rejected = sorted(p.chosen_ratio for p in pairs), sorted(p.rejected_ratio for p in pairs)
-        return _smoothed_logistic([a - b for a, b in zip(chosen, rejected)], beta, eps)
-    if loss_type == "sft":
-        return -sum(p.chosen for p in pairs) / max(sum(p.chosen_tokens for p in pairs), 1)
+    """A loss type's batch loss: its batch-level definition, or the mean of its pair losses."""
+    batch = _BATCH_LOSSES.get(loss_type)
+    if batch is not None:
+        return batch(pairs, beta, eps)
     return sum(_dpo_pair_loss(loss_type, p, beta, eps, tau) for p in pairs) / len(pairs)
 
 
