@@ -192,7 +192,8 @@ class CheckSpec:
     # trl's sequence log-probabilities vs the suite's own forward at step 1: max 1.9e-6 nats (sums of 15-30 nats)
     dpo_logps_atol: float = 1e-4
     # the logged loss vs its definition from the recorded log-probabilities / scores (DPO, KTO, reward): max
-    # 1.2e-6 (IPO, a loss near 25), 8.3e-8 for every other loss
+    # 1.2e-6 (IPO, a loss near 25), 8.3e-8 for every other loss; the 16 cases of cases/dpo_options.yaml (every
+    # loss type, 10 steps, same machine, 2026-12-07): max 3.2e-6 (sppo_hard, a loss near 50), 2.8e-7 otherwise
     preference_loss_atol: float = 1e-5
     # the logged implicit rewards (DPO) and KTO's logged KL estimate vs their definitions: max 7.5e-9
     preference_rewards_atol: float = 1e-6
@@ -234,6 +235,10 @@ class CheckSpec:
     # the held-out divergence's relative fall from the teacher over training (distill/checks.py): at least this much;
     # measured 63-76% on the 3 cases (same machine and runs), -gradient (the fault) makes it rise
     distill_heldout_fall: float = 0.1
+    # DPO: whether `dpo_rewards_rise` is planned. Off only for a loss type whose definition does not raise the
+    # reward margin from policy = reference (cases/dpo_options.yaml says which and why: DiscoPOP's slope in the
+    # margin at 0 is (1 - ln 2) / (4 tau) - 3/4, positive for tau < 0.10; APO-down's margin fell over 10 steps)
+    dpo_rewards_rise: bool = True
 
 
 @dataclass(frozen=True)
@@ -258,6 +263,10 @@ class Case:
     mode: str = "regression"
     benchmark: BenchSpec = BenchSpec()
     trainer: str = DEFAULT_TRAINER
+    # the trainer options this case covers, as a label in its id (e.g. loss_type:ipo): cases that differ only in
+    # training.extra need one (issue 37's covering design); empty for every other case, whose ids and
+    # fingerprints predate it
+    option: str = ""
 
     @property
     def method(self) -> str:
@@ -275,6 +284,8 @@ class Case:
                  "+".join(self.features) or "base"]
         if self.dataset != "text" or self.loss != "auto":
             parts.append(self.dataset + ("" if self.loss == "auto" else f":{self.loss}"))
+        if self.option:
+            parts.append(self.option)
         return "/".join(parts)
 
     @property
@@ -345,7 +356,8 @@ class Case:
             marks.append("multigpu")
         if self.loss_kind.masks:
             marks.append(self.effective_loss)
-        if self.uses.sets_option:  # a feature that names one of the options people set (issue 37)
+        # one of the options people set (issue 37): an option label, or a feature that names one
+        if self.uses.sets_option or self.option:
             marks.append("options")
         if self.uses.packs:  # every packing strategy is packing (the marker the packing tests select on)
             marks.append("packing")
@@ -366,6 +378,8 @@ class Case:
         d["id"] = self.id
         if self.model.config is None:  # left out so that the other cases keep their fingerprints
             del d["model"]["config"], d["model"]["config_sha256"]
+        if not self.option:  # the same: cases without an option label predate it
+            del d["option"]
         if self.trainer == DEFAULT_TRAINER:  # the same: SFT cases' fingerprints predate the trainer axis
             del d["trainer"]
         if not self.training.eval_samples:  # and the eval split

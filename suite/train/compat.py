@@ -173,6 +173,14 @@ REQUIREMENTS = {r.name: r for r in (
     # the only release measured here (earlier releases had the GKD trainer, not this one)
     Requirement("distillation_trainer", "trl", "1.16.0",
                 "trl's DistillationTrainer (teacher_model, DistillationConfig's beta, on-policy completions)"),
+    # DPO's loss types that came after trl's floor, read in the released wheels (dpo_trainer.py of each release):
+    # aot_unpaired is trl 0.20 to 0.27's aot_pair renamed in 0.28.0; sigmoid_norm came in 1.4.0 (1.3.0 lacks it)
+    Requirement("dpo_aot_unpaired", "trl", "0.28.0", "DPO's loss_type aot_unpaired (trl before 0.28 names it aot_pair)"),
+    Requirement("dpo_sigmoid_norm", "trl", "1.4.0", "DPO's loss_type sigmoid_norm"),
+    # the preference recorder reads the log-probabilities trl's fused LM head returns (fused_lm_head=True), which
+    # DPO passes from trl 1.15.0 (1.14.2 does not): the options' cases exist for their by-definition relations
+    Requirement("dpo_by_definition", "trl", "1.15.0",
+                "DPO's options judged by definition (the recorder reads trl's fused LM head's log-probabilities)"),
     Requirement("generating_trainers", "trl", "0.24.0",
                 "GRPOTrainer and RLOOTrainer as the suite drives them (num_generations, _generate_single_turn)"),
     # peft 0.17 added LoraConfig.target_parameters (LoRA on nn.Parameters such as fused experts)

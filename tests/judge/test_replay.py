@@ -97,10 +97,11 @@ def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request
                                          BUDGETS, tmp_path)
     assert not problems, "\n".join(problems)
     cases = {c.id: c for c in load_cases(request.config.getoption("cases_dir"))}
-    # the families, the sampling cases, the distillation cases and the fully_shard rows came after that run
+    # the families, the sampling cases, the distillation cases, the fully_shard rows and DPO's options
+    # (cases/dpo_options.yaml) came after that run
     slugs = {c.slug for c in cases.values() if c.model.arch not in LATER and c.trainer != "distill"
              and c.dataset != LONG  # ... and the packing strategies on long conversations (cases/packing.yaml)
-             and not _suite_shards(c)}
+             and not _suite_shards(c) and not c.option}
     assert judged == len([p for p in (REFERENCES / "cpu" / "avx512-bf16").glob("tiny-*.json") if p.stem in slugs]) == 58
     rec = runs.load(INTEL_2026_12_07).by_case()["tiny-mixtral/qlora/base"][0]
     [result] = baselines.BaselineStore(REFERENCES, profile="cpu").checks(cases[rec.case_id], rec.loss_curve, [],
@@ -141,10 +142,13 @@ def test_every_reference_names_its_machines_and_runs_and_its_spread_is_what_thei
     distill = {s for s in bf16 if cases[s].trainer == "distill"}
     # and the packing strategies on long conversations (cases/packing.yaml), twice on the AMD Zen 4, 2026-12-07
     packing = {s for s in bf16 if cases[s].dataset == LONG}
+    # and DPO's options (cases/dpo_options.yaml), run twice on the AMD Zen 4 on 2026-12-07 (dpo-opt-1, -2)
+    dpo_options = {s for s in bf16 if cases[s].option and cases[s].trainer == "dpo"}
     assert len(families) == 9 and len(sampling) == 2 and len(distill) == 3 and len(packing) == 3
+    assert len(dpo_options) == 16
     # and the fully_shard rows (cases/fsdp2.yaml: FSDP2 on 2 CPU ranks), run twice on the AMD Zen 4 on 2026-12-07
     sharded = {s for s in bf16 if _suite_shards(cases[s])}
     assert len(sharded) == 2
-    later = families | sampling | distill | packing | sharded
+    later = families | sampling | distill | packing | sharded | dpo_options
     assert {s for s, p in bf16.items() if not p.confirmed} == later
     assert all((p.count, p.runs) == (1, 2) for s, p in bf16.items() if s in later)

@@ -36,7 +36,42 @@ def test_dpo_losses_by_hand():
     assert d.dpo_rewards([PAIR], beta) == pytest.approx({"rewards/chosen": 0.1, "rewards/rejected": -0.1,
                                                           "rewards/margins": 0.2})
     with pytest.raises(KeyError):
-        d.dpo_loss([PAIR], beta, ("discopop",))
+        d.dpo_loss([PAIR], beta, ("bogus",))
+
+
+sp = lambda x: math.log(1 + math.exp(x))  # noqa: E731 - softplus: -log sigmoid(-x)
+s = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+# a second pair whose order differs between the policy's and the reference's margins: policy margin -5 - -4 = -1,
+# reference margin -4 - -7 = +3 (PAIR's: 2 and 0), log-ratios chosen -1, rejected +3
+PAIR2 = d.Pair(-5.0, -4.0, -4.0, -7.0, chosen_tokens=3, rejected_tokens=3)
+
+
+def test_the_loss_types_trl_added_by_hand():
+    beta = 0.1  # beta x delta = 0.2 on PAIR
+    # sigmoid_norm: per-token log-ratios 1/4 - (-1/2) = 0.75
+    assert d.dpo_loss([PAIR], beta, ("sigmoid_norm",)) == pytest.approx(sp(-0.075))
+    # EXO, eps 0.1: q = (s(0.2), s(-0.2)) against p = (0.9, 0.1), KL(q || p)
+    exo = s(0.2) * math.log(s(0.2) / 0.9) + s(-0.2) * math.log(s(-0.2) / 0.1)
+    assert d.dpo_loss([PAIR], beta, ("exo_pair",), label_smoothing=0.1) == pytest.approx(exo)
+    # DiscoPOP, tau 0.05: blend s(0.2 / 0.05) = s(4) between softplus(-0.2) and e^-0.2
+    disco = (1 - s(4)) * sp(-0.2) + s(4) * math.exp(-0.2)
+    assert d.dpo_loss([PAIR], beta, ("discopop",)) == pytest.approx(disco)
+    assert d.dpo_loss([PAIR], beta, ("discopop",), discopop_tau=0.2) == pytest.approx(
+        (1 - s(1)) * sp(-0.2) + s(1) * math.exp(-0.2))
+    # AOT: policy margins sorted [-1, 2] against reference margins sorted [0, 3]: deltas [-1, -1] (paired: 2, -4)
+    assert d.dpo_loss([PAIR, PAIR2], beta, ("aot",)) == pytest.approx(sp(0.1))
+    assert d.dpo_loss([PAIR, PAIR2], beta, ("aot",), label_smoothing=0.1) == pytest.approx(
+        0.9 * sp(0.1) + 0.1 * sp(-0.1))
+    # AOT unpaired: chosen log-ratios sorted [-1, 1] against rejected sorted [-1, 3]: deltas [0, -2]
+    assert d.dpo_loss([PAIR, PAIR2], beta, ("aot_unpaired",)) == pytest.approx((LN2 + sp(0.2)) / 2)
+    # SFT: the chosen completions' NLL per token over the batch, (10 + 5) / (4 + 3)
+    assert d.dpo_loss([PAIR, PAIR2], beta, ("sft",)) == pytest.approx(15 / 7)
+    # RPO: sigmoid + alpha x SFT, the weights in loss_type's order
+    rpo = d.dpo_loss([PAIR], beta, ("sigmoid", "sft"), (1.0, 0.2))
+    assert rpo == pytest.approx(sp(-0.2) + 0.2 * 10 / 4)
+    assert d.dpo_loss([PAIR], beta, ("sigmoid", "sft"), (0.2, 1.0)) != pytest.approx(rpo)  # swapped weights show
+    assert set(d.DPO_LOSS_TYPES) >= {"exo_pair", "aot", "aot_unpaired", "discopop", "sft", "sigmoid_norm"}
+    assert len(d.DPO_LOSS_TYPES) == 15
 
 
 def test_kto_and_reward_by_hand():
@@ -65,7 +100,7 @@ def test_the_dpo_relations_on_crafted_records():
     assert not bad.passed and "beta applied twice" in bad.message
     unscaled = [{**curve[0], "rewards/chosen": 1.0}]
     assert "beta missing" in dpo.rewards_relation("c", rec, unscaled, 1e-6).message
-    assert not dpo.loss_relation("c", _dpo_record(loss_type="discopop"), curve, 1e-6).passed
+    assert not dpo.loss_relation("c", _dpo_record(loss_type="bogus"), curve, 1e-6).passed
     assert "logged no loss" in dpo.loss_relation("c", rec, [{"step": 2}], 1e-6).message
     own = {"policy": [-10.0, -12.0], "reference": [-11.0, -11.0], "completion_tokens": [4, 2]}
     assert dpo.logps_relation("c", _dpo_record(own=own), 1e-6).passed
@@ -121,3 +156,68 @@ def test_the_reward_relations_on_crafted_records():
 def test_a_lost_or_malformed_record_is_a_failure_not_a_pass():
     assert "missing" in read_recorded({})
     assert "malformed" in read_recorded({"by_definition": {"settings": {}, "micro_batches": [{"step": 1}]}})
+
+
+def test_rpo_weights_and_precomputed_references_on_crafted_records():
+    """RPO's loss weights enter the loss relation (swapped, it fails naming them); with precompute_ref_log_probs
+    the reference is the batch's precomputed columns, held to the suite's own reference forward at step 1."""
+    calls = [Call(True, 2, [-10.0, -12.0])]
+    own = {"policy": [-10.0, -12.0], "reference": [-11.0, -11.0], "completion_tokens": [4, 2]}
+    settings = {"beta": 0.1, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.2], "label_smoothing": 0.0}
+    rec = Recorded(settings, [MicroBatch(1, 0.0, calls, [4, 2], own=own, reference=[-11.0, -11.0])])
+    curve = [{"step": 1, "loss": sp(-0.2) + 0.2 * 10 / 4}]
+    assert dpo.loss_relation("c", rec, curve, 1e-6).passed and dpo.logps_relation("c", rec, 1e-6).passed
+    swapped = dpo.loss_relation("c", rec, [{"step": 1, "loss": 0.2 * sp(-0.2) + 10 / 4}], 1e-6)
+    assert not swapped.passed and "loss weights swapped" in swapped.message
+    rolled = Recorded(settings, [MicroBatch(1, 0.0, calls, [4, 2], own=own, reference=[-11.0, -10.5])])
+    bad = dpo.logps_relation("c", rolled, 1e-6)
+    assert not bad.passed and "misaligned rows" in bad.message and "reference row 1" in bad.message
+    both = Recorded(settings, [MicroBatch(1, 0.0, calls + [Call(False, 2, [-11.0, -11.0])], [4, 2],
+                                          reference=[-11.0, -11.0])])
+    assert "although the reference log-probabilities were precomputed" in dpo.loss_relation("c", both, curve, 1e-6).message
+    parsed = read_recorded({"by_definition": {"settings": settings, "micro_batches": [
+        {"step": 1, "loss": 0.0, "calls": [{"grad": True, "rows_of_batch": 2, "logps": [-10.0, -12.0]}],
+         "completion_tokens": [4, 2], "reference": [-11.0, -11.0]}]}})
+    assert parsed.batches[0].reference == [-11.0, -11.0]
+
+
+def test_a_case_may_turn_dpo_rewards_rise_off_and_no_other_check(tmp_path):
+    """DiscoPOP and APO-down (cases/dpo_options.yaml) lower the margin first by their definition or measurement:
+    their cases leave `dpo_rewards_rise` unplanned; every other DPO check and relation stays."""
+    from suite.cases import load_cases
+    from suite.train.backends.dpo import checks as dpo_checks
+    from suite.train.backends.registry import backend_for
+    from tests.helpers import write_cases
+
+    on, off = load_cases(write_cases(tmp_path, """
+        matrix:
+          - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference]}
+          - {models: [tiny-llama], trainers: [dpo], methods: [full], datasets: [preference],
+             checks: {dpo_rewards_rise: false}}
+        """))
+    planned_on, planned_off = backend_for(on).checks_for(on), backend_for(off).checks_for(off)
+    assert dpo_checks.REWARDS_RISE in planned_on and dpo_checks.REWARDS_RISE not in planned_off
+    assert set(planned_on) - set(planned_off) == {dpo_checks.REWARDS_RISE}
+
+
+def test_dpo_loss_types_after_trls_floor_skip_naming_the_release(monkeypatch):
+    """cases/dpo_options.yaml on the floor stack (trl 0.20, transformers 4.56) skips naming the release: the
+    relations' record needs trl 1.15's fused LM head, aot_unpaired trl 0.28 (aot_pair before), sigmoid_norm 1.4."""
+    from suite.cases import load_cases
+    from suite.paths import ROOT
+    from suite.train import compat
+    from suite.train.backends.registry import backend_for
+
+    floors = {"trl": "0.20.0", "transformers": "4.56.2", "peft": "0.15.0"}
+    monkeypatch.setattr(compat, "package_version", lambda name: floors.get(name, "99"))
+    cases = {c.option: c for c in load_cases(ROOT / "cases") if c.option and c.trainer == "dpo"}
+    reasons = {o: compat.cannot_express(c, backend_for(c).version_needs(c)) for o, c in cases.items()}
+    record = ("trl>=1.15.0 for DPO's options judged by definition (the recorder reads trl's fused LM head's "
+              "log-probabilities) (installed: 0.20.0)")
+    assert reasons.pop("loss_type:aot_unpaired") == [record, "trl>=0.28.0 for DPO's loss_type aot_unpaired (trl "
+                                                             "before 0.28 names it aot_pair) (installed: 0.20.0)"]
+    assert reasons.pop("loss_type:sigmoid_norm") == [record, "trl>=1.4.0 for DPO's loss_type sigmoid_norm "
+                                                             "(installed: 0.20.0)"]
+    assert len(reasons) == 14 and all(r == [record] for r in reasons.values()), reasons
+    monkeypatch.setattr(compat, "package_version", lambda name: {**floors, "trl": "1.16.0"}.get(name, "99"))
+    assert not any(compat.cannot_express(c, backend_for(c).version_needs(c)) for c in cases.values())

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.matrix.axes import PREFERENCE_FORMATS
+from suite.train.backends.base import TrainerCheck
 from suite.train.backends.dpo import checks as own_checks
 from suite.train.backends.dpo import metrics as own_metrics
 from suite.train.backends.dpo import faults as own_faults
@@ -17,6 +18,10 @@ from suite.train.backends.preference.backend import Preference
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
+
+
+# loss types that trl's floor release lacks -> the compat requirement naming the release they came in
+LOSS_TYPE_NEEDS = {"aot_unpaired": "dpo_aot_unpaired", "sigmoid_norm": "dpo_sigmoid_norm"}
 
 
 class DPO(Preference):
@@ -35,8 +40,20 @@ class DPO(Preference):
     relations = own_relations.RELATIONS
     faults = Preference.faults + (own_faults.DPO_FAULTS,)
     settings = ("beta", "label_smoothing", "loss_type", "loss_weights", "f_divergence_type", "use_weighting",
-                "ld_alpha")
+                "ld_alpha", "discopop_tau", "precompute_ref_log_probs")
     own_forward = staticmethod(own_logps.dpo_own)
+
+    def checks_for(self, case: Case) -> tuple[TrainerCheck, ...]:
+        """The rewards-rise check unless the case turns it off (a loss type that lowers the margin first)."""
+        return tuple(c for c in super().checks_for(case)
+                     if c is not own_checks.REWARDS_RISE or case.checks.dpo_rewards_rise)
+
+    def version_needs(self, case: Case) -> list[str]:
+        """The trainer's needs, and for an options case (cases/dpo_options.yaml) the trl release its relations'
+        record and its loss type came in (suite/train/compat.py)."""
+        types = dict(case.training.extra).get("loss_type") or ()
+        options = ["dpo_by_definition"] if case.option else []
+        return super().version_needs(case) + options + [LOSS_TYPE_NEEDS[t] for t in types if t in LOSS_TYPE_NEEDS]
 
     def trl_trainer(self) -> type:
         from trl import DPOTrainer

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from suite.checkresult import Bounds, CheckResult, windows_rise
 from suite.train.backends.base import TrainerCheck
+from suite.train.backends.dpo.relations import pairs_of
 from suite.train.backends.preference import definitions as d
 from suite.train.backends.preference.relations import read_recorded
 from suite.train.backends.preference.checks import REFERENCE_UNTOUCHED
@@ -52,17 +53,29 @@ class RewardsRise:
 
 
 def _starts_at_ln2(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
-    """ln 2 for the sigmoid loss; for another loss type its own value at a zero log-ratio (hinge 1, IPO
-    (1 / 2 beta)^2), from the settings the child recorded (definitions.py's formula, not trl's)."""
+    """ln 2 for the sigmoid loss; for another loss type its own value with the policy equal to its reference (hinge
+    1, IPO (1 / 2 beta)^2; SFT's term is the chosen completions' negative log-likelihood, which needs the first
+    step's recorded log-probabilities), from the settings the child recorded (definitions.py's formula, not trl's)."""
     rec = read_recorded(payload.resolved)
     types = tuple(rec.settings.get("loss_type") or ("sigmoid",)) if not isinstance(rec, str) else ("sigmoid",)
     if types == ("sigmoid",) or any(t not in d.DPO_LOSS_TYPES for t in types):
         return StartsAtLn2(case.checks.dpo_ln2_atol).evaluate(case.id, payload.losses)
     s = rec.settings
-    start = d.dpo_loss([d.Pair(0.0, 0.0, 0.0, 0.0)], s["beta"], types, tuple(s.get("loss_weights") or ()) or None,
-                       s.get("label_smoothing", 0.0))
-    label = f"{'+'.join(types)}'s value at a zero log-ratio, {start:.6g}"
+    batches = _at_reference(rec)
+    start = sum(d.dpo_loss(pairs, s["beta"], types, tuple(s.get("loss_weights") or ()) or None,
+                           s.get("label_smoothing", 0.0), s.get("discopop_tau") or d.DISCOPOP_TAU)
+                for pairs in batches) / len(batches)
+    label = f"{'+'.join(types)}'s value with the policy at its reference, {start:.6g}"
     return StartsAtLn2(case.checks.dpo_ln2_atol, expected=start, label=label).evaluate(case.id, payload.losses)
+
+
+def _at_reference(rec: Any) -> list[list[d.Pair]]:
+    """The first step's pairs with each reference set to the policy (log-ratios 0), per micro-batch; one zero pair
+    where the first step was not recorded (every loss type but SFT's depends on the log-ratios alone)."""
+    batches = [pairs_of(b) for b in rec.steps().get(1, [])]
+    pairs = [[d.Pair(p.chosen, p.rejected, p.chosen, p.rejected, p.chosen_tokens, p.rejected_tokens) for p in b]
+             for b in batches if not isinstance(b, str)]
+    return pairs or [[d.Pair(0.0, 0.0, 0.0, 0.0)]]
 
 
 def _rewards_rise(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
@@ -71,5 +84,5 @@ def _rewards_rise(case: Case, payload: Payload, bounds: Bounds | None, inv: Any)
 
 # policy equals reference before the first update (ln 2), the implicit rewards separate, and the reference
 # is the base, untouched; the names are what a record lists a check under when it raises
-CHECKS = (TrainerCheck("starts_at_ln2", _starts_at_ln2), TrainerCheck("rewards_rise", _rewards_rise),
-          REFERENCE_UNTOUCHED)
+REWARDS_RISE = TrainerCheck("rewards_rise", _rewards_rise)  # planned unless the case's checks turn it off
+CHECKS = (TrainerCheck("starts_at_ln2", _starts_at_ln2), REWARDS_RISE, REFERENCE_UNTOUCHED)

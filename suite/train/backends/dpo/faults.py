@@ -5,7 +5,11 @@ breaks `dpo_loss_by_definition`; `dpo_prompt_token` (the completion mask starts 
 log-probabilities sum the prompt's last token) breaks `dpo_logps_by_definition`; `dpo_rewards_unscaled` (the
 logged rewards are the raw log-ratios, beta dropped) breaks `dpo_rewards_by_definition`;
 `dpo_label_smoothing_ignored` (the loss reads label smoothing 0 whatever the config says) breaks
-`dpo_loss_by_definition` on a case with a loss type that takes it (robust)."""
+`dpo_loss_by_definition` on a case with a loss type that takes it (robust, aot); `dpo_loss_weights_swapped` (the
+loss combines its loss types with the weights in reverse order) breaks `dpo_loss_by_definition` on RPO
+(sigmoid + sft with unequal weights); `dpo_precomputed_ref_misaligned` (the precomputed reference
+log-probabilities a batch carries are the next row's, as when a dataset is reordered after the columns were
+added) breaks `dpo_logps_by_definition` on a case with precompute_ref_log_probs."""
 from __future__ import annotations
 
 from typing import Any
@@ -59,7 +63,23 @@ def dpo_faults(trainer: Any, faults: dict[str, float]) -> None:
         trainer._compute_loss = unscaled
     if "dpo_label_smoothing_ignored" in faults:
         trainer.label_smoothing = 0.0  # what the loss reads; the config keeps the declared value
+    if "dpo_loss_weights_swapped" in faults:
+        trainer.loss_weights = list(reversed(trainer.loss_weights))  # what the loss reads; the config keeps its own
+    if "dpo_precomputed_ref_misaligned" in faults:
+        trainer._compute_loss = _misaligned(trainer._compute_loss)
+
+
+def _misaligned(computing: Any) -> Any:
+    """The precomputed reference columns rolled by one row, in the batch itself (the recorder reads them after)."""
+    def with_next_rows(model: Any, inputs: Any, return_outputs: bool = False) -> Any:
+        for key in ("ref_chosen_logps", "ref_rejected_logps"):
+            if key in inputs:
+                inputs[key] = inputs[key].roll(1, 0)
+        return computing(model, inputs, return_outputs)
+
+    return with_next_rows
 
 
 DPO_FAULTS = DeclaredFaults(("dpo_beta_twice", "dpo_prompt_token", "dpo_rewards_unscaled",
-                             "dpo_label_smoothing_ignored"), dpo_faults)
+                             "dpo_label_smoothing_ignored", "dpo_loss_weights_swapped",
+                             "dpo_precomputed_ref_misaligned"), dpo_faults)

@@ -1,6 +1,7 @@
 """DPO by definition, from the log-probabilities trl's loss used (recorded at the first, a middle and the last
 step): (a) they equal the suite's own forward's at the first step (a change in trl's prompt slicing or
-completion mask shows), (b) the logged loss is the loss type's definition from them with beta and label
+completion mask shows; with precompute_ref_log_probs, the precomputed reference columns the loss read equal the
+suite's own reference forward), (b) the logged loss is the loss type's definition from them with beta and label
 smoothing, (c) the logged rewards are beta x the policy's log-ratio to the reference."""
 from __future__ import annotations
 
@@ -19,15 +20,20 @@ if TYPE_CHECKING:
 
 
 def pairs_of(batch: MicroBatch) -> list[d.Pair] | str:
-    """A DPO micro-batch's pairs: the policy's forward (with gradients) and the reference's (without), each over
-    the chosen rows then the rejected rows, as trl's collator stacks them."""
-    policy = [c for c in batch.calls if c.grad]
-    reference = [c for c in batch.calls if not c.grad]
+    """A DPO micro-batch's pairs: the policy's forward (with gradients) and the reference's (without; with
+    precompute_ref_log_probs the batch's precomputed columns instead, and no reference forward), each over the
+    chosen rows then the rejected rows, as trl's collator stacks them."""
+    policy = [c.logps for c in batch.calls if c.grad]
+    reference = [c.logps for c in batch.calls if not c.grad]
+    if batch.reference is not None:
+        if reference:
+            return f"step {batch.step}: a reference forward ran although the reference log-probabilities were precomputed"
+        reference = [batch.reference]
     if len(policy) != 1 or len(reference) != 1:
         return (f"step {batch.step}: {len(policy)} policy and {len(reference)} reference forwards recorded, 1 each "
                 f"expected")
-    n, lengths = len(policy[0].logps) // 2, batch.completion_tokens
-    p, r = policy[0].logps, reference[0].logps
+    n, lengths = len(policy[0]) // 2, batch.completion_tokens
+    p, r = policy[0], reference[0]
     return [d.Pair(p[i], p[n + i], r[i], r[n + i], lengths[i], lengths[n + i]) for i in range(n)]
 
 
@@ -62,14 +68,16 @@ def loss_relation(case_id: str, rec: Recorded, curve: list[dict], atol: float) -
     weights = tuple(s.get("loss_weights") or (1.0,) * len(types))
 
     def compute(pairs: list[d.Pair]) -> dict[str, float]:
-        return {"loss": d.dpo_loss(pairs, s["beta"], types, weights, s.get("label_smoothing", 0.0))}
+        return {"loss": d.dpo_loss(pairs, s["beta"], types, weights, s.get("label_smoothing", 0.0),
+                                   s.get("discopop_tau") or d.DISCOPOP_TAU)}
 
     diffs, missing = _each_step(rec, curve, compute)
     return worst("dpo_loss_by_definition", case_id, diffs, atol,
                  f"DPO's logged loss vs {'+'.join(types)} (beta {s['beta']:g}, label smoothing "
-                 f"{s.get('label_smoothing', 0.0):g}) from the log-probabilities it used",
-                 "the loss is not its loss type's definition with the configured beta and label smoothing "
-                 "(beta applied twice or label smoothing ignored?)", missing)
+                 f"{s.get('label_smoothing', 0.0):g}, weights {', '.join(f'{w:g}' for w in weights)}) from the "
+                 f"log-probabilities it used",
+                 "the loss is not its loss type's definition with the configured beta, label smoothing and loss "
+                 "weights (beta applied twice, label smoothing ignored or the loss weights swapped?)", missing)
 
 
 def rewards_relation(case_id: str, rec: Recorded, curve: list[dict], atol: float) -> CheckResult:
@@ -100,6 +108,8 @@ def logps_relation(case_id: str, rec: Recorded, atol: float) -> CheckResult:
     tokens = [(a, b) for a, b in zip(first.completion_tokens, first.own["completion_tokens"]) if a != b]
     cause = "trl's log-probabilities are not the sum over the completion tokens alone (a prompt token counted, " \
             "or the completion mask shifted?)"
+    if first.reference is not None:
+        cause += "; or the precomputed reference log-probabilities are not this row's reference (misaligned rows?)"
     if tokens:
         cause += f"; completion lengths trl/suite differ on {len(tokens)} rows, e.g. {tokens[0][0]} vs {tokens[0][1]}"
     return worst(name, case_id, diffs, atol, what, cause)

@@ -71,7 +71,10 @@ def dpo_own(trainer: Any, inputs: Any, record: dict) -> dict:
         policy, lengths = own_sequence_logps(model, ids, mask, starts)
         if trainer.ref_model is not None:
             reference, _ = own_sequence_logps(trainer.ref_model, ids, mask, starts)
-        else:
+        elif hasattr(model, "disable_adapter"):
             with model.disable_adapter():
                 reference, _ = own_sequence_logps(model, ids, mask, starts)
+        else:  # a full fine-tune whose reference trl precomputed and dropped: at step 1, before the first update,
+            # the policy's weights are the reference's
+            reference = policy
     return {"policy": policy, "reference": reference, "completion_tokens": lengths}

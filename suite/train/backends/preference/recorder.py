@@ -79,6 +79,9 @@ class LogpsRecorder:
                  "completion_tokens": [int(x) for x in inputs["completion_mask"].sum(1).tolist()]}
         if "label" in inputs:
             entry["label"] = [bool(x) for x in torch.as_tensor(inputs["label"]).tolist()]
+        if "ref_chosen_logps" in inputs:  # DPO's precompute_ref_log_probs: what the loss read, read after it ran
+            entry["reference"] = [float(x) for x in torch.cat([inputs["ref_chosen_logps"][:KEEP_ROWS],
+                                                               inputs["ref_rejected_logps"][:KEEP_ROWS]]).tolist()]
         return entry
 
     def record(self) -> dict:

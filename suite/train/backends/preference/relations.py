@@ -28,6 +28,9 @@ class MicroBatch:
     completion_tokens: list[int]
     label: list[bool] | None = None
     own: dict | None = None
+    # DPO with precompute_ref_log_probs: the reference log-probabilities the batch carried (chosen rows, then
+    # rejected), which the loss read instead of a reference forward
+    reference: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ def read_recorded(resolved: dict) -> Recorded | str:
         return "the child recorded no log-probabilities (resolved.by_definition is missing)"
     try:
         batches = [MicroBatch(b["step"], b["loss"], [Call(**c) for c in b["calls"]], b["completion_tokens"],
-                              b.get("label"), b.get("own")) for b in doc["micro_batches"]]
+                              b.get("label"), b.get("own"), b.get("reference")) for b in doc["micro_batches"]]
         return Recorded(doc["settings"], batches)
     except (KeyError, TypeError) as exc:
         return f"resolved.by_definition is malformed ({type(exc).__name__}: {exc})"
