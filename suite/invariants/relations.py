@@ -192,6 +192,19 @@ RELATIONS: dict[str, Relation] = dict([
          unit="fields"),
     _rel("determinism.curve", "two runs of the same tiny case give bit-identical loss curves on CPU", 0,
          unit="max abs"),
+    # by_name.*: suite/invariants/byname.py; measured 2026-12-07 on avx512-bf16 (2-core AMD EPYC Zen 4), fp32,
+    # every trl trainer's tiny LoRA twins (the reward model's full ones too), one machine, one run each: 0, bitwise
+    # (the same arithmetic in the same process); docs/invariants.md has the table
+    _rel("by_name.loss", "a trainer given the model's path and no processing_class (trl loads both) logs the "
+         "per-step losses of the same case given the model and the suite's tokenizer", 0, unit="nats"),
+    _rel("by_name.weights", "a trainer given the model by name ends with the trainable weights of the twin given "
+         "them as objects", 0, unit="max abs"),
+    _rel("by_name.tokenizer", "the tokenizer trl loads from the model's directory equals the suite's (vocabulary, "
+         "special tokens, padding and truncation sides, chat template, a probe's ids), but for the sides a generating "
+         "trainer loads it with (left, trl's own choice)", 0, unit="fields"),
+    _rel("reward.by_name.head", "the reward model trl builds from a path has num_labels 1 and the object-given "
+         "twin's score head (shape and values) before training, after it and after save and reload", 0,
+         unit="max abs"),
 ])
 
 

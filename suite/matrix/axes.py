@@ -118,6 +118,9 @@ class Feature:
     whole_embeddings: bool = False  # added tokens carried as whole embedding and head matrices (modules_to_save)
     version_need: str | None = None  # what suite.train.compat must find in the installed versions
     cpu_need: str | None = None  # what suite.train.compat must find when it runs without CUDA
+    # The trainer is given the model by its path and no processing_class: trl loads the model (the reward
+    # model's score head included) and the tokenizer from the directory itself, as users write it.
+    by_name: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -162,6 +165,8 @@ FEATURE: dict[str, Feature] = {f.name: f for f in (
     Feature("eager", attention="eager"),
     Feature("ddp", launch="--multi_gpu"),
     Feature("fsdp", launch="--use_fsdp", shards=True),
+    # by_name: the model and tokenizer given by their directory (cases/byname.yaml, suite/invariants/byname.py)
+    Feature("by_name", by_name=True),
 )}
 FEATURES = tuple(FEATURE)
 NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
@@ -189,6 +194,7 @@ class FeatureSet:
     own_kernels = property(lambda self: self._any("own_kernels"))
     adapter_dropout = property(lambda self: self._any("adapter_dropout"))
     whole_embeddings = property(lambda self: self._any("whole_embeddings"))
+    by_name = property(lambda self: self._any("by_name"))
 
     @property
     def micro_batches(self) -> int:

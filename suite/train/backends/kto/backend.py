@@ -26,7 +26,7 @@ class KTO(Preference):
     formats = UNPAIRED_PREFERENCE_FORMATS
     # as DPOTrainer: no packing or NEFTune; the KL term needs batches of several rows (trl's collator
     # pairs each prompt with another row's completion), so accumulation is left out too
-    features = ("gradient_checkpointing", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager")
+    features = ("gradient_checkpointing", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager", "by_name")
     checks = own_checks.CHECKS
     metrics = own_metrics.METRICS
     logged_metrics = own_metrics.LOGGED_METRICS
