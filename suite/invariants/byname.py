@@ -115,6 +115,7 @@ def train_twin(case: Any, out: Path, fault: Callable[[], contextlib.AbstractCont
 def measure_by_name(trainer: str, out: Path, *, method: str = "lora", seed: int = 0,
                     fault: Callable[[], contextlib.AbstractContextManager] | None = None) -> list[Verdict]:
     """The object-given twin against the by-name twin: losses, weights, tokenizer (and the reward head)."""
+    h.require_expressible(twin_case(trainer, method, by_name=True))  # before training the first twin
     given = train_twin(twin_case(trainer, method, by_name=False), out / "object")
     named = train_twin(twin_case(trainer, method, by_name=True, seed=seed), out / "by_name", fault)
     what = f"{trainer} {method}, {STEPS} steps, by object vs by name"

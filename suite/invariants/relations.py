@@ -193,8 +193,8 @@ RELATIONS: dict[str, Relation] = dict([
     _rel("determinism.curve", "two runs of the same tiny case give bit-identical loss curves on CPU", 0,
          unit="max abs"),
     # by_name.*: suite/invariants/byname.py; measured 2026-12-07 on avx512-bf16 (2-core AMD EPYC Zen 4), fp32,
-    # every trl trainer's tiny LoRA twins (the reward model's full ones too), one machine, one run each: 0, bitwise
-    # (the same arithmetic in the same process); docs/invariants.md has the table
+    # the tiny twins of every trl trainer (LoRA; the reward model full), one machine, one run each: 0, bitwise
+    # (the same arithmetic in the same process); docs/checks.md has the table
     _rel("by_name.loss", "a trainer given the model's path and no processing_class (trl loads both) logs the "
          "per-step losses of the same case given the model and the suite's tokenizer", 0, unit="nats"),
     _rel("by_name.weights", "a trainer given the model by name ends with the trainable weights of the twin given "

@@ -170,6 +170,11 @@ REQUIREMENTS = {r.name: r for r in (
     # the only release measured here (earlier releases had the GKD trainer, not this one)
     Requirement("distillation_trainer", "trl", "1.16.0",
                 "trl's DistillationTrainer (teacher_model, DistillationConfig's beta, on-policy completions)"),
+    # by name (cases/byname.yaml), read in trl's tagged sources: RewardConfig has model_init_kwargs (RewardTrainer
+    # builds the one-output classifier from a path) from 0.24.0; KTOTrainer loads its tokenizer when given no
+    # processing_class from 1.3.0 (before, it raises "max_length or a processing_class must be specified")
+    Requirement("reward_by_name", "trl", "0.24.0", "RewardTrainer given a model path (RewardConfig.model_init_kwargs)"),
+    Requirement("kto_by_name", "trl", "1.3.0", "KTOTrainer loading its tokenizer (no processing_class)"),
     Requirement("generating_trainers", "trl", "0.24.0",
                 "GRPOTrainer and RLOOTrainer as the suite drives them (num_generations, _generate_single_turn)"),
     # peft 0.17 added LoraConfig.target_parameters (LoRA on nn.Parameters such as fused experts)

@@ -27,7 +27,7 @@ def test_by_name_trains_as_by_object(tmp_path, invariant, trainer, method):
     "score head draws from the generator before peft draws the LoRA A matrices; given an object (built after "
     "the suite's own seeding) it re-seeds after the head: the twins' adapters start from other random values "
     "(measured: weights 0.254, losses 1.8e-3 from step 2, score head 5.3e-4 after 3 steps; step 1 equal). "
-    "Each is reproducible; they are not one run (docs/invariants.md#by-name)"))
+    "Each is reproducible; they are not one run (docs/cases.md#by-name)"))
 def test_reward_lora_by_name_starts_its_adapter_elsewhere(tmp_path):
     # asserted here, not through the `invariant` fixture: a known difference is not a measurement of the
     # relations for upgrade-check's table (tests/invariants/conftest.py)

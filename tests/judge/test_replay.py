@@ -92,8 +92,9 @@ def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request
                                          BUDGETS, tmp_path)
     assert not problems, "\n".join(problems)
     cases = {c.id: c for c in load_cases(request.config.getoption("cases_dir"))}
-    # the families, the sampling cases and the distillation cases came after that run
-    slugs = {c.slug for c in cases.values() if c.model.arch not in LATER and c.trainer != "distill"}
+    # the families, the sampling cases, the distillation cases and the by-name cases came after that run
+    slugs = {c.slug for c in cases.values()
+             if c.model.arch not in LATER and c.trainer != "distill" and "by_name" not in c.features}
     assert judged == len([p for p in (REFERENCES / "cpu" / "avx512-bf16").glob("tiny-*.json") if p.stem in slugs]) == 58
     rec = runs.load(INTEL_2026_12_07).by_case()["tiny-mixtral/qlora/base"][0]
     [result] = baselines.BaselineStore(REFERENCES, profile="cpu").checks(cases[rec.case_id], rec.loss_curve, [],
@@ -131,8 +132,10 @@ def test_every_reference_names_its_machines_and_runs_and_its_spread_is_what_thei
     families = {s for s in bf16 if cases[s].model.arch in STYLES}
     # likewise the sampling cases (cases/sampling.yaml), run twice on the AMD Zen 4 on 2026-12-07
     sampling = {s for s in bf16 if cases[s].model.arch in LATER and s not in families}
-    distill = {s for s in bf16 if cases[s].trainer == "distill"}
-    assert len(families) == 9 and len(sampling) == 2 and len(distill) == 3
-    later = families | sampling | distill
+    # and the by-name cases (cases/byname.yaml), run twice on the AMD Zen 4 on 2026-12-07
+    by_name = {s for s in bf16 if "by_name" in cases[s].features}
+    distill = {s for s in bf16 if cases[s].trainer == "distill"} - by_name
+    assert len(families) == 9 and len(sampling) == 2 and len(distill) == 3 and len(by_name) == 7
+    later = families | sampling | distill | by_name
     assert {s for s, p in bf16.items() if not p.confirmed} == later
     assert all((p.count, p.runs) == (1, 2) for s, p in bf16.items() if s in later)

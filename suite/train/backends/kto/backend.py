@@ -37,7 +37,8 @@ class KTO(Preference):
     settings = ("beta", "desirable_weight", "undesirable_weight", "loss_type")
 
     def version_needs(self, case: Case) -> list[str]:
-        return ["trl_loss_kernel", "kto_warnings_issued"]  # its module imports no optional package
+        by_name = ["kto_by_name"] if case.uses.by_name else []
+        return ["trl_loss_kernel", "kto_warnings_issued", *by_name]  # its module imports no optional package
 
     def trl_trainer(self) -> type:
         from trl import KTOTrainer

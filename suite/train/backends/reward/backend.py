@@ -44,7 +44,7 @@ class Reward(HFSFTTrainer):
     faults = (DROP_SCORE, REWARD_FAULTS)
 
     def version_needs(self, case: Case) -> list[str]:
-        return ["reward_warnings_issued"]
+        return ["reward_warnings_issued", *(["reward_by_name"] if case.uses.by_name else [])]
 
     def declared_fields(self, case: Case, common: dict) -> dict:
         return {**common, "max_length": case.training.max_length, **dict(case.training.extra)}
