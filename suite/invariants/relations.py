@@ -208,6 +208,19 @@ RELATIONS: dict[str, Relation] = dict([
     _rel("save_total_limit.kept", "with save_total_limit N the output folder keeps exactly the checkpoints of the "
          "newest N steps saved (with load_best_model_at_end: the best step's too, the newest filling the rest)",
          0, unit="checkpoints"),
+    # by_name.*: suite/invariants/byname.py; measured 2026-12-07 on avx512-bf16 (2-core AMD EPYC Zen 4), fp32,
+    # the tiny twins of every trl trainer (LoRA; the reward model full), one machine, one run each: 0, bitwise
+    # (the same arithmetic in the same process); docs/checks.md has the table
+    _rel("by_name.loss", "a trainer given the model's path and no processing_class (trl loads both) logs the "
+         "per-step losses of the same case given the model and the suite's tokenizer", 0, unit="nats"),
+    _rel("by_name.weights", "a trainer given the model by name ends with the trainable weights of the twin given "
+         "them as objects", 0, unit="max abs"),
+    _rel("by_name.tokenizer", "the tokenizer trl loads from the model's directory equals the suite's (vocabulary, "
+         "special tokens, padding and truncation sides, chat template, a probe's ids), but for the sides a generating "
+         "trainer loads it with (left, trl's own choice)", 0, unit="fields"),
+    _rel("reward.by_name.head", "the reward model trl builds from a path has num_labels 1 and the object-given "
+         "twin's score head (shape and values) before training, after it and after save and reload", 0,
+         unit="max abs"),
 ])
 
 

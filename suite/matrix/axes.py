@@ -126,6 +126,9 @@ class Feature:
     # sharded by the suite itself (suite/train/wrapped.py `shard`) on WORLD_SIZE gloo CPU ranks: accelerate
     # 1.15 will not shard without CUDA (it trains with DDP), so the child calls fully_shard before training
     suite_shards: bool = False
+    # The trainer is given the model by its path and no processing_class: trl loads the model (the reward
+    # model's score head included) and the tokenizer from the directory itself, as users write it.
+    by_name: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -188,6 +191,8 @@ FEATURE: dict[str, Feature] = {f.name: f for f in (
     # FSDP2: accelerate's (`--fsdp_version 2`, on GPUs), and the suite's own fully_shard on gloo CPU ranks
     Feature("fsdp2", launch="--use_fsdp", shards=True, fsdp_version=2),
     Feature("fully_shard", launch="--multi_gpu", shards=True, fsdp_version=2, suite_shards=True),
+    # by_name: the model and tokenizer given by their directory (cases/byname.yaml, suite/invariants/byname.py)
+    Feature("by_name", by_name=True),
 )}
 FEATURES = tuple(FEATURE)
 NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
@@ -216,6 +221,7 @@ class FeatureSet:
     own_kernels = property(lambda self: self._any("own_kernels"))
     adapter_dropout = property(lambda self: self._any("adapter_dropout"))
     whole_embeddings = property(lambda self: self._any("whole_embeddings"))
+    by_name = property(lambda self: self._any("by_name"))
 
     sets_option = property(lambda self: self._any("sets_option"))
 

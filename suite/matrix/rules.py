@@ -62,6 +62,13 @@ def validate_combination(case: Case, support: Support) -> str | None:
         return f"{case.method}: {case.quantization.fsdp}"
     if dist and case.dataset in ADDED_TOKEN_FORMATS:
         return f"{case.dataset} resizes the embeddings and saves from one process; it runs on one device"
+    if case.uses.by_name and case.dataset in ADDED_TOKEN_FORMATS:
+        # trl 1.16 takes added tokens with a path only through chat_template_path (clone_chat_template): another
+        # recipe (its own resize, the template's eos), not the suite's added-token path by name (docs/cases.md)
+        return (f"{case.dataset} adds tokens: trl takes them with a model path only by cloning a chat template "
+                "(chat_template_path), another recipe than the suite's resize; no by_name twin")
+    if case.uses.by_name and case.library.needs_gpu:
+        return f"by_name is trl's own loading of a path and its tokenizer; {case.library.name} loads the model itself"
     if case.training.max_steps < 2 * case.checks.loss_window:
         return (f"training.max_steps ({case.training.max_steps}) must be at least 2 x checks.loss_window "
                 f"({case.checks.loss_window}) for the loss check to compare first and last windows")

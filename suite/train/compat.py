@@ -181,6 +181,11 @@ REQUIREMENTS = {r.name: r for r in (
     # DPO passes from trl 1.15.0 (1.14.2 does not): the options' cases exist for their by-definition relations
     Requirement("dpo_by_definition", "trl", "1.15.0",
                 "DPO's options judged by definition (the recorder reads trl's fused LM head's log-probabilities)"),
+    # by name (cases/byname.yaml), read in trl's tagged sources: RewardConfig has model_init_kwargs (RewardTrainer
+    # builds the one-output classifier from a path) from 0.24.0; KTOTrainer loads its tokenizer when given no
+    # processing_class from 1.3.0 (before, it raises "max_length or a processing_class must be specified")
+    Requirement("reward_by_name", "trl", "0.24.0", "RewardTrainer given a model path (RewardConfig.model_init_kwargs)"),
+    Requirement("kto_by_name", "trl", "1.3.0", "KTOTrainer loading its tokenizer (no processing_class)"),
     Requirement("generating_trainers", "trl", "0.24.0",
                 "GRPOTrainer and RLOOTrainer as the suite drives them (num_generations, _generate_single_turn)"),
     # peft 0.17 added LoraConfig.target_parameters (LoRA on nn.Parameters such as fused experts)

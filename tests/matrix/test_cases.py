@@ -21,7 +21,7 @@ def test_the_shipped_matrix_loads_and_covers_every_axis():
                    "messages", "prompt_completion", "conversational_pc", "assistant_only", "completion_only",
                    "gradient_checkpointing", "eager", "dpo", "hf_trainer", "sft", "preference",
                    "conversational_preference", "grad_accum", "lora_8bit", "adamw_8bit", "liger", "chatml",
-                   "modules_to_save", "trainable_tokens"):
+                   "modules_to_save", "trainable_tokens", "by_name"):
         assert any(marker in c.markers for c in cases), marker
     assert {c.model.arch for c in cases if c.model.size == "tiny"} >= {"llama", "qwen2"}
     for c in cases:
@@ -159,6 +159,14 @@ BAD_INPUTS = [
      "matrix[0]", "no backend trains method 'unsloth' with trainer 'dpo'"),
     ("matrix:\n  - {models: [tiny-llama], trainers: [hf_trainer], methods: [lora], datasets: [messages]}\n",
      "matrix[0]", "trains on text data, not messages"),
+    # by_name (cases/byname.yaml): the plain Trainer takes no path; trl takes added tokens with a path only by
+    # cloning a chat template; unsloth loads the model itself
+    ("matrix:\n  - {models: [tiny-llama], trainers: [hf_trainer], methods: [lora], features: [by_name]}\n",
+     "matrix[0]", "cannot train with by_name"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [lora], features: [modules_to_save+by_name], "
+     "datasets: [chatml]}\n", "matrix[0]", "trl takes them with a model path only by cloning a chat template"),
+    ("matrix:\n  - {models: [tiny-llama], methods: [unsloth], features: [by_name]}\n", "matrix[0]",
+     "unsloth loads the model itself"),
     # values peft or trl would refuse (or misread) only when the case runs
     ("matrix:\n  - {models: [tiny-llama], methods: [lora], lora: {r: 0}}\n", "matrix[0].lora.r",
      "must be at least 1 (peft refuses a rank of 0)"),

@@ -36,7 +36,7 @@ class Distill(HFSFTTrainer):
     trainer = "distill"
     description = "trainer: trl's DistillationTrainer (prompt-only data, on-policy completions, a tiny teacher)"
     formats = PROMPT_ONLY_FORMATS
-    features: tuple[str, ...] = ()
+    features: tuple[str, ...] = ("by_name",)
     distributed = False
     max_length_cut = None  # DistillationConfig has no max_length: max_completion_length caps what a step adds
     # the held-out divergence falls, then the logged loss by its definition (relations.py)
@@ -72,10 +72,10 @@ class Distill(HFSFTTrainer):
         peft_config = hooks.peft_config if hooks.peft_config is not None else self.lora(case)
         trainer = (hooks.trainer_cls or self.trl_trainer())(
             model=model_path, teacher_model=self.teacher_path(case), args=args, train_dataset=dataset,
-            eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
-            **trainer_kwargs, **hooks.trainer_kwargs)
+            eval_dataset=eval_dataset, **self.given_tokenizer(case, tokenizer), peft_config=peft_config,
+            callbacks=callbacks, **trainer_kwargs, **hooks.trainer_kwargs)
         trainer._ftsuite_case = case  # what instrument reads beta, temperature and the teacher's path from
-        return trainer, tokenizer, load_kwargs
+        return trainer, self.tokenizer_of(case, trainer, tokenizer), load_kwargs
 
     def lora(self, case: Case) -> Any:
         from suite.train import args as train_args

@@ -31,7 +31,8 @@ class DPO(Preference):
     description = "trainer: trl's DPOTrainer (preference data, ref_model=None)"
     formats = PREFERENCE_FORMATS
     # no packing or NEFTune in DPOTrainer; attention variants, checkpointing and accumulation apply
-    features = ("gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager", "ddp", "fsdp")
+    features = ("gradient_checkpointing", "grad_accum", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager", "ddp", "fsdp",
+                "by_name")
     checks = own_checks.CHECKS
     metrics = own_metrics.METRICS
     logged_metrics = own_metrics.LOGGED_METRICS

@@ -26,7 +26,7 @@ class KTO(Preference):
     formats = UNPAIRED_PREFERENCE_FORMATS
     # as DPOTrainer: no packing or NEFTune; the KL term needs batches of several rows (trl's collator
     # pairs each prompt with another row's completion), so accumulation is left out too
-    features = ("gradient_checkpointing", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager")
+    features = ("gradient_checkpointing", "adamw_8bit", "liger", "flash_attn", "sdpa", "eager", "by_name")
     checks = own_checks.CHECKS
     metrics = own_metrics.METRICS
     logged_metrics = own_metrics.LOGGED_METRICS
@@ -37,7 +37,8 @@ class KTO(Preference):
     settings = ("beta", "desirable_weight", "undesirable_weight", "loss_type")
 
     def version_needs(self, case: Case) -> list[str]:
-        return ["trl_loss_kernel", "kto_warnings_issued"]  # its module imports no optional package
+        by_name = ["kto_by_name"] if case.uses.by_name else []
+        return ["trl_loss_kernel", "kto_warnings_issued", *by_name]  # its module imports no optional package
 
     def trl_trainer(self) -> type:
         from trl import KTOTrainer

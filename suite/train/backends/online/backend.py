@@ -49,7 +49,7 @@ class Online(HFSFTTrainer):
     """A generating trainer: subclasses name their trl trainer, config and defaults."""
 
     formats = PROMPT_ONLY_FORMATS
-    features: tuple[str, ...] = ()
+    features: tuple[str, ...] = ("by_name",)
     distributed = False
     # trl 1.x's GRPOConfig and RLOOConfig have no max_length (nor max_prompt_length): prompts go in whole and
     # what a step adds is capped by max_completion_length, which declared_fields pins
@@ -120,9 +120,9 @@ class Online(HFSFTTrainer):
         args = online_config(case, output_dir, device, precision, init_kwargs, self.trl_config_cls(), self.defaults)
         trainer = (hooks.trainer_cls or self.trl_trainer())(
             model=model_path, reward_funcs=colour_reward(tokenizer), args=args, train_dataset=dataset,
-            eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=self.peft_config(case, hooks),
-            callbacks=callbacks, **trainer_kwargs, **hooks.trainer_kwargs)
-        return trainer, tokenizer, load_kwargs
+            eval_dataset=eval_dataset, **self.given_tokenizer(case, tokenizer),
+            peft_config=self.peft_config(case, hooks), callbacks=callbacks, **trainer_kwargs, **hooks.trainer_kwargs)
+        return trainer, self.tokenizer_of(case, trainer, tokenizer), load_kwargs
 
     def instrument(self, trainer: Any) -> Any:
         """The sample recorder, wrapped around the generation (after any known fault) and called back

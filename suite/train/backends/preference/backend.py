@@ -63,9 +63,9 @@ class Preference(HFSFTTrainer):
         args = self.trl_config(case, output_dir, device, precision, init_kwargs)
         trainer = (hooks.trainer_cls or self.trl_trainer())(
             model=model_path, ref_model=None, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
-            processing_class=tokenizer, peft_config=self.peft_config(case, hooks), callbacks=callbacks,
+            **self.given_tokenizer(case, tokenizer), peft_config=self.peft_config(case, hooks), callbacks=callbacks,
             **trainer_kwargs, **hooks.trainer_kwargs)
-        return trainer, tokenizer, load_kwargs
+        return trainer, self.tokenizer_of(case, trainer, tokenizer), load_kwargs
 
     def reference_snapshot(self, trainer: Any, case: Case, tokenizer: Any, device: str) -> Any:
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)

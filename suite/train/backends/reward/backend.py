@@ -32,7 +32,7 @@ class Reward(HFSFTTrainer):
     adapters = ADAPTERS
     quantizations = (NO_QUANTIZATION,)  # a 4-bit classifier is not what this row checks
     formats = PREFERENCE_FORMATS
-    features = ("gradient_checkpointing", "adamw_8bit", "sdpa", "eager")
+    features = ("gradient_checkpointing", "adamw_8bit", "sdpa", "eager", "by_name")
     distributed = False
     head = "seq_cls"
     generates = False
@@ -44,7 +44,7 @@ class Reward(HFSFTTrainer):
     faults = (DROP_SCORE, REWARD_FAULTS)
 
     def version_needs(self, case: Case) -> list[str]:
-        return ["reward_warnings_issued"]
+        return ["reward_warnings_issued", *(["reward_by_name"] if case.uses.by_name else [])]
 
     def declared_fields(self, case: Case, common: dict) -> dict:
         return {**common, "max_length": case.training.max_length, **dict(case.training.extra)}
@@ -77,12 +77,17 @@ class Reward(HFSFTTrainer):
 
         tokenizer = hooks.tokenizer if hooks.tokenizer is not None else models.load_tokenizer(model_path)
         load_kwargs = self._load_kwargs(case, device, dtype, tokenizer)
-        model = AutoModelForSequenceClassification.from_pretrained(model_path, **load_kwargs)
-        args = reward_config(case, output_dir, device, precision)
+        if case.uses.by_name:  # trl builds the classifier itself (num_labels=1, after set_seed(args.seed))
+            model = model_path
+            args = reward_config(case, output_dir, device, precision, train_args.model_init_kwargs(case, device, dtype))
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(model_path, **load_kwargs)
+            args = reward_config(case, output_dir, device, precision)
         trainer = (hooks.trainer_cls or RewardTrainer)(
-            model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
-            peft_config=self.peft_config(case, hooks), callbacks=callbacks, **hooks.trainer_kwargs)
-        return trainer, tokenizer, load_kwargs
+            model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
+            **self.given_tokenizer(case, tokenizer), peft_config=self.peft_config(case, hooks), callbacks=callbacks,
+            **hooks.trainer_kwargs)
+        return trainer, self.tokenizer_of(case, trainer, tokenizer), load_kwargs
 
     def instrument(self, trainer: Any) -> Any:
         """The token counter, and the recorder of the scores the loss was computed from (recorder.py), outermost."""

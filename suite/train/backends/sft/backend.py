@@ -44,10 +44,20 @@ class HFSFTTrainer(Backend):
         args = self.trl_config(case, output_dir, device, precision, init_kwargs)
         # The model goes in as a path so that trl's own loading code (hub id or directory) is what runs.
         trainer = trainer_cls(model=model_path, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
-                              **{compat.key("processing_class"): tokenizer},
+                              **self.given_tokenizer(case, tokenizer),
                               peft_config=self.peft_config(case, hooks), callbacks=callbacks, **trainer_kwargs,
                               **hooks.trainer_kwargs)
-        return trainer, tokenizer, load_kwargs
+        return trainer, self.tokenizer_of(case, trainer, tokenizer), load_kwargs
+
+    def given_tokenizer(self, case: Case, tokenizer: Any) -> dict:
+        """The trainer's tokenizer argument: the suite's own, or none for a by-name case (trl then loads it from
+        the model's directory, as a user who names the model gets it)."""
+        return {} if case.uses.by_name else {compat.key("processing_class"): tokenizer}
+
+    def tokenizer_of(self, case: Case, trainer: Any, tokenizer: Any) -> Any:
+        """The tokenizer the trainer trains with: for a by-name case the one trl loaded, which the probes and
+        reload then use too."""
+        return trainer.processing_class if case.uses.by_name else tokenizer
 
     def trl_trainer(self) -> type:
         """The trl trainer class it builds."""
