@@ -181,6 +181,10 @@ REQUIREMENTS = {r.name: r for r in (
     # DPO passes from trl 1.15.0 (1.14.2 does not): the options' cases exist for their by-definition relations
     Requirement("dpo_by_definition", "trl", "1.15.0",
                 "DPO's options judged by definition (the recorder reads trl's fused LM head's log-probabilities)"),
+    # the same for the existing DPO and KTO cases, which run before 1.15 (KTO passes fused_lm_head from 1.15.0
+    # too, read in the release wheels): there their by-definition relations are reported not judged, by name
+    Requirement("preference_fused_head", "trl", "1.15.0",
+                "the preference relations by definition (the recorder reads trl's fused LM head's log-probabilities)"),
     # by name (cases/byname.yaml), read in trl's tagged sources: RewardConfig has model_init_kwargs (RewardTrainer
     # builds the one-output classifier from a path) from 0.24.0; KTOTrainer loads its tokenizer when given no
     # processing_class from 1.3.0 (before, it raises "max_length or a processing_class must be specified")

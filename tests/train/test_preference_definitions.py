@@ -221,3 +221,24 @@ def test_dpo_loss_types_after_trls_floor_skip_naming_the_release(monkeypatch):
     assert len(reasons) == 14 and all(r == [record] for r in reasons.values()), reasons
     monkeypatch.setattr(compat, "package_version", lambda name: {**floors, "trl": "1.16.0"}.get(name, "99"))
     assert not any(compat.cannot_express(c, backend_for(c).version_needs(c)) for c in cases.values())
+
+
+def test_a_release_the_recorder_cannot_read_is_not_judged_and_a_lost_record_still_fails():
+    """Before trl 1.15 neither DPO nor KTO passes fused_lm_head, which the recorder reads: the child says so
+    (`not_judged` in resolved.by_definition) and every preference relation reports not judged by name, counted
+    apart in the reports. A record lost otherwise (the can-fail counterpart) is still a failure."""
+    from types import SimpleNamespace
+
+    from suite.train.backends.dpo.relations import RELATIONS as DPO
+    from suite.train.backends.kto.relations import RELATIONS as KTO
+
+    case = SimpleNamespace(id="c", method="lora", checks=SimpleNamespace(**{
+        f: 1e-5 for f in ("dpo_logps_atol", "preference_loss_atol", "preference_rewards_atol")}))
+    why = "needs trl>=1.15.0 for the preference relations by definition (installed: 0.20.0)"
+    said = SimpleNamespace(resolved={"by_definition": {"not_judged": why}}, loss_curve=[], losses=[])
+    lost = SimpleNamespace(resolved={}, loss_curve=[], losses=[])
+    for check in (*DPO, *KTO):
+        out = check.evaluate(case, said, None, None)
+        assert out.passed and not out.judged and why in out.message, check.name
+        failed = check.evaluate(case, lost, None, None)
+        assert not failed.passed and failed.judged and "missing" in failed.message, check.name

@@ -11,8 +11,8 @@ from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference import definitions as d
 from suite.train.backends.preference.definitions import FORBIDDEN_ORACLES  # noqa: F401 - the guard's list, re-exported
-from suite.train.backends.preference.relations import (MicroBatch, Recorded, bound_for, logged_at, read_recorded,
-                                                        worst)
+from suite.train.backends.preference.relations import (MicroBatch, Recorded, bound_for, logged_at, missing_result,
+                                                        read_recorded, worst)
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -120,7 +120,7 @@ def _read(payload: Payload) -> Recorded | str:
 
 
 def _missing(name: str, case: Case, why: str) -> CheckResult:
-    return CheckResult(name, False, f"{case.id}: {why}")
+    return missing_result(name, case.id, why)
 
 
 def _logps(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:

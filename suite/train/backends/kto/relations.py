@@ -12,8 +12,8 @@ from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference import definitions as d
 from suite.train.backends.preference.definitions import FORBIDDEN_ORACLES  # noqa: F401 - the guard's list, re-exported
-from suite.train.backends.preference.relations import (MicroBatch, Recorded, bound_for, logged_at, read_recorded,
-                                                        worst)
+from suite.train.backends.preference.relations import (MicroBatch, Recorded, bound_for, logged_at, missing_result,
+                                                        read_recorded, worst)
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -107,7 +107,7 @@ def _run(name: str, relation: Any, atol_field: str) -> TrainerCheck:
     def evaluate(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
         rec = read_recorded(payload.resolved)
         if isinstance(rec, str):
-            return CheckResult(name, False, f"{case.id}: {rec}")
+            return missing_result(name, case.id, rec)
         atol = bound_for(name, case.method, bounds, getattr(case.checks, atol_field))
         return relation(case.id, rec, payload.loss_curve, atol)
 

@@ -44,6 +44,9 @@ class Preference(HFSFTTrainer):
         args, recorder = trainer.args, getattr(trainer, "suite_logps_recorder", None)
         if recorder is None:
             return {}
+        unreadable = compat.REQUIREMENTS["preference_fused_head"].missing()
+        if unreadable:  # the recorder saw no log-probabilities: said, so the relations say not judged, not failed
+            return {"by_definition": {"not_judged": f"needs {unreadable}"}}
         settings = {k: _jsonable(getattr(args, k, None)) for k in self.settings}
         return {"by_definition": {"settings": settings, **recorder.record()}}
 

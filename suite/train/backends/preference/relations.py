@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.checkresult import CheckResult
+from suite.checkresult import CheckResult, not_judged
 from suite.train.backends.preference.definitions import FORBIDDEN_ORACLES  # noqa: F401 - the guard's list, re-exported
 
 KEY = "by_definition"  # where describe() puts the record in the payload's `resolved`
@@ -45,9 +45,17 @@ class Recorded:
         return out
 
 
+class Unjudgeable(str):
+    """Why the installed release cannot be judged by definition (the child said so, from the versions it ran
+    with): the relations report it not judged, where a record missing for another reason fails them."""
+
+
 def read_recorded(resolved: dict) -> Recorded | str:
-    """The record, or why there is none (a lost record is a failed relation, never a pass)."""
+    """The record, or why there is none (a lost record is a failed relation, never a pass; a release the
+    recorder cannot read, said by the child, is `Unjudgeable`)."""
     doc = resolved.get(KEY)
+    if isinstance(doc, dict) and doc.get("not_judged"):
+        return Unjudgeable(doc["not_judged"])
     if not doc:
         return "the child recorded no log-probabilities (resolved.by_definition is missing)"
     try:
@@ -56,6 +64,13 @@ def read_recorded(resolved: dict) -> Recorded | str:
         return Recorded(doc["settings"], batches)
     except (KeyError, TypeError) as exc:
         return f"resolved.by_definition is malformed ({type(exc).__name__}: {exc})"
+
+
+def missing_result(name: str, case_id: str, why: str) -> CheckResult:
+    """A relation with nothing recorded: not judged where the child said the release cannot be, else failed."""
+    if isinstance(why, Unjudgeable):
+        return not_judged(name, case_id, why)
+    return CheckResult(name, False, f"{case_id}: {why}")
 
 
 def bound_for(name: str, method: str, bounds: Any, default: float) -> float:
