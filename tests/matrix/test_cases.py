@@ -308,3 +308,40 @@ def test_a_feature_set_asks_each_feature():
     assert FeatureSet.of(()).attention == "sdpa" and FeatureSet.of(()).distributed is None
     with pytest.raises(KeyError):
         FeatureSet.of(("pakcing",))
+
+
+def test_a_tag_ends_the_id_marks_options_and_leaves_untagged_fingerprints_alone(tmp_path):
+    """Two cases of the same axes told apart by their trainer options: the tag ends the id and the file name, marks
+    the case `options`, and enters its fingerprint (through the id); an untagged case's dict has no tag."""
+    cases = load_cases(write_cases(tmp_path, """
+        matrix:
+          - {models: [tiny-llama], trainers: [grpo], methods: [lora], datasets: [prompt_only]}
+          - {tag: bnpo-batch, models: [tiny-llama], trainers: [grpo], methods: [lora], datasets: [prompt_only],
+             training: {extra: {loss_type: bnpo, scale_rewards: batch}}}
+        """))
+    plain, tagged = cases
+    assert tagged.id == "tiny-llama/grpo/lora/base/prompt_only/bnpo-batch" and tagged.slug.endswith("__bnpo-batch")
+    assert "options" in tagged.markers and "options" not in plain.markers
+    assert "tag" not in plain.to_dict() and tagged.to_dict()["tag"] == "bnpo-batch"
+    assert plain.fingerprint != tagged.fingerprint
+    shipped = {c.id: c for c in load_cases(ROOT / "cases")}
+    assert shipped["tiny-llama/grpo/lora/base/prompt_only"].tag == ""
+    assert sum(c.tag != "" for c in shipped.values()) >= 11  # cases/grpo_options.yaml, rloo_options.yaml
+
+
+@pytest.mark.parametrize("tag", ["Bnpo", "a b", "a/b", "-a", 3])
+def test_a_bad_tag_names_file_and_field(tmp_path, tag):
+    d = write_cases(tmp_path, "")
+    (d / "matrix.yaml").write_text("matrix:\n  - {tag: %s, models: [tiny-llama], methods: [lora]}\n"
+                                   % json.dumps(tag))
+    with pytest.raises(CaseError) as err:
+        load_cases(d)
+    assert err.value.file.endswith("matrix.yaml") and err.value.field == "matrix[0].tag", err.value
+    assert "lowercase letters and digits" in err.value.message
+
+
+def test_two_entries_with_one_id_are_refused_unless_tags_tell_them_apart(tmp_path):
+    entry = "  - {%smodels: [tiny-llama], trainers: [grpo], methods: [lora], datasets: [prompt_only]}\n"
+    with pytest.raises(CaseError, match="already declared"):
+        load_cases(write_cases(tmp_path / "a", "matrix:\n" + entry % "" + entry % ""))
+    assert len(load_cases(write_cases(tmp_path / "b", "matrix:\n" + entry % "" + entry % "tag: x, "))) == 2
