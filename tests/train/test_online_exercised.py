@@ -52,3 +52,28 @@ def test_a_record_without_its_micro_batches_fails_and_defaults_ask_nothing():
     assert not asks({"num_iterations": 1, "mask_truncated_completions": False, "reward_clip_range": None})
     assert math.isclose(OptionsExercised().evaluate("c", [record(0.1, [ENDED, ENDED])], {"num_iterations": 2},
                                                     CURVE, "vespo").value, 0.0)
+
+
+def test_an_option_case_skips_on_a_trl_without_its_loss_type_naming_the_release(monkeypatch):
+    """Floors (issue 37 item 6): trl 0.20 skips every option case (generating_trainers, trl 0.24); between 0.24 and the
+    release that brought a loss type, its case skips naming that release; the older types need nothing more."""
+    from suite.cases import load_cases
+    from suite.paths import ROOT
+    from suite.train import compat
+    from suite.train.backends.registry import backend_for
+
+    cases = {c.tag: c for c in load_cases(ROOT / "cases") if c.tag}
+
+    def why(tag: str, trl: str) -> list[str]:
+        versions = {"trl": trl, "transformers": "4.57.6"}  # transformers 4: no trl_package_checks conflict
+        monkeypatch.setattr(compat, "package_version", lambda name: versions.get(name, "99"))
+        return compat.cannot_express(cases[tag], backend_for(cases[tag]).version_needs(cases[tag]))
+
+    assert all(why(tag, "1.16.0") == [] for tag in cases)
+    assert all(any(w.startswith("trl>=0.24.0") for w in why(tag, "0.20.0")) for tag in cases)
+    assert why("dapo-group-masked", "0.25.1") == [] and why("clip-masked", "0.25.1") == []
+    [cispo] = why("cispo-none", "0.25.1")
+    assert cispo.startswith("trl>=0.26.2 for GRPO's loss type cispo"), cispo
+    [vespo] = why("vespo-group", "0.29.1")
+    assert vespo.startswith("trl>=1.0.0 for GRPO's loss type vespo"), vespo
+    assert why("luspo-batch-masked", "0.28.0") == []

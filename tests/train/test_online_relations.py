@@ -146,7 +146,9 @@ def test_case_runs_without_baselines_fail_by_the_relation_that_names_the_fault(t
 # the options' faults (cases/grpo_options.yaml, rloo_options.yaml): label -> (fault, trainer, settings, the relation it
 # breaks, what the failing message names)
 OPTION_FAULTS = {
-    "loss_type_ignored": ("loss_type_ignored", "grpo", GRPO_RUNS["grpo"], "loss_by_definition", "the loss is dapo's"),
+    # dapo in place of grpo; bnpo gives the same loss where a generation is one micro-batch, so both are named
+    "loss_type_ignored": ("loss_type_ignored", "grpo", GRPO_RUNS["grpo"], "loss_by_definition",
+                          "the loss is bnpo's or dapo's"),
     "scale_rewards_none_ignored": ("scale_rewards_ignored", "grpo", GRPO_RUNS["dr_grpo"], "advantages_by_definition",
                                    "scaled by the group's reward std"),
     "reward_clip_ignored": ("reward_clip_ignored", "rloo", {"reward_clip_range": [0.05, 0.25]},

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 DEFAULTS = {"loss_type": GRPO_LOSS_TYPE}  # the config fields it pins beside generation and sampling
 FIRST_LOSS = online.first_loss("grpo_first_loss", defaults=DEFAULTS)
+# loss types later than the trl the generating trainers need -> the requirement naming the release that brought each
+LOSS_TYPE_NEEDS = {"cispo": "grpo_loss_cispo", "sapo": "grpo_loss_sapo", "luspo": "grpo_loss_luspo",
+                   "vespo": "grpo_loss_vespo"}
 
 
 class GRPO(Online):
@@ -31,6 +34,11 @@ class GRPO(Online):
               online.ADVANTAGES_ZERO_MEAN, online.KL_STARTS_AT_ZERO, online.COMPLETIONS_ON_POLICY,
               relations.GRPO_ADVANTAGES, relations.GRPO_LOSS, sampling.SAMPLING_AS_DOCUMENTED)
     defaults = DEFAULTS
+
+    def version_needs(self, case: Case) -> list[str]:
+        """The generating trainers' needs, and the release that brought the case's loss type (suite/train/compat.py)."""
+        newer = LOSS_TYPE_NEEDS.get(self.config_value(case, "loss_type"))
+        return [*super().version_needs(case), *([newer] if newer else [])]
 
     def checks_for(self, case: Case) -> tuple[TrainerCheck, ...]:
         """The first-loss check where the loss type's value at ratio 1 has a derivation from the completions' lengths
