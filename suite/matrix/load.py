@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,7 @@ from suite.paths import display
 _SECTION = {"training": Training, "lora": LoraSpec, "checks": CheckSpec, "benchmark": BenchSpec}
 _MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"name", "config_sha256"}
 _ENTRY_KEYS = {"name", "models", "trainers", "methods", "features", "datasets", "training", "lora", "checks",
-               "benchmark", "timeout_s", "tag"}
-# a tag ends a case's id (a path part and a file name's): lowercase words joined by - or +
-_TAG = re.compile(r"[a-z0-9]+([-+][a-z0-9]+)*")
+               "benchmark", "timeout_s"}
 _DEFAULT_KEYS = {"training", "lora", "checks", "benchmark", "timeout_s", "by_size", "by_method"}
 
 
@@ -262,15 +259,6 @@ def _parse_features(file: str, where: str, item: Any) -> tuple[str, ...]:
     return tuple(f for f in FEATURES if f in item)
 
 
-def _tag(file: str, where: str, entry: dict) -> str:
-    """The entry's tag: what its trainer options are called in the id (a case with none has "")."""
-    tag = entry.get("tag", "")
-    if not isinstance(tag, str) or (tag and not _TAG.fullmatch(tag)):
-        raise CaseError(file, f"{where}.tag", f"must be lowercase letters and digits joined by - or + "
-                                              f"(it ends the case id), got {tag!r}")
-    return tag
-
-
 def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defaults: _Defaults,
             support: Support) -> list[Case]:
     where = f"matrix[{idx}]"
@@ -300,7 +288,6 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
              for j, f in enumerate(raw_feats if isinstance(raw_feats, list) else [raw_feats])]
     datasets = [_parse_dataset(file, f"{where}.datasets[{j}]", d)
                 for j, d in enumerate(_as_list(file, f"{where}.datasets", entry.get("datasets", ["text"])))]
-    tag = _tag(file, where, entry)
     cases = []
     for name, trainer, method, feat, (fmt, loss) in itertools.product(model_names, trainers, methods, feats, datasets):
         model = models[name]
@@ -311,7 +298,7 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
         sections, timeout = _apply(file, f"{where}.", entry, sections, timeout)
         case = Case(model=model, **METHODS[method].axes(), features=feat, dataset=fmt, loss=loss,
                     training=sections["training"], lora=sections["lora"], checks=sections["checks"],
-                    benchmark=sections["benchmark"], timeout_s=timeout, source=file, trainer=trainer, tag=tag)
+                    benchmark=sections["benchmark"], timeout_s=timeout, source=file, trainer=trainer)
         problem = validate_combination(case, support)
         if problem:
             raise CaseError(file, where, f"impossible combination {case.id}: {problem}")

@@ -76,7 +76,6 @@ MARKERS: dict[str, str] = {
     "moe": f"a mixture-of-experts model ({', '.join(MOE_ARCHS)}), its router's auxiliary loss on",
     "case": "a training case of the matrix (not a unit test)",
     "invariant": "a correctness invariant comparing two real runs or states (tests/invariants/)",
-    "options": "a case told apart from its axes' twin by the trainer options it sets (a tag ends its id)",
 }
 
 
@@ -234,10 +233,6 @@ class CheckSpec:
     # the held-out divergence's relative fall from the teacher over training (distill/checks.py): at least this much;
     # measured 63-76% on the 3 cases (same machine and runs), -gradient (the fault) makes it rise
     distill_heldout_fall: float = 0.1
-    # GRPO and RLOO: whether the mean reward must rise (online_reward_rises). The option cases
-    # (cases/grpo_options.yaml, rloo_options.yaml) run 6 steps for their by-definition relations, too few for a rise
-    # to be a measurement; the rise is the 60- and 20-step cases' (grpo.yaml, rloo.yaml, sampling.yaml)
-    reward_rises: bool = True
 
 
 @dataclass(frozen=True)
@@ -262,9 +257,6 @@ class Case:
     mode: str = "regression"
     benchmark: BenchSpec = BenchSpec()
     trainer: str = DEFAULT_TRAINER
-    # a name for the trainer options (training.extra) that tell this case apart from others of the same axes
-    # (cases/grpo_options.yaml): it ends the id and marks the case `options`; "" for every case before it
-    tag: str = ""
 
     @property
     def method(self) -> str:
@@ -282,8 +274,6 @@ class Case:
                  "+".join(self.features) or "base"]
         if self.dataset != "text" or self.loss != "auto":
             parts.append(self.dataset + ("" if self.loss == "auto" else f":{self.loss}"))
-        if self.tag:
-            parts.append(self.tag)
         return "/".join(parts)
 
     @property
@@ -354,8 +344,6 @@ class Case:
             marks.append("multigpu")
         if self.loss_kind.masks:
             marks.append(self.effective_loss)
-        if self.tag:
-            marks.append("options")
         return tuple(dict.fromkeys(marks))
 
     def with_mode(self, mode: str) -> Case:
@@ -381,8 +369,6 @@ class Case:
             del d["lora"]["target_parameters"]
         if not self.checks.unquantized:
             del d["checks"]["unquantized"]
-        if not self.tag:  # the same: untagged cases keep their fingerprints
-            del d["tag"]
         d["steps"] = self.steps
         d["attention"] = self.attention
         d["effective_loss"] = self.effective_loss
