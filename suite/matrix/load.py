@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from suite.paths import display
 _SECTION = {"training": Training, "lora": LoraSpec, "checks": CheckSpec, "benchmark": BenchSpec}
 _MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"name", "config_sha256"}
 _ENTRY_KEYS = {"name", "models", "trainers", "methods", "features", "datasets", "training", "lora", "checks",
-               "benchmark", "timeout_s"}
+               "benchmark", "timeout_s", "option"}
 _DEFAULT_KEYS = {"training", "lora", "checks", "benchmark", "timeout_s", "by_size", "by_method"}
 
 
@@ -259,6 +260,20 @@ def _parse_features(file: str, where: str, item: Any) -> tuple[str, ...]:
     return tuple(f for f in FEATURES if f in item)
 
 
+_OPTION = re.compile(r"[a-z][a-z0-9_]*=[A-Za-z0-9_.+-]+(,[a-z][a-z0-9_]*=[A-Za-z0-9_.+-]+)*")
+
+
+def _parse_option(file: str, where: str, value: Any) -> str:
+    """The option label a case's id ends with (`loss_type=ipo,label_smoothing=0.1`): what its training.extra sets
+    that its other axes do not name (a file name and a marker expression must be able to hold it)."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not _OPTION.fullmatch(value):
+        raise CaseError(file, where, f"must be name=value pairs joined by commas (letters, digits, _ . + -), "
+                                     f"got {value!r}")
+    return value
+
+
 def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defaults: _Defaults,
             support: Support) -> list[Case]:
     where = f"matrix[{idx}]"
@@ -288,6 +303,7 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
              for j, f in enumerate(raw_feats if isinstance(raw_feats, list) else [raw_feats])]
     datasets = [_parse_dataset(file, f"{where}.datasets[{j}]", d)
                 for j, d in enumerate(_as_list(file, f"{where}.datasets", entry.get("datasets", ["text"])))]
+    option = _parse_option(file, f"{where}.option", entry.get("option", ""))
     cases = []
     for name, trainer, method, feat, (fmt, loss) in itertools.product(model_names, trainers, methods, feats, datasets):
         model = models[name]
@@ -298,7 +314,10 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
         sections, timeout = _apply(file, f"{where}.", entry, sections, timeout)
         case = Case(model=model, **METHODS[method].axes(), features=feat, dataset=fmt, loss=loss,
                     training=sections["training"], lora=sections["lora"], checks=sections["checks"],
-                    benchmark=sections["benchmark"], timeout_s=timeout, source=file, trainer=trainer)
+                    benchmark=sections["benchmark"], timeout_s=timeout, source=file, trainer=trainer, option=option)
+        named = {pair.split("=")[0] for pair in option.split(",")} - set(dict(case.training.extra)) if option else set()
+        if named:
+            raise CaseError(file, f"{where}.option", f"names {', '.join(sorted(named))}, which training.extra does not set")
         problem = validate_combination(case, support)
         if problem:
             raise CaseError(file, where, f"impossible combination {case.id}: {problem}")

@@ -76,6 +76,7 @@ MARKERS: dict[str, str] = {
     "moe": f"a mixture-of-experts model ({', '.join(MOE_ARCHS)}), its router's auxiliary loss on",
     "case": "a training case of the matrix (not a unit test)",
     "invariant": "a correctness invariant comparing two real runs or states (tests/invariants/)",
+    "options": "the covering design of the options people set (issue 37)",
 }
 
 
@@ -257,6 +258,10 @@ class Case:
     mode: str = "regression"
     benchmark: BenchSpec = BenchSpec()
     trainer: str = DEFAULT_TRAINER
+    # the trainer options this case covers, as a label in its id (e.g. loss_type=ipo): cases that differ only in
+    # training.extra need one (issue 37's covering design); empty for every other case, whose ids and
+    # fingerprints predate it
+    option: str = ""
 
     @property
     def method(self) -> str:
@@ -274,6 +279,8 @@ class Case:
                  "+".join(self.features) or "base"]
         if self.dataset != "text" or self.loss != "auto":
             parts.append(self.dataset + ("" if self.loss == "auto" else f":{self.loss}"))
+        if self.option:
+            parts.append(self.option)
         return "/".join(parts)
 
     @property
@@ -344,6 +351,8 @@ class Case:
             marks.append("multigpu")
         if self.loss_kind.masks:
             marks.append(self.effective_loss)
+        if self.option:
+            marks.append("options")
         return tuple(dict.fromkeys(marks))
 
     def with_mode(self, mode: str) -> Case:
@@ -361,6 +370,8 @@ class Case:
         d["id"] = self.id
         if self.model.config is None:  # left out so that the other cases keep their fingerprints
             del d["model"]["config"], d["model"]["config_sha256"]
+        if not self.option:  # the same: cases without an option label predate it
+            del d["option"]
         if self.trainer == DEFAULT_TRAINER:  # the same: SFT cases' fingerprints predate the trainer axis
             del d["trainer"]
         if not self.training.eval_samples:  # and the eval split

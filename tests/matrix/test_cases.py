@@ -308,3 +308,27 @@ def test_a_feature_set_asks_each_feature():
     assert FeatureSet.of(()).attention == "sdpa" and FeatureSet.of(()).distributed is None
     with pytest.raises(KeyError):
         FeatureSet.of(("pakcing",))
+
+
+def test_an_option_label_names_the_case_marks_it_and_must_name_what_extra_sets(tmp_path):
+    """Cases that differ only in training.extra (issue 37's covering design) are told apart by their option
+    label: the id's last part and the `options` marker; a label naming a field extra does not set is refused."""
+    cases = load_cases(write_cases(tmp_path / "a", """
+        matrix:
+          - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference]}
+          - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference],
+             option: loss_type=ipo, training: {extra: {loss_type: [ipo]}}}
+        """))
+    plain, ipo = cases
+    assert ipo.id == "tiny-llama/dpo/lora/base/preference/loss_type=ipo" and "options" in ipo.markers
+    assert "options" not in plain.markers and "option" not in plain.to_dict() and ipo.to_dict()["option"]
+    assert plain.fingerprint != ipo.fingerprint
+    for label, words in (("loss_type=ipo", "names loss_type, which training.extra does not set"),
+                         ("loss type", "must be name=value pairs")):
+        d = write_cases(tmp_path / label.replace(" ", "_"), f"""
+            matrix:
+              - {{models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference], option: "{label}"}}
+            """)
+        with pytest.raises(CaseError) as err:
+            load_cases(d)
+        assert err.value.field == "matrix[0].option" and words in err.value.message, err.value
