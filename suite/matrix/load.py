@@ -260,16 +260,16 @@ def _parse_features(file: str, where: str, item: Any) -> tuple[str, ...]:
     return tuple(f for f in FEATURES if f in item)
 
 
-_OPTION = re.compile(r"[a-z][a-z0-9_]*=[A-Za-z0-9_.+-]+(,[a-z][a-z0-9_]*=[A-Za-z0-9_.+-]+)*")
+_OPTION = re.compile(r"[a-z][a-z0-9_]*:[A-Za-z0-9_.+-]+(,[a-z][a-z0-9_]*:[A-Za-z0-9_.+-]+)*")
 
 
 def _parse_option(file: str, where: str, value: Any) -> str:
-    """The option label a case's id ends with (`loss_type=ipo,label_smoothing=0.1`): what its training.extra sets
+    """The option label a case's id ends with (`loss_type:ipo,label_smoothing:0.1`; no `=`, which pytest's -k refuses): what its training.extra sets
     that its other axes do not name (a file name and a marker expression must be able to hold it)."""
     if value == "":
         return ""
     if not isinstance(value, str) or not _OPTION.fullmatch(value):
-        raise CaseError(file, where, f"must be name=value pairs joined by commas (letters, digits, _ . + -), "
+        raise CaseError(file, where, f"must be name:value pairs joined by commas (letters, digits, _ . + -), "
                                      f"got {value!r}")
     return value
 
@@ -315,7 +315,7 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
         case = Case(model=model, **METHODS[method].axes(), features=feat, dataset=fmt, loss=loss,
                     training=sections["training"], lora=sections["lora"], checks=sections["checks"],
                     benchmark=sections["benchmark"], timeout_s=timeout, source=file, trainer=trainer, option=option)
-        named = {pair.split("=")[0] for pair in option.split(",")} - set(dict(case.training.extra)) if option else set()
+        named = {pair.split(":")[0] for pair in option.split(",")} - set(dict(case.training.extra)) if option else set()
         if named:
             raise CaseError(file, f"{where}.option", f"names {', '.join(sorted(named))}, which training.extra does not set")
         problem = validate_combination(case, support)

@@ -92,8 +92,8 @@ def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request
                                          BUDGETS, tmp_path)
     assert not problems, "\n".join(problems)
     cases = {c.id: c for c in load_cases(request.config.getoption("cases_dir"))}
-    # the families, the sampling cases and the distillation cases came after that run
-    slugs = {c.slug for c in cases.values() if c.model.arch not in LATER and c.trainer != "distill"}
+    # the families, the sampling cases, the distillation cases and the option cases (labelled) came after that run
+    slugs = {c.slug for c in cases.values() if c.model.arch not in LATER and c.trainer != "distill" and not c.option}
     assert judged == len([p for p in (REFERENCES / "cpu" / "avx512-bf16").glob("tiny-*.json") if p.stem in slugs]) == 58
     rec = runs.load(INTEL_2026_12_07).by_case()["tiny-mixtral/qlora/base"][0]
     [result] = baselines.BaselineStore(REFERENCES, profile="cpu").checks(cases[rec.case_id], rec.loss_curve, [],
@@ -132,7 +132,9 @@ def test_every_reference_names_its_machines_and_runs_and_its_spread_is_what_thei
     # likewise the sampling cases (cases/sampling.yaml), run twice on the AMD Zen 4 on 2026-12-07
     sampling = {s for s in bf16 if cases[s].model.arch in LATER and s not in families}
     distill = {s for s in bf16 if cases[s].trainer == "distill"}
-    assert len(families) == 9 and len(sampling) == 2 and len(distill) == 3
-    later = families | sampling | distill
+    # and the option cases (cases/grpo_options.yaml, rloo_options.yaml), run twice on the AMD Zen 4 on 2026-12-07
+    options = {s for s in bf16 if cases[s].option}
+    assert len(families) == 9 and len(sampling) == 2 and len(distill) == 3 and len(options) == 11
+    later = families | sampling | distill | options
     assert {s for s, p in bf16.items() if not p.confirmed} == later
     assert all((p.count, p.runs) == (1, 2) for s, p in bf16.items() if s in later)

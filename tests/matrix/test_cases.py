@@ -317,14 +317,14 @@ def test_an_option_label_names_the_case_marks_it_and_must_name_what_extra_sets(t
         matrix:
           - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference]}
           - {models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference],
-             option: loss_type=ipo, training: {extra: {loss_type: [ipo]}}}
+             option: loss_type:ipo, training: {extra: {loss_type: [ipo]}}}
         """))
     plain, ipo = cases
-    assert ipo.id == "tiny-llama/dpo/lora/base/preference/loss_type=ipo" and "options" in ipo.markers
+    assert ipo.id == "tiny-llama/dpo/lora/base/preference/loss_type:ipo" and "options" in ipo.markers
     assert "options" not in plain.markers and "option" not in plain.to_dict() and ipo.to_dict()["option"]
     assert plain.fingerprint != ipo.fingerprint
-    for label, words in (("loss_type=ipo", "names loss_type, which training.extra does not set"),
-                         ("loss type", "must be name=value pairs")):
+    for label, words in (("loss_type:ipo", "names loss_type, which training.extra does not set"),
+                         ("loss type", "must be name:value pairs")):
         d = write_cases(tmp_path / label.replace(" ", "_"), f"""
             matrix:
               - {{models: [tiny-llama], trainers: [dpo], methods: [lora], datasets: [preference], option: "{label}"}}

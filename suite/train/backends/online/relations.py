@@ -123,6 +123,18 @@ def micro_batch(record: dict, **swap: Any) -> d.MicroBatch:
     return d.MicroBatch(**{**fields, **swap})
 
 
+def _trl_old(record: dict, logps: list[list[float]], mask: list[list[int]]) -> list[list[float]]:
+    """The old log-probabilities trl handed its loss, per token: GRPO's as they are; none (trl's ratio 1) the policy's
+    own; RLOO's per-sequence sums put on each completion's first counted token (its loss reads only the masked sum)."""
+    old = record.get("trl_old")
+    if old is None:
+        return logps
+    if old and isinstance(old[0], list):
+        return old
+    return [[v if j == row.index(1) else 0.0 for j in range(len(row))] if 1 in row else [0.0] * len(row)
+            for v, row in zip(old, mask)]
+
+
 def loss_causes(record: dict, cfg: d.LossConfig, expect: Callable, atol: float) -> str:
     """Why trl's loss differs from the definition: the first silent change whose loss matches trl's."""
     trl_mask = record.get("trl_mask") or record["mask"]  # recorded only where it differs
@@ -130,9 +142,11 @@ def loss_causes(record: dict, cfg: d.LossConfig, expect: Callable, atol: float) 
     if trl_mask != record["mask"]:
         counted = sum(map(sum, trl_mask)) - sum(map(sum, record["mask"]))
         tokens = record["generation_tokens"] + counted if record.get("trl_items") is None else record["trl_items"]
+        now = record.get("trl_logps") or record["logps"]  # the forward under trl's mask (older records lack it)
         variants.append((f"the loss counts {counted:+d} tokens beside the definition's completion mask (truncated "
                          f"completions counted despite mask_truncated_completions?)",
-                         micro_batch(record, mask=trl_mask, generation_tokens=int(tokens)), cfg))
+                         micro_batch(record, mask=trl_mask, generation_tokens=int(tokens), logps=now,
+                                     old=_trl_old(record, now, trl_mask)), cfg))
     # every other type that gives trl's loss is named (bnpo and dapo coincide where a generation is one micro-batch)
     others = [o for o in d.GRPO_TYPES if o != cfg.loss_type and cfg.loss_type in d.GRPO_TYPES
               and abs(expect(micro_batch(record), replace(cfg, loss_type=o)) - record["loss"]) <= atol]
