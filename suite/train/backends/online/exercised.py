@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from suite.matrix.spec import Case
     from suite.train.payload import Payload
 
+# relation -> the library functions it must not call: none, it computes no expected value (counts of what the
+# recorder kept, by the suite's own arithmetic)
+FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {"options_exercised": ()}
+
 MOVED = 1e-6  # a log-ratio beyond float rounding of the suite's own forward (the relations' bounds are 1e-5)
 # the loss types whose importance ratio is clipped to [1 - epsilon, 1 + epsilon_high] (PPO's surrogate; RLOO's on the
 # sequence ratio), and cispo's, capped at epsilon_high; sapo's soft gate and vespo's weight clip nothing
