@@ -143,6 +143,7 @@ def _trl_old(record: dict, logps: list[list[float]], mask: list[list[int]]) -> l
 def loss_causes(record: dict, cfg: d.LossConfig, expect: Callable, atol: float) -> str:
     """Why trl's loss differs from the definition: the first silent change whose loss matches trl's."""
     trl_mask = record.get("trl_mask") or record["mask"]  # recorded only where it differs
+    near = atol + CAUSE_RTOL * abs(record["loss"])
     variants = []
     if trl_mask != record["mask"]:
         counted = sum(map(sum, trl_mask)) - sum(map(sum, record["mask"]))
@@ -154,7 +155,7 @@ def loss_causes(record: dict, cfg: d.LossConfig, expect: Callable, atol: float) 
                                      old=_trl_old(record, now, trl_mask)), cfg))
     # every other type that gives trl's loss is named (bnpo and dapo coincide where a generation is one micro-batch)
     others = [o for o in d.GRPO_TYPES if o != cfg.loss_type and cfg.loss_type in d.GRPO_TYPES
-              and abs(expect(micro_batch(record), replace(cfg, loss_type=o)) - record["loss"]) <= atol]
+              and abs(expect(micro_batch(record), replace(cfg, loss_type=o)) - record["loss"]) <= near]
     if others:
         names = " or ".join(f"{o}'s" for o in others)
         variants.append((f"the loss is {names} (its denominator or weighting), not the declared {cfg.loss_type}'s",
@@ -167,7 +168,7 @@ def loss_causes(record: dict, cfg: d.LossConfig, expect: Callable, atol: float) 
     if cfg.beta:
         variants.append((f"no KL term (beta {cfg.beta:g} says there is one)", micro_batch(record), replace(cfg, beta=0.0)))
     for why, batch, c in variants:
-        if abs(expect(batch, c) - record["loss"]) <= atol + CAUSE_RTOL * abs(record["loss"]):
+        if abs(expect(batch, c) - record["loss"]) <= near:
             return why
     old = record.get("trl_old")
     if old is not None and isinstance(old[0], list):
