@@ -185,6 +185,8 @@ def _derived(case_id: str, klass: str, measured: list[Measured], basis: budgets.
                              else two_digits(worst[field] * (1 + m), up=True))
         else:  # tokens/s, a rate: the time margin's inverse (1.0: half the measured throughput)
             worst[field] = min(values)
+            if worst[field] <= 0:  # nothing measured (a step of no loss tokens): a floor of 0 bounds nothing
+                continue
             bounds[field] = two_digits(worst[field] / (1 + m), up=False)
     machines = "; ".join(sorted({machine_of(r) for r in recs}))
     envs = " / ".join(dict.fromkeys(_describe_env(r) for r in recs))

@@ -239,6 +239,10 @@ class CheckSpec:
     # reward margin from policy = reference (cases/dpo_options.yaml says which and why: DiscoPOP's slope in the
     # margin at 0 is (1 - ln 2) / (4 tau) - 3/4, positive for tau < 0.10; APO-down's margin fell over 10 steps)
     dpo_rewards_rise: bool = True
+    # GRPO and RLOO: whether the mean reward must rise (online_reward_rises). The option cases
+    # (cases/grpo_options.yaml, rloo_options.yaml) run 6 steps for their by-definition relations, too few for a rise
+    # to be a measurement; the rise is the 60- and 20-step cases' (grpo.yaml, rloo.yaml, sampling.yaml)
+    reward_rises: bool = True
 
 
 @dataclass(frozen=True)

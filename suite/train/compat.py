@@ -195,6 +195,13 @@ REQUIREMENTS = {r.name: r for r in (
     # peft 0.17 added LoraConfig.target_parameters (LoRA on nn.Parameters such as fused experts)
     Requirement("lora_target_parameters", "peft", "0.17.0",
                 "LoRA on parameters such as fused experts (LoraConfig.target_parameters)"),
+    # GRPO's newer loss types (cases/grpo_options.yaml), read in the released GRPOConfigs of the derived environments:
+    # cispo and sapo first in 0.26.2 (0.25.1 lacks them), luspo in 0.28.0 (0.27.2 lacks it), vespo in 1.0.0 (0.29.1
+    # lacks it); the releases between were not read, so a bound may be one patch release late
+    Requirement("grpo_loss_cispo", "trl", "0.26.2", "GRPO's loss type cispo (GRPOConfig.loss_type)"),
+    Requirement("grpo_loss_sapo", "trl", "0.26.2", "GRPO's loss type sapo (GRPOConfig.loss_type)"),
+    Requirement("grpo_loss_luspo", "trl", "0.28.0", "GRPO's loss type luspo (GRPOConfig.loss_type)"),
+    Requirement("grpo_loss_vespo", "trl", "1.0.0", "GRPO's loss type vespo (GRPOConfig.loss_type)"),
     # trl 1.15.0's SFT, DPO, KTO, GRPO and RLOO trainers compute the log-probabilities through a fused LM head whose
     # kernel imports Triton, with no fallback (trl.trainer.utils: `_ChunkedLogProbFunction = None` when the import
     # fails, then `.apply` on None): on a CPU-only torch, which ships no Triton, every such case errored with

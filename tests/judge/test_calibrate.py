@@ -183,3 +183,22 @@ def test_time_and_work_margins_are_their_own(measured):
     assert e.bounds["tokens_per_s"] <= e.measured["tokens_per_s"] / 2
     with pytest.raises(calibrate.CalibrationError, match="must not be negative"):
         calibrate.derive(["cal"], "cpu", 0.1, 1.0, results_root=tmp / "results", work_margin=-0.1)
+
+
+def test_a_rate_measured_at_zero_gets_no_floor(measured):
+    """A step of no loss tokens (GRPO with every completion of the profiled step truncated and masked out) measures
+    tokens/s 0: no floor is derived for it (a floor of 0 bounds nothing, and the budget file refuses one); the other
+    bounds stay."""
+    import dataclasses
+
+    tmp, case, recs = measured
+    zero = [dataclasses.replace(r, metrics={**r.metrics, "tokens_per_s": {**r.metrics["tokens_per_s"], "value": 0.0}})
+            for r in recs]
+    margins = calibrate._margins(0.25, 1.0, None, 0.0)
+    made = calibrate._derived(case.id, recs[0].class_name, [calibrate.Measured(r, "cal") for r in zero],
+                              budgets.Basis(3, 2, 1), "cpu", margins, "")
+    assert "tokens_per_s" not in made.bounds and made.measured["tokens_per_s"] == 0.0
+    assert {"peak_memory_gib", "step_time_s", "flops_per_step"} <= set(made.bounds)
+    kept = calibrate._derived(case.id, recs[0].class_name, [calibrate.Measured(r, "cal") for r in recs],
+                              budgets.Basis(3, 2, 1), "cpu", margins, "")
+    assert kept.bounds["tokens_per_s"] > 0

@@ -146,11 +146,13 @@ def test_every_reference_names_its_machines_and_runs_and_its_spread_is_what_thei
     packing = {s for s in bf16 if cases[s].dataset == LONG}
     # and DPO's options (cases/dpo_options.yaml), run twice on the AMD Zen 4 on 2026-12-07 (dpo-opt-1, -2)
     dpo_options = {s for s in bf16 if cases[s].option and cases[s].trainer == "dpo"}
+    # and GRPO's and RLOO's options (cases/grpo_options.yaml, rloo_options.yaml), twice on the AMD Zen 4, 2026-12-07
+    online_options = {s for s in bf16 if cases[s].option and cases[s].trainer != "dpo"}
     assert len(families) == 9 and len(sampling) == 2 and len(distill) == 3 and len(packing) == 3
-    assert len(dpo_options) == 16
+    assert len(dpo_options) == 16 and len(online_options) == 11
     # and the fully_shard rows (cases/fsdp2.yaml: FSDP2 on 2 CPU ranks), run twice on the AMD Zen 4 on 2026-12-07
     sharded = {s for s in bf16 if _suite_shards(cases[s])}
     assert len(sharded) == 2 and len(by_name) == 7
-    later = families | sampling | distill | packing | sharded | dpo_options | by_name
+    later = families | sampling | distill | packing | sharded | dpo_options | online_options | by_name
     assert {s for s, p in bf16.items() if not p.confirmed} == later
     assert all((p.count, p.runs) == (1, 2) for s, p in bf16.items() if s in later)

@@ -34,9 +34,12 @@ class _Curve:
             self.points.append({**logs, "step": state.global_step})
 
 
+RELATIONS = ("advantages_by_definition", "loss_by_definition")
+
+
 def judged(tmp: Path, trainer: str, extra: dict, faults: tuple[str, ...] = (), steps: int = 2,
-           learning_rate: float = 1e-2) -> dict:
-    """Train in process and judge the two relations: {check name: CheckResult}."""
+           learning_rate: float = 1e-2, names: tuple[str, ...] = RELATIONS) -> dict:
+    """Train in process and judge the checks named (the two relations): {check name: CheckResult}."""
     from suite.invariants.harness import build_trainer, quiet, tiny_case
     from suite.train import inject
     from suite.train.backends.registry import backend_for
@@ -53,7 +56,7 @@ def judged(tmp: Path, trainer: str, extra: dict, faults: tuple[str, ...] = (), s
         built.trainer.add_callback(curve)
         built.trainer.train()
     payload = SimpleNamespace(resolved=backend.describe(built.trainer), loss_curve=curve.points)
-    checks = [c for c in backend.checks_for(case) if c.name in ("advantages_by_definition", "loss_by_definition")]
+    checks = [c for c in backend.checks_for(case) if c.name in names]
     return {c.name: c.evaluate(case, payload, None, None) for c in checks}
 
 
@@ -138,3 +141,41 @@ def test_case_runs_without_baselines_fail_by_the_relation_that_names_the_fault(t
     assert clean_apart_from_the_reward(rloo["clean"])
     assert_fails_alone(rloo["loo_self_baseline"], "loo_self_baseline", "advantages_by_definition",
                        ("loss_by_definition", "first_loss_by_definition", *UNTOUCHED))
+
+
+# the options' faults (cases/grpo_options.yaml, rloo_options.yaml): label -> (fault, trainer, settings, the relation it
+# breaks, what the failing message names)
+OPTION_FAULTS = {
+    # dapo in place of grpo; bnpo gives the same loss where a generation is one micro-batch, so both are named
+    "loss_type_ignored": ("loss_type_ignored", "grpo", GRPO_RUNS["grpo"], "loss_by_definition",
+                          "the loss is bnpo's or dapo's"),
+    "scale_rewards_none_ignored": ("scale_rewards_ignored", "grpo", GRPO_RUNS["dr_grpo"], "advantages_by_definition",
+                                   "scaled by the group's reward std"),
+    "reward_clip_ignored": ("reward_clip_ignored", "rloo", {"reward_clip_range": [0.05, 0.25]},
+                            "advantages_by_definition", "rewards not clipped"),
+    "normalize_ignored": ("normalize_ignored", "rloo", {"normalize_advantages": True}, "advantages_by_definition",
+                          "normalize_advantages False applied"),
+}
+
+
+@pytest.mark.parametrize("label", OPTION_FAULTS)
+def test_each_option_fault_breaks_its_relation_alone_naming_the_cause(tmp_path, label):
+    fault, trainer, extra, broken, cause = OPTION_FAULTS[label]
+    results = judged(tmp_path, trainer, extra, (fault,))
+    assert not results[broken].passed and cause in results[broken].message, results[broken].message
+    other = (set(RELATIONS) - {broken}).pop()
+    assert results[other].passed, results[other].message
+
+
+def test_an_option_that_changes_nothing_fails_options_exercised(tmp_path):
+    """num_iterations 2 under an optimizer that updates nothing: the second pass's policy is the sampling one, every
+    ratio 1, so the clipped path the option is for never ran (options_exercised fails naming it); the relations hold.
+    A clean run of the same settings passes it (GRPO_RUNS' "clipped", 4 steps at 5e-2)."""
+    names = (*RELATIONS, "options_exercised")
+    idle = judged(tmp_path / "idle", "grpo", GRPO_RUNS["clipped"], ("no_update",), steps=4, learning_rate=5e-2,
+                  names=names)
+    assert not idle["options_exercised"].passed, idle["options_exercised"].message
+    assert "num_iterations 2: largest |log ratio| 0" in idle["options_exercised"].message
+    assert all(idle[n].passed for n in RELATIONS), idle
+    clean = judged(tmp_path / "clean", "grpo", GRPO_RUNS["clipped"], steps=4, learning_rate=5e-2, names=names)
+    assert clean["options_exercised"].passed, clean["options_exercised"].message

@@ -8,6 +8,7 @@ type); their metrics (`online_reward_final`, `online_kl_final`); their faults (`
 `stale_old_logps`, `batch_baseline`, and the relations' `scale_rewards_ignored`, `dapo_per_sequence`,
 `clip_dropped`, `truncated_counted`, `loo_self_baseline`, and `sampling_from_model_file` for the
 `sampling_as_documented` check: the settings `generate` resolved, against trl's documented precedence over the
-model's generation_config.json). backend.py, config.py, checks.py, metrics.py, faults.py, definitions.py (the
-suite's own formulas), lossrecord.py (what the child records for them), relations.py (the checks), observe.py
+model's generation_config.json; the options' `loss_type_ignored`, `reward_clip_ignored`, `normalize_ignored`) and
+`options_exercised` (each option a case sets acted on its run). backend.py, config.py, checks.py, metrics.py, faults.py, definitions.py (the
+suite's own formulas), lossrecord.py (what the child records for them), relations.py (the checks), exercised.py (options_exercised), observe.py
 (what generate resolved) and sampling.py (its check)."""

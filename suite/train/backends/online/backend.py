@@ -20,6 +20,7 @@ from suite.train import compat, data, models
 from suite.train.backends.base import NO_HOOKS, BuildHooks, TrainerCheck
 from suite.train.backends.sft.backend import HFSFTTrainer
 from suite.train.backends.online import checks as own_checks
+from suite.train.backends.online import exercised
 from suite.train.backends.online import metrics as own_metrics
 from suite.train.backends.online.config import online_config, pinned
 from suite.train.backends.online.faults import ONLINE_FAULTS
@@ -67,6 +68,7 @@ class Online(HFSFTTrainer):
     logged_keys = own_metrics.LOGGED_KEYS
     logged_lists = own_metrics.LOGGED_LISTS
     faults = (ONLINE_FAULTS,)
+    options_exercised = exercised.options_check()  # RLOO's judges its own loss's (sequence) ratio
 
     def version_needs(self, case: Case) -> list[str]:
         return ["generating_trainers", "trl_loss_kernel", "trl_package_checks"]
@@ -93,9 +95,13 @@ class Online(HFSFTTrainer):
         return []
 
     def checks_for(self, case: Case) -> tuple[TrainerCheck, ...]:
-        """The KL check only where there is a KL term (beta above 0)."""
-        return tuple(c for c in self.checks
-                     if c is not own_checks.KL_STARTS_AT_ZERO or self.config_value(case, "beta") > 0)
+        """The KL check only where there is a KL term (beta above 0); the reward's rise unless the case says it is
+        not what it is for (checks.reward_rises); options_exercised where the case sets an option it measures."""
+        kept = tuple(c for c in self.checks
+                     if (c is not own_checks.KL_STARTS_AT_ZERO or self.config_value(case, "beta") > 0)
+                     and (c is not own_checks.REWARD_RISES or case.checks.reward_rises))
+        declared = {**pinned(self.defaults), **dict(case.training.extra)}
+        return kept + ((self.options_exercised,) if exercised.asks(declared) else ())
 
     def declared_fields(self, case: Case, common: dict) -> dict:
         return {**common, **pinned(self.defaults), **dict(case.training.extra)}

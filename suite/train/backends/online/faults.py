@@ -14,6 +14,12 @@ completions kept in the loss's mask and its denominator though mask_truncated_co
 `loo_self_baseline` (RLOO's baseline is the group's mean with the completion itself, not its others': the
 leave-one-out advantage scaled by (n - 1) / n).
 
+The options' faults (cases/grpo_options.yaml, rloo_options.yaml): `scale_rewards_ignored` under scale_rewards
+"none" scales by the group's std (trl's default); `loss_type_ignored` (any declared GRPO loss type computed as trl's
+default "dapo", a declared "dapo" as "grpo"), `reward_clip_ignored` (RLOO's rewards not clipped to
+reward_clip_range), `normalize_ignored` (RLOO's advantages left unnormalised though normalize_advantages is set).
+`num_iterations` has `clip_dropped` and `stale_old_logps`; `mask_truncated_completions` has `truncated_counted`.
+
 `sampling_from_model_file` (sampling.py's check): trl's temperature, top_k and top_p dropped from the generation
 config it passes, so generation falls back to the model's generation_config.json for them."""
 from __future__ import annotations
@@ -59,18 +65,23 @@ def online_faults(trainer, faults: dict[str, float]) -> None:
 def definition_faults(trainer, faults: dict[str, float]) -> None:
     """The by-definition relations' faults: trl's own attributes changed after it was built (the config it
     reports untouched), or its loss / scoring wrapped."""
-    if "scale_rewards_ignored" in faults:
-        trainer.scale_rewards = "none"
+    if "scale_rewards_ignored" in faults:  # what is not asked for: no scaling, or trl's default where none is
+        trainer.scale_rewards = "group" if trainer.scale_rewards == "none" else "none"
+    if "reward_clip_ignored" in faults:
+        trainer.reward_clip_range = None
+    if "normalize_ignored" in faults:
+        trainer.normalize_advantages = False
     if "clip_dropped" in faults:
         trainer.epsilon_low = trainer.epsilon_high = float("inf")
     if "truncated_counted" in faults:
         trainer.mask_truncated_completions = False
-    if "dapo_per_sequence" in faults:
+    if "dapo_per_sequence" in faults or "loss_type_ignored" in faults:
         computing = trainer._compute_loss
+        every = "loss_type_ignored" in faults
 
         def per_sequence(model, inputs):
             declared = trainer.loss_type  # dapo's token sum over the generation batch -> per-sequence means
-            trainer.loss_type = GRPO_PER_SEQUENCE if declared == DAPO else declared
+            trainer.loss_type = GRPO_PER_SEQUENCE if declared == DAPO else DAPO if every else declared
             try:
                 return computing(model, inputs)
             finally:
@@ -103,5 +114,6 @@ def sampling_from_model_file(trainer) -> None:
 
 ONLINE_FAULTS = DeclaredFaults(("replay_completions", "stale_old_logps", "batch_baseline", "scale_rewards_ignored",
                                 "dapo_per_sequence", "clip_dropped", "truncated_counted", "loo_self_baseline",
-                                "sampling_from_model_file"),
+                                "sampling_from_model_file", "loss_type_ignored", "reward_clip_ignored",
+                                "normalize_ignored"),
                                online_faults)

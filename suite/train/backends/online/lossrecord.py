@@ -128,10 +128,15 @@ class LossRecorder:
         trl_old = inputs.get("old_per_token_logps", inputs.get("old_logps"))
         adv = inputs["advantages"]
         trl_mask = inputs["completion_mask"].tolist()
+        # where trl's mask differs, the policy's log-probabilities under it too (the mask is the forward's attention
+        # mask): what the cause "truncated completions counted" is recomputed with
+        trl_now = None if trl_mask == mask else _short(own_logps(model, pids, pmask, cids, inputs["completion_mask"],
+                                                                 t.args.temperature).tolist())
         return {"step": t.state.global_step + 1, "micro_batch": self.calls, "loss": float(loss.detach()),
                 "logps": _short(now.tolist()), "old": _short([r[0] for r in rows]),
                 "ref": None if rows[0][1] is None else _short([r[1] for r in rows]), "mask": mask,
                 "generation_tokens": rows[0][3], "advantages": adv.reshape(adv.size(0), -1)[:, 0].tolist(),
                 "trl_mask": trl_mask if trl_mask != mask else None,  # kept where it differs (a cause to name)
                 "trl_old": None if trl_old is None else _short(trl_old.tolist()),
-                "trl_items": float(inputs["num_items_in_batch"]) if "num_items_in_batch" in inputs else None}
+                "trl_items": float(inputs["num_items_in_batch"]) if "num_items_in_batch" in inputs else None,
+                "trl_logps": trl_now}

@@ -123,20 +123,44 @@ def micro_batch(record: dict, **swap: Any) -> d.MicroBatch:
     return d.MicroBatch(**{**fields, **swap})
 
 
+# a variant names the cause within atol or this share of trl's loss: an unclipped sequence ratio of e^20 (RLOO under
+# clip_dropped, measured) carries float32's relative rounding into a loss of 21, far past an absolute 1e-5
+CAUSE_RTOL = 1e-3
+
+
+def _trl_old(record: dict, logps: list[list[float]], mask: list[list[int]]) -> list[list[float]]:
+    """The old log-probabilities trl handed its loss, per token: GRPO's as they are; none (trl's ratio 1) the policy's
+    own; RLOO's per-sequence sums put on each completion's first counted token (its loss reads only the masked sum)."""
+    old = record.get("trl_old")
+    if old is None:
+        return logps
+    if old and isinstance(old[0], list):
+        return old
+    return [[v if j == row.index(1) else 0.0 for j in range(len(row))] if 1 in row else [0.0] * len(row)
+            for v, row in zip(old, mask)]
+
+
 def loss_causes(record: dict, cfg: d.LossConfig, expect: Callable, atol: float) -> str:
     """Why trl's loss differs from the definition: the first silent change whose loss matches trl's."""
     trl_mask = record.get("trl_mask") or record["mask"]  # recorded only where it differs
+    near = atol + CAUSE_RTOL * abs(record["loss"])
     variants = []
     if trl_mask != record["mask"]:
         counted = sum(map(sum, trl_mask)) - sum(map(sum, record["mask"]))
         tokens = record["generation_tokens"] + counted if record.get("trl_items") is None else record["trl_items"]
+        now = record.get("trl_logps") or record["logps"]  # the forward under trl's mask (older records lack it)
         variants.append((f"the loss counts {counted:+d} tokens beside the definition's completion mask (truncated "
                          f"completions counted despite mask_truncated_completions?)",
-                         micro_batch(record, mask=trl_mask, generation_tokens=int(tokens)), cfg))
-    for other in d.GRPO_TYPES:
-        if other != cfg.loss_type and cfg.loss_type in d.GRPO_TYPES:
-            variants.append((f"the loss is {other}'s (its denominator or weighting), not the declared "
-                             f"{cfg.loss_type}'s", micro_batch(record), replace(cfg, loss_type=other)))
+                         micro_batch(record, mask=trl_mask, generation_tokens=int(tokens), logps=now,
+                                     old=_trl_old(record, now, trl_mask)), cfg))
+    # every other type that gives trl's loss is named (bnpo and dapo coincide where a generation is one micro-batch)
+    others = [o for o in d.GRPO_TYPES if o != cfg.loss_type and cfg.loss_type in d.GRPO_TYPES
+              and abs(expect(micro_batch(record), replace(cfg, loss_type=o)) - record["loss"]) <= near]
+    if others:
+        names = " or ".join(f"{o}'s" for o in others)
+        variants.append((f"the loss is {names} (its denominator or weighting), not the declared {cfg.loss_type}'s",
+                         micro_batch(record),
+                         replace(cfg, loss_type=others[0])))
     variants.append(("the importance ratio is not clipped (epsilon low/high ignored)", micro_batch(record),
                      replace(cfg, epsilon_low=float("inf"), epsilon_high=float("inf"))))
     variants.append(("the ratio is 1 throughout: the old log-probabilities are the current policy's, not the "
@@ -144,7 +168,7 @@ def loss_causes(record: dict, cfg: d.LossConfig, expect: Callable, atol: float) 
     if cfg.beta:
         variants.append((f"no KL term (beta {cfg.beta:g} says there is one)", micro_batch(record), replace(cfg, beta=0.0)))
     for why, batch, c in variants:
-        if abs(expect(batch, c) - record["loss"]) <= atol:
+        if abs(expect(batch, c) - record["loss"]) <= near:
             return why
     old = record.get("trl_old")
     if old is not None and isinstance(old[0], list):

@@ -5,7 +5,7 @@ clipped loss, averaged over the micro-batch's completions."""
 from __future__ import annotations
 
 from suite.train.backends.online import checks as online
-from suite.train.backends.online import relations, sampling
+from suite.train.backends.online import exercised, relations, sampling
 from suite.train.backends.online.backend import Online
 
 
@@ -18,6 +18,7 @@ class RLOO(Online):
     checks = (online.REWARD_RISES, online.first_loss("rloo_first_loss", loss_type="rloo"),
               online.ADVANTAGES_ZERO_MEAN, online.KL_STARTS_AT_ZERO, online.COMPLETIONS_ON_POLICY,
               relations.RLOO_ADVANTAGES, relations.RLOO_LOSS, sampling.SAMPLING_AS_DOCUMENTED)
+    options_exercised = exercised.options_check(sequence=True)
 
     def trl_trainer(self) -> type:
         from trl import RLOOTrainer
