@@ -192,6 +192,14 @@ RELATIONS: dict[str, Relation] = dict([
          unit="fields"),
     _rel("determinism.curve", "two runs of the same tiny case give bit-identical loss curves on CPU", 0,
          unit="max abs"),
+    # resume.lr, .order, .samples: the resumed leg in a new process (suite/invariants/resume.py); exact on CPU,
+    # measured 2026-12-07 on avx512-bf16 (2-core AMD EPYC Zen 4), fp32, one run of each of SETUPS (deterministic)
+    _rel("resume.lr", "a run stopped at a checkpoint and resumed logs the learning rates of the uninterrupted run",
+         0, unit="max abs"),
+    _rel("resume.order", "a run stopped at a checkpoint and resumed feeds the examples of the uninterrupted run, "
+         "batch by batch (rows found by content in the training set)", 0, unit="batches"),
+    _rel("resume.samples", "a generating trainer stopped at a checkpoint and resumed samples the completions of "
+         "the uninterrupted run", 0, unit="generations"),
 ])
 
 
