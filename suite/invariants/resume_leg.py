@@ -35,6 +35,13 @@ class Setup:
     steps: int
     stop: int
     learning_rate: float = 1e-2
+    # the quantities whose relation is the owner's own, known broken where the base `resume.*` holds
+    # (resume.SETUPS says why): `resume.loss` becomes `<owner>.resume.loss`
+    owner: str = ""
+    known_broken: tuple[str, ...] = ()
+
+    def relation(self, quantity: str) -> str:
+        return f"{self.owner}.resume.{quantity}" if quantity in self.known_broken else f"resume.{quantity}"
 
     def case(self) -> Case:
         """The tiny case, saving at `stop`; the data format is the trainer's first (its backend's)."""
@@ -53,6 +60,7 @@ class Leg:
     steps: list[int] = field(default_factory=list)
     order: list[tuple[int, list[int]]] = field(default_factory=list)
     samples: list[tuple[int, list[list[int]]]] = field(default_factory=list)
+    dtypes: dict[str, str] = field(default_factory=dict)  # each trainable parameter's dtype as it trained
     weights: dict[str, Any] = field(default_factory=dict)
 
     def save(self, folder: Path) -> None:
@@ -71,7 +79,7 @@ class Leg:
         if not record.is_file():  # a child that died before writing: no record is no pass
             raise FileNotFoundError(f"{record}: the resumed leg wrote no record")
         doc = json.loads(record.read_text())
-        leg = cls(**{k: doc[k] for k in ("losses", "lrs", "steps")})
+        leg = cls(**{k: doc[k] for k in ("losses", "lrs", "steps", "dtypes")})
         leg.order = [(s, list(ids)) for s, ids in doc["order"]]
         leg.samples = [(s, [list(c) for c in comps]) for s, comps in doc["samples"]]
         leg.weights = torch.load(folder / WEIGHTS)
@@ -167,6 +175,7 @@ def run_leg(setup: Setup, output_dir: Path, *, resume_from: Path | None = None, 
         if fault is not None:
             TRAINER_FAULTS[fault](trainer)
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    leg.dtypes = {n: str(p.dtype) for n, p in trainer.model.named_parameters() if p.requires_grad}
     leg.weights = h.trainable_state(trainer.model)
     return leg
 
