@@ -72,8 +72,11 @@ def test_qlora_resumed_keeps_its_schedule_and_data_order(qlora_verdicts, invaria
 @pytest.mark.sft
 @pytest.mark.qlora
 @pytest.mark.adapter
-@pytest.mark.xfail(strict=True, reason=_known_broken("qlora.resume.dtypes"))
-def test_qlora_resumed_in_a_new_process(qlora_verdicts, invariant):
+def test_qlora_resumed_in_a_new_process(qlora_verdicts, invariant, request):
+    """Known broken where its cause shows, the adapter resumed in another dtype than it trained in (the control
+    stack); where it resumes in its own dtype (the floor releases: all three measured 0) the relations hold."""
+    if not qlora_verdicts["qlora.resume.dtypes"].passed:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=_known_broken("qlora.resume.dtypes")))
     invariant.holds([qlora_verdicts[f"qlora.resume.{q}"] for q in ("dtypes", "loss", "weights")])
 
 
