@@ -102,7 +102,8 @@ QLORA_RESUMED_WHY = ("a QLoRA adapter trains in bfloat16 (trl casts a quantized 
                      "and is saved so, but Trainer._load_from_checkpoint reloads it with peft's load_adapter, which "
                      "casts adapter weights to float32 (autocast_adapter_dtype): the resumed run trains the adapter in "
                      "float32, the uninterrupted one in bfloat16. On the floor releases (trl 0.20.0, transformers "
-                     "4.56.0, peft 0.15.0) QLoRA resumes exactly (all three measured 0, 2026-12-07)")
+                     "4.56.0, peft 0.15.0) the adapter trains in float32 (that trl casts nothing) and QLoRA resumes exactly "
+                     "(all three measured 0, 2026-12-07)")
 QLORA_RESUMED_WHERE = ("avx512-bf16 (AMD EPYC Zen 4), trl 1.16.0, transformers 5.23.0, peft 0.21.2, 2026-12-07, "
                        "sft-qlora: 3 steps resumed of 6, one run (deterministic: two straight runs in two processes "
                        "agree bitwise)")
