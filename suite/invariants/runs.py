@@ -1,4 +1,4 @@
-"""Invariants that compare two real training runs: gradient accumulation, resume, trainable set.
+"""Invariants that compare two real training runs: gradient accumulation, trainable set (resume: resume.py).
 
 Each `measure_*` trains tiny models in this process and returns one Verdict per relation; the
 keyword arguments are the seams a "can fail" test uses to break the relation on purpose.
@@ -22,8 +22,6 @@ from suite.train.backends.registry import BACKENDS, backend_for
 FORBIDDEN_ORACLES: dict[str, tuple[str, ...]] = {
     "grad_accum.loss": (),
     "grad_accum.weights": (),
-    "resume.loss": (),
-    "resume.weights": (),
     "determinism.curve": (),
     "trainable.set": (),
     "trainable.frozen_unchanged": (),
@@ -137,29 +135,6 @@ def per_micro_batch_mean_trainer():
             return loss / self.args.gradient_accumulation_steps if self.model.training else loss
 
     return PerMicroBatchMean
-
-
-def measure_resume(method: str, out: Path, *, n: int = 2,
-                   tamper: Callable[[Path], None] | None = None) -> list[Verdict]:
-    """2N steps straight (saving at N) against resuming from the step-N checkpoint to 2N."""
-    case = h.tiny_case(method, max_steps=2 * n, extra=dict(save_strategy="steps", save_steps=n))
-    straight = h.build_trainer(case, out / "straight")
-    losses_a = h.train_and_log(straight)
-    weights_a = h.trainable_state(straight.trainer.model)
-    ckpt = out / "straight" / f"checkpoint-{n}"
-    if tamper is not None:
-        tamper(ckpt)
-    resumed = h.build_trainer(case, out / "resumed")
-    losses_b = h.train_and_log(resumed, resume_from_checkpoint=str(ckpt))
-    weights_b = h.trainable_state(resumed.trainer.model)
-    what = f"{method}, steps {n + 1}..{2 * n}"
-    return [compare("resume.loss", losses_a[n:], losses_b, what), compare("resume.weights", weights_a, weights_b, what)]
-
-
-def drop_optimizer_state(ckpt: Path) -> None:
-    """Resume as if the checkpoint had no optimizer and scheduler state (a fresh AdamW at step N)."""
-    for name in ("optimizer.pt", "scheduler.pt"):
-        (ckpt / name).unlink(missing_ok=True)
 
 
 def _expected_trainable(model_path: str, modules_to_save: tuple[str, ...]) -> set[str]:
