@@ -136,6 +136,27 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def run_two_ranks(module: str, args: list[str], timeout_s: float, what: str = "the two ranks") -> str:
+    """`python -m module --rank *args` on WORLD_SIZE gloo CPU ranks by torchrun, on a free port, in their own
+    process group: a timeout kills both, and nothing of theirs outlives the launch. Their output, or
+    RuntimeError saying how they ended (the launches of distributed_adapter.py and distributed_resume.py)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD_SIZE), "--master_port",
+           str(free_port()), "-m", module, "--rank", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        kill_group(proc)
+        raise RuntimeError(f"{what} gave no end after {timeout_s:.0f} s: both were killed") from exc
+    kill_group(proc)
+    if proc.returncode:
+        raise RuntimeError(f"{what} exited {proc.returncode}:\n{log[-3000:]}")
+    return log
+
+
 def read_outcome(workdir: Path, exitcode: int | None, wall_s: float) -> Outcome:
     """Rank 0's result; else the first failed rank's; else what the launcher's exit says."""
     tail = tail_of(workdir / LOG)

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from suite.paths import ROOT
 
 FAULTS = ("local_shard", "prefixed", "trainer_save")
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -121,23 +119,10 @@ def compare_dirs(unsharded: Path, sharded: Path) -> AdapterDiff:
 def compare(timeout_s: float = 240) -> dict[str, AdapterDiff]:
     """Launch the two ranks (torchrun, a free port, in their own process group: a timeout kills both); the
     sharded save ("") and each fault's, compared with the unsharded save."""
-    from suite.run.distributed import free_port, kill_group
+    from suite.run.distributed import run_two_ranks
 
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(free_port()), "-m", "suite.run.distributed_adapter", "--rank", out]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-               "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-                                start_new_session=True)
-        try:
-            log, _ = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired as exc:
-            kill_group(proc)
-            raise RuntimeError(f"the two ranks gave no end after {timeout_s:.0f} s: both were killed") from exc
-        kill_group(proc)  # nothing of theirs outlives the launch
-        if proc.returncode:
-            raise RuntimeError(f"the two ranks exited {proc.returncode}:\n{log[-3000:]}")
+        run_two_ranks("suite.run.distributed_adapter", [out], timeout_s)
         diffs = {}
         for fault in ("", *FAULTS):
             name = fault or "sharded"

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from suite.paths import ROOT
 
 STEPS, STOP, MICRO, SEQ, VOCAB = 6, 3, 2, 16, 128  # micro-batch per rank; the checkpoint after step STOP
 # the two models trained: a label (the files' and the report's) and whether a LoRA adapter is what trains
@@ -155,22 +153,9 @@ def rank_main(phase: str, out: str) -> None:
 
 def _launch(phase: str, out: str, timeout_s: float) -> None:
     """Two ranks by torchrun on a free port, in their own process group: a timeout kills both."""
-    from suite.run.distributed import free_port, kill_group
+    from suite.run.distributed import run_two_ranks
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           "-m", "suite.run.distributed_resume", "--rank", phase, out]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-                            start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        kill_group(proc)
-        raise RuntimeError(f"{phase}: the two ranks gave no end after {timeout_s:.0f} s: both were killed") from exc
-    kill_group(proc)
-    if proc.returncode:
-        raise RuntimeError(f"{phase}: the two ranks exited {proc.returncode}:\n{log[-3000:]}")
+    run_two_ranks("suite.run.distributed_resume", [phase, out], timeout_s, what=f"{phase}: the two ranks")
 
 
 def _diff(a: dict, b: dict) -> tuple[float, float]:
