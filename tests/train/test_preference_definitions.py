@@ -242,3 +242,23 @@ def test_a_release_the_recorder_cannot_read_is_not_judged_and_a_lost_record_stil
         assert out.passed and not out.judged and why in out.message, check.name
         failed = check.evaluate(case, lost, None, None)
         assert not failed.passed and failed.judged and "missing" in failed.message, check.name
+
+
+def test_before_trl_1_15_the_child_installs_no_recorder_and_says_why(monkeypatch):
+    """trl 0.20's DPOTrainer has no `_compute_loss` for the recorder to wrap (the DPO cases errored on the floor
+    stack with AttributeError): below 1.15 no recorder is installed and describe() says why; from 1.15 it is."""
+    from types import SimpleNamespace
+
+    from suite.train import compat
+    from suite.train.backends.dpo.backend import BACKEND
+
+    monkeypatch.setattr(compat, "package_version", lambda name: "0.20.0" if name == "trl" else "99")
+    trainer = SimpleNamespace(args=SimpleNamespace())
+    from suite.train.backends.sft.backend import HFSFTTrainer
+
+    monkeypatch.setattr(HFSFTTrainer, "instrument", lambda self, t: "counter")  # the token counter, not under test
+    assert BACKEND.instrument(trainer) == "counter" and not hasattr(trainer, "suite_logps_recorder")
+    said = BACKEND.describe(trainer)["by_definition"]["not_judged"]
+    assert said.startswith("needs trl>=1.15.0") and "installed: 0.20.0" in said
+    monkeypatch.setattr(compat, "package_version", lambda name: "1.16.0" if name == "trl" else "99")
+    assert BACKEND.describe(trainer) == {}  # a release it reads, and no recorder: nothing to say (a lost record fails)

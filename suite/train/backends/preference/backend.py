@@ -36,17 +36,20 @@ class Preference(HFSFTTrainer):
         from suite.train.backends.preference.recorder import LogpsRecorder
 
         counter = super().instrument(trainer)
-        trainer.suite_logps_recorder = LogpsRecorder(trainer, self.own_forward)
+        # before trl 1.15 the trainers have no `_compute_loss` to wrap and no fused LM head to read: no recorder
+        if compat.REQUIREMENTS["preference_fused_head"].missing() is None:
+            trainer.suite_logps_recorder = LogpsRecorder(trainer, self.own_forward)
         return counter
 
     def describe(self, trainer: Any) -> dict:
-        """What the by-definition relations read: the config fields the formulas take and the recorded steps."""
+        """What the by-definition relations read: the config fields the formulas take and the recorded steps;
+        on a release the recorder cannot read, why (the relations then say not judged, by name, not failed)."""
+        unreadable = compat.REQUIREMENTS["preference_fused_head"].missing()
+        if unreadable:
+            return {"by_definition": {"not_judged": f"needs {unreadable}"}}
         args, recorder = trainer.args, getattr(trainer, "suite_logps_recorder", None)
         if recorder is None:
             return {}
-        unreadable = compat.REQUIREMENTS["preference_fused_head"].missing()
-        if unreadable:  # the recorder saw no log-probabilities: said, so the relations say not judged, not failed
-            return {"by_definition": {"not_judged": f"needs {unreadable}"}}
         settings = {k: _jsonable(getattr(args, k, None)) for k in self.settings}
         return {"by_definition": {"settings": settings, **recorder.record()}}
 
