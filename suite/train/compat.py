@@ -183,6 +183,9 @@ REQUIREMENTS = {r.name: r for r in (
                 "DPO's options judged by definition (the recorder reads trl's fused LM head's log-probabilities)"),
     # the same for the existing DPO and KTO cases, which run before 1.15 (KTO passes fused_lm_head from 1.15.0
     # too, read in the release wheels): there their by-definition relations are reported not judged, by name
+    # trl's RewardTrainer logs the pairwise accuracy and margin in training from 0.24.0 (its rewrite: before, only
+    # evaluation computed an accuracy), read in the release wheels: before, reward_pairs_rise cannot judge
+    Requirement("reward_logs_pairs", "trl", "0.24.0", "the reward model's pairwise accuracy and margin logged in training"),
     Requirement("preference_fused_head", "trl", "1.15.0",
                 "the preference relations by definition (the recorder reads trl's fused LM head's log-probabilities)"),
     # by name (cases/byname.yaml), read in trl's tagged sources: RewardConfig has model_init_kwargs (RewardTrainer

@@ -262,3 +262,43 @@ def test_before_trl_1_15_the_child_installs_no_recorder_and_says_why(monkeypatch
     assert said.startswith("needs trl>=1.15.0") and "installed: 0.20.0" in said
     monkeypatch.setattr(compat, "package_version", lambda name: "1.16.0" if name == "trl" else "99")
     assert BACKEND.describe(trainer) == {}  # a release it reads, and no recorder: nothing to say (a lost record fails)
+
+
+def test_trl_0_20s_reward_model_two_forwards_are_paired_and_its_unlogged_accuracy_not_judged():
+    """trl before 0.24 scores the chosen rows in one forward and the rejected in another, and logs no pairwise
+    accuracy or margin in training (read in the release wheels; measured on the floor stack): the recorder pairs
+    the two forwards, and `reward_pairs_rise` reports not judged where the child says its trl logs none."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from suite.train.backends.reward import checks as reward_checks
+    from suite.train.backends.reward.recorder import ScoreRecorder
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            return SimpleNamespace(logits=x)
+
+    model = Model().train()
+
+    def two_forwards(m, inputs, return_outputs=False, **kw):  # trl 0.20's compute_loss, in shape
+        chosen, rejected = m(inputs["chosen"]).logits, m(inputs["rejected"]).logits
+        return -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+
+    trainer = SimpleNamespace(args=SimpleNamespace(max_steps=3), state=SimpleNamespace(global_step=0), model=model,
+                              compute_loss=two_forwards)
+    rec = ScoreRecorder(trainer)
+    trainer.compute_loss(model, {"chosen": torch.tensor([[1.0], [0.5]]), "rejected": torch.tensor([[0.0], [0.25]])})
+    doc = {"settings": {}, **rec.record()}
+    step = doc["micro_batches"][0]
+    assert step["forwards"] == 2 and step["chosen"] == [1.0, 0.5] and step["rejected"] == [0.0, 0.25]
+    assert reward.loss_relation("c", doc, [{"step": 1, "loss": step["loss"]}], 1e-6).passed
+    three = {**doc, "micro_batches": [{**step, "forwards": 3}]}  # the can-fail counterpart: forwards it cannot pair
+    assert not reward.loss_relation("c", three, [{"step": 1, "loss": step["loss"]}], 1e-6).passed
+
+    case = SimpleNamespace(id="c", checks=SimpleNamespace(loss_window=2))
+    said = reward_checks._pairs_rise(case, SimpleNamespace(resolved={"pairs_not_logged": "needs trl>=0.24.0"},
+                                                           loss_curve=[]), None, None)
+    assert said.passed and not said.judged and "needs trl>=0.24.0" in said.message
+    lost = reward_checks._pairs_rise(case, SimpleNamespace(resolved={}, loss_curve=[]), None, None)
+    assert not lost.passed  # a release that logs them and a curve without them still fails

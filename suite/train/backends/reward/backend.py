@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from suite.matrix.axes import ADAPTERS, NO_QUANTIZATION, PREFERENCE_FORMATS
 from suite.train import args as train_args
-from suite.train import models
+from suite.train import compat, models
 from suite.train.backends.base import NO_HOOKS, BuildHooks
 from suite.train.backends.sft.backend import HFSFTTrainer
 from suite.train.backends.reward import checks as own_checks
@@ -107,8 +107,10 @@ class Reward(HFSFTTrainer):
             return {}
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
         padding = padding_scores(model, trainer.processing_class, trainer.train_dataset, str(trainer.args.device))
+        unlogged = compat.REQUIREMENTS["reward_logs_pairs"].missing()  # the release logs no accuracy or margin
         return {"by_definition": {"settings": {"center_rewards_coefficient": trainer.args.center_rewards_coefficient},
-                                  **recorder.record(), "padding": padding}}
+                                  **recorder.record(), "padding": padding},
+                **({"pairs_not_logged": f"needs {unlogged}"} if unlogged else {})}
 
     def routes(self, case: Case) -> tuple:
         from suite.train import routes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from suite.checkresult import Bounds, CheckResult, windows_rise
+from suite.checkresult import Bounds, CheckResult, not_judged, windows_rise
 from suite.train.backends.base import TrainerCheck
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ class ScoreHeadSaved:
 
 
 def _pairs_rise(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
+    unlogged = (payload.resolved or {}).get("pairs_not_logged")  # the child said its trl logs none in training
+    if unlogged:
+        return not_judged(PairwiseRise.name, case.id, unlogged)
     return PairwiseRise(case.checks.loss_window).evaluate(case.id, payload.loss_curve)
 
 

@@ -36,11 +36,16 @@ class ScoreRecorder:
         finally:
             self.active = False
         loss = out[0] if isinstance(out, tuple) else out
-        scores = self.scores[0] if len(self.scores) == 1 else []
-        n = len(scores) // 2
+        if len(self.scores) == 1:  # one forward of the chosen rows, then the rejected (trl 1.x)
+            n = len(self.scores[0]) // 2
+            chosen, rejected = self.scores[0][:n], self.scores[0][n:]
+        elif len(self.scores) == 2 and len(self.scores[0]) == len(self.scores[1]):  # one each (trl 0.20's)
+            chosen, rejected = self.scores
+        else:
+            chosen, rejected = [], []
         self.records.append({"step": step, "loss": float(loss.detach()), "forwards": len(self.scores),
-                             "chosen": scores[:n][:KEEP_PAIRS], "rejected": scores[n:][:KEEP_PAIRS],
-                             "pairs": n})
+                             "chosen": chosen[:KEEP_PAIRS], "rejected": rejected[:KEEP_PAIRS],
+                             "pairs": len(chosen)})
         return out
 
     def record(self) -> dict:

@@ -25,9 +25,10 @@ def loss_relation(case_id: str, doc: dict | None, curve: list[dict], atol: float
         (f" + {center:g} x mean((chosen + rejected)^2)" if center else "") + " from the recorded scores"
     steps: dict[int, list[float]] = {}
     for b in doc["micro_batches"]:
-        if b["forwards"] != 1 or not b["chosen"] or b["pairs"] > len(b["chosen"]):
+        if b["forwards"] not in (1, 2) or not b["chosen"] or b["pairs"] > len(b["chosen"]):
             return worst(name, case_id, [], atol, what, "", f"step {b['step']}: {b['forwards']} forwards, "
-                                                             f"{b['pairs']} pairs recorded (one forward expected)")
+                                                             f"{b['pairs']} pairs recorded (one forward of both, "
+                                                             f"or one each, expected)")
         steps.setdefault(b["step"], []).append(d.reward_loss(b["chosen"], b["rejected"], center))
     diffs = []
     for step, losses in sorted(steps.items()):
