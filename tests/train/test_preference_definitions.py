@@ -212,8 +212,8 @@ def test_dpo_loss_types_after_trls_floor_skip_naming_the_release(monkeypatch):
     monkeypatch.setattr(compat, "package_version", lambda name: floors.get(name, "99"))
     cases = {c.option: c for c in load_cases(ROOT / "cases") if c.option and c.trainer == "dpo"}
     reasons = {o: compat.cannot_express(c, backend_for(c).version_needs(c)) for o, c in cases.items()}
-    record = ("trl>=1.15.0 for DPO's options judged by definition (the recorder reads trl's fused LM head's "
-              "log-probabilities) (installed: 0.20.0)")
+    record = ("trl>=1.15.0 for the preference relations judged by definition (the recorder reads trl's fused LM "
+              "head's log-probabilities) (installed: 0.20.0)")
     assert reasons.pop("loss_type:aot_unpaired") == [record, "trl>=0.28.0 for DPO's loss_type aot_unpaired (trl "
                                                              "before 0.28 names it aot_pair) (installed: 0.20.0)"]
     assert reasons.pop("loss_type:sigmoid_norm") == [record, "trl>=1.4.0 for DPO's loss_type sigmoid_norm "
