@@ -154,8 +154,8 @@ def test_the_reward_relations_on_crafted_records():
 
 
 def test_a_lost_or_malformed_record_is_a_failure_not_a_pass():
-    assert "missing" in read_recorded({})
-    assert "malformed" in read_recorded({"by_definition": {"settings": {}, "micro_batches": [{"step": 1}]}})
+    assert "missing" in read_recorded({}).why and read_recorded({}).judgeable
+    assert "malformed" in read_recorded({"by_definition": {"settings": {}, "micro_batches": [{"step": 1}]}}).why
 
 
 def test_rpo_weights_and_precomputed_references_on_crafted_records():

@@ -11,7 +11,7 @@ from suite.checkresult import Bounds, CheckResult, windows_rise
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.dpo.relations import pairs_of
 from suite.train.backends.preference import definitions as d
-from suite.train.backends.preference.relations import read_recorded
+from suite.train.backends.preference.relations import NoRecord, read_recorded
 from suite.train.backends.preference.checks import REFERENCE_UNTOUCHED
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def _starts_at_ln2(case: Case, payload: Payload, bounds: Bounds | None, inv: Any
     1, IPO (1 / 2 beta)^2; SFT's term is the chosen completions' negative log-likelihood, which needs the first
     step's recorded log-probabilities), from the settings the child recorded (definitions.py's formula, not trl's)."""
     rec = read_recorded(payload.resolved)
-    types = tuple(rec.settings.get("loss_type") or ("sigmoid",)) if not isinstance(rec, str) else ("sigmoid",)
+    types = tuple(rec.settings.get("loss_type") or ("sigmoid",)) if not isinstance(rec, NoRecord) else ("sigmoid",)
     if types == ("sigmoid",) or any(t not in d.DPO_LOSS_TYPES for t in types):
         return StartsAtLn2(case.checks.dpo_ln2_atol).evaluate(case.id, payload.losses)
     s = rec.settings
