@@ -39,7 +39,7 @@ def _trainer(out: Path):
     rows = [{"input_ids": r, "labels": r} for r in ids]
     args = TrainingArguments(str(out), max_steps=STEPS, per_device_train_batch_size=MICRO, learning_rate=1e-2,
                              save_strategy="steps", save_steps=1, logging_steps=1, report_to=[], seed=0,
-                             dataloader_num_workers=0, disable_tqdm=True)
+                             dataloader_num_workers=0, disable_tqdm=True, use_cpu=True)  # MULTI_CPU: each rank its half
     trainer = Trainer(model=model, args=args, train_dataset=rows)
     shard(trainer)
     return trainer
