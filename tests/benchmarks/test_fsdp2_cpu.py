@@ -8,7 +8,8 @@ import pytest
 
 from benchmarks import fsdp2_cpu
 
-pytestmark = pytest.mark.slow  # each relation launches one process and two ranks (19 to 25 s on 2 cores, 2026-12-07)
+pytestmark = pytest.mark.slow  # each relation launches one process and two ranks (19 to 25 s on 2 cores, 2026-12-07;
+# DDP's: 53 and 62 s under heavy load, 24 CPU-s each)
 
 # Measured 2026-12-07 on the 2-core CI machine (AMD EPYC, torch 2.13.0+cpu, transformers 5.23.0, peft 0.21.2;
 # one machine, one run each: provisional): largest loss difference over 6 steps 4.8e-7 nats (full) and 9.5e-7
@@ -28,7 +29,7 @@ def test_two_fsdp2_ranks_train_as_one_process_with_the_whole_batch(method):
     assert got["max_weight_diff"] <= WEIGHT_ATOL, got
 
 
-# DDP's launch used to hang at its end (1 in 15 launches, 2026-12-07, and once in CI): a DDP model alive as the group
+# DDP's launch used to hang at its end (3 in ~10 launches, then 1 in 30, 2026-12-07, and once in CI): a DDP model alive as the group
 # was destroyed deadlocked gloo's teardown (suite/run/ranks.py says how, measured with gdb). The ranks now end the
 # group only once the model is gone (`end_process_group`, which refuses a live one), and the launcher's deadline
 # names a rank that never ends (tests/run/test_ranks.py).
