@@ -79,7 +79,7 @@ def _backbone_grads(trainer, batch: dict):
         hidden.retain_grad()
         seen["hidden"] = hidden
 
-    handle = base.base_model.register_forward_hook(keep)
+    handle = _decoder_stack(base).register_forward_hook(keep)
     try:
         model.train()
         loss = trainer.compute_loss(model, trainer._prepare_inputs(dict(batch)))
@@ -89,6 +89,17 @@ def _backbone_grads(trainer, batch: dict):
     return float(loss.detach()), seen["hidden"].grad
 
 
+def _decoder_stack(causal_lm):
+    """The causal LM's decoder stack (what outputs last_hidden_state). Its base_model, but transformers 4.x's Gemma 3
+    names its base_model_prefix "language_model" and keeps the stack as .model, so base_model is the causal LM
+    itself (whose hooks peft's forward bypasses), and 4.x's get_decoder() gives None for Llama."""
+    for candidate in (causal_lm.base_model, getattr(causal_lm, "model", None)):
+        if candidate is not None and candidate is not causal_lm:
+            return candidate
+    raise NotApplicable(f"{type(causal_lm).__name__} shows no decoder stack (base_model, .model) to read the "
+                        f"hidden states' gradient at")
+
+
 def measure_prompt_mask(dataset: str, loss: str, out: Path, *, collator_wrapper: Callable | None = None,
                         arch: str = "llama", template: Callable[[str], str] | None = None) -> list[Verdict]:
     """Completion-only / assistant-only loss: labels, gradients and the loss value of one batch, on the tiny
@@ -96,6 +107,7 @@ def measure_prompt_mask(dataset: str, loss: str, out: Path, *, collator_wrapper:
     case = h.tiny_case("lora", dataset=dataset, loss=loss, batch_size=8, num_samples=16, arch=arch)
     tokenizer = None
     if template is not None:
+        h.require_expressible(case)  # before the tiny model is built, which a release without its class cannot
         tokenizer = h.tokenizer_for(case)
         tokenizer.chat_template = template(tokenizer.chat_template)
     built = h.build_trainer(case, out, tokenizer=tokenizer)
