@@ -85,7 +85,7 @@ def launch_command(case: Case, workdir: Path, started: float, *, num_processes: 
 def child_env(case: Case) -> dict[str, str]:
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()}}
     feature = case.uses.distributed
-    if feature is not None and feature.suite_shards:  # CPU rows: gloo ranks, whatever GPUs this machine has
+    if feature is not None and feature.cpu_ranks:  # CPU rows: gloo ranks, whatever GPUs this machine has
         env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
