@@ -95,6 +95,8 @@ def test_the_stage_recorded_is_the_engines_own():
 
 def test_a_zero_row_skips_naming_the_compiler_deepspeeds_cpu_op_is_built_with(monkeypatch, tmp_path):
     monkeypatch.setattr(machine, "cuda_available", lambda: False)
+    real = importlib.util.find_spec  # DeepSpeed installed or not (the compiler is asked only where it is)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "deepspeed" else real(name, *a))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     missing = requirements.missing_requirements(ROWS[("full", 2)])
     assert any(m.startswith("a C++ compiler (") and "no-such-compiler" in m and "DeepSpeed's shared-memory op" in m
