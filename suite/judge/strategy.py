@@ -1,7 +1,8 @@
 """The strategy that ran is the one asked: a ddp/fsdp case passes only when the model that trained was
 wrapped in its feature's wrapper (matrix/axes.py `Feature.wrapper`) on WORLD_SIZE ranks, as its child
-recorded them (suite/train/wrapped.py), a DeepSpeed engine at the ZeRO stage asked (read from the engine). A launcher that falls back silently (accelerate asked for FSDP
-on a machine without CUDA trains with DDP) fails the case naming both."""
+recorded them (suite/train/wrapped.py), a DeepSpeed engine at the ZeRO stage asked (read from the engine).
+A launcher that falls back silently (accelerate asked for FSDP on a machine without CUDA trains with DDP)
+fails the case naming both."""
 from __future__ import annotations
 
 from suite.checkresult import CheckResult
