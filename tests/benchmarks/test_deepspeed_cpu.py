@@ -11,7 +11,7 @@ import pytest
 from benchmarks import fsdp2_cpu
 
 pytestmark = [
-    pytest.mark.slow,  # each: a 1-rank and a 2-rank launch (113 to 202 s at a load average ~11 on 2 cores, 2026-12-08)
+    pytest.mark.slow,  # each: a 1-rank and a 2-rank launch (113 to 202 s at load ~11 on 2 cores, 19-24 s near alone)
     pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
                        reason="the package deepspeed (pip install -c requirements/control.txt -e '.[deepspeed]'), "
                               "not installed"),
