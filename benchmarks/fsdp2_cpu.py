@@ -10,7 +10,7 @@ loss (averaged over the ranks) and at the end the full state dict (gathered with
 `--fault same_rows` gives both ranks the first half of every batch (a sampler that does not split the data):
 the relation must break. What wrapped the model is recorded with suite/train/wrapped.py's `describe`.
 
-    python benchmarks/fsdp2_cpu.py [full|lora ...] [--wrap fsdp2|ddp] [--fault same_rows]   # a JSON line per method
+    python benchmarks/fsdp2_cpu.py [full|lora ...] [--wrap fsdp2|ddp|zero2|zero3] [--fault same_rows]  # a line per method
 """
 from __future__ import annotations
 
@@ -56,6 +56,30 @@ def _shard(model) -> None:
     fully_shard(model)
 
 
+def _zero(model, stage: int, micro: int):
+    """DeepSpeed ZeRO-`stage` around the model with the same AdamW, on this launch's gloo ranks (one or two)."""
+    import deepspeed
+    import torch
+
+    deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    config = {"train_micro_batch_size_per_gpu": micro, "gradient_accumulation_steps": 1,
+              "zero_optimization": {"stage": stage, "reduce_bucket_size": 1_000_000,
+                                    "allgather_bucket_size": 1_000_000},
+              "zero_allow_untested_optimizer": True}
+    engine, optim, _, _ = deepspeed.initialize(model=model, optimizer=optim, config=config)
+    return engine, optim
+
+
+def _zero_state(engine) -> dict:
+    """The whole state dict of a DeepSpeed engine's module: ZeRO-3's partitions gathered (a collective)."""
+    import deepspeed
+
+    params = list(engine.module.parameters())
+    with deepspeed.zero.GatheredParameters(params, enabled=any(hasattr(p, "ds_id") for p in params)):
+        return {k: v.detach().clone() for k, v in engine.module.state_dict().items()}
+
+
 def rank_main(method: str, wrap: str, fault: str, out: str) -> None:
     """One process (world 1: the whole batch) or one rank of two (its half): train, then write the curve and
     the full state dict (rank 0). The wrapped model lives only in `_train`: a DDP model alive as the group ends
@@ -69,13 +93,13 @@ def rank_main(method: str, wrap: str, fault: str, out: str) -> None:
     rank = int(os.environ.get("RANK", "0"))
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
-    if world > 1:
+    if world > 1 and not wrap.startswith("zero"):  # DeepSpeed starts its own (in one process too): _zero
         dist.init_process_group("gloo")
     losses, state, strategy = _train(method, wrap, fault, world, rank)
     if rank == 0:
         torch.save(state, Path(out) / "state.pt")
         (Path(out) / "run.json").write_text(json.dumps({"losses": losses, "strategy": strategy.to_dict()}))
-    if world > 1:
+    if dist.is_initialized():
         end_process_group()  # no DDP model left, a barrier (rank 0's files are written), the group destroyed
 
 
@@ -89,12 +113,16 @@ def _train(method: str, wrap: str, fault: str, world: int, rank: int) -> tuple[l
     from suite.train.wrapped import describe
 
     model = _model(method)
-    if world > 1:
+    engine = None
+    if wrap.startswith("zero"):  # DeepSpeed in one process too: its launch is torchrun's either way
+        engine, optim = _zero(model, int(wrap[4:]), MICRO if world > 1 else 2 * MICRO)
+    elif world > 1:
         if wrap == "ddp":
             model = torch.nn.parallel.DistributedDataParallel(model)
         else:
             _shard(model)
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    if engine is None:
+        optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     data = torch.randint(0, VOCAB, (STEPS, 2 * MICRO, SEQ), generator=torch.Generator().manual_seed(2))
     losses = []
     for step in range(STEPS):
@@ -102,20 +130,26 @@ def _train(method: str, wrap: str, fault: str, world: int, rank: int) -> tuple[l
         if world > 1:
             start = 0 if fault == "same_rows" else rank * MICRO
             batch = batch[start:start + MICRO]
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        optim.step()
-        optim.zero_grad()
+        loss = (engine or model)(input_ids=batch, labels=batch).loss
+        if engine is not None:
+            engine.backward(loss)
+            engine.step()
+        else:
+            loss.backward()
+            optim.step()
+            optim.zero_grad()
         mean = loss.detach().clone()
         if world > 1:
             dist.all_reduce(mean)  # a sum (gloo has no AVG)
             mean /= world
         losses.append(mean.item())
-    if world > 1 and wrap != "ddp":
+    if engine is not None:
+        state = _zero_state(engine)
+    elif world > 1 and wrap != "ddp":
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     else:
         state = getattr(model, "module", model).state_dict()
-    return losses, {k: v.detach().clone() for k, v in state.items()}, describe(model)
+    return losses, {k: v.detach().clone() for k, v in state.items()}, describe(engine or model)
 
 
 def _launch(method: str, wrap: str, world: int, fault: str, out: str, timeout_s: float = 300) -> None:
@@ -123,9 +157,9 @@ def _launch(method: str, wrap: str, world: int, fault: str, out: str, timeout_s:
     deadline it names the rank still running and where, and kills every process of the launch)."""
     from suite.run.distributed import run_two_ranks
 
-    if world > 1:
+    if world > 1 or wrap.startswith("zero"):  # DeepSpeed's one process is torchrun's too
         run_two_ranks("benchmarks.fsdp2_cpu", [method, wrap, fault, out], timeout_s,
-                      what=f"{wrap} {method}: the two ranks")
+                      what=f"{wrap} {method}: {world} rank(s)", nproc=world)
         return
     cmd = [sys.executable, str(Path(__file__).resolve()), "--rank", method, wrap, fault, out]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",

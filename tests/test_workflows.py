@@ -155,7 +155,7 @@ def test_the_nightly_has_a_canary_leg_on_the_control_stack():
     doc = load(ROOT / ".github" / "workflows" / "nightly-gpu.yml")
     job = doc["jobs"]["canary"]
     text = "\n".join(s.get("run", "") for s in job["steps"])
-    assert "pip install -c requirements/control.txt -e ." in text and "python -m suite lock check" in text
+    assert 'pip install -c requirements/control.txt -e ".[deepspeed]"' in text and "python -m suite lock check" in text
     [canary] = invocations({"jobs": {"canary": job}}, "suite canary")
     assert canary[:2] == ["-m", "${MARKERS}"] and "--out" in canary
     assert "GITHUB_STEP_SUMMARY" in text and "exit \"${gate}\"" in text

@@ -129,6 +129,10 @@ class Feature:
     # The trainer is given the model by its path and no processing_class: trl loads the model (the reward
     # model's score head included) and the tokenizer from the directory itself, as users write it.
     by_name: bool = False
+    # DeepSpeed ZeRO at this stage (2: optimizer state and gradients partitioned, 3: the parameters too), asked
+    # through the trainer's `deepspeed` argument (a config dict) on WORLD_SIZE gloo CPU ranks: accelerate builds
+    # the DeepSpeedEngine, and the strategy check holds the engine's own stage to this one
+    zero_stage: int | None = None
 
     @property
     def distributed(self) -> bool:
@@ -140,14 +144,21 @@ class Feature:
         finds (the strategy check, suite/judge/strategy.py, fails a case whose launcher fell back to another)."""
         if not self.distributed:
             return None
+        if self.zero_stage is not None:
+            return "DeepSpeedEngine"
         if not self.shards:
             return "DistributedDataParallel"
         return "FSDPModule" if self.fsdp_version == 2 else "FullyShardedDataParallel"
 
     @property
     def needs_gpus(self) -> bool:
-        """Data-parallel over WORLD_SIZE CUDA GPUs (the rows the suite shards itself run on CPU ranks)."""
-        return self.distributed and not self.suite_shards
+        """Data-parallel over WORLD_SIZE CUDA GPUs (the rows the suite shards itself and ZeRO's run on CPU ranks)."""
+        return self.distributed and not self.cpu_ranks
+
+    @property
+    def cpu_ranks(self) -> bool:
+        """Its WORLD_SIZE ranks are gloo CPU processes, whatever GPUs the machine has (fully_shard, zero2, zero3)."""
+        return self.suite_shards or self.zero_stage is not None
 
 
 # Data-parallel features: the case is launched as WORLD_SIZE processes (suite/run/distributed.py).
@@ -193,6 +204,12 @@ FEATURE: dict[str, Feature] = {f.name: f for f in (
     Feature("fully_shard", launch="--multi_gpu", shards=True, fsdp_version=2, suite_shards=True),
     # by_name: the model and tokenizer given by their directory (cases/byname.yaml, suite/invariants/byname.py)
     Feature("by_name", by_name=True),
+    # DeepSpeed ZeRO-2 and ZeRO-3 on 2 gloo CPU ranks through the trainer's `deepspeed` config (cases/deepspeed.yaml);
+    # launched as the ddp rows are (accelerate's MULTI_CPU, which the Trainer's DeepSpeed config turns into DeepSpeed)
+    Feature("zero2", launch="--multi_gpu", package=Package("deepspeed", "deepspeed"), zero_stage=2,
+            cpu_need="cxx_compiler"),
+    Feature("zero3", launch="--multi_gpu", package=Package("deepspeed", "deepspeed"), zero_stage=3,
+            cpu_need="cxx_compiler"),
 )}
 FEATURES = tuple(FEATURE)
 NEW_TOKEN_WAYS = ("modules_to_save", "trainable_tokens")
@@ -244,6 +261,10 @@ class FeatureSet:
     @property
     def distributed(self) -> Feature | None:
         return next((f for f in self.features if f.distributed), None)
+
+    @property
+    def zero_stage(self) -> int | None:
+        return next((f.zero_stage for f in self.features if f.zero_stage is not None), None)
 
     @property
     def gpu_for(self) -> list[str]:

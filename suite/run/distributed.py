@@ -89,7 +89,7 @@ def launch_command(case: Case, workdir: Path, started: float, *, num_processes: 
 def child_env(case: Case) -> dict[str, str]:
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()}}
     feature = case.uses.distributed
-    if feature is not None and feature.suite_shards:  # CPU rows: gloo ranks, whatever GPUs this machine has
+    if feature is not None and feature.cpu_ranks:  # CPU rows: gloo ranks, whatever GPUs this machine has
         env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
@@ -172,11 +172,13 @@ def launched(tag: str) -> dict[int, int | None]:
     return found
 
 
-def run_two_ranks(module: str, args: list[str], timeout_s: float, what: str = "the two ranks") -> str:
+def run_two_ranks(module: str, args: list[str], timeout_s: float, what: str = "the two ranks",
+                  nproc: int = WORLD_SIZE) -> str:
     """`python -m module --rank *args` on WORLD_SIZE gloo CPU ranks by torchrun, on a free port (each rank started
-    through suite/run/ranks.py, which lets a deadline ask it where it waits). Their output, or RuntimeError saying
+    through suite/run/ranks.py, which lets a deadline ask it where it waits; `nproc` 1 for a library that needs
+    torchrun's environment in one process too, as DeepSpeed does). Their output, or RuntimeError saying
     how they ended (the launches of distributed_adapter.py, distributed_resume.py and benchmarks/fsdp2_cpu.py)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD_SIZE), "--master_port",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
            str(free_port()), "-m", "suite.run.ranks", module, "--rank", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}

@@ -265,6 +265,29 @@ REQUIREMENTS = {r.name: r for r in (
 )}
 
 
+@dataclass(frozen=True)
+class Tool:
+    """A program a case runs, not a package: found on PATH (or named by an environment variable) or missing."""
+    name: str
+    env: str  # the environment variable that names it, as its user reads it
+    default: str
+    what: str
+
+    def missing(self) -> str | None:
+        import os
+        import shutil
+
+        command = os.environ.get(self.env) or self.default
+        return None if shutil.which(command) else f"a C++ compiler ({command} on PATH, or ${self.env}) for {self.what}"
+
+
+# DeepSpeed's CPU accelerator builds its shared-memory collective op with the C++ compiler at a process group's
+# start (torch's cpp_extension: $CXX, else c++), on its first run: ~3 min under load on the 2-core machine (cached
+# in ~/.cache/torch_extensions after); without a compiler the ranks would crash, so the rows skip naming it
+REQUIREMENTS["cxx_compiler"] = Tool("cxx_compiler", "CXX", "c++",
+                                    "DeepSpeed's shared-memory op, built when its ranks start on a CPU")
+
+
 def key(name: str) -> str:
     return RENAMES[name].key()
 

@@ -174,6 +174,7 @@ class Strategy(_Part):
     sharded_modules: int  # modules sharded by FSDP (FSDP1 units or FSDP2 fully_shard modules)
     world_size: int  # torch.distributed's world size (1: no process group)
     distributed_type: str | None = None  # accelerate's, e.g. MULTI_CPU, MULTI_GPU, FSDP
+    zero_stage: int | None = None  # a DeepSpeedEngine's ZeRO stage, read from the engine (None: not DeepSpeed)
 
 
 @dataclass

@@ -94,11 +94,11 @@ def param_summary(model, is_adapter: bool) -> dict:
     if hasattr(model, "get_nb_trainable_parameters"):  # counts 4-bit packed weights correctly
         n_trainable, n_total = model.get_nb_trainable_parameters()
     else:
-        n_trainable = sum(p.numel() for _, p in trainable)
-        n_total = sum(p.numel() for p in model.parameters())
+        n_trainable = sum(_numel(p) for _, p in trainable)
+        n_total = sum(_numel(p) for p in model.parameters())
     out = {
         "trainable": int(n_trainable), "total": int(n_total),
-        "trainable_bytes": int(sum(p.numel() * p.element_size() for _, p in trainable)),
+        "trainable_bytes": int(sum(_numel(p) * p.element_size() for _, p in trainable)),
         "trainable_dtypes": sorted({str(p.dtype).replace("torch.", "") for _, p in trainable}),
         "trainable_tensors": len(trainable),
     }
@@ -109,8 +109,14 @@ def param_summary(model, is_adapter: bool) -> dict:
         tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
         keys = [k for k in sd if k not in tied]
         out["state_dict_keys"] = keys
-        out["state_dict_bytes"] = int(sum(sd[k].numel() * sd[k].element_size() for k in keys))
+        whole = {n: _numel(p) for n, p in model.named_parameters()}  # ZeRO-3's state dict holds empty partitions
+        out["state_dict_bytes"] = int(sum(whole.get(k, sd[k].numel()) * sd[k].element_size() for k in keys))
     return out
+
+
+def _numel(param) -> int:
+    """A parameter's whole size: under DeepSpeed ZeRO-3 a rank holds an empty partition and the size is ds_numel."""
+    return int(getattr(param, "ds_numel", None) or param.numel())
 
 
 def case_targets_parameters(model) -> bool:

@@ -129,6 +129,8 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
     """Build the trainer through the backend, train, compare its reference, probe and save."""
     device, precision, dtype = where
     t0 = time.perf_counter()
+    if case.uses.zero_stage is not None:  # ZeRO rows: DeepSpeed's comm first (suite/train/wrapped.py says why)
+        wrapped.init_deepspeed()
     trainer, tokenizer, load_kwargs = backend.build_trainer(case, model_path, device, precision, dtype,
                                                             workdir / "trainer", train_args.dataset(case), [measure],
                                                             train_args.eval_dataset(case))
@@ -169,6 +171,8 @@ def _train(case: Case, backend: Backend, model_path: str, where: tuple[str, str,
                                                       trainer.processing_class) if wrapped.suite_shards(case)
                                     else backend.save(case, trainer, ckpt)), None)
     trainer.accelerator.wait_for_everyone()  # in ddp/fsdp only rank 0 writes; the others reload it next
+    if case.uses.zero_stage is not None:  # reloads are fresh loads, as in another process: not under zero.Init
+        wrapped.end_deepspeed_init()
     timing["save_s"] = time.perf_counter() - t0
     return Trained(trainer, tokenizer, load_kwargs, params, result, reference, probe, generated, dropout, counter,
                    ckpt, mechanics, saving.get("save"))

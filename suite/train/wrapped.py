@@ -40,7 +40,9 @@ def describe(model: Any, distributed_type: str | None = None) -> Strategy:
     kind = kind_of(model) or next((k for k in kinds if k is not None), None)
     sharded = sum(1 for k in kinds if k in ("FullyShardedDataParallel", "FSDPModule"))
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    return Strategy(type(model).__name__, kind, sharded, world, distributed_type)
+    # the stage the engine ran, as DeepSpeed reports it (never the config asked: the check compares the two)
+    stage = int(model.zero_optimization_stage()) if kind == "DeepSpeedEngine" else None
+    return Strategy(type(model).__name__, kind, sharded, world, distributed_type, stage)
 
 
 def strategy(trainer: Any) -> Strategy:
@@ -96,3 +98,23 @@ def save_full(model: Any, directory: Any, main: bool, tokenizer: Any = None) -> 
         model.save_pretrained(str(directory), state_dict=state)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(directory))
+
+
+def init_deepspeed() -> None:
+    """DeepSpeed's process group on the gloo CPU ranks, before the trainer's arguments, as a script started without
+    DeepSpeed's launcher calls it: with use_cpu, transformers' CPU branch never initializes DeepSpeed's comm, and
+    ZeRO-3's zero.Init (trl loading the model from its path) then sees one rank (measured, transformers 5.23 with
+    deepspeed 0.19.8: "train_batch_size is not equal to ... 16 != 8 * 1 * 1"; without use_cpu the two sides
+    disagree on the world size and gloo's allgather fails)."""
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
+
+
+def end_deepspeed_init() -> None:
+    """After training: transformers stops loading models under ZeRO-3's zero.Init (the config the trainer's arguments
+    registered stays global in the process, so every reload would be partitioned across the ranks, its weights
+    empty outside the engine: measured, "RuntimeError: 'weight' must be 2-D" in the reload's forward)."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()

@@ -101,7 +101,8 @@ def test_the_intel_run_of_2026_12_07_passes_every_reference_of_its_class(request
     # (cases/dpo_options.yaml) came after that run
     slugs = {c.slug for c in cases.values() if c.model.arch not in LATER and c.trainer != "distill"
              and c.dataset != LONG  # ... and the packing strategies on long conversations (cases/packing.yaml)
-             and not _suite_shards(c) and not c.option and "by_name" not in c.features}  # ... and by name
+             and not _suite_shards(c) and not c.option and "by_name" not in c.features  # ... and by name
+             and c.uses.zero_stage is None}  # ... and the ZeRO rows (cases/deepspeed.yaml)
     assert judged == len([p for p in (REFERENCES / "cpu" / "avx512-bf16").glob("tiny-*.json") if p.stem in slugs]) == 58
     rec = runs.load(INTEL_2026_12_07).by_case()["tiny-mixtral/qlora/base"][0]
     [result] = baselines.BaselineStore(REFERENCES, profile="cpu").checks(cases[rec.case_id], rec.loss_curve, [],
@@ -153,6 +154,9 @@ def test_every_reference_names_its_machines_and_runs_and_its_spread_is_what_thei
     # and the fully_shard rows (cases/fsdp2.yaml: FSDP2 on 2 CPU ranks), run twice on the AMD Zen 4 on 2026-12-07
     sharded = {s for s in bf16 if _suite_shards(cases[s])}
     assert len(sharded) == 2 and len(by_name) == 7
-    later = families | sampling | distill | packing | sharded | dpo_options | online_options | by_name
+    # and the ZeRO rows (cases/deepspeed.yaml: DeepSpeed on 2 CPU ranks), run twice on the AMD Zen 4 on 2026-12-08
+    zero = {s for s in bf16 if cases[s].uses.zero_stage is not None}
+    assert len(zero) == 4
+    later = families | sampling | distill | packing | sharded | dpo_options | online_options | by_name | zero
     assert {s for s, p in bf16.items() if not p.confirmed} == later
     assert all((p.count, p.runs) == (1, 2) for s, p in bf16.items() if s in later)

@@ -14,7 +14,7 @@ from suite.versions import STACK
 def test_the_lock_pins_the_control_stack_and_every_dependency():
     pins = lock.read_pins(lock.LOCK_FILE)
     wanted = lock.read_pins(lock.INPUT_FILE)
-    assert set(wanted) == set(STACK)
+    assert set(wanted) == set(STACK) | set(lock.LOCKED_EXTRAS)  # the stack, and the extras installed through it
     for name, version in wanted.items():
         assert pins[name] == version, name
     text = (ROOT / "pyproject.toml").read_text()
@@ -27,6 +27,22 @@ def test_the_lock_pins_the_control_stack_and_every_dependency():
 def test_the_readme_and_ci_install_through_the_lock():
     for path in (ROOT / "README.md", ROOT / ".ci" / "run"):
         assert "-c requirements/control.txt" in path.read_text(), path
+
+
+def test_the_lock_check_names_a_locked_extra_that_is_not_installed(monkeypatch):
+    """Without DeepSpeed the ZeRO rows would skip in CI: the lock check fails instead, saying how to install it."""
+    from suite import versions
+
+    pins = lock.read_pins(lock.LOCK_FILE)
+    have = {**{n: pins[lock._norm(n)] for n in STACK}, **lock.read_pins(lock.NO_DEPS_FILE)}
+    monkeypatch.setattr(versions, "package_version", lambda name: have.get(name, pins.get(lock._norm(name))))
+    said: list[str] = []
+    assert lock.check(said.append) == 0, said
+    monkeypatch.setattr(versions, "package_version", lambda name: None if name == "deepspeed" else
+                        have.get(name, pins.get(lock._norm(name))))
+    assert lock.check(said.append) == 1
+    assert "deepspeed (not installed) (lock: 0.19.8; pip install -c requirements/control.txt -e '.[deepspeed]')" \
+        in said[-1]
 
 
 def test_with_pins_moves_or_adds_a_package():
