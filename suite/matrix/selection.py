@@ -10,11 +10,12 @@ substrings (pytest's KeywordMatcher). tests/test_usage_errors.py holds the two t
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from suite.errors import UsageError
-from suite.matrix.spec import Case
+from suite.matrix.spec import TIERS, Case
 
 # The names pytest matches -k against besides the case's own (tests/test_matrix.py::test_case[<id>]).
 ITEM_NAMES = ("tests", "test_matrix.py")
@@ -93,3 +94,41 @@ def choose(cases: Iterable[Case], selection: Selection, known_markers: Iterable[
         raise SelectionError(f"no case matches {selection.words()} ({len(cases)} cases declared; "
                              f"`python -m suite cases` lists them with their markers)")
     return chosen
+
+
+def tiers_asked(extended: bool, markexpr: str | None) -> set[str]:
+    """The opt-in tiers a run asks for: every one with --extended; else those its -m names (`-m extended`,
+    `-m "extended and gemma3"`): an -m that names the tier's marker means its cases, and deselecting them would
+    leave it choosing nothing. `-m "not extended"` names it too, and its own expression then leaves them out."""
+    opt_in = set(TIERS[1:])
+    if extended:
+        return opt_in
+    if not markexpr:
+        return set()
+    expr = _compile(markexpr, "-m")
+    idents = expr.idents() if hasattr(expr, "idents") else set(re.findall(r"[A-Za-z0-9_.+-]+", markexpr))
+    return opt_in & set(idents)
+
+
+def left_out(cases: Iterable[Case], asked: set[str]) -> dict[str, list[str]]:
+    """The cases of opt-in tiers not asked for, by tier ({tier: [case ids]}; tiers with none left out)."""
+    out: dict[str, list[str]] = {}
+    for case in cases:
+        if case.opt_in and case.tier not in asked:
+            out.setdefault(case.tier, []).append(case.id)
+    return out
+
+
+def left_out_count(left: dict[str, list[str]]) -> str | None:
+    """What the tiers left out, counted ("36 cases of the extended tier"), or None when nothing was."""
+    parts = [f"{len(ids)} case{'s' if len(ids) != 1 else ''} of the {tier} tier" for tier, ids in sorted(left.items())
+             if ids]
+    return ", ".join(parts) or None
+
+
+def left_out_line(left: dict[str, list[str]]) -> str | None:
+    """The run's line for what its tiers left out ("36 cases of the extended tier left out: --extended runs
+    them"), or None when nothing was."""
+    parts = [f"{len(ids)} case{'s' if len(ids) != 1 else ''} of the {tier} tier left out: --{tier} runs them"
+             for tier, ids in sorted(left.items()) if ids]
+    return "; ".join(parts) or None
