@@ -37,6 +37,7 @@ class SelectionError(UsageError):
 class Selection:
     markexpr: str | None = None  # -m
     keyword: str | None = None  # -k
+    extended: bool = False  # --extended: the opt-in tiers too (tiers_asked)
 
     @classmethod
     def from_args(cls, args: Sequence[str]) -> Selection:
@@ -45,7 +46,7 @@ class Selection:
         for flag, value in zip(args, list(args[1:]) + [""]):
             if flag in ("-m", "-k"):
                 found[flag] = value
-        return cls(found.get("-m") or None, found.get("-k") or None)
+        return cls(found.get("-m") or None, found.get("-k") or None, "--extended" in args)
 
     def words(self) -> str:
         """The selection as typed: `-m 'tiny' -k 'lora'`."""
@@ -90,9 +91,12 @@ def choose(cases: Iterable[Case], selection: Selection, known_markers: Iterable[
             raise SelectionError(f"unknown marker(s) in -m {selection.markexpr!r}: {', '.join(unknown)} (no case "
                                  f"carries them; `python -m suite cases` lists every case with its markers)")
     chosen = [c for c in cases if matches(c, markexpr, keyword)]
+    left = left_out(chosen, tiers_asked(selection.extended, selection.markexpr))  # as the plugin deselects them
+    chosen = [c for c in chosen if not any(c.id in ids for ids in left.values())]
     if not chosen:
+        tiers = f"; {left_out_line(left)}" if left else ""
         raise SelectionError(f"no case matches {selection.words()} ({len(cases)} cases declared; "
-                             f"`python -m suite cases` lists them with their markers)")
+                             f"`python -m suite cases` lists them with their markers{tiers})")
     return chosen
 
 

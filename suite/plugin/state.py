@@ -159,8 +159,7 @@ class PluginSession:
         which, for the manifest and the summary: a run that left a tier out says so, never compares fewer cases
         silently."""
         asked = tiers_asked(self.config.getoption("extended"), self.config.option.markexpr)
-        cases = {id(i): i.callspec.params["ft_case"] for i in items if _case_id(i) is not None}
-        self.left_out = left_out(cases.values(), asked)
+        self.left_out = left_out([i.callspec.params["ft_case"] for i in items if _case_id(i) is not None], asked)
         out = {cid for ids in self.left_out.values() for cid in ids}
         if out:
             self.config.hook.pytest_deselected(items=[i for i in items if _case_id(i) in out])

@@ -136,3 +136,16 @@ def test_a_comparison_says_the_tier_was_left_out_neither_lost_nor_hidden(tmp_pat
     after = only_in_baseline()
     assert after.verdict == compare.NOT_COMPARABLE  # not lost (not planned), not gated, not hidden
     assert after.note == "not in the candidate run: the candidate run left the extended tier out (--extended runs it)"
+
+
+def test_the_in_process_selection_leaves_the_tier_out_as_the_plugin_does(cases):
+    """suite/matrix/selection.py's choose answers as pytest collects (upgrade-check, bisect, canary ask it first)."""
+    known = {m for c in cases for m in c.markers}
+    assert {c.id for c in selection.choose(cases, selection.Selection("tiny"), known)} == {"tiny-llama/lora/base"}
+    assert {c.id for c in selection.choose(cases, selection.Selection("tiny", extended=True), known)} == \
+        EXTENDED | {"tiny-llama/lora/base"}
+    assert {c.id for c in selection.choose(cases, selection.Selection("extended and full"), known)} == \
+        {"tiny-llama/full/base", "tiny-qwen2/full/base"}
+    with pytest.raises(selection.SelectionError, match="4 cases of the extended tier left out: --extended runs them"):
+        selection.choose(cases, selection.Selection("full or qlora"), known)
+    assert selection.Selection.from_args(["-m", "tiny", "--extended"]).extended
