@@ -20,6 +20,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from suite.train.payload import Strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, MICRO, SEQ, VOCAB = 6, 2, 16, 128  # micro-batch b per rank; the single process takes 2b
@@ -54,20 +58,38 @@ def _shard(model) -> None:
 
 def rank_main(method: str, wrap: str, fault: str, out: str) -> None:
     """One process (world 1: the whole batch) or one rank of two (its half): train, then write the curve and
-    the full state dict (rank 0)."""
+    the full state dict (rank 0). The wrapped model lives only in `_train`: a DDP model alive as the group ends
+    can deadlock its teardown (suite/run/ranks.py, measured), so the group is ended once `_train` has returned."""
+    import torch
+    import torch.distributed as dist
+
+    from suite.run.ranks import end_process_group
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    if world > 1:
+        dist.init_process_group("gloo")
+    losses, state, strategy = _train(method, wrap, fault, world, rank)
+    if rank == 0:
+        torch.save(state, Path(out) / "state.pt")
+        (Path(out) / "run.json").write_text(json.dumps({"losses": losses, "strategy": strategy.to_dict()}))
+    if world > 1:
+        end_process_group()  # no DDP model left, a barrier (rank 0's files are written), the group destroyed
+
+
+def _train(method: str, wrap: str, fault: str, world: int, rank: int) -> tuple[list[float], dict, Strategy]:
+    """Wrap and train; the per-step losses (averaged over the ranks), the full state dict (every rank gathers it
+    from FSDP2's shards) and what wrapped the model."""
     import torch
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     from suite.train.wrapped import describe
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
     model = _model(method)
     if world > 1:
-        dist.init_process_group("gloo")
         if wrap == "ddp":
             model = torch.nn.parallel.DistributedDataParallel(model)
         else:
@@ -93,24 +115,19 @@ def rank_main(method: str, wrap: str, fault: str, out: str) -> None:
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     else:
         state = getattr(model, "module", model).state_dict()
-    strategy = describe(model)
-    if rank == 0:
-        torch.save({k: v.detach().clone() for k, v in state.items()}, Path(out) / "state.pt")
-        (Path(out) / "run.json").write_text(json.dumps({"losses": losses, "strategy": strategy.to_dict()}))
-    if world > 1:
-        # every rank waits for rank 0's files: a rank that tore its group down first once left rank 0's
-        # destroy_process_group waiting (gloo, 2026-12-07) until the launch's timeout
-        dist.barrier()
-        dist.destroy_process_group()
+    return losses, {k: v.detach().clone() for k, v in state.items()}, describe(model)
 
 
 def _launch(method: str, wrap: str, world: int, fault: str, out: str, timeout_s: float = 300) -> None:
-    """One process, or `world` ranks by torchrun on a free port (a fixed one met another run's once, and hung)."""
-    from suite.run.distributed import free_port
+    """One process, or two ranks by suite/run/distributed.py's `run_two_ranks` (torchrun on a free port; at the
+    deadline it names the rank still running and where, and kills every process of the launch)."""
+    from suite.run.distributed import run_two_ranks
 
-    script = [str(Path(__file__).resolve()), "--rank", method, wrap, fault, out]
-    cmd = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world), "--master_port",
-            str(free_port())] if world > 1 else [sys.executable]) + script
+    if world > 1:
+        run_two_ranks("benchmarks.fsdp2_cpu", [method, wrap, fault, out], timeout_s,
+                      what=f"{wrap} {method}: the two ranks")
+        return
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--rank", method, wrap, fault, out]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     try:

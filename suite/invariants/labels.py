@@ -79,7 +79,7 @@ def _backbone_grads(trainer, batch: dict):
         hidden.retain_grad()
         seen["hidden"] = hidden
 
-    handle = base.base_model.register_forward_hook(keep)
+    handle = _decoder_stack(base).register_forward_hook(keep)
     try:
         model.train()
         loss = trainer.compute_loss(model, trainer._prepare_inputs(dict(batch)))
@@ -89,11 +89,28 @@ def _backbone_grads(trainer, batch: dict):
     return float(loss.detach()), seen["hidden"].grad
 
 
-def measure_prompt_mask(dataset: str, loss: str, out: Path, *, collator_wrapper: Callable | None = None
-                        ) -> list[Verdict]:
-    """Completion-only / assistant-only loss: labels, gradients and the loss value of one batch."""
-    case = h.tiny_case("lora", dataset=dataset, loss=loss, batch_size=8, num_samples=16)
-    built = h.build_trainer(case, out)
+def _decoder_stack(causal_lm):
+    """The causal LM's decoder stack (what outputs last_hidden_state). Its base_model, but transformers 4.x's Gemma 3
+    names its base_model_prefix "language_model" and keeps the stack as .model, so base_model is the causal LM
+    itself (whose hooks peft's forward bypasses), and 4.x's get_decoder() gives None for Llama."""
+    for candidate in (causal_lm.base_model, getattr(causal_lm, "model", None)):
+        if candidate is not None and candidate is not causal_lm:
+            return candidate
+    raise NotApplicable(f"{type(causal_lm).__name__} shows no decoder stack (base_model, .model) to read the "
+                        f"hidden states' gradient at")
+
+
+def measure_prompt_mask(dataset: str, loss: str, out: Path, *, collator_wrapper: Callable | None = None,
+                        arch: str = "llama", template: Callable[[str], str] | None = None) -> list[Verdict]:
+    """Completion-only / assistant-only loss: labels, gradients and the loss value of one batch, on the tiny
+    model of `arch` with its family's chat template; `template(text)` may rewrite that template (a fault)."""
+    case = h.tiny_case("lora", dataset=dataset, loss=loss, batch_size=8, num_samples=16, arch=arch)
+    tokenizer = None
+    if template is not None:
+        h.require_expressible(case)  # before the tiny model is built, which a release without its class cannot
+        tokenizer = h.tokenizer_for(case)
+        tokenizer.chat_template = template(tokenizer.chat_template)
+    built = h.build_trainer(case, out, tokenizer=tokenizer)
     trainer = built.trainer
     if collator_wrapper is not None:
         trainer.data_collator = collator_wrapper(trainer.data_collator)
@@ -106,10 +123,32 @@ def measure_prompt_mask(dataset: str, loss: str, out: Path, *, collator_wrapper:
     # position i predicts token i+1: it must get no gradient when token i+1 is prompt or padding
     no_target = (expected[:, 1:] == -100)
     prompt_grad = float(grad[:, :-1][no_target].abs().max()) if no_target.any() else 0.0
-    hand = masked_loss(h.plain_logits(trainer.model, batch), expected)
+    hand = masked_loss(h.plain_logits(trainer.model, batch), expected) + router_share(trainer.model, batch)
     return [count("prompt_mask.labels", unknown + [f"row {r} position {i}" for r, i in wrong], what),
             RELATIONS["prompt_mask.gradient"].measure(prompt_grad, what),
             compare("prompt_mask.loss", trl_loss, hand, what)]
+
+
+def router_share(model, batch: dict) -> float:
+    """What a mixture of experts adds to its loss beside the cross-entropy: router_aux_loss_coef x the router's
+    load-balancing loss of the batch, by the suite's own formula (suite/train/modeling.py); 0 without a router."""
+    from suite.train.modeling import balance_loss, experts_of
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    counts = experts_of(base.config)
+    if counts is None or not getattr(base.config, "output_router_logits", False):
+        return 0.0
+    import torch
+
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            router_logits = model(**inputs, output_router_logits=True).router_logits
+    finally:
+        model.train(was_training)
+    return float(base.config.router_aux_loss_coef) * balance_loss(router_logits, *counts, inputs.get("attention_mask"))
 
 
 def labels_everywhere(collator):
@@ -192,12 +231,13 @@ def pad_labels_with_pad_id(collator, pad_token_id: int):
 
 # ------------------------------------------------------------------------ padding-free starts
 
-def measure_packed_starts(mode: str, out: Path, *, collator_wrapper: Callable | None = None) -> Verdict:
+def measure_packed_starts(mode: str, out: Path, *, collator_wrapper: Callable | None = None,
+                          arch: str = "llama") -> Verdict:
     """In padding-free batches (packing, or padding_free alone) every sequence start is label -100."""
     if mode in FEATURES and FEATURE[mode].packs:  # the feature that packs
-        case = h.tiny_case("lora", features=(mode,), batch_size=2)
+        case = h.tiny_case("lora", features=(mode,), batch_size=2, arch=arch)
     elif mode == "padding_free":
-        case = h.tiny_case("lora", extra={"padding_free": True, "max_length": None})
+        case = h.tiny_case("lora", extra={"padding_free": True, "max_length": None}, arch=arch)
     else:
         raise ValueError(f"mode must be packing or padding_free, got {mode!r}")
     trainer = h.build_trainer(case, out).trainer
@@ -211,7 +251,8 @@ def measure_packed_starts(mode: str, out: Path, *, collator_wrapper: Callable | 
         bad += [f"batch {b} position {int(i)}" for i in (at_start & (batch["labels"] != -100)).nonzero()[:, 1]]
     if starts < 6:
         raise RuntimeError(f"{mode}: only {starts} sequence starts in 3 batches; the relation would be vacuous")
-    return count("packed_starts.masked", bad, f"{mode}, {starts} sequence starts in 3 batches")
+    return count("packed_starts.masked", bad, f"{mode}, {starts} sequence starts in 3 batches"
+                 + (f", {arch}" if arch != "llama" else ""))
 
 
 def require_position_ids(batch: dict, what: str) -> None:
@@ -237,16 +278,19 @@ def label_sequence_starts(collator):
 
 # --------------------------------------------------------------------------------- logged loss
 
-def measure_logged_loss(method: str, loss_type: str | None, out: Path, *, trainer_cls=None) -> Verdict:
+def measure_logged_loss(method: str, loss_type: str | None, out: Path, *, trainer_cls=None,
+                        arch: str = "llama") -> Verdict:
     """The first logged loss against the hand-computed loss of the batch the model was fed; loss_type
-    None: a trl whose SFTConfig has no loss_type (nll, and nothing passed)."""
+    None: a trl whose SFTConfig has no loss_type (nll, and nothing passed). A mixture of experts adds its
+    router's loss (suite/invariants/moe.py's measure_aux_counted_once holds that sum)."""
     case = h.tiny_case(method, batch_size=len(UNEQUAL_ROWS), num_samples=len(UNEQUAL_ROWS), max_steps=1,
-                       max_length=128, extra={"loss_type": loss_type} if loss_type is not None else None)
+                       max_length=128, extra={"loss_type": loss_type} if loss_type is not None else None, arch=arch)
     built = h.build_trainer(case, out, UNEQUAL_ROWS, trainer_cls=trainer_cls)
     logged, fed = h.train_first_step(built)
     hand = masked_loss(h.plain_logits(built.trainer.model, fed), fed["labels"], loss_type or "nll")
     n = int((fed["labels"][:, 1:] != -100).sum())
-    return compare("logged_loss", logged[0], hand, f"{method}, loss_type {loss_type}, {n} target tokens")
+    return compare("logged_loss", logged[0], hand, f"{method}, loss_type {loss_type}, {n} target tokens"
+                   + (f", {arch}" if arch != "llama" else ""))
 
 
 def per_sequence_mean_trainer():

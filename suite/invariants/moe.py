@@ -109,12 +109,13 @@ def measure_aux_by_definition(arch: str, method: str, out: Path, *,
                             f"where the router's logits belong")]
 
 
-def measure_aux_counted_once(method: str, out: Path, *, faults: dict[str, float] | None = None) -> Verdict:
+def measure_aux_counted_once(method: str, out: Path, *, faults: dict[str, float] | None = None,
+                             arch: str = "mixtral") -> Verdict:
     """The first logged loss against cross-entropy + coefficient x auxiliary loss of the batch step 1 was
     fed, computed apart; `faults`: suite/train/inject.py faults installed on the trainer (aux_twice...)."""
     from suite.train import inject
 
-    case = moe_case(method, batch_size=len(UNEQUAL_ROWS), num_samples=len(UNEQUAL_ROWS), max_steps=1,
+    case = moe_case(method, arch=arch, batch_size=len(UNEQUAL_ROWS), num_samples=len(UNEQUAL_ROWS), max_steps=1,
                     max_length=128)
     built = h.build_trainer(case, out, UNEQUAL_ROWS)
     _require_trl_weighting(built.trainer)
@@ -123,7 +124,7 @@ def measure_aux_counted_once(method: str, out: Path, *, faults: dict[str, float]
     logged, fed = h.train_first_step(built)
     ce, aux, coef = expected_loss(built.trainer.model, fed)
     return compare("moe.aux_loss.counted_once", logged[0], ce + coef * aux,
-                   f"{method}, cross-entropy {ce:.6f} + {coef:g} x auxiliary loss {aux:.6f}")
+                   f"{arch} {method}, cross-entropy {ce:.6f} + {coef:g} x auxiliary loss {aux:.6f}")
 
 
 def measure_moe_grad_accum(method: str, out: Path, *, accumulate: int = 4, trainer_cls=None) -> list[Verdict]:

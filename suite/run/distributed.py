@@ -3,8 +3,9 @@
 The parent pickles the case to a file and launches `python -m suite.run.distributed_child` on every
 rank; each rank runs the same suite.train.run as a single-process case (the Trainer takes the
 process group from the launcher's environment), and rank 0 writes the result file that
-runner.run_in_child would have written, so the session judges both paths alike. The launcher
-runs in its own process group: a timeout kills every rank. fully_shard cases launch as ddp does, on gloo CPU
+runner.run_in_child would have written, so the session judges both paths alike. Every process of a
+launch carries its tag (`LAUNCH_ENV`): a timeout kills them all, the ranks too, which torchrun starts in sessions of
+their own. fully_shard cases launch as ddp does, on gloo CPU
 ranks (no GPU visible to them), and their child shards the model itself (suite/train/wrapped.py `shard`)."""
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +31,7 @@ from suite.run.runner import OFFLINE_ENV, Outcome, signal_name, tail_of
 RESULT = "child-result.json"
 LOG = "child.log"
 CASE_FILE = "case.pkl"
+LAUNCH_ENV = "FTSUITE_LAUNCH"  # every process of one launch carries its tag: they are killed together
 
 # Explicit flags for everything that matters, so a user's accelerate default config changes nothing.
 COMMON_ARGS = {"num_machines": "1", "mixed_precision": "no", "dynamo_backend": "no"}  # bf16 comes from SFTConfig
@@ -105,18 +109,19 @@ def run(case: Case, workdir: Path, timeout_s: float, command: Sequence[str] | No
     started = time.time()
     cmd = list(command) if command is not None else launch_command(case, workdir, started)
     log_path = workdir / LOG
+    tag = uuid.uuid4().hex
     with open(log_path, "ab") as log:
         log.write(f"$ {shlex.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-                                env=child_env(case), start_new_session=True)
+                                env={**child_env(case), LAUNCH_ENV: tag}, start_new_session=True)
     try:
         code = proc.wait(timeout_s)
     except subprocess.TimeoutExpired:
-        kill_group(proc)
+        kill_group(proc, tag)
         return Outcome("timeout", message=f"no result after {timeout_s:.0f} s: every rank was killed",
                        stderr_tail=tail_of(log_path), exitcode=proc.returncode, wall_s=time.time() - started)
-    kill_group(proc)  # ranks a crashed launcher left behind
+    kill_group(proc, tag)  # ranks a crashed launcher left behind
     outcome = read_outcome(workdir, code, time.time() - started)
     if outcome.ok:
         outcome.payload.setdefault("resolved", {})["launch"] = {
@@ -125,36 +130,105 @@ def run(case: Case, workdir: Path, timeout_s: float, command: Sequence[str] | No
     return outcome
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen, tag: str | None = None) -> None:
+    """SIGKILL the launcher's process group and every process that carries the launch's tag (its ranks, in sessions
+    of their own, and whatever they started), then reap the launcher."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    for pid in launched(tag) if tag else ():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     try:
         proc.wait(30)
     except subprocess.TimeoutExpired:
         pass
 
 
+def _text(out, start: int) -> str:
+    out.seek(start)
+    return out.read().decode(errors="replace")
+
+
+def launched(tag: str) -> dict[int, int | None]:
+    """The live processes whose environment carries LAUNCH_ENV=tag, each with its RANK (None for the launcher):
+    read from /proc (Linux; elsewhere none are found and only the launcher's group is killed)."""
+    found: dict[int, int | None] = {}
+    marker = f"{LAUNCH_ENV}={tag}".encode()
+    proc_dir = Path("/proc")
+    for entry in proc_dir.iterdir() if proc_dir.is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or another user's
+            continue
+        if marker in environ:
+            rank = next((v for v in environ if v.startswith(b"RANK=")), None)
+            found[int(entry.name)] = int(rank[5:]) if rank and rank[5:].isdigit() else None
+    return found
+
+
 def run_two_ranks(module: str, args: list[str], timeout_s: float, what: str = "the two ranks") -> str:
-    """`python -m module --rank *args` on WORLD_SIZE gloo CPU ranks by torchrun, on a free port, in their own
-    process group: a timeout kills both, and nothing of theirs outlives the launch. Their output, or
-    RuntimeError saying how they ended (the launches of distributed_adapter.py and distributed_resume.py)."""
+    """`python -m module --rank *args` on WORLD_SIZE gloo CPU ranks by torchrun, on a free port (each rank started
+    through suite/run/ranks.py, which lets a deadline ask it where it waits). Their output, or RuntimeError saying
+    how they ended (the launches of distributed_adapter.py, distributed_resume.py and benchmarks/fsdp2_cpu.py)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD_SIZE), "--master_port",
-           str(free_port()), "-m", module, "--rank", *args]
+           str(free_port()), "-m", "suite.run.ranks", module, "--rank", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-                            start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        kill_group(proc)
-        raise RuntimeError(f"{what} gave no end after {timeout_s:.0f} s: both were killed") from exc
-    kill_group(proc)
+    return run_ranks(cmd, env, timeout_s, what)
+
+
+def run_ranks(cmd: list[str], env: dict[str, str], timeout_s: float, what: str) -> str:
+    """Run a launcher of ranks (torchrun's command line) to its end or the deadline. Every process it starts carries
+    a tag of this launch in its environment, and all of them are killed when it ends: torchrun starts each rank in
+    a session of its own (torch/distributed/elastic/multiprocessing/subprocess_handler: `start_new_session`), so the
+    launcher's process group holds none of them. At the deadline each rank still running is asked for its Python
+    stacks (suite/run/ranks.py's signal) before the kill, and the error names it and where its main thread was."""
+    tag = uuid.uuid4().hex
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**env, LAUNCH_ENV: tag}, cwd=ROOT,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            waiting = _ask_running_ranks(tag, out)
+            kill_group(proc, tag)
+            raise RuntimeError(f"{what} gave no end after {timeout_s:.0f} s: {waiting}; every process of the launch "
+                               f"was killed. The end of their output:\n{_text(out, 0)[-4000:]}") from None
+        kill_group(proc, tag)
+        log = _text(out, 0)
     if proc.returncode:
         raise RuntimeError(f"{what} exited {proc.returncode}:\n{log[-3000:]}")
     return log
+
+
+def _ask_running_ranks(tag: str, out) -> str:
+    """Which ranks of the launch are still running, and where: each is sent ranks.DUMP_SIGNAL in turn (its stacks
+    go to the shared output; what appears after the signal is its own), the innermost frame of the last thread
+    listed (faulthandler lists the main thread last) taken as where it waits."""
+    from suite.run.ranks import DUMP_SIGNAL
+
+    running = {pid: rank for pid, rank in launched(tag).items() if rank is not None}
+    told = []
+    for pid, rank in sorted(running.items(), key=lambda item: item[1]):
+        start = out.seek(0, os.SEEK_END)
+        try:
+            os.kill(pid, DUMP_SIGNAL)
+        except ProcessLookupError:
+            continue
+        time.sleep(1.0)  # the C handler writes at once; a second covers a loaded machine
+        frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', re.split(r"[Tt]hread 0x", _text(out, start))[-1])
+        where = f", its main thread in {frames[0][0]}:{frames[0][1]} ({frames[0][2]})" if frames else ""
+        told.append(f"rank {rank} (pid {pid}) was still running{where}")
+    ended = sorted(set(range(WORLD_SIZE)) - set(running.values()))
+    if ended:
+        told.append(f"rank{'s' if len(ended) > 1 else ''} {', '.join(map(str, ended))} had ended")
+    return "; ".join(told) if running else "no rank was running (the launcher itself had not ended)"
 
 
 def read_outcome(workdir: Path, exitcode: int | None, wall_s: float) -> Outcome:

@@ -178,16 +178,15 @@ REQUIREMENTS = {r.name: r for r in (
     Requirement("dpo_aot_unpaired", "trl", "0.28.0", "DPO's loss_type aot_unpaired (trl before 0.28 names it aot_pair)"),
     Requirement("dpo_sigmoid_norm", "trl", "1.4.0", "DPO's loss_type sigmoid_norm"),
     # the preference recorder reads the log-probabilities trl's fused LM head returns (fused_lm_head=True), which
-    # DPO passes from trl 1.15.0 (1.14.2 does not): the options' cases exist for their by-definition relations
-    Requirement("dpo_by_definition", "trl", "1.15.0",
-                "DPO's options judged by definition (the recorder reads trl's fused LM head's log-probabilities)"),
-    # the same for the existing DPO and KTO cases, which run before 1.15 (KTO passes fused_lm_head from 1.15.0
-    # too, read in the release wheels): there their by-definition relations are reported not judged, by name
+    # DPO and KTO pass from trl 1.15.0 (1.14.2 does not; read in the release wheels). One fact, two uses: DPO's
+    # options cases (which exist for their by-definition relations) skip before it; the other DPO and KTO cases
+    # run there and report those relations not judged, by name
+    Requirement("preference_fused_head", "trl", "1.15.0",
+                "the preference relations judged by definition (the recorder reads trl's fused LM head's "
+                "log-probabilities)"),
     # trl's RewardTrainer logs the pairwise accuracy and margin in training from 0.24.0 (its rewrite: before, only
     # evaluation computed an accuracy), read in the release wheels: before, reward_pairs_rise cannot judge
     Requirement("reward_logs_pairs", "trl", "0.24.0", "the reward model's pairwise accuracy and margin logged in training"),
-    Requirement("preference_fused_head", "trl", "1.15.0",
-                "the preference relations by definition (the recorder reads trl's fused LM head's log-probabilities)"),
     # by name (cases/byname.yaml), read in trl's tagged sources: RewardConfig has model_init_kwargs (RewardTrainer
     # builds the one-output classifier from a path) from 0.24.0; KTOTrainer loads its tokenizer when given no
     # processing_class from 1.3.0 (before, it raises "max_length or a processing_class must be specified")

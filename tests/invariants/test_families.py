@@ -1,6 +1,7 @@
 """The architecture-sensitive relations on each family of 2026 (suite/train/chat.py's STYLES: the tiny
 families' architectures): a LoRA adapter reloads onto a fresh base to the trained logits and merges into
-it without moving them, whatever the family names or fuses its projections."""
+it without moving them, whatever the family names or fuses its projections. The loss's relations on each family
+are in test_family_losses.py, packing's in test_family_packing.py."""
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,8 @@ from suite.train.chat import STYLES
 
 pytestmark = [pytest.mark.invariant, pytest.mark.tiny, pytest.mark.adapter, pytest.mark.lora, pytest.mark.slow]
 
-FAMILIES = sorted(STYLES)
+# each family as a parameter carrying its architecture's marker (-m gemma3 selects its members)
+FAMILIES = [pytest.param(arch, marks=getattr(pytest.mark, arch)) for arch in sorted(STYLES)]
 
 
 @pytest.mark.parametrize("arch", FAMILIES)

@@ -1,10 +1,10 @@
 """FSDP2 rows: fully_shard (the suite's own FSDP2 on 2 gloo CPU ranks, cases/fsdp2.yaml) runs without GPUs,
 fsdp2 (accelerate's FSDP v2) needs two and launches a v2 plugin; the strategy check asks FSDPModule of both;
 the adapter saved from a sharded model equals the one saved unsharded (suite/run/distributed_adapter.py),
-and the ways to get it wrong are caught; a sharded checkpoint resumes as the uninterrupted run (opt-in)."""
+and the ways to get it wrong are caught; a sharded checkpoint resumes as the uninterrupted run; the
+Trainer's own checkpoint of such a row is a known upstream break (a strict xfail)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,8 @@ from suite import machine
 from suite.cases import load_cases
 from suite.judge import strategy
 from suite.paths import ROOT
-from suite.run import distributed, distributed_adapter, distributed_resume, requirements
+from suite.run import (distributed, distributed_adapter, distributed_resume, distributed_trainer_resume,
+                       requirements)
 from tests.judge.test_strategy import ran
 
 CASES = {c.id: c for c in load_cases(ROOT / "cases")}
@@ -111,12 +112,12 @@ def test_the_adapter_saved_from_two_fsdp2_ranks_equals_the_unsharded_one_and_the
     assert not diffs["trainer_save"].equal
 
 
-# Two launches of 2 ranks (each trains both methods): 145 s under heavy load on the 2-core machine (2026-12-07),
-# an estimated 30-40 s alone: past what this issue may add to CI, so opt-in (docs/gpu.md).
+# Two launches of 2 ranks (each trains both methods): 83 s under heavy load (load average 10 on the 2 cores,
+# 2026-12-07), 36 s of CPU in all, four fifths of it the ranks' imports (torch, transformers, peft: 7.2 CPU-s per
+# rank, 4 ranks) and torchrun's (2 s per launch); training and the checkpoint about 3 s. Alone on 2 cores an
+# estimated 20-25 s (the CPU over 2 cores, plus torchrun's start twice): in CI, no longer opt-in. Fewer steps or a
+# smaller model would save little; fewer processes would drop the point (a resume in new processes).
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("FTSUITE_FSDP2_RESUME") != "1",
-                    reason="the sharded-checkpoint resume relation launches 2 ranks twice (about 145 s under load): "
-                           "set FTSUITE_FSDP2_RESUME=1 to run it")
 def test_a_sharded_checkpoint_resumes_in_new_processes_as_the_uninterrupted_run():
     """Measured 2026-12-07 (2-core AMD EPYC, torch 2.13.0+cpu, transformers 5.23.0, peft 0.21.2; one machine,
     one run): the 3 resumed steps' losses and the final weights equal the uninterrupted run's bit for bit, full and
@@ -127,3 +128,33 @@ def test_a_sharded_checkpoint_resumes_in_new_processes_as_the_uninterrupted_run(
         assert got.resumed_steps == distributed_resume.STEPS - distributed_resume.STOP
         assert got.max_loss_diff <= RESUME_ATOL and got.max_weight_diff <= RESUME_ATOL, got
         assert got.fault_max_loss_diff > RESUME_ATOL and got.fault_max_weight_diff > RESUME_ATOL, got
+
+
+class SaveModelRaisesOnDTensors(RuntimeError):
+    """The known break: Trainer.save_model on FSDP2 CPU ranks raised on the adapter's DTensors (docs/gpu.md)."""
+
+
+# Known broken upstream, measured 2026-12-07 (torch 2.13.0+cpu, transformers 5.23.0, accelerate 1.15.0, peft 0.21.2):
+# accelerate has no FSDP plugin on MULTI_CPU ranks, so Trainer.save_model takes its plain branch
+# (transformers/trainer.py:4125 `self._save`, :4160 `self.model.save_pretrained(...)`) with the model's own state
+# dict of DTensors; peft's PeftModel.save_pretrained (peft/peft_model.py:323) asks each tensor's storage pointer for
+# its alias check (peft/utils/other.py:1448 `id_tensor_storage` -> safetensors/torch.py:18
+# `untyped_storage().data_ptr()`), which a DTensor has not: "Attempted to access the data pointer on an invalid python
+# storage", at the first checkpoint. Strict: it turns into a failure (XPASS) the day the Trainer's checkpoint and
+# resume work there; any other error fails as is.
+# One launch of 2 ranks that dies at the first save: 40 s under load (2026-12-07), an estimated 12-15 s alone.
+@pytest.mark.slow
+@pytest.mark.xfail(raises=SaveModelRaisesOnDTensors, strict=True,
+                   reason="Trainer.save_model on FSDP2 CPU ranks: peft's save_pretrained asks a DTensor for its "
+                          "storage pointer (peft/peft_model.py:323); no FSDP plugin on MULTI_CPU ranks")
+def test_the_trainers_own_checkpoint_of_a_fully_shard_row_resumes_as_the_uninterrupted_run():
+    try:
+        got = distributed_trainer_resume.compare()
+    except RuntimeError as exc:
+        if distributed_trainer_resume.SAVE_ERROR in str(exc) and "peft_model.py" in str(exc):
+            raise SaveModelRaisesOnDTensors(str(exc)[-2000:]) from exc
+        raise
+    assert got["keys"] == 28, got  # 14 LoRA-adapted linears x (A, B)
+    # the bound the sharded resume above measured for the same model and kernels (the Trainer's path is unmeasured
+    # until its save works: measure it then)
+    assert got["max_weight_diff"] <= RESUME_ATOL, got

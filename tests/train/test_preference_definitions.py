@@ -142,20 +142,28 @@ def test_the_reward_relations_on_crafted_records():
            "micro_batches": [{"step": 1, "loss": 0.0, "forwards": 1, "chosen": [1.0], "rejected": [0.0], "pairs": 1}],
            "padding": {"alone": [0.5], "right": [0.5], "left": [0.5000001], "lengths": [5], "longest": 9}}
     centred = math.log(1 + math.exp(-1)) + 0.1
-    assert reward.loss_relation("c", doc, [{"step": 1, "loss": centred}], 1e-6).passed
-    bad = reward.loss_relation("c", doc, [{"step": 1, "loss": centred - 0.1}], 1e-6)
+
+    def computed(loss):
+        return {**doc, "micro_batches": [{**doc["micro_batches"][0], "loss": loss}]}
+
+    assert reward.loss_relation("c", computed(centred), 1e-6).passed
+    bad = reward.loss_relation("c", computed(centred - 0.1), 1e-6)
     assert not bad.passed and "centring term ignored" in bad.message
+    # the loss trl computed, unrounded, is compared: a loss logged to 4 decimals (transformers < 5) plays no part
+    assert reward.loss_relation("c", computed(centred + 2e-6), 1e-6).passed is False
+    unrecorded = {**doc, "micro_batches": [{k: v for k, v in doc["micro_batches"][0].items() if k != "loss"}]}
+    assert "no computed loss" in reward.loss_relation("c", unrecorded, 1e-6).message
     assert reward.padding_relation("c", doc, 1e-6).passed
     last = {**doc, "padding": {**doc["padding"], "right": [0.8]}}
     bad = reward.padding_relation("c", last, 1e-6)
     assert not bad.passed and "last non-padding token" in bad.message and "right-padded" in bad.message
     assert not reward.padding_relation("c", {}, 1e-6).passed
-    assert not reward.loss_relation("c", None, [], 1e-6).passed
+    assert not reward.loss_relation("c", None, 1e-6).passed
 
 
 def test_a_lost_or_malformed_record_is_a_failure_not_a_pass():
-    assert "missing" in read_recorded({})
-    assert "malformed" in read_recorded({"by_definition": {"settings": {}, "micro_batches": [{"step": 1}]}})
+    assert "missing" in read_recorded({}).why and read_recorded({}).judgeable
+    assert "malformed" in read_recorded({"by_definition": {"settings": {}, "micro_batches": [{"step": 1}]}}).why
 
 
 def test_rpo_weights_and_precomputed_references_on_crafted_records():
@@ -212,8 +220,8 @@ def test_dpo_loss_types_after_trls_floor_skip_naming_the_release(monkeypatch):
     monkeypatch.setattr(compat, "package_version", lambda name: floors.get(name, "99"))
     cases = {c.option: c for c in load_cases(ROOT / "cases") if c.option and c.trainer == "dpo"}
     reasons = {o: compat.cannot_express(c, backend_for(c).version_needs(c)) for o, c in cases.items()}
-    record = ("trl>=1.15.0 for DPO's options judged by definition (the recorder reads trl's fused LM head's "
-              "log-probabilities) (installed: 0.20.0)")
+    record = ("trl>=1.15.0 for the preference relations judged by definition (the recorder reads trl's fused LM "
+              "head's log-probabilities) (installed: 0.20.0)")
     assert reasons.pop("loss_type:aot_unpaired") == [record, "trl>=0.28.0 for DPO's loss_type aot_unpaired (trl "
                                                              "before 0.28 names it aot_pair) (installed: 0.20.0)"]
     assert reasons.pop("loss_type:sigmoid_norm") == [record, "trl>=1.4.0 for DPO's loss_type sigmoid_norm "
@@ -292,9 +300,9 @@ def test_trl_0_20s_reward_model_two_forwards_are_paired_and_its_unlogged_accurac
     doc = {"settings": {}, **rec.record()}
     step = doc["micro_batches"][0]
     assert step["forwards"] == 2 and step["chosen"] == [1.0, 0.5] and step["rejected"] == [0.0, 0.25]
-    assert reward.loss_relation("c", doc, [{"step": 1, "loss": step["loss"]}], 1e-6).passed
+    assert reward.loss_relation("c", doc, 1e-6).passed
     three = {**doc, "micro_batches": [{**step, "forwards": 3}]}  # the can-fail counterpart: forwards it cannot pair
-    assert not reward.loss_relation("c", three, [{"step": 1, "loss": step["loss"]}], 1e-6).passed
+    assert not reward.loss_relation("c", three, 1e-6).passed
 
     case = SimpleNamespace(id="c", checks=SimpleNamespace(loss_window=2))
     said = reward_checks._pairs_rise(case, SimpleNamespace(resolved={"pairs_not_logged": "needs trl>=0.24.0"},

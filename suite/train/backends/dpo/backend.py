@@ -53,7 +53,7 @@ class DPO(Preference):
         """The trainer's needs, and for an options case (cases/dpo_options.yaml) the trl release its relations'
         record and its loss type came in (suite/train/compat.py)."""
         types = dict(case.training.extra).get("loss_type") or ()
-        options = ["dpo_by_definition"] if case.option else []
+        options = ["preference_fused_head"] if case.option else []
         return super().version_needs(case) + options + [LOSS_TYPE_NEEDS[t] for t in types if t in LOSS_TYPE_NEEDS]
 
     def trl_trainer(self) -> type:

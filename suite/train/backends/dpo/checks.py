@@ -11,7 +11,7 @@ from suite.checkresult import Bounds, CheckResult, windows_rise
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.dpo.relations import pairs_of
 from suite.train.backends.preference import definitions as d
-from suite.train.backends.preference.relations import read_recorded, router_term
+from suite.train.backends.preference.relations import NoRecord, read_recorded, router_term
 from suite.train.backends.preference.checks import REFERENCE_UNTOUCHED
 
 if TYPE_CHECKING:
@@ -57,8 +57,8 @@ def _starts_at_ln2(case: Case, payload: Payload, bounds: Bounds | None, inv: Any
     1, IPO (1 / 2 beta)^2; SFT's term is the chosen completions' negative log-likelihood, which needs the first
     step's recorded log-probabilities), from the settings the child recorded (definitions.py's formula, not trl's)."""
     rec = read_recorded(payload.resolved)
-    types = tuple(rec.settings.get("loss_type") or ("sigmoid",)) if not isinstance(rec, str) else ("sigmoid",)
-    router, unknown = router_term(rec.settings, payload.loss_curve, 1) if not isinstance(rec, str) else (0.0, None)
+    types = tuple(rec.settings.get("loss_type") or ("sigmoid",)) if not isinstance(rec, NoRecord) else ("sigmoid",)
+    router, unknown = router_term(rec.settings, payload.loss_curve, 1) if not isinstance(rec, NoRecord) else (0.0, None)
     if unknown:
         return CheckResult(StartsAtLn2.name, False, f"{case.id}: {unknown}")
     plus = f" + the router's loss {router:.6g}" if router else ""  # a mixture of experts: trl adds it to DPO's loss

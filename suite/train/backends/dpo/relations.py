@@ -11,8 +11,8 @@ from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference import definitions as d
 from suite.train.backends.preference.definitions import FORBIDDEN_ORACLES  # noqa: F401 - the guard's list, re-exported
-from suite.train.backends.preference.relations import (ROUTER_COEF, MicroBatch, Recorded, bound_for, logged_at,
-                                                       missing_result, read_recorded, router_term, worst)
+from suite.train.backends.preference.relations import (ROUTER_COEF, MicroBatch, NoRecord, Recorded, bound_for,
+                                                       logged_at, missing_result, read_recorded, router_term, worst)
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -121,31 +121,31 @@ def logps_relation(case_id: str, rec: Recorded, atol: float) -> CheckResult:
     return worst(name, case_id, diffs, atol, what, cause)
 
 
-def _read(payload: Payload) -> Recorded | str:
+def _read(payload: Payload) -> Recorded | NoRecord:
     return read_recorded(payload.resolved)
 
 
-def _missing(name: str, case: Case, why: str) -> CheckResult:
-    return missing_result(name, case.id, why)
+def _missing(name: str, case: Case, missing: NoRecord) -> CheckResult:
+    return missing_result(name, case.id, missing)
 
 
 def _logps(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
     rec = _read(payload)
-    return _missing("dpo_logps_by_definition", case, rec) if isinstance(rec, str) else \
+    return _missing("dpo_logps_by_definition", case, rec) if isinstance(rec, NoRecord) else \
         logps_relation(case.id, rec, bound_for("dpo_logps_by_definition", case.method, bounds,
                                                case.checks.dpo_logps_atol))
 
 
 def _loss(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
     rec = _read(payload)
-    return _missing("dpo_loss_by_definition", case, rec) if isinstance(rec, str) else \
+    return _missing("dpo_loss_by_definition", case, rec) if isinstance(rec, NoRecord) else \
         loss_relation(case.id, rec, payload.loss_curve, bound_for("dpo_loss_by_definition", case.method, bounds,
                                                                   case.checks.preference_loss_atol))
 
 
 def _rewards(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
     rec = _read(payload)
-    return _missing("dpo_rewards_by_definition", case, rec) if isinstance(rec, str) else \
+    return _missing("dpo_rewards_by_definition", case, rec) if isinstance(rec, NoRecord) else \
         rewards_relation(case.id, rec, payload.loss_curve, bound_for("dpo_rewards_by_definition", case.method, bounds,
                                                                      case.checks.preference_rewards_atol))
 

@@ -12,8 +12,8 @@ from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference import definitions as d
 from suite.train.backends.preference.definitions import FORBIDDEN_ORACLES  # noqa: F401 - the guard's list, re-exported
-from suite.train.backends.preference.relations import (MicroBatch, Recorded, bound_for, logged_at, missing_result,
-                                                        read_recorded, worst)
+from suite.train.backends.preference.relations import (MicroBatch, NoRecord, Recorded, bound_for, logged_at,
+                                                        missing_result, read_recorded, worst)
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -96,7 +96,7 @@ def loss_relation(case_id: str, rec: Recorded, curve: list[dict], atol: float) -
 def first_step_weight(resolved: dict) -> float:
     """The mean row weight of the first recorded micro-batch (KTO's first loss is half of it); 1 without a record."""
     rec = read_recorded(resolved)
-    first = None if isinstance(rec, str) else next((b for b in rec.batches if b.step == 1 and b.label), None)
+    first = None if isinstance(rec, NoRecord) else next((b for b in rec.batches if b.step == 1 and b.label), None)
     if first is None:
         return 1.0
     wd, wu = rec.settings.get("desirable_weight", 1.0), rec.settings.get("undesirable_weight", 1.0)
@@ -106,7 +106,7 @@ def first_step_weight(resolved: dict) -> float:
 def _run(name: str, relation: Any, atol_field: str) -> TrainerCheck:
     def evaluate(case: Case, payload: Payload, bounds: Bounds | None, inv: Any) -> CheckResult:
         rec = read_recorded(payload.resolved)
-        if isinstance(rec, str):
+        if isinstance(rec, NoRecord):
             return missing_result(name, case.id, rec)
         atol = bound_for(name, case.method, bounds, getattr(case.checks, atol_field))
         return relation(case.id, rec, payload.loss_curve, atol)

@@ -45,32 +45,35 @@ class Recorded:
         return out
 
 
-class Unjudgeable(str):
-    """Why the installed release cannot be judged by definition (the child said so, from the versions it ran
-    with): the relations report it not judged, where a record missing for another reason fails them."""
+@dataclass(frozen=True)
+class NoRecord:
+    """Why there is nothing to judge from. `judgeable` False: the child said the installed release cannot be read
+    (from the versions it ran with), and the relations report not judged; True: the record was lost or is malformed,
+    and they fail (a lost record is never a pass)."""
+    why: str
+    judgeable: bool = True
 
 
-def read_recorded(resolved: dict) -> Recorded | str:
-    """The record, or why there is none (a lost record is a failed relation, never a pass; a release the
-    recorder cannot read, said by the child, is `Unjudgeable`)."""
+def read_recorded(resolved: dict) -> Recorded | NoRecord:
+    """The record, or why there is none."""
     doc = resolved.get(KEY)
     if isinstance(doc, dict) and doc.get("not_judged"):
-        return Unjudgeable(doc["not_judged"])
+        return NoRecord(str(doc["not_judged"]), judgeable=False)
     if not doc:
-        return "the child recorded no log-probabilities (resolved.by_definition is missing)"
+        return NoRecord("the child recorded no log-probabilities (resolved.by_definition is missing)")
     try:
         batches = [MicroBatch(b["step"], b["loss"], [Call(**c) for c in b["calls"]], b["completion_tokens"],
                               b.get("label"), b.get("own"), b.get("reference")) for b in doc["micro_batches"]]
         return Recorded(doc["settings"], batches)
     except (KeyError, TypeError) as exc:
-        return f"resolved.by_definition is malformed ({type(exc).__name__}: {exc})"
+        return NoRecord(f"resolved.by_definition is malformed ({type(exc).__name__}: {exc})")
 
 
-def missing_result(name: str, case_id: str, why: str) -> CheckResult:
+def missing_result(name: str, case_id: str, missing: NoRecord) -> CheckResult:
     """A relation with nothing recorded: not judged where the child said the release cannot be, else failed."""
-    if isinstance(why, Unjudgeable):
-        return not_judged(name, case_id, why)
-    return CheckResult(name, False, f"{case_id}: {why}")
+    if not missing.judgeable:
+        return not_judged(name, case_id, missing.why)
+    return CheckResult(name, False, f"{case_id}: {missing.why}")
 
 
 def bound_for(name: str, method: str, bounds: Any, default: float) -> float:
