@@ -41,8 +41,8 @@ def families(cases) -> list[Family]:
     mixture of experts one per method and within the 8-bit optimizer one per trainer (each failed apart)."""
     groups: dict[str, dict[str, tuple]] = {}
     for order, case in enumerate(cases):
-        if case.model.size != "tiny" or case.needs_gpu:
-            continue
+        if case.model.size != "tiny" or case.needs_gpu or case.opt_in:  # the main tier's (the extended tier's
+            continue                                                       # run with --extended only)
         key = family_key(case)
         sub = case.method if key == "moe" else case.trainer if key == "adamw_8bit" else ""
         best = groups.setdefault(key, {}).get(sub)

@@ -26,10 +26,14 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_cases(args: argparse.Namespace, extra: list[str]) -> int:
     from suite.cases import load_cases
 
+    from suite.matrix.selection import left_out, left_out_count
+
     cases = load_cases(args.cases_dir)
     for case in cases:
         print(f"{case.id:70s} {' '.join(case.markers)}")
-    print(f"{len(cases)} cases in {args.cases_dir}", file=sys.stderr)
+    tiers = left_out_count(left_out(cases, set()))  # what a run without --extended leaves out
+    print(f"{len(cases)} cases in {args.cases_dir}" + (f"; without --extended a run leaves out {tiers}" if tiers else ""),
+          file=sys.stderr)
     return 0
 
 

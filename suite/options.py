@@ -24,6 +24,12 @@ def add_budgets_dir(addoption: AddOption) -> None:
     addoption("--budgets-dir", default=str(paths.BUDGETS), help="where budget files are (default: cases/budgets/)")
 
 
+def add_extended(addoption: AddOption) -> None:
+    addoption("--extended", action="store_true", default=False,
+              help="run the cases of the extended tier too (rows with tier: extended): left out otherwise, with a "
+                   "line that says so; an -m that names the tier's marker (-m extended) asks for them as well")
+
+
 def add_baselines_dir(addoption: AddOption) -> None:
     addoption("--baselines-dir", default=str(paths.baselines_root()),
               help="where golden loss curves are kept, one folder per hardware profile and kernel class "

@@ -24,6 +24,7 @@ from suite.matrix.spec import (
     LOSSES,
     METHODS,
     SIZES,
+    TIERS,
     TINY_ARCHS,
     BenchSpec,
     Case,
@@ -39,7 +40,7 @@ from suite.paths import display
 _SECTION = {"training": Training, "lora": LoraSpec, "checks": CheckSpec, "benchmark": BenchSpec}
 _MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"name", "config_sha256"}
 _ENTRY_KEYS = {"name", "models", "trainers", "methods", "features", "datasets", "training", "lora", "checks",
-               "benchmark", "timeout_s", "option"}
+               "benchmark", "timeout_s", "option", "tier"}
 _DEFAULT_KEYS = {"training", "lora", "checks", "benchmark", "timeout_s", "by_size", "by_method"}
 
 
@@ -277,6 +278,13 @@ def _parse_option(file: str, where: str, value: Any) -> str:
     return value
 
 
+def _parse_tier(file: str, where: str, value: Any) -> str:
+    """The tier a row's cases are in (spec.TIERS); a row that says none is in the main tier."""
+    if value not in TIERS:
+        raise CaseError(file, where, f"unknown tier {value!r}; known: {', '.join(TIERS)}")
+    return value
+
+
 def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defaults: _Defaults,
             support: Support) -> list[Case]:
     where = f"matrix[{idx}]"
@@ -307,6 +315,7 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
     datasets = [_parse_dataset(file, f"{where}.datasets[{j}]", d)
                 for j, d in enumerate(_as_list(file, f"{where}.datasets", entry.get("datasets", ["text"])))]
     option = _parse_option(file, f"{where}.option", entry.get("option", ""))
+    tier = _parse_tier(file, f"{where}.tier", entry.get("tier", TIERS[0]))
     cases = []
     for name, trainer, method, feat, (fmt, loss) in itertools.product(model_names, trainers, methods, feats, datasets):
         model = models[name]
@@ -317,7 +326,8 @@ def _expand(file: str, idx: int, entry: Any, models: dict[str, ModelSpec], defau
         sections, timeout = _apply(file, f"{where}.", entry, sections, timeout)
         case = Case(model=model, **METHODS[method].axes(), features=feat, dataset=fmt, loss=loss,
                     training=sections["training"], lora=sections["lora"], checks=sections["checks"],
-                    benchmark=sections["benchmark"], timeout_s=timeout, source=file, trainer=trainer, option=option)
+                    benchmark=sections["benchmark"], timeout_s=timeout, source=file, trainer=trainer, option=option,
+                    tier=tier)
         named = {pair.split(":")[0] for pair in option.split(",")} - set(dict(case.training.extra)) if option else set()
         if named:
             raise CaseError(file, f"{where}.option", f"names {', '.join(sorted(named))}, which training.extra does not set")

@@ -10,11 +10,12 @@ substrings (pytest's KeywordMatcher). tests/test_usage_errors.py holds the two t
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from suite.errors import UsageError
-from suite.matrix.spec import Case
+from suite.matrix.spec import TIERS, Case
 
 # The names pytest matches -k against besides the case's own (tests/test_matrix.py::test_case[<id>]).
 ITEM_NAMES = ("tests", "test_matrix.py")
@@ -36,6 +37,7 @@ class SelectionError(UsageError):
 class Selection:
     markexpr: str | None = None  # -m
     keyword: str | None = None  # -k
+    extended: bool = False  # --extended: the opt-in tiers too (tiers_asked)
 
     @classmethod
     def from_args(cls, args: Sequence[str]) -> Selection:
@@ -44,7 +46,7 @@ class Selection:
         for flag, value in zip(args, list(args[1:]) + [""]):
             if flag in ("-m", "-k"):
                 found[flag] = value
-        return cls(found.get("-m") or None, found.get("-k") or None)
+        return cls(found.get("-m") or None, found.get("-k") or None, "--extended" in args)
 
     def words(self) -> str:
         """The selection as typed: `-m 'tiny' -k 'lora'`."""
@@ -89,7 +91,48 @@ def choose(cases: Iterable[Case], selection: Selection, known_markers: Iterable[
             raise SelectionError(f"unknown marker(s) in -m {selection.markexpr!r}: {', '.join(unknown)} (no case "
                                  f"carries them; `python -m suite cases` lists every case with its markers)")
     chosen = [c for c in cases if matches(c, markexpr, keyword)]
+    left = left_out(chosen, tiers_asked(selection.extended, selection.markexpr))  # as the plugin deselects them
+    chosen = [c for c in chosen if not any(c.id in ids for ids in left.values())]
     if not chosen:
+        tiers = f"; {left_out_line(left)}" if left else ""
         raise SelectionError(f"no case matches {selection.words()} ({len(cases)} cases declared; "
-                             f"`python -m suite cases` lists them with their markers)")
+                             f"`python -m suite cases` lists them with their markers{tiers})")
     return chosen
+
+
+def tiers_asked(extended: bool, markexpr: str | None) -> set[str]:
+    """The opt-in tiers a run asks for: every one with --extended; else those its -m names (`-m extended`,
+    `-m "extended and gemma3"`): an -m that names the tier's marker means its cases, and deselecting them would
+    leave it choosing nothing. `-m "not extended"` names it too, and its own expression then leaves them out."""
+    opt_in = set(TIERS[1:])
+    if extended:
+        return opt_in
+    if not markexpr:
+        return set()
+    expr = _compile(markexpr, "-m")
+    idents = expr.idents() if hasattr(expr, "idents") else set(re.findall(r"[A-Za-z0-9_.+-]+", markexpr))
+    return opt_in & set(idents)
+
+
+def left_out(cases: Iterable[Case], asked: set[str]) -> dict[str, list[str]]:
+    """The cases of opt-in tiers not asked for, by tier ({tier: [case ids]}; tiers with none left out)."""
+    out: dict[str, list[str]] = {}
+    for case in cases:
+        if case.opt_in and case.tier not in asked:
+            out.setdefault(case.tier, []).append(case.id)
+    return out
+
+
+def left_out_count(left: dict[str, list[str]]) -> str | None:
+    """What the tiers left out, counted ("36 cases of the extended tier"), or None when nothing was."""
+    parts = [f"{len(ids)} case{'s' if len(ids) != 1 else ''} of the {tier} tier" for tier, ids in sorted(left.items())
+             if ids]
+    return ", ".join(parts) or None
+
+
+def left_out_line(left: dict[str, list[str]]) -> str | None:
+    """The run's line for what its tiers left out ("36 cases of the extended tier left out: --extended runs
+    them"), or None when nothing was."""
+    parts = [f"{len(ids)} case{'s' if len(ids) != 1 else ''} of the {tier} tier left out: --{tier} runs them"
+             for tier, ids in sorted(left.items()) if ids]
+    return "; ".join(parts) or None

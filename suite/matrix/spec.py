@@ -48,7 +48,7 @@ __all__ = ["ADAPTER_METHODS", "ADDED_TOKEN_FORMATS", "ATTENTION", "CONVERSATIONA
            "FORMATS", "GA_STEPS", "LOSSES", "METHODS", "MODES", "MOE_ARCHS", "NEW_TOKEN_WAYS", "PREFERENCE_FORMATS",
            "PROMPT_FORMATS", "PROMPT_ONLY_FORMATS", "SIZES", "TINY_ARCHS", "UNPAIRED_PREFERENCE_FORMATS", "WORLD_SIZE",
            "DEFAULT_TRAINER",
-           "MARKERS", "NOT_FINGERPRINTED",
+           "MARKERS", "NOT_FINGERPRINTED", "DEFAULT_TIER", "TIERS",
            "ModelSpec", "Training", "LoraSpec", "CheckSpec", "BenchSpec", "Case", "markers"]
 
 # The trainer a case trains with unless its file says otherwise (trl's SFTTrainer, every case before the
@@ -57,7 +57,14 @@ DEFAULT_TRAINER = "sft"
 
 # The resolved case's fields a fingerprint leaves out: where it was declared, how long it may run, how it
 # is judged and how it is timed change nothing that is trained (reports compare the rest).
-NOT_FINGERPRINTED = ("source", "timeout_s", "checks", "benchmark")
+NOT_FINGERPRINTED = ("source", "timeout_s", "checks", "benchmark", "tier")
+
+# The tiers a case can be in (issue 38). The main tier runs by default; a case file's row may put its cases in the
+# extended tier (`tier: extended`), which a run leaves out, saying so, unless --extended is given: coverage that
+# would push CI past its 30 minutes (docs/cases.md, "The extended tier"). Not fingerprinted: moving a case between
+# tiers changes where it runs, not what it trains.
+DEFAULT_TIER = "main"
+TIERS = (DEFAULT_TIER, "extended")
 
 # Every marker a case can carry but the trainers' (which their backends bring, suite/matrix/support.py);
 # registered so that --strict-markers catches typos.
@@ -77,6 +84,7 @@ MARKERS: dict[str, str] = {
     "case": "a training case of the matrix (not a unit test)",
     "invariant": "a correctness invariant comparing two real runs or states (tests/invariants/)",
     "options": "the covering design of the options people set (issue 37)",
+    **{t: f"the {t} tier: left out of a run unless --{t} is given (docs/cases.md)" for t in TIERS[1:]},
 }
 
 
@@ -271,6 +279,13 @@ class Case:
     # training.extra need one (issue 37's covering design); empty for every other case, whose ids and
     # fingerprints predate it
     option: str = ""
+    # the tier the case is in (TIERS): any but the main one is left out of a run unless asked for
+    tier: str = DEFAULT_TIER
+
+    @property
+    def opt_in(self) -> bool:
+        """Whether the case runs only when its tier is asked for (--extended)."""
+        return self.tier != DEFAULT_TIER
 
     @property
     def method(self) -> str:
@@ -365,6 +380,8 @@ class Case:
             marks.append("options")
         if self.uses.packs:  # every packing strategy is packing (the marker the packing tests select on)
             marks.append("packing")
+        if self.opt_in:
+            marks.append(self.tier)
         return tuple(dict.fromkeys(marks))
 
     def with_mode(self, mode: str) -> Case:
@@ -386,6 +403,8 @@ class Case:
             del d["option"]
         if self.trainer == DEFAULT_TRAINER:  # the same: SFT cases' fingerprints predate the trainer axis
             del d["trainer"]
+        if not self.opt_in:  # the same: main-tier records read as before the tiers
+            del d["tier"]
         if not self.training.eval_samples:  # and the eval split
             del d["training"]["eval_samples"]
         if not self.lora.target_parameters:  # and the adapters of parameters (mixture-of-experts cases)
@@ -404,6 +423,6 @@ class Case:
         """Hash of everything that changes what is trained; the source file and timeout do not."""
         d = self.to_dict()
         for key in NOT_FINGERPRINTED:
-            d.pop(key)
+            d.pop(key, None)  # tier is absent from a main-tier case's dict
         d["model"].pop("config", None)  # a local path; its content is in config_sha256
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -33,6 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="hardware profile whose budgets apply (default: detected from the GPU, or cpu); "
                          "budgets are read from cases/budgets/NAME.yaml")
     options.add_budgets_dir(group.addoption)
+    options.add_extended(group.addoption)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,9 +74,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     PluginSession.of(session.config).plan(session.items)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A rerun into a stopped run leaves out the cases that have a record (suite/run/resume.py)."""
+    """The cases of a tier not asked for are left out (after -m and -k, so that the count is of the cases they
+    chose), and a rerun into a stopped run leaves out the cases that have a record (suite/run/resume.py)."""
+    PluginSession.of(config).leave_out_tiers(items)
     PluginSession.of(config).leave_out_recorded(items)
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    return PluginSession.of(config).tier_line()
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

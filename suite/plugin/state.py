@@ -21,6 +21,7 @@ from suite.errors import CaseError
 from suite.judge.baselines import BaselineStore
 from suite import cases as load
 from suite.matrix import spec
+from suite.matrix.selection import left_out, left_out_line, tiers_asked
 from suite.records.results import check_run_id, new_run_id, read_manifest
 from suite.run.resume import Stopped, stopped_run
 from suite.run.session import RunSession
@@ -46,6 +47,7 @@ class PluginSession:
     command: list[str] | None = None  # what the user typed (UserCommand; an xdist worker: the controller's)
     stopped: Stopped | None = None  # the run this session reruns into was stopped: it finishes it
     recorded: list[str] | None = None  # ... and leaves out these cases, which have a record (the controller's)
+    left_out: dict[str, list[str]] | None = None  # tier -> the case ids it left out (no --extended); None: not known
 
     @classmethod
     def of(cls, config: pytest.Config) -> PluginSession:
@@ -152,6 +154,22 @@ class PluginSession:
             self.config.hook.pytest_deselected(items=[i for i in items if _case_id(i) in done])
             items[:] = keep
 
+    def leave_out_tiers(self, items: list[pytest.Item]) -> None:
+        """Deselect the cases of an opt-in tier the run did not ask for (--extended, or an -m naming it), and keep
+        which, for the manifest and the summary: a run that left a tier out says so, never compares fewer cases
+        silently."""
+        asked = tiers_asked(self.config.getoption("extended"), self.config.option.markexpr)
+        self.left_out = left_out([i.callspec.params["ft_case"] for i in items if _case_id(i) is not None], asked)
+        out = {cid for ids in self.left_out.values() for cid in ids}
+        if out:
+            self.config.hook.pytest_deselected(items=[i for i in items if _case_id(i) in out])
+            items[:] = [i for i in items if _case_id(i) not in out]
+
+    def tier_line(self) -> str | None:
+        """The line that says what the tiers left out (the header after collection, and the summary)."""
+        line = left_out_line(self.left_out or {})
+        return f"ftsuite: {line}" if line else None
+
     def resume_line(self) -> str | None:
         """The report header's line when this session finishes a stopped run."""
         return f"ftsuite: {self.stopped.describe()}" if self.stopped else None
@@ -174,7 +192,7 @@ class PluginSession:
                                   keep_checkpoints=cfg.getoption("keep_checkpoints"),
                                   profile=cfg.getoption("budget_profile"), budgets_dir=cfg.getoption("budgets_dir"),
                                   baselines=self.baselines, planned=self.planned, argv=self.user_command(),
-                                  shard=self.shard, shard_plan=self.shard_plan)
+                                  shard=self.shard, shard_plan=self.shard_plan, left_out=self.left_out)
         except CaseError as exc:
             raise pytest.UsageError(f"invalid budget file: {exc}") from None
         return self.run
@@ -206,7 +224,13 @@ class PluginSession:
 
     def summary(self) -> str | None:
         """The terminal summary's line: where the records went, with their counts (and, for a run that
-        stopped before it finished, how to finish it)."""
+        stopped before it finished, how to finish it; and what the tiers left out)."""
+        text = self._records_summary()
+        manifest = read_manifest(self.run_dir) if (self.run_dir / "manifest.json").is_file() else {}
+        tiers = left_out_line(manifest.get("left_out") or self.left_out or {})
+        return "\n".join(t for t in (text, tiers) if t) or None
+
+    def _records_summary(self) -> str | None:
         if self.run is not None and self.run.started:
             line = f"records of run {self.run.run_id} ({_counts(self.run.counts)}) in {self.run.run_dir}"
         elif self.is_controller and (self.run_dir / "manifest.json").is_file():  # the workers wrote it

@@ -50,6 +50,14 @@ class Run:
         return [str(c) for c in planned] if isinstance(planned, list) else None
 
     @property
+    def left_out(self) -> dict[str, str]:
+        """Case id -> the opt-in tier (`extended`) the run left out with it, per its manifest's `left_out`."""
+        entry = (self.manifest or {}).get("left_out")
+        if not isinstance(entry, dict):
+            return {}
+        return {str(c): str(tier) for tier, ids in entry.items() if isinstance(ids, list) for c in ids}
+
+    @property
     def listed(self) -> dict[str, list[str]]:
         """Case id -> record file names, per the manifest."""
         listed = (self.manifest or {}).get("records")

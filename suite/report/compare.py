@@ -72,9 +72,10 @@ def compare_runs(baseline: Run, candidate: Run) -> pd.DataFrame:
     known = set(bcases) | set(ccases)
     brows, _ = integrity(baseline, "baseline", known)
     crows, gone = integrity(candidate, "candidate", known)
+    tiers = {**baseline.left_out, **candidate.left_out}  # a case is in one run's left_out at most: the other ran it
     rows = [r for case_id in sorted(set(bcases) | set(ccases))
             for r in compare_case(case_id, bcases.get(case_id, []), ccases.get(case_id, []),
-                                  lost=gone.get(case_id, ""))]
+                                  lost=gone.get(case_id, ""), tier=tiers.get(case_id, ""))]
     rows += brows + crows + compare_invariants(baseline.invariants, candidate.invariants)
     rows += compare_checkpoints(candidate.compat)
     distrust(rows)
@@ -93,11 +94,13 @@ def _frame(rows: list[dict], baseline: Run, candidate: Run) -> pd.DataFrame:
     return df
 
 
-def compare_case(case_id: str, brecs: list[CaseRecord], crecs: list[CaseRecord], lost: str = "") -> list[dict]:
+def compare_case(case_id: str, brecs: list[CaseRecord], crecs: list[CaseRecord], lost: str = "",
+                 tier: str = "") -> list[dict]:
     """Rows for one case: a status row when its outcome says something, then one row per metric.
-    `lost` says why a case with no readable candidate record should have had one."""
+    `lost` says why a case with no readable candidate record should have had one; `tier`, the opt-in tier a
+    run left the case out with (its manifest's left_out)."""
     if not brecs or not crecs:
-        return [_one_sided_row(case_id, brecs, crecs, lost)]
+        return [_one_sided_row(case_id, brecs, crecs, lost, tier)]
     (bstat, breason), (cstat, creason) = outcome(brecs), outcome(crecs)
     why = incomparable(brecs, crecs, bstat, cstat, breason, creason)
     status = _status_row(case_id, (bstat, breason), (cstat, creason), why,
@@ -111,14 +114,16 @@ def compare_case(case_id: str, brecs: list[CaseRecord], crecs: list[CaseRecord],
     return rows
 
 
-def _one_sided_row(case_id: str, brecs: list[CaseRecord], crecs: list[CaseRecord], lost: str) -> dict:
+def _one_sided_row(case_id: str, brecs: list[CaseRecord], crecs: list[CaseRecord], lost: str, tier: str = "") -> dict:
     """A case in one run only: lost where it passed in the baseline and the candidate lost its record,
-    else not comparable."""
+    else not comparable (saying so where that run left the case's tier out: neither lost nor hidden)."""
     where = "baseline" if not brecs else "candidate"
     stat = outcome(brecs or crecs)[0]
     if lost and brecs and stat == "passed":
         return row(case_id, STATUS, LOST, lost, baseline_status=stat, n_baseline=len(brecs))
     note = f"not in the {where} run" + (f" ({lost})" if lost and brecs else "")
+    if tier:
+        note += f": the {where} run left the {tier} tier out (--{tier} runs it)"
     return row(case_id, STATUS, NOT_COMPARABLE, note,
                baseline_status=stat if brecs else None, candidate_status=stat if crecs else None)
 

@@ -37,6 +37,10 @@ def missing_requirements(case: Case) -> list[str]:
         missing += [m for need in case.uses.cpu_needs if (m := compat.REQUIREMENTS[need].missing())]
 
     missing += compat.cannot_express(case, backend.version_needs(case))
+    from suite.train.family_needs import family_lacks
+
+    missing += family_lacks(case, machine.cuda_available(), machine.cpu_info().get("flags") or [],
+                            lambda module: importlib.util.find_spec(module) is not None)
     if not case.model.scale.built:
         from suite.train import models
 

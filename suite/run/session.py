@@ -58,6 +58,7 @@ class RunSession:
     shard: tuple[int, int] | None = None  # --shard I/N: this session runs slice I of N of the run's cases
     shard_plan: list[str] | None = None  # ... of these: the whole run's case ids, before the slice was kept
     child_env: dict[str, str] = field(default_factory=dict)  # set in each case's child (FTSUITE_INJECT, ...)
+    left_out: dict[str, list[str]] | None = None  # tier -> the case ids this session left out (not asked for)
     _started: bool = False
     _started_at: str = ""
     _counts: dict = field(default_factory=dict)  # this session's own outcomes (the manifest holds every session's)
@@ -106,6 +107,8 @@ class RunSession:
                                                    "started_at": self._started_at, "finished_at": None})
             if self.planned is not None:
                 doc["planned"] = sorted(set(doc.get("planned") or []) | set(self.planned))
+            if self.left_out or doc.get("left_out"):
+                doc["left_out"] = left_out_entry(doc.get("left_out"), self.left_out or {}, doc.get("planned") or [])
             if self.shard is not None:
                 doc["shard"] = shard_entry(doc.get("shard"), self.shard, self.shard_plan or self.planned or [])
 
@@ -196,6 +199,17 @@ class RunSession:
         self._counts[status] = self._counts.get(status, 0) + 1
         path, record = written[-1]
         return CaseResult(case, status, reason, record, path)
+
+
+def left_out_entry(old: object, new: dict[str, list[str]], planned: list[str]) -> dict[str, list[str]]:
+    """The manifest's `left_out`: tier -> the case ids of that tier no session of the run was asked to run
+    (a later session into the run with --extended plans them, and they leave the list)."""
+    merged: dict[str, set[str]] = {}
+    for source in (old if isinstance(old, dict) else {}, new):
+        for tier, ids in source.items():
+            merged.setdefault(str(tier), set()).update(str(i) for i in ids or [])
+    ran = set(planned)
+    return {tier: sorted(ids - ran) for tier, ids in sorted(merged.items()) if ids - ran}
 
 
 def shard_entry(old: object, shard: tuple[int, int], plan: list[str]) -> dict:

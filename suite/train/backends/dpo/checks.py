@@ -11,7 +11,7 @@ from suite.checkresult import Bounds, CheckResult, windows_rise
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.dpo.relations import pairs_of
 from suite.train.backends.preference import definitions as d
-from suite.train.backends.preference.relations import NoRecord, read_recorded
+from suite.train.backends.preference.relations import NoRecord, read_recorded, router_term
 from suite.train.backends.preference.checks import REFERENCE_UNTOUCHED
 
 if TYPE_CHECKING:
@@ -58,15 +58,21 @@ def _starts_at_ln2(case: Case, payload: Payload, bounds: Bounds | None, inv: Any
     step's recorded log-probabilities), from the settings the child recorded (definitions.py's formula, not trl's)."""
     rec = read_recorded(payload.resolved)
     types = tuple(rec.settings.get("loss_type") or ("sigmoid",)) if not isinstance(rec, NoRecord) else ("sigmoid",)
+    router, unknown = router_term(rec.settings, payload.loss_curve, 1) if not isinstance(rec, NoRecord) else (0.0, None)
+    if unknown:
+        return CheckResult(StartsAtLn2.name, False, f"{case.id}: {unknown}")
+    plus = f" + the router's loss {router:.6g}" if router else ""  # a mixture of experts: trl adds it to DPO's loss
     if types == ("sigmoid",) or any(t not in d.DPO_LOSS_TYPES for t in types):
-        return StartsAtLn2(case.checks.dpo_ln2_atol).evaluate(case.id, payload.losses)
+        return StartsAtLn2(case.checks.dpo_ln2_atol, expected=math.log(2) + router,
+                           label=f"ln 2{plus}").evaluate(case.id, payload.losses)
     s = rec.settings
     batches = _at_reference(rec)
     start = sum(d.dpo_loss(pairs, s["beta"], types, tuple(s.get("loss_weights") or ()) or None,
                            s.get("label_smoothing", 0.0), s.get("discopop_tau") or d.DISCOPOP_TAU)
                 for pairs in batches) / len(batches)
-    label = f"{'+'.join(types)}'s value with the policy at its reference, {start:.6g}"
-    return StartsAtLn2(case.checks.dpo_ln2_atol, expected=start, label=label).evaluate(case.id, payload.losses)
+    label = f"{'+'.join(types)}'s value with the policy at its reference, {start:.6g}{plus}"
+    return StartsAtLn2(case.checks.dpo_ln2_atol, expected=start + router, label=label).evaluate(case.id,
+                                                                                               payload.losses)
 
 
 def _at_reference(rec: Any) -> list[list[d.Pair]]:

@@ -11,8 +11,8 @@ from suite.checkresult import Bounds, CheckResult
 from suite.train.backends.base import TrainerCheck
 from suite.train.backends.preference import definitions as d
 from suite.train.backends.preference.definitions import FORBIDDEN_ORACLES  # noqa: F401 - the guard's list, re-exported
-from suite.train.backends.preference.relations import (MicroBatch, NoRecord, Recorded, bound_for, logged_at,
-                                                        missing_result, read_recorded, worst)
+from suite.train.backends.preference.relations import (ROUTER_COEF, MicroBatch, NoRecord, Recorded, bound_for,
+                                                       logged_at, missing_result, read_recorded, router_term, worst)
 
 if TYPE_CHECKING:
     from suite.matrix.spec import Case
@@ -37,10 +37,15 @@ def pairs_of(batch: MicroBatch) -> list[d.Pair] | str:
     return [d.Pair(p[i], p[n + i], r[i], r[n + i], lengths[i], lengths[n + i]) for i in range(n)]
 
 
-def _each_step(rec: Recorded, curve: list[dict], compute: Any) -> tuple[list[tuple[float, str]], str | None]:
-    """(|logged - defined|, where) per recorded step and key; `compute(pairs)` gives {logged key: defined value}."""
+def _each_step(rec: Recorded, curve: list[dict], compute: Any,
+               added: Any = lambda step: (0.0, None)) -> tuple[list[tuple[float, str]], str | None]:
+    """(|logged - defined|, where) per recorded step and key; `compute(pairs)` gives {logged key: defined value};
+    `added(step)`, what the trainer adds to every key's logged value at the step (the router's loss), or why unknown."""
     diffs = []
     for step, batches in sorted(rec.steps().items()):
+        extra, unknown = added(step)
+        if unknown:
+            return [], unknown
         per_batch = []
         for b in batches:
             pairs = pairs_of(b)
@@ -51,7 +56,7 @@ def _each_step(rec: Recorded, curve: list[dict], compute: Any) -> tuple[list[tup
             logged = logged_at(curve, step, key)
             if logged is None:
                 return [], f"step {step} logged no {key}"
-            defined = sum(v[key] for v in per_batch) / len(per_batch)  # logging_steps 1: the micro-batches' mean
+            defined = sum(v[key] for v in per_batch) / len(per_batch) + extra  # logging_steps 1: their mean
             diffs.append((abs(logged - defined), f"step {step} {key}: logged {logged:.6g}, defined {defined:.6g}"))
     return diffs, None
 
@@ -71,11 +76,12 @@ def loss_relation(case_id: str, rec: Recorded, curve: list[dict], atol: float) -
         return {"loss": d.dpo_loss(pairs, s["beta"], types, weights, s.get("label_smoothing", 0.0),
                                    s.get("discopop_tau") or d.DISCOPOP_TAU)}
 
-    diffs, missing = _each_step(rec, curve, compute)
+    diffs, missing = _each_step(rec, curve, compute, lambda step: router_term(s, curve, step))
     return worst("dpo_loss_by_definition", case_id, diffs, atol,
                  f"DPO's logged loss vs {'+'.join(types)} (beta {s['beta']:g}, label smoothing "
-                 f"{s.get('label_smoothing', 0.0):g}, weights {', '.join(f'{w:g}' for w in weights)}) from the "
-                 f"log-probabilities it used",
+                 f"{s.get('label_smoothing', 0.0):g}, weights {', '.join(f'{w:g}' for w in weights)})"
+                 + (f" + {s[ROUTER_COEF]:g} x the router's aux_loss" if s.get(ROUTER_COEF) else "")
+                 + " from the log-probabilities it used",
                  "the loss is not its loss type's definition with the configured beta, label smoothing and loss "
                  "weights (beta applied twice, label smoothing ignored or the loss weights swapped?)", missing)
 

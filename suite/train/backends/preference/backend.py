@@ -9,6 +9,7 @@ from suite.train import compat, models, probes
 from suite.train.backends.base import NO_HOOKS, BuildHooks, TrainerCheck
 from suite.train.backends.sft.backend import HFSFTTrainer
 from suite.train.backends.preference.faults import REFERENCE
+from suite.train.backends.preference.relations import ROUTER_COEF
 from suite.train.quantize import quantizer_for
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Preference(HFSFTTrainer):
         if recorder is None:
             return {}
         settings = {k: _jsonable(getattr(args, k, None)) for k in self.settings}
+        settings[ROUTER_COEF] = router_coef(trainer)
         return {"by_definition": {"settings": settings, **recorder.record()}}
 
     def version_needs(self, case: Case) -> list[str]:
@@ -110,3 +112,12 @@ def _reference_logits(trainer: Any, tokenizer: Any, device: str) -> tuple[str, A
     model.train()
     return "the disabled adapter", logits
 
+
+def router_coef(trainer: Any) -> float:
+    """The coefficient of the router's auxiliary loss in the trainer's loss (relations.ROUTER_COEF), 0 when it adds
+    none: trl 1.16's DPOTrainer.router_aux_loss_coef (the model's own unless DPOConfig sets one), older releases'
+    aux_loss_coef (the model config's)."""
+    if not getattr(trainer, "aux_loss_enabled", False):
+        return 0.0
+    coef = getattr(trainer, "router_aux_loss_coef", None)
+    return float(getattr(trainer, "aux_loss_coef", 0.0) if coef is None else coef)

@@ -87,6 +87,24 @@ def logged_at(curve: list[dict], step: int, key: str) -> float | None:
     return next((p[key] for p in curve if p.get("step") == step and key in p), None)
 
 
+# A mixture of experts: trl adds this coefficient x the router's auxiliary loss (logged as aux_loss) to DPO's loss,
+# recorded in the settings by the child (backend.router_coef; 0 where the router's loss is off). Found by the
+# families' MoE DPO cases (cases/families_extended.yaml): their first loss was ln 2 + 0.01 x 2.03.
+ROUTER_COEF = "router_aux_loss_coef"
+
+
+def router_term(settings: dict, curve: list[dict], step: int) -> tuple[float, str | None]:
+    """What trl added to the step's logged loss for the router (coefficient x the logged aux_loss), or why it is
+    unknown; 0 for a model with no router loss."""
+    coef = float(settings.get(ROUTER_COEF) or 0.0)
+    if not coef:
+        return 0.0, None
+    aux = logged_at(curve, step, "aux_loss")
+    if aux is None:
+        return 0.0, f"step {step} logged no aux_loss (the router's auxiliary loss, x {coef:g} in the loss)"
+    return coef * aux, None
+
+
 def worst(name: str, case_id: str, diffs: list[tuple[float, str]], bound: float, what: str, cause: str,
           missing: str | None = None) -> CheckResult:
     """The relation's verdict from its (difference, where) pairs: the largest against the bound."""
