@@ -48,6 +48,7 @@ class PluginSession:
     stopped: Stopped | None = None  # the run this session reruns into was stopped: it finishes it
     recorded: list[str] | None = None  # ... and leaves out these cases, which have a record (the controller's)
     left_out: dict[str, list[str]] | None = None  # tier -> the case ids it left out (no --extended); None: not known
+    tests_left_out: dict[str, int] | None = None  # tier -> how many of the suite's own tests it left out
 
     @classmethod
     def of(cls, config: pytest.Config) -> PluginSession:
@@ -161,13 +162,23 @@ class PluginSession:
         asked = tiers_asked(self.config.getoption("extended"), self.config.option.markexpr)
         self.left_out = left_out([i.callspec.params["ft_case"] for i in items if _case_id(i) is not None], asked)
         out = {cid for ids in self.left_out.values() for cid in ids}
-        if out:
-            self.config.hook.pytest_deselected(items=[i for i in items if _case_id(i) in out])
-            items[:] = [i for i in items if _case_id(i) not in out]
+        # the suite's own tests may sit in a tier too (`@pytest.mark.extended`: the slowest members of a family's
+        # parametrization, docs/cases.md), left out the same way and counted apart
+        tiers = [t for t in spec.TIERS[1:] if t not in asked]
+        tests = [i for i in items if _case_id(i) is None and any(i.get_closest_marker(t) for t in tiers)]
+        self.tests_left_out = {t: sum(1 for i in tests if i.get_closest_marker(t)) for t in tiers}
+        dropped = [i for i in items if _case_id(i) in out] + tests
+        if dropped:
+            self.config.hook.pytest_deselected(items=dropped)
+            gone = {id(i) for i in dropped}
+            items[:] = [i for i in items if id(i) not in gone]
 
     def tier_line(self) -> str | None:
         """The line that says what the tiers left out (the header after collection, and the summary)."""
         line = left_out_line(self.left_out or {})
+        tests = "; ".join(f"{n} test{'s' if n != 1 else ''} of the {t} tier left out: --{t} runs them"
+                          for t, n in sorted((self.tests_left_out or {}).items()) if n)
+        line = "; ".join(x for x in (line, tests) if x)
         return f"ftsuite: {line}" if line else None
 
     def resume_line(self) -> str | None:

@@ -22,12 +22,15 @@ def _known_broken(name: str) -> pytest.MarkDecorator:
                                                  f"{known.where_measured()}): {known.why}")
 
 
-def _families(broken: str | None = None) -> list:
+def _families(broken: str | None = None, main: tuple[str, ...] | None = None) -> list:
     """Each family with its marker; where the family's own relation `<arch>.<broken>` is declared known broken
-    (suite/invariants/relations.py), its member is a strict xfail saying why."""
+    (suite/invariants/relations.py), its member is a strict xfail saying why. With `main`, the members of the
+    other families are in the extended tier (`--extended`; docs/cases.md: CI time)."""
     params = []
     for arch in sorted(STYLES):
         marks = [getattr(pytest.mark, arch)]
+        if main is not None and arch not in main:
+            marks.append(pytest.mark.extended)
         own = f"{arch}.{broken}"
         if broken and own in RELATIONS and RELATIONS[own].known_broken is not None:
             marks.append(_known_broken(own))
@@ -40,7 +43,9 @@ def test_packed_examples_are_isolated_on_each_family(arch, tmp_path, invariant):
     invariant.holds(features.measure_packing_forward(tmp_path, arch=arch))
 
 
-@pytest.mark.parametrize("arch", _families("packing.run_loss"))
+# two runs per family: in CI the known-broken family's (its finding still stands) and Llama 3's, the others in the
+# extended tier (about 40 s of CI alone for the seven)
+@pytest.mark.parametrize("arch", _families("packing.run_loss", main=("gpt_oss", "llama3")))
 def test_packed_run_equals_unpacked_run_on_each_family(arch, tmp_path, invariant):
     invariant.holds(features.measure_packing_runs(tmp_path, "lora", steps=2, arch=arch))
 
@@ -50,7 +55,8 @@ def test_sequence_starts_are_masked_on_each_family(arch, tmp_path, invariant):
     invariant.holds(labels.measure_packed_starts("packing", tmp_path, arch=arch))
 
 
-@pytest.mark.parametrize("arch", _families("packing.no_cross_attention"))
+# the aimed fault in CI on the two families with sliding windows; "no other family" in full in the extended tier
+@pytest.mark.parametrize("arch", _families("packing.no_cross_attention", main=("gemma3", "gemma4")))
 def test_a_gemma3_window_across_packed_sequences_fails_only_gemma3(arch, tmp_path, invariant):
     """Can fail, and aimed: Gemma 3's sliding-window mask built without the packed sequences' position_ids lets
     its sliding layer attend across a packed boundary; the other families' masks are their own."""

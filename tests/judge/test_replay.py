@@ -140,7 +140,7 @@ def test_every_reference_names_its_machines_and_runs_and_its_spread_is_what_thei
     families = {s for s in bf16 if cases[s].model.arch in STYLES and not cases[s].opt_in}
     # and each family's full set (cases/families_extended.yaml, the extended tier), run twice on the AMD Zen 4 on
     # 2026-12-07 (fam-ext-1, -2): 36 cases, 3 of which skip there (docs/cases.md, "The extended tier")
-    extended = {s for s in bf16 if cases[s].opt_in}
+    extended = {s for s in bf16 if cases[s].opt_in and not cases[s].option}  # the options: dpo_options, online_options
     # likewise the sampling cases (cases/sampling.yaml), run twice on the AMD Zen 4 on 2026-12-07
     sampling = {s for s in bf16 if cases[s].model.arch in LATER and s not in families | extended}
     # and the by-name cases (cases/byname.yaml), run twice on the AMD Zen 4 on 2026-12-07

@@ -117,6 +117,30 @@ def test_the_plugin_deselects_the_tier_unless_asked(pytester: pytest.Pytester, t
     assert _ran(pytester, d, "-m", "extended and qlora")[1] == {"tiny-llama/qlora/base", "tiny-qwen2/qlora/base"}
 
 
+TESTS_FILE = """
+import pytest
+
+def test_main():
+    pass
+
+@pytest.mark.extended
+def test_slow_member():
+    pass
+"""
+
+
+@pytest.mark.slow
+def test_the_suites_own_tests_in_the_tier_are_left_out_and_counted_apart(pytester: pytest.Pytester, tmp_path):
+    """A test of the suite's marked `extended` (not a case) is left out the same way, counted as a test."""
+    pytester.makepyfile(test_t=TESTS_FILE)
+    args = ("-p", "suite.plugin.cases", "-p", "no:cacheprovider", "--cases-dir", str(write_cases(tmp_path / "c", MATRIX)),
+            "--results-dir", str(pytester.path / "results"))
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1, deselected=1)
+    result.stdout.fnmatch_lines(["*1 test of the extended tier left out: --extended runs them*"])
+    pytester.runpytest(*args, "--extended").assert_outcomes(passed=2)
+
+
 @pytest.mark.slow
 def test_a_comparison_says_the_tier_was_left_out_neither_lost_nor_hidden(tmp_path):
     fixtures = TESTS / "fixtures" / "runs"
