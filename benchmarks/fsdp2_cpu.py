@@ -56,21 +56,6 @@ def _shard(model) -> None:
     fully_shard(model)
 
 
-def _zero(model, stage: int, micro: int):
-    """DeepSpeed ZeRO-`stage` around the model with the same AdamW, on this launch's gloo ranks (one or two)."""
-    import deepspeed
-    import torch
-
-    deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    config = {"train_micro_batch_size_per_gpu": micro, "gradient_accumulation_steps": 1,
-              "zero_optimization": {"stage": stage, "reduce_bucket_size": 1_000_000,
-                                    "allgather_bucket_size": 1_000_000},
-              "zero_allow_untested_optimizer": True}
-    engine, optim, _, _ = deepspeed.initialize(model=model, optimizer=optim, config=config)
-    return engine, optim
-
-
 def _zero_state(engine) -> dict:
     """The whole state dict of a DeepSpeed engine's module: ZeRO-3's partitions gathered (a collective)."""
     import deepspeed
@@ -110,12 +95,12 @@ def _train(method: str, wrap: str, fault: str, world: int, rank: int) -> tuple[l
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    from suite.train.wrapped import describe
+    from suite.train.wrapped import describe, zero_engine
 
     model = _model(method)
     engine = None
     if wrap.startswith("zero"):  # DeepSpeed in one process too: its launch is torchrun's either way
-        engine, optim = _zero(model, int(wrap[4:]), MICRO if world > 1 else 2 * MICRO)
+        engine, optim = zero_engine(model, int(wrap[4:]), MICRO if world > 1 else 2 * MICRO)
     elif world > 1:
         if wrap == "ddp":
             model = torch.nn.parallel.DistributedDataParallel(model)

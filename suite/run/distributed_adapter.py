@@ -9,7 +9,13 @@ peft). The parent compares the two adapter files. Faults the comparison must cat
 `_fsdp_wrapped_module.`), and `trainer_save` (what transformers' Trainer.save_model does on such a model when
 accelerate has no FSDP plugin: rank 0 alone saves the model's own state dict of DTensors).
 
-    python -m suite.run.distributed_adapter   # a JSON line for the sharded save and one per fault
+Under DeepSpeed ZeRO-3 (`compare("zero3")`, the zero3 rows' sharding) the same adapter is partitioned across the
+ranks by the engine, and saved as the Trainer's `save_model` does under ZeRO-3: the partitions gathered into one
+state dict by the engine (`_zero3_consolidated_16bit_state_dict`, what accelerate's `get_state_dict` calls when the
+config asks `stage3_gather_16bit_weights_on_model_save`), written by peft on rank 0. Its fault: `partitioned`,
+rank 0 saving the model's own parameters without the gather (ZeRO-3 leaves each rank empty placeholders).
+
+    python -m suite.run.distributed_adapter [zero3]   # a JSON line for the sharded save and one per fault
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ from pathlib import Path
 
 
 FAULTS = ("local_shard", "prefixed", "trainer_save")
+ZERO3_FAULTS = ("partitioned",)
+WRAPS = {"fsdp2": FAULTS, "zero3": ZERO3_FAULTS}  # how the ranks shard the model -> the wrong saves caught
 ADAPTER_FILE = "adapter_model.safetensors"
 PREFIX = "_fsdp_wrapped_module."  # FSDP1's wrapper prefix, left in by a save that does not strip it
 
@@ -74,30 +82,46 @@ def _save_sharded(model, directory: Path, main: bool, fault: str) -> None:
         save_full(model, directory, main)
 
 
-def rank_main(out: str) -> None:
-    """One of two ranks: the unsharded save (rank 0), FSDP2, then the sharded save and each fault's, each in its
-    own folder (one launch for all: starting two ranks is most of the time); what raised goes to a file."""
+def _save_zero3(engine, model, directory: Path, main: bool, fault: str) -> None:
+    if fault == "partitioned" and main:
+        model.save_pretrained(str(directory))
+    elif not fault:
+        state = engine._zero3_consolidated_16bit_state_dict()  # a collective: every rank gathers, rank 0 keeps
+        if main:
+            model.save_pretrained(str(directory), state_dict=state)
+
+
+def rank_main(out: str, wrap: str = "fsdp2") -> None:
+    """One of two ranks: the unsharded save (rank 0), FSDP2 or ZeRO-3, then the sharded save and each fault's, each
+    in its own folder (one launch for all: starting two ranks is most of the time); what raised goes to a file."""
     import torch
     import torch.distributed as dist
 
-    from suite.train.wrapped import shard_model
+    from suite.train.wrapped import shard_model, zero_engine
 
     rank = int(os.environ["RANK"])
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
+    if wrap == "fsdp2":
+        dist.init_process_group("gloo")  # DeepSpeed starts its own (zero_engine)
     try:
         model = _model()
         if rank == 0:
             model.save_pretrained(str(Path(out) / "unsharded"))
-        shard_model(model)
-        for fault in ("", *FAULTS):  # trainer_save last: it raises on rank 0 alone
+        engine = zero_engine(model, 3, 1)[0] if wrap == "zero3" else None
+        if engine is None:
+            shard_model(model)
+        for fault in ("", *WRAPS[wrap]):  # trainer_save last: it raises on rank 0 alone
             try:
-                _save_sharded(model, Path(out) / (fault or "sharded"), rank == 0, fault)
+                if engine is not None:
+                    _save_zero3(engine, model, Path(out) / (fault or "sharded"), rank == 0, fault)
+                else:
+                    _save_sharded(model, Path(out) / (fault or "sharded"), rank == 0, fault)
             except Exception as exc:  # noqa: BLE001 - a save that raises is the finding, written for the parent
                 (Path(out) / f"error.{fault or 'sharded'}.rank{rank}").write_text(f"{type(exc).__name__}: {exc}"[:500])
         dist.barrier()  # rank 0's files are written before either rank tears down
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def compare_dirs(unsharded: Path, sharded: Path) -> AdapterDiff:
@@ -116,15 +140,15 @@ def compare_dirs(unsharded: Path, sharded: Path) -> AdapterDiff:
     return diff
 
 
-def compare(timeout_s: float = 240) -> dict[str, AdapterDiff]:
+def compare(wrap: str = "fsdp2", timeout_s: float = 240) -> dict[str, AdapterDiff]:
     """Launch the two ranks (torchrun, a free port, in their own process group: a timeout kills both); the
     sharded save ("") and each fault's, compared with the unsharded save."""
     from suite.run.distributed import run_two_ranks
 
     with tempfile.TemporaryDirectory() as out:
-        run_two_ranks("suite.run.distributed_adapter", [out], timeout_s)
+        run_two_ranks("suite.run.distributed_adapter", [out, wrap], timeout_s, what=f"{wrap}: the two ranks")
         diffs = {}
-        for fault in ("", *FAULTS):
+        for fault in ("", *WRAPS[wrap]):
             name = fault or "sharded"
             diffs[fault] = compare_dirs(Path(out) / "unsharded", Path(out) / name)
             errors = sorted(Path(out).glob(f"error.{name}.rank*"))
@@ -134,8 +158,8 @@ def compare(timeout_s: float = 240) -> dict[str, AdapterDiff]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--rank":
-        rank_main(sys.argv[2])
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--rank":
+        rank_main(*sys.argv[2:])
     else:
-        for fault, diff in compare().items():
+        for fault, diff in compare(*sys.argv[1:2]).items():
             print(json.dumps({"fault": fault or None, **asdict(diff)}))

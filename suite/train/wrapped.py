@@ -118,3 +118,26 @@ def end_deepspeed_init() -> None:
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
     unset_hf_deepspeed_config()
+
+
+def zero_engine(model: Any, stage: int, micro: int, lr: float = 1e-2) -> tuple[Any, Any]:
+    """DeepSpeed ZeRO-`stage` around a model with torch's AdamW, on this launch's gloo ranks (its own loop's engine:
+    benchmarks/fsdp2_cpu.py's relation and suite/run/distributed_adapter.py's save; the rows go through the
+    Trainer). Buckets of 1e6 elements for the reason suite/train/args.py's `deepspeed_config` gives; ZeRO-3 gathers
+    its partitions on save (`stage3_gather_16bit_weights_on_model_save`), as the rows ask."""
+    import deepspeed
+    import torch
+
+    init_deepspeed()
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    zero: dict = {"stage": stage, "reduce_bucket_size": 1_000_000, "allgather_bucket_size": 1_000_000}
+    if stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+        # every parameter partitioned: below stage3_param_persistence_threshold (1e5 elements by default) ZeRO-3
+        # keeps a parameter whole on every rank, which is every parameter of a tiny model (measured: a save
+        # without the gather was then the unsharded adapter, bit for bit)
+        zero["stage3_param_persistence_threshold"] = 0
+    config = {"train_micro_batch_size_per_gpu": micro, "gradient_accumulation_steps": 1, "zero_optimization": zero,
+              "zero_allow_untested_optimizer": True}
+    engine, optim, _, _ = deepspeed.initialize(model=model, optimizer=optim, config=config)
+    return engine, optim

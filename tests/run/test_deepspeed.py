@@ -106,3 +106,19 @@ def test_a_zero_row_skips_naming_the_compiler_deepspeeds_cpu_op_is_built_with(mo
     monkeypatch.delenv("CXX")
     monkeypatch.setenv("PATH", str(tmp_path))  # no c++ on PATH either
     assert any("c++ on PATH" in m for m in requirements.missing_requirements(ROWS[("lora", 3)]))
+
+
+@pytest.mark.slow  # one launch of 2 gloo ranks with DeepSpeed
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
+                    reason="needs the package deepspeed (the deepspeed extra: README's set-up)")
+def test_the_adapter_saved_under_zero3_equals_the_unsharded_one_and_a_save_without_the_gather_does_not():
+    """ZeRO-3 partitions the adapter across the ranks; saved as the Trainer's save_model does under ZeRO-3 (the
+    engine gathers, peft writes on rank 0) it is the unsharded adapter, keys, shapes and values; rank 0 saving its
+    own parameters without the gather (ZeRO-3's empty placeholders) is not."""
+    from suite.run import distributed_adapter
+
+    diffs = distributed_adapter.compare("zero3")
+    good = diffs[""]
+    assert good.equal and good.keys == 28, good  # 14 LoRA-adapted linears x (A, B), values bit for bit
+    partitioned = diffs["partitioned"]
+    assert not partitioned.equal and len(partitioned.shapes) == 28, partitioned  # each rank's placeholder: [0]
