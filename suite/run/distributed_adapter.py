@@ -9,13 +9,13 @@ peft). The parent compares the two adapter files. Faults the comparison must cat
 `_fsdp_wrapped_module.`), and `trainer_save` (what transformers' Trainer.save_model does on such a model when
 accelerate has no FSDP plugin: rank 0 alone saves the model's own state dict of DTensors).
 
-Under DeepSpeed ZeRO-3 (`compare("zero3")`, the zero3 rows' sharding) the same adapter is partitioned across the
+Under DeepSpeed ZeRO-3 (`compare("deepspeed")`, the zero3 rows' sharding) the same adapter is partitioned across the
 ranks by the engine, and saved as the Trainer's `save_model` does under ZeRO-3: the partitions gathered into one
 state dict by the engine (`_zero3_consolidated_16bit_state_dict`, what accelerate's `get_state_dict` calls when the
 config asks `stage3_gather_16bit_weights_on_model_save`), written by peft on rank 0. Its fault: `partitioned`,
 rank 0 saving the model's own parameters without the gather (ZeRO-3 leaves each rank empty placeholders).
 
-    python -m suite.run.distributed_adapter [zero3]   # a JSON line for the sharded save and one per fault
+    python -m suite.run.distributed_adapter [deepspeed]   # a JSON line for the sharded save and one per fault
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 FAULTS = ("local_shard", "prefixed", "trainer_save")
 ZERO3_FAULTS = ("partitioned",)
-WRAPS = {"fsdp2": FAULTS, "zero3": ZERO3_FAULTS}  # how the ranks shard the model -> the wrong saves caught
+SHARDERS = {"torch": FAULTS, "deepspeed": ZERO3_FAULTS}  # who shards the model (FSDP2, ZeRO-3) -> wrong saves caught
 ADAPTER_FILE = "adapter_model.safetensors"
 PREFIX = "_fsdp_wrapped_module."  # FSDP1's wrapper prefix, left in by a save that does not strip it
 
@@ -91,7 +91,7 @@ def _save_zero3(engine, model, directory: Path, main: bool, fault: str) -> None:
             model.save_pretrained(str(directory), state_dict=state)
 
 
-def rank_main(out: str, wrap: str = "fsdp2") -> None:
+def rank_main(out: str, sharder: str = "torch") -> None:
     """One of two ranks: the unsharded save (rank 0), FSDP2 or ZeRO-3, then the sharded save and each fault's, each
     in its own folder (one launch for all: starting two ranks is most of the time); what raised goes to a file."""
     import torch
@@ -101,16 +101,17 @@ def rank_main(out: str, wrap: str = "fsdp2") -> None:
 
     rank = int(os.environ["RANK"])
     torch.set_num_threads(1)
-    if wrap == "fsdp2":
+    deepspeed = sharder == "deepspeed"
+    if not deepspeed:
         dist.init_process_group("gloo")  # DeepSpeed starts its own (zero_engine)
     try:
         model = _model()
         if rank == 0:
             model.save_pretrained(str(Path(out) / "unsharded"))
-        engine = zero_engine(model, 3, 1)[0] if wrap == "zero3" else None
+        engine = zero_engine(model, 3, 1)[0] if deepspeed else None
         if engine is None:
             shard_model(model)
-        for fault in ("", *WRAPS[wrap]):  # trainer_save last: it raises on rank 0 alone
+        for fault in ("", *SHARDERS[sharder]):  # trainer_save last: it raises on rank 0 alone
             try:
                 if engine is not None:
                     _save_zero3(engine, model, Path(out) / (fault or "sharded"), rank == 0, fault)
@@ -140,15 +141,15 @@ def compare_dirs(unsharded: Path, sharded: Path) -> AdapterDiff:
     return diff
 
 
-def compare(wrap: str = "fsdp2", timeout_s: float = 240) -> dict[str, AdapterDiff]:
+def compare(sharder: str = "torch", timeout_s: float = 240) -> dict[str, AdapterDiff]:
     """Launch the two ranks (torchrun, a free port, in their own process group: a timeout kills both); the
     sharded save ("") and each fault's, compared with the unsharded save."""
     from suite.run.distributed import run_two_ranks
 
     with tempfile.TemporaryDirectory() as out:
-        run_two_ranks("suite.run.distributed_adapter", [out, wrap], timeout_s, what=f"{wrap}: the two ranks")
+        run_two_ranks("suite.run.distributed_adapter", [out, sharder], timeout_s, what=f"{sharder}: the two ranks")
         diffs = {}
-        for fault in ("", *WRAPS[wrap]):
+        for fault in ("", *SHARDERS[sharder]):
             name = fault or "sharded"
             diffs[fault] = compare_dirs(Path(out) / "unsharded", Path(out) / name)
             errors = sorted(Path(out).glob(f"error.{name}.rank*"))

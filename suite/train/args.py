@@ -85,6 +85,10 @@ def deepspeed_config(stage: int) -> dict:
     zero: dict = {"stage": stage, "reduce_bucket_size": 1_000_000, "allgather_bucket_size": 1_000_000}
     if stage == 3:  # save_model then gathers the partitioned parameters into one checkpoint (else it writes none)
         zero["stage3_gather_16bit_weights_on_model_save"] = True
+        # and every parameter stays partitioned between uses: below stage3_param_persistence_threshold (1e5
+        # elements by default) ZeRO-3 keeps a parameter whole on every rank, and a tiny model has no larger one
+        # (measured with suite/run/distributed_adapter.py: a save without the gather was then the whole adapter)
+        zero["stage3_param_persistence_threshold"] = 0
     return {"train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto",
             "gradient_accumulation_steps": "auto", "gradient_clipping": "auto",
             "bf16": {"enabled": "auto"}, "zero_optimization": zero}

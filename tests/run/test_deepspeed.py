@@ -52,6 +52,8 @@ def test_the_zero_config_asks_the_stage_and_keeps_the_cases_batch_and_optimizer(
     assert ds["train_micro_batch_size_per_gpu"] == ds["gradient_accumulation_steps"] == "auto"
     # ZeRO-3's save_model writes the gathered parameters only with this flag (else a DeepSpeed checkpoint alone)
     assert ds["zero_optimization"].get("stage3_gather_16bit_weights_on_model_save", False) is (stage == 3)
+    # and ZeRO-3 partitions every parameter of a tiny model (none whole on every rank below a threshold)
+    assert ds["zero_optimization"].get("stage3_param_persistence_threshold") == (0 if stage == 3 else None)
 
 
 @pytest.mark.slow  # the trainer's arguments import transformers (seconds cold)
@@ -117,7 +119,7 @@ def test_the_adapter_saved_under_zero3_equals_the_unsharded_one_and_a_save_witho
     own parameters without the gather (ZeRO-3's empty placeholders) is not."""
     from suite.run import distributed_adapter
 
-    diffs = distributed_adapter.compare("zero3")
+    diffs = distributed_adapter.compare("deepspeed")
     good = diffs[""]
     assert good.equal and good.keys == 28, good  # 14 LoRA-adapted linears x (A, B), values bit for bit
     partitioned = diffs["partitioned"]
