@@ -44,3 +44,17 @@ def _not_an_xdist_worker_for_subprocesses(monkeypatch):
     writes no --benchmark-json). The test's own process keeps its identity in config.workerinput."""
     for name in XDIST_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_accelerate_state_leaks_out_of_a_test():
+    """accelerate reads ACCELERATE_* from the environment, and transformers sets ACCELERATE_USE_DEEPSPEED around its
+    PartialState (left set when that raises): one test's leftover would make every later trainer of the worker, and
+    every child it starts, a DeepSpeed one. Each test leaves the ACCELERATE_* variables as it found them."""
+    import os
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("ACCELERATE_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("ACCELERATE_") and k not in before]:
+        del os.environ[key]
+    os.environ.update(before)
