@@ -123,16 +123,19 @@ def left_out(cases: Iterable[Case], asked: set[str]) -> dict[str, list[str]]:
     return out
 
 
+def tier_count(n: int, noun: str, tier: str) -> str:
+    """"36 cases of the extended tier" (noun: case, test)."""
+    return f"{n} {noun}{'s' if n != 1 else ''} of the {tier} tier"
+
+
 def left_out_count(left: dict[str, list[str]]) -> str | None:
     """What the tiers left out, counted ("36 cases of the extended tier"), or None when nothing was."""
-    parts = [f"{len(ids)} case{'s' if len(ids) != 1 else ''} of the {tier} tier" for tier, ids in sorted(left.items())
-             if ids]
-    return ", ".join(parts) or None
+    return ", ".join(tier_count(len(ids), "case", tier) for tier, ids in sorted(left.items()) if ids) or None
 
 
-def left_out_line(left: dict[str, list[str]]) -> str | None:
+def left_out_line(left: dict[str, list[str]], tests: dict[str, int] | None = None) -> str | None:
     """The run's line for what its tiers left out ("36 cases of the extended tier left out: --extended runs
-    them"), or None when nothing was."""
-    parts = [f"{len(ids)} case{'s' if len(ids) != 1 else ''} of the {tier} tier left out: --{tier} runs them"
-             for tier, ids in sorted(left.items()) if ids]
-    return "; ".join(parts) or None
+    them"; the suite's own tests in a tier counted apart), or None when nothing was."""
+    counted = [(tier_count(len(ids), "case", tier), tier) for tier, ids in sorted(left.items()) if ids]
+    counted += [(tier_count(n, "test", tier), tier) for tier, n in sorted((tests or {}).items()) if n]
+    return "; ".join(f"{what} left out: --{tier} runs them" for what, tier in counted) or None

@@ -175,10 +175,7 @@ class PluginSession:
 
     def tier_line(self) -> str | None:
         """The line that says what the tiers left out (the header after collection, and the summary)."""
-        line = left_out_line(self.left_out or {})
-        tests = "; ".join(f"{n} test{'s' if n != 1 else ''} of the {t} tier left out: --{t} runs them"
-                          for t, n in sorted((self.tests_left_out or {}).items()) if n)
-        line = "; ".join(x for x in (line, tests) if x)
+        line = left_out_line(self.left_out or {}, self.tests_left_out)
         return f"ftsuite: {line}" if line else None
 
     def resume_line(self) -> str | None:
